@@ -1,0 +1,1 @@
+//! osprey processor crate.

@@ -1,0 +1,1 @@
+//! osprey query crate.

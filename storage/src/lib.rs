@@ -1,0 +1,1 @@
+//! osprey storage crate.
