@@ -1,1 +1,6 @@
-//! osprey processor crate.
+//! osprey's processor: from log records to issues, stored events and transaction histograms.
+//!
+//! Per error event it normalizes (as Relay does), scrubs PII, applies inbound filters,
+//! computes Sentry's grouping hashes, finds or creates the issue and stores the event with its
+//! indexes; per transaction it folds the duration into the HDR histograms of its time buckets.
+//! Results and the log offset go into one RocksDB write batch (design.md §3).
