@@ -434,7 +434,10 @@ impl IngestService {
     }
 
     fn finish_error(&self, err: &IngestError, category: Option<DataCategory>, start: Instant) -> IngestResponse {
-        self.metrics.reject(err.reason(), category, 1);
+        // Rate-limited items were already counted one by one when they were dropped.
+        if !matches!(err, IngestError::RateLimited(_)) {
+            self.metrics.reject(err.reason(), category, 1);
+        }
         self.metrics.observe_latency(start.elapsed());
         if err.status().is_server_error() {
             tracing::warn!(error = %err, "ingest request failed");
