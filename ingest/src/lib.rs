@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod envelope;
 pub mod error;
 pub mod limits;
+pub mod loadgen;
 pub mod metrics;
 pub mod outcomes;
 pub mod rate_limit;
