@@ -98,7 +98,10 @@ impl FromStr for Auth {
         }
         Auth::from_pairs(rest.split(',').filter_map(|pair| {
             let mut kv = pair.split('=');
-            Some((Cow::Borrowed(kv.next()?.trim()), Cow::Borrowed(kv.next()?.trim())))
+            Some((
+                Cow::Borrowed(kv.next()?.trim()),
+                Cow::Borrowed(kv.next()?.trim()),
+            ))
         }))
     }
 }
@@ -399,7 +402,9 @@ mod tests {
     #[test]
     fn query_auth() {
         let q = format!("sentry_key={KEY}&sentry_version=7&sentry_client=js%2F1.0");
-        let (auth, source) = auth_from_request(&HeaderMap::new(), Some(&q)).unwrap().unwrap();
+        let (auth, source) = auth_from_request(&HeaderMap::new(), Some(&q))
+            .unwrap()
+            .unwrap();
         assert_eq!(source, AuthSource::Query);
         assert_eq!(auth.client.as_deref(), Some("js/1.0"));
     }
@@ -413,7 +418,10 @@ mod tests {
             ("x-sentry-auth", &format!("Sentry sentry_key={KEY}")),
             ("authorization", &format!("Sentry sentry_key={KEY}")),
         ]);
-        assert!(matches!(auth_from_request(&h, None), Err(IngestError::MultipleAuth)));
+        assert!(matches!(
+            auth_from_request(&h, None),
+            Err(IngestError::MultipleAuth)
+        ));
     }
 
     #[test]
@@ -423,7 +431,10 @@ mod tests {
             auth_from_request(&h, None),
             Err(IngestError::BadAuth(AuthParseError::MissingPublicKey))
         ));
-        let h = headers(&[("x-sentry-auth", &format!("Sentry sentry_key={KEY}, sentry_version=x"))]);
+        let h = headers(&[(
+            "x-sentry-auth",
+            &format!("Sentry sentry_key={KEY}, sentry_version=x"),
+        )]);
         assert!(matches!(
             auth_from_request(&h, None),
             Err(IngestError::BadAuth(AuthParseError::InvalidVersion))
@@ -446,11 +457,16 @@ mod tests {
         assert_eq!(dsn.envelope_url(), "http://127.0.0.1:9000/api/1/envelope/");
         assert_eq!(dsn.to_string(), format!("http://{KEY}@127.0.0.1:9000/1"));
 
-        let dsn: Dsn = format!("https://{KEY}:secret@sentry.io/prefix/42").parse().unwrap();
+        let dsn: Dsn = format!("https://{KEY}:secret@sentry.io/prefix/42")
+            .parse()
+            .unwrap();
         assert_eq!(dsn.secret.as_deref(), Some("secret"));
         assert_eq!(dsn.path, "/prefix");
         assert_eq!(dsn.project_id, 42);
-        assert_eq!(dsn.envelope_url(), "https://sentry.io/prefix/api/42/envelope/");
+        assert_eq!(
+            dsn.envelope_url(),
+            "https://sentry.io/prefix/api/42/envelope/"
+        );
 
         assert_eq!("ftp://a@b/1".parse::<Dsn>(), Err(DsnError::Scheme));
         assert_eq!("http://a@b/x".parse::<Dsn>(), Err(DsnError::ProjectId));
@@ -460,12 +476,20 @@ mod tests {
     #[test]
     fn envelope_header_dsn() {
         let line = format!(r#"{{"dsn":"http://{KEY}@localhost/3","event_id":null}}"#);
-        assert_eq!(dsn_from_envelope_header(line.as_bytes()).unwrap().project_id, 3);
+        assert_eq!(
+            dsn_from_envelope_header(line.as_bytes())
+                .unwrap()
+                .project_id,
+            3
+        );
         assert!(matches!(
             dsn_from_envelope_header(b"{\"dsn\":\"nope\"}"),
             Err(IngestError::BadEnvelopeAuth(_))
         ));
-        assert!(matches!(dsn_from_envelope_header(b"not json"), Err(IngestError::BadEnvelopeAuth(_))));
+        assert!(matches!(
+            dsn_from_envelope_header(b"not json"),
+            Err(IngestError::BadEnvelopeAuth(_))
+        ));
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub const MAX_AGE_SECS: &str = "3600";
 
 /// Headers every ingest response carries.
 pub fn apply(headers: &mut HeaderMap) {
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static(EXPOSED_HEADERS),
@@ -32,10 +35,15 @@ pub fn apply_preflight(headers: &mut HeaderMap) {
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(ALLOWED_HEADERS),
     );
-    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(MAX_AGE_SECS));
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(MAX_AGE_SECS),
+    );
     headers.insert(
         header::VARY,
-        HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers"),
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
     );
 }
 
@@ -52,7 +60,10 @@ mod tests {
             .to_str()
             .unwrap()
             .contains("x-sentry-auth"));
-        assert!(h[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+        assert!(h[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
         assert!(h[header::ACCESS_CONTROL_EXPOSE_HEADERS]
             .to_str()
             .unwrap()

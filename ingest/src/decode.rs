@@ -31,7 +31,10 @@ impl Encoding {
     /// (`identity`, empty, and the bogus `UTF-8` some SDKs send).
     pub fn parse(token: &str) -> Result<Option<Encoding>, IngestError> {
         let token = token.trim();
-        if token.is_empty() || token.eq_ignore_ascii_case("utf-8") || token.eq_ignore_ascii_case("identity") {
+        if token.is_empty()
+            || token.eq_ignore_ascii_case("utf-8")
+            || token.eq_ignore_ascii_case("identity")
+        {
             return Ok(None);
         }
         Ok(Some(match token.to_ascii_lowercase().as_str() {
@@ -48,9 +51,9 @@ impl Encoding {
 pub fn encodings(headers: &HeaderMap) -> Result<Vec<Encoding>, IngestError> {
     let mut out = Vec::new();
     for value in headers.get_all(http::header::CONTENT_ENCODING) {
-        let value = value
-            .to_str()
-            .map_err(|_| IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned()))?;
+        let value = value.to_str().map_err(|_| {
+            IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })?;
         for token in value.split(',') {
             if let Some(enc) = Encoding::parse(token)? {
                 // More than a couple of stacked codings is not something any SDK does; refusing
@@ -70,7 +73,11 @@ fn too_large(cap: usize) -> IngestError {
 }
 
 /// Reads `reader` to the end into memory, failing with 413 past `cap` bytes.
-fn read_capped<R: Read>(reader: R, cap: usize, size_hint: usize) -> Result<Bytes, std::io::Result<()>> {
+fn read_capped<R: Read>(
+    reader: R,
+    cap: usize,
+    size_hint: usize,
+) -> Result<Bytes, std::io::Result<()>> {
     let mut out = Vec::with_capacity(size_hint.min(cap).min(1 << 20));
     let limit = (cap as u64).saturating_add(1);
     match reader.take(limit).read_to_end(&mut out) {
@@ -131,7 +138,11 @@ pub fn decode_store_payload(body: Bytes, cap: usize) -> Result<Bytes, IngestErro
         Some(i) if body[i] == b'{' => return Ok(body),
         Some(_) => {}
     }
-    let text: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let text: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(&text)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text))
@@ -143,10 +154,16 @@ pub fn decode_store_payload(body: Bytes, cap: usize) -> Result<Bytes, IngestErro
         }
         return Ok(Bytes::from(decoded));
     }
-    match read_capped(flate2::read::ZlibDecoder::new(&decoded[..]), cap, decoded.len() * 4) {
+    match read_capped(
+        flate2::read::ZlibDecoder::new(&decoded[..]),
+        cap,
+        decoded.len() * 4,
+    ) {
         Ok(bytes) => Ok(bytes),
         Err(Ok(())) => Err(too_large(cap)),
-        Err(Err(e)) => Err(IngestError::InvalidCompressionContainer(DetailError::new(e))),
+        Err(Err(e)) => Err(IngestError::InvalidCompressionContainer(DetailError::new(
+            e,
+        ))),
     }
 }
 
@@ -173,35 +190,56 @@ mod tests {
         assert_eq!(encodings(&headers("x-gzip")).unwrap(), vec![Encoding::Gzip]);
         assert_eq!(encodings(&headers("UTF-8")).unwrap(), vec![]);
         assert_eq!(encodings(&headers("")).unwrap(), vec![]);
-        assert_eq!(encodings(&headers("deflate, br")).unwrap(), vec![Encoding::Deflate, Encoding::Brotli]);
-        assert!(matches!(encodings(&headers("lzma")), Err(IngestError::UnsupportedEncoding(_))));
+        assert_eq!(
+            encodings(&headers("deflate, br")).unwrap(),
+            vec![Encoding::Deflate, Encoding::Brotli]
+        );
+        assert!(matches!(
+            encodings(&headers("lzma")),
+            Err(IngestError::UnsupportedEncoding(_))
+        ));
     }
 
     #[test]
     fn roundtrips_every_coding() {
         let data = b"{\"message\":\"hello\"}".repeat(100);
         let gz = gzip(&data);
-        assert_eq!(&decode_body(&[Encoding::Gzip], gz.into(), 1 << 20).unwrap()[..], &data[..]);
+        assert_eq!(
+            &decode_body(&[Encoding::Gzip], gz.into(), 1 << 20).unwrap()[..],
+            &data[..]
+        );
 
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(&data).unwrap();
         let z = z.finish().unwrap();
-        assert_eq!(&decode_body(&[Encoding::Deflate], z.into(), 1 << 20).unwrap()[..], &data[..]);
+        assert_eq!(
+            &decode_body(&[Encoding::Deflate], z.into(), 1 << 20).unwrap()[..],
+            &data[..]
+        );
 
         let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         raw.write_all(&data).unwrap();
         let raw = raw.finish().unwrap();
-        assert_eq!(&decode_body(&[Encoding::Deflate], raw.into(), 1 << 20).unwrap()[..], &data[..]);
+        assert_eq!(
+            &decode_body(&[Encoding::Deflate], raw.into(), 1 << 20).unwrap()[..],
+            &data[..]
+        );
 
         let mut br = Vec::new();
         {
             let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
             w.write_all(&data).unwrap();
         }
-        assert_eq!(&decode_body(&[Encoding::Brotli], br.into(), 1 << 20).unwrap()[..], &data[..]);
+        assert_eq!(
+            &decode_body(&[Encoding::Brotli], br.into(), 1 << 20).unwrap()[..],
+            &data[..]
+        );
 
         let zs = zstd::encode_all(&data[..], 3).unwrap();
-        assert_eq!(&decode_body(&[Encoding::Zstd], zs.into(), 1 << 20).unwrap()[..], &data[..]);
+        assert_eq!(
+            &decode_body(&[Encoding::Zstd], zs.into(), 1 << 20).unwrap()[..],
+            &data[..]
+        );
     }
 
     #[test]
@@ -220,23 +258,31 @@ mod tests {
 
     #[test]
     fn garbage_is_400() {
-        let err = decode_body(&[Encoding::Gzip], Bytes::from_static(b"not gzip"), 1000).unwrap_err();
+        let err =
+            decode_body(&[Encoding::Gzip], Bytes::from_static(b"not gzip"), 1000).unwrap_err();
         assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
-        let err = decode_body(&[Encoding::Zstd], Bytes::from_static(b"not zstd"), 1000).unwrap_err();
+        let err =
+            decode_body(&[Encoding::Zstd], Bytes::from_static(b"not zstd"), 1000).unwrap_err();
         assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
     }
 
     #[test]
     fn store_sniffing() {
         let json = b"{\"a\":1}";
-        assert_eq!(&decode_store_payload(Bytes::from_static(json), 100).unwrap()[..], json);
+        assert_eq!(
+            &decode_store_payload(Bytes::from_static(json), 100).unwrap()[..],
+            json
+        );
         let b64 = base64::engine::general_purpose::STANDARD.encode(json);
         assert_eq!(&decode_store_payload(b64.into(), 100).unwrap()[..], json);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(json).unwrap();
         let b64z = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
         assert_eq!(&decode_store_payload(b64z.into(), 100).unwrap()[..], json);
-        assert!(matches!(decode_store_payload(Bytes::from_static(b"  "), 100), Err(IngestError::EmptyBody)));
+        assert!(matches!(
+            decode_store_payload(Bytes::from_static(b"  "), 100),
+            Err(IngestError::EmptyBody)
+        ));
         assert!(decode_store_payload(Bytes::from_static(b"!!!"), 100).is_err());
     }
 }

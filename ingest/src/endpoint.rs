@@ -147,7 +147,10 @@ pub struct IngestResponse {
 impl IngestResponse {
     fn json(status: StatusCode, body: Vec<u8>) -> IngestResponse {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         IngestResponse {
             status,
             headers,
@@ -158,15 +161,21 @@ impl IngestResponse {
     fn from_error(err: &IngestError) -> IngestResponse {
         let mut resp = IngestResponse::json(err.status(), err.body());
         match err {
-            IngestError::RateLimited(limits) => add_rate_limit_headers(&mut resp.headers, limits, true),
+            IngestError::RateLimited(limits) => {
+                add_rate_limit_headers(&mut resp.headers, limits, true)
+            }
             IngestError::QueueFailed {
                 retry_after_secs: Some(secs),
                 ..
             } => {
-                resp.headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+                resp.headers
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             IngestError::MethodNotAllowed => {
-                resp.headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, OPTIONS"));
+                resp.headers.insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, POST, OPTIONS"),
+                );
             }
             _ => {}
         }
@@ -221,7 +230,9 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         "store" => false,
         _ => return Err(IngestError::NotFound),
     };
-    let project_id = project.parse::<u64>().map_err(|_| IngestError::BadProject)?;
+    let project_id = project
+        .parse::<u64>()
+        .map_err(|_| IngestError::BadProject)?;
     Ok(if is_envelope {
         Route::Envelope(project_id)
     } else {
@@ -266,7 +277,9 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
     let Some(origin) = origin else { return true };
-    let Some(host) = url_host(origin) else { return false };
+    let Some(host) = url_host(origin) else {
+        return false;
+    };
     let host = host.to_ascii_lowercase();
     allowed.iter().any(|pattern| {
         let pattern = pattern.trim().to_ascii_lowercase();
@@ -294,7 +307,11 @@ pub struct IngestService {
 
 impl IngestService {
     /// Creates the service over a key/project source and the log.
-    pub fn new(projects: impl ProjectSource, log: Arc<dyn Log>, config: IngestConfig) -> IngestService {
+    pub fn new(
+        projects: impl ProjectSource,
+        log: Arc<dyn Log>,
+        config: IngestConfig,
+    ) -> IngestService {
         let limiter = RateLimiter::new(&config.rate_limits);
         IngestService {
             projects: Arc::new(projects),
@@ -361,9 +378,11 @@ impl IngestService {
         } else {
             match Limited::new(body, cap).collect().await {
                 Ok(collected) => Ok(collected.to_bytes()),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(IngestError::BodyTooLarge(DetailError(
-                    format!("length limit exceeded ({cap} bytes)"),
-                ))),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Err(IngestError::BodyTooLarge(DetailError(format!(
+                        "length limit exceeded ({cap} bytes)"
+                    ))))
+                }
                 Err(e) => Err(IngestError::InvalidBody(DetailError::new(e))),
             }
         };
@@ -416,7 +435,8 @@ impl IngestService {
                         headers: HeaderMap::new(),
                         body: Bytes::from_static(PIXEL_GIF),
                     };
-                    r.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+                    r.headers
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
                     r
                 } else {
                     let body = match accepted.event_id {
@@ -433,7 +453,12 @@ impl IngestService {
         }
     }
 
-    fn finish_error(&self, err: &IngestError, category: Option<DataCategory>, start: Instant) -> IngestResponse {
+    fn finish_error(
+        &self,
+        err: &IngestError,
+        category: Option<DataCategory>,
+        start: Instant,
+    ) -> IngestResponse {
         // Rate-limited items were already counted one by one when they were dropped.
         if !matches!(err, IngestError::RateLimited(_)) {
             self.metrics.reject(err.reason(), category, 1);
@@ -464,7 +489,8 @@ impl IngestService {
             ..
         } = request;
         match (route, &method) {
-            (Route::Envelope(_), &Method::POST) | (Route::Store(_), &Method::POST | &Method::GET) => {}
+            (Route::Envelope(_), &Method::POST)
+            | (Route::Store(_), &Method::POST | &Method::GET) => {}
             _ => return Err(IngestError::MethodNotAllowed),
         }
         let path_project = match route {
@@ -488,7 +514,11 @@ impl IngestService {
         let raw = if method == Method::GET {
             let data = query
                 .as_deref()
-                .and_then(|q| auth::query_pairs(q).find(|(k, _)| k == "sentry_data").map(|(_, v)| v.into_owned()))
+                .and_then(|q| {
+                    auth::query_pairs(q)
+                        .find(|(k, _)| k == "sentry_data")
+                        .map(|(_, v)| v.into_owned())
+                })
                 .unwrap_or_default();
             Bytes::from(data)
         } else {
@@ -550,7 +580,9 @@ impl IngestService {
                 }
                 if !header_dsn_auth {
                     if let Some((auth, _)) = &header_auth {
-                        if auth::parse_public_key(&auth.public_key)? != dsn.public_key.split('.').next().unwrap_or("") {
+                        if auth::parse_public_key(&auth.public_key)?
+                            != dsn.public_key.split('.').next().unwrap_or("")
+                        {
                             return Err(EnvelopeError::HeaderMismatch("public key").into());
                         }
                     }
@@ -576,7 +608,8 @@ impl IngestService {
         } else {
             client_addr
         };
-        self.handle_envelope(envelope, &key, client_addr, is_envelope).await
+        self.handle_envelope(envelope, &key, client_addr, is_envelope)
+            .await
     }
 
     /// Validates the key and version, then finds the key and its project (403 if unusable).
@@ -590,7 +623,10 @@ impl IngestService {
             return Err(IngestError::UnsupportedProtocolVersion(auth.version));
         }
         let rejected = IngestError::EventRejected(DiscardReason::ProjectId);
-        let key = self.projects.key(public_key).ok_or(IngestError::EventRejected(DiscardReason::ProjectId))?;
+        let key = self
+            .projects
+            .key(public_key)
+            .ok_or(IngestError::EventRejected(DiscardReason::ProjectId))?;
         if !key.enabled || path_project.is_some_and(|p| p != key.project_id) {
             return Err(rejected);
         }
@@ -632,13 +668,16 @@ impl IngestService {
             window_secs: l.window_secs,
         });
         let only: Vec<Demand> = demands.iter().map(|(_, d)| *d).collect();
-        let (accepted, rate_limits) = self.limiter.check(key.project_id, key.key_id, key_limit, &only);
+        let (accepted, rate_limits) =
+            self.limiter
+                .check(key.project_id, key.key_id, key_limit, &only);
         if rate_limits.is_limited() {
             let mut drop = vec![false; envelope.items.len()];
             for ((i, demand), ok) in demands.iter().zip(&accepted) {
                 if !ok {
                     drop[*i] = true;
-                    self.metrics.reject("rate_limited", Some(demand.category), 1);
+                    self.metrics
+                        .reject("rate_limited", Some(demand.category), 1);
                 }
             }
             let mut index = 0;
@@ -691,7 +730,10 @@ impl IngestService {
                 self.metrics.accept_item(c);
             }
         }
-        Ok(Accepted { event_id, rate_limits })
+        Ok(Accepted {
+            event_id,
+            rate_limits,
+        })
     }
 }
 
@@ -739,10 +781,19 @@ mod tests {
     fn routes() {
         assert_eq!(parse_route("/api/1/envelope/").unwrap(), Route::Envelope(1));
         assert_eq!(parse_route("/api/1/envelope").unwrap(), Route::Envelope(1));
-        assert_eq!(parse_route("/api/42/store/").unwrap(), Route::Store(Some(42)));
+        assert_eq!(
+            parse_route("/api/42/store/").unwrap(),
+            Route::Store(Some(42))
+        );
         assert_eq!(parse_route("/api/store/").unwrap(), Route::Store(None));
-        assert!(matches!(parse_route("/api/abc/envelope/"), Err(IngestError::BadProject)));
-        assert!(matches!(parse_route("/api/1/minidump/"), Err(IngestError::NotFound)));
+        assert!(matches!(
+            parse_route("/api/abc/envelope/"),
+            Err(IngestError::BadProject)
+        ));
+        assert!(matches!(
+            parse_route("/api/1/minidump/"),
+            Err(IngestError::NotFound)
+        ));
         assert!(matches!(parse_route("/health"), Err(IngestError::NotFound)));
     }
 
@@ -751,11 +802,17 @@ mod tests {
         let mut h = HeaderMap::new();
         let allowed = vec!["*.example.com".to_owned(), "other.org".to_owned()];
         assert!(origin_allowed(&allowed, &h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://app.example.com:8443"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://app.example.com:8443"),
+        );
         assert!(origin_allowed(&allowed, &h));
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.com"));
         assert!(!origin_allowed(&allowed, &h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://other.org/"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://other.org/"),
+        );
         assert!(origin_allowed(&allowed, &h));
         assert!(origin_allowed(&["*".to_owned()], &h));
     }

@@ -253,7 +253,9 @@ struct RawItemHeader<'a> {
 
 /// Reads one JSON value at the start of `data`, returning it and the number of bytes consumed.
 /// Leading whitespace is skipped, as Relay's streaming deserializer does.
-fn read_json<'a, T: Deserialize<'a>>(data: &'a [u8]) -> Option<Result<(T, usize), serde_json::Error>> {
+fn read_json<'a, T: Deserialize<'a>>(
+    data: &'a [u8],
+) -> Option<Result<(T, usize), serde_json::Error>> {
     let mut stream = serde_json::Deserializer::from_slice(data).into_iter::<T>();
     match stream.next()? {
         Ok(value) => Some(Ok((value, stream.byte_offset()))),
@@ -399,7 +401,10 @@ mod tests {
         assert_eq!(env.items.len(), 2);
         assert_eq!(&env.items[0].payload[..], b"\xef\xbb\xbfHello\r\n");
         assert_eq!(env.items[0].ty, ItemType::Attachment);
-        assert_eq!(&env.items[1].payload[..], b"{\"message\":\"hello world\",\"level\":\"error\"}");
+        assert_eq!(
+            &env.items[1].payload[..],
+            b"{\"message\":\"hello world\",\"level\":\"error\"}"
+        );
         assert_eq!(
             env.event_id.unwrap().simple().to_string(),
             "9ec79c33ec9942ab8353589fcb2e04dc"
@@ -412,7 +417,10 @@ mod tests {
 
     #[test]
     fn implicit_length_and_eof_without_newline() {
-        let env = parse(b"{}\n{\"type\":\"session\"}\n{\"started\":1}\n{\"type\":\"session\"}\n{\"x\":2}").unwrap();
+        let env = parse(
+            b"{}\n{\"type\":\"session\"}\n{\"started\":1}\n{\"type\":\"session\"}\n{\"x\":2}",
+        )
+        .unwrap();
         assert_eq!(env.items.len(), 2);
         assert_eq!(&env.items[1].payload[..], b"{\"x\":2}");
         // Sessions need no event id.
@@ -445,8 +453,14 @@ mod tests {
     #[test]
     fn framing_errors() {
         assert!(matches!(parse(b""), Err(EnvelopeError::MissingHeader)));
-        assert!(matches!(parse(b"nope"), Err(EnvelopeError::InvalidHeader(_))));
-        assert!(matches!(parse(b"{}x\n"), Err(EnvelopeError::MissingNewline)));
+        assert!(matches!(
+            parse(b"nope"),
+            Err(EnvelopeError::InvalidHeader(_))
+        ));
+        assert!(matches!(
+            parse(b"{}x\n"),
+            Err(EnvelopeError::MissingNewline)
+        ));
         assert!(matches!(
             parse(b"{}\n{\"type\":\"event\",\"length\":100}\n{}\n"),
             Err(EnvelopeError::UnexpectedEof)
@@ -455,12 +469,27 @@ mod tests {
             parse(b"{}\n{\"type\":\"event\",\"length\":2}\n{}}\n"),
             Err(EnvelopeError::MissingNewline)
         ));
-        assert!(matches!(parse(b"{}\n{\"length\":2}\n{}\n"), Err(EnvelopeError::InvalidItemHeader(_))));
-        assert!(matches!(parse(b"{}\n{\"type\":1}\n{}\n"), Err(EnvelopeError::InvalidItemHeader(_))));
-        assert!(matches!(parse(b"{}\n{\"type\":\"event\"} {}\n"), Err(EnvelopeError::MissingNewline)));
+        assert!(matches!(
+            parse(b"{}\n{\"length\":2}\n{}\n"),
+            Err(EnvelopeError::InvalidItemHeader(_))
+        ));
+        assert!(matches!(
+            parse(b"{}\n{\"type\":1}\n{}\n"),
+            Err(EnvelopeError::InvalidItemHeader(_))
+        ));
+        assert!(matches!(
+            parse(b"{}\n{\"type\":\"event\"} {}\n"),
+            Err(EnvelopeError::MissingNewline)
+        ));
         // A stray trailing byte is another (invalid) item header.
-        assert!(matches!(parse(b"{}\n{\"type\":\"event\"}\n{}\nx"), Err(EnvelopeError::InvalidItemHeader(_))));
-        assert!(matches!(parse(b"{\"event_id\":\"zz\"}\n"), Err(EnvelopeError::InvalidHeader(_))));
+        assert!(matches!(
+            parse(b"{}\n{\"type\":\"event\"}\n{}\nx"),
+            Err(EnvelopeError::InvalidItemHeader(_))
+        ));
+        assert!(matches!(
+            parse(b"{\"event_id\":\"zz\"}\n"),
+            Err(EnvelopeError::InvalidHeader(_))
+        ));
         assert!(matches!(
             parse(b"{\"sent_at\":\"2020-01-01T00:00:00Z\",\"sent_at\":\"2020-01-01T00:00:00Z\"}\n"),
             Err(EnvelopeError::InvalidHeader(_))
@@ -492,7 +521,14 @@ mod tests {
         let id = Uuid::new_v4();
         let env = Envelope::from_store_payload(id, ItemType::Event, Bytes::from_static(b"{}"));
         let again = Envelope::parse(Bytes::from(
-            [&env.header[..], b"\n", &env.items[0].header[..], b"\n", &env.items[0].payload[..]].concat(),
+            [
+                &env.header[..],
+                b"\n",
+                &env.items[0].header[..],
+                b"\n",
+                &env.items[0].payload[..],
+            ]
+            .concat(),
         ))
         .unwrap();
         assert_eq!(again.event_id, Some(id));

@@ -128,7 +128,9 @@ impl IngestError {
             | IngestError::BadAuth(_)
             | IngestError::BadEnvelopeAuth(_) => StatusCode::UNAUTHORIZED,
             IngestError::EventRejected(_) => StatusCode::FORBIDDEN,
-            IngestError::BodyTooLarge(_) | IngestError::Overflow(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::BodyTooLarge(_) | IngestError::Overflow(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::QueueFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::NotFound => StatusCode::NOT_FOUND,
@@ -218,14 +220,20 @@ mod tests {
     fn causes_omitted_when_empty() {
         let err = IngestError::MissingAuth;
         let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
-        assert_eq!(body, serde_json::json!({"detail": "missing authorization information"}));
+        assert_eq!(
+            body,
+            serde_json::json!({"detail": "missing authorization information"})
+        );
         assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]
     fn rejected_detail_uses_debug_name() {
         let err = IngestError::EventRejected(DiscardReason::ProjectId);
-        assert_eq!(err.to_string(), "event submission rejected with_reason: ProjectId");
+        assert_eq!(
+            err.to_string(),
+            "event submission rejected with_reason: ProjectId"
+        );
         assert_eq!(err.status(), StatusCode::FORBIDDEN);
     }
 

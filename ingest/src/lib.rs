@@ -23,7 +23,8 @@ pub mod outcomes;
 pub mod rate_limit;
 
 pub use endpoint::{
-    IngestConfig, IngestRequest, IngestResponse, IngestService, ProjectSource, StaticProjects, PIXEL_GIF,
+    IngestConfig, IngestRequest, IngestResponse, IngestService, ProjectSource, StaticProjects,
+    PIXEL_GIF,
 };
 pub use envelope::{Envelope, EnvelopeError, Item, ItemType};
 pub use error::IngestError;

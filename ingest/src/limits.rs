@@ -91,7 +91,8 @@ impl Allowance {
         if size > self.item_size {
             return false;
         }
-        let (Some(count), Some(total)) = (self.count.checked_sub(1), self.total.checked_sub(len)) else {
+        let (Some(count), Some(total)) = (self.count.checked_sub(1), self.total.checked_sub(len))
+        else {
             return false;
         };
         self.count = count;
@@ -104,10 +105,22 @@ impl Allowance {
 pub fn check_envelope(limits: &Limits, envelope: &Envelope) -> Result<(), String> {
     let l = limits;
     let mut event = Allowance::new(l.max_event_size, 1, l.max_event_size);
-    let mut attachment = Allowance::new(l.max_attachment_size, l.max_attachment_count, l.max_attachments_size);
-    let mut replay_recording = Allowance::new(l.max_replay_compressed_size, 1, l.max_replay_compressed_size);
+    let mut attachment = Allowance::new(
+        l.max_attachment_size,
+        l.max_attachment_count,
+        l.max_attachments_size,
+    );
+    let mut replay_recording = Allowance::new(
+        l.max_replay_compressed_size,
+        1,
+        l.max_replay_compressed_size,
+    );
     let mut replay_video = replay_recording;
-    let mut session = Allowance::new(l.max_sessions_size, l.max_session_count, l.max_sessions_size);
+    let mut session = Allowance::new(
+        l.max_sessions_size,
+        l.max_session_count,
+        l.max_sessions_size,
+    );
     let mut client_report = Allowance::new(
         l.max_client_reports_size,
         l.max_client_reports_count,
@@ -116,11 +129,16 @@ pub fn check_envelope(limits: &Limits, envelope: &Envelope) -> Result<(), String
     let mut profile = Allowance::new(l.max_profile_size, 1, l.max_profile_size);
     let mut check_in = Allowance::new(l.max_check_in_size, 1, l.max_check_in_size);
     let mut statsd = Allowance::new(l.max_statsd_size, 1, l.max_statsd_size);
-    let mut metric_buckets = Allowance::new(l.max_metric_buckets_size, 1, l.max_metric_buckets_size);
+    let mut metric_buckets =
+        Allowance::new(l.max_metric_buckets_size, 1, l.max_metric_buckets_size);
     let mut log = Allowance::new(l.max_log_size, 1, l.max_container_size);
     let mut trace_metric = Allowance::new(l.max_trace_metric_size, 1, l.max_container_size);
     let mut span = Allowance::new(l.max_span_size, 1, l.max_container_size);
-    let mut span_legacy = Allowance::new(l.max_span_size, l.max_standalone_span_count, l.max_container_size);
+    let mut span_legacy = Allowance::new(
+        l.max_span_size,
+        l.max_standalone_span_count,
+        l.max_container_size,
+    );
 
     for item in &envelope.items {
         let allowance = match item.ty {
@@ -171,14 +189,22 @@ mod tests {
     #[test]
     fn defaults_accept_normal_envelopes() {
         let limits = Limits::default();
-        let env = envelope(&[("event", 10_000), ("attachment", 100_000), ("client_report", 100), ("weird", 5 * MIB)]);
+        let env = envelope(&[
+            ("event", 10_000),
+            ("attachment", 100_000),
+            ("client_report", 100),
+            ("weird", 5 * MIB),
+        ]);
         assert_eq!(check_envelope(&limits, &env), Ok(()));
     }
 
     #[test]
     fn oversized_event() {
         let env = envelope(&[("event", MIB + 1)]);
-        assert_eq!(check_envelope(&Limits::default(), &env), Err("event".to_owned()));
+        assert_eq!(
+            check_envelope(&Limits::default(), &env),
+            Err("event".to_owned())
+        );
         let env = envelope(&[("transaction", MIB)]);
         assert_eq!(check_envelope(&Limits::default(), &env), Ok(()));
     }
@@ -186,14 +212,23 @@ mod tests {
     #[test]
     fn counts() {
         let env = envelope(&[("event", 10), ("transaction", 10)]);
-        assert_eq!(check_envelope(&Limits::default(), &env), Err("transaction".to_owned()));
+        assert_eq!(
+            check_envelope(&Limits::default(), &env),
+            Err("transaction".to_owned())
+        );
         let many: Vec<(&str, usize)> = vec![("attachment", 1); 31];
-        assert_eq!(check_envelope(&Limits::default(), &envelope(&many)), Err("attachment".to_owned()));
+        assert_eq!(
+            check_envelope(&Limits::default(), &envelope(&many)),
+            Err("attachment".to_owned())
+        );
         let limits = Limits {
             max_check_in_size: 10,
             ..Limits::default()
         };
-        assert_eq!(check_envelope(&limits, &envelope(&[("check_in", 11)])), Err("check_in".to_owned()));
+        assert_eq!(
+            check_envelope(&limits, &envelope(&[("check_in", 11)])),
+            Err("check_in".to_owned())
+        );
     }
 
     #[test]

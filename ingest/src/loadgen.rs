@@ -196,11 +196,19 @@ impl fmt::Display for LoadgenSummary {
             self.accepted,
             self.accepted_per_sec()
         )?;
-        let statuses: Vec<String> = self.status_counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        let statuses: Vec<String> = self
+            .status_counts
+            .iter()
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect();
         writeln!(
             f,
             "status: {}{}",
-            if statuses.is_empty() { "-".to_owned() } else { statuses.join(" ") },
+            if statuses.is_empty() {
+                "-".to_owned()
+            } else {
+                statuses.join(" ")
+            },
             if self.transport_errors > 0 {
                 format!(" transport_errors={}", self.transport_errors)
             } else {
@@ -243,8 +251,20 @@ pub enum LoadgenError {
 /// Number of distinct error kinds (issues) the generator draws from.
 pub const ERROR_KINDS: usize = 300;
 
-const RELEASES: &[&str] = &["shop@4.2.0", "shop@4.2.1", "shop@4.3.0", "shop@4.3.1", "shop@5.0.0-rc1"];
-const ENVIRONMENTS: &[&str] = &["production", "production", "production", "staging", "development"];
+const RELEASES: &[&str] = &[
+    "shop@4.2.0",
+    "shop@4.2.1",
+    "shop@4.3.0",
+    "shop@4.3.1",
+    "shop@5.0.0-rc1",
+];
+const ENVIRONMENTS: &[&str] = &[
+    "production",
+    "production",
+    "production",
+    "staging",
+    "development",
+];
 const REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-west-2", "ap-south-1"];
 const BROWSERS: &[&str] = &["Chrome 131", "Firefox 133", "Safari 18.1", "Edge 131"];
 
@@ -388,19 +408,37 @@ const ROUTES: &[&str] = &[
 ];
 const SPAN_OPS: &[(&str, &str)] = &[
     ("db.sql.query", "SELECT * FROM products WHERE id = %s"),
-    ("db.sql.query", "SELECT * FROM orders WHERE user_id = %s ORDER BY created_at DESC LIMIT 20"),
-    ("db.sql.query", "UPDATE inventory SET reserved = reserved + %s WHERE sku = %s"),
-    ("db.sql.query", "INSERT INTO order_items (order_id, sku, qty) VALUES (%s, %s, %s)"),
+    (
+        "db.sql.query",
+        "SELECT * FROM orders WHERE user_id = %s ORDER BY created_at DESC LIMIT 20",
+    ),
+    (
+        "db.sql.query",
+        "UPDATE inventory SET reserved = reserved + %s WHERE sku = %s",
+    ),
+    (
+        "db.sql.query",
+        "INSERT INTO order_items (order_id, sku, qty) VALUES (%s, %s, %s)",
+    ),
     ("cache.get", "product:{id}"),
     ("cache.set", "cart:{id}"),
-    ("http.client", "GET https://payments.example.com/v1/charges/{id}"),
+    (
+        "http.client",
+        "GET https://payments.example.com/v1/charges/{id}",
+    ),
     ("http.client", "POST https://search.internal/query"),
     ("template.render", "products/detail.html"),
     ("serialize", "OrderSerializer"),
     ("function", "shop.services.pricing.calculate"),
     ("queue.publish", "emails.send_confirmation"),
 ];
-const FAILING_STATUSES: &[&str] = &["internal_error", "deadline_exceeded", "not_found", "unavailable", "permission_denied"];
+const FAILING_STATUSES: &[&str] = &[
+    "internal_error",
+    "deadline_exceeded",
+    "not_found",
+    "unavailable",
+    "permission_denied",
+];
 
 /// A tiny deterministic mixer so that each error kind always gets the same type, module and
 /// stack (the grouping-relevant parts) regardless of the run's random stream.
@@ -417,7 +455,9 @@ fn pick<T: Copy>(list: &[T], seed: u64) -> T {
 
 fn hex_id<R: Rng + ?Sized>(rng: &mut R, chars: usize) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    (0..chars).map(|_| DIGITS[rng.random_range(0..16)] as char).collect()
+    (0..chars)
+        .map(|_| DIGITS[rng.random_range(0..16)] as char)
+        .collect()
 }
 
 fn fill_template<R: Rng + ?Sized>(rng: &mut R, template: &str) -> String {
@@ -434,7 +474,10 @@ fn fill_template<R: Rng + ?Sized>(rng: &mut R, template: &str) -> String {
         out.replace_range(i..i + 4, &rng.random_range(1000..60_000u32).to_string());
     }
     while let Some(i) = out.find("{status}") {
-        out.replace_range(i..i + 8, pick(&["500", "502", "503", "504", "404"], rng.random()));
+        out.replace_range(
+            i..i + 8,
+            pick(&["500", "502", "503", "504", "404"], rng.random()),
+        );
     }
     while let Some(i) = out.find("{uuid}") {
         out.replace_range(i..i + 6, &uuid::Uuid::from_u128(rng.random()).to_string());
@@ -443,7 +486,10 @@ fn fill_template<R: Rng + ?Sized>(rng: &mut R, template: &str) -> String {
         out.replace_range(i..i + 5, &format!("SKU-{}", rng.random_range(100..999u32)));
     }
     while let Some(i) = out.find("{slug}") {
-        out.replace_range(i..i + 6, pick(&["red-shoes", "blue-hat", "green-socks"], rng.random()));
+        out.replace_range(
+            i..i + 6,
+            pick(&["red-shoes", "blue-hat", "green-socks"], rng.random()),
+        );
     }
     out
 }
@@ -455,12 +501,19 @@ fn now_secs_f64() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn common_fields<R: Rng + ?Sized>(rng: &mut R, event: &mut serde_json::Map<String, Value>, platform: &str) {
+fn common_fields<R: Rng + ?Sized>(
+    rng: &mut R,
+    event: &mut serde_json::Map<String, Value>,
+    platform: &str,
+) {
     let user_id = rng.random_range(1..20_000u32);
     event.insert("platform".into(), json!(platform));
     event.insert("timestamp".into(), json!(now_secs_f64()));
     event.insert("release".into(), json!(pick(RELEASES, rng.random())));
-    event.insert("environment".into(), json!(pick(ENVIRONMENTS, rng.random())));
+    event.insert(
+        "environment".into(),
+        json!(pick(ENVIRONMENTS, rng.random())),
+    );
     event.insert(
         "user".into(),
         json!({"id": format!("user-{user_id}"), "email": format!("user{user_id}@example.com"), "ip_address": format!("10.{}.{}.{}", rng.random_range(0..255u8), rng.random_range(0..255u8), rng.random_range(1..255u8))}),
@@ -469,7 +522,10 @@ fn common_fields<R: Rng + ?Sized>(rng: &mut R, event: &mut serde_json::Map<Strin
         "tags".into(),
         json!({"region": pick(REGIONS, rng.random()), "browser": pick(BROWSERS, rng.random()), "customer_tier": pick(&["free", "pro", "enterprise"], rng.random())}),
     );
-    event.insert("server_name".into(), json!(format!("web-{}", rng.random_range(1..9u8))));
+    event.insert(
+        "server_name".into(),
+        json!(format!("web-{}", rng.random_range(1..9u8))),
+    );
 }
 
 /// An error event's JSON: kind `kind` (stable type and stack) or a random one.
@@ -507,14 +563,30 @@ pub fn error_event<R: Rng + ?Sized>(rng: &mut R, kind: Option<usize>) -> Vec<u8>
         frames.push(frame);
     }
     let (ty, template, platform, sdk) = if python {
-        (pick(PY_TYPES, seed >> 4), pick(PY_MESSAGES, seed >> 12), "python", json!({"name": "sentry.python", "version": "2.19.2"}))
+        (
+            pick(PY_TYPES, seed >> 4),
+            pick(PY_MESSAGES, seed >> 12),
+            "python",
+            json!({"name": "sentry.python", "version": "2.19.2"}),
+        )
     } else {
-        (pick(JS_TYPES, seed >> 4), pick(JS_MESSAGES, seed >> 12), "javascript", json!({"name": "sentry.javascript.browser", "version": "8.42.0"}))
+        (
+            pick(JS_TYPES, seed >> 4),
+            pick(JS_MESSAGES, seed >> 12),
+            "javascript",
+            json!({"name": "sentry.javascript.browser", "version": "8.42.0"}),
+        )
     };
     let mut event = serde_json::Map::new();
     common_fields(rng, &mut event, platform);
-    event.insert("level".into(), json!(if seed % 7 == 0 { "warning" } else { "error" }));
-    event.insert("logger".into(), json!(if python { "django.request" } else { "console" }));
+    event.insert(
+        "level".into(),
+        json!(if seed % 7 == 0 { "warning" } else { "error" }),
+    );
+    event.insert(
+        "logger".into(),
+        json!(if python { "django.request" } else { "console" }),
+    );
     event.insert("sdk".into(), sdk);
     event.insert(
         "exception".into(),
@@ -548,14 +620,21 @@ fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
 pub fn transaction_event<R: Rng + ?Sized>(rng: &mut R) -> Vec<u8> {
     let route_template = pick(ROUTES, rng.random());
     let route = fill_template(rng, route_template);
-    let method = pick(&["GET", "GET", "GET", "POST", "PUT", "DELETE"], rng.random());
+    let method = pick(
+        &["GET", "GET", "GET", "POST", "PUT", "DELETE"],
+        rng.random(),
+    );
     // Per-route medians differ so percentiles per transaction are distinguishable.
     let route_factor = 0.5 + (mix64(route_template.len() as u64) % 100) as f64 / 50.0;
     let duration = (120.0f64.ln() + 0.7 * normal(rng)).exp() * route_factor / 1000.0;
     let end = now_secs_f64();
     let start = end - duration;
     let failing = rng.random_bool(0.04);
-    let status = if failing { pick(FAILING_STATUSES, rng.random()) } else { "ok" };
+    let status = if failing {
+        pick(FAILING_STATUSES, rng.random())
+    } else {
+        "ok"
+    };
     let trace_id = hex_id(rng, 32);
     let root_span = hex_id(rng, 16);
     let n_spans = rng.random_range(5..=30usize);
@@ -583,7 +662,10 @@ pub fn transaction_event<R: Rng + ?Sized>(rng: &mut R) -> Vec<u8> {
     event.insert("transaction_info".into(), json!({"source": "route"}));
     event.insert("start_timestamp".into(), json!(start));
     event.insert("timestamp".into(), json!(end));
-    event.insert("sdk".into(), json!({"name": "sentry.python", "version": "2.19.2"}));
+    event.insert(
+        "sdk".into(),
+        json!({"name": "sentry.python", "version": "2.19.2"}),
+    );
     event.insert(
         "contexts".into(),
         json!({"trace": {"trace_id": trace_id, "span_id": root_span, "op": "http.server", "status": status},
@@ -632,7 +714,12 @@ pub fn envelope_pool(seed: u64, mix: Mix, dsn: &str, size: usize) -> Vec<Vec<u8>
                 envelope(id, dsn, "transaction", &transaction_event(&mut rng))
             } else {
                 // Cover every kind, then repeat them with other messages.
-                envelope(id, dsn, "event", &error_event(&mut rng, Some(i % ERROR_KINDS)))
+                envelope(
+                    id,
+                    dsn,
+                    "event",
+                    &error_event(&mut rng, Some(i % ERROR_KINDS)),
+                )
             }
         })
         .collect()
@@ -651,7 +738,10 @@ fn compress_body(body: Vec<u8>, compress: Compress) -> Vec<u8> {
     match compress {
         Compress::None => body,
         Compress::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
             // Writing into a Vec cannot fail.
             let _ = enc.write_all(&body);
             enc.finish().unwrap_or_default()
@@ -713,8 +803,9 @@ async fn worker(
     let mut result = WorkerResult {
         statuses: BTreeMap::new(),
         transport_errors: 0,
-        latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
-            .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).expect("3 significant figures is valid")),
+        latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
+            hdrhistogram::Histogram::new(3).expect("3 significant figures is valid")
+        }),
         body_bytes: 0,
     };
     let mut rng = SmallRng::seed_from_u64(opts.seed ^ mix64(worker_id + 1));
@@ -729,7 +820,10 @@ async fn worker(
             break;
         }
         let mut body = pool[(n as usize) % pool.len()].clone();
-        set_event_id(&mut body, uuid::Builder::from_random_bytes(rng.random()).into_uuid());
+        set_event_id(
+            &mut body,
+            uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+        );
         let body = compress_body(body, opts.compress);
         result.body_bytes += body.len() as u64;
 
@@ -737,7 +831,10 @@ async fn worker(
             .header(http::header::HOST, &target.host_header)
             .header("x-sentry-auth", &target.auth)
             .header(http::header::CONTENT_TYPE, "application/x-sentry-envelope")
-            .header(http::header::USER_AGENT, concat!("osprey-loadgen/", env!("CARGO_PKG_VERSION")));
+            .header(
+                http::header::USER_AGENT,
+                concat!("osprey-loadgen/", env!("CARGO_PKG_VERSION")),
+            );
         match opts.compress {
             Compress::None => {}
             Compress::Gzip => builder = builder.header(http::header::CONTENT_ENCODING, "gzip"),
@@ -758,7 +855,11 @@ async fn worker(
             let response = s.send_request(request).await.map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
             // Drain the body so the connection can be reused.
-            response.into_body().collect().await.map_err(|e| e.to_string())?;
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
             Ok::<u16, String>(status)
         }
         .await;
@@ -793,10 +894,14 @@ async fn worker(
 pub async fn run(opts: LoadgenOptions) -> Result<LoadgenSummary, LoadgenError> {
     let dsn: Dsn = opts.dsn.parse()?;
     if opts.concurrency == 0 || opts.concurrency > 10_000 {
-        return Err(LoadgenError::Option("concurrency must be between 1 and 10000".into()));
+        return Err(LoadgenError::Option(
+            "concurrency must be between 1 and 10000".into(),
+        ));
     }
     if dsn.scheme != "http" {
-        return Err(LoadgenError::Option("loadgen speaks plain http only".into()));
+        return Err(LoadgenError::Option(
+            "loadgen speaks plain http only".into(),
+        ));
     }
     let port = dsn.port.unwrap_or(80);
     let addr = format!("{}:{port}", dsn.host);
@@ -861,7 +966,8 @@ pub async fn run(opts: LoadgenOptions) -> Result<LoadgenSummary, LoadgenError> {
     let mut statuses = BTreeMap::new();
     let mut transport_errors = 0;
     let mut body_bytes = 0;
-    let mut latency = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    let mut latency =
+        hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
     for h in handles {
         match h.await {
             Ok(r) => {
@@ -919,10 +1025,15 @@ mod tests {
         assert!((10..=30).contains(&frames));
         // Messages differ in their numbers/ids (with overwhelming probability for two draws).
         let c: Value = serde_json::from_slice(&error_event(&mut rng, Some(7))).unwrap();
-        assert!(ex_a["value"] != ex_b["value"] || ex_a["value"] != c["exception"]["values"][0]["value"]);
+        assert!(
+            ex_a["value"] != ex_b["value"] || ex_a["value"] != c["exception"]["values"][0]["value"]
+        );
         // Different kinds, different stacks.
         let d: Value = serde_json::from_slice(&error_event(&mut rng, Some(8))).unwrap();
-        assert_ne!(ex_a["stacktrace"], d["exception"]["values"][0]["stacktrace"]);
+        assert_ne!(
+            ex_a["stacktrace"],
+            d["exception"]["values"][0]["stacktrace"]
+        );
         assert!(a["user"]["id"].is_string());
         assert!(a["release"].is_string());
     }

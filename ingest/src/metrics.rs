@@ -61,7 +61,10 @@ fn category_label(category: Option<DataCategory>) -> &'static str {
 
 /// Escapes a Prometheus label value.
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -78,7 +81,11 @@ impl Metrics {
 
     /// Counts a rejection (`n` items, or 1 for a whole request) by reason and category.
     pub fn reject(&self, reason: &'static str, category: Option<DataCategory>, n: u64) {
-        *self.rejected.lock().entry((reason, category_label(category))).or_insert(0) += n;
+        *self
+            .rejected
+            .lock()
+            .entry((reason, category_label(category)))
+            .or_insert(0) += n;
     }
 
     /// Records the outcomes of one client report.
@@ -87,7 +94,8 @@ impl Metrics {
         for o in outcomes {
             let key = (o.outcome, o.reason.clone(), o.category.clone());
             if map.len() >= MAX_OUTCOME_SERIES && !map.contains_key(&key) {
-                *map.entry((o.outcome, "other".into(), "other".into())).or_insert(0) += o.quantity;
+                *map.entry((o.outcome, "other".into(), "other".into()))
+                    .or_insert(0) += o.quantity;
             } else {
                 let v = map.entry(key).or_insert(0);
                 *v = v.saturating_add(o.quantity);
@@ -102,8 +110,10 @@ impl Metrics {
             self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(elapsed.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.latency_sum_micros.fetch_add(
+            elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Accepted requests so far.
@@ -138,16 +148,29 @@ impl Metrics {
 
     /// Appends the Prometheus text exposition of every ingest metric to `out`.
     pub fn render(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP osprey_ingest_requests_accepted_total Requests answered 200.");
+        let _ = writeln!(
+            out,
+            "# HELP osprey_ingest_requests_accepted_total Requests answered 200."
+        );
         let _ = writeln!(out, "# TYPE osprey_ingest_requests_accepted_total counter");
-        let _ = writeln!(out, "osprey_ingest_requests_accepted_total {}", self.accepted_requests());
+        let _ = writeln!(
+            out,
+            "osprey_ingest_requests_accepted_total {}",
+            self.accepted_requests()
+        );
 
         let _ = writeln!(out, "# HELP osprey_ingest_items_accepted_total Envelope items written to the log, by category.");
         let _ = writeln!(out, "# TYPE osprey_ingest_items_accepted_total counter");
         for (i, counter) in self.accepted_items.iter().enumerate() {
             let v = counter.load(Ordering::Relaxed);
-            let label = DataCategory::ALL.get(i).map(|c| c.name()).unwrap_or(NO_CATEGORY);
-            let _ = writeln!(out, "osprey_ingest_items_accepted_total{{category=\"{label}\"}} {v}");
+            let label = DataCategory::ALL
+                .get(i)
+                .map(|c| c.name())
+                .unwrap_or(NO_CATEGORY);
+            let _ = writeln!(
+                out,
+                "osprey_ingest_items_accepted_total{{category=\"{label}\"}} {v}"
+            );
         }
 
         let _ = writeln!(
@@ -173,8 +196,14 @@ impl Metrics {
             );
         }
 
-        let _ = writeln!(out, "# HELP osprey_ingest_request_duration_seconds Time from request to answer.");
-        let _ = writeln!(out, "# TYPE osprey_ingest_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP osprey_ingest_request_duration_seconds Time from request to answer."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE osprey_ingest_request_duration_seconds histogram"
+        );
         let mut cumulative = 0;
         for (bound, counter) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
             cumulative += counter.load(Ordering::Relaxed);
@@ -184,7 +213,10 @@ impl Metrics {
             );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "osprey_ingest_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "osprey_ingest_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "osprey_ingest_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "osprey_ingest_request_duration_seconds_count {count}");
@@ -214,15 +246,22 @@ mod tests {
         m.render(&mut s);
         assert!(s.contains("osprey_ingest_requests_accepted_total 1"));
         assert!(s.contains("osprey_ingest_items_accepted_total{category=\"error\"} 1"));
-        assert!(s.contains("osprey_ingest_rejected_total{reason=\"too_large_item\",category=\"error\"} 1"));
-        assert!(s.contains("osprey_ingest_rejected_total{reason=\"missing_auth\",category=\"none\"} 1"));
+        assert!(s.contains(
+            "osprey_ingest_rejected_total{reason=\"too_large_item\",category=\"error\"} 1"
+        ));
+        assert!(
+            s.contains("osprey_ingest_rejected_total{reason=\"missing_auth\",category=\"none\"} 1")
+        );
         assert!(s.contains("osprey_ingest_request_duration_seconds_bucket{le=\"0.0005\"} 0"));
         assert!(s.contains("osprey_ingest_request_duration_seconds_bucket{le=\"0.001\"} 1"));
         assert!(s.contains("osprey_ingest_request_duration_seconds_bucket{le=\"10\"} 1"));
         assert!(s.contains("osprey_ingest_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(s.contains("osprey_ingest_request_duration_seconds_count 2"));
         assert!(s.contains(r#"reason="queue\"overflow""#));
-        assert_eq!(m.client_outcome("client_discard", "queue\"overflow", "error"), 4);
+        assert_eq!(
+            m.client_outcome("client_discard", "queue\"overflow", "error"),
+            4
+        );
     }
 
     #[test]

@@ -62,7 +62,11 @@ pub fn parse_client_report(payload: &[u8]) -> Result<Vec<ClientOutcome>, ClientR
         ("filtered", report.filtered_sampling_events),
     ] {
         for d in list {
-            if d.quantity == 0 || d.reason.len() > MAX_REASON_LEN || d.category.is_empty() || d.category.len() > 64 {
+            if d.quantity == 0
+                || d.reason.len() > MAX_REASON_LEN
+                || d.category.is_empty()
+                || d.category.len() > 64
+            {
                 continue;
             }
             out.push(ClientOutcome {

@@ -84,7 +84,10 @@ impl DataCategory {
 
     /// Position in [`DataCategory::ALL`].
     pub fn index(self) -> usize {
-        DataCategory::ALL.iter().position(|c| *c == self).unwrap_or(0)
+        DataCategory::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or(0)
     }
 }
 
@@ -133,7 +136,9 @@ impl RateLimits {
             .iter_mut()
             .find(|l| l.category == limit.category && l.scope == limit.scope)
         {
-            Some(existing) => existing.retry_after_secs = existing.retry_after_secs.max(limit.retry_after_secs),
+            Some(existing) => {
+                existing.retry_after_secs = existing.retry_after_secs.max(limit.retry_after_secs)
+            }
             None => self.limits.push(limit),
         }
     }
@@ -155,7 +160,11 @@ impl RateLimits {
         let mut groups: BTreeMap<(u64, &'static str, bool), Vec<&'static str>> = BTreeMap::new();
         for limit in &self.limits {
             let entry = groups
-                .entry((limit.retry_after_secs, limit.scope.name(), limit.category.is_none()))
+                .entry((
+                    limit.retry_after_secs,
+                    limit.scope.name(),
+                    limit.category.is_none(),
+                ))
                 .or_default();
             if let Some(category) = limit.category {
                 entry.push(category.name());
@@ -395,12 +404,24 @@ impl RateLimiter {
         for (i, demand) in demands.iter().enumerate() {
             // (scope, id, counter category, quota, window length)
             let rules = [
-                project_quotas
-                    .get(&demand.category)
-                    .map(|q| (Scope::Project, project_id, Some(demand.category), *q, self.window_secs)),
-                self.key
-                    .get(&demand.category)
-                    .map(|q| (Scope::Key, key_id, Some(demand.category), *q, self.window_secs)),
+                project_quotas.get(&demand.category).map(|q| {
+                    (
+                        Scope::Project,
+                        project_id,
+                        Some(demand.category),
+                        *q,
+                        self.window_secs,
+                    )
+                }),
+                self.key.get(&demand.category).map(|q| {
+                    (
+                        Scope::Key,
+                        key_id,
+                        Some(demand.category),
+                        *q,
+                        self.window_secs,
+                    )
+                }),
                 key_limit.map(|k| (Scope::Key, key_id, None, k.limit, k.window_secs)),
             ];
             // Check every rule first, then count in every rule: an item refused by one quota
@@ -567,7 +588,10 @@ mod tests {
     fn config_errors() {
         let mut c = RateLimitConfig::default();
         c.project.insert("nonsense".into(), 1);
-        assert_eq!(c.validate(), Err(RateLimitConfigError::UnknownCategory("nonsense".into())));
+        assert_eq!(
+            c.validate(),
+            Err(RateLimitConfigError::UnknownCategory("nonsense".into()))
+        );
         let c = RateLimitConfig {
             window_secs: 0,
             ..Default::default()

@@ -34,7 +34,9 @@ async fn serve(service: Arc<IngestService>) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             let service = Arc::clone(&service);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
@@ -84,7 +86,11 @@ async fn run_mix(mix: Mix, compress: Compress, events: u64) {
     let records = log.records.lock();
     assert_eq!(records.len() as u64, events);
     let ids: std::collections::HashSet<_> = records.iter().map(|r| r.event_id.unwrap()).collect();
-    assert_eq!(ids.len() as u64, events, "every request carries a fresh event id");
+    assert_eq!(
+        ids.len() as u64,
+        events,
+        "every request carries a fresh event id"
+    );
     for r in records.iter() {
         let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("payload is JSON");
         match r.item_type.as_str() {
@@ -109,7 +115,11 @@ async fn loadgen_delivers_every_envelope() {
 #[tokio::test]
 async fn loadgen_reports_a_refused_connection() {
     // Bind and drop to get a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let err = loadgen::run(LoadgenOptions {
         dsn: format!("http://{KEY}@127.0.0.1:{port}/1"),
         events: 10,

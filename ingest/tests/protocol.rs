@@ -33,7 +33,9 @@ struct MemLog {
 impl Log for MemLog {
     fn append(&self, records: Vec<LogRecord>) -> Result<AppendTicket, StorageError> {
         if self.refuse.load(Ordering::Relaxed) {
-            return Err(StorageError::Backpressure { retry_after_secs: 3 });
+            return Err(StorageError::Backpressure {
+                retry_after_secs: 3,
+            });
         }
         let n = records.len() as u64;
         self.records.lock().extend(records);
@@ -46,7 +48,10 @@ impl Log for MemLog {
 }
 
 fn projects() -> StaticProjects {
-    let mut p = StaticProjects::default().with(1, 10, KEY).with(2, 20, OTHER_KEY).with(1, 11, DISABLED_KEY);
+    let mut p = StaticProjects::default()
+        .with(1, 10, KEY)
+        .with(2, 20, OTHER_KEY)
+        .with(1, 11, DISABLED_KEY);
     let disabled = p.keys.get(DISABLED_KEY).unwrap().as_ref().clone();
     p.keys.insert(
         DISABLED_KEY.into(),
@@ -60,7 +65,10 @@ fn projects() -> StaticProjects {
 
 fn service(config: IngestConfig) -> (IngestService, Arc<MemLog>) {
     let log = Arc::new(MemLog::default());
-    (IngestService::new(projects(), log.clone() as Arc<dyn Log>, config), log)
+    (
+        IngestService::new(projects(), log.clone() as Arc<dyn Log>, config),
+        log,
+    )
 }
 
 fn auth(key: &str) -> String {
@@ -69,8 +77,12 @@ fn auth(key: &str) -> String {
 
 fn event_envelope() -> Vec<u8> {
     let payload = br#"{"message":"hello","level":"error"}"#;
-    let mut body = format!("{{\"event_id\":\"{EVENT_ID}\",\"sent_at\":\"2024-01-01T00:00:00Z\"}}\n").into_bytes();
-    body.extend_from_slice(format!("{{\"type\":\"event\",\"length\":{}}}\n", payload.len()).as_bytes());
+    let mut body =
+        format!("{{\"event_id\":\"{EVENT_ID}\",\"sent_at\":\"2024-01-01T00:00:00Z\"}}\n")
+            .into_bytes();
+    body.extend_from_slice(
+        format!("{{\"type\":\"event\",\"length\":{}}}\n", payload.len()).as_bytes(),
+    );
     body.extend_from_slice(payload);
     body.push(b'\n');
     body
@@ -119,7 +131,10 @@ impl Req {
     fn build(self) -> IngestRequest {
         let mut headers = HeaderMap::new();
         for (k, v) in self.headers {
-            headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(&v).unwrap());
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
         }
         IngestRequest {
             method: self.method,
@@ -153,13 +168,16 @@ async fn every_bad_request_gets_relays_answer() {
     let big_event = {
         let payload = vec![b'x'; (1 << 20) + 1];
         let mut body = b"{}\n".to_vec();
-        body.extend_from_slice(format!("{{\"type\":\"event\",\"length\":{}}}\n", payload.len()).as_bytes());
+        body.extend_from_slice(
+            format!("{{\"type\":\"event\",\"length\":{}}}\n", payload.len()).as_bytes(),
+        );
         body.extend_from_slice(&payload);
         body
     };
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"));
-    let mismatched_dsn =
-        format!("{{\"dsn\":\"http://{KEY}@localhost/2\"}}\n{{\"type\":\"event\",\"length\":2}}\n{{}}\n");
+    let mismatched_dsn = format!(
+        "{{\"dsn\":\"http://{KEY}@localhost/2\"}}\n{{\"type\":\"event\",\"length\":2}}\n{{}}\n"
+    );
     let mismatched_key =
         format!("{{\"dsn\":\"http://{OTHER_KEY}@localhost/1\"}}\n{{\"type\":\"event\",\"length\":2}}\n{{}}\n");
 
@@ -349,18 +367,28 @@ async fn every_bad_request_gets_relays_answer() {
 
     for (name, req, status, detail, cause) in cases {
         let resp = svc.ingest(req.build()).await;
-        assert_eq!(resp.status, status, "{name}: {:?}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(
+            resp.status,
+            status,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&resp.body)
+        );
         let body = json(&resp);
         assert_eq!(body["detail"], detail, "{name}");
         if let Some(cause) = cause {
             assert_eq!(body["causes"][0], cause, "{name}: {body}");
         }
         assert_eq!(resp.headers["access-control-allow-origin"], "*", "{name}");
-        assert!(log.records.lock().is_empty(), "{name}: nothing may reach the log");
+        assert!(
+            log.records.lock().is_empty(),
+            "{name}: nothing may reach the log"
+        );
     }
 
     // Still serving after all of that.
-    let resp = svc.ingest(post(env).auth(KEY).body(event_envelope()).build()).await;
+    let resp = svc
+        .ingest(post(env).auth(KEY).body(event_envelope()).build())
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(json(&resp), serde_json::json!({ "id": EVENT_ID }));
     assert!(svc.metrics().rejected("missing_auth", "none") >= 1);
@@ -376,14 +404,26 @@ async fn accepts_every_auth_form_and_logs_items() {
     );
     let forms = vec![
         post("/api/1/envelope/").auth(KEY).body(event_envelope()),
-        post("/api/1/envelope/").header("authorization", &auth(KEY)).body(event_envelope()),
-        post("/api/1/envelope/").header("authorization", &format!("Basic {basic}")).body(event_envelope()),
-        post("/api/1/envelope/").query(&format!("sentry_key={KEY}&sentry_version=7")).body(event_envelope()),
+        post("/api/1/envelope/")
+            .header("authorization", &auth(KEY))
+            .body(event_envelope()),
+        post("/api/1/envelope/")
+            .header("authorization", &format!("Basic {basic}"))
+            .body(event_envelope()),
+        post("/api/1/envelope/")
+            .query(&format!("sentry_key={KEY}&sentry_version=7"))
+            .body(event_envelope()),
         post("/api/1/envelope/").body(header_dsn.clone()),
         // Header auth and a matching header DSN.
         post("/api/1/envelope/").auth(KEY).body(header_dsn),
-        post("/api/1/envelope/").auth(KEY).header("content-encoding", "gzip").body(gzip(&event_envelope())),
-        post("/api/1/envelope/").auth(KEY).header("content-encoding", "UTF-8").body(event_envelope()),
+        post("/api/1/envelope/")
+            .auth(KEY)
+            .header("content-encoding", "gzip")
+            .body(gzip(&event_envelope())),
+        post("/api/1/envelope/")
+            .auth(KEY)
+            .header("content-encoding", "UTF-8")
+            .body(event_envelope()),
         post("/api/1/envelope/")
             .auth(KEY)
             .header("content-encoding", "zstd")
@@ -392,7 +432,12 @@ async fn accepts_every_auth_form_and_logs_items() {
     let n = forms.len();
     for (i, req) in forms.into_iter().enumerate() {
         let resp = svc.ingest(req.build()).await;
-        assert_eq!(resp.status, StatusCode::OK, "form {i}: {:?}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(
+            resp.status,
+            StatusCode::OK,
+            "form {i}: {:?}",
+            String::from_utf8_lossy(&resp.body)
+        );
         assert_eq!(json(&resp)["id"], EVENT_ID, "form {i}");
     }
     let records = log.records.lock();
@@ -414,15 +459,23 @@ async fn store_endpoint_forms() {
     let (svc, log) = service(IngestConfig::default());
     // Plain JSON; id from the payload.
     let resp = svc
-        .ingest(post("/api/1/store/").auth(KEY).body(format!(r#"{{"event_id":"{EVENT_ID}","message":"m"}}"#)).build())
+        .ingest(
+            post("/api/1/store/")
+                .auth(KEY)
+                .body(format!(r#"{{"event_id":"{EVENT_ID}","message":"m"}}"#))
+                .build(),
+        )
         .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(json(&resp)["id"], EVENT_ID);
     // Base64 + zlib (old raven clients), legacy path without project id.
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(br#"{"message":"zipped","type":"transaction"}"#).unwrap();
+    z.write_all(br#"{"message":"zipped","type":"transaction"}"#)
+        .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
-    let resp = svc.ingest(post("/api/store/").auth(KEY).body(b64).build()).await;
+    let resp = svc
+        .ingest(post("/api/store/").auth(KEY).body(b64).build())
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(json(&resp)["id"].as_str().unwrap().len(), 32);
     // An envelope posted to store by content type.
@@ -437,7 +490,8 @@ async fn store_endpoint_forms() {
         .await;
     assert_eq!(resp.status, StatusCode::OK);
     // GET with sentry_data → GIF.
-    let q = format!("sentry_key={KEY}&sentry_version=7&sentry_data=%7B%22message%22%3A%22pixel%22%7D");
+    let q =
+        format!("sentry_key={KEY}&sentry_version=7&sentry_data=%7B%22message%22%3A%22pixel%22%7D");
     let resp = svc
         .ingest(
             Req {
@@ -454,11 +508,20 @@ async fn store_endpoint_forms() {
     let records = log.records.lock();
     assert_eq!(records.len(), 4);
     assert_eq!(records[1].item_type, "transaction");
-    assert_eq!(&records[1].payload[..], br#"{"message":"zipped","type":"transaction"}"#);
+    assert_eq!(
+        &records[1].payload[..],
+        br#"{"message":"zipped","type":"transaction"}"#
+    );
     assert_eq!(&records[3].payload[..], br#"{"message":"pixel"}"#);
     // The synthesized headers parse as an envelope again.
-    let again = [&records[0].envelope_header[..], b"\n", &records[0].item_header[..], b"\n", &records[0].payload[..]]
-        .concat();
+    let again = [
+        &records[0].envelope_header[..],
+        b"\n",
+        &records[0].item_header[..],
+        b"\n",
+        &records[0].payload[..],
+    ]
+    .concat();
     let env = ingest::Envelope::parse(Bytes::from(again)).unwrap();
     assert_eq!(env.event_id.unwrap().simple().to_string(), EVENT_ID);
 }
@@ -479,11 +542,19 @@ async fn preflight_and_unknown_items() {
         .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(resp.headers["access-control-allow-origin"], "*");
-    assert!(resp.headers["access-control-allow-headers"].to_str().unwrap().contains("x-sentry-auth"));
-    assert!(resp.headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(resp.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-sentry-auth"));
+    assert!(resp.headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
 
     let body = "{}\n{\"type\":\"future_thing\",\"length\":3}\nabc\n{\"type\":\"session\"}\n{\"sid\":\"x\"}\n";
-    let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(body).build()).await;
+    let resp = svc
+        .ingest(post("/api/1/envelope/").auth(KEY).body(body).build())
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(json(&resp), serde_json::json!({}));
     let records = log.records.lock();
@@ -498,13 +569,29 @@ async fn client_reports_become_outcomes_not_log_records() {
     let (svc, log) = service(IngestConfig::default());
     let report = r#"{"timestamp":1700000000,"discarded_events":[{"reason":"queue_overflow","category":"error","quantity":5},{"reason":"sample_rate","category":"transaction","quantity":2}]}"#;
     let body = format!("{{}}\n{{\"type\":\"client_report\"}}\n{report}\n");
-    let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(body.clone()).build()).await;
+    let resp = svc
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .body(body.clone())
+                .build(),
+        )
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(json(&resp), serde_json::json!({}));
-    svc.ingest(post("/api/1/envelope/").auth(KEY).body(body).build()).await;
+    svc.ingest(post("/api/1/envelope/").auth(KEY).body(body).build())
+        .await;
     assert!(log.records.lock().is_empty());
-    assert_eq!(svc.metrics().client_outcome("client_discard", "queue_overflow", "error"), 10);
-    assert_eq!(svc.metrics().client_outcome("client_discard", "sample_rate", "transaction"), 4);
+    assert_eq!(
+        svc.metrics()
+            .client_outcome("client_discard", "queue_overflow", "error"),
+        10
+    );
+    assert_eq!(
+        svc.metrics()
+            .client_outcome("client_discard", "sample_rate", "transaction"),
+        4
+    );
     let mut text = String::new();
     svc.render_metrics(&mut text);
     assert!(text.contains(
@@ -515,33 +602,72 @@ async fn client_reports_become_outcomes_not_log_records() {
 #[tokio::test]
 async fn rate_limits_429_and_partial_200() {
     let config = IngestConfig {
-        rate_limits: serde_json::from_str(r#"{"window_secs":3600,"project":{"error":2,"transaction":100}}"#).unwrap(),
+        rate_limits: serde_json::from_str(
+            r#"{"window_secs":3600,"project":{"error":2,"transaction":100}}"#,
+        )
+        .unwrap(),
         ..Default::default()
     };
     let (svc, log) = service(config);
     for _ in 0..2 {
-        let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(event_envelope()).build()).await;
+        let resp = svc
+            .ingest(
+                post("/api/1/envelope/")
+                    .auth(KEY)
+                    .body(event_envelope())
+                    .build(),
+            )
+            .await;
         assert_eq!(resp.status, StatusCode::OK);
         assert!(resp.headers.get("x-sentry-rate-limits").is_none());
     }
-    let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(event_envelope()).build()).await;
+    let resp = svc
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .body(event_envelope())
+                .build(),
+        )
+        .await;
     assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS);
-    let limits = resp.headers["x-sentry-rate-limits"].to_str().unwrap().to_owned();
+    let limits = resp.headers["x-sentry-rate-limits"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(limits.ends_with(":error:project"), "{limits}");
-    let retry: u64 = resp.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=3600).contains(&retry));
-    assert!(json(&resp)["detail"].as_str().unwrap().starts_with("Sentry dropped data due to a quota"));
+    assert!(json(&resp)["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("Sentry dropped data due to a quota"));
 
     // Other project: unaffected.
-    let resp = svc.ingest(post("/api/2/envelope/").auth(OTHER_KEY).body(event_envelope()).build()).await;
+    let resp = svc
+        .ingest(
+            post("/api/2/envelope/")
+                .auth(OTHER_KEY)
+                .body(event_envelope())
+                .build(),
+        )
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
 
     // Event (limited) + session (not limited): 200, header announces the limit.
     let mut mixed = event_envelope();
     mixed.extend_from_slice(b"{\"type\":\"session\"}\n{\"sid\":\"1\"}\n");
-    let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(mixed).build()).await;
+    let resp = svc
+        .ingest(post("/api/1/envelope/").auth(KEY).body(mixed).build())
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
-    assert!(resp.headers["x-sentry-rate-limits"].to_str().unwrap().contains(":error:project"));
+    assert!(resp.headers["x-sentry-rate-limits"]
+        .to_str()
+        .unwrap()
+        .contains(":error:project"));
     let records = log.records.lock();
     assert_eq!(records.len(), 4);
     assert_eq!(records[3].item_type, "session");
@@ -562,19 +688,47 @@ async fn key_rate_limit_from_key_settings() {
             ..k
         }),
     );
-    let svc = IngestService::new(p, Arc::new(MemLog::default()) as Arc<dyn Log>, IngestConfig::default());
-    let first = svc.ingest(post("/api/1/envelope/").auth(KEY).body(event_envelope()).build()).await;
+    let svc = IngestService::new(
+        p,
+        Arc::new(MemLog::default()) as Arc<dyn Log>,
+        IngestConfig::default(),
+    );
+    let first = svc
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .body(event_envelope())
+                .build(),
+        )
+        .await;
     assert_eq!(first.status, StatusCode::OK);
-    let second = svc.ingest(post("/api/1/envelope/").auth(KEY).body(event_envelope()).build()).await;
+    let second = svc
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .body(event_envelope())
+                .build(),
+        )
+        .await;
     assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(second.headers["x-sentry-rate-limits"].to_str().unwrap().ends_with("::key"));
+    assert!(second.headers["x-sentry-rate-limits"]
+        .to_str()
+        .unwrap()
+        .ends_with("::key"));
 }
 
 #[tokio::test]
 async fn backpressure_is_503_with_retry_after() {
     let (svc, log) = service(IngestConfig::default());
     log.refuse.store(true, Ordering::Relaxed);
-    let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(event_envelope()).build()).await;
+    let resp = svc
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .body(event_envelope())
+                .build(),
+        )
+        .await;
     assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers["retry-after"], "3");
     assert_eq!(json(&resp)["detail"], "failed to queue envelope");
@@ -586,15 +740,40 @@ async fn origin_not_in_allowed_domains_is_403_cors() {
     let project = p.projects.get(&1).unwrap().as_ref().clone();
     let mut settings = project.settings.clone();
     settings.allowed_domains = vec!["*.example.com".into()];
-    p.projects.insert(1, Arc::new(storage::Project { settings, ..project }));
-    let svc = IngestService::new(p, Arc::new(MemLog::default()) as Arc<dyn Log>, IngestConfig::default());
+    p.projects.insert(
+        1,
+        Arc::new(storage::Project {
+            settings,
+            ..project
+        }),
+    );
+    let svc = IngestService::new(
+        p,
+        Arc::new(MemLog::default()) as Arc<dyn Log>,
+        IngestConfig::default(),
+    );
     let bad = svc
-        .ingest(post("/api/1/envelope/").auth(KEY).header("origin", "https://evil.com").body(event_envelope()).build())
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .header("origin", "https://evil.com")
+                .body(event_envelope())
+                .build(),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::FORBIDDEN);
-    assert_eq!(json(&bad)["detail"], "event submission rejected with_reason: Cors");
+    assert_eq!(
+        json(&bad)["detail"],
+        "event submission rejected with_reason: Cors"
+    );
     let good = svc
-        .ingest(post("/api/1/envelope/").auth(KEY).header("origin", "https://a.example.com").body(event_envelope()).build())
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .header("origin", "https://a.example.com")
+                .body(event_envelope())
+                .build(),
+        )
         .await;
     assert_eq!(good.status, StatusCode::OK);
 }
@@ -614,19 +793,25 @@ async fn http_adapter_streams_with_a_cap() {
             .header("x-sentry-auth", auth(KEY))
             .body(Full::new(Bytes::from(body)))
             .unwrap();
-        req.extensions_mut().insert(SocketAddr::from(([10, 1, 2, 3], 5555)));
+        req.extensions_mut()
+            .insert(SocketAddr::from(([10, 1, 2, 3], 5555)));
         req
     };
     let resp = svc.handle(request(event_envelope())).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], format!("{{\"id\":\"{EVENT_ID}\"}}").as_bytes());
-    assert_eq!(log.records.lock()[0].client_addr, Some("10.1.2.3".parse().unwrap()));
+    assert_eq!(
+        log.records.lock()[0].client_addr,
+        Some("10.1.2.3".parse().unwrap())
+    );
 
     let resp = svc.handle(request(vec![b'{'; 5000])).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let req = http::Request::get("/api/1/nothing/").body(Full::new(Bytes::new())).unwrap();
+    let req = http::Request::get("/api/1/nothing/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     assert_eq!(svc.handle(req).await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -637,10 +822,26 @@ async fn real_embedded_log_has_the_records_after_200() {
     let boot = store.bootstrap(Some(KEY), None).unwrap();
     assert_eq!(boot.dsn_public_key, KEY);
     let log = storage::EmbeddedLog::open(&store, Default::default()).unwrap();
-    let svc = IngestService::new(store.clone(), log.clone() as Arc<dyn Log>, IngestConfig::default());
+    let svc = IngestService::new(
+        store.clone(),
+        log.clone() as Arc<dyn Log>,
+        IngestConfig::default(),
+    );
     for _ in 0..3 {
-        let resp = svc.ingest(post("/api/1/envelope/").auth(KEY).body(event_envelope()).build()).await;
-        assert_eq!(resp.status, StatusCode::OK, "{:?}", String::from_utf8_lossy(&resp.body));
+        let resp = svc
+            .ingest(
+                post("/api/1/envelope/")
+                    .auth(KEY)
+                    .body(event_envelope())
+                    .build(),
+            )
+            .await;
+        assert_eq!(
+            resp.status,
+            StatusCode::OK,
+            "{:?}",
+            String::from_utf8_lossy(&resp.body)
+        );
     }
     let records = log.reader().read(0, 100, 1 << 20).unwrap();
     assert_eq!(records.len(), 3);
