@@ -59,8 +59,12 @@ fn main() -> ExitCode {
                 data: args.data,
                 roles: args.role,
             };
-            config::Config::load(args.config.as_deref(), |k| std::env::var(k).ok(), &overrides)
-                .and_then(serve::run)
+            config::Config::load(
+                args.config.as_deref(),
+                |k| std::env::var(k).ok(),
+                &overrides,
+            )
+            .and_then(serve::run)
         }
     };
     match result {
