@@ -1,1 +1,2 @@
 //! osprey processor crate.
+pub mod grouping;
