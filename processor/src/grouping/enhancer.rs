@@ -364,7 +364,7 @@ impl Matcher {
         let positive = match self.key {
             Key::Family => match &self.test {
                 Test::Families(fams) => {
-                    let fam = behavior_family(frame.platform.as_deref().or(platform));
+                    let fam = match frame.platform.as_deref().or(platform) { None => "native", p => behavior_family(p) };
                     fams.iter().any(|f| f == "all" || f == fam)
                 }
                 _ => false,

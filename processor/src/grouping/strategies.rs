@@ -30,6 +30,11 @@ static JAVA_REFLECT: LazyLock<Regex> =
 static JAVA_CGLIB: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$[\w_]+?CGLIB\$\$)[a-fA-F0-9]+(_[0-9]+)?"));
 static JAVA_ASSIST: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
 static CLOJURE: LazyLock<Regex> = LazyLock::new(|| re(r"(\$fn__)\d+"));
+static JAVA_ENHANCER_BY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$?EnhancerBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_FAST_CLASS_BY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$?FastClassBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_HIBERNATE_PROXY: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
 
 /// Rules and event data shared by the strategies.
 pub struct Ctx<'a> {
@@ -96,6 +101,9 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
             let m = JAVA_CGLIB.replace_all(&m, "$1<auto>").into_owned();
             let m = JAVA_ASSIST.replace_all(&m, "$1<auto>").into_owned();
             let m = CLOJURE.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_ENHANCER_BY.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_FAST_CLASS_BY.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_HIBERNATE_PROXY.replace_all(&m, "$1<auto>").into_owned();
             if &m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
