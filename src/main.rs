@@ -1,6 +1,7 @@
 //! The `osprey` binary: command line, configuration and wiring. Everything it runs lives in
 //! the library crates (ingest, processor, storage, query, mcp).
 
+mod cli;
 mod config;
 mod serve;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the engine: ingest endpoint, processor, query API and MCP over HTTP.
     Serve(ServeArgs),
+    /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
+    Grouping(cli::grouping::Args),
 }
 
 #[derive(clap::Args, Debug)]
