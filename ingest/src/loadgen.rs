@@ -532,7 +532,7 @@ fn common_fields<R: Rng + ?Sized>(
 pub fn error_event<R: Rng + ?Sized>(rng: &mut R, kind: Option<usize>) -> Vec<u8> {
     let kind = kind.unwrap_or_else(|| rng.random_range(0..ERROR_KINDS)) as u64;
     let seed = mix64(kind);
-    let python = kind % 2 == 0;
+    let python = kind.is_multiple_of(2);
     let frames_n = 10 + (mix64(seed) % 21) as usize;
     let mut frames = Vec::with_capacity(frames_n);
     for f in 0..frames_n as u64 {
@@ -581,7 +581,11 @@ pub fn error_event<R: Rng + ?Sized>(rng: &mut R, kind: Option<usize>) -> Vec<u8>
     common_fields(rng, &mut event, platform);
     event.insert(
         "level".into(),
-        json!(if seed % 7 == 0 { "warning" } else { "error" }),
+        json!(if seed.is_multiple_of(7) {
+            "warning"
+        } else {
+            "error"
+        }),
     );
     event.insert(
         "logger".into(),
@@ -594,7 +598,7 @@ pub fn error_event<R: Rng + ?Sized>(rng: &mut R, kind: Option<usize>) -> Vec<u8>
             "type": ty,
             "value": fill_template(rng, template),
             "module": if python { json!(pick(PY_MODULES, seed >> 20)) } else { Value::Null },
-            "mechanism": {"type": if python { "django" } else { "onunhandledrejection" }, "handled": seed % 3 == 0},
+            "mechanism": {"type": if python { "django" } else { "onunhandledrejection" }, "handled": seed.is_multiple_of(3)},
             "stacktrace": {"frames": frames},
         }]}),
     );

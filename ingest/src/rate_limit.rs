@@ -299,6 +299,9 @@ struct Window {
     count: u64,
 }
 
+/// (scope, project or key id, category or all).
+type WindowKey = (Scope, u64, Option<DataCategory>);
+
 /// A key's own overall limit (from the key's settings): `limit` items of any category per
 /// `window_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +321,7 @@ pub struct RateLimiter {
     projects: HashMap<u64, Quotas>,
     // One lock, taken only when some quota applies; one entry per (scope, id, category) with a
     // quota, so the map is bounded by (projects + keys) × categories.
-    windows: Mutex<HashMap<(Scope, u64, Option<DataCategory>), Window>>,
+    windows: Mutex<HashMap<WindowKey, Window>>,
 }
 
 /// One item to be counted: its category and quantity (1 per item, bytes for attachments).
