@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use storage::{Log, LogRecord, Project, ProjectKey, StorageError};
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ pub const PIXEL_GIF: &[u8] = &[
 ];
 
 /// Ingest settings (`[ingest]` in the server's configuration).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// Size limits (Relay's defaults).

@@ -4,7 +4,7 @@
 //! the first item over any of them rejects the whole envelope with 413 naming its type.
 //! Container items (batched spans/logs with `item_count`) are checked by average item size.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, Item, ItemType};
 
@@ -12,7 +12,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
 /// Size limits, defaulting to Relay's (`relay-config` `Limits`, newest).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct Limits {

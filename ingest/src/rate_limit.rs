@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Sentry's data categories (relay-base-schema `DataCategory`; names as on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,7 +188,7 @@ pub type CategoryQuotas = BTreeMap<String, u64>;
 
 /// Rate-limit configuration (`[ingest.rate_limits]`); empty = off. Validated when
 /// deserialized: unknown categories, a zero window or a non-numeric project id are errors.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(try_from = "RawRateLimitConfig")]
 pub struct RateLimitConfig {
     /// Length of a fixed window in seconds.
