@@ -37,6 +37,9 @@ pub const PIXEL_GIF: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b,
 ];
 
+/// Compressed bodies below this size are decoded inline; larger ones on the blocking pool.
+const INLINE_DECODE_BYTES: usize = 32 * 1024;
+
 /// Ingest settings (`[ingest]` in the server's configuration).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -537,7 +540,22 @@ impl IngestService {
             self.config.limits.max_event_size
         };
         let encodings = decode::encodings(&headers)?;
-        let decoded = decode::decode_body(&encodings, raw, cap)?;
+        let decoded = if encodings.is_empty() {
+            if raw.len() > cap {
+                return Err(IngestError::BodyTooLarge(DetailError(format!(
+                    "length limit exceeded ({cap} bytes)"
+                ))));
+            }
+            raw
+        } else if raw.len() < INLINE_DECODE_BYTES {
+            decode::decode_body(&encodings, raw, cap)?
+        } else {
+            // Inflating megabytes (up to the cap, for a bomb) takes milliseconds of CPU; keep
+            // that off the runtime's worker threads so other connections keep moving.
+            tokio::task::spawn_blocking(move || decode::decode_body(&encodings, raw, cap))
+                .await
+                .map_err(|e| IngestError::InvalidBody(DetailError::new(e)))??
+        };
         if decoded.is_empty() {
             return Err(IngestError::EmptyBody);
         }
@@ -815,6 +833,27 @@ mod tests {
         );
         assert!(origin_allowed(&allowed, &h));
         assert!(origin_allowed(&["*".to_owned()], &h));
+    }
+
+    #[test]
+    fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
+        let c: IngestConfig = serde_json::from_str(
+            r#"{"limits":{"max_event_size":100},"rate_limits":{"window_secs":10,"project":{"error":5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_event_size, 100);
+        assert_eq!(
+            c.limits.max_envelope_size,
+            Limits::default().max_envelope_size
+        );
+        assert_eq!(c.rate_limits.project.get("error"), Some(&5));
+        assert!(!c.trust_forwarded_for);
+        assert!(serde_json::from_str::<IngestConfig>(r#"{"limitz":{}}"#).is_err());
+        assert!(serde_json::from_str::<IngestConfig>(r#"{"limits":{"max_evnt_size":1}}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<IngestConfig>("{}").unwrap(),
+            IngestConfig::default()
+        );
     }
 
     #[test]
