@@ -9,13 +9,14 @@
 //! reports them durable (503 when it refuses).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use storage::{Log, LogRecord, Project, ProjectKey, StorageError};
 use uuid::Uuid;
@@ -41,7 +42,7 @@ pub const PIXEL_GIF: &[u8] = &[
 const INLINE_DECODE_BYTES: usize = 32 * 1024;
 
 /// Ingest settings (`[ingest]` in the server's configuration).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// Size limits (Relay's defaults).
@@ -50,6 +51,20 @@ pub struct IngestConfig {
     pub rate_limits: RateLimitConfig,
     /// Take the client address from the first `X-Forwarded-For` entry (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Bytes of request bodies being read at once, over all connections; past it a request is
+    /// answered 503 + Retry-After instead of buffering more (0 = unlimited).
+    pub max_inflight_body_bytes: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            limits: Limits::default(),
+            rate_limits: RateLimitConfig::default(),
+            trust_forwarded_for: false,
+            max_inflight_body_bytes: 512 << 20,
+        }
+    }
 }
 
 /// Where ingest looks up DSN keys and projects. `storage::Store` implements it over its cached
@@ -293,6 +308,31 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     })
 }
 
+/// A share of the in-flight body budget, returned on drop.
+struct Reservation<'a> {
+    used: &'a AtomicU64,
+    max: u64,
+    held: u64,
+}
+
+impl Reservation<'_> {
+    fn grow(&mut self, n: u64) -> bool {
+        let before = self.used.fetch_add(n, Ordering::AcqRel);
+        if self.max > 0 && before + n > self.max {
+            self.used.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        self.held += n;
+        true
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
 /// Result of a handled envelope: the event id to answer with and limits to announce.
 struct Accepted {
     event_id: Option<Uuid>,
@@ -364,6 +404,12 @@ impl IngestService {
             .map(SocketAddr::ip)
             .or_else(|| parts.extensions.get::<IpAddr>().copied());
         let cap = self.body_cap();
+        // Held until the answer is built: the body's bytes stay alive that long.
+        let mut reservation = Reservation {
+            used: &self.metrics.inflight_body_bytes,
+            max: self.config.max_inflight_body_bytes,
+            held: 0,
+        };
 
         let early = if route.is_none() || parts.method == Method::OPTIONS {
             // Nothing to read: errors and preflights are answered from the head alone.
@@ -379,15 +425,7 @@ impl IngestService {
                 "length limit exceeded ({cap} bytes)"
             ))))
         } else {
-            match Limited::new(body, cap).collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    Err(IngestError::BodyTooLarge(DetailError(format!(
-                        "length limit exceeded ({cap} bytes)"
-                    ))))
-                }
-                Err(e) => Err(IngestError::InvalidBody(DetailError::new(e))),
-            }
+            self.read_body(body, cap, &mut reservation).await
         };
         let response = match early {
             Ok(body) => {
@@ -399,11 +437,59 @@ impl IngestService {
                     body,
                     client_addr,
                 };
-                return self.ingest_at(request, start).await.into_http();
+                self.ingest_at(request, start).await
             }
             Err(err) => self.finish_error(&err, None, start),
         };
+        drop(reservation);
         response.into_http()
+    }
+
+    /// Reads a body frame by frame, refusing past `cap` bytes (413) or when all bodies in
+    /// flight would exceed the configured budget (503).
+    async fn read_body<B>(
+        &self,
+        body: B,
+        cap: usize,
+        reservation: &mut Reservation<'_>,
+    ) -> Result<Bytes, IngestError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| IngestError::InvalidBody(DetailError::new(e.into())))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            total = total.saturating_add(data.len());
+            if total > cap {
+                return Err(IngestError::BodyTooLarge(DetailError(format!(
+                    "length limit exceeded ({cap} bytes)"
+                ))));
+            }
+            if !reservation.grow(data.len() as u64) {
+                return Err(IngestError::QueueFailed {
+                    retry_after_secs: Some(1),
+                    cause: DetailError("request bodies in flight over budget".into()),
+                });
+            }
+            chunks.push(data);
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut all = Vec::with_capacity(total);
+                for c in &chunks {
+                    all.extend_from_slice(c);
+                }
+                Bytes::from(all)
+            }
+        })
     }
 
     /// Runs the whole pipeline on a request whose body is already in memory.

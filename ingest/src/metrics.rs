@@ -39,6 +39,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Bytes of request bodies currently held by requests being read or processed.
+    pub(crate) inflight_body_bytes: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -51,6 +53,7 @@ impl Default for Metrics {
             latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             latency_count: AtomicU64::new(0),
             latency_sum_micros: AtomicU64::new(0),
+            inflight_body_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -114,6 +117,11 @@ impl Metrics {
             elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
             Ordering::Relaxed,
         );
+    }
+
+    /// Request body bytes currently held by requests in flight.
+    pub fn inflight_body_bytes(&self) -> u64 {
+        self.inflight_body_bytes.load(Ordering::Relaxed)
     }
 
     /// Accepted requests so far.

@@ -813,6 +813,29 @@ async fn http_adapter_streams_with_a_cap() {
         .body(Full::new(Bytes::new()))
         .unwrap();
     assert_eq!(svc.handle(req).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        svc.metrics().inflight_body_bytes(),
+        0,
+        "every reservation is returned"
+    );
+}
+
+#[tokio::test]
+async fn inflight_body_budget_is_503() {
+    let config = IngestConfig {
+        max_inflight_body_bytes: 100,
+        ..Default::default()
+    };
+    let (svc, log) = service(config);
+    let req = http::Request::post("/api/1/envelope/")
+        .header("x-sentry-auth", auth(KEY))
+        .body(Full::new(Bytes::from(event_envelope())))
+        .unwrap();
+    let resp = svc.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert!(log.records.lock().is_empty());
+    assert_eq!(svc.metrics().inflight_body_bytes(), 0);
 }
 
 #[tokio::test]
