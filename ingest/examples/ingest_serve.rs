@@ -67,13 +67,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         accept.abort();
         for (offset, record) in log.reader().read(0, 10_000, 64 << 20)? {
             println!(
-                "record {offset}: type={} event_id={} payload={}B header={}",
+                "record {offset}: type={} event_id={} payload={}B item_header={} header={}",
                 record.item_type,
                 record
                     .event_id
                     .map(|id| id.simple().to_string())
                     .unwrap_or_default(),
                 record.payload.len(),
+                String::from_utf8_lossy(&record.item_header),
                 String::from_utf8_lossy(&record.envelope_header)
             );
         }

@@ -625,7 +625,12 @@ impl IngestService {
         } else {
             self.config.limits.max_event_size
         };
-        let encodings = decode::encodings(&headers)?;
+        // A GET has no body to decode: `sentry_data` is never content-encoded.
+        let encodings = if method == Method::GET {
+            Vec::new()
+        } else {
+            decode::encodings(&headers)?
+        };
         let decoded = if encodings.is_empty() {
             if raw.len() > cap {
                 return Err(IngestError::BodyTooLarge(DetailError(format!(
