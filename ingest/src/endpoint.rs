@@ -553,10 +553,17 @@ impl IngestService {
             self.metrics.reject(err.reason(), category, 1);
         }
         self.metrics.observe_latency(start.elapsed());
-        if err.status().is_server_error() {
-            tracing::warn!(error = %err, "ingest request failed");
-        } else {
-            tracing::debug!(error = %err, "ingest request rejected");
+        // Server faults at error, client faults at debug; shedding load on a full log is an
+        // answer by design (counted on /metrics), not a fault.
+        match err {
+            IngestError::QueueFailed {
+                retry_after_secs: Some(_),
+                ..
+            } => tracing::debug!(error = %err, "ingest request shed"),
+            _ if err.status().is_server_error() => {
+                tracing::error!(error = %err, "ingest request failed")
+            }
+            _ => tracing::debug!(error = %err, "ingest request rejected"),
         }
         let mut resp = IngestResponse::from_error(err);
         cors::apply(&mut resp.headers);
