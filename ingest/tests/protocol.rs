@@ -875,3 +875,27 @@ async fn real_embedded_log_has_the_records_after_200() {
     }
     log.close();
 }
+
+#[tokio::test]
+async fn forwarded_for_only_when_trusted() {
+    for (trust, expected) in [(false, "127.0.0.1"), (true, "203.0.113.7")] {
+        let (svc, log) = service(IngestConfig {
+            trust_forwarded_for: trust,
+            ..Default::default()
+        });
+        let resp = svc
+            .ingest(
+                post("/api/1/envelope/")
+                    .auth(KEY)
+                    .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+                    .body(event_envelope())
+                    .build(),
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(
+            log.records.lock()[0].client_addr,
+            Some(expected.parse().unwrap())
+        );
+    }
+}
