@@ -706,6 +706,7 @@ pub fn envelope(event_id: uuid::Uuid, dsn: &str, item_type: &str, payload: &[u8]
 /// Distinct prebuilt envelopes; requests cycle through them with fresh event ids.
 pub fn envelope_pool(seed: u64, mix: Mix, dsn: &str, size: usize) -> Vec<Vec<u8>> {
     let mut rng = SmallRng::seed_from_u64(seed);
+    let mut errors = 0usize;
     (0..size)
         .map(|i| {
             let transaction = match mix {
@@ -718,12 +719,9 @@ pub fn envelope_pool(seed: u64, mix: Mix, dsn: &str, size: usize) -> Vec<Vec<u8>
                 envelope(id, dsn, "transaction", &transaction_event(&mut rng))
             } else {
                 // Cover every kind, then repeat them with other messages.
-                envelope(
-                    id,
-                    dsn,
-                    "event",
-                    &error_event(&mut rng, Some(i % ERROR_KINDS)),
-                )
+                let kind = errors % ERROR_KINDS;
+                errors += 1;
+                envelope(id, dsn, "event", &error_event(&mut rng, Some(kind)))
             }
         })
         .collect()
@@ -1073,6 +1071,20 @@ mod tests {
         let env = Envelope::parse(Bytes::from(pool[0].clone())).unwrap();
         assert_eq!(env.items[0].ty, ItemType::Event);
         assert_eq!(env.dsn.as_deref(), Some(dsn));
+    }
+
+    #[test]
+    fn mixed_pool_covers_both_platforms() {
+        let pool = envelope_pool(4, Mix::Mixed, "http://k@h/1", 40);
+        let mut platforms = std::collections::HashSet::new();
+        for body in &pool {
+            let env = Envelope::parse(Bytes::from(body.clone())).unwrap();
+            let v: Value = serde_json::from_slice(&env.items[0].payload).unwrap();
+            if env.items[0].ty == ItemType::Event {
+                platforms.insert(v["platform"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(platforms.len(), 2, "{platforms:?}");
     }
 
     #[test]
