@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
     Grouping(cli::grouping::Args),
+    /// Send realistic envelopes to a server and report accepted events/s and latency.
+    Loadgen(cli::loadgen::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +71,8 @@ fn main() -> ExitCode {
             )
             .and_then(serve::run)
         }
+        Command::Grouping(args) => cli::grouping::run(args),
+        Command::Loadgen(args) => cli::loadgen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
