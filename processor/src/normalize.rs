@@ -218,13 +218,13 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     let event_type = infer_type(&ev, ctx);
     ev.insert("type".into(), Value::String(event_type.as_str().into()));
 
+    normalize_breadcrumbs(&mut ev);
     let timestamp_ms = normalize_timestamps(&mut ev, ctx, &mut errors);
     normalize_level(&mut ev, event_type, &mut errors);
     normalize_platform(&mut ev);
     normalize_strings(&mut ev, &mut errors);
     normalize_tags(&mut ev, &mut errors);
     normalize_user_and_request(&mut ev, ctx);
-    normalize_breadcrumbs(&mut ev);
     normalize_contexts(&mut ev);
     if event_type != EventType::Transaction {
         ev.remove("measurements");

@@ -56,11 +56,17 @@ const RECORD_VERSION: u8 = 1;
 impl LogRecord {
     /// Bytes this record takes encoded (used for budgets).
     pub fn encoded_len(&self) -> usize {
+        let event_id = if self.event_id.is_some() { 17 } else { 1 };
+        let addr = match self.client_addr {
+            Some(IpAddr::V4(_)) => 5,
+            Some(IpAddr::V6(_)) => 17,
+            None => 1,
+        };
         1 + 8 * 3
-            + 17
-            + 17
+            + event_id
+            + addr
             + 2
-            + self.item_type.len()
+            + self.item_type.len().min(u16::MAX as usize)
             + 4 * 3
             + self.envelope_header.len()
             + self.item_header.len()
