@@ -329,6 +329,38 @@ pub fn tag_pairs(event: &Value) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|p| Some((p.get(0)?.as_str()?, p.get(1)?.as_str()?)))
 }
 
+/// Stores what Sentry stores in a saved event's data besides the payload: `title`,
+/// `culprit`, `metadata` and `location` (the crash frame's file), so the event API can show
+/// them without recomputing.
+pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
+    let Some(obj) = event.as_object_mut() else {
+        return;
+    };
+    obj.insert("title".into(), Value::String(facts.title.clone()));
+    obj.insert("culprit".into(), Value::String(facts.culprit.clone()));
+    obj.insert(
+        "metadata".into(),
+        serde_json::to_value(&facts.metadata).unwrap_or(Value::Null),
+    );
+    match &facts.metadata.filename {
+        Some(f) => obj.insert("location".into(), Value::String(f.clone())),
+        None => obj.remove("location"),
+    };
+}
+
+/// A transaction's title and culprit are its name (Sentry's `TransactionEvent`).
+pub fn annotate_transaction(event: &mut Value) {
+    let name = str_at(event, "/transaction")
+        .unwrap_or("<unlabeled transaction>")
+        .to_owned();
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert("title".into(), Value::String(name.clone()));
+        obj.insert("culprit".into(), Value::String(name.clone()));
+        obj.insert("location".into(), Value::String(name.clone()));
+        obj.insert("metadata".into(), serde_json::json!({"title": name}));
+    }
+}
+
 /// A new issue record from the first event.
 pub fn new_issue(
     id: u64,

@@ -554,10 +554,12 @@ impl Processor {
             // outcome invalid/`invalid_transaction` and is not stored) and
             // `folder.flush_into(store, &mut batch)` in `finish`.
             work.stats.transactions += 1;
+            issues::annotate_transaction(&mut normalized.event);
             (None, Vec::new())
         } else {
             let hashes = grouping_hashes(&normalized.event, &project);
             let facts = issues::derive_facts(&normalized.event);
+            issues::annotate_event(&mut normalized.event, &facts);
             let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;
             self.count_issue(work, &project, issue_id, &normalized.event, ts)?;
             (Some(issue_id), hashes)
