@@ -159,13 +159,13 @@ pub fn culprit(event: &Value, platform: &str) -> String {
                 return String::new();
             }
             excs.iter()
+                .rev()
                 .filter_map(|e| e.get("stacktrace"))
-                .filter(|st| {
+                .find(|st| {
                     st.get("frames")
                         .and_then(Value::as_array)
                         .is_some_and(|f| !f.is_empty())
                 })
-                .last()
         }
         None => event.get("stacktrace").filter(|st| {
             st.get("frames")

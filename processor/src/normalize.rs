@@ -328,7 +328,7 @@ pub fn parse_timestamp(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => {
             let secs = n.as_f64()?;
-            if !secs.is_finite() || secs < 0.0 || secs > 1e11 {
+            if !secs.is_finite() || !(0.0..=1e11).contains(&secs) {
                 return None;
             }
             Some((secs * 1000.0).round() as i64)

@@ -647,10 +647,10 @@ impl Processor {
         }
         let issue_id = match found {
             Some(id) => {
-                if !work.issues.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = work.issues.entry(id) {
                     match records::load_issue(&self.store, id)? {
                         Some(rec) => {
-                            work.issues.insert(id, rec);
+                            slot.insert(rec);
                         }
                         None => {
                             // A hash pointing at a missing record (damaged or deleted): start

@@ -252,7 +252,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Finds card numbers: runs of 13–19 digits, single spaces or dashes allowed between
