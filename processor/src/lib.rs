@@ -6,12 +6,12 @@
 //! Results and the log offset go into one RocksDB write batch (design.md §3).
 //!
 //! Modules: [`normalize`] (Relay's normalization), [`scrub`] (PII), [`filters`] (inbound
-//! filters), [`issues`] (title/culprit/metadata/tags/regression), [`pipeline`] (the batch
+//! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`pipeline`] (the batch
 //! loop, outcomes and the exactly-once commit).
 
 pub mod error;
 pub mod filters;
-mod grouping_fallback;
+pub mod grouping;
 pub mod issues;
 pub mod normalize;
 pub mod pipeline;

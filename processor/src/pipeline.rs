@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::filters;
+use crate::grouping::GroupingConfig;
 use crate::issues::{self, IssueFacts};
 use crate::normalize::{self, EventType, NormalizeContext};
 use crate::scrub::Scrubber;
@@ -251,6 +252,7 @@ struct Work<'a> {
     counters: HashMap<Vec<u8>, i64>,
     outcomes: HashMap<Vec<u8>, i64>,
     scrubbers: HashMap<u64, Scrubber>,
+    grouping: HashMap<u64, GroupingConfig>,
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
 }
@@ -301,14 +303,25 @@ fn envelope_info(header: &[u8]) -> EnvelopeInfo {
     EnvelopeInfo { sent_at_ms, sdk }
 }
 
-/// The grouping seam: contributing hashes for a normalized, scrubbed event, primary first.
-///
-/// LEAD: when `grouping` lands on main, replace the body with
-/// `crate::grouping::compute(event, &config_for(project)).hashes` (cache the per-project
-/// `GroupingConfig::from_rules(..)` built from `project.settings.fingerprinting_rules` and
-/// `grouping_enhancements`) and delete `grouping_fallback.rs`.
-fn grouping_hashes(event: &Value, _project: &Project) -> Vec<String> {
-    crate::grouping_fallback::hashes(event)
+/// Builds a project's grouping configuration from its settings; broken rules are logged
+/// and ignored (Sentry's defaults still apply) rather than failing every event.
+fn grouping_config(project: &Project) -> GroupingConfig {
+    let rules = project.settings.fingerprinting_rules.trim();
+    let fingerprinting = (!rules.is_empty()).then(|| Value::String(rules.to_owned()));
+    let enhancements = project.settings.grouping_enhancements.trim();
+    GroupingConfig::from_rules(
+        fingerprinting.as_ref(),
+        (!enhancements.is_empty()).then_some(enhancements),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(project = project.id, error = %e, "ignoring invalid grouping rules");
+        GroupingConfig::default()
+    })
+}
+
+/// Contributing grouping hashes of a normalized, scrubbed event, primary first.
+fn grouping_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
+    crate::grouping::compute(event, config).hashes
 }
 
 impl Processor {
@@ -352,6 +365,7 @@ impl Processor {
             counters: HashMap::new(),
             outcomes: HashMap::new(),
             scrubbers: HashMap::new(),
+            grouping: HashMap::new(),
             next_issue_id,
             short_ids,
         };
@@ -557,7 +571,15 @@ impl Processor {
             issues::annotate_transaction(&mut normalized.event);
             (None, Vec::new())
         } else {
-            let hashes = grouping_hashes(&normalized.event, &project);
+            let config = work
+                .grouping
+                .entry(project.id)
+                .or_insert_with(|| grouping_config(&project));
+            let mut hashes = grouping_hashes(&normalized.event, config);
+            if hashes.is_empty() {
+                // Sentry always has a hash (its fallback variant); guard against none.
+                hashes.push(crate::grouping::hash_values(["<no grouping>"]));
+            }
             let facts = issues::derive_facts(&normalized.event);
             issues::annotate_event(&mut normalized.event, &facts);
             let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;

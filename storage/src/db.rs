@@ -217,12 +217,9 @@ impl Store {
         let descriptors = cf::ALL.iter().map(|name| {
             ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
         });
-        let db = Rocks::open_cf_descriptors_as_secondary(
-            &opts,
-            &path,
-            &secondary.path().to_path_buf(),
-            descriptors,
-        )?;
+        let secondary_path = secondary.path().to_path_buf();
+        let db =
+            Rocks::open_cf_descriptors_as_secondary(&opts, &path, &secondary_path, descriptors)?;
         Self::finish(
             db,
             path,

@@ -668,8 +668,9 @@ mod tests {
     async fn over_budget_is_backpressure() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let one = record(1).encoded_len() as u64;
         let options = EmbeddedLogOptions {
-            max_backlog_bytes: 200,
+            max_backlog_bytes: 2 * one + one / 2,
             ..Default::default()
         };
         let log = EmbeddedLog::open(&store, options).unwrap();
