@@ -253,6 +253,7 @@ struct Work<'a> {
     outcomes: HashMap<Vec<u8>, i64>,
     scrubbers: HashMap<u64, Scrubber>,
     grouping: HashMap<u64, GroupingConfig>,
+    compressor: zstd::bulk::Compressor<'static>,
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
 }
@@ -366,6 +367,8 @@ impl Processor {
             outcomes: HashMap::new(),
             scrubbers: HashMap::new(),
             grouping: HashMap::new(),
+            compressor: zstd::bulk::Compressor::new(self.config.zstd_level)
+                .map_err(storage::StorageError::from)?,
             next_issue_id,
             short_ids,
         };
@@ -563,10 +566,16 @@ impl Processor {
         issues::add_derived_tags(&mut normalized.event);
 
         let (issue_id, hashes) = if normalized.event_type == EventType::Transaction {
-            // PERF-SEAM (LEAD): when `transactions.rs` lands, call
-            // `folder.add(&project, &normalized.event)` here (an invalid transaction becomes
-            // outcome invalid/`invalid_transaction` and is not stored) and
-            // `folder.flush_into(store, &mut batch)` in `finish`.
+            // PERF-SEAM (LEAD): once `processor/src/transactions.rs` (branch `perf`) is on
+            // main, validate and fold here, before storing:
+            //     if let Err(e) = work.folder.add(&project, &normalized.event) {
+            //         work.stats.invalid += 1;
+            //         work.outcome(project.id, ts, outcome::INVALID, ev_category, e.outcome_reason(), 1);
+            //         return Ok(());
+            //     }
+            // with `folder: TransactionFolder` in `Work`, `work.folder.flush_into(store, &mut
+            // work.batch)` at the top of `finish`, and, for every stored error event,
+            // `transactions::count_error_event(store, &mut work.batch, project.id, ts, env)`.
             work.stats.transactions += 1;
             issues::annotate_transaction(&mut normalized.event);
             (None, Vec::new())
@@ -602,7 +611,7 @@ impl Processor {
             hashes,
             event: normalized.event,
         };
-        let value = records::encode_event(&stored, self.config.zstd_level)?;
+        let value = records::encode_event_with(&stored, &mut work.compressor)?;
         let store = work.store;
         work.batch.put_cf(&store.cf(cf::EVENTS), event_key, value);
         let index = store.cf(cf::INDEX);

@@ -293,8 +293,18 @@ pub struct StoredEvent {
 
 /// Encodes a stored event value: timestamp (ms, BE) + zstd(JSON).
 pub fn encode_event(event: &StoredEvent, zstd_level: i32) -> Result<Vec<u8>> {
+    let mut compressor = zstd::bulk::Compressor::new(zstd_level)?;
+    encode_event_with(event, &mut compressor)
+}
+
+/// [`encode_event`] with a reusable compressor (a zstd context costs more to set up than
+/// compressing one small event; the processor keeps one per batch).
+pub fn encode_event_with(
+    event: &StoredEvent,
+    compressor: &mut zstd::bulk::Compressor<'_>,
+) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(event)?;
-    let compressed = zstd::bulk::compress(&json, zstd_level)?;
+    let compressed = compressor.compress(&json)?;
     let mut out = Vec::with_capacity(EVENT_VALUE_TS_LEN + compressed.len());
     out.extend_from_slice(&event.timestamp_ms.to_be_bytes());
     out.extend_from_slice(&compressed);
@@ -313,7 +323,17 @@ pub fn decode_event(value: &[u8]) -> Result<StoredEvent> {
     let body = value
         .get(EVENT_VALUE_TS_LEN..)
         .ok_or_else(|| corrupt("shorter than its timestamp".into()))?;
-    let json = zstd::bulk::decompress(body, MAX_EVENT_JSON).map_err(|e| corrupt(e.to_string()))?;
+    // Stream-decode with a cap: `bulk::decompress` would allocate the whole cap up front.
+    let mut json = Vec::with_capacity(body.len() * 4);
+    let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(e.to_string()))?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(decoder, MAX_EVENT_JSON as u64 + 1),
+        &mut json,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    if json.len() > MAX_EVENT_JSON {
+        return Err(corrupt("larger than the event size cap".into()));
+    }
     serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))
 }
 
