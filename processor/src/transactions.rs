@@ -739,9 +739,11 @@ mod tests {
         assert_eq!(f.measurements, vec![("lcp".to_string(), 1234.5)]);
     }
 
+    type Mutation = fn(&mut Value);
+
     #[test]
     fn relay_validation_rules() {
-        let cases: Vec<(fn(&mut Value), TransactionError)> = vec![
+        let cases: Vec<(Mutation, TransactionError)> = vec![
             (
                 |v| v["timestamp"] = json!(null),
                 TransactionError::InvalidTimestamp,

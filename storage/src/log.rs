@@ -616,7 +616,7 @@ mod tests {
             assert_eq!(offsets.len(), 200);
             let (records, commits) = log.stats();
             assert_eq!(records, 200);
-            assert!(commits <= 200 && commits >= 1);
+            assert!((1..=200).contains(&commits));
             log.close();
         }
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
