@@ -2,6 +2,7 @@
 //! all use, answering from the stored issues, events, counters and histograms.
 
 pub mod perf;
+pub mod trace;
 
 use storage::Store;
 
