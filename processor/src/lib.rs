@@ -5,4 +5,5 @@
 //! indexes; per transaction it folds the duration into the HDR histograms of its time buckets.
 //! Results and the log offset go into one RocksDB write batch (design.md §3).
 
+pub mod grouping;
 pub mod transactions;
