@@ -6,8 +6,11 @@
 //! batch with its log offset. The folder pre-aggregates in memory, so a batch turns into one
 //! merge operand per (series, bucket) rather than one per transaction, and nothing is ever
 //! read back: histograms and counters are RocksDB merge operands (`storage::hist`'s HDR add and
-//! the i64 add). Minute buckets are rolled up into hour and day buckets at flush time, so a
-//! long range reads few keys. Key layouts: `storage::keys::perf`.
+//! the i64 add). At flush time each (environment, release, transaction) minute is also rolled
+//! up into hour and day buckets, and into the dimension rollups of
+//! `storage::keys::perf::ROLLUP_MASKS` (per transaction, per environment, per release, and
+//! the project total), so a long range or a coarse question reads few keys; the per-transaction
+//! work stays two hash lookups and a push. Key layouts: `storage::keys::perf`.
 //!
 //! Durations are kept in microseconds (an HDR histogram holds integers, and sub-millisecond
 //! spans are common); the query layer reports milliseconds.
@@ -335,10 +338,40 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 /// One (project, environment, release, transaction) series of the current batch.
 struct Series {
     project_id: u64,
-    /// Encoded dimensions (`keys::perf::push_dims`).
-    dims: Vec<u8>,
+    environment: String,
+    release: String,
+    transaction: String,
     /// Apdex threshold T (ms) in force for this transaction when it was folded.
     threshold_ms: u64,
+    /// `keys::perf::apdex_config_key` of the project settings it was folded under.
+    config_key: u64,
+}
+
+impl Series {
+    /// Encoded dimensions of this series in the rollup `mask`.
+    fn dims(&self, mask: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            8 + self.environment.len() + self.release.len() + self.transaction.len(),
+        );
+        pk::push_dims(
+            &mut out,
+            mask,
+            &self.environment,
+            &self.release,
+            &self.transaction,
+        );
+        out
+    }
+
+    /// What the satisfied/tolerated counters of the rollup `mask` are keyed by: T when the
+    /// series keeps the transaction (one T applies), else the project's apdex configuration.
+    fn apdex_key(&self, mask: u8) -> u64 {
+        if mask & pk::DIM_TRANSACTION != 0 {
+            self.threshold_ms
+        } else {
+            self.config_key
+        }
+    }
 }
 
 /// Exact counters of one bucket of one series.
@@ -488,21 +521,31 @@ impl TransactionFolder {
     ) -> u32 {
         self.scratch.clear();
         self.scratch.extend_from_slice(&project.id.to_be_bytes());
-        pk::push_dims(&mut self.scratch, environment, release, transaction);
+        pk::push_dims(
+            &mut self.scratch,
+            pk::ALL_DIMS,
+            environment,
+            release,
+            transaction,
+        );
         if let Some(&id) = self.series_ids.get(self.scratch.as_slice()) {
             return id;
         }
         let id = self.series.len() as u32;
         let settings = &project.settings;
+        let transaction = pk::clamp_dim(transaction);
         let threshold_ms = settings
             .transaction_thresholds
-            .get(pk::clamp_dim(transaction))
+            .get(transaction)
             .copied()
             .unwrap_or(settings.apdex_threshold_ms);
         self.series.push(Series {
             project_id: project.id,
-            dims: self.scratch[8..].to_vec(),
+            environment: pk::clamp_dim(environment).to_string(),
+            release: pk::clamp_dim(release).to_string(),
+            transaction: transaction.to_string(),
             threshold_ms,
+            config_key: pk::apdex_config_key(settings),
         });
         self.series_ids.insert(self.scratch.clone(), id);
         id
@@ -513,16 +556,19 @@ impl TransactionFolder {
     pub fn flush_into(&mut self, store: &Store, batch: &mut WriteBatch) {
         let hist_cf = store.cf(cf::HISTOGRAMS);
         let counter_cf = store.cf(cf::COUNTERS);
-        let mut rollups: FastMap<(u32, u8, u64), Rollup> = FastMap::default();
+        // (project, encoded dims, apdex key, resolution, bucket start) → rollup. The full
+        // series' minutes are written directly; everything else is built from them.
+        let mut rollups: FastMap<(u64, Vec<u8>, u64, u8, u64), Rollup> = FastMap::default();
         let mut buckets: Vec<(u32, u64)> = Vec::new();
         let mut measurements: Vec<(u32, u32, u64)> = Vec::new();
         let mut writer = Writer {
-            series: &self.series,
             names: &self.measurement_names,
             key: Vec::new(),
             value: Vec::new(),
+            pairs: Vec::new(),
         };
         for agg in &mut self.minutes {
+            let series = &self.series[agg.series as usize];
             agg.indexes.sort_unstable();
             run_lengths(&agg.indexes, &mut buckets);
             agg.measurements.sort_unstable();
@@ -530,31 +576,50 @@ impl TransactionFolder {
             for w in agg.measurements.chunk_by(|a, b| a == b) {
                 measurements.push((w[0].0, w[0].1, w.len() as u64));
             }
+            let full = series.dims(pk::ALL_DIMS);
             writer.write(
                 batch,
                 (&hist_cf, &counter_cf),
-                agg.series,
-                Resolution::Minute,
-                agg.start_ms,
+                Target {
+                    project_id: series.project_id,
+                    dims: &full,
+                    apdex_key: series.apdex_key(pk::ALL_DIMS),
+                    res: Resolution::Minute,
+                    start_ms: agg.start_ms,
+                },
                 &buckets,
                 &agg.counters,
                 &measurements,
             );
-            for res in [Resolution::Hour, Resolution::Day] {
-                let rollup = rollups
-                    .entry((agg.series, res as u8, res.bucket_start(agg.start_ms)))
-                    .or_default();
-                rollup.buckets.extend_from_slice(&buckets);
-                rollup.counters.add(&agg.counters);
-                rollup.measurements.extend_from_slice(&measurements);
+            for mask in pk::ROLLUP_MASKS {
+                let dims = if mask == pk::ALL_DIMS {
+                    full.clone()
+                } else {
+                    series.dims(mask)
+                };
+                for res in Resolution::ALL {
+                    if mask == pk::ALL_DIMS && res == Resolution::Minute {
+                        continue;
+                    }
+                    let key = (
+                        series.project_id,
+                        dims.clone(),
+                        series.apdex_key(mask),
+                        res as u8,
+                        res.bucket_start(agg.start_ms),
+                    );
+                    let rollup = rollups.entry(key).or_default();
+                    rollup.buckets.extend_from_slice(&buckets);
+                    rollup.counters.add(&agg.counters);
+                    rollup.measurements.extend_from_slice(&measurements);
+                }
             }
         }
-        for ((series, res, start), mut rollup) in rollups {
-            let res = if res == Resolution::Hour as u8 {
-                Resolution::Hour
-            } else {
-                Resolution::Day
-            };
+        for ((project_id, dims, apdex_key, res, start_ms), mut rollup) in rollups {
+            let res = Resolution::ALL
+                .into_iter()
+                .find(|r| *r as u8 == res)
+                .unwrap_or(Resolution::Day);
             rollup.buckets.sort_unstable_by_key(|&(i, _)| i);
             combine(&mut rollup.buckets, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
             rollup
@@ -568,9 +633,13 @@ impl TransactionFolder {
             writer.write(
                 batch,
                 (&hist_cf, &counter_cf),
-                series,
-                res,
-                start,
+                Target {
+                    project_id,
+                    dims: &dims,
+                    apdex_key,
+                    res,
+                    start_ms,
+                },
                 &rollup.buckets,
                 &rollup.counters,
                 &rollup.measurements,
@@ -609,10 +678,19 @@ fn combine<T: Copy>(v: &mut Vec<T>, same: impl Fn(&T, &T) -> bool, fold: impl Fn
 }
 
 struct Writer<'a> {
-    series: &'a [Series],
     names: &'a [String],
     key: Vec<u8>,
     value: Vec<u8>,
+    pairs: Vec<(u32, u64)>,
+}
+
+/// Where one aggregate goes.
+struct Target<'a> {
+    project_id: u64,
+    dims: &'a [u8],
+    apdex_key: u64,
+    res: Resolution,
+    start_ms: u64,
 }
 
 type Cfs<'c, 'd> = (
@@ -621,25 +699,21 @@ type Cfs<'c, 'd> = (
 );
 
 impl Writer<'_> {
-    #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,
         batch: &mut WriteBatch,
         (hist_cf, counter_cf): Cfs<'_, '_>,
-        series: u32,
-        res: Resolution,
-        start_ms: u64,
+        t: Target<'_>,
         buckets: &[(u32, u64)],
         counters: &Counters,
         measurements: &[(u32, u32, u64)],
     ) {
-        let s = &self.series[series as usize];
-        self.key = keys::bucketed(res.duration_kind(), s.project_id, start_ms, &s.dims);
+        self.key = keys::bucketed(t.res.duration_kind(), t.project_id, t.start_ms, t.dims);
         hist::encode_sparse(buckets, &mut self.value);
         batch.merge_cf(hist_cf, &self.key, &self.value);
 
         // Counters share the histogram key's layout after the kind byte, plus a suffix.
-        self.key[0] = res.counter_kind();
+        self.key[0] = t.res.counter_kind();
         let base = self.key.len();
         let mut put = |key: &mut Vec<u8>, suffix: &[u8], value: u64| {
             key.truncate(base);
@@ -656,9 +730,8 @@ impl Writer<'_> {
             }
         }
         put(&mut self.key, &[pk::COUNTER_SUM_US], counters.sum_us);
-        let t = s.threshold_ms.to_be_bytes();
         let mut suffix = [0u8; 9];
-        suffix[1..].copy_from_slice(&t);
+        suffix[1..].copy_from_slice(&t.apdex_key.to_be_bytes());
         suffix[0] = pk::COUNTER_SATISFIED;
         put(&mut self.key, &suffix, counters.satisfied);
         suffix[0] = pk::COUNTER_TOLERATED;
@@ -666,15 +739,14 @@ impl Writer<'_> {
         suffix[0] = pk::COUNTER_JUDGED;
         put(&mut self.key, &suffix, counters.count());
 
-        let mut pairs: Vec<(u32, u64)> = Vec::new();
         for group in measurements.chunk_by(|a, b| a.0 == b.0) {
-            pairs.clear();
-            pairs.extend(group.iter().map(|&(_, i, c)| (i, c)));
+            self.pairs.clear();
+            self.pairs.extend(group.iter().map(|&(_, i, c)| (i, c)));
             let name = &self.names[group[0].0 as usize];
-            let mut rest = s.dims.clone();
+            let mut rest = t.dims.to_vec();
             pk::push_dim(&mut rest, name);
-            let key = keys::bucketed(res.measurement_kind(), s.project_id, start_ms, &rest);
-            hist::encode_sparse(&pairs, &mut self.value);
+            let key = keys::bucketed(t.res.measurement_kind(), t.project_id, t.start_ms, &rest);
+            hist::encode_sparse(&self.pairs, &mut self.value);
             batch.merge_cf(hist_cf, &key, &self.value);
         }
     }

@@ -4,13 +4,16 @@
 //!
 //! A range is cut into whole buckets: day buckets in the middle, hour buckets around them,
 //! minute buckets at the edges, so a 90-day range reads ~90 day keys plus at most ~46 hour
-//! and ~118 minute keys per series. Histograms and counters merge exactly, so the answer is
-//! the same as if every transaction had been kept:
+//! and ~118 minute keys per series. The series read are those of the smallest rollup that
+//! keeps every filtered or grouped dimension (`keys::perf::ROLLUP_MASKS`): the project total
+//! reads one series, a by-transaction breakdown one series per transaction. Histograms and
+//! counters merge exactly, so the answer is the same as if every transaction had been kept:
 //! - count, tpm, tps, avg, failure rate and per-status counts come from exact counters;
 //! - apdex comes from satisfied/tolerated counters written at fold time for the T in force
 //!   then (project T, or the transaction's override). When T has changed since, the buckets
 //!   folded under another T fall back to the histogram (within its 3-digit precision) and the
-//!   answer says `apdex_exact: false`;
+//!   answer says `apdex_exact: false` (a rollup without the transaction dimension cannot be
+//!   re-judged, so such a query is answered from the full series);
 //! - p50…p99 and max come from the merged HDR histogram: the reported value is the highest
 //!   value equivalent to the exact one, within 0.1 % of it (3 significant digits).
 //!
@@ -428,9 +431,9 @@ impl Acc {
         self.satisfied += s.satisfied;
         self.tolerated += s.tolerated;
         self.apdex_exact &= s.exact;
-        self.threshold = match self.threshold {
-            None => Some(Some(s.threshold_ms)),
-            Some(Some(t)) if t == s.threshold_ms => Some(Some(t)),
+        self.threshold = match (self.threshold, s.threshold_ms) {
+            (None, t) => Some(t),
+            (Some(Some(a)), Some(b)) if a == b => Some(Some(a)),
             _ => Some(None),
         };
     }
@@ -518,7 +521,7 @@ struct SeriesBucket {
     satisfied: u64,
     tolerated: u64,
     judged: u64,
-    threshold_ms: u64,
+    threshold_ms: Option<u64>,
     exact: bool,
 }
 
@@ -541,6 +544,8 @@ struct Collector {
     total: Acc,
     groups: HashMap<Vec<u8>, Acc>,
     group_by: Option<GroupBy>,
+    /// A rollup's apdex counters were written under another apdex configuration.
+    needs_full: bool,
 }
 
 impl Collector {
@@ -549,6 +554,7 @@ impl Collector {
             total: Acc::new(),
             groups: HashMap::new(),
             group_by,
+            needs_full: false,
         }
     }
 
@@ -593,14 +599,12 @@ impl QueryService {
         let group_errors =
             errors_filterable && matches!(query.group_by, Some(GroupBy::Environment));
 
-        let mut collector = Collector::new(query.group_by);
-        scan_range(
+        let collector = collect(
             store,
             &project,
-            start,
-            end,
+            (start, end),
             &filters,
-            &mut collector,
+            query.group_by,
             errors_filterable,
         )?;
         let minutes = ((end - start) / MINUTE) as f64;
@@ -638,14 +642,12 @@ impl QueryService {
             let mut at = start;
             while at < end {
                 let until = (at + interval).min(end);
-                let mut c = Collector::new(None);
-                scan_range(
+                let c = collect(
                     store,
                     &project,
-                    at,
-                    until,
+                    (at, until),
                     &filters,
-                    &mut c,
+                    None,
                     errors_filterable,
                 )?;
                 series.push(PerfPoint {
@@ -695,9 +697,68 @@ fn sort_groups(groups: &mut [PerfGroup], sort: SortBy, ascending: bool) {
     });
 }
 
+/// The smallest rollup that can answer: it keeps every dimension filtered or grouped on.
+fn rollup_mask(filters: &Filters<'_>, group_by: Option<GroupBy>) -> u8 {
+    let mut needed = 0;
+    if filters.environment.is_some() || group_by == Some(GroupBy::Environment) {
+        needed |= pk::DIM_ENVIRONMENT;
+    }
+    if filters.release.is_some() || group_by == Some(GroupBy::Release) {
+        needed |= pk::DIM_RELEASE;
+    }
+    if filters.transaction.is_some() || group_by == Some(GroupBy::Transaction) {
+        needed |= pk::DIM_TRANSACTION;
+    }
+    // Coarsest first: fewer keys per bucket.
+    [0, pk::DIM_ENVIRONMENT, pk::DIM_RELEASE, pk::DIM_TRANSACTION]
+        .into_iter()
+        .find(|m| m & needed == needed)
+        .unwrap_or(pk::ALL_DIMS)
+}
+
+/// Reads `[start, end)` into a collector from the best rollup, falling back to the full
+/// series when the rollup's apdex counters belong to another apdex configuration.
+fn collect(
+    store: &Store,
+    project: &Project,
+    (start, end): (u64, u64),
+    filters: &Filters<'_>,
+    group_by: Option<GroupBy>,
+    count_errors: bool,
+) -> Result<Collector, PerfError> {
+    let mask = rollup_mask(filters, group_by);
+    let mut out = Collector::new(group_by);
+    scan_range(
+        store,
+        project,
+        mask,
+        start,
+        end,
+        filters,
+        &mut out,
+        count_errors,
+    )?;
+    if out.needs_full && mask != pk::ALL_DIMS {
+        out = Collector::new(group_by);
+        scan_range(
+            store,
+            project,
+            pk::ALL_DIMS,
+            start,
+            end,
+            filters,
+            &mut out,
+            count_errors,
+        )?;
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn scan_range(
     store: &Store,
     project: &Project,
+    mask: u8,
     start: u64,
     end: u64,
     filters: &Filters<'_>,
@@ -705,7 +766,7 @@ fn scan_range(
     count_errors: bool,
 ) -> Result<(), PerfError> {
     for (res, from, to) in decompose(start, end) {
-        scan_segment(store, project, res, from, to, filters, out)?;
+        scan_segment(store, project, mask, res, from, to, filters, out)?;
         if count_errors {
             scan_errors(store, project.id, res, from, to, filters, out)?;
         }
@@ -716,23 +777,20 @@ fn scan_range(
 fn raw_iter<'a>(
     store: &'a Store,
     cf_name: &str,
-    lower: &[u8],
     upper: Vec<u8>,
 ) -> rocksdb::DBRawIteratorWithThreadMode<'a, storage::Rocks> {
     let mut opts = rocksdb::ReadOptions::default();
     opts.set_iterate_upper_bound(upper);
-    // A range read of aggregates: do not evict the hot working set for it.
-    opts.fill_cache(true);
-    let mut it = store.db().raw_iterator_cf_opt(&store.cf(cf_name), opts);
-    it.seek(lower);
-    it
+    store.db().raw_iterator_cf_opt(&store.cf(cf_name), opts)
 }
 
 /// One resolution, buckets `[from, to)`: joins the histogram keys with their counters (a
 /// counter key is its histogram key, another kind byte, and a suffix; both sort alike).
+#[allow(clippy::too_many_arguments)]
 fn scan_segment(
     store: &Store,
     project: &Project,
+    mask: u8,
     res: Resolution,
     from: u64,
     to: u64,
@@ -742,89 +800,121 @@ fn scan_segment(
     let mut hists = raw_iter(
         store,
         cf::HISTOGRAMS,
-        &keys::bucketed(res.duration_kind(), project.id, from, &[]),
         keys::bucketed(res.duration_kind(), project.id, to, &[]),
     );
     let mut counters = raw_iter(
         store,
         cf::COUNTERS,
-        &keys::bucketed(res.counter_kind(), project.id, from, &[]),
         keys::bucketed(res.counter_kind(), project.id, to, &[]),
     );
     let settings = &project.settings;
+    let has_transaction = mask & pk::DIM_TRANSACTION != 0;
+    let config_key = pk::apdex_config_key(settings);
+    let uniform_t = settings
+        .transaction_thresholds
+        .is_empty()
+        .then_some(settings.apdex_threshold_ms);
     let mut buckets: Vec<(u32, u64)> = Vec::with_capacity(256);
-    while hists.valid() {
-        let (Some(hkey), Some(hval)) = (hists.key(), hists.value()) else {
-            break;
-        };
-        let body = &hkey[1..];
-        let dims = pk::split_bucketed(hkey).and_then(|(_, _, _, rest)| pk::parse_dims(rest));
-        let accepted = dims.as_ref().is_some_and(|d| filters.accept(d));
-        // Move the counter cursor to this key's counters, skipping any without a histogram.
-        while counters.valid()
-            && counters
-                .key()
-                .is_some_and(|k| &k[1..] < body && !k[1..].starts_with(body))
-        {
-            counters.next();
-        }
-        let mut sb = SeriesBucket::default();
-        if let (true, Some(d)) = (accepted, dims.as_ref()) {
-            let name = std::str::from_utf8(d.transaction).unwrap_or("");
-            sb.threshold_ms = settings
-                .transaction_thresholds
-                .get(name)
-                .copied()
-                .unwrap_or(settings.apdex_threshold_ms);
-        }
-        let t_bytes = sb.threshold_ms.to_be_bytes();
-        while counters.valid() {
-            let Some(ckey) = counters.key() else { break };
-            if !ckey[1..].starts_with(body) {
+    let mut bucket = from;
+    while bucket < to {
+        // One seek per bucket to this rollup's keys: the other rollups are never read.
+        let prefix = keys::bucketed(res.duration_kind(), project.id, bucket, &[mask]);
+        hists.seek(&prefix);
+        counters.seek(keys::bucketed(
+            res.counter_kind(),
+            project.id,
+            bucket,
+            &[mask],
+        ));
+        bucket += res.millis();
+        while hists.valid() {
+            let (Some(hkey), Some(hval)) = (hists.key(), hists.value()) else {
+                break;
+            };
+            if !hkey.starts_with(&prefix) {
                 break;
             }
-            if accepted {
-                let suffix = &ckey[hkey.len()..];
-                let v = decode_i64(counters.value().unwrap_or(&[])).max(0) as u64;
-                match suffix {
-                    [pk::COUNTER_STATUS, code] if *code < 17 => sb.status[*code as usize] += v,
-                    [pk::COUNTER_SUM_US] => sb.sum_us += v,
-                    [kind, t @ ..] if t == t_bytes => match *kind {
-                        pk::COUNTER_SATISFIED => sb.satisfied += v,
-                        pk::COUNTER_TOLERATED => sb.tolerated += v,
-                        pk::COUNTER_JUDGED => sb.judged += v,
-                        _ => {}
-                    },
-                    _ => {}
-                }
+            let body = &hkey[1..];
+            let dims = pk::split_bucketed(hkey).and_then(|(_, _, _, rest)| pk::parse_dims(rest));
+            let accepted = dims.as_ref().is_some_and(|d| filters.accept(d));
+            // Move the counter cursor to this key's counters, skipping any without a histogram.
+            while counters.valid()
+                && counters
+                    .key()
+                    .is_some_and(|k| &k[1..] < body && !k[1..].starts_with(body))
+            {
+                counters.next();
             }
-            counters.next();
-        }
-        if let (true, Some(d)) = (accepted, dims) {
-            sb.count = sb.status.iter().sum();
-            sb.exact = sb.judged == sb.count;
-            buckets.clear();
-            hist::for_each_bucket(hval, |i, c| buckets.push((i, c)))?;
-            if !sb.exact {
-                // Folded under another T: judge this bucket's transactions from the histogram.
-                let t_us = sb.threshold_ms.saturating_mul(1000);
-                sb.satisfied = 0;
-                sb.tolerated = 0;
-                for &(i, c) in &buckets {
-                    let v = hist::bucket_of(i).0;
-                    if v <= t_us {
-                        sb.satisfied += c;
-                    } else if v <= t_us.saturating_mul(4) {
-                        sb.tolerated += c;
+            let mut sb = SeriesBucket::default();
+            let mut apdex_key = config_key;
+            sb.threshold_ms = uniform_t;
+            if let (true, true, Some(d)) = (accepted, has_transaction, dims.as_ref()) {
+                let name = std::str::from_utf8(d.transaction).unwrap_or("");
+                let t = settings
+                    .transaction_thresholds
+                    .get(name)
+                    .copied()
+                    .unwrap_or(settings.apdex_threshold_ms);
+                sb.threshold_ms = Some(t);
+                apdex_key = t;
+            }
+            let key_bytes = apdex_key.to_be_bytes();
+            while counters.valid() {
+                let Some(ckey) = counters.key() else { break };
+                if !ckey[1..].starts_with(body) {
+                    break;
+                }
+                if accepted {
+                    let suffix = &ckey[hkey.len()..];
+                    let v = decode_i64(counters.value().unwrap_or(&[])).max(0) as u64;
+                    match suffix {
+                        [pk::COUNTER_STATUS, code] if *code < 17 => sb.status[*code as usize] += v,
+                        [pk::COUNTER_SUM_US] => sb.sum_us += v,
+                        [kind, k @ ..] if k == key_bytes => match *kind {
+                            pk::COUNTER_SATISFIED => sb.satisfied += v,
+                            pk::COUNTER_TOLERATED => sb.tolerated += v,
+                            pk::COUNTER_JUDGED => sb.judged += v,
+                            _ => {}
+                        },
+                        _ => {}
                     }
                 }
+                counters.next();
             }
-            out.total.add_series(&sb, &buckets);
-            if let Some(g) = out.group(&d) {
-                g.add_series(&sb, &buckets);
+            if let (true, Some(d)) = (accepted, dims) {
+                sb.count = sb.status.iter().sum();
+                sb.exact = sb.judged == sb.count;
+                buckets.clear();
+                hist::for_each_bucket(hval, |i, c| buckets.push((i, c)))?;
+                if !sb.exact {
+                    match sb.threshold_ms.filter(|_| has_transaction) {
+                        // Folded under another T: judge this bucket's transactions from the
+                        // histogram.
+                        Some(t) => {
+                            let t_us = t.saturating_mul(1000);
+                            sb.satisfied = 0;
+                            sb.tolerated = 0;
+                            for &(i, c) in &buckets {
+                                let v = hist::bucket_of(i).0;
+                                if v <= t_us {
+                                    sb.satisfied += c;
+                                } else if v <= t_us.saturating_mul(4) {
+                                    sb.tolerated += c;
+                                }
+                            }
+                        }
+                        // A rollup without transactions cannot be re-judged per transaction:
+                        // the caller asks the full series instead.
+                        None => out.needs_full = true,
+                    }
+                }
+                out.total.add_series(&sb, &buckets);
+                if let Some(g) = out.group(&d) {
+                    g.add_series(&sb, &buckets);
+                }
             }
+            hists.next();
         }
-        hists.next();
     }
     hists.status()?;
     counters.status()?;
@@ -844,9 +934,9 @@ fn scan_errors(
     let mut it = raw_iter(
         store,
         cf::COUNTERS,
-        &keys::bucketed(kind, project_id, from, &[]),
         keys::bucketed(kind, project_id, to, &[]),
     );
+    it.seek(keys::bucketed(kind, project_id, from, &[]));
     while it.valid() {
         let (Some(k), Some(v)) = (it.key(), it.value()) else {
             break;

@@ -448,6 +448,43 @@ fn percentiles_apdex_and_failure_rate_match_the_raw_data() {
         .sum::<f64>()
         / want.len() as f64;
     assert!((report.total.apdex.unwrap() - exact).abs() < 0.01);
+    // The project total comes from a rollup judged under the old configuration: the query
+    // falls back to the full series, re-judges each transaction with its own T, and says so.
+    let report = service
+        .perf(&PerfQuery {
+            project_id: project.id,
+            range: TimeRange::Between {
+                start_ms: ranges[0].0,
+                end_ms: ranges[0].1,
+            },
+            ..PerfQuery::default()
+        })
+        .unwrap();
+    assert!(!report.total.apdex_exact);
+    assert_eq!(report.total.count, raws.len() as u64);
+    let exact = raws
+        .iter()
+        .map(|r| {
+            let t = if r.transaction == "/slow" {
+                1_000_000
+            } else {
+                500_000
+            };
+            if r.duration_us <= t {
+                1.0
+            } else if r.duration_us <= 4 * t {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum::<f64>()
+        / raws.len() as f64;
+    assert!((report.total.apdex.unwrap() - exact).abs() < 0.01);
+    assert_eq!(
+        report.total.apdex_threshold_ms, None,
+        "two thresholds apply"
+    );
 }
 
 #[test]

@@ -136,11 +136,15 @@ pub fn bucketed(kind: u8, project_id: u64, bucket_start_ms: u64, rest: &[u8]) ->
 /// measurement histograms, and error-event counters, each at three resolutions.
 ///
 /// Every key is [`bucketed`]: `kind` + project id + bucket start ms + dimensions, so it expires
-/// with retention. The dimensions are `u16`-length-prefixed byte strings (environment,
-/// release, transaction), which makes them prefix-free: a histogram key is never a prefix of
-/// another histogram key, so a counter key (histogram key + suffix) sorts right after its
-/// histogram key and before the next one. The query merges both column families in one pass
-/// on that order.
+/// with retention. The dimensions are a mask byte ([`perf::DIM_ENVIRONMENT`] …: which
+/// dimensions the series keeps; the others are rolled up and written empty) and three
+/// `u16`-length-prefixed byte strings (environment, release, transaction). Every transaction is
+/// counted in the full series (mask 7) and in the rollups of [`perf::ROLLUP_MASKS`], so a query
+/// without a release filter reads one key per bucket instead of one per release, and the
+/// project total reads one key per bucket. The encoding is prefix-free: a histogram key is
+/// never a prefix of another histogram key, so a counter key (histogram key + suffix) sorts
+/// right after its histogram key and before the next one. The query merges both column
+/// families in one pass on that order.
 ///
 /// | CF | kind (minute / hour / day) | rest | value |
 /// |---|---|---|---|
@@ -163,11 +167,12 @@ pub mod perf {
     pub const COUNTER_STATUS: u8 = b's';
     /// Counter suffix: sum of durations in microseconds.
     pub const COUNTER_SUM_US: u8 = b'u';
-    /// Counter suffix: apdex-satisfied transactions (duration ≤ T), followed by T in ms (u64 BE).
+    /// Counter suffix: apdex-satisfied transactions (duration ≤ T), followed by the apdex key
+    /// (u64 BE): T in ms in series that keep the transaction, [`apdex_config_key`] otherwise.
     pub const COUNTER_SATISFIED: u8 = b'a';
-    /// Counter suffix: apdex-tolerated transactions (T < duration ≤ 4T), followed by T (u64 BE).
+    /// Counter suffix: apdex-tolerated transactions (T < duration ≤ 4T), followed by the apdex key.
     pub const COUNTER_TOLERATED: u8 = b'b';
-    /// Counter suffix: transactions judged against T (followed by T in ms, u64 BE). Equal to
+    /// Counter suffix: transactions judged against T (followed by the apdex key). Equal to
     /// the bucket's count when every transaction in it was judged with that T, which is what
     /// makes the satisfied/tolerated counters usable as an exact apdex for T.
     pub const COUNTER_JUDGED: u8 = b'n';
@@ -283,11 +288,45 @@ pub mod perf {
         out.extend_from_slice(value.as_bytes());
     }
 
-    /// Appends the dimensions of a transaction series (empty string = none).
-    pub fn push_dims(out: &mut Vec<u8>, environment: &str, release: &str, transaction: &str) {
-        push_dim(out, environment);
-        push_dim(out, release);
-        push_dim(out, transaction);
+    /// Mask bit: the series keeps the environment.
+    pub const DIM_ENVIRONMENT: u8 = 4;
+    /// Mask bit: the series keeps the release.
+    pub const DIM_RELEASE: u8 = 2;
+    /// Mask bit: the series keeps the transaction name.
+    pub const DIM_TRANSACTION: u8 = 1;
+    /// The full series: every dimension.
+    pub const ALL_DIMS: u8 = 7;
+    /// The series every transaction is folded into, full first.
+    pub const ROLLUP_MASKS: [u8; 5] = [ALL_DIMS, DIM_TRANSACTION, DIM_ENVIRONMENT, DIM_RELEASE, 0];
+
+    /// Appends the dimensions of a transaction series (empty string = none); the dimensions
+    /// `mask` drops are written empty.
+    pub fn push_dims<'a>(
+        out: &mut Vec<u8>,
+        mask: u8,
+        environment: &'a str,
+        release: &'a str,
+        transaction: &'a str,
+    ) {
+        let kept = |bit: u8, value: &'a str| if mask & bit != 0 { value } else { "" };
+        out.push(mask);
+        push_dim(out, kept(DIM_ENVIRONMENT, environment));
+        push_dim(out, kept(DIM_RELEASE, release));
+        push_dim(out, kept(DIM_TRANSACTION, transaction));
+    }
+
+    /// What identifies the apdex configuration of a project in the satisfied/tolerated
+    /// counters of series without a transaction dimension (whose transactions may each have
+    /// been judged with their own T): a hash of the project T and every override.
+    pub fn apdex_config_key(settings: &crate::ProjectSettings) -> u64 {
+        let mut text = settings.apdex_threshold_ms.to_string();
+        for (name, t) in &settings.transaction_thresholds {
+            text.push('\0');
+            text.push_str(name);
+            text.push('=');
+            text.push_str(&t.to_string());
+        }
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
     }
 
     /// Reads one length-prefixed dimension; returns it and the rest.
@@ -300,6 +339,8 @@ pub mod perf {
     /// The parts of a perf key after kind + project + bucket start.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct Dims<'a> {
+        /// Which dimensions the series keeps (`DIM_*` bits).
+        pub mask: u8,
         /// Environment ("" = none).
         pub environment: &'a [u8],
         /// Release ("" = none).
@@ -312,10 +353,12 @@ pub mod perf {
 
     /// Parses the dimensions at the start of `rest`.
     pub fn parse_dims(rest: &[u8]) -> Option<Dims<'_>> {
-        let (environment, r) = read_dim(rest)?;
+        let mask = *rest.first()?;
+        let (environment, r) = read_dim(&rest[1..])?;
         let (release, r) = read_dim(r)?;
         let (transaction, r) = read_dim(r)?;
         Some(Dims {
+            mask,
             environment,
             release,
             transaction,
@@ -372,14 +415,31 @@ mod tests {
     #[test]
     fn perf_dims_roundtrip_and_are_prefix_free() {
         let mut a = Vec::new();
-        perf::push_dims(&mut a, "prod", "1.0", "/a");
+        perf::push_dims(&mut a, perf::ALL_DIMS, "prod", "1.0", "/a");
         let mut b = Vec::new();
-        perf::push_dims(&mut b, "prod", "1.0", "/ab");
+        perf::push_dims(&mut b, perf::ALL_DIMS, "prod", "1.0", "/ab");
         let da = perf::parse_dims(&a).unwrap();
         assert_eq!(
-            (da.environment, da.release, da.transaction, da.encoded_len),
-            (&b"prod"[..], &b"1.0"[..], &b"/a"[..], a.len())
+            (
+                da.mask,
+                da.environment,
+                da.release,
+                da.transaction,
+                da.encoded_len
+            ),
+            (7, &b"prod"[..], &b"1.0"[..], &b"/a"[..], a.len())
         );
+        let mut c = Vec::new();
+        perf::push_dims(&mut c, perf::DIM_TRANSACTION, "prod", "1.0", "/a");
+        let dc = perf::parse_dims(&c).unwrap();
+        assert_eq!(
+            (dc.mask, dc.environment, dc.release, dc.transaction),
+            (1, &b""[..], &b""[..], &b"/a"[..])
+        );
+        let mut settings = crate::ProjectSettings::default();
+        let k = perf::apdex_config_key(&settings);
+        settings.transaction_thresholds.insert("/a".into(), 50);
+        assert_ne!(k, perf::apdex_config_key(&settings));
         assert!(!b.starts_with(&a));
         let key = bucketed(b'M', 3, 120_000, &a);
         let (kind, project, start, rest) = perf::split_bucketed(&key).unwrap();
