@@ -556,94 +556,97 @@ impl TransactionFolder {
     pub fn flush_into(&mut self, store: &Store, batch: &mut WriteBatch) {
         let hist_cf = store.cf(cf::HISTOGRAMS);
         let counter_cf = store.cf(cf::COUNTERS);
-        // (project, encoded dims, apdex key, resolution, bucket start) → rollup. The full
-        // series' minutes are written directly; everything else is built from them.
-        let mut rollups: FastMap<(u64, Vec<u8>, u64, u8, u64), Rollup> = FastMap::default();
-        let mut buckets: Vec<(u32, u64)> = Vec::new();
-        let mut measurements: Vec<(u32, u32, u64)> = Vec::new();
+        let cfs = (&hist_cf, &counter_cf);
         let mut writer = Writer {
             names: &self.measurement_names,
             key: Vec::new(),
             value: Vec::new(),
             pairs: Vec::new(),
         };
-        for agg in &mut self.minutes {
-            let series = &self.series[agg.series as usize];
-            agg.indexes.sort_unstable();
-            run_lengths(&agg.indexes, &mut buckets);
-            agg.measurements.sort_unstable();
-            measurements.clear();
-            for w in agg.measurements.chunk_by(|a, b| a == b) {
-                measurements.push((w[0].0, w[0].1, w.len() as u64));
-            }
-            let full = series.dims(pk::ALL_DIMS);
-            writer.write(
-                batch,
-                (&hist_cf, &counter_cf),
-                Target {
-                    project_id: series.project_id,
-                    dims: &full,
-                    apdex_key: series.apdex_key(pk::ALL_DIMS),
-                    res: Resolution::Minute,
-                    start_ms: agg.start_ms,
-                },
-                &buckets,
-                &agg.counters,
-                &measurements,
-            );
-            for mask in pk::ROLLUP_MASKS {
-                let dims = if mask == pk::ALL_DIMS {
-                    full.clone()
-                } else {
-                    series.dims(mask)
-                };
-                for res in Resolution::ALL {
-                    if mask == pk::ALL_DIMS && res == Resolution::Minute {
-                        continue;
-                    }
-                    let key = (
-                        series.project_id,
-                        dims.clone(),
-                        series.apdex_key(mask),
-                        res as u8,
-                        res.bucket_start(agg.start_ms),
-                    );
-                    let rollup = rollups.entry(key).or_default();
-                    rollup.buckets.extend_from_slice(&buckets);
-                    rollup.counters.add(&agg.counters);
-                    rollup.measurements.extend_from_slice(&measurements);
+        // Every (project, mask, dims) series this batch touches, interned once per full
+        // series so the per-minute work below allocates nothing.
+        let mut targets: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut target_ids: HashMap<(u64, Vec<u8>), u32> = HashMap::new();
+        let mut series_targets: Vec<[(u32, u64); 5]> = Vec::with_capacity(self.series.len());
+        for series in &self.series {
+            let ids = pk::ROLLUP_MASKS.map(|mask| {
+                let key = (series.project_id, series.dims(mask));
+                let next = targets.len() as u32;
+                let id = *target_ids.entry(key.clone()).or_insert(next);
+                if id == next {
+                    targets.push(key);
                 }
+                (id, series.apdex_key(mask))
+            });
+            series_targets.push(ids);
+        }
+        let write =
+            |writer: &mut Writer<'_>, batch: &mut WriteBatch, key: RollupKey, agg: &Rollup| {
+                let (project_id, dims) = &targets[key.0 as usize];
+                writer.write(
+                    batch,
+                    cfs,
+                    Target {
+                        project_id: *project_id,
+                        dims,
+                        apdex_key: key.1,
+                        res: key.2,
+                        start_ms: key.3,
+                    },
+                    &agg.buckets,
+                    &agg.counters,
+                    &agg.measurements,
+                );
+            };
+
+        // Level 1: full series minutes, written directly and added to the minute rollups of
+        // the other masks and to the full series' hours and days.
+        let mut minute_rollups: FastMap<RollupKey, Rollup> = FastMap::default();
+        let mut coarse: FastMap<RollupKey, Rollup> = FastMap::default();
+        let mut one = Rollup::default();
+        for agg in &mut self.minutes {
+            agg.indexes.sort_unstable();
+            run_lengths(&agg.indexes, &mut one.buckets);
+            agg.measurements.sort_unstable();
+            one.measurements.clear();
+            for w in agg.measurements.chunk_by(|a, b| a == b) {
+                one.measurements.push((w[0].0, w[0].1, w.len() as u64));
+            }
+            one.counters = agg.counters.clone();
+            let ids = &series_targets[agg.series as usize];
+            write(
+                &mut writer,
+                batch,
+                (ids[0].0, ids[0].1, Resolution::Minute, agg.start_ms),
+                &one,
+            );
+            for &(id, apdex_key) in &ids[1..] {
+                minute_rollups
+                    .entry((id, apdex_key, Resolution::Minute, agg.start_ms))
+                    .or_default()
+                    .absorb(&one);
+            }
+            for res in [Resolution::Hour, Resolution::Day] {
+                coarse
+                    .entry((ids[0].0, ids[0].1, res, res.bucket_start(agg.start_ms)))
+                    .or_default()
+                    .absorb(&one);
             }
         }
-        for ((project_id, dims, apdex_key, res, start_ms), mut rollup) in rollups {
-            let res = Resolution::ALL
-                .into_iter()
-                .find(|r| *r as u8 == res)
-                .unwrap_or(Resolution::Day);
-            rollup.buckets.sort_unstable_by_key(|&(i, _)| i);
-            combine(&mut rollup.buckets, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
-            rollup
-                .measurements
-                .sort_unstable_by_key(|&(n, i, _)| (n, i));
-            combine(
-                &mut rollup.measurements,
-                |a, b| (a.0, a.1) == (b.0, b.1),
-                |a, b| a.2 += b.2,
-            );
-            writer.write(
-                batch,
-                (&hist_cf, &counter_cf),
-                Target {
-                    project_id,
-                    dims: &dims,
-                    apdex_key,
-                    res,
-                    start_ms,
-                },
-                &rollup.buckets,
-                &rollup.counters,
-                &rollup.measurements,
-            );
+        // Level 2: rollup minutes, written and added to their hours and days.
+        for (key, mut agg) in minute_rollups {
+            agg.normalize();
+            write(&mut writer, batch, key, &agg);
+            for res in [Resolution::Hour, Resolution::Day] {
+                coarse
+                    .entry((key.0, key.1, res, res.bucket_start(key.3)))
+                    .or_default()
+                    .absorb(&agg);
+            }
+        }
+        for (key, mut agg) in coarse {
+            agg.normalize();
+            write(&mut writer, batch, key, &agg);
         }
         self.series_ids.clear();
         self.series.clear();
@@ -651,6 +654,29 @@ impl TransactionFolder {
         self.minutes.clear();
         self.measurement_ids.clear();
         self.measurement_names.clear();
+    }
+}
+
+/// (target series id, apdex key, resolution, bucket start).
+type RollupKey = (u32, u64, Resolution, u64);
+
+impl Rollup {
+    fn absorb(&mut self, other: &Rollup) {
+        self.buckets.extend_from_slice(&other.buckets);
+        self.counters.add(&other.counters);
+        self.measurements.extend_from_slice(&other.measurements);
+    }
+
+    /// Sorts and merges the absorbed bucket lists.
+    fn normalize(&mut self) {
+        self.buckets.sort_unstable_by_key(|&(i, _)| i);
+        combine(&mut self.buckets, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
+        self.measurements.sort_unstable_by_key(|&(n, i, _)| (n, i));
+        combine(
+            &mut self.measurements,
+            |a, b| (a.0, a.1) == (b.0, b.1),
+            |a, b| a.2 += b.2,
+        );
     }
 }
 
