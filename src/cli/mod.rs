@@ -3,3 +3,5 @@
 pub mod grouping;
 pub mod issues;
 pub mod loadgen;
+pub mod perf;
+pub mod trace;
