@@ -45,20 +45,28 @@ fn grouping_hashes_match_sentry_snapshots() {
     let mut failures = Vec::new();
     for name in &names {
         let read = |file: String| -> Value {
-            let text = std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let text =
+                std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
         };
         let input = read(format!("{name}.json"));
         let expected = read(format!("{name}.expected.json"));
         let config = GroupingConfig::from_rules(
             input.get("_fingerprinting_rules").filter(|v| !v.is_null()),
-            input.get("_grouping").and_then(|g| g.get("enhancements")).and_then(Value::as_str),
+            input
+                .get("_grouping")
+                .and_then(|g| g.get("enhancements"))
+                .and_then(Value::as_str),
         )
         .unwrap_or_else(|e| panic!("{name}: bad harness rules: {e}"));
         let info = compute(&input, &config);
         let want: Vec<String> = expected["contributing_hashes"]
             .as_array()
-            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if info.hashes.first() == want.first() {
             primary += 1;
@@ -67,16 +75,29 @@ fn grouping_hashes_match_sentry_snapshots() {
             exact += 1;
             continue;
         }
-        let mut report = format!("MISMATCH {name}\n  expected: {want:?}\n  got:      {:?}\n", info.hashes);
+        let mut report = format!(
+            "MISMATCH {name}\n  expected: {want:?}\n  got:      {:?}\n",
+            info.hashes
+        );
         if let Some(vars) = expected["variants"].as_object() {
             for (vname, v) in vars {
                 let ours_name = vname.replace('_', "-");
                 let ours = info.variants.get(&ours_name);
                 let ours_hash = ours.and_then(|o| o.hash.clone());
-                report.push_str(&format!("  variant {vname}: expected {:?}, got {:?}\n", v["hash"].as_str(), ours_hash));
+                report.push_str(&format!(
+                    "  variant {vname}: expected {:?}, got {:?}\n",
+                    v["hash"].as_str(),
+                    ours_hash
+                ));
                 if let (Some(cv), Some(o)) = (v.get("contributing_values"), ours) {
-                    let got: Vec<&str> = o.component.as_ref().map(|c| c.contributing_values()).unwrap_or_default();
-                    report.push_str(&format!("    expected values: {cv}\n    our values:      {got:?}\n"));
+                    let got: Vec<&str> = o
+                        .component
+                        .as_ref()
+                        .map(|c| c.contributing_values())
+                        .unwrap_or_default();
+                    report.push_str(&format!(
+                        "    expected values: {cv}\n    our values:      {got:?}\n"
+                    ));
                 }
             }
         }
@@ -90,5 +111,8 @@ fn grouping_hashes_match_sentry_snapshots() {
         "grouping conformance: {exact}/{total} exact ({:.1}%), primary hash {primary}/{total}",
         100.0 * exact as f64 / total as f64
     );
-    assert!(exact >= MIN_EXACT, "only {exact} of {total} fixtures match exactly (floor {MIN_EXACT})");
+    assert!(
+        exact >= MIN_EXACT,
+        "only {exact} of {total} fixtures match exactly (floor {MIN_EXACT})"
+    );
 }
