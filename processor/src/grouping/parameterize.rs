@@ -34,20 +34,21 @@ const DATE_TAIL_PARTS: &[&str] = &[
     r"\b(?:(?:Sun|Mon|Tue|Wed|Thu|Fri|Sat),\s+)?(?:0[1-9]|[1-2]?[\d]|3[01])\s+(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(?:19[\d]{2}|[2-9][\d]{3})\s+(?:2[0-3]|[0-1][\d]):(?:[0-5][\d])(?::(?:60|[0-5][\d]))?\s+(?:[-\+][\d]{2}[0-5][\d]|(?:UT|GMT|(?:E|C|M|P)(?:ST|DT)|[A-IK-Z]))",
     r"datetime\.datetime\(.*?\)",
 ];
-const IPV6: &str = concat!(
-    r"(?:[0-9a-fA-F]{1,4}:){7,7}[0-9a-fA-F]{1,4}|",
-    r"(?:[0-9a-fA-F]{1,4}:){1,7}:|",
-    r"(?:[0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|",
-    r"(?:[0-9a-fA-F]{1,4}:){1,5}(?::[0-9a-fA-F]{1,4}){1,2}|",
-    r"(?:[0-9a-fA-F]{1,4}:){1,4}(?::[0-9a-fA-F]{1,4}){1,3}|",
-    r"(?:[0-9a-fA-F]{1,4}:){1,3}(?::[0-9a-fA-F]{1,4}){1,4}|",
-    r"(?:[0-9a-fA-F]{1,4}:){1,2}(?::[0-9a-fA-F]{1,4}){1,5}|",
-    r"[0-9a-fA-F]{1,4}:(?:(?::[0-9a-fA-F]{1,4}){1,6})|",
-    r":(?:(?::[0-9a-fA-F]{1,4}){1,7}|:)|",
-    r"fe80:(?::[0-9a-fA-F]{0,4}){0,4}%[0-9a-zA-Z]{1,}|",
-    r"::(?:ffff(?::0{1,4}){0,1}:){0,1}(?:(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])\.){3,3}(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])|",
+/// IPv6 forms, tried in order (each with the IPv6 look-around checks).
+const IPV6: &[&str] = &[
+    r"(?:[0-9a-fA-F]{1,4}:){7,7}[0-9a-fA-F]{1,4}",
+    r"(?:[0-9a-fA-F]{1,4}:){1,7}:",
+    r"(?:[0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
+    r"(?:[0-9a-fA-F]{1,4}:){1,5}(?::[0-9a-fA-F]{1,4}){1,2}",
+    r"(?:[0-9a-fA-F]{1,4}:){1,4}(?::[0-9a-fA-F]{1,4}){1,3}",
+    r"(?:[0-9a-fA-F]{1,4}:){1,3}(?::[0-9a-fA-F]{1,4}){1,4}",
+    r"(?:[0-9a-fA-F]{1,4}:){1,2}(?::[0-9a-fA-F]{1,4}){1,5}",
+    r"[0-9a-fA-F]{1,4}:(?:(?::[0-9a-fA-F]{1,4}){1,6})",
+    r":(?:(?::[0-9a-fA-F]{1,4}){1,7}|:)",
+    r"fe80:(?::[0-9a-fA-F]{0,4}){0,4}%[0-9a-zA-Z]{1,}",
+    r"::(?:ffff(?::0{1,4}){0,1}:){0,1}(?:(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])\.){3,3}(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])",
     r"(?:[0-9a-fA-F]{1,4}:){1,4}:(?:(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])\.){3,3}(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])\b",
-);
+];
 const IPV4: &str = r"\b(?:(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])\.){3,3}(?:25[0-5]|(?:2[0-4]|1{0,1}[0-9]){0,1}[0-9])\b";
 const TLDS: &str = "COM|NET|ORG|JP|DE|UK|FR|BR|IT|RU|ES|ME|GOV|PL|CA|AU|CN|CO|IN|NL|EDU|INFO|EU|CH|ID|AT|KR|CZ|MX|BE|TV|SE|TR|TW|AL|UA|IR|VN|CL|SK|LY|CC|TO|NO|FI|US|PT|DK|AR|HU|TK|GR|IL|NEWS|RO|MY|BIZ|IE|ZA|NZ|SG|EE|TH|IO|XYZ|PE|BG|HK|RS|LT|LINK|PH|CLUB|SI|SITE|MOBI|BY|CAT|WIKI|LA|GA|XXX|CF|HR|NG|JOBS|ONLINE|KZ|UG|GQ|AE|IS|LV|PRO|FM|TIPS|MS|SA|APP";
 
@@ -122,39 +123,34 @@ fn first_chars(pattern: &str) -> FirstChars {
         extra,
     };
     let p = pattern.trim_start_matches("\\b");
-    if p.starts_with("[a-zA-Z0-9.!#") {
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|x| p.starts_with(x));
+    if starts(&["[a-zA-Z0-9.!#"]) {
         class(true, true, false, ".!#$%&'*+/=?^_`{|}~-")
-    } else if p.starts_with("(?:wss?") {
+    } else if starts(&["(?:wss?"]) {
         class(false, false, false, "whf")
-    } else if p.starts_with("(?:[a-zA-Z0-9\\-]") {
+    } else if starts(&["(?:[a-zA-Z0-9\\-]"]) {
         class(true, true, false, "-")
-    } else if p.starts_with("(?:[0-9a-fA-F]{1,4}:){7,7}") {
-        class(false, true, true, ":")
-    } else if p.starts_with("[0-9a-f") || p.starts_with("[0-9A-F") || p.starts_with("[0-9a-fA-F]") {
+    } else if starts(&["(?:[0-9a-fA-F]{1,4}:)", "fe80"]) {
         class(false, true, true, "")
-    } else if p.starts_with("\\d")
-        || p.starts_with("(?:\\d")
-        || p.starts_with("(?:(?:25")
-        || p.starts_with("[0-2]")
-    {
+    } else if starts(&[":"]) {
+        class(false, false, false, ":")
+    } else if starts(&["[0-9a-f", "[0-9A-F"]) {
+        class(false, true, true, "")
+    } else if starts(&[
+        "\\d", "(?:\\d", "(?:(?:25", "[0-2]", "(?:[1-9]", "(?:0?", "00-", "0[xX]",
+    ]) {
         class(false, true, false, "")
-    } else if p.starts_with("(?:[1-9]") || p.starts_with("(?:0?") {
-        class(false, true, false, "")
-    } else if p.starts_with("-\\d") {
+    } else if starts(&["-\\d"]) {
         class(false, true, false, "-")
-    } else if p.starts_with("00-") {
-        class(false, true, false, "")
-    } else if p.starts_with("0[xX]") {
-        class(false, true, false, "")
-    } else if p.starts_with("tx") {
+    } else if starts(&["tx"]) {
         class(false, false, false, "t")
-    } else if p.starts_with("datetime") {
+    } else if starts(&["datetime"]) {
         class(false, false, false, "d")
-    } else if p.starts_with("'") {
+    } else if starts(&["'"]) {
         class(false, false, false, "'\"")
-    } else if p.starts_with("True") {
+    } else if starts(&["True"]) {
         class(false, false, false, "TtFf")
-    } else if p.starts_with("(?:(?:Sun") || p.starts_with("(?:Sun") {
+    } else if starts(&["(?:(?:Sun", "(?:Sun"]) {
         class(false, true, false, "SMTWFJAOND")
     } else {
         FirstChars::Any
@@ -210,10 +206,10 @@ static PARAMETERIZER: LazyLock<Parameterizer> = LazyLock::new(|| {
         ("hostname", plain(&hostname)),
         (
             "ip",
-            vec![
-                (IPV6.to_owned(), Check::IpV6),
-                (IPV4.to_owned(), Check::None),
-            ],
+            IPV6.iter()
+                .map(|p| ((*p).to_owned(), Check::IpV6))
+                .chain([(IPV4.to_owned(), Check::None)])
+                .collect(),
         ),
         (
             "traceparent",
@@ -496,6 +492,22 @@ mod tests {
             parameterize("flag=true name='bob'"),
             "flag=<bool> name=<quoted_str>"
         );
+    }
+
+    #[test]
+    fn look_around_emulation() {
+        assert_eq!(parameterize("abc-123"), "abc-<int>");
+        assert_eq!(parameterize("x -5 y"), "x <int> y");
+        assert_eq!(parameterize("at 10:30pm today"), "at <date> today");
+        assert_eq!(parameterize("deadbeef stays"), "deadbeef stays");
+        assert_eq!(parameterize("deadbee1 goes"), "<hex> goes");
+        assert_eq!(parameterize("commit abc1234"), "commit <git_sha>");
+        assert_eq!(
+            parameterize("key=\"val\" x='y'"),
+            "key=<quoted_str> x=<quoted_str>"
+        );
+        assert_eq!(parameterize("fe80::1%eth0 up"), "<ip>%eth0 up");
+        assert_eq!(parameterize("Foo::bar() and ::1"), "Foo::bar() and <ip>");
     }
 
     #[test]
