@@ -10,7 +10,7 @@
 //! prefixed by `^` = all frames towards the crash or `v` = all callers), `category=NAME`;
 //! `+sentinel`/`+prefix` and other variables are accepted and have no effect on hashes.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
@@ -51,11 +51,77 @@ enum Key {
     Mechanism,
 }
 
+/// A compiled glob: the common shapes are plain string operations, the rest a regex.
+#[derive(Debug, Clone)]
+pub enum Pat {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+impl Pat {
+    /// Compiles a glob (see [`glob_to_regex`] for the syntax).
+    pub fn compile(pattern: &str, doublestar: bool) -> Result<Pat, GroupingError> {
+        if pattern.contains(['?', '[', '\\']) {
+            return Ok(Pat::Regex(glob_to_regex(pattern, doublestar, false)?));
+        }
+        let star = if doublestar { "**" } else { "*" };
+        let inner_has_star = |s: &str| s.contains('*');
+        if !pattern.contains('*') {
+            return Ok(Pat::Exact(pattern.to_owned()));
+        }
+        let lead = pattern.strip_prefix(star);
+        let trail = pattern.strip_suffix(star);
+        let shape = match (lead, trail) {
+            (Some(rest), _) if rest.len() >= star.len() && rest.ends_with(star) => {
+                let mid = &rest[..rest.len() - star.len()];
+                (!inner_has_star(mid)).then(|| Pat::Contains(mid.to_owned()))
+            }
+            (Some(rest), _) => (!inner_has_star(rest)).then(|| Pat::Suffix(rest.to_owned())),
+            (None, Some(rest)) => (!inner_has_star(rest)).then(|| Pat::Prefix(rest.to_owned())),
+            (None, None) => None,
+        };
+        match shape {
+            Some(p) => Ok(p),
+            None => Ok(Pat::Regex(glob_to_regex(pattern, doublestar, false)?)),
+        }
+    }
+
+    /// Whether `value` matches.
+    pub fn is_match(&self, value: &str) -> bool {
+        match self {
+            Pat::Exact(l) => l == value,
+            Pat::Prefix(l) => value.starts_with(l.as_str()),
+            Pat::Suffix(l) => value.ends_with(l.as_str()),
+            Pat::Contains(l) => value.contains(l.as_str()),
+            Pat::Regex(re) => re.is_match(value),
+        }
+    }
+
+    /// Whether `"/" + value` matches, without building that string where possible.
+    fn is_match_slash_prefixed(&self, value: &str) -> bool {
+        fn after_slash(l: &str) -> Option<&str> {
+            l.strip_prefix('/')
+        }
+        match self {
+            Pat::Exact(l) => after_slash(l) == Some(value),
+            Pat::Prefix(l) => l.is_empty() || after_slash(l).is_some_and(|r| value.starts_with(r)),
+            Pat::Suffix(l) => value.ends_with(l.as_str()) || after_slash(l) == Some(value),
+            Pat::Contains(l) => {
+                value.contains(l.as_str()) || after_slash(l).is_some_and(|r| value.starts_with(r))
+            }
+            Pat::Regex(re) => re.is_match(&format!("/{value}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Test {
-    Glob(Regex),
-    Exact(String),
-    Families(Vec<String>),
+    Pat(Pat),
+    /// Bit set of families (see [`family_bit`]).
+    Families(u8),
     Bool(Option<bool>),
 }
 
@@ -76,7 +142,7 @@ pub struct Rule {
     matchers: Vec<Matcher>,
     actions: Vec<Action>,
     /// The rule text (used in hints).
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 /// An ordered rule set.
@@ -248,19 +314,17 @@ fn parse_matcher(tok: &str, offset: i8) -> Result<Matcher, GroupingError> {
         other => return Err(GroupingError::Rule(format!("unknown matcher {other:?}"))),
     };
     let test = match key {
-        Key::Family => Test::Families(pattern.split(',').map(str::to_owned).collect()),
+        Key::Family => Test::Families(pattern.split(',').map(family_bit).fold(0, |a, b| a | b)),
         Key::App => Test::Bool(match pattern.to_ascii_lowercase().as_str() {
             "1" | "yes" | "true" => Some(true),
             "0" | "no" | "false" => Some(false),
             _ => None,
         }),
-        Key::Path | Key::Package => Test::Glob(glob_to_regex(
+        Key::Path | Key::Package => Test::Pat(Pat::compile(
             &pattern.to_lowercase().replace('\\', "/"),
             true,
-            false,
         )?),
-        _ if !pattern.contains(['*', '?', '[', '\\']) => Test::Exact(pattern.to_owned()),
-        _ => Test::Glob(glob_to_regex(pattern, false, false)?),
+        _ => Test::Pat(Pat::compile(pattern, false)?),
     };
     Ok(Matcher {
         key,
@@ -345,10 +409,11 @@ fn parse_rule(line: &str) -> Result<Option<Rule>, GroupingError> {
             "rule without actions: {line:?}"
         )));
     }
+    matchers.sort_by_key(matcher_cost);
     Ok(Some(Rule {
         matchers,
         actions,
-        text: line.split('#').next().unwrap_or(line).trim().to_owned(),
+        text: Arc::from(line.split('#').next().unwrap_or(line).trim()),
     }))
 }
 
@@ -373,8 +438,7 @@ impl<'a> ExceptionData<'a> {
 
 fn test_str(test: &Test, value: &str) -> bool {
     match test {
-        Test::Exact(p) => p == value,
-        Test::Glob(re) => re.is_match(value),
+        Test::Pat(p) => p.is_match(value),
         _ => false,
     }
 }
@@ -385,9 +449,13 @@ fn test_field(m: &Matcher, value: &str) -> bool {
     m.raw == value || test_str(&m.test, value)
 }
 
-fn path_like(test: &Test, value: &str) -> bool {
-    let v = value.to_lowercase().replace('\\', "/");
-    test_str(test, &v) || (!v.starts_with('/') && test_str(test, &format!("/{v}")))
+/// Path-like match on an already lower-cased, `/`-separated value; like Sentry, a relative
+/// path is also tried with a leading `/`.
+fn path_like(test: &Test, v: &str) -> bool {
+    match test {
+        Test::Pat(p) => p.is_match(v) || (!v.starts_with('/') && p.is_match_slash_prefixed(v)),
+        _ => false,
+    }
 }
 
 impl Matcher {
@@ -405,22 +473,15 @@ impl Matcher {
         let frame = &frames[target as usize];
         let positive = match self.key {
             Key::Family => match &self.test {
-                Test::Families(fams) => {
-                    let fam = match frame.platform.as_deref().or(platform) {
-                        None => "native",
-                        p => behavior_family(p),
-                    };
-                    fams.iter().any(|f| f == "all" || f == fam)
-                }
+                Test::Families(fams) => fams & family_bit(match_family(frame, platform)) != 0,
                 _ => false,
             },
             Key::Path => frame
-                .abs_path
+                .path_lc
                 .as_deref()
-                .or(frame.filename.as_deref())
                 .is_some_and(|p| path_like(&self.test, p)),
             Key::Package => frame
-                .package
+                .package_lc
                 .as_deref()
                 .is_some_and(|p| path_like(&self.test, p)),
             Key::Module => frame.module.as_deref().is_some_and(|m| test_field(self, m)),
@@ -441,6 +502,15 @@ impl Matcher {
     }
 }
 
+/// The family a frame has for rule matching. Frames of events without any platform are
+/// matched as native: Sentry's snapshots of such events show native-only rules applied.
+fn match_family(frame: &Frame, platform: Option<&str>) -> &'static str {
+    match frame.platform.as_deref().or(platform) {
+        None => "native",
+        p => behavior_family(p),
+    }
+}
+
 fn range_indices(range: Range, idx: usize, len: usize) -> std::ops::Range<usize> {
     match range {
         Range::This => idx..idx + 1,
@@ -450,19 +520,94 @@ fn range_indices(range: Range, idx: usize, len: usize) -> std::ops::Range<usize>
 }
 
 impl Rule {
+    /// Indices of the frames the rule matches, written to `out` (cleared first).
     fn matching(
         &self,
         frames: &[Frame],
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
-    ) -> Vec<usize> {
-        (0..frames.len())
-            .filter(|&i| {
-                self.matchers
-                    .iter()
-                    .all(|m| m.matches(frames, i, platform, exc))
-            })
-            .collect()
+        families: u8,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        // Cheap rule-level checks first: exception matchers do not depend on the frame, and a
+        // family matcher that accepts none of the families present rules the rule out.
+        for m in &self.matchers {
+            match (m.key, &m.test) {
+                (Key::Type | Key::Value | Key::Mechanism, _) => {
+                    if frames.is_empty() || !m.matches(frames, 0, platform, exc) {
+                        return;
+                    }
+                }
+                (Key::Family, Test::Families(fams)) if !m.negated && m.offset == 0 => {
+                    if fams & families == 0 {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for i in 0..frames.len() {
+            if self
+                .matchers
+                .iter()
+                .all(|m| m.matches(frames, i, platform, exc))
+            {
+                out.push(i);
+            }
+        }
+    }
+}
+
+/// Cost rank used to test cheap matchers first.
+fn matcher_cost(m: &Matcher) -> u8 {
+    let base = match (m.key, &m.test) {
+        (Key::Type | Key::Value | Key::Mechanism, _) => 0,
+        (Key::Family | Key::App, _) => 1,
+        (_, Test::Pat(Pat::Exact(_) | Pat::Prefix(_) | Pat::Suffix(_))) => 2,
+        (_, Test::Pat(Pat::Contains(_))) => 3,
+        _ => 4,
+    };
+    base + if m.offset == 0 { 0 } else { 5 }
+}
+
+/// A `+group`/`-group` decision for a range of frames, computed once per stack trace and
+/// applied to the frame components of every variant.
+#[derive(Debug, Clone)]
+pub struct GroupOp {
+    start: usize,
+    end: usize,
+    flag: bool,
+    rule: Arc<str>,
+}
+
+/// Applies group decisions to frame components (in rule order).
+pub fn apply_group_ops(ops: &[GroupOp], components: &mut [Component]) {
+    for op in ops {
+        let end = op.end.min(components.len());
+        for c in components.iter_mut().take(end).skip(op.start) {
+            if c.contributes != op.flag {
+                let verb = if op.flag { "un-ignored" } else { "ignored" };
+                c.set(op.flag, format!("{verb} by stack trace rule ({})", op.rule));
+            }
+        }
+    }
+}
+
+fn families_present(frames: &[Frame], platform: Option<&str>) -> u8 {
+    frames
+        .iter()
+        .fold(0, |acc, f| acc | family_bit(match_family(f, platform)))
+}
+
+/// Bit of a family name in a family set; `all` sets every bit, unknown names none.
+fn family_bit(name: &str) -> u8 {
+    match name {
+        "native" => 1,
+        "javascript" => 2,
+        "other" => 4,
+        "all" => 7,
+        _ => 0,
     }
 }
 
@@ -495,14 +640,18 @@ impl Enhancements {
     }
 
     /// Applies the in-app and category actions of the rules (defaults, then `project`) to the
-    /// frames, then sets every still-unknown `in_app` to false.
+    /// frames, sets every still-unknown `in_app` to false, and returns the `+group`/`-group`
+    /// decisions (evaluated on the resulting frames) for [`apply_group_ops`].
     pub fn apply_to_frames(
         &self,
         project: Option<&Enhancements>,
         frames: &mut [Frame],
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
-    ) {
+    ) -> Vec<GroupOp> {
+        let families = families_present(frames, platform);
+        let mut hits = Vec::new();
+        let len = frames.len();
         for rule in self.all(project) {
             if !rule
                 .actions
@@ -511,9 +660,8 @@ impl Enhancements {
             {
                 continue;
             }
-            let hits = rule.matching(frames, platform, exc);
-            let len = frames.len();
-            for idx in hits {
+            rule.matching(frames, platform, exc, families, &mut hits);
+            for &idx in &hits {
                 for action in &rule.actions {
                     match action {
                         Action::App(flag, range) => {
@@ -532,37 +680,29 @@ impl Enhancements {
                 f.in_app = Some(false);
             }
         }
-    }
-
-    /// Applies `+group`/`-group` actions to the frame components of a stack trace.
-    pub fn apply_group_actions(
-        &self,
-        project: Option<&Enhancements>,
-        frames: &[Frame],
-        components: &mut [Component],
-        platform: Option<&str>,
-        exc: &ExceptionData<'_>,
-    ) {
+        let mut ops = Vec::new();
         for rule in self.all(project) {
             if !rule.actions.iter().any(|a| matches!(a, Action::Group(..))) {
                 continue;
             }
-            for idx in rule.matching(frames, platform, exc) {
+            rule.matching(frames, platform, exc, families, &mut hits);
+            for &idx in &hits {
                 for action in &rule.actions {
                     if let Action::Group(flag, range) = action {
-                        for c in &mut components[range_indices(*range, idx, frames.len())] {
-                            if c.contributes != *flag {
-                                let verb = if *flag { "un-ignored" } else { "ignored" };
-                                c.set(
-                                    *flag,
-                                    &format!("{verb} by stack trace rule ({})", rule.text),
-                                );
-                            }
+                        let r = range_indices(*range, idx, len);
+                        if !r.is_empty() {
+                            ops.push(GroupOp {
+                                start: r.start,
+                                end: r.end,
+                                flag: *flag,
+                                rule: rule.text.clone(),
+                            });
                         }
                     }
                 }
             }
         }
+        ops
     }
 }
 
@@ -573,6 +713,33 @@ mod tests {
     #[test]
     fn defaults_parse() {
         assert!(DEFAULT.len() > 250);
+    }
+
+    #[test]
+    fn glob_shapes() {
+        assert!(matches!(
+            Pat::compile("std::*", false).unwrap(),
+            Pat::Prefix(_)
+        ));
+        assert!(matches!(
+            Pat::compile("**/node_modules/**", true).unwrap(),
+            Pat::Contains(_)
+        ));
+        assert!(matches!(
+            Pat::compile("**/libart.so", true).unwrap(),
+            Pat::Suffix(_)
+        ));
+        assert!(matches!(
+            Pat::compile("libobjc*", true).unwrap(),
+            Pat::Regex(_)
+        ));
+        let p = Pat::compile("**/site-packages/**", true).unwrap();
+        assert!(path_like(&Test::Pat(p), "site-packages/foo.py"));
+        let p = Pat::compile("/usr/lib/**", true).unwrap();
+        assert!(
+            path_like(&Test::Pat(p.clone()), "usr/lib/x.so")
+                && !path_like(&Test::Pat(p), "usr/libx")
+        );
     }
 
     #[test]
@@ -601,7 +768,8 @@ mod tests {
             })
             .collect();
         frames[3].abs_path = Some("/x/foo/y.py".into());
-        e.apply_to_frames(None, &mut frames, None, &ExceptionData::default());
+        let ops = e.apply_to_frames(None, &mut frames, None, &ExceptionData::default());
+        assert!(ops.is_empty());
         let in_app: Vec<bool> = frames.iter().map(|f| f.in_app.unwrap()).collect();
         assert_eq!(in_app, vec![true, true, false, false]);
         assert_eq!(frames[1].category.as_deref(), Some("x"));

@@ -24,6 +24,7 @@ mod functions;
 mod parameterize;
 mod strategies;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -104,7 +105,7 @@ pub struct Variant {
     #[serde(rename = "type")]
     pub kind: VariantType,
     /// Why the variant does not contribute (root hint).
-    pub hint: Option<String>,
+    pub hint: Option<Cow<'static, str>>,
     /// Component tree (component and salted variants).
     pub component: Option<Component>,
     /// Fingerprint values (fingerprint and salted variants) or the raw checksum.
@@ -252,15 +253,12 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 mechanism: m.as_deref(),
             })
             .unwrap_or_default();
-        enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
+        st.group_ops =
+            enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
     }
 
     // Component trees; the first strategy with a contributing tree takes precedence.
-    let ctx = strategies::Ctx {
-        event: &ev,
-        enhancements: &enhancer::DEFAULT,
-        project,
-    };
+    let ctx = strategies::Ctx { event: &ev };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
     for result in strategies::run_all(&ctx) {
@@ -282,7 +280,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
             if !won_here {
                 if let Some(hint) = &winner {
                     if c.contributes {
-                        c.set(false, hint);
+                        c.set(false, hint.clone());
                     }
                 }
             }
@@ -297,7 +295,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
         .map(|(name, list)| {
             let mut root = Component::parent(name, list);
             if !root.contributes {
-                root.hint = winner.clone();
+                root.hint = winner.clone().map(Cow::Owned);
             }
             (name, root)
         })
@@ -459,6 +457,25 @@ mod tests {
             vec!["d41d8cd98f00b204e9800998ecf8427e".to_owned()]
         );
         assert!(GroupingConfig::from_rules(None, Some("function:x +nonsense")).is_err());
+    }
+
+    #[test]
+    fn malformed_input_does_not_panic() {
+        let junk = [
+            json!(null),
+            json!([1, 2]),
+            json!({"exception": 5, "threads": "x", "stacktrace": {"frames": [null, 1, {"function": 3}]}}),
+            json!({"exception": {"values": [null, {"mechanism": "x", "stacktrace": {"frames": "y"}}]}}),
+            json!({"exception": [{"type": "A", "mechanism": {"exception_id": 0, "parent_id": 0, "is_exception_group": true}},
+                                 {"type": "B", "mechanism": {"exception_id": 1, "parent_id": 0}}]}),
+            json!({"logentry": {"message": 7}, "fingerprint": [1, null, "{{ tags.x }}"], "tags": [["x"]]}),
+            json!({"csp": {"blocked_uri": "::::", "violated_directive": ""}, "hpkp": {}}),
+            json!({"platform": "native", "stacktrace": {"frames": [{"function": "<<<<>>>> (((( [[[["}, {"function": "operator<<(a)"}]}}),
+        ];
+        for ev in &junk {
+            let info = compute(ev, &GroupingConfig::default());
+            assert!(!info.hashes.is_empty(), "{ev}");
+        }
     }
 
     #[test]

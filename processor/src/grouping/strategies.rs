@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::{Enhancements, ExceptionData};
+use super::enhancer::apply_group_ops;
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -39,11 +39,9 @@ static JAVA_FAST_CLASS_BY: LazyLock<Regex> =
 static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
     LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
 
-/// Rules and event data shared by the strategies.
+/// Event data shared by the strategies (stack-trace rules were applied beforehand).
 pub struct Ctx<'a> {
     pub event: &'a Event,
-    pub enhancements: &'a Enhancements,
-    pub project: Option<&'a Enhancements>,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -299,12 +297,7 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-fn stacktrace_variant(
-    st: &Stacktrace,
-    app: bool,
-    ctx: &Ctx<'_>,
-    exc: &ExceptionData<'_>,
-) -> Component {
+fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>) -> Component {
     let platform = ctx.event.platform.as_deref();
     let mut frames: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
@@ -325,8 +318,7 @@ fn stacktrace_variant(
             frames[0].set(false, "ignored single non-URL JavaScript frame");
         }
     }
-    ctx.enhancements
-        .apply_group_actions(ctx.project, &st.frames, &mut frames, platform, exc);
+    apply_group_ops(&st.group_ops, &mut frames);
     if app {
         for (c, f) in frames.iter_mut().zip(&st.frames) {
             if f.in_app != Some(true) && c.contributes {
@@ -343,15 +335,15 @@ fn stacktrace_variant(
         } else {
             "contributing frames"
         };
-        rv.hint = Some(format!("ignored because it contains no {what}"));
+        rv.hint = Some(format!("ignored because it contains no {what}").into());
     }
     rv
 }
 
-fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Variants {
+fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
     vec![
-        ("app", stacktrace_variant(st, true, ctx, exc)),
-        ("system", stacktrace_variant(st, false, ctx, exc)),
+        ("app", stacktrace_variant(st, true, ctx)),
+        ("system", stacktrace_variant(st, false, ctx)),
     ]
 }
 
@@ -365,7 +357,7 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
         .as_ref()
         .map(|(d, c)| Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect()));
     let st_variants = match &e.stacktrace {
-        Some(st) => stacktrace_variants(st, ctx, &ExceptionData::of(e)),
+        Some(st) => stacktrace_variants(st, ctx),
         None => vec![("app", Component::empty("stacktrace"))],
     };
     st_variants
@@ -505,7 +497,7 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
             return Some(vec![("app", c)]);
         };
         Some(
-            stacktrace_variants(st, ctx, &ExceptionData::default())
+            stacktrace_variants(st, ctx)
                 .into_iter()
                 .map(|(n, c)| (n, Component::parent("threads", vec![c])))
                 .collect(),
@@ -516,10 +508,13 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
         .or_else(|| pick(threads.iter().collect()))
         .unwrap_or_else(|| {
             let mut c = Component::empty("threads");
-            c.hint = Some(format!(
-                "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
-                threads.len()
-            ));
+            c.hint = Some(
+                format!(
+                    "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
+                    threads.len()
+                )
+                .into(),
+            );
             vec![("app", c)]
         })
 }
@@ -638,11 +633,7 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
     if let Some(st) = &ev.stacktrace {
         out.push(StrategyResult {
             name: "stacktrace",
-            variants: postprocess_stack_variants(stacktrace_variants(
-                st,
-                ctx,
-                &ExceptionData::default(),
-            )),
+            variants: postprocess_stack_variants(stacktrace_variants(st, ctx)),
         });
     }
     if let Some((filename, context_line)) = &ev.template {
