@@ -158,7 +158,7 @@ impl Component {
         for _ in 0..depth {
             out.push_str("  ");
         }
-        out.push_str(&self.id);
+        out.push_str(self.id);
         if self.contributes {
             out.push('*');
         }

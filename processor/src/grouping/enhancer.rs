@@ -533,18 +533,17 @@ impl Rule {
         // Cheap rule-level checks first: exception matchers do not depend on the frame, and a
         // family matcher that accepts none of the families present rules the rule out.
         for m in &self.matchers {
-            match (m.key, &m.test) {
+            let ruled_out = match (m.key, &m.test) {
                 (Key::Type | Key::Value | Key::Mechanism, _) => {
-                    if frames.is_empty() || !m.matches(frames, 0, platform, exc) {
-                        return;
-                    }
+                    frames.is_empty() || !m.matches(frames, 0, platform, exc)
                 }
                 (Key::Family, Test::Families(fams)) if !m.negated && m.offset == 0 => {
-                    if fams & families == 0 {
-                        return;
-                    }
+                    fams & families == 0
                 }
-                _ => {}
+                _ => false,
+            };
+            if ruled_out {
+                return;
             }
         }
         for i in 0..frames.len() {
