@@ -10,6 +10,7 @@
 //! prefixed by `^` = all frames towards the crash or `v` = all callers), `category=NAME`;
 //! `+sentinel`/`+prefix` and other variables are accepted and have no effect on hashes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
@@ -141,6 +142,9 @@ struct Matcher {
 pub struct Rule {
     matchers: Vec<Matcher>,
     actions: Vec<Action>,
+    /// Set when the rule requires an exact function name on the frame itself: only frames with
+    /// that name (looked up in a per-stack index) need to be tested.
+    exact_function: Option<String>,
     /// The rule text (used in hints).
     pub text: Arc<str>,
 }
@@ -410,7 +414,12 @@ fn parse_rule(line: &str) -> Result<Option<Rule>, GroupingError> {
         )));
     }
     matchers.sort_by_key(matcher_cost);
+    let exact_function = matchers.iter().find_map(|m| match (&m.key, &m.test) {
+        (Key::Function, Test::Pat(Pat::Exact(f))) if m.offset == 0 && !m.negated => Some(f.clone()),
+        _ => None,
+    });
     Ok(Some(Rule {
+        exact_function,
         matchers,
         actions,
         text: Arc::from(line.split('#').next().unwrap_or(line).trim()),
@@ -527,6 +536,7 @@ impl Rule {
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
         families: u8,
+        by_function: &FunctionIndex,
         out: &mut Vec<usize>,
     ) {
         out.clear();
@@ -546,16 +556,40 @@ impl Rule {
                 return;
             }
         }
-        for i in 0..frames.len() {
-            if self
-                .matchers
+        let test = |i: usize| {
+            self.matchers
                 .iter()
                 .all(|m| m.matches(frames, i, platform, exc))
-            {
-                out.push(i);
+        };
+        match &self.exact_function {
+            Some(f) => out.extend(
+                by_function
+                    .get(f.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&i| test(i)),
+            ),
+            None => out.extend((0..frames.len()).filter(|&i| test(i))),
+        }
+    }
+}
+
+/// Frame indices by function name (`<unknown>` for frames without one), ascending.
+type FunctionIndex = HashMap<String, Vec<usize>>;
+
+fn function_index(frames: &[Frame]) -> FunctionIndex {
+    let mut index: FunctionIndex = HashMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        let name = f.function.as_deref().unwrap_or("<unknown>");
+        match index.get_mut(name) {
+            Some(list) => list.push(i),
+            None => {
+                index.insert(name.to_owned(), vec![i]);
             }
         }
     }
+    index
 }
 
 /// Cost rank used to test cheap matchers first.
@@ -649,6 +683,7 @@ impl Enhancements {
         exc: &ExceptionData<'_>,
     ) -> Vec<GroupOp> {
         let families = families_present(frames, platform);
+        let by_function = function_index(frames);
         let mut hits = Vec::new();
         let len = frames.len();
         for rule in self.all(project) {
@@ -659,7 +694,7 @@ impl Enhancements {
             {
                 continue;
             }
-            rule.matching(frames, platform, exc, families, &mut hits);
+            rule.matching(frames, platform, exc, families, &by_function, &mut hits);
             for &idx in &hits {
                 for action in &rule.actions {
                     match action {
@@ -684,7 +719,7 @@ impl Enhancements {
             if !rule.actions.iter().any(|a| matches!(a, Action::Group(..))) {
                 continue;
             }
-            rule.matching(frames, platform, exc, families, &mut hits);
+            rule.matching(frames, platform, exc, families, &by_function, &mut hits);
             for &idx in &hits {
                 for action in &rule.actions {
                     if let Action::Group(flag, range) = action {

@@ -115,16 +115,23 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
         } else if module.starts_with(JDK) {
             c.values = vec![super::component::Node::Value(JDK.to_owned())];
             c.hint = Some("removed reflection marker".into());
-        } else {
-            let m = JAVA_REFLECT.replace_all(module, "$1<auto>");
-            let m = JAVA_CGLIB.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_ASSIST.replace_all(&m, "$1<auto>").into_owned();
-            let m = CLOJURE.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_ENHANCER_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_FAST_CLASS_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_HIBERNATE_PROXY
-                .replace_all(&m, "$1<auto>")
-                .into_owned();
+        } else if module.contains('$') || module.contains("Generated") {
+            // Every codegen marker contains `$` except the reflection accessors (`Generated`),
+            // so plain class names skip the regexes.
+            let mut m = module.clone();
+            for re in [
+                &*JAVA_REFLECT,
+                &*JAVA_CGLIB,
+                &*JAVA_ASSIST,
+                &*CLOJURE,
+                &*JAVA_ENHANCER_BY,
+                &*JAVA_FAST_CLASS_BY,
+                &*JAVA_HIBERNATE_PROXY,
+            ] {
+                if let std::borrow::Cow::Owned(replaced) = re.replace_all(&m, "$1<auto>") {
+                    m = replaced;
+                }
+            }
             if &m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
