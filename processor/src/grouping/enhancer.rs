@@ -59,14 +59,67 @@ pub enum Pat {
     Prefix(String),
     Suffix(String),
     Contains(String),
-    Regex(Regex),
+    /// A regex and a literal every match must contain (cheap pre-check).
+    Regex(Regex, String),
+}
+
+/// The longest run of plain characters in a glob (outside classes and escapes).
+fn required_literal(pattern: &str) -> String {
+    if pattern.contains("[]") || pattern.contains("[!]") {
+        // A class starting with `]`: keep the parse simple and require nothing.
+        return String::new();
+    }
+    let (mut best, mut cur) = (String::new(), String::new());
+    let mut in_class = false;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        let plain = !in_class && !escaped && !matches!(c, '*' | '?' | '[' | '\\');
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '[' && !in_class {
+            in_class = true;
+        } else if c == ']' && in_class {
+            in_class = false;
+        }
+        if plain && c != ']' {
+            cur.push(c);
+        } else {
+            if cur.len() > best.len() {
+                best = std::mem::take(&mut cur);
+            }
+            cur.clear();
+        }
+    }
+    if cur.len() > best.len() {
+        best = cur;
+    }
+    best
 }
 
 impl Pat {
     /// Compiles a glob (see [`glob_to_regex`] for the syntax).
     pub fn compile(pattern: &str, doublestar: bool) -> Result<Pat, GroupingError> {
+        // Without double-star semantics `**` means the same as `*`.
+        let collapsed;
+        let pattern = if !doublestar && pattern.contains("**") {
+            let mut out = String::with_capacity(pattern.len());
+            for c in pattern.chars() {
+                if !(c == '*' && out.ends_with('*')) {
+                    out.push(c);
+                }
+            }
+            collapsed = out;
+            collapsed.as_str()
+        } else {
+            pattern
+        };
         if pattern.contains(['?', '[', '\\']) {
-            return Ok(Pat::Regex(glob_to_regex(pattern, doublestar, false)?));
+            return Ok(Pat::Regex(
+                glob_to_regex(pattern, doublestar, false)?,
+                required_literal(pattern),
+            ));
         }
         let star = if doublestar { "**" } else { "*" };
         let inner_has_star = |s: &str| s.contains('*');
@@ -86,7 +139,10 @@ impl Pat {
         };
         match shape {
             Some(p) => Ok(p),
-            None => Ok(Pat::Regex(glob_to_regex(pattern, doublestar, false)?)),
+            None => Ok(Pat::Regex(
+                glob_to_regex(pattern, doublestar, false)?,
+                required_literal(pattern),
+            )),
         }
     }
 
@@ -97,7 +153,7 @@ impl Pat {
             Pat::Prefix(l) => value.starts_with(l.as_str()),
             Pat::Suffix(l) => value.ends_with(l.as_str()),
             Pat::Contains(l) => value.contains(l.as_str()),
-            Pat::Regex(re) => re.is_match(value),
+            Pat::Regex(re, lit) => value.contains(lit.as_str()) && re.is_match(value),
         }
     }
 
@@ -113,7 +169,10 @@ impl Pat {
             Pat::Contains(l) => {
                 value.contains(l.as_str()) || after_slash(l).is_some_and(|r| value.starts_with(r))
             }
-            Pat::Regex(re) => re.is_match(&format!("/{value}")),
+            Pat::Regex(re, lit) => {
+                (value.contains(lit.as_str()) || lit.starts_with('/'))
+                    && re.is_match(&format!("/{value}"))
+            }
         }
     }
 }
@@ -765,7 +824,7 @@ mod tests {
         ));
         assert!(matches!(
             Pat::compile("libobjc*", true).unwrap(),
-            Pat::Regex(_)
+            Pat::Regex(..)
         ));
         let p = Pat::compile("**/site-packages/**", true).unwrap();
         assert!(path_like(&Test::Pat(p), "site-packages/foo.py"));

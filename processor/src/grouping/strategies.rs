@@ -474,15 +474,23 @@ fn chained_exception(excs: &[Exception], ctx: &Ctx<'_>) -> Variants {
     let comps: Vec<Variants> = excs.iter().map(|e| single_exception(e, ctx)).collect();
     let chosen: Vec<usize> =
         filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
-    if chosen.len() == 1 {
-        return comps[chosen[0]].clone();
+    // Take the chosen components out (an exception is chosen at most once, but stay safe).
+    let mut slots: Vec<Option<Variants>> = comps.into_iter().map(Some).collect();
+    let mut picked: Vec<Variants> = Vec::with_capacity(chosen.len());
+    for &i in &chosen {
+        if let Some(v) = slots.get_mut(i).and_then(Option::take) {
+            picked.push(v);
+        }
+    }
+    if picked.len() == 1 {
+        return picked.pop().unwrap_or_default();
     }
     let mut by_name: Vec<(&'static str, Vec<Component>)> = Vec::new();
-    for i in chosen {
-        for (name, c) in &comps[i] {
-            match by_name.iter_mut().find(|(n, _)| n == name) {
-                Some((_, list)) => list.push(c.clone()),
-                None => by_name.push((name, vec![c.clone()])),
+    for variants in picked {
+        for (name, c) in variants {
+            match by_name.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, list)) => list.push(c),
+                None => by_name.push((name, vec![c])),
             }
         }
     }
