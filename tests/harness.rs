@@ -27,12 +27,23 @@ fn server_survives_kill_9_and_restart_on_the_same_data_dir() {
 
     server.start_again();
     assert_ne!(server.pid(), Some(first_pid));
-    assert!(server.dsn().contains(&key), "the DSN key changed across a crash: {}", server.dsn());
-    let health = http().get(server.url("/health")).send().expect("GET /health");
+    assert!(
+        server.dsn().contains(&key),
+        "the DSN key changed across a crash: {}",
+        server.dsn()
+    );
+    let health = http()
+        .get(server.url("/health"))
+        .send()
+        .expect("GET /health");
     assert_eq!(health.status().as_u16(), 200);
 
     server.restart();
-    assert!(server.dsn().contains(&key), "the DSN key changed across a restart: {}", server.dsn());
+    assert!(
+        server.dsn().contains(&key),
+        "the DSN key changed across a restart: {}",
+        server.dsn()
+    );
     server.stop();
     assert!(!server.is_running());
     assert!(
