@@ -64,6 +64,7 @@ fn assert_stored(server: &mut OspreyServer, sent: &[Sent]) {
     let wanted: Vec<(u64, Uuid)> = sent.iter().map(|s| (DEFAULT_PROJECT, s.id)).collect();
     let found: HashMap<Uuid, Found> = find_items(server.data_dir(), &wanted);
     for item in sent {
+        eprintln!("{}: {} -> {:?}", item.what, item.id, found.get(&item.id));
         match found.get(&item.id) {
             Some(Found::Log { item_type, offset }) => assert_eq!(
                 item_type, item.item_type,
