@@ -1,1 +1,90 @@
-fn main() {}
+//! The `osprey` binary: command line, configuration and wiring. Everything it runs lives in
+//! the library crates (ingest, processor, storage, query, mcp).
+
+mod cli;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// osprey: a self-hosted, Sentry-compatible event ingestion and aggregation engine.
+#[derive(Parser, Debug)]
+#[command(name = "osprey", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the engine: ingest endpoint, processor, query API and MCP over HTTP.
+    Serve(ServeArgs),
+    /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
+    Grouping(cli::grouping::Args),
+    /// Send realistic envelopes to a server and report accepted events/s and latency.
+    Loadgen(cli::loadgen::Args),
+    /// List issues (short id, title, count, users, last seen, status).
+    Issues(cli::issues::IssuesArgs),
+    /// Print one event with its stack trace.
+    Event(cli::issues::EventArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9000].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory [default: ./osprey-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Roles this process runs (comma separated) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    role: Option<Vec<config::Role>>,
+}
+
+fn init_tracing() {
+    // Logs go to stderr so stdout stays for DSNs, tables and JSON (and MCP over stdio).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OSPREY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            let overrides = config::Overrides {
+                listen: args.listen,
+                data: args.data,
+                roles: args.role,
+            };
+            config::Config::load(
+                args.config.as_deref(),
+                |k| std::env::var(k).ok(),
+                &overrides,
+            )
+            .and_then(serve::run)
+        }
+        Command::Grouping(args) => cli::grouping::run(args),
+        Command::Loadgen(args) => cli::loadgen::run(args),
+        Command::Issues(args) => cli::issues::run(args),
+        Command::Event(args) => cli::issues::run_event(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use processor::grouping::{compute, GroupingConfig};
+use processor::grouping::compute_with_embedded_rules;
 use serde_json::Value;
 
 /// Exact matches achieved so far; raise it when the implementation improves.
@@ -51,15 +51,8 @@ fn grouping_hashes_match_sentry_snapshots() {
         };
         let input = read(format!("{name}.json"));
         let expected = read(format!("{name}.expected.json"));
-        let config = GroupingConfig::from_rules(
-            input.get("_fingerprinting_rules").filter(|v| !v.is_null()),
-            input
-                .get("_grouping")
-                .and_then(|g| g.get("enhancements"))
-                .and_then(Value::as_str),
-        )
-        .unwrap_or_else(|e| panic!("{name}: bad harness rules: {e}"));
-        let info = compute(&input, &config);
+        let info = compute_with_embedded_rules(&input)
+            .unwrap_or_else(|e| panic!("{name}: bad harness rules: {e}"));
         let want: Vec<String> = expected["contributing_hashes"]
             .as_array()
             .map(|a| {

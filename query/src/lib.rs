@@ -1,1 +1,27 @@
-//! osprey query crate.
+//! osprey's query layer: one library API ([`QueryService`]) that the HTTP API, the CLI and MCP
+//! all use, answering from the stored issues, events, counters and histograms.
+
+pub mod events;
+pub mod issues;
+pub mod perf;
+pub mod trace;
+
+use storage::Store;
+
+/// Answers questions about the data in one [`Store`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct QueryService {
+    store: Store,
+}
+
+impl QueryService {
+    /// A query service over `store` (a primary or a secondary instance).
+    pub fn new(store: Store) -> QueryService {
+        QueryService { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

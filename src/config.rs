@@ -1,0 +1,247 @@
+//! Configuration: a TOML file, then `OSPREY_*` environment variables, then command-line
+//! flags, each overriding the one before. Unknown keys in the file are rejected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use storage::Durability;
+
+/// The whole configuration of `osprey serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Data directory (RocksDB).
+    pub data: PathBuf,
+    /// `fsync` (survive power loss) or `os` (survive a process crash) for acknowledged events.
+    pub durability: Durability,
+    /// Days events, indexes and aggregates are kept.
+    pub retention_days: u64,
+    /// Admin API token; generated and printed once when unset.
+    pub admin_token: Option<String>,
+    /// DSN public key of the default project (32 hex), for set-ups that must know the DSN.
+    pub default_key: Option<String>,
+    /// Base URL printed in DSNs and links (default: `http://` + listen address).
+    pub public_url: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Budgets of the embedded log.
+    pub log: LogConfig,
+    /// Which parts of the engine this process runs.
+    pub roles: Vec<Role>,
+    /// Ingest endpoint: size limits, rate limits, proxies.
+    pub ingest: ingest::IngestConfig,
+}
+
+/// Budgets of the embedded log (design.md §3: overload is shed at the edge).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// MiB of appends queued in memory for the committer before ingest answers 503.
+    pub max_inflight_mib: u64,
+    /// MiB accepted but not yet processed before ingest answers 503.
+    pub max_backlog_mib: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_inflight_mib: 64,
+            max_backlog_mib: 1024,
+        }
+    }
+}
+
+/// A part of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Accept envelopes into the log.
+    Ingest,
+    /// Turn log records into issues, events and histograms.
+    Processor,
+    /// Answer the HTTP API and MCP.
+    Query,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9000".parse().expect("valid default address"),
+            data: PathBuf::from("./osprey-data"),
+            durability: Durability::Fsync,
+            retention_days: 90,
+            admin_token: None,
+            default_key: None,
+            public_url: None,
+            shutdown_grace_secs: 10,
+            log: LogConfig::default(),
+            roles: vec![Role::Ingest, Role::Processor, Role::Query],
+            ingest: ingest::IngestConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` = not given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--role`.
+    pub roles: Option<Vec<Role>>,
+}
+
+/// Environment variables osprey reads, and the config key each sets.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("OSPREY_LISTEN", "listen"),
+    ("OSPREY_DATA", "data"),
+    ("OSPREY_DURABILITY", "durability"),
+    ("OSPREY_RETENTION_DAYS", "retention_days"),
+    ("OSPREY_ADMIN_TOKEN", "admin_token"),
+    ("OSPREY_DEFAULT_KEY", "default_key"),
+    ("OSPREY_PUBLIC_URL", "public_url"),
+    ("OSPREY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
+];
+
+impl Config {
+    /// Loads the file (if any), applies the environment, then the flags, and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, key) in ENV_KEYS {
+            if let Some(value) = env(var) {
+                // Numbers stay numbers; everything else is a string.
+                let parsed = match value.parse::<i64>() {
+                    Ok(n) => toml::Value::Integer(n),
+                    Err(_) => toml::Value::String(value),
+                };
+                table.insert((*key).to_owned(), parsed);
+            }
+        }
+        let mut config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid configuration{}: {}",
+                file.map(|f| format!(" in {}", f.display()))
+                    .unwrap_or_default(),
+                e.message()
+            )
+        })?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(data) = &overrides.data {
+            config.data = data.clone();
+        }
+        if let Some(roles) = &overrides.roles {
+            config.roles = roles.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(key) = &self.default_key {
+            if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("default_key (OSPREY_DEFAULT_KEY) must be 32 hex characters");
+            }
+        }
+        if self.retention_days == 0 {
+            bail!("retention_days must be at least 1");
+        }
+        if self.roles.is_empty() {
+            bail!("roles must name at least one of ingest, processor, query");
+        }
+        Ok(())
+    }
+
+    /// The base URL clients reach this server at, given the address actually bound (the
+    /// configured one may say port 0).
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// Whether this process runs `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("osprey.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1111\"\nretention_days = 7\ndata = \"/from/file\"\n[log]\nmax_backlog_mib = 5\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "OSPREY_LISTEN" => Some("127.0.0.1:2222".to_owned()),
+            "OSPREY_RETENTION_DAYS" => Some("3".to_owned()),
+            _ => None,
+        };
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:3333".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = Config::load(Some(&file), env, &overrides).unwrap();
+        assert_eq!(config.listen.port(), 3333);
+        assert_eq!(config.retention_days, 3);
+        assert_eq!(config.data, PathBuf::from("/from/file"));
+        assert_eq!(config.log.max_backlog_mib, 5);
+        let config = Config::load(Some(&file), env, &Overrides::default()).unwrap();
+        assert_eq!(config.listen.port(), 2222);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&file), no_env, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `listne`"), "{err}");
+        let env = |k: &str| (k == "OSPREY_DEFAULT_KEY").then(|| "short".to_owned());
+        let err = Config::load(None, env, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("32 hex"), "{err}");
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::load(None, no_env, &Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.data, PathBuf::from("./osprey-data"));
+        assert_eq!(config.durability, Durability::Fsync);
+        assert_eq!(config.public_url(config.listen), "http://127.0.0.1:9000");
+    }
+}

@@ -1,0 +1,273 @@
+//! `osprey serve`: the whole engine in one process — wiring, the HTTP listener and shutdown.
+//!
+//! Shutdown order (SIGTERM or SIGINT): stop accepting connections and report not-ready, let
+//! in-flight requests finish (bounded by `shutdown_grace_secs`), close the log (which commits
+//! what is queued), let the processor commit its last batch, flush storage.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use storage::{EmbeddedLog, EmbeddedLogOptions, Log, Store, StoreOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Role};
+
+/// Every response body the server sends.
+pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A complete body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(full(value.to_string()))
+        .expect("static response parts are valid")
+}
+
+/// The running engine's parts that requests reach.
+pub struct App {
+    config: Config,
+    store: Store,
+    log: Arc<EmbeddedLog>,
+    ingest: Option<ingest::IngestService>,
+    ready: AtomicBool,
+}
+
+impl App {
+    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if path.starts_with("/api/") && !path.starts_with("/api/0/") {
+            return match &self.ingest {
+                Some(ingest) => ingest
+                    .handle(req)
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed()),
+                None => json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"detail": "this node does not run the ingest role"}),
+                ),
+            };
+        }
+        match (req.method(), path) {
+            (&Method::GET, "/health") | (&Method::GET, "/api/relay/healthcheck/live/") => {
+                json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+            }
+            (&Method::GET, "/health/ready") | (&Method::GET, "/api/relay/healthcheck/ready/") => {
+                if self.is_ready() {
+                    json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                } else {
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "not ready"}),
+                    )
+                }
+            }
+            (&Method::GET, "/metrics") => Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(full(self.render_metrics()))
+                .expect("static response parts are valid"),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"detail": "The requested resource does not exist"}),
+            ),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        let budget = self.config.log.max_backlog_mib << 20;
+        self.ready.load(Ordering::Acquire) && self.log.backlog_bytes() < budget
+    }
+
+    fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        let (records, commits) = self.log.stats();
+        out.push_str(
+            "# HELP osprey_log_backlog_bytes Bytes accepted into the log and not yet processed.\n",
+        );
+        out.push_str("# TYPE osprey_log_backlog_bytes gauge\n");
+        out.push_str(&format!(
+            "osprey_log_backlog_bytes {}\n",
+            self.log.backlog_bytes()
+        ));
+        out.push_str("# HELP osprey_log_records_total Records appended to the log since start.\n");
+        out.push_str("# TYPE osprey_log_records_total counter\n");
+        out.push_str(&format!("osprey_log_records_total {records}\n"));
+        out.push_str(
+            "# HELP osprey_log_commits_total Group commits (one WAL write each) since start.\n",
+        );
+        out.push_str("# TYPE osprey_log_commits_total counter\n");
+        out.push_str(&format!("osprey_log_commits_total {commits}\n"));
+        if let Some(ingest) = &self.ingest {
+            ingest.render_metrics(&mut out);
+        }
+        out
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("osprey-rt")
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(
+        &config.data,
+        &StoreOptions {
+            retention_days: config.retention_days,
+            durability: config.durability,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening data directory {}", config.data.display()))?;
+    let boot = store.bootstrap(config.default_key.as_deref(), config.admin_token.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local: SocketAddr = listener.local_addr()?;
+    let base = config.public_url(local);
+    let (scheme, host) = base.split_once("://").unwrap_or(("http", base.as_str()));
+    // Printed on stdout so scripts and tests can read the DSN.
+    println!("DSN: {scheme}://{}@{host}/1", boot.dsn_public_key);
+    if let Some(token) = &boot.generated_admin_token {
+        println!("Admin token (shown once): {token}");
+    }
+    println!("Listening on http://{local}");
+
+    let log = EmbeddedLog::open(
+        &store,
+        EmbeddedLogOptions {
+            max_inflight_bytes: config.log.max_inflight_mib << 20,
+            max_backlog_bytes: config.log.max_backlog_mib << 20,
+            ..Default::default()
+        },
+    )?;
+    let ingest = config.has_role(Role::Ingest).then(|| {
+        ingest::IngestService::new(
+            store.clone(),
+            Arc::clone(&log) as Arc<dyn Log>,
+            config.ingest.clone(),
+        )
+    });
+    let app = Arc::new(App {
+        config: config.clone(),
+        store: store.clone(),
+        log: Arc::clone(&log),
+        ingest,
+        ready: AtomicBool::new(true),
+    });
+
+    let stop_processor = Arc::new(AtomicBool::new(false));
+    let processor_thread = if config.has_role(Role::Processor) {
+        let processor = Arc::new(processor::Processor::new(
+            store.clone(),
+            processor::ProcessorConfig::default(),
+        )?);
+        Some(processor.spawn_embedded(Arc::clone(&log), Arc::clone(&stop_processor))?)
+    } else {
+        None
+    };
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    accept_loop(
+        listener,
+        Arc::clone(&app),
+        shutdown.clone(),
+        config.shutdown_grace_secs,
+    )
+    .await;
+
+    app.ready.store(false, Ordering::Release);
+    log.close();
+    stop_processor.store(true, Ordering::Release);
+    if let Some(thread) = processor_thread {
+        // The processor commits whole batches; what it has not read yet stays in the log.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    app.store.flush()?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    grace_secs: u64,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        let app = Arc::clone(&app);
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(app.route(req).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(Duration::from_secs(grace_secs)) => {
+            tracing::warn!("grace period over, closing remaining connections");
+        }
+    }
+}

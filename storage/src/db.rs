@@ -1,0 +1,361 @@
+//! Opening the RocksDB data directory: column families, merge operators, retention filter.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rocksdb::compaction_filter::Decision;
+use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::{cf, hist, keys, meta::Meta};
+
+/// The RocksDB type osprey uses: multi-threaded column-family handles, so handles can be
+/// held across threads without borrowing the DB.
+pub type Rocks = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
+
+/// How an acknowledged write is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// fsync the WAL before answering: survives power loss.
+    #[default]
+    Fsync,
+    /// Write the WAL to the OS before answering: survives a process crash, not power loss.
+    Os,
+}
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Events, indexes and time buckets older than this many days are dropped by compaction.
+    pub retention_days: u64,
+    /// Durability of acknowledged log appends.
+    pub durability: Durability,
+    /// RocksDB block cache size in bytes, shared by every column family.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            retention_days: 90,
+            durability: Durability::Fsync,
+            block_cache_bytes: 32 << 20,
+        }
+    }
+}
+
+/// How the directory was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The one writer (the server, or a CLI on a directory no server uses).
+    Primary,
+    /// A read-only view that follows a running primary ([`Store::catch_up`]).
+    Secondary,
+}
+
+struct Inner {
+    db: Rocks,
+    path: PathBuf,
+    mode: OpenMode,
+    retention_ms: Arc<AtomicU64>,
+    durability: Durability,
+    meta: Meta,
+    // Keeps a secondary instance's private directory alive as long as the store.
+    _secondary_dir: Option<tempfile::TempDir>,
+}
+
+/// A handle on the data directory. Cheap to clone; every clone shares one RocksDB instance.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("mode", &self.inner.mode)
+            .finish()
+    }
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.increase_parallelism(2);
+    opts.set_max_background_jobs(2);
+    // Bound the WAL so a write-heavy log cannot make the directory grow without end.
+    opts.set_max_total_wal_size(256 << 20);
+    opts.set_keep_log_file_num(3);
+    opts
+}
+
+fn cf_options(
+    name: &'static str,
+    retention_ms: &Arc<AtomicU64>,
+    cache: &rocksdb::Cache,
+) -> Options {
+    let mut opts = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    match name {
+        // Log and events hold payloads that are short-lived (log) or already zstd-compressed.
+        cf::LOG | cf::EVENTS => opts.set_compression_type(DBCompressionType::None),
+        _ => opts.set_compression_type(DBCompressionType::Lz4),
+    }
+    if name == cf::LOG {
+        opts.set_write_buffer_size(64 << 20);
+    } else {
+        opts.set_write_buffer_size(16 << 20);
+    }
+    match name {
+        cf::COUNTERS | cf::OUTCOMES => {
+            opts.set_merge_operator_associative("osprey-add-i64", merge_add_i64);
+        }
+        cf::HISTOGRAMS => {
+            opts.set_merge_operator_associative("osprey-hdr-v2", hist::merge_operator);
+        }
+        _ => {}
+    }
+    if matches!(
+        name,
+        cf::EVENTS | cf::INDEX | cf::HISTOGRAMS | cf::COUNTERS | cf::OUTCOMES
+    ) {
+        let retention = Arc::clone(retention_ms);
+        opts.set_compaction_filter("osprey-retention", move |_level, key, value| {
+            let keep_ms = retention.load(Ordering::Relaxed);
+            match keys::timestamp_of(name, key, value) {
+                Some(ts) if ts.saturating_add(keep_ms) < now_ms() => Decision::Remove,
+                _ => Decision::Keep,
+            }
+        });
+    }
+    opts
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sums little-endian i64 operands onto an existing value (missing = 0).
+fn merge_add_i64(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut total = existing.map(decode_i64).unwrap_or(0);
+    for op in operands {
+        total = total.wrapping_add(decode_i64(op));
+    }
+    Some(total.to_le_bytes().to_vec())
+}
+
+/// Decodes a counter value written by the add merge operator (short or missing = 0).
+pub fn decode_i64(bytes: &[u8]) -> i64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+/// Encodes a counter delta for `merge` on the counters column family.
+pub fn encode_i64(value: i64) -> [u8; 8] {
+    value.to_le_bytes()
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory as the one writer.
+    pub fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path)?;
+        let retention_ms = Arc::new(AtomicU64::new(options.retention_days * 86_400_000));
+        let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
+        let descriptors = cf::ALL.iter().map(|name| {
+            ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
+        });
+        let db = Rocks::open_cf_descriptors(&db_options(), &path, descriptors)?;
+        Self::finish(
+            db,
+            path,
+            OpenMode::Primary,
+            retention_ms,
+            options.durability,
+            None,
+        )
+    }
+
+    /// Opens a directory that a running server may own, as a RocksDB secondary instance:
+    /// reads see the primary's data as of the open (and of each [`Store::catch_up`]).
+    /// Works as well when no server runs.
+    pub fn open_secondary(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        if !path.join("CURRENT").exists() {
+            return Err(StorageError::NotFound(format!(
+                "osprey data directory {}",
+                path.display()
+            )));
+        }
+        let secondary = tempfile::Builder::new()
+            .prefix("osprey-secondary")
+            .tempdir()?;
+        let retention_ms = Arc::new(AtomicU64::new(u64::MAX / 2));
+        let cache = rocksdb::Cache::new_lru_cache(16 << 20);
+        let mut opts = db_options();
+        // A secondary must keep every file open to follow the primary.
+        opts.set_max_open_files(-1);
+        let descriptors = cf::ALL.iter().map(|name| {
+            ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
+        });
+        let secondary_path = secondary.path().to_path_buf();
+        let db =
+            Rocks::open_cf_descriptors_as_secondary(&opts, &path, &secondary_path, descriptors)?;
+        Self::finish(
+            db,
+            path,
+            OpenMode::Secondary,
+            retention_ms,
+            Durability::Os,
+            Some(secondary),
+        )
+    }
+
+    fn finish(
+        db: Rocks,
+        path: PathBuf,
+        mode: OpenMode,
+        retention_ms: Arc<AtomicU64>,
+        durability: Durability,
+        secondary_dir: Option<tempfile::TempDir>,
+    ) -> Result<Store> {
+        let meta = Meta::load(&db)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                mode,
+                retention_ms,
+                durability,
+                meta,
+                _secondary_dir: secondary_dir,
+            }),
+        })
+    }
+
+    /// The RocksDB instance, for crates that own their tables' logic (processor, query).
+    pub fn db(&self) -> &Rocks {
+        &self.inner.db
+    }
+
+    /// A column family handle. Panics only on a programming error: every name in
+    /// [`cf::ALL`] is created at open.
+    pub fn cf(&self, name: &str) -> Arc<BoundColumnFamily<'_>> {
+        self.inner
+            .db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} is created at open"))
+    }
+
+    /// Projects, keys, organizations and tokens.
+    pub fn meta(&self) -> &Meta {
+        &self.inner.meta
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether this is the writer or a follower.
+    pub fn mode(&self) -> OpenMode {
+        self.inner.mode
+    }
+
+    /// The configured durability of log appends.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Fails with [`StorageError::ReadOnly`] on a secondary instance.
+    pub fn ensure_writable(&self) -> Result<()> {
+        match self.inner.mode {
+            OpenMode::Primary => Ok(()),
+            OpenMode::Secondary => Err(StorageError::ReadOnly),
+        }
+    }
+
+    /// Retention window in milliseconds.
+    pub fn retention_ms(&self) -> u64 {
+        self.inner.retention_ms.load(Ordering::Relaxed)
+    }
+
+    /// Changes the retention window (takes effect at the next compaction).
+    pub fn set_retention_ms(&self, retention_ms: u64) {
+        self.inner
+            .retention_ms
+            .store(retention_ms, Ordering::Relaxed);
+    }
+
+    /// Secondary instances: pull in what the primary wrote since the last call, and reload
+    /// metadata. A no-op on the primary.
+    pub fn catch_up(&self) -> Result<()> {
+        if self.inner.mode == OpenMode::Secondary {
+            self.inner.db.try_catch_up_with_primary()?;
+            self.inner.meta.reload(&self.inner.db)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts every time-keyed column family now, which applies retention immediately.
+    pub fn compact_all(&self) -> Result<()> {
+        self.ensure_writable()?;
+        for name in [
+            cf::EVENTS,
+            cf::INDEX,
+            cf::HISTOGRAMS,
+            cf::COUNTERS,
+            cf::OUTCOMES,
+        ] {
+            let handle = self.cf(name);
+            self.inner.db.flush_cf(&handle)?;
+            self.inner
+                .db
+                .compact_range_cf(&handle, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    /// Writes a batch. `sync` chooses a WAL fsync for this write.
+    pub fn write(
+        &self,
+        batch: rocksdb::WriteBatchWithTransaction<false>,
+        sync: bool,
+    ) -> Result<()> {
+        self.ensure_writable()?;
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(sync);
+        self.inner.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Flushes memtables and syncs the WAL, for a clean shutdown.
+    pub fn flush(&self) -> Result<()> {
+        if self.inner.mode == OpenMode::Primary {
+            self.inner.db.flush_wal(true)?;
+            for name in cf::ALL {
+                self.inner.db.flush_cf(&self.cf(name))?;
+            }
+        }
+        Ok(())
+    }
+}

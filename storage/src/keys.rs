@@ -1,0 +1,592 @@
+//! Every key layout osprey writes, in one place.
+//!
+//! Keys are a one-byte table prefix followed by fixed-width big-endian integers, so that byte
+//! order equals numeric order and time order: range scans over "project 7, last hour" are a
+//! single seek. Variable-length parts (slugs, hashes as text) only ever come last.
+//!
+//! Retention relies on [`timestamp_of`]: the compaction filter asks it for the time of a
+//! record and drops records older than the retention window, so expiry costs no scan.
+
+use uuid::Uuid;
+
+use crate::cf;
+
+/// Prefix bytes of the tables inside the `meta` column family.
+pub mod meta {
+    /// Organization by id: `o` + id.
+    pub const ORG: u8 = b'o';
+    /// Project by id: `p` + id.
+    pub const PROJECT: u8 = b'p';
+    /// DSN key by public key: `k` + 32 ASCII chars.
+    pub const KEY: u8 = b'k';
+    /// API token by the hex sha256 of its secret: `t` + hash.
+    pub const TOKEN: u8 = b't';
+    /// Id sequences: `s` + name.
+    pub const SEQUENCE: u8 = b's';
+    /// Consumer positions: `c` + consumer name (+ partition); value = next offset (u64 BE).
+    pub const CONSUMER: u8 = b'c';
+}
+
+/// Prefix bytes of the tables inside the `index` column family.
+pub mod index {
+    /// Events of an issue by time: `i` + issue id + ts ms + event id.
+    pub const ISSUE_TIME: u8 = b'i';
+    /// Events of a project by time: `p` + project id + ts ms + event id.
+    pub const PROJECT_TIME: u8 = b'p';
+    /// Events and transactions of a trace: `t` + trace id (16 bytes) + ts ms + event id.
+    pub const TRACE: u8 = b't';
+}
+
+/// Prefix bytes of the tables inside the `issues` column family. None of them expires: an
+/// issue outlives its events (Sentry keeps the group after the events age out).
+pub mod issues {
+    /// Grouping hash → issue id: `h` + project id + the 32 hex chars of the hash.
+    pub const HASH: u8 = b'h';
+    /// The issue record (JSON [`crate::records::IssueRecord`]): `g` + issue id.
+    pub const ISSUE: u8 = b'g';
+    /// Short id → issue id: `s` + project id + the per-project short id number.
+    pub const SHORT_ID: u8 = b's';
+    /// Unique users of an issue (value empty): `u` + issue id + xxh3 of the user identity.
+    pub const USER: u8 = b'u';
+}
+
+/// Prefix bytes of the tables inside the `counters` column family. Lowercase kinds never
+/// expire; uppercase kinds are time-bucketed ([`bucketed`]) and follow retention.
+pub mod counters {
+    /// Times seen of an issue: `n` + issue id.
+    pub const ISSUE_EVENTS: u8 = b'n';
+    /// Unique users of an issue: `u` + issue id.
+    pub const ISSUE_USERS: u8 = b'u';
+    /// Tag facet of an issue: `t` + issue id + tag key + `0x00` + tag value.
+    pub const ISSUE_TAG: u8 = b't';
+    /// Events of an issue per hour: bucketed `E` + project id + hour start ms + issue id.
+    pub const ISSUE_HOURLY: u8 = b'E';
+}
+
+/// Prefix of outcome counters in the `outcomes` column family (bucketed by hour).
+pub const OUTCOME: u8 = b'O';
+
+/// Key of a log record: its offset.
+pub fn log_offset(offset: u64) -> [u8; 8] {
+    offset.to_be_bytes()
+}
+
+/// Reads back the offset from a log key.
+pub fn parse_log_offset(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// `prefix` + big-endian `id`.
+pub fn prefixed_id(prefix: u8, id: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = prefix;
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// `prefix` + text.
+pub fn prefixed_str(prefix: u8, text: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + text.len());
+    key.push(prefix);
+    key.extend_from_slice(text.as_bytes());
+    key
+}
+
+/// Key of a stored event: project id + event id.
+pub fn event(project_id: u64, event_id: &Uuid) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&project_id.to_be_bytes());
+    key[8..].copy_from_slice(event_id.as_bytes());
+    key
+}
+
+/// Index key: `prefix` + 8-byte owner (issue or project id) + ts ms + event id.
+pub fn index_by_time(prefix: u8, owner: u64, ts_ms: u64, event_id: &Uuid) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = prefix;
+    key[1..9].copy_from_slice(&owner.to_be_bytes());
+    key[9..17].copy_from_slice(&ts_ms.to_be_bytes());
+    key[17..].copy_from_slice(event_id.as_bytes());
+    key
+}
+
+/// Trace index key: `t` + trace id + ts ms + event id.
+pub fn index_trace(trace_id: &Uuid, ts_ms: u64, event_id: &Uuid) -> [u8; 41] {
+    let mut key = [0u8; 41];
+    key[0] = index::TRACE;
+    key[1..17].copy_from_slice(trace_id.as_bytes());
+    key[17..25].copy_from_slice(&ts_ms.to_be_bytes());
+    key[25..].copy_from_slice(event_id.as_bytes());
+    key
+}
+
+/// Stored event values start with the event's timestamp (ms, BE) so retention can read it
+/// without decompressing; the rest is the zstd-compressed JSON.
+pub const EVENT_VALUE_TS_LEN: usize = 8;
+
+fn be_u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The time (unix ms) a record belongs to, for retention; `None` means "keep forever".
+///
+/// Every time-keyed layout must be listed here, or its records never expire.
+pub fn timestamp_of(cf_name: &str, key: &[u8], value: &[u8]) -> Option<u64> {
+    match cf_name {
+        cf::EVENTS => be_u64_at(value, 0),
+        cf::INDEX => match key.first()? {
+            &index::ISSUE_TIME | &index::PROJECT_TIME => be_u64_at(key, 9),
+            &index::TRACE => be_u64_at(key, 17),
+            _ => None,
+        },
+        // Time-bucketed aggregates put the bucket start right after a 1-byte kind and an
+        // 8-byte project id: kind + project + bucket start ms + …
+        cf::HISTOGRAMS | cf::COUNTERS | cf::OUTCOMES => match key.first()? {
+            kind if kind.is_ascii_uppercase() => be_u64_at(key, 9),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Time-bucketed aggregate key: `kind` (an ASCII uppercase letter, which is what marks the
+/// key as expiring) + project id + bucket start ms, followed by `rest` (dimensions).
+pub fn bucketed(kind: u8, project_id: u64, bucket_start_ms: u64, rest: &[u8]) -> Vec<u8> {
+    debug_assert!(kind.is_ascii_uppercase(), "bucketed kinds are uppercase");
+    let mut key = Vec::with_capacity(17 + rest.len());
+    key.push(kind);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(&bucket_start_ms.to_be_bytes());
+    key.extend_from_slice(rest);
+    key
+}
+
+/// Grouping hash → issue: `h` + project id + hash text.
+pub fn issue_hash(project_id: u64, hash: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + hash.len());
+    key.push(issues::HASH);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
+
+/// Issue record key: `g` + issue id.
+pub fn issue(issue_id: u64) -> [u8; 9] {
+    prefixed_id(issues::ISSUE, issue_id)
+}
+
+/// Short id lookup key: `s` + project id + short id number.
+pub fn issue_short_id(project_id: u64, number: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = issues::SHORT_ID;
+    key[1..9].copy_from_slice(&project_id.to_be_bytes());
+    key[9..].copy_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// Unique-user membership key: `u` + issue id + user identity hash.
+pub fn issue_user(issue_id: u64, user_hash: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = issues::USER;
+    key[1..9].copy_from_slice(&issue_id.to_be_bytes());
+    key[9..].copy_from_slice(&user_hash.to_be_bytes());
+    key
+}
+
+/// Per-issue counter (`n` times seen, `u` users): kind + issue id.
+pub fn issue_counter(kind: u8, issue_id: u64) -> [u8; 9] {
+    prefixed_id(kind, issue_id)
+}
+
+/// Tag facet counter: `t` + issue id + key + `0x00` + value. Tag keys never contain `0x00`
+/// (normalization restricts them to `a-zA-Z0-9_.:-`).
+pub fn issue_tag(issue_id: u64, tag_key: &str, tag_value: &str) -> Vec<u8> {
+    let mut key = issue_tag_prefix(issue_id, tag_key);
+    key.extend_from_slice(tag_value.as_bytes());
+    key
+}
+
+/// Prefix of every value counter of one tag key of an issue (ends with the `0x00`).
+pub fn issue_tag_prefix(issue_id: u64, tag_key: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10 + tag_key.len() + 16);
+    key.push(counters::ISSUE_TAG);
+    key.extend_from_slice(&issue_id.to_be_bytes());
+    key.extend_from_slice(tag_key.as_bytes());
+    key.push(0);
+    key
+}
+
+/// Events of an issue in one hour: bucketed `E` + project + hour start + issue id.
+pub fn issue_hourly(project_id: u64, hour_start_ms: u64, issue_id: u64) -> Vec<u8> {
+    bucketed(
+        counters::ISSUE_HOURLY,
+        project_id,
+        hour_start_ms,
+        &issue_id.to_be_bytes(),
+    )
+}
+
+/// Outcome counter: bucketed `O` + project + hour start + outcome id + category id + reason.
+pub fn outcome(
+    project_id: u64,
+    hour_start_ms: u64,
+    outcome: u8,
+    category: u8,
+    reason: &str,
+) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(2 + reason.len());
+    rest.push(outcome);
+    rest.push(category);
+    rest.extend_from_slice(reason.as_bytes());
+    bucketed(OUTCOME, project_id, hour_start_ms, &rest)
+}
+
+/// Start of the hour `ts_ms` falls in.
+pub fn hour_start(ts_ms: u64) -> u64 {
+    ts_ms - ts_ms % 3_600_000
+}
+
+/// Transaction performance aggregates (design.md §5): duration histograms, their counters,
+/// measurement histograms, and error-event counters, each at three resolutions.
+///
+/// Every key is [`bucketed`]: `kind` + project id + bucket start ms + dimensions, so it expires
+/// with retention. The dimensions are a mask byte ([`perf::DIM_ENVIRONMENT`] …: which
+/// dimensions the series keeps; the others are rolled up and written empty) and three
+/// `u16`-length-prefixed byte strings (environment, release, transaction). Every transaction is
+/// counted in the full series (mask 7) and in the rollups of [`perf::ROLLUP_MASKS`], so a query
+/// without a release filter reads one key per bucket instead of one per release, and the
+/// project total reads one key per bucket. The encoding is prefix-free: a histogram key is
+/// never a prefix of another histogram key, so a counter key (histogram key + suffix) sorts
+/// right after its histogram key and before the next one. The query merges both column
+/// families in one pass on that order.
+///
+/// | CF | kind (minute / hour / day) | rest | value |
+/// |---|---|---|---|
+/// | `histograms` | `M` / `H` / `D` | dims | HDR V2 of durations in **microseconds** |
+/// | `histograms` | `W` / `X` / `Y` | dims + u16 len + measurement name | HDR V2 of value × 1000 |
+/// | `counters` | `T` / `U` / `V` | dims + counter suffix ([`perf::COUNTER_STATUS`] …) | i64 |
+/// | `counters` | `E` / `F` / `G` | u16 len + environment | error events (i64) |
+///
+/// Minute buckets start at multiples of 60 s, hours at multiples of 3600 s, days at multiples
+/// of 86400 s since the unix epoch (UTC).
+pub mod perf {
+    use super::bucketed;
+
+    /// Longest dimension value kept in a key, in bytes; longer values are cut at a char
+    /// boundary (Relay already caps environment at 64 and release/transaction at 200 chars).
+    pub const MAX_DIM_BYTES: usize = 1024;
+
+    /// Counter suffix: transactions with a status, followed by the status code (one byte,
+    /// [`STATUS_NAMES`] index).
+    pub const COUNTER_STATUS: u8 = b's';
+    /// Counter suffix: sum of durations in microseconds.
+    pub const COUNTER_SUM_US: u8 = b'u';
+    /// Counter suffix: apdex-satisfied transactions (duration ≤ T), followed by the apdex key
+    /// (u64 BE): T in ms in series that keep the transaction, [`apdex_config_key`] otherwise.
+    pub const COUNTER_SATISFIED: u8 = b'a';
+    /// Counter suffix: apdex-tolerated transactions (T < duration ≤ 4T), followed by the apdex key.
+    pub const COUNTER_TOLERATED: u8 = b'b';
+    /// Counter suffix: transactions judged against T (followed by the apdex key). Equal to
+    /// the bucket's count when every transaction in it was judged with that T, which is what
+    /// makes the satisfied/tolerated counters usable as an exact apdex for T.
+    pub const COUNTER_JUDGED: u8 = b'n';
+
+    /// Span/transaction statuses by numeric code (Relay's `SpanStatus`).
+    pub const STATUS_NAMES: [&str; 17] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid_argument",
+        "deadline_exceeded",
+        "not_found",
+        "already_exists",
+        "permission_denied",
+        "resource_exhausted",
+        "failed_precondition",
+        "aborted",
+        "out_of_range",
+        "unimplemented",
+        "internal_error",
+        "unavailable",
+        "data_loss",
+        "unauthenticated",
+    ];
+
+    /// Whether a status code counts as a failure (Sentry: anything but ok, cancelled, unknown).
+    pub fn status_is_failure(code: u8) -> bool {
+        code > 2
+    }
+
+    /// A time-bucket resolution.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Resolution {
+        /// 60 s buckets.
+        Minute,
+        /// 3600 s buckets.
+        Hour,
+        /// 86400 s buckets.
+        Day,
+    }
+
+    impl Resolution {
+        /// Finest to coarsest.
+        pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+        /// Bucket length in ms.
+        pub const fn millis(self) -> u64 {
+            match self {
+                Resolution::Minute => 60_000,
+                Resolution::Hour => 3_600_000,
+                Resolution::Day => 86_400_000,
+            }
+        }
+
+        /// Start of the bucket holding `ts_ms`.
+        pub const fn bucket_start(self, ts_ms: u64) -> u64 {
+            ts_ms - ts_ms % self.millis()
+        }
+
+        /// Kind byte of duration histograms (`histograms` CF).
+        pub const fn duration_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'M',
+                Resolution::Hour => b'H',
+                Resolution::Day => b'D',
+            }
+        }
+
+        /// Kind byte of measurement histograms (`histograms` CF).
+        pub const fn measurement_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'W',
+                Resolution::Hour => b'X',
+                Resolution::Day => b'Y',
+            }
+        }
+
+        /// Kind byte of transaction counters (`counters` CF).
+        pub const fn counter_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'T',
+                Resolution::Hour => b'U',
+                Resolution::Day => b'V',
+            }
+        }
+
+        /// Kind byte of error-event counters (`counters` CF).
+        pub const fn error_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'E',
+                Resolution::Hour => b'F',
+                Resolution::Day => b'G',
+            }
+        }
+    }
+
+    /// Cuts `s` to at most [`MAX_DIM_BYTES`] bytes at a char boundary.
+    pub fn clamp_dim(s: &str) -> &str {
+        if s.len() <= MAX_DIM_BYTES {
+            return s;
+        }
+        let mut end = MAX_DIM_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        &s[..end]
+    }
+
+    /// Appends one `u16`-length-prefixed dimension.
+    pub fn push_dim(out: &mut Vec<u8>, value: &str) {
+        let value = clamp_dim(value);
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+
+    /// Mask bit: the series keeps the environment.
+    pub const DIM_ENVIRONMENT: u8 = 4;
+    /// Mask bit: the series keeps the release.
+    pub const DIM_RELEASE: u8 = 2;
+    /// Mask bit: the series keeps the transaction name.
+    pub const DIM_TRANSACTION: u8 = 1;
+    /// The full series: every dimension.
+    pub const ALL_DIMS: u8 = 7;
+    /// The series every transaction is folded into, full first.
+    pub const ROLLUP_MASKS: [u8; 5] = [ALL_DIMS, DIM_TRANSACTION, DIM_ENVIRONMENT, DIM_RELEASE, 0];
+
+    /// Appends the dimensions of a transaction series (empty string = none); the dimensions
+    /// `mask` drops are written empty.
+    pub fn push_dims<'a>(
+        out: &mut Vec<u8>,
+        mask: u8,
+        environment: &'a str,
+        release: &'a str,
+        transaction: &'a str,
+    ) {
+        let kept = |bit: u8, value: &'a str| if mask & bit != 0 { value } else { "" };
+        out.push(mask);
+        push_dim(out, kept(DIM_ENVIRONMENT, environment));
+        push_dim(out, kept(DIM_RELEASE, release));
+        push_dim(out, kept(DIM_TRANSACTION, transaction));
+    }
+
+    /// What identifies the apdex configuration of a project in the satisfied/tolerated
+    /// counters of series without a transaction dimension (whose transactions may each have
+    /// been judged with their own T): a hash of the project T and every override.
+    pub fn apdex_config_key(settings: &crate::ProjectSettings) -> u64 {
+        let mut text = settings.apdex_threshold_ms.to_string();
+        for (name, t) in &settings.transaction_thresholds {
+            text.push('\0');
+            text.push_str(name);
+            text.push('=');
+            text.push_str(&t.to_string());
+        }
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
+
+    /// Reads one length-prefixed dimension; returns it and the rest.
+    pub fn read_dim(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+        let value = bytes.get(2..2 + len)?;
+        Some((value, &bytes[2 + len..]))
+    }
+
+    /// The parts of a perf key after kind + project + bucket start.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Dims<'a> {
+        /// Which dimensions the series keeps (`DIM_*` bits).
+        pub mask: u8,
+        /// Environment ("" = none).
+        pub environment: &'a [u8],
+        /// Release ("" = none).
+        pub release: &'a [u8],
+        /// Transaction name.
+        pub transaction: &'a [u8],
+        /// Length of the encoded dimensions (offset of whatever follows them in `rest`).
+        pub encoded_len: usize,
+    }
+
+    /// Parses the dimensions at the start of `rest`.
+    pub fn parse_dims(rest: &[u8]) -> Option<Dims<'_>> {
+        let mask = *rest.first()?;
+        let (environment, r) = read_dim(&rest[1..])?;
+        let (release, r) = read_dim(r)?;
+        let (transaction, r) = read_dim(r)?;
+        Some(Dims {
+            mask,
+            environment,
+            release,
+            transaction,
+            encoded_len: rest.len() - r.len(),
+        })
+    }
+
+    /// Splits a bucketed key into (kind, project, bucket start, rest).
+    pub fn split_bucketed(key: &[u8]) -> Option<(u8, u64, u64, &[u8])> {
+        let kind = *key.first()?;
+        let project = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+        let start = u64::from_be_bytes(key.get(9..17)?.try_into().ok()?);
+        Some((kind, project, start, &key[17..]))
+    }
+
+    /// The keys an error event at `ts_ms` in `environment` ("" = none) adds 1 to, one per
+    /// resolution, in the `counters` CF (value: `encode_i64(1)` via `merge_cf`).
+    pub fn error_event_keys(project_id: u64, ts_ms: u64, environment: &str) -> [Vec<u8>; 3] {
+        Resolution::ALL.map(|res| {
+            let mut rest = Vec::with_capacity(2 + environment.len());
+            push_dim(&mut rest, environment);
+            bucketed(res.error_kind(), project_id, res.bucket_start(ts_ms), &rest)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_sort_by_time() {
+        let id = Uuid::from_u128(7);
+        let a = index_by_time(index::ISSUE_TIME, 5, 1_000, &id);
+        let b = index_by_time(index::ISSUE_TIME, 5, 2_000, &id);
+        let c = index_by_time(index::ISSUE_TIME, 6, 0, &id);
+        assert!(a < b && b < c);
+        assert_eq!(timestamp_of(cf::INDEX, &a, &[]), Some(1_000));
+        let t = index_trace(&Uuid::from_u128(9), 3_000, &id);
+        assert_eq!(timestamp_of(cf::INDEX, &t, &[]), Some(3_000));
+    }
+
+    #[test]
+    fn bucketed_keys_expire_and_others_do_not() {
+        let key = bucketed(b'H', 1, 60_000, b"checkout");
+        assert_eq!(timestamp_of(cf::HISTOGRAMS, &key, &[]), Some(60_000));
+        assert_eq!(timestamp_of(cf::COUNTERS, b"issue-total", &[]), None);
+        assert_eq!(timestamp_of(cf::META, &key, &[]), None);
+        let mut value = 42u64.to_be_bytes().to_vec();
+        value.extend_from_slice(b"zstd...");
+        assert_eq!(timestamp_of(cf::EVENTS, &[0; 24], &value), Some(42));
+    }
+
+    #[test]
+    fn issue_layouts_keep_and_bucketed_issue_layouts_expire() {
+        assert_eq!(
+            timestamp_of(cf::COUNTERS, &issue_counter(counters::ISSUE_EVENTS, 3), &[]),
+            None
+        );
+        assert_eq!(
+            timestamp_of(cf::COUNTERS, &issue_tag(3, "level", "error"), &[]),
+            None
+        );
+        assert_eq!(timestamp_of(cf::ISSUES, &issue(3), &[]), None);
+        let hourly = issue_hourly(1, 7_200_000, 3);
+        assert_eq!(timestamp_of(cf::COUNTERS, &hourly, &[]), Some(7_200_000));
+        let o = outcome(1, 3_600_000, 1, 1, "localhost");
+        assert_eq!(timestamp_of(cf::OUTCOMES, &o, &[]), Some(3_600_000));
+        assert!(issue_tag(3, "a", "x").starts_with(&issue_tag_prefix(3, "a")));
+        assert!(!issue_tag(3, "ab", "x").starts_with(&issue_tag_prefix(3, "a")));
+        assert_eq!(hour_start(7_199_999), 3_600_000);
+    }
+
+    #[test]
+    fn perf_dims_roundtrip_and_are_prefix_free() {
+        let mut a = Vec::new();
+        perf::push_dims(&mut a, perf::ALL_DIMS, "prod", "1.0", "/a");
+        let mut b = Vec::new();
+        perf::push_dims(&mut b, perf::ALL_DIMS, "prod", "1.0", "/ab");
+        let da = perf::parse_dims(&a).unwrap();
+        assert_eq!(
+            (
+                da.mask,
+                da.environment,
+                da.release,
+                da.transaction,
+                da.encoded_len
+            ),
+            (7, &b"prod"[..], &b"1.0"[..], &b"/a"[..], a.len())
+        );
+        let mut c = Vec::new();
+        perf::push_dims(&mut c, perf::DIM_TRANSACTION, "prod", "1.0", "/a");
+        let dc = perf::parse_dims(&c).unwrap();
+        assert_eq!(
+            (dc.mask, dc.environment, dc.release, dc.transaction),
+            (1, &b""[..], &b""[..], &b"/a"[..])
+        );
+        let mut settings = crate::ProjectSettings::default();
+        let k = perf::apdex_config_key(&settings);
+        settings.transaction_thresholds.insert("/a".into(), 50);
+        assert_ne!(k, perf::apdex_config_key(&settings));
+        assert!(!b.starts_with(&a));
+        let key = bucketed(b'M', 3, 120_000, &a);
+        let (kind, project, start, rest) = perf::split_bucketed(&key).unwrap();
+        assert_eq!((kind, project, start, rest), (b'M', 3, 120_000, &a[..]));
+        assert_eq!(timestamp_of(cf::HISTOGRAMS, &key, &[]), Some(120_000));
+        let errors = perf::error_event_keys(3, 3_600_000 + 61_000, "");
+        assert_eq!(
+            perf::split_bucketed(&errors[0]).unwrap().2,
+            3_600_000 + 60_000
+        );
+        assert_eq!(perf::split_bucketed(&errors[1]).unwrap().2, 3_600_000);
+        assert_eq!(perf::split_bucketed(&errors[2]).unwrap().2, 0);
+        assert!(perf::parse_dims(&a[..a.len() - 1]).is_none());
+        assert_eq!(perf::clamp_dim(&"é".repeat(600)).len(), 1024);
+    }
+}
