@@ -24,6 +24,16 @@ enum Command {
     Serve(ServeArgs),
     /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
     Grouping(cli::grouping::Args),
+    /// Send realistic envelopes to a server and report accepted events/s and latency.
+    Loadgen(cli::loadgen::Args),
+    /// List issues (short id, title, count, users, last seen, status).
+    Issues(cli::issues::IssuesArgs),
+    /// Print one event with its stack trace.
+    Event(cli::issues::EventArgs),
+    /// Performance of transactions: count, tpm, percentiles, apdex, failure rate.
+    Perf(cli::perf::Args),
+    /// Print a trace's span tree with timings.
+    Trace(cli::trace::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +79,12 @@ fn main() -> ExitCode {
             )
             .and_then(serve::run)
         }
+        Command::Grouping(args) => cli::grouping::run(args),
+        Command::Loadgen(args) => cli::loadgen::run(args),
+        Command::Issues(args) => cli::issues::run(args),
+        Command::Event(args) => cli::issues::run_event(args),
+        Command::Perf(args) => cli::perf::run(args),
+        Command::Trace(args) => cli::trace::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::enhancer::GroupOp;
 use super::functions::trim_function_name;
 
 /// Sentry's behaviour family of a platform: `native`, `javascript` or `other`.
@@ -36,12 +37,18 @@ pub struct Frame {
     pub sourcemap: bool,
     /// Category assigned by stack-trace rules.
     pub category: Option<String>,
+    /// `abs_path` (else `filename`) lower-cased with `/` separators, for path rules.
+    pub path_lc: Option<String>,
+    /// `package` lower-cased with `/` separators, for package rules.
+    pub package_lc: Option<String>,
 }
 
 /// A stack trace, frames ordered oldest call first (crash site last).
 #[derive(Debug, Clone, Default)]
 pub struct Stacktrace {
     pub frames: Vec<Frame>,
+    /// `+group`/`-group` decisions of the stack-trace rules.
+    pub group_ops: Vec<GroupOp>,
 }
 
 /// One exception of the chain.
@@ -101,7 +108,10 @@ pub struct Event {
 }
 
 fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|n| v.get(*n)).filter(|x| !x.is_null())
+    names
+        .iter()
+        .find_map(|n| v.get(*n))
+        .filter(|x| !x.is_null())
 }
 
 fn text(v: &Value, key: &str) -> Option<String> {
@@ -133,7 +143,9 @@ fn values_list(v: &Value) -> Option<&Vec<Value>> {
 
 /// Relay's test for abs_paths whose URL path becomes the filename.
 fn is_url(path: &str) -> bool {
-    ["file:", "http:", "https:", "applewebdata:"].iter().any(|p| path.starts_with(p))
+    ["file:", "http:", "https:", "applewebdata:"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 /// Maximum frames read per stack trace; larger traces are cut (Relay applies a similar cap).
@@ -152,11 +164,20 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
         lineno: field(v, &["lineno"]).cloned(),
         colno: field(v, &["colno"]).cloned(),
         in_app: v.get("in_app").and_then(Value::as_bool),
-        sourcemap: v.get("data").and_then(|d| d.get("sourcemap")).is_some_and(|s| !s.is_null()),
+        sourcemap: v
+            .get("data")
+            .and_then(|d| d.get("sourcemap"))
+            .is_some_and(|s| !s.is_null()),
         category: None,
+        path_lc: None,
+        package_lc: None,
     };
     // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
-    if let Some(orig) = v.get("data").and_then(|d| d.get("orig_in_app")).and_then(Value::as_i64) {
+    if let Some(orig) = v
+        .get("data")
+        .and_then(|d| d.get("orig_in_app"))
+        .and_then(Value::as_i64)
+    {
         f.in_app = match orig {
             -1 => None,
             0 => Some(false),
@@ -177,6 +198,9 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
             f.filename = Some(filename);
         }
     }
+    let lc = |s: &str| s.to_lowercase().replace('\\', "/");
+    f.path_lc = f.abs_path.as_deref().or(f.filename.as_deref()).map(lc);
+    f.package_lc = f.package.as_deref().map(lc);
     // Sentry stores trimmed names in `function` and keeps the original in `raw_function`.
     if f.raw_function.is_none() {
         if let Some(func) = &f.function {
@@ -203,6 +227,7 @@ fn url_path(url: &str) -> Option<&str> {
 fn parse_stacktrace(v: &Value, platform: Option<&str>) -> Option<Stacktrace> {
     let frames = v.get("frames")?.as_array()?;
     Some(Stacktrace {
+        group_ops: Vec::new(),
         frames: frames
             .iter()
             .filter(|f| f.is_object())
@@ -241,10 +266,17 @@ fn parse_exception(v: &Value, platform: Option<&str>) -> Exception {
         ty,
         value,
         stacktrace: field(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform)),
-        synthetic: mech.and_then(|m| m.get("synthetic")).and_then(Value::as_bool).unwrap_or(false),
+        synthetic: mech
+            .and_then(|m| m.get("synthetic"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         mechanism_type: mech.and_then(|m| text(m, "type")),
-        exception_id: mech.and_then(|m| m.get("exception_id")).and_then(Value::as_i64),
-        parent_id: mech.and_then(|m| m.get("parent_id")).and_then(Value::as_i64),
+        exception_id: mech
+            .and_then(|m| m.get("exception_id"))
+            .and_then(Value::as_i64),
+        parent_id: mech
+            .and_then(|m| m.get("parent_id"))
+            .and_then(Value::as_i64),
         is_exception_group: mech
             .and_then(|m| m.get("is_exception_group"))
             .and_then(Value::as_bool)
@@ -265,27 +297,40 @@ impl Event {
         let p = platform.as_deref();
         let exceptions = field(v, &["exception", "sentry.interfaces.Exception"]).map(|e| {
             match values_list(e) {
-                Some(list) => list.iter().filter(|x| x.is_object()).map(|x| parse_exception(x, p)).collect(),
+                Some(list) => list
+                    .iter()
+                    .filter(|x| x.is_object())
+                    .map(|x| parse_exception(x, p))
+                    .collect(),
                 // Legacy: a single exception object.
-                None if e.get("type").is_some() || e.get("value").is_some() => vec![parse_exception(e, p)],
+                None if e.get("type").is_some() || e.get("value").is_some() => {
+                    vec![parse_exception(e, p)]
+                }
                 None => Vec::new(),
             }
         });
-        let threads = field(v, &["threads", "sentry.interfaces.Threads"]).and_then(values_list).map(|list| {
-            list.iter()
-                .filter(|t| t.is_object())
-                .map(|t| Thread {
-                    crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
-                    current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
-                    stacktrace: field(t, &["stacktrace"]).and_then(|s| parse_stacktrace(s, p)),
-                })
-                .collect()
-        });
+        let threads = field(v, &["threads", "sentry.interfaces.Threads"])
+            .and_then(values_list)
+            .map(|list| {
+                list.iter()
+                    .filter(|t| t.is_object())
+                    .map(|t| Thread {
+                        crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
+                        current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
+                        stacktrace: field(t, &["stacktrace"]).and_then(|s| parse_stacktrace(s, p)),
+                    })
+                    .collect()
+            });
         let stacktrace = field(v, &["stacktrace", "sentry.interfaces.Stacktrace"])
             .and_then(|s| parse_stacktrace(s, p));
 
         let (mut log_message, mut log_formatted) = (None, None);
-        for key in ["logentry", "sentry.interfaces.Message", "sentry.interfaces.LogEntry", "message"] {
+        for key in [
+            "logentry",
+            "sentry.interfaces.Message",
+            "sentry.interfaces.LogEntry",
+            "message",
+        ] {
             match v.get(key) {
                 Some(Value::String(s)) if !s.is_empty() => {
                     log_formatted = Some(s.clone());
@@ -306,8 +351,16 @@ impl Event {
             let violated = text(c, "violated_directive");
             let effective = text(c, "effective_directive")
                 .filter(|s| !s.is_empty())
-                .or_else(|| violated.as_ref().and_then(|d| d.split_whitespace().next().map(str::to_owned)));
-            Csp { effective_directive: effective, violated_directive: violated, blocked_uri: text(c, "blocked_uri") }
+                .or_else(|| {
+                    violated
+                        .as_ref()
+                        .and_then(|d| d.split_whitespace().next().map(str::to_owned))
+                });
+            Csp {
+                effective_directive: effective,
+                violated_directive: violated,
+                blocked_uri: text(c, "blocked_uri"),
+            }
         });
         let cert_report = if let Some(h) = field(v, &["hpkp", "sentry.interfaces.Hpkp"]) {
             Some(("hpkp", hostname_report(h)))
@@ -320,13 +373,15 @@ impl Event {
         let template = field(v, &["template", "sentry.interfaces.Template"])
             .map(|t| (text(t, "filename"), text(t, "context_line")));
 
-        let fingerprint = v.get("fingerprint").and_then(Value::as_array).map(|a| {
-            a.iter().filter_map(value_text).collect::<Vec<_>>()
-        });
+        let fingerprint = v
+            .get("fingerprint")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(value_text).collect::<Vec<_>>());
         let tags = match v.get("tags") {
-            Some(Value::Object(m)) => {
-                m.iter().filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s))).collect()
-            }
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s)))
+                .collect(),
             Some(Value::Array(a)) => a
                 .iter()
                 .filter_map(|pair| {
@@ -396,7 +451,10 @@ mod tests {
         }
         let d = Event::from_json(&json!({"exception": [{"value": "TypeError: boom"}]}));
         let ex = &d.exceptions.unwrap()[0];
-        assert_eq!((ex.ty.as_deref(), ex.value.as_deref()), (Some("TypeError"), Some("boom")));
+        assert_eq!(
+            (ex.ty.as_deref(), ex.value.as_deref()),
+            (Some("TypeError"), Some("boom"))
+        );
     }
 
     #[test]

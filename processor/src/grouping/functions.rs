@@ -22,8 +22,9 @@ static CPP_TRAILER: LazyLock<Regex> = LazyLock::new(|| re(r"(\bconst\b|&)$"));
 static RUST_BLANKET: LazyLock<Regex> = LazyLock::new(|| re(r"^([A-Z] as )"));
 static LAMBDA: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?:\{lambda\(.*?\)#\d+\})|(?:\blambda_[a-f0-9]{32}\b)|(?:\$_\d+\b)"));
-static LAMBDA_ANCHORED: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^(?:(?:\{lambda\(.*?\)#\d+\})|(?:\blambda_[a-f0-9]{32}\b)|(?:\$_\d+\b))"));
+static LAMBDA_ANCHORED: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:(?:\{lambda\(.*?\)#\d+\})|(?:\blambda_[a-f0-9]{32}\b)|(?:\$_\d+\b))")
+});
 static ANON_NAMESPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\?A0x[a-f0-9]{8}::"));
 
 /// Normalizes a function name for `platform`.
@@ -117,15 +118,25 @@ fn split_func_tokens(s: &str) -> Vec<String> {
     rv.into_iter().map(|b| b.concat()).collect()
 }
 
+/// Nesting depth up to which `<...>` at the start of a name is unwrapped recursively; deeper
+/// (hostile) input is collapsed to `<T>` instead of recursing further.
+const MAX_GENERIC_DEPTH: usize = 32;
+
 fn process_generics(value: &str, start: usize) -> String {
+    process_generics_at(value, start, 0)
+}
+
+fn process_generics_at(value: &str, start: usize, depth: usize) -> String {
     if value == "lambda" || LAMBDA_ANCHORED.is_match(value) {
         return format!("<{value}>");
     }
-    if start > 0 {
+    if start > 0 || depth >= MAX_GENERIC_DEPTH {
         return "<T>".to_owned();
     }
     let value = RUST_BLANKET.replace(value, "");
-    let value = replace_enclosed(&value, '<', '>', &mut process_generics);
+    let value = replace_enclosed(&value, '<', '>', &mut |v, s| {
+        process_generics_at(v, s, depth + 1)
+    });
     value.split(" as ").next().unwrap_or("").to_owned()
 }
 
@@ -161,7 +172,9 @@ fn trim_native(original: &str, platform: Option<&str>) -> String {
         function = LAMBDA.replace_all(&function, "lambda").into_owned();
     }
     if function.contains("?A0x") {
-        function = ANON_NAMESPACE.replace_all(&function, "〔anonymousnamespace〕::").into_owned();
+        function = ANON_NAMESPACE
+            .replace_all(&function, "〔anonymousnamespace〕::")
+            .into_owned();
     }
     function = replace_enclosed(&function, '(', ')', &mut |v, _| {
         let v = v.trim();
@@ -240,11 +253,20 @@ mod tests {
     fn native_names() {
         let n = |f: &str| trim_function_name(f, Some("native"));
         assert_eq!(n("void foo::bar(int, char const*) const"), "foo::bar");
-        assert_eq!(n("std::vector<int>::push_back(int const&)"), "std::vector<T>::push_back");
+        assert_eq!(
+            n("std::vector<int>::push_back(int const&)"),
+            "std::vector<T>::push_back"
+        );
         assert_eq!(n("<Foo as core::fmt::Debug>::fmt"), "Foo::fmt");
         assert_eq!(n("my_crate::run::h1234567890abcdef"), "my_crate::run");
         assert_eq!(n("-[NSObject foo]"), "-[NSObject foo]");
         assert_eq!(n("<unknown>"), "<unknown>");
+    }
+
+    #[test]
+    fn hostile_nesting_is_bounded() {
+        let deep = format!("{}x{}", "<".repeat(50_000), ">".repeat(50_000));
+        assert_eq!(trim_function_name(&deep, Some("native")), "<T>");
     }
 
     #[test]

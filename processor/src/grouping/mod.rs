@@ -24,6 +24,7 @@ mod functions;
 mod parameterize;
 mod strategies;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -73,7 +74,10 @@ impl GroupingConfig {
             Some(t) if !t.trim().is_empty() => Some(Enhancements::parse(t)?),
             _ => None,
         };
-        Ok(GroupingConfig { fingerprinting_rules, enhancements })
+        Ok(GroupingConfig {
+            fingerprinting_rules,
+            enhancements,
+        })
     }
 }
 
@@ -101,7 +105,7 @@ pub struct Variant {
     #[serde(rename = "type")]
     pub kind: VariantType,
     /// Why the variant does not contribute (root hint).
-    pub hint: Option<String>,
+    pub hint: Option<Cow<'static, str>>,
     /// Component tree (component and salted variants).
     pub component: Option<Component>,
     /// Fingerprint values (fingerprint and salted variants) or the raw checksum.
@@ -147,8 +151,14 @@ impl GroupingInfo {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for (name, v) in &self.variants {
-            let kind = serde_json::to_value(v.kind).ok().and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
-            out.push_str(&format!("{name} ({kind}): {}\n", v.hash.as_deref().unwrap_or("-")));
+            let kind = serde_json::to_value(v.kind)
+                .ok()
+                .and_then(|k| k.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{name} ({kind}): {}\n",
+                v.hash.as_deref().unwrap_or("-")
+            ));
             if let Some(h) = &v.hint {
                 out.push_str(&format!("  hint: {h}\n"));
             }
@@ -188,7 +198,10 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
 
     if let Some(checksum) = ev.checksum.clone() {
         if CHECKSUM_RE.is_match(&checksum) {
-            variants.insert("checksum".into(), checksum_variant(VariantType::Checksum, checksum.clone(), checksum));
+            variants.insert(
+                "checksum".into(),
+                checksum_variant(VariantType::Checksum, checksum.clone(), checksum),
+            );
         } else {
             let hashed = hash_values([checksum.as_str()]);
             if checksum.chars().count() <= 32 {
@@ -197,7 +210,10 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                     checksum_variant(VariantType::Checksum, checksum.clone(), checksum.clone()),
                 );
             }
-            variants.insert("hashed-checksum".into(), checksum_variant(VariantType::HashedChecksum, hashed, checksum));
+            variants.insert(
+                "hashed-checksum".into(),
+                checksum_variant(VariantType::HashedChecksum, hashed, checksum),
+            );
         }
         return finish(variants);
     }
@@ -205,7 +221,9 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     // Server-side fingerprint rules: project rules first, then built-ins (which leave a
     // purely custom client fingerprint alone).
     let client_fp = ev.fingerprint.clone().filter(|f| !f.is_empty());
-    let client_is_custom = client_fp.as_ref().is_some_and(|f| !f.iter().any(|v| fingerprint::is_default(v)));
+    let client_is_custom = client_fp
+        .as_ref()
+        .is_some_and(|f| !f.iter().any(|v| fingerprint::is_default(v)));
     let mut matched_rule: Option<(String, bool)> = None;
     if let Some(rule) = config.fingerprinting_rules.first_match(&ev) {
         ev.fingerprint = Some(rule.fingerprint.clone());
@@ -229,19 +247,29 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     for (st, exc_idx) in ev.stacktraces_mut() {
         let data = exc_idx
             .and_then(|i| exc_data.get(i))
-            .map(|(t, v, m)| ExceptionData { ty: t.as_deref(), value: v.as_deref(), mechanism: m.as_deref() })
+            .map(|(t, v, m)| ExceptionData {
+                ty: t.as_deref(),
+                value: v.as_deref(),
+                mechanism: m.as_deref(),
+            })
             .unwrap_or_default();
-        enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
+        st.group_ops =
+            enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
     }
 
     // Component trees; the first strategy with a contributing tree takes precedence.
-    let ctx = strategies::Ctx { event: &ev, enhancements: &enhancer::DEFAULT, project };
+    let ctx = strategies::Ctx { event: &ev };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
     for result in strategies::run_all(&ctx) {
         let won_here = winner.is_none() && result.variants.iter().any(|(_, c)| c.contributes);
         if won_here {
-            let names: Vec<&str> = result.variants.iter().filter(|(_, c)| c.contributes).map(|(n, _)| *n).collect();
+            let names: Vec<&str> = result
+                .variants
+                .iter()
+                .filter(|(_, c)| c.contributes)
+                .map(|(n, _)| *n)
+                .collect();
             winner = Some(if names == ["default"] {
                 format!("{} takes precedence", result.name)
             } else {
@@ -252,7 +280,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
             if !won_here {
                 if let Some(hint) = &winner {
                     if c.contributes {
-                        c.set(false, hint);
+                        c.set(false, hint.clone());
                     }
                 }
             }
@@ -267,13 +295,17 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
         .map(|(name, list)| {
             let mut root = Component::parent(name, list);
             if !root.contributes {
-                root.hint = winner.clone();
+                root.hint = winner.clone().map(Cow::Owned);
             }
             (name, root)
         })
         .collect();
 
-    let fp = ev.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| vec!["{{ default }}".to_owned()]);
+    let fp = ev
+        .fingerprint
+        .clone()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| vec!["{{ default }}".to_owned()]);
     let defaults = fp.iter().filter(|v| fingerprint::is_default(v)).count();
     if defaults == 0 {
         for (name, mut root) in roots {
@@ -384,14 +416,34 @@ fn finish(variants: BTreeMap<String, Variant>) -> GroupingInfo {
     GroupingInfo { variants, hashes }
 }
 
+/// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do
+/// (`_fingerprinting_rules`, `_grouping.enhancements`). The conformance test and
+/// `osprey grouping FILE.json` both go through here, so the CLI shows what the test checks.
+pub fn compute_with_embedded_rules(event: &Value) -> Result<GroupingInfo, GroupingError> {
+    let config = GroupingConfig::from_rules(
+        event.get("_fingerprinting_rules").filter(|v| !v.is_null()),
+        event
+            .get("_grouping")
+            .and_then(|g| g.get("enhancements"))
+            .and_then(Value::as_str),
+    )?;
+    Ok(compute(event, &config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn message_event() {
-        let info = compute(&json!({"message": "testing testing 1, 2, 3"}), &GroupingConfig::default());
-        assert_eq!(info.hashes, vec![hash_values(["testing testing <int>, <int>, <int>"])]);
+        let info = compute(
+            &json!({"message": "testing testing 1, 2, 3"}),
+            &GroupingConfig::default(),
+        );
+        assert_eq!(
+            info.hashes,
+            vec![hash_values(["testing testing <int>, <int>, <int>"])]
+        );
         assert!(info.render_text().contains("message*"));
         assert_eq!(info.to_json()["hashes"][0], json!(info.hashes[0]));
     }
@@ -409,10 +461,35 @@ mod tests {
     #[test]
     fn server_rules_and_fallback() {
         let cfg = GroupingConfig::from_rules(Some(&json!("message:hi -> greeting")), None).unwrap();
-        assert_eq!(compute(&json!({"message": "hi"}), &cfg).hashes, vec![hash_values(["greeting"])]);
+        assert_eq!(
+            compute(&json!({"message": "hi"}), &cfg).hashes,
+            vec![hash_values(["greeting"])]
+        );
         let info = compute(&json!({}), &GroupingConfig::default());
-        assert_eq!(info.hashes, vec!["d41d8cd98f00b204e9800998ecf8427e".to_owned()]);
+        assert_eq!(
+            info.hashes,
+            vec!["d41d8cd98f00b204e9800998ecf8427e".to_owned()]
+        );
         assert!(GroupingConfig::from_rules(None, Some("function:x +nonsense")).is_err());
+    }
+
+    #[test]
+    fn malformed_input_does_not_panic() {
+        let junk = [
+            json!(null),
+            json!([1, 2]),
+            json!({"exception": 5, "threads": "x", "stacktrace": {"frames": [null, 1, {"function": 3}]}}),
+            json!({"exception": {"values": [null, {"mechanism": "x", "stacktrace": {"frames": "y"}}]}}),
+            json!({"exception": [{"type": "A", "mechanism": {"exception_id": 0, "parent_id": 0, "is_exception_group": true}},
+                                 {"type": "B", "mechanism": {"exception_id": 1, "parent_id": 0}}]}),
+            json!({"logentry": {"message": 7}, "fingerprint": [1, null, "{{ tags.x }}"], "tags": [["x"]]}),
+            json!({"csp": {"blocked_uri": "::::", "violated_directive": ""}, "hpkp": {}}),
+            json!({"platform": "native", "stacktrace": {"frames": [{"function": "<<<<>>>> (((( [[[["}, {"function": "operator<<(a)"}]}}),
+        ];
+        for ev in &junk {
+            let info = compute(ev, &GroupingConfig::default());
+            assert!(!info.hashes.is_empty(), "{ev}");
+        }
     }
 
     #[test]
@@ -422,20 +499,12 @@ mod tests {
                 {"module": "lib", "function": "f", "in_app": false},
                 {"module": "app", "function": "g", "in_app": true}]}}]}});
         let info = compute(&ev, &GroupingConfig::default());
-        assert_eq!(info.hashes, vec![hash_values(["app", "g", "E"]), hash_values(["lib", "f", "app", "g", "E"])]);
+        assert_eq!(
+            info.hashes,
+            vec![
+                hash_values(["app", "g", "E"]),
+                hash_values(["lib", "f", "app", "g", "E"])
+            ]
+        );
     }
-}
-
-/// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do
-/// (`_fingerprinting_rules`, `_grouping.enhancements`). The conformance test and
-/// `osprey grouping FILE.json` both go through here, so the CLI shows what the test checks.
-pub fn compute_with_embedded_rules(event: &Value) -> Result<GroupingInfo, GroupingError> {
-    let config = GroupingConfig::from_rules(
-        event.get("_fingerprinting_rules").filter(|v| !v.is_null()),
-        event
-            .get("_grouping")
-            .and_then(|g| g.get("enhancements"))
-            .and_then(Value::as_str),
-    )?;
-    Ok(compute(event, &config))
 }

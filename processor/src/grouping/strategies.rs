@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::{Enhancements, ExceptionData};
+use super::enhancer::apply_group_ops;
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -27,25 +27,32 @@ fn re(p: &str) -> Regex {
 static RUBY_ERB: LazyLock<Regex> = LazyLock::new(|| re(r"__\d{4,}_\d{4,}$"));
 static JAVA_REFLECT: LazyLock<Regex> =
     LazyLock::new(|| re(r"(sun\.reflect\.Generated(?:Serialization)?ConstructorAccessor)\d+"));
-static JAVA_CGLIB: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$[\w_]+?CGLIB\$\$)[a-fA-F0-9]+(_[0-9]+)?"));
-static JAVA_ASSIST: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
+static JAVA_CGLIB: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$[\w_]+?CGLIB\$\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_ASSIST: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
 static CLOJURE: LazyLock<Regex> = LazyLock::new(|| re(r"(\$fn__)\d+"));
 static JAVA_ENHANCER_BY: LazyLock<Regex> =
     LazyLock::new(|| re(r"(\$\$?EnhancerBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
 static JAVA_FAST_CLASS_BY: LazyLock<Regex> =
     LazyLock::new(|| re(r"(\$\$?FastClassBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
-static JAVA_HIBERNATE_PROXY: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
+static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
 
-/// Rules and event data shared by the strategies.
+/// Event data shared by the strategies (stack-trace rules were applied beforehand).
 pub struct Ctx<'a> {
     pub event: &'a Event,
-    pub enhancements: &'a Enhancements,
-    pub project: Option<&'a Enhancements>,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
     match path {
-        Some(p) if ["http:", "https:", "applewebdata:", "blob:"].iter().any(|s| p.starts_with(s)) => true,
+        Some(p)
+            if ["http:", "https:", "applewebdata:", "blob:"]
+                .iter()
+                .any(|s| p.starts_with(s)) =>
+        {
+            true
+        }
         Some(p) if p.starts_with("file:") => !allow_file_origin,
         _ => false,
     }
@@ -53,13 +60,21 @@ fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
 
 fn frame_is_url(f: &Frame) -> bool {
     f.abs_path.as_deref().is_some_and(|p| {
-        ["blob:", "file:", "http:", "https:", "applewebdata:"].iter().any(|s| p.starts_with(s))
+        ["blob:", "file:", "http:", "https:", "applewebdata:"]
+            .iter()
+            .any(|s| p.starts_with(s))
     })
 }
 
 fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
-    let Some(filename) = &f.filename else { return Component::empty("filename") };
-    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename).to_lowercase();
+    let Some(filename) = &f.filename else {
+        return Component::empty("filename");
+    };
+    let base = filename
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(filename)
+        .to_lowercase();
     let mut c = Component::leaf("filename", base.clone());
     if has_url_origin(f.abs_path.as_deref(), true) {
         c.set(false, "ignored because frame points to a URL");
@@ -77,11 +92,15 @@ fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
 }
 
 fn module_component(f: &Frame, platform: Option<&str>) -> Component {
-    let Some(module) = &f.module else { return Component::empty("module") };
+    let Some(module) = &f.module else {
+        return Component::empty("module");
+    };
     let mut c = Component::leaf("module", module.clone());
     if platform == Some("javascript")
         && module.contains('/')
-        && f.abs_path.as_deref().is_some_and(|p| p.ends_with(module.as_str()))
+        && f.abs_path
+            .as_deref()
+            .is_some_and(|p| p.ends_with(module.as_str()))
     {
         c.set(false, "ignored bad javascript module");
     } else if platform == Some("java") {
@@ -96,14 +115,23 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
         } else if module.starts_with(JDK) {
             c.values = vec![super::component::Node::Value(JDK.to_owned())];
             c.hint = Some("removed reflection marker".into());
-        } else {
-            let m = JAVA_REFLECT.replace_all(module, "$1<auto>");
-            let m = JAVA_CGLIB.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_ASSIST.replace_all(&m, "$1<auto>").into_owned();
-            let m = CLOJURE.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_ENHANCER_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_FAST_CLASS_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_HIBERNATE_PROXY.replace_all(&m, "$1<auto>").into_owned();
+        } else if module.contains('$') || module.contains("Generated") {
+            // Every codegen marker contains `$` except the reflection accessors (`Generated`),
+            // so plain class names skip the regexes.
+            let mut m = module.clone();
+            for re in [
+                &*JAVA_REFLECT,
+                &*JAVA_CGLIB,
+                &*JAVA_ASSIST,
+                &*CLOJURE,
+                &*JAVA_ENHANCER_BY,
+                &*JAVA_FAST_CLASS_BY,
+                &*JAVA_HIBERNATE_PROXY,
+            ] {
+                if let std::borrow::Cow::Owned(replaced) = re.replace_all(&m, "$1<auto>") {
+                    m = replaced;
+                }
+            }
             if &m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
@@ -116,7 +144,11 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
 
 fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
     let raw = f.context_line.as_deref().unwrap_or("");
-    let line = raw.replace('\t', "  ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = raw
+        .replace('\t', "  ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if line.is_empty() {
         return Component::empty("context-line");
     }
@@ -132,7 +164,11 @@ fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
     c
 }
 
-fn function_component(f: &Frame, platform: Option<&str>, context_line_available: bool) -> Component {
+fn function_component(
+    f: &Frame,
+    platform: Option<&str>,
+    context_line_available: bool,
+) -> Component {
     let func = if platform == Some("csharp") {
         f.raw_function.clone().or_else(|| f.function.clone())
     } else {
@@ -142,7 +178,9 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
             (None, raw) => raw.clone(),
         }
     };
-    let Some(func) = func.filter(|s| !s.is_empty()) else { return Component::empty("function") };
+    let Some(func) = func.filter(|s| !s.is_empty()) else {
+        return Component::empty("function");
+    };
     let mut c = Component::leaf("function", func.clone());
     let family = behavior_family(platform);
     match platform {
@@ -152,7 +190,10 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
             } else {
                 let cleaned = RUBY_ERB.replace(&func, "");
                 if cleaned != func {
-                    c.replace_value(cleaned.into_owned(), "removed generated erb template suffix");
+                    c.replace_value(
+                        cleaned.into_owned(),
+                        "removed generated erb template suffix",
+                    );
                 }
             }
         }
@@ -169,15 +210,9 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
                 }
             }
         }
-        Some("java") => {
-            if func.starts_with("lambda$") {
-                c.set(false, "ignored lambda function");
-            }
-        }
-        _ if family == "native" => {
-            if func == "<redacted>" || func == "<unknown>" {
-                c.set(false, "ignored unknown function");
-            }
+        Some("java") if func.starts_with("lambda$") => c.set(false, "ignored lambda function"),
+        _ if family == "native" && (func == "<redacted>" || func == "<unknown>") => {
+            c.set(false, "ignored unknown function")
         }
         _ if family == "javascript" => {
             let short = func.rsplit('.').next().unwrap_or(&func).to_owned();
@@ -185,7 +220,10 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
                 c.replace_value(short, "trimmed javascript function");
             }
             if f.sourcemap && context_line_available {
-                c.set(false, "ignored because sourcemap used and context line available");
+                c.set(
+                    false,
+                    "ignored because sourcemap used and context line available",
+                );
             }
         }
         _ => {}
@@ -201,27 +239,39 @@ pub fn frame_component(f: &Frame, event_platform: Option<&str>, is_recursion: bo
     if module.contributes && filename.contributes {
         filename.set(false, "module takes precedence");
     }
-    let context_line = matches!(platform, Some("javascript" | "node" | "python" | "php" | "ruby"))
-        .then(|| context_line_component(f, platform));
+    let context_line = matches!(
+        platform,
+        Some("javascript" | "node" | "python" | "php" | "ruby")
+    )
+    .then(|| context_line_component(f, platform));
     let cl_available = context_line.as_ref().is_some_and(|c| c.contributes);
     let mut function = function_component(f, platform, cl_available);
 
     let js = behavior_family(platform) == "javascript";
     let mut low_quality = false;
     if js {
-        let func = f.raw_function.as_deref().or(f.function.as_deref()).map(|s| s.rsplit('.').next().unwrap_or(s));
+        let func = f
+            .raw_function
+            .as_deref()
+            .or(f.function.as_deref())
+            .map(|s| s.rsplit('.').next().unwrap_or(s));
         match func {
             None | Some("") => function.contributes = false,
             Some(name) => {
-                if matches!(name, "?" | "<anonymous function>" | "<anonymous>" | "Anonymous function")
-                    || name.ends_with("/<")
+                if matches!(
+                    name,
+                    "?" | "<anonymous function>" | "<anonymous>" | "Anonymous function"
+                ) || name.ends_with("/<")
                 {
                     function.set(false, "ignored unknown function name");
                 }
             }
         }
         low_quality = func == Some("eval")
-            || matches!(f.abs_path.as_deref(), Some("[native code]" | "native code" | "eval code" | "<anonymous>"));
+            || matches!(
+                f.abs_path.as_deref(),
+                Some("[native code]" | "native code" | "eval code" | "<anonymous>")
+            );
     }
     // Like Sentry, the frame's own flag is decided from the children as built, before the
     // JavaScript clean-up above changed the function component.
@@ -254,7 +304,7 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Component {
+fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>) -> Component {
     let platform = ctx.event.platform.as_deref();
     let mut frames: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
@@ -268,11 +318,14 @@ fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &Exception
     }
     if st.frames.len() == 1 && frames[0].contributes {
         let f = &st.frames[0];
-        if behavior_family(f.platform.as_deref().or(platform)) == "javascript" && f.function.is_none() && frame_is_url(f) {
+        if behavior_family(f.platform.as_deref().or(platform)) == "javascript"
+            && f.function.is_none()
+            && frame_is_url(f)
+        {
             frames[0].set(false, "ignored single non-URL JavaScript frame");
         }
     }
-    ctx.enhancements.apply_group_actions(ctx.project, &st.frames, &mut frames, platform, exc);
+    apply_group_ops(&st.group_ops, &mut frames);
     if app {
         for (c, f) in frames.iter_mut().zip(&st.frames) {
             if f.in_app != Some(true) && c.contributes {
@@ -289,13 +342,16 @@ fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &Exception
         } else {
             "contributing frames"
         };
-        rv.hint = Some(format!("ignored because it contains no {what}"));
+        rv.hint = Some(format!("ignored because it contains no {what}").into());
     }
     rv
 }
 
-fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Variants {
-    vec![("app", stacktrace_variant(st, true, ctx, exc)), ("system", stacktrace_variant(st, false, ctx, exc))]
+fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
+    vec![
+        ("app", stacktrace_variant(st, true, ctx)),
+        ("system", stacktrace_variant(st, false, ctx)),
+    ]
 }
 
 fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
@@ -303,11 +359,12 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
     if e.synthetic {
         type_c.set(false, "ignored because exception is synthetic");
     }
-    let ns_error = e.ns_error.as_ref().map(|(d, c)| {
-        Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect())
-    });
+    let ns_error = e
+        .ns_error
+        .as_ref()
+        .map(|(d, c)| Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect()));
     let st_variants = match &e.stacktrace {
-        Some(st) => stacktrace_variants(st, ctx, &ExceptionData::of(e)),
+        Some(st) => stacktrace_variants(st, ctx),
         None => vec![("app", Component::empty("stacktrace"))],
     };
     st_variants
@@ -358,7 +415,10 @@ fn filter_exception_groups(excs: &[Exception], comps: &[Variants]) -> Option<Vec
     }
     let root = *node_exc.get(&0)?;
     let kids = |i: usize| -> &[usize] {
-        excs[i].exception_id.and_then(|id| children.get(&id)).map_or(&[], Vec::as_slice)
+        excs[i]
+            .exception_id
+            .and_then(|id| children.get(&id))
+            .map_or(&[], Vec::as_slice)
     };
     fn top_level(
         i: usize,
@@ -412,20 +472,32 @@ fn filter_exception_groups(excs: &[Exception], comps: &[Variants]) -> Option<Vec
 
 fn chained_exception(excs: &[Exception], ctx: &Ctx<'_>) -> Variants {
     let comps: Vec<Variants> = excs.iter().map(|e| single_exception(e, ctx)).collect();
-    let chosen: Vec<usize> = filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
-    if chosen.len() == 1 {
-        return comps[chosen[0]].clone();
+    let chosen: Vec<usize> =
+        filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
+    // Take the chosen components out (an exception is chosen at most once, but stay safe).
+    let mut slots: Vec<Option<Variants>> = comps.into_iter().map(Some).collect();
+    let mut picked: Vec<Variants> = Vec::with_capacity(chosen.len());
+    for &i in &chosen {
+        if let Some(v) = slots.get_mut(i).and_then(Option::take) {
+            picked.push(v);
+        }
+    }
+    if picked.len() == 1 {
+        return picked.pop().unwrap_or_default();
     }
     let mut by_name: Vec<(&'static str, Vec<Component>)> = Vec::new();
-    for i in chosen {
-        for (name, c) in &comps[i] {
-            match by_name.iter_mut().find(|(n, _)| n == name) {
-                Some((_, list)) => list.push(c.clone()),
-                None => by_name.push((name, vec![c.clone()])),
+    for variants in picked {
+        for (name, c) in variants {
+            match by_name.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, list)) => list.push(c),
+                None => by_name.push((name, vec![c])),
             }
         }
     }
-    by_name.into_iter().map(|(n, list)| (n, Component::parent("chained-exception", list))).collect()
+    by_name
+        .into_iter()
+        .map(|(n, list)| (n, Component::parent("chained-exception", list)))
+        .collect()
 }
 
 fn threads(ctx: &Ctx<'_>) -> Variants {
@@ -440,7 +512,7 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
             return Some(vec![("app", c)]);
         };
         Some(
-            stacktrace_variants(st, ctx, &ExceptionData::default())
+            stacktrace_variants(st, ctx)
                 .into_iter()
                 .map(|(n, c)| (n, Component::parent("threads", vec![c])))
                 .collect(),
@@ -451,10 +523,13 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
         .or_else(|| pick(threads.iter().collect()))
         .unwrap_or_else(|| {
             let mut c = Component::empty("threads");
-            c.hint = Some(format!(
-                "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
-                threads.len()
-            ));
+            c.hint = Some(
+                format!(
+                    "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
+                    threads.len()
+                )
+                .into(),
+            );
             vec![("app", c)]
         })
 }
@@ -463,7 +538,10 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
 /// `remove_non_stacktrace_variants`) drops variants without a contributing stack trace when
 /// another variant has one.
 fn postprocess_stack_variants(mut vars: Variants) -> Variants {
-    let app_hash = vars.iter().find(|(n, _)| *n == "app").and_then(|(_, c)| c.hash());
+    let app_hash = vars
+        .iter()
+        .find(|(n, _)| *n == "app")
+        .and_then(|(_, c)| c.hash());
     if let Some(h) = app_hash {
         for (n, c) in vars.iter_mut() {
             if *n == "system" && c.hash().as_deref() == Some(h.as_str()) {
@@ -474,7 +552,9 @@ fn postprocess_stack_variants(mut vars: Variants) -> Variants {
     if vars.len() > 1 {
         let with_st: Vec<bool> = vars
             .iter()
-            .map(|(_, c)| (c.id == "stacktrace" && c.contributes) || c.has_contributing("stacktrace"))
+            .map(|(_, c)| {
+                (c.id == "stacktrace" && c.contributes) || c.has_contributing("stacktrace")
+            })
             .collect();
         if with_st.iter().any(|b| *b) {
             for ((_, c), has) in vars.iter_mut().zip(with_st) {
@@ -502,7 +582,11 @@ fn normalize_uri(value: &str) -> String {
             let rest = &value[i + 3..];
             rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].to_owned()
         }
-        None => value.split(':').next().map(|s| format!("{s}:")).unwrap_or_default(),
+        None => value
+            .split(':')
+            .next()
+            .map(|s| format!("{s}:"))
+            .unwrap_or_default(),
     }
 }
 
@@ -533,7 +617,10 @@ fn csp(c: &Csp) -> Component {
             (v, Component::leaf("uri", uri))
         }
     };
-    Component::parent("csp", vec![Component::leaf("salt", directive), violation, uri_c])
+    Component::parent(
+        "csp",
+        vec![Component::leaf("salt", directive), violation, uri_c],
+    )
 }
 
 /// One strategy's result: its name and variants.
@@ -547,34 +634,60 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
     let ev = ctx.event;
     let mut out = Vec::new();
     if let Some(excs) = ev.exceptions.as_deref().filter(|e| !e.is_empty()) {
-        out.push(StrategyResult { name: "exception", variants: postprocess_stack_variants(chained_exception(excs, ctx)) });
+        out.push(StrategyResult {
+            name: "exception",
+            variants: postprocess_stack_variants(chained_exception(excs, ctx)),
+        });
     }
     if ev.threads.is_some() {
-        out.push(StrategyResult { name: "threads", variants: postprocess_stack_variants(threads(ctx)) });
+        out.push(StrategyResult {
+            name: "threads",
+            variants: postprocess_stack_variants(threads(ctx)),
+        });
     }
     if let Some(st) = &ev.stacktrace {
         out.push(StrategyResult {
             name: "stacktrace",
-            variants: postprocess_stack_variants(stacktrace_variants(st, ctx, &ExceptionData::default())),
+            variants: postprocess_stack_variants(stacktrace_variants(st, ctx)),
         });
     }
     if let Some((filename, context_line)) = &ev.template {
         let f = filename.as_deref().map(|f| {
-            Component::leaf("filename", f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase())
+            Component::leaf(
+                "filename",
+                f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase(),
+            )
         });
-        let cl = context_line.as_deref().map(|l| Component::leaf("context-line", l.split_whitespace().collect::<Vec<_>>().join(" ")));
-        let children = vec![f.unwrap_or_else(|| Component::empty("filename")), cl.unwrap_or_else(|| Component::empty("context-line"))];
-        out.push(StrategyResult { name: "template", variants: vec![("default", Component::parent("template", children))] });
+        let cl = context_line.as_deref().map(|l| {
+            Component::leaf(
+                "context-line",
+                l.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        });
+        let children = vec![
+            f.unwrap_or_else(|| Component::empty("filename")),
+            cl.unwrap_or_else(|| Component::empty("context-line")),
+        ];
+        out.push(StrategyResult {
+            name: "template",
+            variants: vec![("default", Component::parent("template", children))],
+        });
     }
     if let Some(c) = &ev.csp {
-        out.push(StrategyResult { name: "csp", variants: vec![("default", csp(c))] });
+        out.push(StrategyResult {
+            name: "csp",
+            variants: vec![("default", csp(c))],
+        });
     }
     if let Some((salt, host)) = &ev.cert_report {
         let children = vec![
             Component::leaf("salt", *salt),
             Component::leaves("hostname", host.iter().cloned().collect()),
         ];
-        out.push(StrategyResult { name: salt, variants: vec![("default", Component::parent(salt, children))] });
+        out.push(StrategyResult {
+            name: salt,
+            variants: vec![("default", Component::parent(salt, children))],
+        });
     }
     if let Some(raw) = ev.log_message.as_deref().or(ev.log_formatted.as_deref()) {
         let normalized = normalize_message(raw);
@@ -583,7 +696,10 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
         if changed {
             c.hint = Some("stripped event-specific values".into());
         }
-        out.push(StrategyResult { name: "message", variants: vec![("default", c)] });
+        out.push(StrategyResult {
+            name: "message",
+            variants: vec![("default", c)],
+        });
     }
     out
 }
