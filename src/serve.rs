@@ -144,10 +144,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local: SocketAddr = listener.local_addr()?;
-    let base = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+    let base = config.public_url(local);
     let (scheme, host) = base.split_once("://").unwrap_or(("http", base.as_str()));
     // Printed on stdout so scripts and tests can read the DSN.
     println!("DSN: {scheme}://{}@{host}/1", boot.dsn_public_key);
@@ -168,7 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ingest::IngestService::new(
             store.clone(),
             Arc::clone(&log) as Arc<dyn Log>,
-            ingest::IngestConfig::default(),
+            config.ingest.clone(),
         )
     });
     let app = Arc::new(App {
@@ -178,6 +175,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ingest,
         ready: AtomicBool::new(true),
     });
+
+    let stop_processor = Arc::new(AtomicBool::new(false));
+    let processor_thread = if config.has_role(Role::Processor) {
+        let processor = Arc::new(processor::Processor::new(
+            store.clone(),
+            processor::ProcessorConfig::default(),
+        )?);
+        Some(processor.spawn_embedded(Arc::clone(&log), Arc::clone(&stop_processor))?)
+    } else {
+        None
+    };
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -191,6 +199,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     app.ready.store(false, Ordering::Release);
     log.close();
+    stop_processor.store(true, Ordering::Release);
+    if let Some(thread) = processor_thread {
+        // The processor commits whole batches; what it has not read yet stays in the log.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     app.store.flush()?;
     tracing::info!("shutdown complete");
     Ok(())
