@@ -80,7 +80,10 @@ fn sigkill_cycles_lose_no_acknowledged_event_and_count_each_once() {
                 let target = url.lock().unwrap().clone();
                 let sent = http
                     .post(&target)
-                    .header("X-Sentry-Auth", format!("Sentry sentry_version=7, sentry_key={key}"))
+                    .header(
+                        "X-Sentry-Auth",
+                        format!("Sentry sentry_version=7, sentry_key={key}"),
+                    )
                     .body(envelope(&key, id, transaction))
                     .send();
                 match sent {
@@ -152,7 +155,10 @@ fn sigkill_cycles_lose_no_acknowledged_event_and_count_each_once() {
         } else {
             stored_errors.contains(id)
         };
-        assert!(stored, "acknowledged event {id} (transaction: {transaction}) was lost");
+        assert!(
+            stored,
+            "acknowledged event {id} (transaction: {transaction}) was lost"
+        );
     }
 
     let qs = QueryService::new(store);

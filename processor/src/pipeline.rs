@@ -564,7 +564,15 @@ impl Processor {
 
         if let Some(filter) = filters::should_filter(&normalized.event, &project.settings) {
             work.stats.filtered += 1;
-            work.outcome(project.id, ts, outcome::FILTERED, ev_category, filter, 1);
+            // Outcomes count when they happen (receive time), like Relay's, not event time.
+            work.outcome(
+                project.id,
+                record.received_ms,
+                outcome::FILTERED,
+                ev_category,
+                filter,
+                1,
+            );
             return Ok(());
         }
         work.scrubbers
@@ -652,7 +660,14 @@ impl Processor {
                 .put_cf(&index, keys::index_trace(&trace, ts, &event_id), []);
         }
         work.stats.accepted += 1;
-        work.outcome(project.id, ts, outcome::ACCEPTED, ev_category, "", 1);
+        work.outcome(
+            project.id,
+            record.received_ms,
+            outcome::ACCEPTED,
+            ev_category,
+            "",
+            1,
+        );
         Ok(())
     }
 

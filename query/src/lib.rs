@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod issues;
+pub mod outcomes;
 pub mod perf;
 pub mod trace;
 
