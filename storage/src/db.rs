@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocksdb::compaction_filter::Decision;
-use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, DB};
+use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
@@ -204,7 +204,7 @@ impl Store {
         let descriptors = cf::ALL
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache)));
-        let db = Rocks::open_cf_descriptors_as_secondary(&opts, &path, secondary.path(), descriptors)?;
+        let db = Rocks::open_cf_descriptors_as_secondary(&opts, &path, &secondary.path().to_path_buf(), descriptors)?;
         Self::finish(
             db,
             path,

@@ -23,6 +23,12 @@ pub mod meta {
     pub const TOKEN: u8 = b't';
     /// Id sequences: `s` + name.
     pub const SEQUENCE: u8 = b's';
+    /// Release by organization and version: `r` + org id + version (see `releases.rs`).
+    pub const RELEASE: u8 = b'r';
+    /// Deploy: `d` + org id + version + 0x00 + deploy id.
+    pub const DEPLOY: u8 = b'd';
+    /// Source repository: `g` + org id + repository id.
+    pub const REPOSITORY: u8 = b'g';
     /// Consumer positions: `c` + consumer name (+ partition); value = next offset (u64 BE).
     pub const CONSUMER: u8 = b'c';
 }
@@ -155,7 +161,7 @@ mod tests {
         assert_eq!(timestamp_of(cf::COUNTERS, b"issue-total", &[]), None);
         assert_eq!(timestamp_of(cf::META, &key, &[]), None);
         let mut value = 42u64.to_be_bytes().to_vec();
-        value.extend_from_slice(b"zstd…");
+        value.extend_from_slice(b"zstd...");
         assert_eq!(timestamp_of(cf::EVENTS, &[0; 24], &value), Some(42));
     }
 }

@@ -18,6 +18,7 @@ pub mod hist;
 pub mod keys;
 mod log;
 mod meta;
+pub mod releases;
 
 pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};
 pub use error::{Result, StorageError};
@@ -29,4 +30,5 @@ pub use meta::{
     random_hex32, ApiToken, Bootstrap, KeyRateLimit, Meta, Organization, Project, ProjectKey,
     ProjectSettings, ALL_SCOPES,
 };
+pub use releases::ensure_release;
 pub use rocksdb::WriteBatchWithTransaction as WriteBatch;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use rand::RngExt;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -357,7 +357,7 @@ impl Meta {
 }
 
 impl Store {
-    fn next_id(&self, sequence: &str) -> Result<u64> {
+    pub(crate) fn next_id(&self, sequence: &str) -> Result<u64> {
         let key = keys::prefixed_str(keys::meta::SEQUENCE, sequence);
         let meta_cf = self.cf(cf::META);
         let current = self
