@@ -1,6 +1,8 @@
 //! osprey's query layer: one library API ([`QueryService`]) that the HTTP API, the CLI and MCP
 //! all use, answering from the stored issues, events, counters and histograms.
 
+pub mod api;
+
 use storage::Store;
 
 /// Answers questions about the data in one [`Store`]. Cheap to clone.
