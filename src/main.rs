@@ -1,6 +1,7 @@
 //! The `osprey` binary: command line, configuration and wiring. Everything it runs lives in
 //! the library crates (ingest, processor, storage, query, mcp).
 
+mod cli;
 mod config;
 mod serve;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the engine: ingest endpoint, processor, query API and MCP over HTTP.
     Serve(ServeArgs),
+    /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
+    Grouping(cli::grouping::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -59,8 +62,12 @@ fn main() -> ExitCode {
                 data: args.data,
                 roles: args.role,
             };
-            config::Config::load(args.config.as_deref(), |k| std::env::var(k).ok(), &overrides)
-                .and_then(serve::run)
+            config::Config::load(
+                args.config.as_deref(),
+                |k| std::env::var(k).ok(),
+                &overrides,
+            )
+            .and_then(serve::run)
         }
     };
     match result {

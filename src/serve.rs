@@ -54,7 +54,10 @@ impl App {
         let path = req.uri().path();
         if path.starts_with("/api/") && !path.starts_with("/api/0/") {
             return match &self.ingest {
-                Some(ingest) => ingest.handle(req).await.map(|b| b.map_err(|e| match e {}).boxed()),
+                Some(ingest) => ingest
+                    .handle(req)
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed()),
                 None => json_response(
                     StatusCode::NOT_FOUND,
                     &serde_json::json!({"detail": "this node does not run the ingest role"}),
@@ -94,13 +97,20 @@ impl App {
     fn render_metrics(&self) -> String {
         let mut out = String::new();
         let (records, commits) = self.log.stats();
-        out.push_str("# HELP osprey_log_backlog_bytes Bytes accepted into the log and not yet processed.\n");
+        out.push_str(
+            "# HELP osprey_log_backlog_bytes Bytes accepted into the log and not yet processed.\n",
+        );
         out.push_str("# TYPE osprey_log_backlog_bytes gauge\n");
-        out.push_str(&format!("osprey_log_backlog_bytes {}\n", self.log.backlog_bytes()));
+        out.push_str(&format!(
+            "osprey_log_backlog_bytes {}\n",
+            self.log.backlog_bytes()
+        ));
         out.push_str("# HELP osprey_log_records_total Records appended to the log since start.\n");
         out.push_str("# TYPE osprey_log_records_total counter\n");
         out.push_str(&format!("osprey_log_records_total {records}\n"));
-        out.push_str("# HELP osprey_log_commits_total Group commits (one WAL write each) since start.\n");
+        out.push_str(
+            "# HELP osprey_log_commits_total Group commits (one WAL write each) since start.\n",
+        );
         out.push_str("# TYPE osprey_log_commits_total counter\n");
         out.push_str(&format!("osprey_log_commits_total {commits}\n"));
         if let Some(ingest) = &self.ingest {
@@ -171,7 +181,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    accept_loop(listener, Arc::clone(&app), shutdown.clone(), config.shutdown_grace_secs).await;
+    accept_loop(
+        listener,
+        Arc::clone(&app),
+        shutdown.clone(),
+        config.shutdown_grace_secs,
+    )
+    .await;
 
     app.ready.store(false, Ordering::Release);
     log.close();

@@ -4,3 +4,5 @@
 //! computes Sentry's grouping hashes, finds or creates the issue and stores the event with its
 //! indexes; per transaction it folds the duration into the HDR histograms of its time buckets.
 //! Results and the log offset go into one RocksDB write batch (design.md §3).
+
+pub mod grouping;

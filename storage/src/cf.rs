@@ -19,4 +19,6 @@ pub const HISTOGRAMS: &str = "histograms";
 pub const OUTCOMES: &str = "outcomes";
 
 /// Every column family, in creation order.
-pub const ALL: &[&str] = &[LOG, META, EVENTS, ISSUES, INDEX, COUNTERS, HISTOGRAMS, OUTCOMES];
+pub const ALL: &[&str] = &[
+    LOG, META, EVENTS, ISSUES, INDEX, COUNTERS, HISTOGRAMS, OUTCOMES,
+];

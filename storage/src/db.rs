@@ -94,7 +94,11 @@ fn db_options() -> Options {
     opts
 }
 
-fn cf_options(name: &'static str, retention_ms: &Arc<AtomicU64>, cache: &rocksdb::Cache) -> Options {
+fn cf_options(
+    name: &'static str,
+    retention_ms: &Arc<AtomicU64>,
+    cache: &rocksdb::Cache,
+) -> Options {
     let mut opts = Options::default();
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
@@ -177,11 +181,18 @@ impl Store {
         std::fs::create_dir_all(&path)?;
         let retention_ms = Arc::new(AtomicU64::new(options.retention_days * 86_400_000));
         let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
-        let descriptors = cf::ALL
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache)));
+        let descriptors = cf::ALL.iter().map(|name| {
+            ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
+        });
         let db = Rocks::open_cf_descriptors(&db_options(), &path, descriptors)?;
-        Self::finish(db, path, OpenMode::Primary, retention_ms, options.durability, None)
+        Self::finish(
+            db,
+            path,
+            OpenMode::Primary,
+            retention_ms,
+            options.durability,
+            None,
+        )
     }
 
     /// Opens a directory that a running server may own, as a RocksDB secondary instance:
@@ -195,16 +206,20 @@ impl Store {
                 path.display()
             )));
         }
-        let secondary = tempfile::Builder::new().prefix("osprey-secondary").tempdir()?;
+        let secondary = tempfile::Builder::new()
+            .prefix("osprey-secondary")
+            .tempdir()?;
         let retention_ms = Arc::new(AtomicU64::new(u64::MAX / 2));
         let cache = rocksdb::Cache::new_lru_cache(16 << 20);
         let mut opts = db_options();
         // A secondary must keep every file open to follow the primary.
         opts.set_max_open_files(-1);
-        let descriptors = cf::ALL
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache)));
-        let db = Rocks::open_cf_descriptors_as_secondary(&opts, &path, &secondary.path().to_path_buf(), descriptors)?;
+        let descriptors = cf::ALL.iter().map(|name| {
+            ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
+        });
+        let secondary_path = secondary.path().to_path_buf();
+        let db =
+            Rocks::open_cf_descriptors_as_secondary(&opts, &path, &secondary_path, descriptors)?;
         Self::finish(
             db,
             path,
@@ -286,7 +301,9 @@ impl Store {
 
     /// Changes the retention window (takes effect at the next compaction).
     pub fn set_retention_ms(&self, retention_ms: u64) {
-        self.inner.retention_ms.store(retention_ms, Ordering::Relaxed);
+        self.inner
+            .retention_ms
+            .store(retention_ms, Ordering::Relaxed);
     }
 
     /// Secondary instances: pull in what the primary wrote since the last call, and reload
@@ -302,7 +319,13 @@ impl Store {
     /// Compacts every time-keyed column family now, which applies retention immediately.
     pub fn compact_all(&self) -> Result<()> {
         self.ensure_writable()?;
-        for name in [cf::EVENTS, cf::INDEX, cf::HISTOGRAMS, cf::COUNTERS, cf::OUTCOMES] {
+        for name in [
+            cf::EVENTS,
+            cf::INDEX,
+            cf::HISTOGRAMS,
+            cf::COUNTERS,
+            cf::OUTCOMES,
+        ] {
             let handle = self.cf(name);
             self.inner.db.flush_cf(&handle)?;
             self.inner
@@ -313,7 +336,11 @@ impl Store {
     }
 
     /// Writes a batch. `sync` chooses a WAL fsync for this write.
-    pub fn write(&self, batch: rocksdb::WriteBatchWithTransaction<false>, sync: bool) -> Result<()> {
+    pub fn write(
+        &self,
+        batch: rocksdb::WriteBatchWithTransaction<false>,
+        sync: bool,
+    ) -> Result<()> {
         self.ensure_writable()?;
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(sync);

@@ -56,9 +56,15 @@ const RECORD_VERSION: u8 = 1;
 impl LogRecord {
     /// Bytes this record takes encoded (used for budgets).
     pub fn encoded_len(&self) -> usize {
+        let event_id = if self.event_id.is_some() { 17 } else { 1 };
+        let addr = match self.client_addr {
+            Some(IpAddr::V4(_)) => 5,
+            Some(IpAddr::V6(_)) => 17,
+            None => 1,
+        };
         1 + 8 * 3
-            + 17
-            + 17
+            + event_id
+            + addr
             + 2
             + self.item_type.len()
             + 4 * 3
@@ -379,15 +385,17 @@ impl Log for EmbeddedLog {
         let backpressure = StorageError::Backpressure {
             retry_after_secs: self.options.retry_after_secs,
         };
-        if self.shared.backlog_bytes.load(Ordering::Acquire) + bytes > self.options.max_backlog_bytes {
+        if self.shared.backlog_bytes.load(Ordering::Acquire) + bytes
+            > self.options.max_backlog_bytes
+        {
             return Err(backpressure);
         }
-        let reserved = self
-            .shared
-            .inflight_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                (cur + bytes <= self.options.max_inflight_bytes).then_some(cur + bytes)
-            });
+        let reserved =
+            self.shared
+                .inflight_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                    (cur + bytes <= self.options.max_inflight_bytes).then_some(cur + bytes)
+                });
         if reserved.is_err() {
             return Err(backpressure);
         }
@@ -405,7 +413,9 @@ impl Log for EmbeddedLog {
             None => Err(StorageError::Closed),
         };
         if let Err(e) = sent {
-            self.shared.inflight_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.shared
+                .inflight_bytes
+                .fetch_sub(bytes, Ordering::AcqRel);
             return Err(e);
         }
         Ok(ticket)
@@ -463,7 +473,9 @@ fn commit_loop(
                 shared
                     .backlog_bytes
                     .fetch_add(group_bytes as u64, Ordering::AcqRel);
-                shared.appended_records.fetch_add(records, Ordering::Relaxed);
+                shared
+                    .appended_records
+                    .fetch_add(records, Ordering::Relaxed);
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared.signal.notify();
                 for (pending, last) in group.into_iter().zip(last_offsets) {
@@ -542,7 +554,12 @@ impl LogReader {
     }
 
     /// Up to `max_records` records (and about `max_bytes`) starting at offset `from`.
-    pub fn read(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<Vec<(u64, LogRecord)>> {
+    pub fn read(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, LogRecord)>> {
         let log_cf = self.store.cf(cf::LOG);
         let iter = self.store.db().iterator_cf(
             &log_cf,
@@ -616,11 +633,13 @@ mod tests {
             assert_eq!(offsets.len(), 200);
             let (records, commits) = log.stats();
             assert_eq!(records, 200);
-            assert!(commits <= 200 && commits >= 1);
+            assert!((1..=200).contains(&commits));
             log.close();
         }
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let got = LogReader::new(store.clone()).read(0, 1000, usize::MAX).unwrap();
+        let got = LogReader::new(store.clone())
+            .read(0, 1000, usize::MAX)
+            .unwrap();
         assert_eq!(got.len(), 200);
         // Consume half; the log forgets it, and a reopened log continues after the tail.
         let mut batch = WriteBatchWithTransaction::<false>::default();
@@ -639,8 +658,9 @@ mod tests {
     async fn over_budget_is_backpressure() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let one = record(1).encoded_len() as u64;
         let options = EmbeddedLogOptions {
-            max_backlog_bytes: 200,
+            max_backlog_bytes: 2 * one + one / 2,
             ..Default::default()
         };
         let log = EmbeddedLog::open(&store, options).unwrap();

@@ -163,8 +163,9 @@ impl ApiToken {
         };
         self.scopes.iter().any(|s| {
             s == scope
-                || s.split_once(':')
-                    .is_some_and(|(r, l)| r == resource && rank(l) >= rank(level) && rank(level) > 0)
+                || s.split_once(':').is_some_and(|(r, l)| {
+                    r == resource && rank(l) >= rank(level) && rank(level) > 0
+                })
         })
     }
 }
@@ -296,7 +297,9 @@ impl Meta {
         let maps = self.maps.read();
         maps.projects
             .values()
-            .find(|p| p.org_id == org_id && (p.slug == slug_or_id || p.id.to_string() == slug_or_id))
+            .find(|p| {
+                p.org_id == org_id && (p.slug == slug_or_id || p.id.to_string() == slug_or_id)
+            })
             .cloned()
     }
 
@@ -383,7 +386,9 @@ impl Store {
     pub fn create_organization(&self, slug: &str, name: &str) -> Result<Arc<Organization>> {
         self.ensure_writable()?;
         if self.meta().organization_by_slug(slug).is_some() {
-            return Err(StorageError::Conflict(format!("organization {slug} exists")));
+            return Err(StorageError::Conflict(format!(
+                "organization {slug} exists"
+            )));
         }
         let org = Organization {
             id: self.next_id("org")?,
@@ -393,7 +398,11 @@ impl Store {
         };
         self.put_meta(&keys::prefixed_id(keys::meta::ORG, org.id), &org)?;
         let org = Arc::new(org);
-        self.meta().maps.write().orgs.insert(org.id, Arc::clone(&org));
+        self.meta()
+            .maps
+            .write()
+            .orgs
+            .insert(org.id, Arc::clone(&org));
         Ok(org)
     }
 
@@ -426,7 +435,10 @@ impl Store {
 
     /// Stores a changed project (settings, name, …).
     pub fn put_project(&self, project: Project) -> Result<Arc<Project>> {
-        self.put_meta(&keys::prefixed_id(keys::meta::PROJECT, project.id), &project)?;
+        self.put_meta(
+            &keys::prefixed_id(keys::meta::PROJECT, project.id),
+            &project,
+        )?;
         let project = Arc::new(project);
         self.meta()
             .maps
@@ -542,7 +554,11 @@ impl Store {
     /// First start: organization `default`, project `default` (id 1) with a DSN key, and the
     /// admin token. Idempotent; `default_key`/`admin_token` (from the environment) are applied
     /// on every start so automated set-ups can rely on them.
-    pub fn bootstrap(&self, default_key: Option<&str>, admin_token: Option<&str>) -> Result<Bootstrap> {
+    pub fn bootstrap(
+        &self,
+        default_key: Option<&str>,
+        admin_token: Option<&str>,
+    ) -> Result<Bootstrap> {
         let org = match self.meta().organization_by_slug("default") {
             Some(o) => o,
             None => self.create_organization("default", "Default")?,
@@ -559,11 +575,17 @@ impl Store {
                         "OSPREY_DEFAULT_KEY belongs to another project".into(),
                     ))
                 }
-                None => self.create_key(project.id, "Default", Some(k))?.public_key.clone(),
+                None => self
+                    .create_key(project.id, "Default", Some(k))?
+                    .public_key
+                    .clone(),
             },
             None => match self.meta().keys_of_project(project.id).first() {
                 Some(k) => k.public_key.clone(),
-                None => self.create_key(project.id, "Default", None)?.public_key.clone(),
+                None => self
+                    .create_key(project.id, "Default", None)?
+                    .public_key
+                    .clone(),
             },
         };
         let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| s.to_string()).collect();
@@ -572,7 +594,14 @@ impl Store {
                 self.create_token(org.id, "admin", &scopes, Some(secret))?;
                 None
             }
-            None if self.meta().tokens_of_org(org.id).iter().any(|t| t.name == "admin") => None,
+            None if self
+                .meta()
+                .tokens_of_org(org.id)
+                .iter()
+                .any(|t| t.name == "admin") =>
+            {
+                None
+            }
             None => Some(self.create_token(org.id, "admin", &scopes, None)?.0),
         };
         Ok(Bootstrap {

@@ -1,0 +1,217 @@
+//! Grouping component trees and the hash derived from them.
+//!
+//! A component is a named node (`frame`, `function`, `stacktrace`, ...) holding either leaf
+//! values or child components. Whether a node contributes is decided when it is built (a node
+//! with nothing contributing inside does not contribute) and can be overridden later with a
+//! hint explaining why; like Sentry, a later change to a child does not re-evaluate the parent.
+//! The hash is md5 over the leaf values of contributing nodes, depth first, with no separator.
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// One entry of a component: a leaf value or a child component.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Node {
+    /// A leaf value that is hashed as its text.
+    Value(String),
+    /// A nested component.
+    Component(Component),
+}
+
+/// A node of a grouping component tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Component {
+    /// Component name (`exception`, `frame`, `function`, ...).
+    pub id: String,
+    /// Whether this node (and so its subtree) takes part in the hash.
+    pub contributes: bool,
+    /// Why the node does (not) contribute or how its value was changed.
+    pub hint: Option<String>,
+    /// Leaf values or children, in hashing order.
+    pub values: Vec<Node>,
+}
+
+impl Component {
+    /// A node without values; it does not contribute.
+    pub fn empty(id: &str) -> Self {
+        Component { id: id.to_owned(), contributes: false, hint: None, values: Vec::new() }
+    }
+
+    /// A leaf node holding one value; it contributes.
+    pub fn leaf(id: &str, value: impl Into<String>) -> Self {
+        Component {
+            id: id.to_owned(),
+            contributes: true,
+            hint: None,
+            values: vec![Node::Value(value.into())],
+        }
+    }
+
+    /// A node holding leaf values; it contributes when there is at least one.
+    pub fn leaves(id: &str, values: Vec<String>) -> Self {
+        Component {
+            id: id.to_owned(),
+            contributes: !values.is_empty(),
+            hint: None,
+            values: values.into_iter().map(Node::Value).collect(),
+        }
+    }
+
+    /// A node holding children; it contributes when any child does.
+    pub fn parent(id: &str, children: Vec<Component>) -> Self {
+        let contributes = children.iter().any(|c| c.contributes);
+        Component {
+            id: id.to_owned(),
+            contributes,
+            hint: None,
+            values: children.into_iter().map(Node::Component).collect(),
+        }
+    }
+
+    /// Marks the node as (non-)contributing with a reason.
+    pub fn set(&mut self, contributes: bool, hint: &str) {
+        self.contributes = contributes;
+        self.hint = Some(hint.to_owned());
+    }
+
+    /// Replaces the leaf values (recomputing `contributes`) and records why.
+    pub fn replace_value(&mut self, value: String, hint: &str) {
+        self.values = vec![Node::Value(value)];
+        self.contributes = true;
+        self.hint = Some(hint.to_owned());
+    }
+
+    /// Child components (leaf values are skipped).
+    pub fn children(&self) -> impl Iterator<Item = &Component> {
+        self.values.iter().filter_map(|n| match n {
+            Node::Component(c) => Some(c),
+            Node::Value(_) => None,
+        })
+    }
+
+    /// Mutable child components.
+    pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Component> {
+        self.values.iter_mut().filter_map(|n| match n {
+            Node::Component(c) => Some(c),
+            Node::Value(_) => None,
+        })
+    }
+
+    /// Leaf values that take part in the hash, in tree order.
+    pub fn contributing_values(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_values(&mut out);
+        out
+    }
+
+    fn collect_values<'a>(&'a self, out: &mut Vec<&'a str>) {
+        if !self.contributes {
+            return;
+        }
+        for node in &self.values {
+            match node {
+                Node::Value(v) => out.push(v),
+                Node::Component(c) => c.collect_values(out),
+            }
+        }
+    }
+
+    /// Whether a contributing component with this id exists below (only walking through
+    /// contributing nodes).
+    pub fn has_contributing(&self, id: &str) -> bool {
+        self.children().any(|c| c.contributes && (c.id == id || c.has_contributing(id)))
+    }
+
+    /// md5 of the contributing values, or `None` when the node does not contribute.
+    pub fn hash(&self) -> Option<String> {
+        if !self.contributes {
+            return None;
+        }
+        Some(hash_values(self.contributing_values()))
+    }
+
+    /// JSON form: `{"id", "contributes", "hint", "values": [...]}`.
+    pub fn to_json(&self) -> Value {
+        let values: Vec<Value> = self
+            .values
+            .iter()
+            .map(|n| match n {
+                Node::Value(v) => Value::String(v.clone()),
+                Node::Component(c) => c.to_json(),
+            })
+            .collect();
+        json!({"id": self.id, "contributes": self.contributes, "hint": self.hint, "values": values})
+    }
+
+    /// Appends a readable rendering, one component per line.
+    pub fn render(&self, depth: usize, out: &mut String) {
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+        out.push_str(&self.id);
+        if self.contributes {
+            out.push('*');
+        }
+        if let Some(h) = &self.hint {
+            out.push_str(" (");
+            out.push_str(h);
+            out.push(')');
+        }
+        out.push('\n');
+        for node in &self.values {
+            match node {
+                Node::Value(v) => {
+                    for _ in 0..=depth {
+                        out.push_str("  ");
+                    }
+                    if self.contributes {
+                        out.push('*');
+                    }
+                    out.push_str(&format!("{v:?}\n"));
+                }
+                Node::Component(c) => c.render(depth + 1, out),
+            }
+        }
+    }
+}
+
+/// md5 hex digest of the concatenation of `values`.
+pub fn hash_values<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hasher = Md5::new();
+    for v in values {
+        hasher.update(v.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_hash_is_md5_of_nothing() {
+        assert_eq!(hash_values([]), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn non_contributing_subtree_is_hidden() {
+        let mut inner = Component::leaf("function", "foo");
+        let outer_leaf = Component::leaf("type", "Error");
+        inner.set(false, "ignored");
+        let root = Component::parent("exception", vec![inner, outer_leaf]);
+        assert_eq!(root.contributing_values(), vec!["Error"]);
+        assert_eq!(root.hash().unwrap(), hash_values(["Error"]));
+    }
+}

@@ -1,0 +1,410 @@
+//! The parts of an event that grouping reads, extracted from the event JSON as an SDK sends
+//! it, with the normalization Sentry applies before grouping: interface aliases
+//! (`sentry.interfaces.*`), `exception` as `{values}`, a bare list or a single object,
+//! `Type: value` splitting of typeless exceptions, `filename` derived from `abs_path`,
+//! original `in_app` restored from `data.orig_in_app`, and trimmed function names (the
+//! original kept as `raw_function`).
+
+use serde_json::Value;
+
+use super::functions::trim_function_name;
+
+/// Sentry's behaviour family of a platform: `native`, `javascript` or `other`.
+pub fn behavior_family(platform: Option<&str>) -> &'static str {
+    match platform {
+        Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
+        Some("javascript" | "node") => "javascript",
+        _ => "other",
+    }
+}
+
+/// One stack frame.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub function: Option<String>,
+    pub raw_function: Option<String>,
+    pub module: Option<String>,
+    pub filename: Option<String>,
+    pub abs_path: Option<String>,
+    pub package: Option<String>,
+    pub platform: Option<String>,
+    pub context_line: Option<String>,
+    pub lineno: Option<Value>,
+    pub colno: Option<Value>,
+    pub in_app: Option<bool>,
+    /// `data.sourcemap` is present (the frame was source-mapped).
+    pub sourcemap: bool,
+    /// Category assigned by stack-trace rules.
+    pub category: Option<String>,
+}
+
+/// A stack trace, frames ordered oldest call first (crash site last).
+#[derive(Debug, Clone, Default)]
+pub struct Stacktrace {
+    pub frames: Vec<Frame>,
+}
+
+/// One exception of the chain.
+#[derive(Debug, Clone, Default)]
+pub struct Exception {
+    pub ty: Option<String>,
+    pub value: Option<String>,
+    pub stacktrace: Option<Stacktrace>,
+    pub synthetic: bool,
+    pub mechanism_type: Option<String>,
+    pub exception_id: Option<i64>,
+    pub parent_id: Option<i64>,
+    pub is_exception_group: bool,
+    /// NSError `(domain, code)` as text.
+    pub ns_error: Option<(Option<String>, Option<String>)>,
+}
+
+/// One thread.
+#[derive(Debug, Clone, Default)]
+pub struct Thread {
+    pub crashed: bool,
+    pub current: bool,
+    pub stacktrace: Option<Stacktrace>,
+}
+
+/// A security report (CSP, HPKP, Expect-CT, Expect-Staple).
+#[derive(Debug, Clone, Default)]
+pub struct Csp {
+    pub effective_directive: Option<String>,
+    pub violated_directive: Option<String>,
+    pub blocked_uri: Option<String>,
+}
+
+/// The grouping-relevant view of an event.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub platform: Option<String>,
+    pub exceptions: Option<Vec<Exception>>,
+    pub threads: Option<Vec<Thread>>,
+    pub stacktrace: Option<Stacktrace>,
+    /// Un-formatted message template (`logentry.message`).
+    pub log_message: Option<String>,
+    /// Formatted message (`logentry.formatted`, or a plain `message` string).
+    pub log_formatted: Option<String>,
+    pub template: Option<(Option<String>, Option<String>)>,
+    pub csp: Option<Csp>,
+    /// `(salt, hostname)` for HPKP / Expect-CT / Expect-Staple reports.
+    pub cert_report: Option<(&'static str, Option<String>)>,
+    pub fingerprint: Option<Vec<String>>,
+    pub checksum: Option<String>,
+    pub level: Option<String>,
+    pub logger: Option<String>,
+    pub transaction: Option<String>,
+    pub release: Option<String>,
+    pub sdk_name: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|n| v.get(*n)).filter(|x| !x.is_null())
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "True" } else { "False" }.to_owned()),
+        _ => None,
+    }
+}
+
+/// `{values: [...]}` or a bare list.
+fn values_list(v: &Value) -> Option<&Vec<Value>> {
+    match v {
+        Value::Array(a) => Some(a),
+        Value::Object(_) => v.get("values").and_then(Value::as_array),
+        _ => None,
+    }
+}
+
+/// Relay's test for abs_paths whose URL path becomes the filename.
+fn is_url(path: &str) -> bool {
+    ["file:", "http:", "https:", "applewebdata:"].iter().any(|p| path.starts_with(p))
+}
+
+/// Maximum frames read per stack trace; larger traces are cut (Relay applies a similar cap).
+const MAX_FRAMES: usize = 1024;
+
+fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
+    let mut f = Frame {
+        function: text(v, "function").filter(|s| !s.is_empty()),
+        raw_function: text(v, "raw_function").filter(|s| !s.is_empty()),
+        module: text(v, "module"),
+        filename: text(v, "filename").filter(|s| !s.is_empty()),
+        abs_path: text(v, "abs_path").filter(|s| !s.is_empty()),
+        package: text(v, "package"),
+        platform: text(v, "platform"),
+        context_line: text(v, "context_line"),
+        lineno: field(v, &["lineno"]).cloned(),
+        colno: field(v, &["colno"]).cloned(),
+        in_app: v.get("in_app").and_then(Value::as_bool),
+        sourcemap: v.get("data").and_then(|d| d.get("sourcemap")).is_some_and(|s| !s.is_null()),
+        category: None,
+    };
+    // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
+    if let Some(orig) = v.get("data").and_then(|d| d.get("orig_in_app")).and_then(Value::as_i64) {
+        f.in_app = match orig {
+            -1 => None,
+            0 => Some(false),
+            _ => Some(true),
+        };
+    }
+    // Relay derives a missing filename from abs_path (the URL path for URLs).
+    if f.filename.is_none() {
+        if let Some(abs) = &f.abs_path {
+            let mut filename = abs.clone();
+            if is_url(abs) {
+                if let Some(path) = url_path(abs) {
+                    if !path.is_empty() && path != "/" {
+                        filename = path.to_owned();
+                    }
+                }
+            }
+            f.filename = Some(filename);
+        }
+    }
+    // Sentry stores trimmed names in `function` and keeps the original in `raw_function`.
+    if f.raw_function.is_none() {
+        if let Some(func) = &f.function {
+            let trimmed = trim_function_name(func, f.platform.as_deref().or(platform));
+            if &trimmed != func {
+                f.raw_function = f.function.replace(trimmed);
+            }
+        }
+    }
+    f
+}
+
+/// The path of a URL (`scheme://host/path?query` → `/path`), or `None` if it has no host part.
+fn url_path(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let path = match rest.find('/') {
+        Some(i) => &rest[i..],
+        None => "",
+    };
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    Some(&path[..end])
+}
+
+fn parse_stacktrace(v: &Value, platform: Option<&str>) -> Option<Stacktrace> {
+    let frames = v.get("frames")?.as_array()?;
+    Some(Stacktrace {
+        frames: frames
+            .iter()
+            .filter(|f| f.is_object())
+            .take(MAX_FRAMES)
+            .map(|f| parse_frame(f, platform))
+            .collect(),
+    })
+}
+
+fn parse_exception(v: &Value, platform: Option<&str>) -> Exception {
+    let mut ty = text(v, "type").filter(|s| !s.is_empty());
+    let mut value = text(v, "value");
+    // Relay splits "Type: value" when no type was sent.
+    if ty.is_none() {
+        if let Some(val) = &value {
+            if let Some((t, rest)) = val.split_once(':') {
+                if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    ty = Some(t.to_owned());
+                    value = Some(rest.trim().to_owned());
+                }
+            }
+        }
+    }
+    let mech = v.get("mechanism").filter(|m| m.is_object());
+    let ns_error = mech
+        .and_then(|m| m.get("meta"))
+        .and_then(|m| m.get("ns_error"))
+        .filter(|n| n.is_object())
+        .map(|n| {
+            (
+                n.get("domain").and_then(value_text),
+                n.get("code").and_then(value_text),
+            )
+        });
+    Exception {
+        ty,
+        value,
+        stacktrace: field(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform)),
+        synthetic: mech.and_then(|m| m.get("synthetic")).and_then(Value::as_bool).unwrap_or(false),
+        mechanism_type: mech.and_then(|m| text(m, "type")),
+        exception_id: mech.and_then(|m| m.get("exception_id")).and_then(Value::as_i64),
+        parent_id: mech.and_then(|m| m.get("parent_id")).and_then(Value::as_i64),
+        is_exception_group: mech
+            .and_then(|m| m.get("is_exception_group"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        ns_error,
+    }
+}
+
+fn hostname_report(v: &Value) -> Option<String> {
+    text(v, "hostname")
+}
+
+impl Event {
+    /// Extracts the grouping view of `v` (an event JSON object; anything else yields an empty
+    /// event).
+    pub fn from_json(v: &Value) -> Event {
+        let platform = text(v, "platform");
+        let p = platform.as_deref();
+        let exceptions = field(v, &["exception", "sentry.interfaces.Exception"]).map(|e| {
+            match values_list(e) {
+                Some(list) => list.iter().filter(|x| x.is_object()).map(|x| parse_exception(x, p)).collect(),
+                // Legacy: a single exception object.
+                None if e.get("type").is_some() || e.get("value").is_some() => vec![parse_exception(e, p)],
+                None => Vec::new(),
+            }
+        });
+        let threads = field(v, &["threads", "sentry.interfaces.Threads"]).and_then(values_list).map(|list| {
+            list.iter()
+                .filter(|t| t.is_object())
+                .map(|t| Thread {
+                    crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
+                    current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
+                    stacktrace: field(t, &["stacktrace"]).and_then(|s| parse_stacktrace(s, p)),
+                })
+                .collect()
+        });
+        let stacktrace = field(v, &["stacktrace", "sentry.interfaces.Stacktrace"])
+            .and_then(|s| parse_stacktrace(s, p));
+
+        let (mut log_message, mut log_formatted) = (None, None);
+        for key in ["logentry", "sentry.interfaces.Message", "sentry.interfaces.LogEntry", "message"] {
+            match v.get(key) {
+                Some(Value::String(s)) if !s.is_empty() => {
+                    log_formatted = Some(s.clone());
+                    break;
+                }
+                Some(obj @ Value::Object(_)) => {
+                    log_message = text(obj, "message").filter(|s| !s.is_empty());
+                    log_formatted = text(obj, "formatted").filter(|s| !s.is_empty());
+                    if log_message.is_some() || log_formatted.is_some() {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        let csp = field(v, &["csp", "sentry.interfaces.Csp"]).map(|c| {
+            let violated = text(c, "violated_directive");
+            let effective = text(c, "effective_directive")
+                .filter(|s| !s.is_empty())
+                .or_else(|| violated.as_ref().and_then(|d| d.split_whitespace().next().map(str::to_owned)));
+            Csp { effective_directive: effective, violated_directive: violated, blocked_uri: text(c, "blocked_uri") }
+        });
+        let cert_report = if let Some(h) = field(v, &["hpkp", "sentry.interfaces.Hpkp"]) {
+            Some(("hpkp", hostname_report(h)))
+        } else if let Some(h) = field(v, &["expectct", "sentry.interfaces.ExpectCT"]) {
+            Some(("expect-ct", hostname_report(h)))
+        } else {
+            field(v, &["expectstaple", "sentry.interfaces.ExpectStaple"])
+                .map(|h| ("expect-staple", hostname_report(h)))
+        };
+        let template = field(v, &["template", "sentry.interfaces.Template"])
+            .map(|t| (text(t, "filename"), text(t, "context_line")));
+
+        let fingerprint = v.get("fingerprint").and_then(Value::as_array).map(|a| {
+            a.iter().filter_map(value_text).collect::<Vec<_>>()
+        });
+        let tags = match v.get("tags") {
+            Some(Value::Object(m)) => {
+                m.iter().filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s))).collect()
+            }
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|pair| {
+                    let pair = pair.as_array()?;
+                    Some((value_text(pair.first()?)?, value_text(pair.get(1)?)?))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Event {
+            exceptions,
+            threads,
+            stacktrace,
+            log_message,
+            log_formatted,
+            template,
+            csp,
+            cert_report,
+            fingerprint,
+            checksum: text(v, "checksum").filter(|s| !s.is_empty()),
+            level: text(v, "level"),
+            logger: text(v, "logger"),
+            transaction: text(v, "transaction"),
+            release: text(v, "release"),
+            sdk_name: v.get("sdk").and_then(|s| text(s, "name")),
+            tags,
+            platform,
+        }
+    }
+
+    /// All stack traces of the event with, for exception stack traces, their exception index.
+    pub fn stacktraces_mut(&mut self) -> Vec<(&mut Stacktrace, Option<usize>)> {
+        let mut out: Vec<(&mut Stacktrace, Option<usize>)> = Vec::new();
+        if let Some(excs) = &mut self.exceptions {
+            for (i, e) in excs.iter_mut().enumerate() {
+                if let Some(st) = &mut e.stacktrace {
+                    out.push((st, Some(i)));
+                }
+            }
+        }
+        if let Some(st) = &mut self.stacktrace {
+            out.push((st, None));
+        }
+        if let Some(threads) = &mut self.threads {
+            for t in threads.iter_mut() {
+                if let Some(st) = &mut t.stacktrace {
+                    out.push((st, None));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exception_shapes_and_aliases() {
+        let a = Event::from_json(&json!({"exception": {"values": [{"type": "A"}]}}));
+        let b = Event::from_json(&json!({"sentry.interfaces.Exception": [{"type": "A"}]}));
+        let c = Event::from_json(&json!({"exception": {"type": "A", "value": "x"}}));
+        for e in [a, b, c] {
+            assert_eq!(e.exceptions.unwrap()[0].ty.as_deref(), Some("A"));
+        }
+        let d = Event::from_json(&json!({"exception": [{"value": "TypeError: boom"}]}));
+        let ex = &d.exceptions.unwrap()[0];
+        assert_eq!((ex.ty.as_deref(), ex.value.as_deref()), (Some("TypeError"), Some("boom")));
+    }
+
+    #[test]
+    fn filename_from_abs_path() {
+        let e = Event::from_json(&json!({"stacktrace": {"frames": [
+            {"abs_path": "http://example.com/foo/bar.js?x=1"}, {"abs_path": "/tmp/a.py"}]}}));
+        let st = e.stacktrace.unwrap();
+        assert_eq!(st.frames[0].filename.as_deref(), Some("/foo/bar.js"));
+        assert_eq!(st.frames[1].filename.as_deref(), Some("/tmp/a.py"));
+    }
+}

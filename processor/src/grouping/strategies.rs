@@ -1,0 +1,589 @@
+//! Component-tree strategies of `newstyle:2023-01-11`: frames, stack traces, (chained)
+//! exceptions and exception groups, threads, messages, security reports and templates.
+//!
+//! Stack-trace based strategies produce an `app` tree (only in-app frames count) and a
+//! `system` tree (every frame); the others produce a `default` tree.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::component::Component;
+use super::enhancer::{Enhancements, ExceptionData};
+use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
+use super::functions::trim_function_name;
+use super::parameterize::normalize_message;
+
+/// Variant name → component, in production order.
+pub type Variants = Vec<(&'static str, Component)>;
+
+#[allow(clippy::expect_used)]
+fn re(p: &str) -> Regex {
+    // Fixed patterns: failing to compile is a programming error.
+    Regex::new(p).expect("static regex compiles")
+}
+
+static RUBY_ERB: LazyLock<Regex> = LazyLock::new(|| re(r"__\d{4,}_\d{4,}$"));
+static JAVA_REFLECT: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(sun\.reflect\.Generated(?:Serialization)?ConstructorAccessor)\d+"));
+static JAVA_CGLIB: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$[\w_]+?CGLIB\$\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_ASSIST: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
+static CLOJURE: LazyLock<Regex> = LazyLock::new(|| re(r"(\$fn__)\d+"));
+static JAVA_ENHANCER_BY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$?EnhancerBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_FAST_CLASS_BY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$?FastClassBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_HIBERNATE_PROXY: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
+
+/// Rules and event data shared by the strategies.
+pub struct Ctx<'a> {
+    pub event: &'a Event,
+    pub enhancements: &'a Enhancements,
+    pub project: Option<&'a Enhancements>,
+}
+
+fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
+    match path {
+        Some(p) if ["http:", "https:", "applewebdata:", "blob:"].iter().any(|s| p.starts_with(s)) => true,
+        Some(p) if p.starts_with("file:") => !allow_file_origin,
+        _ => false,
+    }
+}
+
+fn frame_is_url(f: &Frame) -> bool {
+    f.abs_path.as_deref().is_some_and(|p| {
+        ["blob:", "file:", "http:", "https:", "applewebdata:"].iter().any(|s| p.starts_with(s))
+    })
+}
+
+fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
+    let Some(filename) = &f.filename else { return Component::empty("filename") };
+    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename).to_lowercase();
+    let mut c = Component::leaf("filename", base.clone());
+    if has_url_origin(f.abs_path.as_deref(), true) {
+        c.set(false, "ignored because frame points to a URL");
+    } else if base == "<anonymous>" {
+        c.set(false, "anonymous filename discarded");
+    } else if base == "[native code]" {
+        c.set(false, "native code indicated by filename");
+    } else if platform == Some("java") {
+        let cleaned = JAVA_ASSIST.replace_all(&base, "$1<auto>");
+        if cleaned != base {
+            c.replace_value(cleaned.into_owned(), "cleaned javassist parts");
+        }
+    }
+    c
+}
+
+fn module_component(f: &Frame, platform: Option<&str>) -> Component {
+    let Some(module) = &f.module else { return Component::empty("module") };
+    let mut c = Component::leaf("module", module.clone());
+    if platform == Some("javascript")
+        && module.contains('/')
+        && f.abs_path.as_deref().is_some_and(|p| p.ends_with(module.as_str()))
+    {
+        c.set(false, "ignored bad javascript module");
+    } else if platform == Some("java") {
+        if module.contains("$$Lambda$") {
+            c.set(false, "ignored java lambda");
+        }
+        const SUN: &str = "sun.reflect.GeneratedMethodAccessor";
+        const JDK: &str = "jdk.internal.reflect.GeneratedMethodAccessor";
+        if module.starts_with(SUN) {
+            c.values = vec![super::component::Node::Value(SUN.to_owned())];
+            c.hint = Some("removed reflection marker".into());
+        } else if module.starts_with(JDK) {
+            c.values = vec![super::component::Node::Value(JDK.to_owned())];
+            c.hint = Some("removed reflection marker".into());
+        } else {
+            let m = JAVA_REFLECT.replace_all(module, "$1<auto>");
+            let m = JAVA_CGLIB.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_ASSIST.replace_all(&m, "$1<auto>").into_owned();
+            let m = CLOJURE.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_ENHANCER_BY.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_FAST_CLASS_BY.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_HIBERNATE_PROXY.replace_all(&m, "$1<auto>").into_owned();
+            if &m != module {
+                let contributes = c.contributes;
+                c.replace_value(m, "removed codegen marker");
+                c.contributes = contributes;
+            }
+        }
+    }
+    c
+}
+
+fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
+    let raw = f.context_line.as_deref().unwrap_or("");
+    let line = raw.replace('\t', "  ").split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return Component::empty("context-line");
+    }
+    let mut c = Component::leaf("context-line", line);
+    if raw.chars().count() > 120 {
+        c.set(false, "discarded because line too long");
+    } else if behavior_family(platform) == "javascript"
+        && f.function.is_none()
+        && has_url_origin(f.abs_path.as_deref(), false)
+    {
+        c.set(false, "discarded because from URL origin and no function");
+    }
+    c
+}
+
+fn function_component(f: &Frame, platform: Option<&str>, context_line_available: bool) -> Component {
+    let func = if platform == Some("csharp") {
+        f.raw_function.clone().or_else(|| f.function.clone())
+    } else {
+        match (&f.function, &f.raw_function) {
+            (Some(func), None) => Some(trim_function_name(func, platform)),
+            (Some(func), Some(_)) => Some(func.clone()),
+            (None, raw) => raw.clone(),
+        }
+    };
+    let Some(func) = func.filter(|s| !s.is_empty()) else { return Component::empty("function") };
+    let mut c = Component::leaf("function", func.clone());
+    let family = behavior_family(platform);
+    match platform {
+        Some("ruby") => {
+            if func.starts_with("block ") {
+                c.replace_value("block".into(), "ruby block");
+            } else {
+                let cleaned = RUBY_ERB.replace(&func, "");
+                if cleaned != func {
+                    c.replace_value(cleaned.into_owned(), "removed generated erb template suffix");
+                }
+            }
+        }
+        Some("php") => {
+            if func.starts_with("[Anonymous") || func.starts_with("class@anonymous\0") {
+                c.set(false, "ignored anonymous function");
+            }
+            if func.starts_with("class@anonymous") {
+                let short = func.rsplit("::").next().unwrap_or(&func).to_owned();
+                if short != func {
+                    let contributes = c.contributes;
+                    c.replace_value(short, "anonymous class method");
+                    c.contributes = contributes;
+                }
+            }
+        }
+        Some("java") => {
+            if func.starts_with("lambda$") {
+                c.set(false, "ignored lambda function");
+            }
+        }
+        _ if family == "native" => {
+            if func == "<redacted>" || func == "<unknown>" {
+                c.set(false, "ignored unknown function");
+            }
+        }
+        _ if family == "javascript" => {
+            let short = func.rsplit('.').next().unwrap_or(&func).to_owned();
+            if short != func {
+                c.replace_value(short, "trimmed javascript function");
+            }
+            if f.sourcemap && context_line_available {
+                c.set(false, "ignored because sourcemap used and context line available");
+            }
+        }
+        _ => {}
+    }
+    c
+}
+
+/// The component of one frame.
+pub fn frame_component(f: &Frame, event_platform: Option<&str>, is_recursion: bool) -> Component {
+    let platform = f.platform.as_deref().or(event_platform);
+    let mut filename = filename_component(f, platform);
+    let module = module_component(f, platform);
+    if module.contributes && filename.contributes {
+        filename.set(false, "module takes precedence");
+    }
+    let context_line = matches!(platform, Some("javascript" | "node" | "python" | "php" | "ruby"))
+        .then(|| context_line_component(f, platform));
+    let cl_available = context_line.as_ref().is_some_and(|c| c.contributes);
+    let mut function = function_component(f, platform, cl_available);
+
+    let js = behavior_family(platform) == "javascript";
+    let mut low_quality = false;
+    if js {
+        let func = f.raw_function.as_deref().or(f.function.as_deref()).map(|s| s.rsplit('.').next().unwrap_or(s));
+        match func {
+            None | Some("") => function.contributes = false,
+            Some(name) => {
+                if matches!(name, "?" | "<anonymous function>" | "<anonymous>" | "Anonymous function")
+                    || name.ends_with("/<")
+                {
+                    function.set(false, "ignored unknown function name");
+                }
+            }
+        }
+        low_quality = func == Some("eval")
+            || matches!(f.abs_path.as_deref(), Some("[native code]" | "native code" | "eval code" | "<anonymous>"));
+    }
+    // Like Sentry, the frame's own flag is decided from the children as built, before the
+    // JavaScript clean-up above changed the function component.
+    let fn_contrib_before = function_component(f, platform, cl_available).contributes;
+    let frame_contributes = module.contributes
+        || filename.contributes
+        || fn_contrib_before
+        || context_line.as_ref().is_some_and(|c| c.contributes);
+    let mut children = vec![module, filename, function];
+    children.extend(context_line);
+    let mut rv = Component::parent("frame", children);
+    rv.contributes = frame_contributes;
+    if low_quality {
+        rv.set(false, "ignored low quality javascript frame");
+    }
+    if is_recursion {
+        rv.set(false, "ignored due to recursion");
+    }
+    rv
+}
+
+fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
+    let Some(b) = b else { return false };
+    a.abs_path == b.abs_path
+        && a.package == b.package
+        && a.module == b.module
+        && a.filename == b.filename
+        && a.function == b.function
+        && a.lineno == b.lineno
+        && a.colno == b.colno
+}
+
+fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Component {
+    let platform = ctx.event.platform.as_deref();
+    let mut frames: Vec<Component> = Vec::with_capacity(st.frames.len());
+    let mut prev: Option<&Frame> = None;
+    for f in &st.frames {
+        let mut c = frame_component(f, platform, is_recursion(f, prev));
+        if app && f.in_app != Some(true) {
+            c.set(false, "non app frame");
+        }
+        frames.push(c);
+        prev = Some(f);
+    }
+    if st.frames.len() == 1 && frames[0].contributes {
+        let f = &st.frames[0];
+        if behavior_family(f.platform.as_deref().or(platform)) == "javascript" && f.function.is_none() && frame_is_url(f) {
+            frames[0].set(false, "ignored single non-URL JavaScript frame");
+        }
+    }
+    ctx.enhancements.apply_group_actions(ctx.project, &st.frames, &mut frames, platform, exc);
+    if app {
+        for (c, f) in frames.iter_mut().zip(&st.frames) {
+            if f.in_app != Some(true) && c.contributes {
+                c.set(false, "non app frame");
+            }
+        }
+    }
+    let mut rv = Component::parent("stacktrace", frames);
+    if !rv.contributes {
+        let what = if st.frames.is_empty() {
+            "frames"
+        } else if app && !st.frames.iter().any(|f| f.in_app == Some(true)) {
+            "in-app frames"
+        } else {
+            "contributing frames"
+        };
+        rv.hint = Some(format!("ignored because it contains no {what}"));
+    }
+    rv
+}
+
+fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Variants {
+    vec![("app", stacktrace_variant(st, true, ctx, exc)), ("system", stacktrace_variant(st, false, ctx, exc))]
+}
+
+fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
+    let mut type_c = Component::leaves("type", e.ty.iter().cloned().collect());
+    if e.synthetic {
+        type_c.set(false, "ignored because exception is synthetic");
+    }
+    let ns_error = e.ns_error.as_ref().map(|(d, c)| {
+        Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect())
+    });
+    let st_variants = match &e.stacktrace {
+        Some(st) => stacktrace_variants(st, ctx, &ExceptionData::of(e)),
+        None => vec![("app", Component::empty("stacktrace"))],
+    };
+    st_variants
+        .into_iter()
+        .map(|(name, st)| {
+            let mut value = Component::empty("value");
+            if let Some(raw) = &e.value {
+                let normalized = normalize_message(raw);
+                if !normalized.is_empty() {
+                    let changed = &normalized != raw;
+                    value = Component::leaf("value", normalized);
+                    if changed {
+                        value.hint = Some("stripped event-specific values".into());
+                    }
+                }
+            }
+            if st.contributes && value.contributes {
+                value.set(false, "ignored because stacktrace takes precedence");
+            }
+            if ns_error.as_ref().is_some_and(|n| n.contributes) && value.contributes {
+                value.set(false, "ignored because ns-error info takes precedence");
+            }
+            let mut children = vec![st, type_c.clone()];
+            children.extend(ns_error.clone());
+            children.push(value);
+            (name, Component::parent("exception", children))
+        })
+        .collect()
+}
+
+/// Bound for walking exception-group trees (malformed input may contain cycles).
+const MAX_GROUP_DEPTH: usize = 64;
+
+/// Sentry's exception-group filter (RFC 0079); `None` means "use all exceptions".
+fn filter_exception_groups(excs: &[Exception], comps: &[Variants]) -> Option<Vec<usize>> {
+    if excs.len() <= 1 {
+        return None;
+    }
+    let mut node_exc: HashMap<i64, usize> = HashMap::new();
+    let mut children: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, e) in excs.iter().enumerate().rev() {
+        let id = e.exception_id?;
+        node_exc.insert(id, i);
+        children.entry(id).or_default();
+        if let Some(p) = e.parent_id {
+            children.entry(p).or_default().push(i);
+        }
+    }
+    let root = *node_exc.get(&0)?;
+    let kids = |i: usize| -> &[usize] {
+        excs[i].exception_id.and_then(|id| children.get(&id)).map_or(&[], Vec::as_slice)
+    };
+    fn top_level(
+        i: usize,
+        excs: &[Exception],
+        kids: &dyn Fn(usize) -> Vec<usize>,
+        depth: usize,
+        out: &mut Vec<usize>,
+    ) -> Option<()> {
+        if depth > MAX_GROUP_DEPTH {
+            return None;
+        }
+        if excs[i].is_exception_group {
+            for c in kids(i) {
+                top_level(c, excs, kids, depth + 1, out)?;
+            }
+        } else {
+            out.push(i);
+        }
+        Some(())
+    }
+    let kids_owned = |i: usize| kids(i).to_vec();
+    let mut tops = Vec::new();
+    top_level(root, excs, &kids_owned, 0, &mut tops)?;
+    // Stable sort by type name, descending.
+    tops.sort_by(|a, b| {
+        let ta = excs[*a].ty.as_deref().unwrap_or("None");
+        let tb = excs[*b].ty.as_deref().unwrap_or("None");
+        tb.cmp(ta)
+    });
+    let mut distinct: Vec<usize> = Vec::new();
+    for t in tops {
+        if distinct.last().is_none_or(|&l| comps[l] != comps[t]) {
+            distinct.push(t);
+        }
+    }
+    if distinct.len() == 1 {
+        let mut path = vec![distinct[0]];
+        let mut cur = distinct[0];
+        while let Some(&first) = kids(cur).first() {
+            if path.len() > MAX_GROUP_DEPTH {
+                return None;
+            }
+            path.push(first);
+            cur = first;
+        }
+        return Some(path);
+    }
+    distinct.push(root);
+    Some(distinct)
+}
+
+fn chained_exception(excs: &[Exception], ctx: &Ctx<'_>) -> Variants {
+    let comps: Vec<Variants> = excs.iter().map(|e| single_exception(e, ctx)).collect();
+    let chosen: Vec<usize> = filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
+    if chosen.len() == 1 {
+        return comps[chosen[0]].clone();
+    }
+    let mut by_name: Vec<(&'static str, Vec<Component>)> = Vec::new();
+    for i in chosen {
+        for (name, c) in &comps[i] {
+            match by_name.iter_mut().find(|(n, _)| n == name) {
+                Some((_, list)) => list.push(c.clone()),
+                None => by_name.push((name, vec![c.clone()])),
+            }
+        }
+    }
+    by_name.into_iter().map(|(n, list)| (n, Component::parent("chained-exception", list))).collect()
+}
+
+fn threads(ctx: &Ctx<'_>) -> Variants {
+    let threads = ctx.event.threads.as_deref().unwrap_or(&[]);
+    let pick = |sel: Vec<&super::event::Thread>| -> Option<Variants> {
+        if sel.len() != 1 {
+            return None;
+        }
+        let Some(st) = &sel[0].stacktrace else {
+            let mut c = Component::empty("threads");
+            c.hint = Some("thread has no stacktrace".into());
+            return Some(vec![("app", c)]);
+        };
+        Some(
+            stacktrace_variants(st, ctx, &ExceptionData::default())
+                .into_iter()
+                .map(|(n, c)| (n, Component::parent("threads", vec![c])))
+                .collect(),
+        )
+    };
+    pick(threads.iter().filter(|t| t.crashed).collect())
+        .or_else(|| pick(threads.iter().filter(|t| t.current).collect()))
+        .or_else(|| pick(threads.iter().collect()))
+        .unwrap_or_else(|| {
+            let mut c = Component::empty("threads");
+            c.hint = Some(format!(
+                "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
+                threads.len()
+            ));
+            vec![("app", c)]
+        })
+}
+
+/// Makes `system` non-contributing when it hashes like `app`, then (Sentry's
+/// `remove_non_stacktrace_variants`) drops variants without a contributing stack trace when
+/// another variant has one.
+fn postprocess_stack_variants(mut vars: Variants) -> Variants {
+    let app_hash = vars.iter().find(|(n, _)| *n == "app").and_then(|(_, c)| c.hash());
+    if let Some(h) = app_hash {
+        for (n, c) in vars.iter_mut() {
+            if *n == "system" && c.hash().as_deref() == Some(h.as_str()) {
+                c.set(false, "ignored because hash matches app variant");
+            }
+        }
+    }
+    if vars.len() > 1 {
+        let with_st: Vec<bool> = vars
+            .iter()
+            .map(|(_, c)| (c.id == "stacktrace" && c.contributes) || c.has_contributing("stacktrace"))
+            .collect();
+        if with_st.iter().any(|b| *b) {
+            for ((_, c), has) in vars.iter_mut().zip(with_st) {
+                if !has && c.contributes {
+                    c.set(false, "ignored because this variant does not have a contributing stacktrace, but others do");
+                }
+            }
+        }
+    }
+    vars
+}
+
+fn normalize_uri(value: &str) -> String {
+    if value.is_empty() || value == "'self'" || value == "self" {
+        return "'self'".into();
+    }
+    if !value.contains(':') {
+        return format!("{value}:");
+    }
+    if value.ends_with(':') {
+        return value.to_owned();
+    }
+    match value.find("://") {
+        Some(i) => {
+            let rest = &value[i + 3..];
+            rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].to_owned()
+        }
+        None => value.split(':').next().map(|s| format!("{s}:")).unwrap_or_default(),
+    }
+}
+
+fn csp(c: &Csp) -> Component {
+    let uri = normalize_uri(c.blocked_uri.as_deref().unwrap_or(""));
+    let directive = c.effective_directive.clone().unwrap_or_default();
+    let local_violation = match &c.violated_directive {
+        Some(v) if directive == "script-src" && uri == "'self'" => {
+            if v.contains("'unsafe-inline'") {
+                Some("unsafe-inline")
+            } else if v.contains("'unsafe-eval'") {
+                Some("unsafe-eval")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    let (violation, uri_c) = match local_violation {
+        Some(t) => {
+            let mut u = Component::leaf("uri", uri);
+            u.set(false, "violation takes precedence");
+            (Component::leaf("violation", format!("'{t}'")), u)
+        }
+        None => {
+            let mut v = Component::empty("violation");
+            v.hint = Some("not a local script violation".into());
+            (v, Component::leaf("uri", uri))
+        }
+    };
+    Component::parent("csp", vec![Component::leaf("salt", directive), violation, uri_c])
+}
+
+/// One strategy's result: its name and variants.
+pub struct StrategyResult {
+    pub name: &'static str,
+    pub variants: Variants,
+}
+
+/// Runs every applicable strategy in priority order.
+pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
+    let ev = ctx.event;
+    let mut out = Vec::new();
+    if let Some(excs) = ev.exceptions.as_deref().filter(|e| !e.is_empty()) {
+        out.push(StrategyResult { name: "exception", variants: postprocess_stack_variants(chained_exception(excs, ctx)) });
+    }
+    if ev.threads.is_some() {
+        out.push(StrategyResult { name: "threads", variants: postprocess_stack_variants(threads(ctx)) });
+    }
+    if let Some(st) = &ev.stacktrace {
+        out.push(StrategyResult {
+            name: "stacktrace",
+            variants: postprocess_stack_variants(stacktrace_variants(st, ctx, &ExceptionData::default())),
+        });
+    }
+    if let Some((filename, context_line)) = &ev.template {
+        let f = filename.as_deref().map(|f| {
+            Component::leaf("filename", f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase())
+        });
+        let cl = context_line.as_deref().map(|l| Component::leaf("context-line", l.split_whitespace().collect::<Vec<_>>().join(" ")));
+        let children = vec![f.unwrap_or_else(|| Component::empty("filename")), cl.unwrap_or_else(|| Component::empty("context-line"))];
+        out.push(StrategyResult { name: "template", variants: vec![("default", Component::parent("template", children))] });
+    }
+    if let Some(c) = &ev.csp {
+        out.push(StrategyResult { name: "csp", variants: vec![("default", csp(c))] });
+    }
+    if let Some((salt, host)) = &ev.cert_report {
+        let children = vec![
+            Component::leaf("salt", *salt),
+            Component::leaves("hostname", host.iter().cloned().collect()),
+        ];
+        out.push(StrategyResult { name: salt, variants: vec![("default", Component::parent(salt, children))] });
+    }
+    if let Some(raw) = ev.log_message.as_deref().or(ev.log_formatted.as_deref()) {
+        let normalized = normalize_message(raw);
+        let changed = normalized != raw;
+        let mut c = Component::leaf("message", normalized);
+        if changed {
+            c.hint = Some("stripped event-specific values".into());
+        }
+        out.push(StrategyResult { name: "message", variants: vec![("default", c)] });
+    }
+    out
+}

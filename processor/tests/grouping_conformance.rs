@@ -1,0 +1,90 @@
+//! Hash parity with Sentry's own grouping snapshots (`newstyle:2023-01-11`).
+//!
+//! Reads every `NAME.json` of the fixture corpus (env `OSPREY_GROUPING_FIXTURES`, else
+//! `$CARGO_MANIFEST_DIR/../../shared/fixtures/grouping`), applies the harness keys
+//! `_fingerprinting_rules` and `_grouping.enhancements`, and compares our `hashes` with the
+//! snapshot's `contributing_hashes`. Every mismatch is printed with our contributing values
+//! next to Sentry's. The test fails when the corpus is missing or fewer than `MIN_EXACT`
+//! cases match exactly.
+
+use std::path::PathBuf;
+
+use processor::grouping::compute_with_embedded_rules;
+use serde_json::Value;
+
+/// Exact matches achieved so far; raise it when the implementation improves.
+const MIN_EXACT: usize = 87;
+
+fn fixtures_dir() -> PathBuf {
+    match std::env::var_os("OSPREY_GROUPING_FIXTURES") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/grouping"),
+    }
+}
+
+#[test]
+fn grouping_hashes_match_sentry_snapshots() {
+    let dir = fixtures_dir();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "grouping fixtures not found at {} ({e}); set OSPREY_GROUPING_FIXTURES to the corpus directory",
+            dir.display()
+        )
+    });
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".expected.json"))
+        .map(|n| n.trim_end_matches(".json").to_owned())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixtures in {}", dir.display());
+
+    let mut exact = 0;
+    let mut primary = 0;
+    let mut failures = Vec::new();
+    for name in &names {
+        let read = |file: String| -> Value {
+            let text = std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+        };
+        let input = read(format!("{name}.json"));
+        let expected = read(format!("{name}.expected.json"));
+        let info = compute_with_embedded_rules(&input)
+            .unwrap_or_else(|e| panic!("{name}: bad harness rules: {e}"));
+        let want: Vec<String> = expected["contributing_hashes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if info.hashes.first() == want.first() {
+            primary += 1;
+        }
+        if info.hashes == want {
+            exact += 1;
+            continue;
+        }
+        let mut report = format!("MISMATCH {name}\n  expected: {want:?}\n  got:      {:?}\n", info.hashes);
+        if let Some(vars) = expected["variants"].as_object() {
+            for (vname, v) in vars {
+                let ours_name = vname.replace('_', "-");
+                let ours = info.variants.get(&ours_name);
+                let ours_hash = ours.and_then(|o| o.hash.clone());
+                report.push_str(&format!("  variant {vname}: expected {:?}, got {:?}\n", v["hash"].as_str(), ours_hash));
+                if let (Some(cv), Some(o)) = (v.get("contributing_values"), ours) {
+                    let got: Vec<&str> = o.component.as_ref().map(|c| c.contributing_values()).unwrap_or_default();
+                    report.push_str(&format!("    expected values: {cv}\n    our values:      {got:?}\n"));
+                }
+            }
+        }
+        failures.push(report);
+    }
+    for f in &failures {
+        println!("{f}");
+    }
+    let total = names.len();
+    println!(
+        "grouping conformance: {exact}/{total} exact ({:.1}%), primary hash {primary}/{total}",
+        100.0 * exact as f64 / total as f64
+    );
+    assert!(exact >= MIN_EXACT, "only {exact} of {total} fixtures match exactly (floor {MIN_EXACT})");
+}

@@ -1,0 +1,3 @@
+//! Subcommands other than `serve`: each module has clap `Args` and a `run`.
+
+pub mod grouping;
