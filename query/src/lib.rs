@@ -2,6 +2,7 @@
 //! all use, answering from the stored issues, events, counters and histograms.
 
 pub mod api;
+pub mod search;
 
 use storage::Store;
 

@@ -520,9 +520,11 @@ fn previous_with_commits(ctx: &Ctx<'_>, org: &str, version: &str) -> ApiResult {
     let org = ctx.org(org)?;
     ctx.require_any(READ)?;
     let current = find(ctx, &org, version)?;
+    // `releases` is newest first (ties broken by version), so "before" is "later in the list".
     let previous = rel::releases(ctx.store, org.id, MAX_LISTED)?
         .into_iter()
-        .filter(|r| r.version != current.version && r.date_created_ms <= current.date_created_ms)
+        .skip_while(|r| r.version != current.version)
+        .skip(1)
         .find(|r| !r.commits.is_empty() || !r.refs.is_empty());
     Ok(ApiResponse::ok(match previous {
         Some(r) => release_json(ctx, &org, &r)?,
