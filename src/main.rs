@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
     Grouping(cli::grouping::Args),
+    /// Create, list or revoke scoped API tokens on a data directory.
+    Token(cli::token::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +71,8 @@ fn main() -> ExitCode {
             )
             .and_then(serve::run)
         }
+        Command::Grouping(args) => cli::grouping::run(args),
+        Command::Token(args) => cli::token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
 //! Subcommands other than `serve`: each module has clap `Args` and a `run`.
 
 pub mod grouping;
+pub mod token;

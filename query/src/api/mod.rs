@@ -14,6 +14,8 @@ mod orgs;
 mod releases;
 pub mod util;
 
+pub use orgs::validate_scopes;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
