@@ -4,5 +4,18 @@
 //! computes Sentry's grouping hashes, finds or creates the issue and stores the event with its
 //! indexes; per transaction it folds the duration into the HDR histograms of its time buckets.
 //! Results and the log offset go into one RocksDB write batch (design.md §3).
+//!
+//! Modules: [`normalize`] (Relay's normalization), [`scrub`] (PII), [`filters`] (inbound
+//! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`pipeline`] (the batch
+//! loop, outcomes and the exactly-once commit).
 
+pub mod error;
+pub mod filters;
 pub mod grouping;
+pub mod issues;
+pub mod normalize;
+pub mod pipeline;
+pub mod scrub;
+
+pub use error::{ProcessorError, Result};
+pub use pipeline::{BatchOutcome, BatchStats, Processor, ProcessorConfig};

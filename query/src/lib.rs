@@ -2,6 +2,8 @@
 //! all use, answering from the stored issues, events, counters and histograms.
 
 pub mod api;
+pub mod events;
+pub mod issues;
 pub mod search;
 
 use storage::Store;

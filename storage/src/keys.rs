@@ -43,6 +43,35 @@ pub mod index {
     pub const TRACE: u8 = b't';
 }
 
+/// Prefix bytes of the tables inside the `issues` column family. None of them expires: an
+/// issue outlives its events (Sentry keeps the group after the events age out).
+pub mod issues {
+    /// Grouping hash → issue id: `h` + project id + the 32 hex chars of the hash.
+    pub const HASH: u8 = b'h';
+    /// The issue record (JSON [`crate::records::IssueRecord`]): `g` + issue id.
+    pub const ISSUE: u8 = b'g';
+    /// Short id → issue id: `s` + project id + the per-project short id number.
+    pub const SHORT_ID: u8 = b's';
+    /// Unique users of an issue (value empty): `u` + issue id + xxh3 of the user identity.
+    pub const USER: u8 = b'u';
+}
+
+/// Prefix bytes of the tables inside the `counters` column family. Lowercase kinds never
+/// expire; uppercase kinds are time-bucketed ([`bucketed`]) and follow retention.
+pub mod counters {
+    /// Times seen of an issue: `n` + issue id.
+    pub const ISSUE_EVENTS: u8 = b'n';
+    /// Unique users of an issue: `u` + issue id.
+    pub const ISSUE_USERS: u8 = b'u';
+    /// Tag facet of an issue: `t` + issue id + tag key + `0x00` + tag value.
+    pub const ISSUE_TAG: u8 = b't';
+    /// Events of an issue per hour: bucketed `E` + project id + hour start ms + issue id.
+    pub const ISSUE_HOURLY: u8 = b'E';
+}
+
+/// Prefix of outcome counters in the `outcomes` column family (bucketed by hour).
+pub const OUTCOME: u8 = b'O';
+
 /// Key of a log record: its offset.
 pub fn log_offset(offset: u64) -> [u8; 8] {
     offset.to_be_bytes()
@@ -138,6 +167,91 @@ pub fn bucketed(kind: u8, project_id: u64, bucket_start_ms: u64, rest: &[u8]) ->
     key
 }
 
+/// Grouping hash → issue: `h` + project id + hash text.
+pub fn issue_hash(project_id: u64, hash: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + hash.len());
+    key.push(issues::HASH);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
+
+/// Issue record key: `g` + issue id.
+pub fn issue(issue_id: u64) -> [u8; 9] {
+    prefixed_id(issues::ISSUE, issue_id)
+}
+
+/// Short id lookup key: `s` + project id + short id number.
+pub fn issue_short_id(project_id: u64, number: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = issues::SHORT_ID;
+    key[1..9].copy_from_slice(&project_id.to_be_bytes());
+    key[9..].copy_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// Unique-user membership key: `u` + issue id + user identity hash.
+pub fn issue_user(issue_id: u64, user_hash: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = issues::USER;
+    key[1..9].copy_from_slice(&issue_id.to_be_bytes());
+    key[9..].copy_from_slice(&user_hash.to_be_bytes());
+    key
+}
+
+/// Per-issue counter (`n` times seen, `u` users): kind + issue id.
+pub fn issue_counter(kind: u8, issue_id: u64) -> [u8; 9] {
+    prefixed_id(kind, issue_id)
+}
+
+/// Tag facet counter: `t` + issue id + key + `0x00` + value. Tag keys never contain `0x00`
+/// (normalization restricts them to `a-zA-Z0-9_.:-`).
+pub fn issue_tag(issue_id: u64, tag_key: &str, tag_value: &str) -> Vec<u8> {
+    let mut key = issue_tag_prefix(issue_id, tag_key);
+    key.extend_from_slice(tag_value.as_bytes());
+    key
+}
+
+/// Prefix of every value counter of one tag key of an issue (ends with the `0x00`).
+pub fn issue_tag_prefix(issue_id: u64, tag_key: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10 + tag_key.len() + 16);
+    key.push(counters::ISSUE_TAG);
+    key.extend_from_slice(&issue_id.to_be_bytes());
+    key.extend_from_slice(tag_key.as_bytes());
+    key.push(0);
+    key
+}
+
+/// Events of an issue in one hour: bucketed `E` + project + hour start + issue id.
+pub fn issue_hourly(project_id: u64, hour_start_ms: u64, issue_id: u64) -> Vec<u8> {
+    bucketed(
+        counters::ISSUE_HOURLY,
+        project_id,
+        hour_start_ms,
+        &issue_id.to_be_bytes(),
+    )
+}
+
+/// Outcome counter: bucketed `O` + project + hour start + outcome id + category id + reason.
+pub fn outcome(
+    project_id: u64,
+    hour_start_ms: u64,
+    outcome: u8,
+    category: u8,
+    reason: &str,
+) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(2 + reason.len());
+    rest.push(outcome);
+    rest.push(category);
+    rest.extend_from_slice(reason.as_bytes());
+    bucketed(OUTCOME, project_id, hour_start_ms, &rest)
+}
+
+/// Start of the hour `ts_ms` falls in.
+pub fn hour_start(ts_ms: u64) -> u64 {
+    ts_ms - ts_ms % 3_600_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +277,25 @@ mod tests {
         let mut value = 42u64.to_be_bytes().to_vec();
         value.extend_from_slice(b"zstd...");
         assert_eq!(timestamp_of(cf::EVENTS, &[0; 24], &value), Some(42));
+    }
+
+    #[test]
+    fn issue_layouts_keep_and_bucketed_issue_layouts_expire() {
+        assert_eq!(
+            timestamp_of(cf::COUNTERS, &issue_counter(counters::ISSUE_EVENTS, 3), &[]),
+            None
+        );
+        assert_eq!(
+            timestamp_of(cf::COUNTERS, &issue_tag(3, "level", "error"), &[]),
+            None
+        );
+        assert_eq!(timestamp_of(cf::ISSUES, &issue(3), &[]), None);
+        let hourly = issue_hourly(1, 7_200_000, 3);
+        assert_eq!(timestamp_of(cf::COUNTERS, &hourly, &[]), Some(7_200_000));
+        let o = outcome(1, 3_600_000, 1, 1, "localhost");
+        assert_eq!(timestamp_of(cf::OUTCOMES, &o, &[]), Some(3_600_000));
+        assert!(issue_tag(3, "a", "x").starts_with(&issue_tag_prefix(3, "a")));
+        assert!(!issue_tag(3, "ab", "x").starts_with(&issue_tag_prefix(3, "a")));
+        assert_eq!(hour_start(7_199_999), 3_600_000);
     }
 }

@@ -19,6 +19,7 @@ pub mod keys;
 mod log;
 mod meta;
 pub mod releases;
+pub mod records;
 
 pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};
 pub use error::{Result, StorageError};
@@ -31,4 +32,5 @@ pub use meta::{
     ProjectSettings, ALL_SCOPES,
 };
 pub use releases::ensure_release;
-pub use rocksdb::WriteBatchWithTransaction as WriteBatch;
+/// The write batch every writer of the store uses (non-transactional).
+pub type WriteBatch = rocksdb::WriteBatchWithTransaction<false>;

@@ -66,7 +66,7 @@ impl LogRecord {
             + event_id
             + addr
             + 2
-            + self.item_type.len()
+            + self.item_type.len().min(u16::MAX as usize)
             + 4 * 3
             + self.envelope_header.len()
             + self.item_header.len()
@@ -463,16 +463,26 @@ fn commit_loop(
             }
             last_offsets.push(offset.saturating_sub(1));
         }
+        // Count the bytes as backlog before they become readable: a processor may read,
+        // process and `release` them before this thread runs again, and a release that
+        // came first would be lost to the saturating subtraction.
+        shared
+            .backlog_bytes
+            .fetch_add(group_bytes as u64, Ordering::AcqRel);
         let result = store.write(batch, sync);
         shared
             .inflight_bytes
             .fetch_sub(group_bytes as u64, Ordering::AcqRel);
+        if result.is_err() {
+            let _ = shared
+                .backlog_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                    Some(b.saturating_sub(group_bytes as u64))
+                });
+        }
         match result {
             Ok(()) => {
                 next_offset = offset;
-                shared
-                    .backlog_bytes
-                    .fetch_add(group_bytes as u64, Ordering::AcqRel);
                 shared
                     .appended_records
                     .fetch_add(records, Ordering::Relaxed);

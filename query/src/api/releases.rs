@@ -847,7 +847,7 @@ mod tests {
         assert_eq!(r.body["projects"][0]["id"], 1);
     }
 
-    fn rocksdb_batch() -> storage::WriteBatch<false> {
+    fn rocksdb_batch() -> storage::WriteBatch {
         storage::WriteBatch::default()
     }
 }

@@ -1,0 +1,592 @@
+//! What an issue shows, derived from an event the way Sentry derives it: title, culprit and
+//! metadata (`sentry.eventtypes` and `event_manager.get_culprit`), the tags Sentry adds to
+//! every event, the user identity behind "unique users", and the regression rule
+//! (reference/sentry-protocol.md §8.8).
+
+use serde_json::Value;
+use storage::records::{IssueMetadata, IssueRecord, IssueStatus, IssueSubstatus};
+
+/// Sentry's culprit cap.
+const MAX_CULPRIT: usize = 200;
+
+/// The per-event facts that update an issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssueFacts {
+    /// `error` or `default`.
+    pub event_type: String,
+    /// Title.
+    pub title: String,
+    /// Culprit.
+    pub culprit: String,
+    /// Metadata.
+    pub metadata: IssueMetadata,
+    /// Level.
+    pub level: String,
+    /// Platform.
+    pub platform: String,
+    /// Logger.
+    pub logger: String,
+    /// Release, if any.
+    pub release: Option<String>,
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Sentry's `truncatechars`: at most `max` characters, the last three being `...`.
+pub fn truncatechars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
+/// The exception the issue is about: the last one (the one raised).
+fn main_exception(event: &Value) -> Option<&Value> {
+    event
+        .pointer("/exception/values")
+        .and_then(Value::as_array)?
+        .last()
+}
+
+/// The frame Sentry calls the crash frame: the newest in-app frame, else the newest frame.
+fn crash_frame(stacktrace: &Value) -> Option<&Value> {
+    let frames = stacktrace.get("frames")?.as_array()?;
+    let usable = |f: &&Value| {
+        f.get("function")
+            .and_then(Value::as_str)
+            .is_none_or(|func| func != "<unknown>")
+    };
+    frames
+        .iter()
+        .rev()
+        .filter(usable)
+        .find(|f| f.get("in_app").and_then(Value::as_bool) == Some(true))
+        .or_else(|| frames.iter().rev().find(usable))
+}
+
+/// Derives title, culprit and metadata.
+pub fn derive_facts(event: &Value) -> IssueFacts {
+    let platform = str_at(event, "/platform").unwrap_or("other").to_owned();
+    let is_error = event.get("type").and_then(Value::as_str) == Some("error");
+    let (event_type, title, metadata) = match main_exception(event).filter(|_| is_error) {
+        Some(exc) => {
+            let mut meta = IssueMetadata {
+                exception_type: exc
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| truncatechars(s, 128)),
+                value: Some(truncatechars(
+                    exc.get("value").and_then(Value::as_str).unwrap_or(""),
+                    1024,
+                )),
+                unhandled: exc.pointer("/mechanism/handled").and_then(Value::as_bool)
+                    == Some(false),
+                ..Default::default()
+            };
+            if let Some(frame) = exc.get("stacktrace").and_then(crash_frame) {
+                meta.filename = frame
+                    .get("filename")
+                    .or_else(|| frame.get("abs_path"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                meta.function = frame
+                    .get("function")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+            }
+            let title = match (&meta.exception_type, meta.value.as_deref()) {
+                (None, _) => meta.function.clone().unwrap_or_else(|| "<unknown>".into()),
+                (Some(ty), None | Some("")) => ty.clone(),
+                (Some(ty), Some(v)) => {
+                    format!(
+                        "{ty}: {}",
+                        truncatechars(v.lines().next().unwrap_or(""), 100)
+                    )
+                }
+            };
+            ("error".to_owned(), title, meta)
+        }
+        None => {
+            let message = str_at(event, "/logentry/formatted")
+                .or_else(|| str_at(event, "/logentry/message"))
+                .map(str::trim)
+                .unwrap_or("");
+            let title = if message.is_empty() {
+                "<unlabeled event>".to_owned()
+            } else {
+                truncatechars(message.lines().next().unwrap_or(""), 100)
+            };
+            let meta = IssueMetadata {
+                title: Some(title.clone()),
+                ..Default::default()
+            };
+            ("default".to_owned(), title, meta)
+        }
+    };
+    IssueFacts {
+        event_type,
+        title,
+        culprit: culprit(event, &platform),
+        metadata,
+        level: str_at(event, "/level").unwrap_or("error").to_owned(),
+        platform,
+        logger: str_at(event, "/logger").unwrap_or("").to_owned(),
+        release: str_at(event, "/release").map(str::to_owned),
+    }
+}
+
+/// `culprit` or `transaction` if given, else generated from the stack or the request URL.
+pub fn culprit(event: &Value, platform: &str) -> String {
+    if let Some(c) = str_at(event, "/culprit").or_else(|| str_at(event, "/transaction")) {
+        return truncatechars(c, MAX_CULPRIT);
+    }
+    let exceptions = event.pointer("/exception/values").and_then(Value::as_array);
+    let stacktrace = match exceptions.filter(|e| !e.is_empty()) {
+        Some(excs) => {
+            let synthetic = excs
+                .last()
+                .and_then(|e| e.pointer("/mechanism/synthetic"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            if synthetic {
+                return String::new();
+            }
+            excs.iter()
+                .rev()
+                .filter_map(|e| e.get("stacktrace"))
+                .find(|st| {
+                    st.get("frames")
+                        .and_then(Value::as_array)
+                        .is_some_and(|f| !f.is_empty())
+                })
+        }
+        None => event.get("stacktrace").filter(|st| {
+            st.get("frames")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+        }),
+    };
+    let from_stack = stacktrace.and_then(|st| stacktrace_culprit(st, platform));
+    let c = from_stack
+        .filter(|c| !c.is_empty())
+        .or_else(|| str_at(event, "/request/url").map(str::to_owned))
+        .unwrap_or_default();
+    truncatechars(&c, MAX_CULPRIT)
+}
+
+fn stacktrace_culprit(stacktrace: &Value, platform: &str) -> Option<String> {
+    let frames = stacktrace.get("frames")?.as_array()?;
+    let mut default = None;
+    for frame in frames.iter().rev() {
+        if frame.get("in_app").and_then(Value::as_bool) == Some(true) {
+            let c = frame_culprit(frame, platform);
+            if !c.is_empty() {
+                return Some(c);
+            }
+        } else if default.is_none() {
+            default = Some(frame_culprit(frame, platform));
+        }
+    }
+    default
+}
+
+fn frame_culprit(frame: &Value, platform: &str) -> String {
+    let platform = frame
+        .get("platform")
+        .and_then(Value::as_str)
+        .unwrap_or(platform);
+    let function = frame
+        .get("function")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if matches!(platform, "objc" | "cocoa" | "native") {
+        return function.unwrap_or("?").to_owned();
+    }
+    let fileloc = frame
+        .get("module")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            frame
+                .get("filename")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        });
+    match fileloc {
+        None => String::new(),
+        Some(loc) if matches!(platform, "javascript" | "node") => {
+            format!("{}({loc})", function.unwrap_or("?"))
+        }
+        Some(loc) => format!("{loc} in {}", function.unwrap_or("?")),
+    }
+}
+
+/// Sentry's user tag value: `id:…`, else `username:…`, `email:…`, `ip:…`.
+pub fn user_tag(event: &Value) -> Option<String> {
+    let user = event.get("user")?;
+    for (field, prefix) in [
+        ("id", "id"),
+        ("username", "username"),
+        ("email", "email"),
+        ("ip_address", "ip"),
+    ] {
+        if let Some(v) = user
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            return Some(format!("{prefix}:{v}"));
+        }
+    }
+    None
+}
+
+/// Adds the tags Sentry derives for every event (level, environment, release, transaction,
+/// url, user, handled, mechanism, os/browser/runtime/device from contexts) to `tags`.
+/// Tags the SDK sent keep their value.
+pub fn add_derived_tags(event: &mut Value) {
+    let mut derived: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            derived.push((k.to_owned(), v));
+        }
+    };
+    let s = |p: &str| str_at(event, p).map(str::to_owned);
+    push("level", s("/level"));
+    push("logger", s("/logger"));
+    push("environment", s("/environment"));
+    push("release", s("/release"));
+    push("dist", s("/dist"));
+    push("server_name", s("/server_name"));
+    push("site", s("/site"));
+    push("transaction", s("/transaction"));
+    push(
+        "url",
+        s("/request/url").map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
+    );
+    push("user", user_tag(event));
+    if let Some(exc) = main_exception(event) {
+        if let Some(h) = exc.pointer("/mechanism/handled").and_then(Value::as_bool) {
+            push("handled", Some(if h { "yes" } else { "no" }.into()));
+        }
+        push(
+            "mechanism",
+            exc.pointer("/mechanism/type")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        );
+    }
+    for (ctx, with_version) in [("os", "os"), ("browser", "browser"), ("runtime", "runtime")] {
+        let name = s(&format!("/contexts/{ctx}/name"));
+        let version = s(&format!("/contexts/{ctx}/version"));
+        let full = match (&name, &version) {
+            (Some(n), Some(v)) => Some(format!("{n} {v}")),
+            (Some(n), None) => Some(n.clone()),
+            _ => None,
+        };
+        push(with_version, full);
+        push(&format!("{ctx}.name"), name);
+    }
+    push("device", s("/contexts/device/model"));
+    push("device.family", s("/contexts/device/family"));
+
+    let Some(obj) = event.as_object_mut() else {
+        return;
+    };
+    let tags = obj
+        .entry("tags")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Some(list) = tags.as_array_mut() else {
+        return;
+    };
+    for (k, v) in derived {
+        let present = list
+            .iter()
+            .any(|p| p.get(0).and_then(Value::as_str) == Some(k.as_str()));
+        if present {
+            continue;
+        }
+        if let Some(v) = crate::normalize::normalize_tag_value(&Value::String(v)) {
+            list.push(Value::Array(vec![Value::String(k), Value::String(v)]));
+        }
+    }
+}
+
+/// The `[key, value]` tag pairs of a normalized event.
+pub fn tag_pairs(event: &Value) -> impl Iterator<Item = (&str, &str)> {
+    event
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p.get(0)?.as_str()?, p.get(1)?.as_str()?)))
+}
+
+/// Stores what Sentry stores in a saved event's data besides the payload: `title`,
+/// `culprit`, `metadata` and `location` (the crash frame's file), so the event API can show
+/// them without recomputing.
+pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
+    let Some(obj) = event.as_object_mut() else {
+        return;
+    };
+    obj.insert("title".into(), Value::String(facts.title.clone()));
+    obj.insert("culprit".into(), Value::String(facts.culprit.clone()));
+    obj.insert(
+        "metadata".into(),
+        serde_json::to_value(&facts.metadata).unwrap_or(Value::Null),
+    );
+    match &facts.metadata.filename {
+        Some(f) => obj.insert("location".into(), Value::String(f.clone())),
+        None => obj.remove("location"),
+    };
+}
+
+/// A transaction's title and culprit are its name (Sentry's `TransactionEvent`).
+pub fn annotate_transaction(event: &mut Value) {
+    let name = str_at(event, "/transaction")
+        .unwrap_or("<unlabeled transaction>")
+        .to_owned();
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert("title".into(), Value::String(name.clone()));
+        obj.insert("culprit".into(), Value::String(name.clone()));
+        obj.insert("location".into(), Value::String(name.clone()));
+        obj.insert("metadata".into(), serde_json::json!({"title": name}));
+    }
+}
+
+/// A new issue record from the first event.
+pub fn new_issue(
+    id: u64,
+    project_id: u64,
+    short_id: u64,
+    facts: &IssueFacts,
+    ts_ms: u64,
+    primary_hash: &str,
+) -> IssueRecord {
+    IssueRecord {
+        id,
+        project_id,
+        short_id,
+        event_type: facts.event_type.clone(),
+        title: facts.title.clone(),
+        culprit: facts.culprit.clone(),
+        metadata: facts.metadata.clone(),
+        level: facts.level.clone(),
+        platform: facts.platform.clone(),
+        logger: facts.logger.clone(),
+        status: IssueStatus::Unresolved,
+        substatus: Some(IssueSubstatus::New),
+        first_seen_ms: ts_ms,
+        last_seen_ms: ts_ms,
+        active_at_ms: ts_ms,
+        first_release: facts.release.clone(),
+        last_release: facts.release.clone(),
+        resolution: None,
+        primary_hash: primary_hash.to_owned(),
+    }
+}
+
+/// Compares two release names: by semantic version when both look like one
+/// (`[pkg@]1.2.3[-pre][+build]`), else `None` (unknown order).
+pub fn compare_releases(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    fn parse(r: &str) -> Option<(String, Vec<u64>, String)> {
+        let (pkg, ver) = r.rsplit_once('@').unwrap_or(("", r));
+        let ver = ver.split('+').next()?;
+        let (core, pre) = ver.split_once('-').unwrap_or((ver, ""));
+        let nums = core
+            .trim_start_matches('v')
+            .split('.')
+            .map(|p| p.parse::<u64>().ok())
+            .collect::<Option<Vec<u64>>>()?;
+        (!nums.is_empty() && nums.len() <= 4).then(|| (pkg.to_owned(), nums, pre.to_owned()))
+    }
+    let (pa, va, pre_a) = parse(a)?;
+    let (pb, vb, pre_b) = parse(b)?;
+    if pa != pb {
+        return None;
+    }
+    Some(
+        va.cmp(&vb)
+            .then_with(|| match (pre_a.is_empty(), pre_b.is_empty()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) => pre_a.cmp(&pre_b),
+            }),
+    )
+}
+
+/// Updates an issue with one more event. Returns `true` if the event regressed it.
+///
+/// `resolve_age_ms` > 0 treats an unresolved issue not seen for that long as resolved
+/// (Sentry's `sentry:resolve_age`).
+pub fn apply_event(
+    issue: &mut IssueRecord,
+    facts: &IssueFacts,
+    ts_ms: u64,
+    resolve_age_ms: u64,
+) -> bool {
+    let auto_resolved = resolve_age_ms > 0
+        && issue.status == IssueStatus::Unresolved
+        && ts_ms > issue.last_seen_ms.saturating_add(resolve_age_ms);
+    let mut regressed = false;
+    if issue.status == IssueStatus::Resolved || auto_resolved {
+        let covered = issue.resolution.as_ref().is_some_and(|res| {
+            let (Some(res_release), Some(ev_release)) = (&res.release, &facts.release) else {
+                return false;
+            };
+            // Sentry's GroupResolution: an event from the resolving release (or an older
+            // one) is not a regression.
+            ev_release == res_release
+                || compare_releases(ev_release, res_release) == Some(std::cmp::Ordering::Less)
+        });
+        // Sentry ignores events older than the moment the issue became active (+5 s).
+        let stale = ts_ms + 5_000 < issue.active_at_ms;
+        if !covered && !stale {
+            issue.status = IssueStatus::Unresolved;
+            issue.substatus = Some(IssueSubstatus::Regressed);
+            issue.resolution = None;
+            issue.active_at_ms = ts_ms.max(issue.last_seen_ms);
+            regressed = true;
+        }
+    }
+    if ts_ms >= issue.last_seen_ms {
+        issue.last_seen_ms = ts_ms;
+        issue.title = facts.title.clone();
+        issue.culprit = facts.culprit.clone();
+        issue.metadata = facts.metadata.clone();
+        issue.level = facts.level.clone();
+        issue.logger = facts.logger.clone();
+        if facts.release.is_some() {
+            issue.last_release = facts.release.clone();
+        }
+    }
+    if ts_ms < issue.first_seen_ms {
+        issue.first_seen_ms = ts_ms;
+        if facts.release.is_some() {
+            issue.first_release = facts.release.clone();
+        }
+    }
+    if issue.first_release.is_none() {
+        issue.first_release = facts.release.clone();
+    }
+    regressed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use storage::records::Resolution;
+
+    fn python_error() -> Value {
+        json!({
+            "type": "error",
+            "platform": "python",
+            "level": "error",
+            "release": "app@1.0.0",
+            "exception": {"values": [
+                {"type": "KeyError", "value": "'a'"},
+                {"type": "ValueError", "value": "bad input\nsecond line",
+                 "mechanism": {"type": "generic", "handled": false},
+                 "stacktrace": {"frames": [
+                    {"module": "app.main", "function": "main", "filename": "app/main.py", "in_app": true},
+                    {"module": "app.util", "function": "parse", "filename": "app/util.py", "in_app": true},
+                    {"module": "json", "function": "loads", "filename": "json/__init__.py", "in_app": false},
+                 ]}},
+            ]},
+            "user": {"email": "a@b.c"},
+            "contexts": {"runtime": {"name": "CPython", "version": "3.12.1"}},
+        })
+    }
+
+    #[test]
+    fn error_title_culprit_metadata() {
+        let f = derive_facts(&python_error());
+        assert_eq!(f.title, "ValueError: bad input");
+        assert_eq!(f.culprit, "app.util in parse");
+        assert_eq!(f.metadata.exception_type.as_deref(), Some("ValueError"));
+        assert_eq!(f.metadata.filename.as_deref(), Some("app/util.py"));
+        assert_eq!(f.metadata.function.as_deref(), Some("parse"));
+        assert!(f.metadata.unhandled);
+        assert_eq!(f.event_type, "error");
+    }
+
+    #[test]
+    fn message_and_js_culprits() {
+        let f = derive_facts(
+            &json!({"type": "default", "logentry": {"formatted": "  hello 42\nmore"}}),
+        );
+        assert_eq!(f.title, "hello 42");
+        assert_eq!(f.metadata.title.as_deref(), Some("hello 42"));
+        let f = derive_facts(&json!({"type": "default"}));
+        assert_eq!(f.title, "<unlabeled event>");
+        let js = json!({"type": "error", "platform": "javascript", "exception": {"values": [
+            {"type": "TypeError", "value": "x", "stacktrace": {"frames": [{"function": "onClick", "filename": "/app.js"}]}}]}});
+        assert_eq!(derive_facts(&js).culprit, "onClick(/app.js)");
+        let tx = json!({"type": "error", "transaction": "/api/users", "exception": {"values": [{"type": "E"}]}});
+        let f = derive_facts(&tx);
+        assert_eq!(f.culprit, "/api/users");
+        assert_eq!(f.title, "E");
+        let long = "x".repeat(300);
+        assert_eq!(truncatechars(&long, 100).chars().count(), 100);
+    }
+
+    #[test]
+    fn derived_tags_do_not_override() {
+        let mut ev = python_error();
+        ev["tags"] = json!([["level", "custom"]]);
+        add_derived_tags(&mut ev);
+        let tags: Vec<(String, String)> =
+            tag_pairs(&ev).map(|(k, v)| (k.into(), v.into())).collect();
+        assert!(tags.contains(&("level".into(), "custom".into())));
+        assert!(tags.contains(&("user".into(), "email:a@b.c".into())));
+        assert!(tags.contains(&("handled".into(), "no".into())));
+        assert!(tags.contains(&("runtime".into(), "CPython 3.12.1".into())));
+        assert!(tags.contains(&("release".into(), "app@1.0.0".into())));
+    }
+
+    #[test]
+    fn regression_rules() {
+        let f = derive_facts(&python_error());
+        let mut issue = new_issue(1, 1, 1, &f, 1_000, "h");
+        assert!(!apply_event(&mut issue, &f, 2_000, 0));
+        assert_eq!(issue.substatus, Some(IssueSubstatus::New));
+        // Resolved in 1.0.0: an event from 1.0.0 does not regress it; one from 1.1.0 does.
+        issue.status = IssueStatus::Resolved;
+        issue.resolution = Some(Resolution {
+            resolved_ms: 3_000,
+            release: Some("app@1.0.0".into()),
+            in_next_release: false,
+        });
+        issue.active_at_ms = 3_000;
+        assert!(!apply_event(&mut issue, &f, 10_000, 0));
+        assert_eq!(issue.status, IssueStatus::Resolved);
+        let mut newer = f.clone();
+        newer.release = Some("app@1.1.0".into());
+        assert!(apply_event(&mut issue, &newer, 11_000, 0));
+        assert_eq!(issue.status, IssueStatus::Unresolved);
+        assert_eq!(issue.substatus, Some(IssueSubstatus::Regressed));
+        assert_eq!(issue.last_release.as_deref(), Some("app@1.1.0"));
+        assert_eq!(issue.first_release.as_deref(), Some("app@1.0.0"));
+        // Auto-resolve by age.
+        let mut issue = new_issue(2, 1, 2, &f, 1_000, "h");
+        assert!(apply_event(&mut issue, &f, 1_000 + 7_200_001, 3_600_000));
+    }
+
+    #[test]
+    fn release_order() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_releases("1.2.3", "1.10.0"), Some(Less));
+        assert_eq!(compare_releases("a@2.0.0", "a@2.0.0-rc1"), Some(Greater));
+        assert_eq!(compare_releases("a@1", "b@2"), None);
+        assert_eq!(compare_releases("abc", "1.0"), None);
+    }
+}

@@ -1,0 +1,1256 @@
+//! Event normalization as Relay does it (reference/sentry-protocol.md §6): one parsed JSON
+//! event in, one canonical event out, or an [`Invalid`] with the outcome reason.
+//!
+//! What comes out is what every later stage relies on: an object with a simple-form
+//! `event_id`, float-second `timestamp`/`received` (clock drift corrected, bounded to the
+//! accepted window), a valid `level` and `platform`, `tags` as `[key, value]` pairs, interface
+//! aliases resolved (`sentry.interfaces.*`, bare-array exceptions and breadcrumbs, plain-string
+//! `message`), exceptions shaped (type/value split, mechanism type, stack moved in), frames
+//! with `abs_path`/`filename`, and strings capped at Relay's lengths with `...`. Normalization
+//! never panics on input: a wrong type is dropped (and noted in `errors`), not trusted.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDateTime};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Relay's minimum clock drift before it corrects (55 minutes).
+pub const MINIMUM_CLOCK_DRIFT_MS: i64 = 55 * 60 * 1000;
+/// Relay's default `max_secs_in_future` (60 s).
+pub const MAX_FUTURE_MS: i64 = 60 * 1000;
+/// Relay keeps at most this many frames per stack trace (the newest ones).
+pub const MAX_FRAMES: usize = 250;
+/// Depth past which `extra` values are cut.
+const MAX_EXTRA_DEPTH: usize = 7;
+
+/// Why an item was rejected; `reason` is the outcome reason Relay reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Outcome reason (`invalid_json`, `payload`, …).
+    pub reason: &'static str,
+    /// Human detail for logs.
+    pub detail: String,
+}
+
+impl Invalid {
+    fn new(reason: &'static str, detail: impl Into<String>) -> Invalid {
+        Invalid {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Sentry event types osprey distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Has at least one exception.
+    Error,
+    /// A message or anything else without an exception.
+    Default,
+    /// A performance transaction.
+    Transaction,
+}
+
+impl EventType {
+    /// The wire/API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Error => "error",
+            EventType::Default => "default",
+            EventType::Transaction => "transaction",
+        }
+    }
+}
+
+/// Everything about the record normalization needs besides the payload.
+#[derive(Debug, Clone, Default)]
+pub struct NormalizeContext<'a> {
+    /// Project the event belongs to.
+    pub project_id: u64,
+    /// DSN key id.
+    pub key_id: u64,
+    /// When ingest received it (unix ms): `received`, the drift reference, the default time.
+    pub received_ms: u64,
+    /// Envelope header `sent_at`, already parsed (unix ms).
+    pub sent_at_ms: Option<i64>,
+    /// Event id from the envelope or item header.
+    pub header_event_id: Option<Uuid>,
+    /// The SDK's address for `{{auto}}`.
+    pub client_addr: Option<IpAddr>,
+    /// Envelope header `sdk`, used when the event has none.
+    pub envelope_sdk: Option<&'a Value>,
+    /// Oldest accepted event age (the retention window), ms.
+    pub max_past_ms: u64,
+    /// The record is a `transaction` item.
+    pub is_transaction_item: bool,
+}
+
+/// A normalized event and the facts the pipeline needs without re-reading the JSON.
+#[derive(Debug, Clone)]
+pub struct Normalized {
+    /// The canonical event object.
+    pub event: Value,
+    /// Its id.
+    pub event_id: Uuid,
+    /// Its (corrected) time, unix ms.
+    pub timestamp_ms: u64,
+    /// Its type.
+    pub event_type: EventType,
+}
+
+/// Top-level keys Relay knows; anything else is removed (Relay's `remove_other`).
+const KNOWN_KEYS: &[&str] = &[
+    "event_id",
+    "level",
+    "version",
+    "type",
+    "fingerprint",
+    "culprit",
+    "transaction",
+    "transaction_info",
+    "time_spent",
+    "logentry",
+    "logger",
+    "modules",
+    "platform",
+    "timestamp",
+    "start_timestamp",
+    "received",
+    "server_name",
+    "release",
+    "dist",
+    "environment",
+    "site",
+    "user",
+    "request",
+    "contexts",
+    "breadcrumbs",
+    "exception",
+    "stacktrace",
+    "template",
+    "threads",
+    "tags",
+    "extra",
+    "debug_meta",
+    "sdk",
+    "errors",
+    "key_id",
+    "project",
+    "grouping_config",
+    "checksum",
+    "spans",
+    "measurements",
+    "breakdowns",
+    "main_exception_id",
+];
+
+/// Legacy interface names and where Relay puts them.
+const ALIASES: &[(&str, &str)] = &[
+    ("sentry.interfaces.Exception", "exception"),
+    ("sentry.interfaces.Message", "logentry"),
+    ("message", "logentry"),
+    ("sentry.interfaces.Stacktrace", "stacktrace"),
+    ("sentry.interfaces.Http", "request"),
+    ("sentry.interfaces.User", "user"),
+    ("sentry.interfaces.Breadcrumbs", "breadcrumbs"),
+    ("sentry.interfaces.Template", "template"),
+    ("sentry.interfaces.Threads", "threads"),
+    ("sentry.interfaces.DebugMeta", "debug_meta"),
+    ("client_sdk", "sdk"),
+];
+
+/// The 19 platforms Relay accepts; anything else becomes `other`.
+const PLATFORMS: &[&str] = &[
+    "as3",
+    "c",
+    "cfml",
+    "cocoa",
+    "csharp",
+    "elixir",
+    "go",
+    "groovy",
+    "haskell",
+    "java",
+    "javascript",
+    "native",
+    "node",
+    "objc",
+    "other",
+    "perl",
+    "php",
+    "python",
+    "ruby",
+];
+
+/// Parses the payload and normalizes it.
+pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Invalid> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
+    normalize_value(value, ctx)
+}
+
+/// Normalizes an already parsed event.
+pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Normalized, Invalid> {
+    let Value::Object(mut ev) = value else {
+        return Err(Invalid::new("payload", "event is not a JSON object"));
+    };
+    let mut errors: Vec<Value> = match ev.remove("errors") {
+        Some(Value::Array(a)) => a.into_iter().take(100).collect(),
+        _ => Vec::new(),
+    };
+    for (from, to) in ALIASES {
+        if let Some(v) = ev.remove(*from) {
+            ev.entry(*to).or_insert(v);
+        }
+    }
+    ev.retain(|k, _| KNOWN_KEYS.contains(&k.as_str()));
+
+    let event_id = event_id(&mut ev, ctx, &mut errors);
+    ev.insert(
+        "event_id".into(),
+        Value::String(event_id.simple().to_string()),
+    );
+
+    normalize_logentry(&mut ev);
+    normalize_exceptions(&mut ev, &mut errors);
+    let event_type = infer_type(&ev, ctx);
+    ev.insert("type".into(), Value::String(event_type.as_str().into()));
+
+    normalize_breadcrumbs(&mut ev);
+    let timestamp_ms = normalize_timestamps(&mut ev, ctx, &mut errors);
+    normalize_level(&mut ev, event_type, &mut errors);
+    normalize_platform(&mut ev);
+    normalize_strings(&mut ev, &mut errors);
+    normalize_tags(&mut ev, &mut errors);
+    normalize_user_and_request(&mut ev, ctx);
+    normalize_contexts(&mut ev);
+    if event_type != EventType::Transaction {
+        ev.remove("measurements");
+        ev.remove("breakdowns");
+        ev.remove("spans");
+    }
+    if let Some(Value::Object(extra)) = ev.get_mut("extra") {
+        for v in extra.values_mut() {
+            cut_depth(v, MAX_EXTRA_DEPTH - 1);
+        }
+    } else {
+        ev.insert("extra".into(), Value::Object(Map::new()));
+    }
+    if !ev.get("fingerprint").is_some_and(Value::is_array) {
+        ev.remove("fingerprint");
+    } else if let Some(Value::Array(fp)) = ev.get_mut("fingerprint") {
+        // Relay keeps strings and stringifies numbers/bools; anything else is dropped.
+        let parts: Vec<Value> = fp
+            .drain(..)
+            .filter_map(|v| match v {
+                Value::String(s) => Some(Value::String(s)),
+                Value::Number(n) => Some(Value::String(n.to_string())),
+                Value::Bool(b) => Some(Value::String(if b { "True" } else { "False" }.into())),
+                _ => None,
+            })
+            .collect();
+        *fp = parts;
+    }
+    if ev
+        .get("time_spent")
+        .and_then(Value::as_u64)
+        .is_some_and(|t| t >= (1 << 31) - 1)
+    {
+        ev.remove("time_spent");
+    }
+    if ev.get("sdk").is_none_or(|s| !s.is_object()) {
+        match ctx.envelope_sdk {
+            Some(sdk) if sdk.is_object() => {
+                ev.insert("sdk".into(), sdk.clone());
+            }
+            _ => {
+                ev.remove("sdk");
+            }
+        }
+    }
+    ev.entry("logger")
+        .or_insert_with(|| Value::String(String::new()));
+    ev.insert("project".into(), Value::from(ctx.project_id));
+    ev.insert("key_id".into(), Value::String(ctx.key_id.to_string()));
+    ev.insert("version".into(), Value::String("7".into()));
+    ev.insert(
+        "grouping_config".into(),
+        serde_json::json!({"id": "newstyle:2023-01-11", "enhancements": "all-platforms:2023-01-11"}),
+    );
+    ev.insert("received".into(), secs_value(ctx.received_ms as i64));
+    ev.insert("errors".into(), Value::Array(errors));
+    Ok(Normalized {
+        event: Value::Object(ev),
+        event_id,
+        timestamp_ms,
+        event_type,
+    })
+}
+
+fn event_id(
+    ev: &mut Map<String, Value>,
+    ctx: &NormalizeContext<'_>,
+    errors: &mut Vec<Value>,
+) -> Uuid {
+    match ev.get("event_id") {
+        Some(Value::String(s)) => match Uuid::try_parse(s.trim()) {
+            Ok(id) if !id.is_nil() => return id,
+            _ => errors
+                .push(serde_json::json!({"type": "invalid_data", "name": "event_id", "value": s})),
+        },
+        Some(Value::Null) | None => {}
+        Some(other) => errors
+            .push(serde_json::json!({"type": "invalid_data", "name": "event_id", "value": other})),
+    }
+    ctx.header_event_id.unwrap_or_else(Uuid::new_v4)
+}
+
+fn infer_type(ev: &Map<String, Value>, ctx: &NormalizeContext<'_>) -> EventType {
+    if ctx.is_transaction_item || ev.get("type").and_then(Value::as_str) == Some("transaction") {
+        return EventType::Transaction;
+    }
+    let has_exception = ev
+        .get("exception")
+        .and_then(|e| e.get("values"))
+        .and_then(Value::as_array)
+        .is_some_and(|v| !v.is_empty());
+    if has_exception {
+        EventType::Error
+    } else {
+        EventType::Default
+    }
+}
+
+/// Parses a timestamp in any form Relay accepts into unix ms.
+pub fn parse_timestamp(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => {
+            let secs = n.as_f64()?;
+            if !secs.is_finite() || !(0.0..=1e11).contains(&secs) {
+                return None;
+            }
+            Some((secs * 1000.0).round() as i64)
+        }
+        Value::String(s) => parse_timestamp_str(s),
+        _ => None,
+    }
+}
+
+/// Parses an RFC 3339 or naive (UTC) datetime string into unix ms.
+pub fn parse_timestamp_str(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(naive) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(naive.and_utc().timestamp_millis());
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(dt.timestamp_millis());
+    }
+    if let Ok(naive) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+        return Some(naive.and_utc().timestamp_millis());
+    }
+    None
+}
+
+fn secs_value(ms: i64) -> Value {
+    serde_json::Number::from_f64(ms as f64 / 1000.0)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+fn ms_to_iso(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// Rewrites a timestamp field in place as float seconds shifted by `shift_ms`; unparsable
+/// values are removed.
+fn shift_field(obj: &mut Map<String, Value>, key: &str, shift_ms: i64) {
+    if let Some(v) = obj.get(key) {
+        match parse_timestamp(v) {
+            Some(ms) => {
+                obj.insert(key.into(), secs_value(ms + shift_ms));
+            }
+            None => {
+                obj.remove(key);
+            }
+        }
+    }
+}
+
+fn normalize_timestamps(
+    ev: &mut Map<String, Value>,
+    ctx: &NormalizeContext<'_>,
+    errors: &mut Vec<Value>,
+) -> u64 {
+    let received = ctx.received_ms as i64;
+    let mut ts = match ev.get("timestamp") {
+        None | Some(Value::Null) => received,
+        Some(v) => {
+            match parse_timestamp(v) {
+                Some(ms) => ms,
+                None => {
+                    errors.push(serde_json::json!({"type": "invalid_data", "name": "timestamp", "value": v}));
+                    received
+                }
+            }
+        }
+    };
+    ev.insert("timestamp".into(), secs_value(ts));
+    // Clock drift: the SDK's clock is off by received − sent_at; correct only large drifts.
+    let mut shift = 0i64;
+    if let Some(sent_at) = ctx.sent_at_ms {
+        let drift = received - sent_at;
+        if drift.abs() >= MINIMUM_CLOCK_DRIFT_MS {
+            shift = drift;
+            errors.push(serde_json::json!({
+                "type": "clock_drift",
+                "name": "timestamp",
+                "sdk_time": ms_to_iso(sent_at),
+                "server_time": ms_to_iso(received),
+            }));
+        }
+    }
+    let corrected = ts + shift;
+    // Out of the accepted window: treat the event time itself as sent_at, as Relay does.
+    let max_past = ctx.max_past_ms.min(i64::MAX as u64) as i64;
+    let bound_error = if corrected > received + MAX_FUTURE_MS {
+        Some("future_timestamp")
+    } else if max_past > 0 && corrected < received - max_past {
+        Some("past_timestamp")
+    } else {
+        None
+    };
+    if let Some(kind) = bound_error {
+        errors.push(serde_json::json!({
+            "type": kind,
+            "name": "timestamp",
+            "sdk_time": ms_to_iso(corrected),
+            "server_time": ms_to_iso(received),
+        }));
+        shift = received - ts;
+    }
+    if shift != 0 {
+        shift_field(ev, "timestamp", shift);
+    }
+    ts += shift;
+    shift_field(ev, "start_timestamp", shift);
+    if let Some(Value::Array(spans)) = ev.get_mut("spans") {
+        for span in spans.iter_mut().filter_map(Value::as_object_mut) {
+            shift_field(span, "start_timestamp", shift);
+            shift_field(span, "timestamp", shift);
+        }
+    }
+    if let Some(values) = ev
+        .get_mut("breadcrumbs")
+        .and_then(|b| b.get_mut("values"))
+        .and_then(Value::as_array_mut)
+    {
+        for crumb in values.iter_mut().filter_map(Value::as_object_mut) {
+            shift_field(crumb, "timestamp", shift);
+        }
+    }
+    ts.max(0) as u64
+}
+
+fn normalize_level(ev: &mut Map<String, Value>, event_type: EventType, errors: &mut Vec<Value>) {
+    let level = match ev.get("level") {
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "debug" => Some("debug"),
+            "info" | "log" => Some("info"),
+            "warning" | "warn" => Some("warning"),
+            "error" => Some("error"),
+            "fatal" | "critical" => Some("fatal"),
+            _ => None,
+        },
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(10) => Some("debug"),
+            Some(20) => Some("info"),
+            Some(30) => Some("warning"),
+            Some(40) => Some("error"),
+            Some(50) => Some("fatal"),
+            _ => None,
+        },
+        _ => None,
+    };
+    if level.is_none() {
+        if let Some(v) = ev.get("level").filter(|v| !v.is_null()) {
+            errors.push(serde_json::json!({"type": "invalid_data", "name": "level", "value": v}));
+        }
+    }
+    let level = level.unwrap_or(match event_type {
+        EventType::Transaction => "info",
+        _ => "error",
+    });
+    ev.insert("level".into(), Value::String(level.into()));
+}
+
+fn normalize_platform(ev: &mut Map<String, Value>) {
+    let platform = ev
+        .get("platform")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|p| PLATFORMS.contains(p))
+        .unwrap_or("other")
+        .to_owned();
+    ev.insert("platform".into(), Value::String(platform));
+}
+
+/// Cuts `s` to `max` characters (ending in `...`) if it is longer than `max + allowance`.
+pub fn trim_chars(s: &mut String, max: usize, allowance: usize) -> bool {
+    if s.len() <= max + allowance {
+        // Byte length bounds char count from above: nothing to do.
+        return false;
+    }
+    let count = s.chars().count();
+    if count <= max + allowance {
+        return false;
+    }
+    let keep = max.saturating_sub(3);
+    let cut = s
+        .char_indices()
+        .nth(keep)
+        .map(|(i, _)| i)
+        .unwrap_or(s.len());
+    s.truncate(cut);
+    s.push_str("...");
+    true
+}
+
+fn trim_field(obj: &mut Map<String, Value>, key: &str, max: usize, allowance: usize) {
+    if let Some(Value::String(s)) = obj.get_mut(key) {
+        trim_chars(s, max, allowance);
+    }
+}
+
+/// Turns a "lenient" scalar (string, number, bool) into a string, as Relay does for
+/// `release`, `dist`, tag values and the like.
+fn lenient_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(true) => Some("True".into()),
+        Value::Bool(false) => Some("False".into()),
+        _ => None,
+    }
+}
+
+fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+    for key in [
+        "release",
+        "dist",
+        "environment",
+        "server_name",
+        "site",
+        "transaction",
+        "culprit",
+        "logger",
+    ] {
+        let Some(v) = ev.get(key) else { continue };
+        let Some(mut s) = lenient_string(v) else {
+            errors.push(serde_json::json!({"type": "invalid_data", "name": key, "value": v}));
+            ev.remove(key);
+            continue;
+        };
+        let trimmed = s.trim();
+        if trimmed.len() != s.len() {
+            s = trimmed.to_owned();
+        }
+        let valid = match key {
+            "release" => {
+                !s.is_empty()
+                    && s != "."
+                    && s != ".."
+                    && !s.eq_ignore_ascii_case("latest")
+                    && !s.contains(['\n', '\r', '\t', '/', '\\'])
+            }
+            "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
+            "dist" => {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            }
+            "logger" => !s.contains(['\n', '\r']),
+            _ => !s.is_empty(),
+        };
+        if !valid {
+            if !s.is_empty() {
+                errors.push(serde_json::json!({"type": "invalid_data", "name": key, "value": s}));
+            }
+            ev.remove(key);
+            continue;
+        }
+        let (max, allowance) = match key {
+            "release" | "transaction" | "culprit" => (200, 0),
+            "dist" | "environment" | "logger" => (64, 0),
+            "server_name" | "site" => (256, 20),
+            _ => (256, 0),
+        };
+        trim_chars(&mut s, max, allowance);
+        ev.insert(key.into(), Value::String(s));
+    }
+    if let Some(Value::Object(le)) = ev.get_mut("logentry") {
+        trim_field(le, "message", 8192, 200);
+        trim_field(le, "formatted", 8192, 200);
+    }
+}
+
+fn normalize_logentry(ev: &mut Map<String, Value>) {
+    let Some(le) = ev.remove("logentry") else {
+        return;
+    };
+    let mut obj = match le {
+        Value::String(s) => {
+            let mut m = Map::new();
+            m.insert("formatted".into(), Value::String(s));
+            m
+        }
+        Value::Object(m) => m,
+        _ => return,
+    };
+    for key in ["message", "formatted"] {
+        match obj.get(key) {
+            Some(Value::String(_)) | None => {}
+            Some(other) => {
+                let s = lenient_string(other).unwrap_or_else(|| other.to_string());
+                obj.insert(key.into(), Value::String(s));
+            }
+        }
+    }
+    if !obj.contains_key("formatted") {
+        if let Some(Value::String(msg)) = obj.get("message") {
+            let formatted = match obj.get("params") {
+                Some(Value::Array(params)) => format_params(msg, params),
+                _ => msg.clone(),
+            };
+            obj.insert("formatted".into(), Value::String(formatted));
+        }
+    }
+    let empty = |k: &str| obj.get(k).and_then(Value::as_str).is_none_or(str::is_empty);
+    if empty("formatted") && empty("message") {
+        return;
+    }
+    ev.insert("logentry".into(), Value::Object(obj));
+}
+
+/// Fills `%s` (and `{}`) placeholders with positional params, as Relay's logentry does.
+fn format_params(msg: &str, params: &[Value]) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut params = params.iter();
+    let mut rest = msg;
+    while let Some(pos) = rest.find(['%', '{']) {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        let token = if tail.starts_with("%s") || tail.starts_with("{}") {
+            Some(2)
+        } else {
+            None
+        };
+        match (token, token.and_then(|_| params.next())) {
+            (Some(len), Some(p)) => {
+                out.push_str(&lenient_string(p).unwrap_or_else(|| p.to_string()));
+                rest = &tail[len..];
+            }
+            _ => {
+                out.push_str(&tail[..1]);
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+    let values = match ev.remove("exception") {
+        Some(Value::Array(a)) => a,
+        Some(Value::Object(mut o)) => match o.remove("values") {
+            Some(Value::Array(a)) => a,
+            _ if o.contains_key("type") || o.contains_key("value") => vec![Value::Object(o)],
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let Value::Object(mut exc) = v else { continue };
+        for key in ["type", "value", "module"] {
+            match exc.get(key) {
+                Some(Value::String(_)) | None => {}
+                Some(Value::Null) => {
+                    exc.remove(key);
+                }
+                Some(other) => {
+                    // Relay stringifies non-string values (JSON for objects).
+                    let s = lenient_string(other).unwrap_or_else(|| other.to_string());
+                    exc.insert(key.into(), Value::String(s));
+                }
+            }
+        }
+        let ty_empty = exc
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if ty_empty {
+            if let Some(Value::String(value)) = exc.get("value") {
+                if let Some((ty, rest)) = split_type_value(value) {
+                    exc.insert("type".into(), Value::String(ty));
+                    exc.insert("value".into(), Value::String(rest));
+                }
+            }
+        }
+        let has = |k: &str| {
+            exc.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        if !has("type") && !has("value") {
+            errors.push(serde_json::json!({"type": "invalid_data", "name": "exception", "reason": "type or value required"}));
+            continue;
+        }
+        trim_field(&mut exc, "type", 256, 20);
+        trim_field(&mut exc, "value", 8192, 200);
+        if let Some(Value::Object(mech)) = exc.get_mut("mechanism") {
+            if mech
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                mech.insert("type".into(), Value::String("generic".into()));
+            }
+        } else if exc.get("mechanism").is_some() {
+            exc.remove("mechanism");
+        }
+        normalize_stacktrace_in(&mut exc, "stacktrace");
+        normalize_stacktrace_in(&mut exc, "raw_stacktrace");
+        out.push(Value::Object(exc));
+    }
+    // A lone exception without a stack takes the deprecated top-level stacktrace.
+    let top = ev.remove("stacktrace");
+    if out.len() == 1 {
+        if let (Some(st), Some(exc)) = (top.clone(), out[0].as_object_mut()) {
+            if !exc.contains_key("stacktrace") {
+                exc.insert("stacktrace".into(), st);
+                normalize_stacktrace_in(exc, "stacktrace");
+            }
+        }
+    } else if let Some(st) = top {
+        ev.insert("stacktrace".into(), st);
+        normalize_stacktrace_in(ev, "stacktrace");
+    }
+    if let Some(threads) = ev.remove("threads") {
+        let mut list = match threads {
+            Value::Array(a) => a,
+            Value::Object(mut o) => match o.remove("values") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for t in list.iter_mut().filter_map(Value::as_object_mut) {
+            normalize_stacktrace_in(t, "stacktrace");
+        }
+        if !list.is_empty() {
+            ev.insert("threads".into(), serde_json::json!({"values": list}));
+        }
+    }
+    if !out.is_empty() {
+        ev.insert("exception".into(), serde_json::json!({"values": out}));
+    }
+}
+
+/// `Type: value` → (`Type`, `value`), Relay's `^(\w+):(.*)$` with trimming.
+fn split_type_value(value: &str) -> Option<(String, String)> {
+    let (ty, rest) = value.split_once(':')?;
+    if ty.is_empty() || !ty.chars().all(|c| c.is_alphanumeric() || c == '_') || rest.contains('\n')
+    {
+        return None;
+    }
+    Some((ty.trim().to_owned(), rest.trim().to_owned()))
+}
+
+fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
+    let Some(st) = parent.get_mut(key) else {
+        return;
+    };
+    let Some(st_obj) = st.as_object_mut() else {
+        parent.remove(key);
+        return;
+    };
+    let Some(Value::Array(frames)) = st_obj.get_mut("frames") else {
+        parent.remove(key);
+        return;
+    };
+    frames.retain(Value::is_object);
+    if frames.len() > MAX_FRAMES {
+        let drop = frames.len() - MAX_FRAMES;
+        frames.drain(..drop);
+        let omitted = serde_json::json!([0, drop]);
+        st_obj.insert("frames_omitted".into(), omitted);
+    }
+    let Some(Value::Array(frames)) = st_obj.get_mut("frames") else {
+        return;
+    };
+    for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
+        normalize_frame(frame);
+    }
+}
+
+fn normalize_frame(frame: &mut Map<String, Value>) {
+    for key in [
+        "filename",
+        "abs_path",
+        "function",
+        "module",
+        "package",
+        "context_line",
+    ] {
+        if frame.get(key).is_some_and(|v| !v.is_string()) {
+            frame.remove(key);
+        }
+    }
+    let filename = frame
+        .get("filename")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let abs_path = frame
+        .get("abs_path")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    match (filename, abs_path) {
+        (Some(f), None) => {
+            let f = f.to_owned();
+            frame.insert("abs_path".into(), Value::String(f));
+        }
+        (None, Some(a)) => {
+            let f = filename_from_abs_path(a);
+            frame.insert("filename".into(), Value::String(f));
+        }
+        _ => {}
+    }
+    for key in ["filename", "abs_path"] {
+        trim_field(frame, key, 256, 40);
+    }
+    for key in ["function", "module", "package"] {
+        trim_field(frame, key, 256, 20);
+    }
+    for key in ["lineno", "colno"] {
+        match frame.get(key) {
+            Some(Value::Number(n)) if n.as_u64().is_some() => {}
+            Some(Value::String(s)) if s.parse::<u64>().is_ok() => {
+                let n: u64 = s.parse().unwrap_or(0);
+                frame.insert(key.into(), Value::from(n));
+            }
+            Some(_) => {
+                frame.remove(key);
+            }
+            None => {}
+        }
+    }
+    if frame.get("in_app").is_some_and(|v| !v.is_boolean()) {
+        frame.remove("in_app");
+    }
+}
+
+/// For a URL, its path (with query); otherwise the path as given.
+fn filename_from_abs_path(abs: &str) -> String {
+    if let Some(rest) = abs.split_once("://").map(|(_, r)| r) {
+        if let Some(slash) = rest.find('/') {
+            return rest[slash..].to_owned();
+        }
+        return "/".into();
+    }
+    abs.to_owned()
+}
+
+/// Normalizes one tag key the way Relay validates it; `None` = drop the tag.
+pub fn normalize_tag_key(key: &str) -> Option<String> {
+    let key = key.trim().replace(' ', "-");
+    let ok = !key.is_empty()
+        && key.chars().count() <= 200
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+    ok.then_some(key)
+}
+
+/// Normalizes one tag value; `None` = drop the tag.
+pub fn normalize_tag_value(value: &Value) -> Option<String> {
+    let mut v = lenient_string(value)?;
+    let t = v.trim();
+    if t.len() != v.len() {
+        v = t.to_owned();
+    }
+    if v.is_empty() || v.contains('\n') {
+        return None;
+    }
+    trim_chars(&mut v, 200, 0);
+    Some(v)
+}
+
+fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+    let raw: Vec<(String, Value)> = match ev.remove("tags") {
+        Some(Value::Object(o)) => o.into_iter().collect(),
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .filter_map(|pair| match pair {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let v = kv.pop()?;
+                    let k = kv.pop()?;
+                    Some((lenient_string(&k)?, v))
+                }
+                Value::String(s) => {
+                    let (k, v) = s.split_once(':')?;
+                    Some((k.to_owned(), Value::String(v.to_owned())))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut tags: Vec<Value> = Vec::with_capacity(raw.len());
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in raw.into_iter().take(1000) {
+        if v.is_null() {
+            continue;
+        }
+        match (normalize_tag_key(&k), normalize_tag_value(&v)) {
+            (Some(k), Some(v)) => {
+                if seen.insert(k.clone()) {
+                    tags.push(Value::Array(vec![Value::String(k), Value::String(v)]));
+                }
+            }
+            _ => errors
+                .push(serde_json::json!({"type": "invalid_data", "name": format!("tags.{k}")})),
+        }
+    }
+    ev.insert("tags".into(), Value::Array(tags));
+}
+
+fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContext<'_>) {
+    let client_ip = ctx.client_addr.map(|ip| Value::String(ip.to_string()));
+    if let Some(user) = ev.get_mut("user") {
+        match user.as_object_mut() {
+            Some(u) => {
+                if u.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
+                    match &client_ip {
+                        Some(ip) => u.insert("ip_address".into(), ip.clone()),
+                        None => u.remove("ip_address"),
+                    };
+                }
+                if let Some(id) = u.get("id").filter(|v| v.is_number()) {
+                    let s = id.to_string();
+                    u.insert("id".into(), Value::String(s));
+                }
+                trim_field(u, "email", 75, 0);
+                if u.is_empty() {
+                    ev.remove("user");
+                }
+            }
+            None => {
+                ev.remove("user");
+            }
+        }
+    }
+    if let Some(req) = ev.get_mut("request") {
+        let Some(r) = req.as_object_mut() else {
+            ev.remove("request");
+            return;
+        };
+        if let Some(Value::Object(env)) = r.get_mut("env") {
+            if env.get("REMOTE_ADDR").and_then(Value::as_str) == Some("{{auto}}") {
+                match &client_ip {
+                    Some(ip) => env.insert("REMOTE_ADDR".into(), ip.clone()),
+                    None => env.remove("REMOTE_ADDR"),
+                };
+            }
+        }
+        if let Some(Value::String(m)) = r.get_mut("method") {
+            *m = m.to_ascii_uppercase();
+        }
+        // Headers may come as pairs; keep Relay's canonical pair list.
+        if let Some(Value::Object(h)) = r.remove("headers") {
+            let pairs: Vec<Value> = h
+                .into_iter()
+                .filter_map(|(k, v)| Some(serde_json::json!([k, lenient_string(&v)?])))
+                .collect();
+            r.insert("headers".into(), Value::Array(pairs));
+        }
+        trim_field(r, "url", 256, 40);
+    }
+}
+
+fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
+    let list = match ev.remove("breadcrumbs") {
+        Some(Value::Array(a)) => a,
+        Some(Value::Object(mut o)) => match o.remove("values") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let mut list: Vec<Value> = list.into_iter().filter(Value::is_object).collect();
+    for crumb in list.iter_mut().filter_map(Value::as_object_mut) {
+        if let Some(ms) = crumb.get("timestamp").and_then(parse_timestamp) {
+            crumb.insert("timestamp".into(), secs_value(ms));
+        }
+        trim_field(crumb, "message", 8192, 200);
+        if let Some(Value::String(l)) = crumb.get_mut("level") {
+            if l == "warn" {
+                *l = "warning".into();
+            }
+        }
+    }
+    if !list.is_empty() {
+        ev.insert("breadcrumbs".into(), serde_json::json!({"values": list}));
+    }
+}
+
+fn normalize_contexts(ev: &mut Map<String, Value>) {
+    let Some(ctx) = ev.get_mut("contexts") else {
+        return;
+    };
+    let Some(map) = ctx.as_object_mut() else {
+        ev.remove("contexts");
+        return;
+    };
+    map.retain(|_, v| v.is_object());
+    for (name, c) in map.iter_mut() {
+        if let Some(obj) = c.as_object_mut() {
+            obj.entry("type")
+                .or_insert_with(|| Value::String(name.clone()));
+            if name == "trace" {
+                obj.entry("status")
+                    .or_insert_with(|| Value::String("unknown".into()));
+            }
+        }
+    }
+}
+
+fn cut_depth(v: &mut Value, depth: usize) {
+    match v {
+        Value::Object(m) => {
+            if depth == 0 {
+                *v = Value::Null;
+                return;
+            }
+            for x in m.values_mut() {
+                cut_depth(x, depth - 1);
+            }
+        }
+        Value::Array(a) => {
+            if depth == 0 {
+                *v = Value::Null;
+                return;
+            }
+            for x in a.iter_mut() {
+                cut_depth(x, depth - 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn ctx() -> NormalizeContext<'static> {
+        NormalizeContext {
+            project_id: 1,
+            key_id: 2,
+            received_ms: NOW,
+            max_past_ms: 90 * 86_400_000,
+            client_addr: Some("203.0.113.9".parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn norm(v: Value) -> Normalized {
+        normalize_value(v, &ctx()).unwrap()
+    }
+
+    #[test]
+    fn rejects_non_objects_and_bad_json() {
+        assert_eq!(normalize(b"[1]", &ctx()).unwrap_err().reason, "payload");
+        assert_eq!(normalize(b"{", &ctx()).unwrap_err().reason, "invalid_json");
+    }
+
+    #[test]
+    fn timestamps_in_every_form() {
+        for ts in [
+            json!(1_699_999_990.5),
+            json!(1_699_999_990),
+            json!("2023-11-14T22:13:10.5"),
+            json!("2023-11-14T22:13:10.5Z"),
+            json!("2023-11-14T23:13:10.5+01:00"),
+        ] {
+            let n = norm(json!({"timestamp": ts.clone()}));
+            let want = if ts.is_i64() {
+                1_699_999_990_000
+            } else {
+                1_699_999_990_500
+            };
+            assert_eq!(n.timestamp_ms, want, "{ts}");
+        }
+        let n = norm(json!({"timestamp": "yesterday"}));
+        assert_eq!(n.timestamp_ms, NOW);
+        assert_eq!(n.event["errors"][0]["name"], "timestamp");
+    }
+
+    #[test]
+    fn clock_drift_only_past_55_minutes() {
+        let mut c = ctx();
+        c.sent_at_ms = Some(NOW as i64 - 30 * 60_000);
+        let n = normalize_value(json!({"timestamp": (NOW / 1000 - 1800) as f64}), &c).unwrap();
+        assert_eq!(
+            n.timestamp_ms,
+            NOW - 1_800_000,
+            "30 min drift is left alone"
+        );
+        c.sent_at_ms = Some(NOW as i64 - 2 * 3_600_000);
+        let ev = json!({
+            "timestamp": (NOW / 1000 - 7200) as f64,
+            "breadcrumbs": [{"timestamp": (NOW / 1000 - 7210) as f64, "message": "m"}],
+        });
+        let n = normalize_value(ev, &c).unwrap();
+        assert_eq!(n.timestamp_ms, NOW);
+        assert_eq!(
+            n.event["breadcrumbs"]["values"][0]["timestamp"],
+            json!((NOW / 1000 - 10) as f64)
+        );
+    }
+
+    #[test]
+    fn future_and_past_are_clamped_to_received() {
+        let n = norm(json!({"timestamp": (NOW / 1000 + 3600) as f64}));
+        assert_eq!(n.timestamp_ms, NOW);
+        assert_eq!(n.event["errors"][0]["type"], "future_timestamp");
+        let n = norm(json!({"timestamp": (NOW / 1000 - 100 * 86_400) as f64}));
+        assert_eq!(n.timestamp_ms, NOW);
+        assert_eq!(n.event["errors"][0]["type"], "past_timestamp");
+    }
+
+    #[test]
+    fn levels_platform_and_type() {
+        for (given, want) in [
+            (json!("log"), "info"),
+            (json!("CRITICAL"), "fatal"),
+            (json!(30), "warning"),
+            (json!("nonsense"), "error"),
+        ] {
+            assert_eq!(norm(json!({"level": given})).event["level"], want);
+        }
+        let n = norm(json!({"platform": "brainfuck"}));
+        assert_eq!(n.event["platform"], "other");
+        assert_eq!(n.event_type, EventType::Default);
+        let n = norm(json!({"exception": [{"type": "E", "value": "v"}], "platform": "python"}));
+        assert_eq!(n.event_type, EventType::Error);
+        assert_eq!(n.event["platform"], "python");
+        let mut c = ctx();
+        c.is_transaction_item = true;
+        let n = normalize_value(json!({}), &c).unwrap();
+        assert_eq!(n.event_type, EventType::Transaction);
+        assert_eq!(n.event["level"], "info");
+    }
+
+    #[test]
+    fn tags_in_both_forms() {
+        let n =
+            norm(json!({"tags": {"a b": 1, "ok": true, "bad\u{1}": "x", "nl": "a\nb", "n": null}}));
+        assert_eq!(n.event["tags"], json!([["a-b", "1"], ["ok", "True"]]));
+        let n = norm(json!({"tags": [["k", "v"], ["k", "w"], "x:y"]}));
+        assert_eq!(n.event["tags"], json!([["k", "v"], ["x", "y"]]));
+        let long = "v".repeat(300);
+        let n = norm(json!({"tags": {"k": long}}));
+        let v = n.event["tags"][0][1].as_str().unwrap();
+        assert_eq!(v.chars().count(), 200);
+        assert!(v.ends_with("..."));
+    }
+
+    #[test]
+    fn length_limits_and_release_rules() {
+        let n = norm(
+            json!({"transaction": "t".repeat(500), "release": 12, "environment": "", "logger": "l".repeat(100)}),
+        );
+        assert_eq!(n.event["transaction"].as_str().unwrap().len(), 200);
+        assert_eq!(n.event["release"], "12");
+        assert!(n.event.get("environment").is_none());
+        assert_eq!(n.event["logger"].as_str().unwrap().len(), 64);
+        let n = norm(json!({"release": "a/b"}));
+        assert!(n.event.get("release").is_none());
+    }
+
+    #[test]
+    fn event_id_forms() {
+        let id = "5d167f9eb6d04d8aa1e4e5e0c0c6e1b3";
+        let n = norm(json!({"event_id": "5D167F9E-B6D0-4D8A-A1E4-E5E0C0C6E1B3"}));
+        assert_eq!(n.event["event_id"], id);
+        let mut c = ctx();
+        c.header_event_id = Some(Uuid::parse_str(id).unwrap());
+        let n = normalize_value(json!({"event_id": "nope"}), &c).unwrap();
+        assert_eq!(n.event_id.simple().to_string(), id);
+        let n = norm(json!({}));
+        assert!(!n.event_id.is_nil());
+    }
+
+    #[test]
+    fn exception_shapes() {
+        let n = norm(json!({
+            "exception": {"values": [
+                {"value": "ValueError: bad thing"},
+                {"type": "", "value": ""},
+                {"type": "E", "value": {"a": 1}, "mechanism": {"handled": false}},
+            ]},
+        }));
+        let values = n.event["exception"]["values"].as_array().unwrap();
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[0]["type"], "ValueError");
+        assert_eq!(values[0]["value"], "bad thing");
+        assert_eq!(values[1]["value"], "{\"a\":1}");
+        assert_eq!(values[1]["mechanism"]["type"], "generic");
+        let n = norm(json!({
+            "exception": [{"type": "E"}],
+            "stacktrace": {"frames": [{"abs_path": "https://x.io/a/b.js?x=1", "lineno": "3"}]},
+        }));
+        let frame = &n.event["exception"]["values"][0]["stacktrace"]["frames"][0];
+        assert_eq!(frame["filename"], "/a/b.js?x=1");
+        assert_eq!(frame["lineno"], 3);
+        assert!(n.event.get("stacktrace").is_none());
+    }
+
+    #[test]
+    fn frames_are_capped_to_the_newest_250() {
+        let frames: Vec<Value> = (0..300)
+            .map(|i| json!({"function": format!("f{i}")}))
+            .collect();
+        let n = norm(json!({"exception": [{"type": "E", "stacktrace": {"frames": frames}}]}));
+        let st = &n.event["exception"]["values"][0]["stacktrace"];
+        assert_eq!(st["frames"].as_array().unwrap().len(), 250);
+        assert_eq!(st["frames"][249]["function"], "f299");
+    }
+
+    #[test]
+    fn user_ip_auto_sdk_and_message() {
+        let sdk = json!({"name": "sentry.python", "version": "2.0.0"});
+        let mut c = ctx();
+        c.envelope_sdk = Some(&sdk);
+        let n = normalize_value(
+            json!({"user": {"ip_address": "{{auto}}", "id": 5}, "message": "hello", "junk": 1}),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(n.event["user"]["ip_address"], "203.0.113.9");
+        assert_eq!(n.event["user"]["id"], "5");
+        assert_eq!(n.event["sdk"]["name"], "sentry.python");
+        assert_eq!(n.event["logentry"]["formatted"], "hello");
+        assert!(n.event.get("junk").is_none());
+        let n = norm(json!({"logentry": {"message": "a %s b %s", "params": ["x", 2]}}));
+        assert_eq!(n.event["logentry"]["formatted"], "a x b 2");
+    }
+}

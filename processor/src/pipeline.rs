@@ -1,0 +1,913 @@
+//! The processor pipeline: log records in, one RocksDB write batch out.
+//!
+//! Per record: normalize → inbound filters → scrub → (errors) derived tags, grouping hashes,
+//! issue lookup/creation/regression, counters → stored event + indexes → outcome. Everything
+//! a batch produces — events, indexes, issue records, counters, outcomes, id sequences — is
+//! in one write batch, and the caller adds its consumer offset to the same batch
+//! ([`BatchOutcome::batch_mut`]) before [`Processor::commit`]. A crash therefore either loses
+//! the whole batch (it is replayed from the old offset) or keeps all of it; dedup by
+//! (project, event id), against the store and within the batch, makes resent events harmless.
+//!
+//! Counters are merge operands (no read-modify-write). The only reads on the hot path are
+//! point lookups with bloom filters: event id dedup, hash → issue (cached), the issue record
+//! (once per issue per batch) and unique-user membership (cached).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+use serde_json::Value;
+use storage::records::{self, IssueRecord, StoredEvent};
+use storage::{cf, encode_i64, keys, EmbeddedLog, LogRecord, Project, Store, WriteBatch};
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::filters;
+use crate::grouping::GroupingConfig;
+use crate::issues::{self, IssueFacts};
+use crate::normalize::{self, EventType, NormalizeContext};
+use crate::scrub::Scrubber;
+
+/// Outcome ids (Relay's `OutcomeId`).
+pub mod outcome {
+    /// Stored.
+    pub const ACCEPTED: u8 = 0;
+    /// Dropped by an inbound filter.
+    pub const FILTERED: u8 = 1;
+    /// Dropped by a rate limit.
+    pub const RATE_LIMITED: u8 = 2;
+    /// Rejected as invalid.
+    pub const INVALID: u8 = 3;
+    /// Dropped by the SDK (client reports).
+    pub const CLIENT_DISCARD: u8 = 5;
+}
+
+/// Data categories (Relay's `DataCategory` numbering) used in outcome keys.
+pub mod category {
+    /// `default`.
+    pub const DEFAULT: u8 = 0;
+    /// `error` (errors and message events).
+    pub const ERROR: u8 = 1;
+    /// `transaction`.
+    pub const TRANSACTION: u8 = 2;
+    /// `security`.
+    pub const SECURITY: u8 = 3;
+    /// `attachment`.
+    pub const ATTACHMENT: u8 = 4;
+    /// `session`.
+    pub const SESSION: u8 = 5;
+
+    /// The numeric category of a wire name (`255` for unknown names).
+    pub fn from_name(name: &str) -> u8 {
+        match name {
+            "default" => DEFAULT,
+            "error" => ERROR,
+            "transaction" => TRANSACTION,
+            "security" => SECURITY,
+            "attachment" => ATTACHMENT,
+            "session" => SESSION,
+            "profile" => 6,
+            "replay" => 7,
+            "transaction_processed" => 8,
+            "transaction_indexed" => 9,
+            "monitor" => 10,
+            "profile_indexed" => 11,
+            "span" => 12,
+            "monitor_seat" => 13,
+            "feedback" | "user_report_v2" => 14,
+            "metric_bucket" => 15,
+            "span_indexed" => 16,
+            "profile_duration" => 17,
+            "profile_chunk" => 18,
+            "replay_video" => 20,
+            "attachment_item" => 22,
+            "log_item" => 23,
+            "log_byte" => 24,
+            _ => 255,
+        }
+    }
+}
+
+/// Tuning of the processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Most records per batch.
+    pub batch_records: usize,
+    /// About this many bytes per batch.
+    pub batch_bytes: usize,
+    /// zstd level of stored events.
+    pub zstd_level: i32,
+    /// fsync each commit (the log is already durable; a lost commit is replayed).
+    pub sync_commits: bool,
+    /// How long an idle processor waits for the log's signal before polling again.
+    pub idle_wait: Duration,
+    /// Entries kept in the hash → issue and unique-user caches (each).
+    pub cache_entries: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            batch_records: 1024,
+            batch_bytes: 16 << 20,
+            zstd_level: 1,
+            sync_commits: false,
+            idle_wait: Duration::from_millis(200),
+            cache_entries: 200_000,
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Records looked at.
+    pub records: u64,
+    /// Events stored (errors, messages, transactions).
+    pub accepted: u64,
+    /// Of which transactions.
+    pub transactions: u64,
+    /// Dropped by inbound filters.
+    pub filtered: u64,
+    /// Rejected as invalid.
+    pub invalid: u64,
+    /// Already stored (same project and event id).
+    pub duplicates: u64,
+    /// Item types the processor does not store (attachments, sessions, …) and client reports.
+    pub skipped: u64,
+    /// Issues created.
+    pub issues_created: u64,
+    /// Issues regressed.
+    pub regressions: u64,
+}
+
+impl BatchStats {
+    /// Adds another batch's numbers.
+    pub fn add(&mut self, o: &BatchStats) {
+        self.records += o.records;
+        self.accepted += o.accepted;
+        self.transactions += o.transactions;
+        self.filtered += o.filtered;
+        self.invalid += o.invalid;
+        self.duplicates += o.duplicates;
+        self.skipped += o.skipped;
+        self.issues_created += o.issues_created;
+        self.regressions += o.regressions;
+    }
+}
+
+/// A processed batch not yet written. Holds the issue write lock until committed or
+/// dropped, so an API status change cannot interleave with the batch's issue updates.
+pub struct BatchOutcome {
+    batch: WriteBatch,
+    /// What the batch did.
+    pub stats: BatchStats,
+    delta: StateDelta,
+    _guard: MutexGuard<'static, ()>,
+}
+
+impl BatchOutcome {
+    /// The write batch, to add a consumer offset to (embedded: [`storage::commit_consumed`];
+    /// Kafka: the partition offsets).
+    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
+    /// Bytes of the write batch.
+    pub fn batch_size_bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+}
+
+impl std::fmt::Debug for BatchOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchOutcome")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// In-memory state that must only change once a batch is durably written.
+#[derive(Default)]
+struct StateDelta {
+    next_issue_id: Option<u64>,
+    short_ids: HashMap<u64, u64>,
+    hashes: Vec<((u64, String), u64)>,
+    users: Vec<(u64, u64)>,
+}
+
+struct State {
+    /// Next issue id to hand out; 0 = not loaded yet.
+    next_issue_id: u64,
+    /// Next short id number per project.
+    short_ids: HashMap<u64, u64>,
+    hash_cache: HashMap<(u64, String), u64>,
+    user_cache: HashSet<(u64, u64)>,
+}
+
+/// The processor. Share it with `Arc`; [`Processor::spawn_embedded`] runs it on its own
+/// thread over the embedded log.
+pub struct Processor {
+    store: Store,
+    config: ProcessorConfig,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+const ISSUE_SEQUENCE: &str = "issue";
+
+fn short_id_sequence(project_id: u64) -> String {
+    format!("short_id:{project_id}")
+}
+
+fn read_sequence(store: &Store, name: &str) -> Result<u64> {
+    let key = keys::prefixed_str(keys::meta::SEQUENCE, name);
+    Ok(store
+        .db()
+        .get_cf(&store.cf(cf::META), key)?
+        .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+/// Per-batch working set.
+struct Work<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+    stats: BatchStats,
+    delta: StateDelta,
+    seen_events: HashSet<(u64, Uuid)>,
+    hashes: HashMap<(u64, String), u64>,
+    issues: HashMap<u64, IssueRecord>,
+    users: HashSet<(u64, u64)>,
+    counters: HashMap<Vec<u8>, i64>,
+    outcomes: HashMap<Vec<u8>, i64>,
+    scrubbers: HashMap<u64, Scrubber>,
+    grouping: HashMap<u64, GroupingConfig>,
+    compressor: zstd::bulk::Compressor<'static>,
+    next_issue_id: u64,
+    short_ids: HashMap<u64, u64>,
+}
+
+impl Work<'_> {
+    fn count(&mut self, key: Vec<u8>, n: i64) {
+        *self.counters.entry(key).or_insert(0) += n;
+    }
+
+    fn outcome(
+        &mut self,
+        project_id: u64,
+        ts_ms: u64,
+        outcome: u8,
+        category: u8,
+        reason: &str,
+        n: i64,
+    ) {
+        let key = keys::outcome(
+            project_id,
+            keys::hour_start(ts_ms),
+            outcome,
+            category,
+            reason,
+        );
+        *self.outcomes.entry(key).or_insert(0) += n;
+    }
+}
+
+/// The parts of the envelope header the processor uses.
+struct EnvelopeInfo {
+    sent_at_ms: Option<i64>,
+    sdk: Option<Value>,
+}
+
+fn envelope_info(header: &[u8]) -> EnvelopeInfo {
+    let parsed: Option<Value> = if header.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(header).ok()
+    };
+    let sent_at_ms = parsed
+        .as_ref()
+        .and_then(|h| h.get("sent_at"))
+        .and_then(Value::as_str)
+        .and_then(normalize::parse_timestamp_str);
+    let sdk = parsed.and_then(|mut h| h.get_mut("sdk").map(Value::take));
+    EnvelopeInfo { sent_at_ms, sdk }
+}
+
+/// Builds a project's grouping configuration from its settings; broken rules are logged
+/// and ignored (Sentry's defaults still apply) rather than failing every event.
+fn grouping_config(project: &Project) -> GroupingConfig {
+    let rules = project.settings.fingerprinting_rules.trim();
+    let fingerprinting = (!rules.is_empty()).then(|| Value::String(rules.to_owned()));
+    let enhancements = project.settings.grouping_enhancements.trim();
+    GroupingConfig::from_rules(
+        fingerprinting.as_ref(),
+        (!enhancements.is_empty()).then_some(enhancements),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(project = project.id, error = %e, "ignoring invalid grouping rules");
+        GroupingConfig::default()
+    })
+}
+
+/// Contributing grouping hashes of a normalized, scrubbed event, primary first.
+fn grouping_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
+    crate::grouping::compute(event, config).hashes
+}
+
+impl Processor {
+    /// A processor over `store` (must be the primary).
+    pub fn new(store: Store, config: ProcessorConfig) -> Result<Processor> {
+        store.ensure_writable()?;
+        let next_issue_id = read_sequence(&store, ISSUE_SEQUENCE)? + 1;
+        Ok(Processor {
+            store,
+            config,
+            state: Mutex::new(State {
+                next_issue_id,
+                short_ids: HashMap::new(),
+                hash_cache: HashMap::new(),
+                user_cache: HashSet::new(),
+            }),
+        })
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Processes records into a write batch without writing it.
+    pub fn process_batch(&self, records: &[LogRecord]) -> Result<BatchOutcome> {
+        let guard = records::issue_write_lock();
+        let (next_issue_id, short_ids) = {
+            let st = self.state.lock();
+            (st.next_issue_id, st.short_ids.clone())
+        };
+        let mut work = Work {
+            store: &self.store,
+            batch: WriteBatch::default(),
+            stats: BatchStats::default(),
+            delta: StateDelta::default(),
+            seen_events: HashSet::new(),
+            hashes: HashMap::new(),
+            issues: HashMap::new(),
+            users: HashSet::new(),
+            counters: HashMap::new(),
+            outcomes: HashMap::new(),
+            scrubbers: HashMap::new(),
+            grouping: HashMap::new(),
+            compressor: zstd::bulk::Compressor::new(self.config.zstd_level)
+                .map_err(storage::StorageError::from)?,
+            next_issue_id,
+            short_ids,
+        };
+        for record in records {
+            work.stats.records += 1;
+            self.process_record(&mut work, record)?;
+        }
+        self.finish(work, guard)
+    }
+
+    /// Writes a processed batch (with whatever offset the caller added) and only then
+    /// updates the in-memory caches and sequences.
+    pub fn commit(&self, outcome: BatchOutcome) -> Result<BatchStats> {
+        let BatchOutcome {
+            batch,
+            stats,
+            delta,
+            _guard,
+        } = outcome;
+        self.store.write(batch, self.config.sync_commits)?;
+        let mut st = self.state.lock();
+        if let Some(next) = delta.next_issue_id {
+            st.next_issue_id = next;
+        }
+        st.short_ids.extend(delta.short_ids);
+        if st.hash_cache.len() + delta.hashes.len() > self.config.cache_entries {
+            st.hash_cache.clear();
+        }
+        st.hash_cache.extend(delta.hashes);
+        if st.user_cache.len() + delta.users.len() > self.config.cache_entries {
+            st.user_cache.clear();
+        }
+        st.user_cache.extend(delta.users);
+        Ok(stats)
+    }
+
+    /// Processes and commits records without a log offset (tests, tools).
+    pub fn process_and_commit(&self, records: &[LogRecord]) -> Result<BatchStats> {
+        let outcome = self.process_batch(records)?;
+        self.commit(outcome)
+    }
+
+    /// Runs over the embedded log until `shutdown` is set: read a batch from the committed
+    /// offset, process, write results + offset in one batch, release the log budget.
+    /// Store errors are logged and retried after a pause (the batch is simply re-read).
+    pub fn run_embedded(&self, log: Arc<EmbeddedLog>, shutdown: Arc<AtomicBool>) {
+        let reader = log.reader();
+        let mut next = match storage::consumer_offset(&self.store, storage::EMBEDDED_CONSUMER) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "processor cannot read its offset");
+                return;
+            }
+        };
+        while !shutdown.load(Ordering::Acquire) {
+            let generation = log.signal().generation();
+            match self.embedded_step(&reader, &log, next) {
+                Ok(Some(n)) => next = n,
+                Ok(None) => log.signal().wait_past(generation, self.config.idle_wait),
+                Err(e) => {
+                    tracing::error!(error = %e, offset = next, "processor batch failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// One batch of the embedded loop; `Ok(None)` when the log is drained.
+    pub fn embedded_step(
+        &self,
+        reader: &storage::LogReader,
+        log: &EmbeddedLog,
+        from: u64,
+    ) -> Result<Option<u64>> {
+        let read = reader.read(from, self.config.batch_records, self.config.batch_bytes)?;
+        let Some(&(last, _)) = read.last() else {
+            return Ok(None);
+        };
+        let bytes: u64 = read.iter().map(|(_, r)| r.encoded_len() as u64).sum();
+        let records: Vec<LogRecord> = read.into_iter().map(|(_, r)| r).collect();
+        let mut outcome = self.process_batch(&records)?;
+        storage::commit_consumed(
+            &self.store,
+            outcome.batch_mut(),
+            storage::EMBEDDED_CONSUMER,
+            last + 1,
+        );
+        self.commit(outcome)?;
+        log.release(bytes);
+        Ok(Some(last + 1))
+    }
+
+    /// Starts [`Processor::run_embedded`] on a dedicated thread.
+    pub fn spawn_embedded(
+        self: Arc<Self>,
+        log: Arc<EmbeddedLog>,
+        shutdown: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("osprey-processor".into())
+            .spawn(move || self.run_embedded(log, shutdown))
+    }
+
+    fn process_record(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
+        match record.item_type.as_str() {
+            "event" | "transaction" => self.process_event(work, record),
+            "client_report" => {
+                work.stats.skipped += 1;
+                client_report(work, record);
+                Ok(())
+            }
+            _ => {
+                work.stats.skipped += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn process_event(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
+        let is_tx = record.item_type == "transaction";
+        let item_category = if is_tx {
+            category::TRANSACTION
+        } else {
+            category::ERROR
+        };
+        let Some(project) = self.store.meta().project(record.project_id) else {
+            work.stats.invalid += 1;
+            work.outcome(
+                record.project_id,
+                record.received_ms,
+                outcome::INVALID,
+                item_category,
+                "project_id",
+                1,
+            );
+            return Ok(());
+        };
+        let env = envelope_info(&record.envelope_header);
+        let ctx = NormalizeContext {
+            project_id: project.id,
+            key_id: record.key_id,
+            received_ms: record.received_ms,
+            sent_at_ms: env.sent_at_ms,
+            header_event_id: record.event_id,
+            client_addr: record.client_addr,
+            envelope_sdk: env.sdk.as_ref(),
+            max_past_ms: self.store.retention_ms(),
+            is_transaction_item: is_tx,
+        };
+        let mut normalized = match normalize::normalize(&record.payload, &ctx) {
+            Ok(n) => n,
+            Err(invalid) => {
+                tracing::debug!(reason = invalid.reason, detail = %invalid.detail, "invalid event");
+                work.stats.invalid += 1;
+                work.outcome(
+                    project.id,
+                    record.received_ms,
+                    outcome::INVALID,
+                    item_category,
+                    invalid.reason,
+                    1,
+                );
+                return Ok(());
+            }
+        };
+        let ev_category = match normalized.event_type {
+            EventType::Transaction => category::TRANSACTION,
+            _ => category::ERROR,
+        };
+        let ts = normalized.timestamp_ms;
+        // Dedup: within the batch, then against the store.
+        let dedup_key = (project.id, normalized.event_id);
+        let event_key = keys::event(project.id, &normalized.event_id);
+        if work.seen_events.contains(&dedup_key)
+            || self
+                .store
+                .db()
+                .get_pinned_cf(&self.store.cf(cf::EVENTS), event_key)?
+                .is_some()
+        {
+            work.stats.duplicates += 1;
+            return Ok(());
+        }
+        work.seen_events.insert(dedup_key);
+
+        if let Some(filter) = filters::should_filter(&normalized.event, &project.settings) {
+            work.stats.filtered += 1;
+            work.outcome(project.id, ts, outcome::FILTERED, ev_category, filter, 1);
+            return Ok(());
+        }
+        work.scrubbers
+            .entry(project.id)
+            .or_insert_with(|| Scrubber::from_settings(&project.settings))
+            .scrub(&mut normalized.event);
+        issues::add_derived_tags(&mut normalized.event);
+
+        let (issue_id, hashes) = if normalized.event_type == EventType::Transaction {
+            // PERF-SEAM (LEAD): once `processor/src/transactions.rs` (branch `perf`) is on
+            // main, validate and fold here, before storing:
+            //     if let Err(e) = work.folder.add(&project, &normalized.event) {
+            //         work.stats.invalid += 1;
+            //         work.outcome(project.id, ts, outcome::INVALID, ev_category, e.outcome_reason(), 1);
+            //         return Ok(());
+            //     }
+            // with `folder: TransactionFolder` in `Work`, `work.folder.flush_into(store, &mut
+            // work.batch)` at the top of `finish`, and, for every stored error event,
+            // `transactions::count_error_event(store, &mut work.batch, project.id, ts, env)`.
+            work.stats.transactions += 1;
+            issues::annotate_transaction(&mut normalized.event);
+            (None, Vec::new())
+        } else {
+            let config = work
+                .grouping
+                .entry(project.id)
+                .or_insert_with(|| grouping_config(&project));
+            let mut hashes = grouping_hashes(&normalized.event, config);
+            if hashes.is_empty() {
+                // Sentry always has a hash (its fallback variant); guard against none.
+                hashes.push(crate::grouping::hash_values(["<no grouping>"]));
+            }
+            let facts = issues::derive_facts(&normalized.event);
+            issues::annotate_event(&mut normalized.event, &facts);
+            let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;
+            self.count_issue(work, &project, issue_id, &normalized.event, ts)?;
+            (Some(issue_id), hashes)
+        };
+
+        let event_id = normalized.event_id;
+        let trace_id = normalized
+            .event
+            .pointer("/contexts/trace/trace_id")
+            .and_then(Value::as_str)
+            .and_then(|t| Uuid::try_parse(t).ok());
+        let stored = StoredEvent {
+            event_id: event_id.simple().to_string(),
+            project_id: project.id,
+            issue_id,
+            timestamp_ms: ts,
+            received_ms: record.received_ms,
+            hashes,
+            event: normalized.event,
+        };
+        let value = records::encode_event_with(&stored, &mut work.compressor)?;
+        let store = work.store;
+        work.batch.put_cf(&store.cf(cf::EVENTS), event_key, value);
+        let index = store.cf(cf::INDEX);
+        if let Some(issue_id) = issue_id {
+            work.batch.put_cf(
+                &index,
+                keys::index_by_time(keys::index::ISSUE_TIME, issue_id, ts, &event_id),
+                [],
+            );
+        }
+        work.batch.put_cf(
+            &index,
+            keys::index_by_time(keys::index::PROJECT_TIME, project.id, ts, &event_id),
+            [],
+        );
+        if let Some(trace) = trace_id {
+            work.batch
+                .put_cf(&index, keys::index_trace(&trace, ts, &event_id), []);
+        }
+        work.stats.accepted += 1;
+        work.outcome(project.id, ts, outcome::ACCEPTED, ev_category, "", 1);
+        Ok(())
+    }
+
+    /// Finds the issue any of `hashes` belongs to, or creates one; maps every new hash to it.
+    fn assign_issue(
+        &self,
+        work: &mut Work<'_>,
+        project: &Project,
+        hashes: &[String],
+        facts: &IssueFacts,
+        ts: u64,
+    ) -> Result<u64> {
+        let mut found = None;
+        let mut unmapped = Vec::new();
+        for hash in hashes {
+            let key = (project.id, hash.clone());
+            let hit = match work.hashes.get(&key) {
+                Some(id) => Some(*id),
+                None => {
+                    let cached = self.state.lock().hash_cache.get(&key).copied();
+                    match cached {
+                        Some(id) => Some(id),
+                        None => self
+                            .store
+                            .db()
+                            .get_pinned_cf(
+                                &self.store.cf(cf::ISSUES),
+                                keys::issue_hash(project.id, hash),
+                            )?
+                            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)),
+                    }
+                }
+            };
+            match hit {
+                Some(id) => {
+                    work.hashes.insert(key, id);
+                    if found.is_none() {
+                        found = Some(id);
+                    }
+                }
+                None => unmapped.push(hash.clone()),
+            }
+        }
+        let issue_id = match found {
+            Some(id) => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = work.issues.entry(id) {
+                    match records::load_issue(&self.store, id)? {
+                        Some(rec) => {
+                            slot.insert(rec);
+                        }
+                        None => {
+                            // A hash pointing at a missing record (damaged or deleted): start
+                            // a fresh issue rather than fail the batch.
+                            tracing::warn!(
+                                issue = id,
+                                "hash points at a missing issue; recreating"
+                            );
+                            return self.create_issue(work, project, hashes, facts, ts);
+                        }
+                    }
+                }
+                let resolve_age_ms = project.settings.resolve_age_hours.saturating_mul(3_600_000);
+                if let Some(issue) = work.issues.get_mut(&id) {
+                    if issues::apply_event(issue, facts, ts, resolve_age_ms) {
+                        work.stats.regressions += 1;
+                    }
+                }
+                id
+            }
+            None => return self.create_issue(work, project, hashes, facts, ts),
+        };
+        let issues_cf = self.store.cf(cf::ISSUES);
+        for hash in unmapped {
+            work.batch.put_cf(
+                &issues_cf,
+                keys::issue_hash(project.id, &hash),
+                issue_id.to_be_bytes(),
+            );
+            work.hashes.insert((project.id, hash.clone()), issue_id);
+            work.delta.hashes.push(((project.id, hash), issue_id));
+        }
+        Ok(issue_id)
+    }
+
+    fn create_issue(
+        &self,
+        work: &mut Work<'_>,
+        project: &Project,
+        hashes: &[String],
+        facts: &IssueFacts,
+        ts: u64,
+    ) -> Result<u64> {
+        let id = work.next_issue_id;
+        work.next_issue_id += 1;
+        let short = match work.short_ids.get(&project.id) {
+            Some(n) => *n,
+            None => read_sequence(&self.store, &short_id_sequence(project.id))? + 1,
+        };
+        work.short_ids.insert(project.id, short + 1);
+        let primary = hashes.first().map(String::as_str).unwrap_or("");
+        let issue = issues::new_issue(id, project.id, short, facts, ts, primary);
+        let issues_cf = self.store.cf(cf::ISSUES);
+        work.batch.put_cf(
+            &issues_cf,
+            keys::issue_short_id(project.id, short),
+            id.to_be_bytes(),
+        );
+        for hash in hashes {
+            work.batch.put_cf(
+                &issues_cf,
+                keys::issue_hash(project.id, hash),
+                id.to_be_bytes(),
+            );
+            work.hashes.insert((project.id, hash.clone()), id);
+            work.delta.hashes.push(((project.id, hash.clone()), id));
+        }
+        work.issues.insert(id, issue);
+        work.stats.issues_created += 1;
+        Ok(id)
+    }
+
+    fn count_issue(
+        &self,
+        work: &mut Work<'_>,
+        project: &Project,
+        issue_id: u64,
+        event: &Value,
+        ts: u64,
+    ) -> Result<()> {
+        work.count(
+            keys::issue_counter(keys::counters::ISSUE_EVENTS, issue_id).to_vec(),
+            1,
+        );
+        work.count(
+            keys::issue_hourly(project.id, keys::hour_start(ts), issue_id),
+            1,
+        );
+        let pairs: Vec<Vec<u8>> = issues::tag_pairs(event)
+            .map(|(k, v)| keys::issue_tag(issue_id, k, v))
+            .collect();
+        for key in pairs {
+            work.count(key, 1);
+        }
+        if let Some(user) = issues::user_tag(event) {
+            let user_hash = xxhash_rust::xxh3::xxh3_64(user.as_bytes());
+            let member = (issue_id, user_hash);
+            let known = work.users.contains(&member)
+                || self.state.lock().user_cache.contains(&member)
+                || self
+                    .store
+                    .db()
+                    .get_pinned_cf(
+                        &self.store.cf(cf::ISSUES),
+                        keys::issue_user(issue_id, user_hash),
+                    )?
+                    .is_some();
+            if !known {
+                work.batch.put_cf(
+                    &self.store.cf(cf::ISSUES),
+                    keys::issue_user(issue_id, user_hash),
+                    [],
+                );
+                work.count(
+                    keys::issue_counter(keys::counters::ISSUE_USERS, issue_id).to_vec(),
+                    1,
+                );
+                work.delta.users.push(member);
+            }
+            work.users.insert(member);
+        }
+        Ok(())
+    }
+
+    fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
+        let store = work.store;
+        let issues_cf = store.cf(cf::ISSUES);
+        for (id, issue) in &work.issues {
+            work.batch
+                .put_cf(&issues_cf, keys::issue(*id), issue.to_bytes());
+        }
+        let counters_cf = store.cf(cf::COUNTERS);
+        for (key, n) in &work.counters {
+            work.batch.merge_cf(&counters_cf, key, encode_i64(*n));
+        }
+        let outcomes_cf = store.cf(cf::OUTCOMES);
+        for (key, n) in &work.outcomes {
+            work.batch.merge_cf(&outcomes_cf, key, encode_i64(*n));
+        }
+        let meta_cf = store.cf(cf::META);
+        let start_next = self.state.lock().next_issue_id;
+        if work.next_issue_id != start_next {
+            // The sequence stores the last id handed out, like storage's other sequences.
+            work.batch.put_cf(
+                &meta_cf,
+                keys::prefixed_str(keys::meta::SEQUENCE, ISSUE_SEQUENCE),
+                (work.next_issue_id - 1).to_be_bytes(),
+            );
+            work.delta.next_issue_id = Some(work.next_issue_id);
+        }
+        for (project_id, next) in &work.short_ids {
+            work.batch.put_cf(
+                &meta_cf,
+                keys::prefixed_str(keys::meta::SEQUENCE, &short_id_sequence(*project_id)),
+                (next - 1).to_be_bytes(),
+            );
+        }
+        work.delta.short_ids = std::mem::take(&mut work.short_ids);
+        Ok(BatchOutcome {
+            batch: work.batch,
+            stats: work.stats,
+            delta: work.delta,
+            _guard: guard,
+        })
+    }
+}
+
+/// Client reports become outcomes: discarded → `client_discard`, rate limited →
+/// `rate_limited`, filtered → `filtered`, with the SDK's reason and category.
+fn client_report(work: &mut Work<'_>, record: &LogRecord) {
+    let Ok(report) = serde_json::from_slice::<Value>(&record.payload) else {
+        work.outcome(
+            record.project_id,
+            record.received_ms,
+            outcome::INVALID,
+            category::DEFAULT,
+            "invalid_json",
+            1,
+        );
+        return;
+    };
+    for (field, outcome_id) in [
+        ("discarded_events", outcome::CLIENT_DISCARD),
+        ("rate_limited_events", outcome::RATE_LIMITED),
+        ("filtered_events", outcome::FILTERED),
+    ] {
+        let Some(list) = report.get(field).and_then(Value::as_array) else {
+            continue;
+        };
+        for entry in list.iter().take(1000) {
+            let reason = entry.get("reason").and_then(Value::as_str).unwrap_or("");
+            let cat = entry.get("category").and_then(Value::as_str).unwrap_or("");
+            let quantity = entry.get("quantity").and_then(Value::as_u64).unwrap_or(0);
+            if reason.len() > 200 || quantity == 0 {
+                continue;
+            }
+            let cat = category::from_name(cat);
+            let quantity = quantity.min(u32::MAX as u64) as i64;
+            work.outcome(
+                record.project_id,
+                record.received_ms,
+                outcome_id,
+                cat,
+                reason,
+                quantity,
+            );
+        }
+    }
+}
+
+/// A log record for tests and benches: one `event` item with `payload`.
+pub fn event_record(
+    project_id: u64,
+    received_ms: u64,
+    payload: &[u8],
+    client_addr: Option<IpAddr>,
+) -> LogRecord {
+    LogRecord {
+        project_id,
+        key_id: 1,
+        received_ms,
+        event_id: None,
+        item_type: "event".into(),
+        envelope_header: bytes::Bytes::new(),
+        item_header: bytes::Bytes::from_static(b"{\"type\":\"event\"}"),
+        client_addr,
+        payload: bytes::Bytes::copy_from_slice(payload),
+    }
+}

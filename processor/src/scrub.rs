@@ -1,0 +1,411 @@
+//! Server-side data scrubbing, on by default like Relay's default PII rules.
+//!
+//! Three rules, applied to the whole event except its structural fields (ids, times, sdk…):
+//! - a value under a sensitive key (`password`, `secret`, `token`, `auth`, `cookie`, …, plus
+//!   the project's `sensitive_fields`, minus its `safe_fields`) becomes `[Filtered]`, whether
+//!   the key is an object key or the first half of a `[key, value]` pair (headers, tags,
+//!   query pairs) or of `key=value` in a query string;
+//! - a credit-card number (13–19 digits, optionally grouped by spaces or dashes, passing
+//!   the Luhn check) inside any string becomes `[Filtered]`;
+//! - with `scrub_ip_addresses`, `user.ip_address` is removed and IP addresses in strings
+//!   become `[ip]`.
+//!
+//! Cookies are credentials by nature: `request.cookies` is filtered whole.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+use storage::ProjectSettings;
+
+/// What replaces a scrubbed value (Sentry's marker).
+pub const FILTERED: &str = "[Filtered]";
+
+/// Key fragments that mark a value as sensitive (case-insensitive substring match), the
+/// union of Sentry's legacy defaults and Relay's `@password`/`@secret` rules.
+const SENSITIVE_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "api_key",
+    "apikey",
+    "api-key",
+    "auth",
+    "credentials",
+    "mysql_pwd",
+    "privatekey",
+    "private_key",
+    "private-key",
+    "token",
+    "session",
+    "cookie",
+    "csrf",
+    "xsrf",
+];
+
+/// Top-level fields that hold no user data; scrubbing them could only break the event.
+const STRUCTURAL: &[&str] = &[
+    "event_id",
+    "timestamp",
+    "start_timestamp",
+    "received",
+    "level",
+    "platform",
+    "type",
+    "version",
+    "project",
+    "key_id",
+    "grouping_config",
+    "sdk",
+    "errors",
+    "debug_meta",
+    "release",
+    "dist",
+    "environment",
+    "fingerprint",
+    "transaction_info",
+];
+
+static IPV4: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}\b")
+        .expect("static regex")
+});
+
+/// A project's scrubbing configuration, prepared once per project.
+#[derive(Debug, Clone)]
+pub struct Scrubber {
+    enabled: bool,
+    scrub_ip: bool,
+    extra_keys: Vec<String>,
+    safe_keys: Vec<String>,
+}
+
+impl Scrubber {
+    /// From the project's settings.
+    pub fn from_settings(settings: &ProjectSettings) -> Scrubber {
+        let lower = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Scrubber {
+            enabled: settings.scrub_data,
+            scrub_ip: settings.scrub_ip_addresses,
+            extra_keys: lower(&settings.sensitive_fields),
+            safe_keys: lower(&settings.safe_fields),
+        }
+    }
+
+    /// Whether a key's value must be filtered.
+    pub fn is_sensitive_key(&self, key: &str) -> bool {
+        if self.safe_keys.iter().any(|s| s.eq_ignore_ascii_case(key)) {
+            return false;
+        }
+        SENSITIVE_KEYS.iter().any(|n| contains_ci(key, n))
+            || self.extra_keys.iter().any(|n| contains_ci(key, n))
+    }
+
+    /// Scrubs an event in place.
+    pub fn scrub(&self, event: &mut Value) {
+        if !self.enabled && !self.scrub_ip {
+            return;
+        }
+        let Some(ev) = event.as_object_mut() else {
+            return;
+        };
+        if self.scrub_ip {
+            if let Some(Value::Object(user)) = ev.get_mut("user") {
+                user.remove("ip_address");
+            }
+            if let Some(Value::Object(env)) = ev.get_mut("request").and_then(|r| r.get_mut("env")) {
+                env.remove("REMOTE_ADDR");
+            }
+        }
+        if self.enabled {
+            if let Some(Value::Object(req)) = ev.get_mut("request") {
+                scrub_request_specials(self, req);
+            }
+        }
+        for (key, value) in ev.iter_mut() {
+            if STRUCTURAL.contains(&key.as_str()) {
+                continue;
+            }
+            self.walk(value, 0);
+        }
+    }
+
+    fn walk(&self, value: &mut Value, depth: usize) {
+        // Normalization bounds nesting of what matters; this bound only protects the stack.
+        if depth > 64 {
+            return;
+        }
+        match value {
+            Value::Object(map) => self.walk_object(map, depth),
+            Value::Array(items) => {
+                if self.enabled && is_pair(items) {
+                    let sensitive = items[0].as_str().is_some_and(|k| self.is_sensitive_key(k));
+                    if sensitive {
+                        filter_all(&mut items[1]);
+                        return;
+                    }
+                }
+                for item in items.iter_mut() {
+                    self.walk(item, depth + 1);
+                }
+            }
+            Value::String(s) => self.scrub_string(s),
+            _ => {}
+        }
+    }
+
+    fn walk_object(&self, map: &mut Map<String, Value>, depth: usize) {
+        for (key, child) in map.iter_mut() {
+            if self.enabled && self.is_sensitive_key(key) {
+                filter_all(child);
+            } else {
+                self.walk(child, depth + 1);
+            }
+        }
+    }
+
+    fn scrub_string(&self, s: &mut String) {
+        if self.enabled {
+            if let Some(replaced) = replace_card_numbers(s) {
+                *s = replaced;
+            }
+        }
+        if self.scrub_ip {
+            if s.parse::<std::net::IpAddr>().is_ok() {
+                *s = "[ip]".into();
+            } else if IPV4.is_match(s) {
+                *s = IPV4.replace_all(s, "[ip]").into_owned();
+            }
+        }
+    }
+}
+
+/// `request.cookies` whole, and `key=value` pairs of `query_string` (and of the URL).
+fn scrub_request_specials(scrubber: &Scrubber, req: &mut Map<String, Value>) {
+    if let Some(cookies) = req.get_mut("cookies") {
+        filter_all(cookies);
+    }
+    if let Some(Value::String(q)) = req.get_mut("query_string") {
+        if let Some(new) = scrub_query(scrubber, q) {
+            *q = new;
+        }
+    }
+    if let Some(Value::String(url)) = req.get_mut("url") {
+        if let Some((base, query)) = url.split_once('?') {
+            if let Some(new) = scrub_query(scrubber, query) {
+                *url = format!("{base}?{new}");
+            }
+        }
+    }
+}
+
+fn scrub_query(scrubber: &Scrubber, query: &str) -> Option<String> {
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if scrubber.is_sensitive_key(k) => {
+                changed = true;
+                format!("{k}={FILTERED}")
+            }
+            _ => part.to_owned(),
+        })
+        .collect();
+    changed.then(|| parts.join("&"))
+}
+
+fn is_pair(items: &[Value]) -> bool {
+    items.len() == 2 && items[0].is_string() && !items[1].is_object() && !items[1].is_array()
+}
+
+/// Replaces every scalar under `value` with `[Filtered]` (keeps the shape of objects so the
+/// UI still shows which keys were there).
+fn filter_all(value: &mut Value) {
+    match value {
+        Value::Object(m) => m.values_mut().for_each(filter_all),
+        Value::Array(a) => a.iter_mut().for_each(filter_all),
+        Value::Null => {}
+        other => *other = Value::String(FILTERED.into()),
+    }
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// Luhn checksum over ASCII digits.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = (d - b'0') as u32;
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// Finds card numbers: runs of 13–19 digits, single spaces or dashes allowed between
+/// digits, not glued to other digits or letters, passing Luhn. Returns the string with
+/// each replaced by `[Filtered]`, or `None` when there is none.
+pub fn replace_card_numbers(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 13 {
+        return None;
+    }
+    let mut out: Option<String> = None;
+    let mut copied = 0usize;
+    let mut i = 0usize;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() || (i > 0 && bytes[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits: Vec<u8> = Vec::with_capacity(19);
+        let mut end = i;
+        let mut j = i;
+        while j < bytes.len() && digits.len() <= 19 {
+            let b = bytes[j];
+            if b.is_ascii_digit() {
+                digits.push(b);
+                end = j + 1;
+                j += 1;
+            } else if (b == b' ' || b == b'-')
+                && j + 1 < bytes.len()
+                && bytes[j + 1].is_ascii_digit()
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let glued = end < bytes.len() && bytes[end].is_ascii_alphanumeric();
+        if (13..=19).contains(&digits.len()) && !glued && luhn_valid(&digits) {
+            let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
+            o.push_str(&s[copied..start]);
+            o.push_str(FILTERED);
+            copied = end;
+        }
+        i = end.max(i + 1);
+    }
+    out.map(|mut o| {
+        o.push_str(&s[copied..]);
+        o
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn default_scrubber() -> Scrubber {
+        Scrubber::from_settings(&ProjectSettings::default())
+    }
+
+    #[test]
+    fn luhn_and_card_detection() {
+        assert!(luhn_valid(b"4111111111111111"));
+        assert!(!luhn_valid(b"4111111111111112"));
+        assert_eq!(
+            replace_card_numbers("card 4111 1111 1111 1111 declined").as_deref(),
+            Some("card [Filtered] declined")
+        );
+        assert_eq!(
+            replace_card_numbers("4111-1111-1111-1111").as_deref(),
+            Some(FILTERED)
+        );
+        assert_eq!(
+            replace_card_numbers("id 4111111111111112"),
+            None,
+            "fails Luhn"
+        );
+        assert_eq!(replace_card_numbers("order 12345"), None);
+        assert_eq!(
+            replace_card_numbers("x4111111111111111"),
+            None,
+            "glued to a letter"
+        );
+    }
+
+    #[test]
+    fn sensitive_keys_everywhere() {
+        let mut ev = json!({
+            "event_id": "0123",
+            "request": {
+                "headers": [["Authorization", "Bearer abc"], ["Cookie", "s=1"], ["Accept", "*/*"]],
+                "cookies": {"sessionid": "x", "theme": "dark"},
+                "query_string": "a=1&api_key=zzz",
+                "data": {"username": "bob", "password": "hunter2", "nested": {"client_secret": {"k": "v"}}},
+            },
+            "extra": {"Token": 5, "card": "4111111111111111"},
+            "contexts": {"db": {"type": "db", "passwd": "p"}},
+            "breadcrumbs": {"values": [{"data": {"auth_header": "x", "url": "/a"}}]},
+            "exception": {"values": [{"stacktrace": {"frames": [{"vars": {"secret": "s", "i": 1}}]}}]},
+            "tags": [["session", "abc"], ["browser", "Firefox"]],
+        });
+        default_scrubber().scrub(&mut ev);
+        let r = &ev["request"];
+        assert_eq!(r["headers"][0][1], FILTERED);
+        assert_eq!(r["headers"][1][1], FILTERED);
+        assert_eq!(r["headers"][2][1], "*/*");
+        assert_eq!(r["cookies"]["theme"], FILTERED);
+        assert_eq!(r["query_string"], "a=1&api_key=[Filtered]");
+        assert_eq!(r["data"]["username"], "bob");
+        assert_eq!(r["data"]["password"], FILTERED);
+        assert_eq!(r["data"]["nested"]["client_secret"]["k"], FILTERED);
+        assert_eq!(ev["extra"]["Token"], FILTERED);
+        assert_eq!(ev["extra"]["card"], FILTERED);
+        assert_eq!(ev["contexts"]["db"]["passwd"], FILTERED);
+        assert_eq!(
+            ev["breadcrumbs"]["values"][0]["data"]["auth_header"],
+            FILTERED
+        );
+        assert_eq!(ev["breadcrumbs"]["values"][0]["data"]["url"], "/a");
+        let vars = &ev["exception"]["values"][0]["stacktrace"]["frames"][0]["vars"];
+        assert_eq!(vars["secret"], FILTERED);
+        assert_eq!(vars["i"], 1);
+        assert_eq!(ev["tags"][0][1], FILTERED);
+        assert_eq!(ev["tags"][1][1], "Firefox");
+        assert_eq!(ev["event_id"], "0123");
+    }
+
+    #[test]
+    fn settings_control_scrubbing() {
+        let settings = ProjectSettings {
+            scrub_data: true,
+            scrub_ip_addresses: true,
+            sensitive_fields: vec!["ssn".into()],
+            safe_fields: vec!["session".into()],
+            ..Default::default()
+        };
+        let s = Scrubber::from_settings(&settings);
+        let mut ev = json!({
+            "user": {"ip_address": "1.2.3.4", "id": "u"},
+            "extra": {"SSN": "123", "session": "keep", "msg": "from 10.0.0.1 ok"},
+        });
+        s.scrub(&mut ev);
+        assert!(ev["user"].get("ip_address").is_none());
+        assert_eq!(ev["extra"]["SSN"], FILTERED);
+        assert_eq!(ev["extra"]["session"], "keep");
+        assert_eq!(ev["extra"]["msg"], "from [ip] ok");
+        let off = Scrubber::from_settings(&ProjectSettings {
+            scrub_data: false,
+            ..Default::default()
+        });
+        let mut ev = json!({"extra": {"password": "p"}});
+        off.scrub(&mut ev);
+        assert_eq!(ev["extra"]["password"], "p");
+    }
+}

@@ -1,0 +1,517 @@
+//! The processor on a real RocksDB: exactly-once across crashes, dedup, PII scrubbing,
+//! retention, issue creation/joining, regression, users, tag facets and outcomes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use processor::pipeline::{category, event_record, outcome};
+use processor::{Processor, ProcessorConfig};
+use serde_json::{json, Value};
+use storage::records::{self, IssueStatus, IssueSubstatus, Resolution};
+use storage::{
+    cf, decode_i64, keys, EmbeddedLog, EmbeddedLogOptions, Log, LogRecord, Store, StoreOptions,
+};
+use uuid::Uuid;
+
+fn now_ms() -> u64 {
+    storage::now_ms()
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    let store = Store::open(dir, &StoreOptions::default()).unwrap();
+    store.bootstrap(None, None).unwrap();
+    store
+}
+
+fn error_event(id: u128, ty: &str, value: &str, extra: Value) -> Vec<u8> {
+    let mut ev = json!({
+        "event_id": Uuid::from_u128(id).simple().to_string(),
+        "platform": "python",
+        "timestamp": now_ms() as f64 / 1000.0,
+        "exception": {"values": [{
+            "type": ty,
+            "value": value,
+            "stacktrace": {"frames": [
+                {"module": "app", "function": "handler", "filename": "app.py", "lineno": 10, "in_app": true}
+            ]},
+        }]},
+    });
+    if let (Some(obj), Value::Object(more)) = (ev.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    serde_json::to_vec(&ev).unwrap()
+}
+
+fn record(payload: Vec<u8>) -> LogRecord {
+    event_record(1, now_ms(), &payload, Some("203.0.113.7".parse().unwrap()))
+}
+
+fn counter(store: &Store, key: &[u8]) -> i64 {
+    store
+        .db()
+        .get_cf(&store.cf(cf::COUNTERS), key)
+        .unwrap()
+        .map(|v| decode_i64(&v))
+        .unwrap_or(0)
+}
+
+fn times_seen(store: &Store, issue_id: u64) -> i64 {
+    counter(
+        store,
+        &keys::issue_counter(keys::counters::ISSUE_EVENTS, issue_id),
+    )
+}
+
+fn all_issues(store: &Store) -> Vec<records::IssueRecord> {
+    let mut out = Vec::new();
+    let iter = store
+        .db()
+        .prefix_iterator_cf(&store.cf(cf::ISSUES), [keys::issues::ISSUE]);
+    for item in iter {
+        let (k, v) = item.unwrap();
+        if k.first() != Some(&keys::issues::ISSUE) {
+            break;
+        }
+        out.push(records::IssueRecord::from_bytes(&v).unwrap());
+    }
+    out.sort_by_key(|i| i.id);
+    out
+}
+
+fn count_cf(store: &Store, name: &str) -> usize {
+    store
+        .db()
+        .iterator_cf(&store.cf(name), rocksdb::IteratorMode::Start)
+        .count()
+}
+
+fn append_all(log: &EmbeddedLog, records: Vec<LogRecord>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for r in records {
+        let ticket = log.append(vec![r]).unwrap();
+        rt.block_on(ticket).unwrap();
+    }
+}
+
+/// Drains the log through the embedded loop's step function (bounded).
+fn drain(processor: &Processor, log: &EmbeddedLog) {
+    let reader = log.reader();
+    let mut next = storage::consumer_offset(processor.store(), storage::EMBEDDED_CONSUMER).unwrap();
+    for _ in 0..1000 {
+        match processor.embedded_step(&reader, log, next).unwrap() {
+            Some(n) => next = n,
+            None => return,
+        }
+    }
+    panic!("log did not drain");
+}
+
+#[test]
+fn exactly_once_across_crashes_and_resends() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = ProcessorConfig {
+        batch_records: 7,
+        ..Default::default()
+    };
+    // 40 records: 30 distinct events of two kinds, 10 resends of earlier ids.
+    let mut recs = Vec::new();
+    for i in 0..30u128 {
+        let ty = if i % 3 == 0 { "KeyError" } else { "ValueError" };
+        recs.push(record(error_event(i + 1, ty, "boom", json!({}))));
+    }
+    for i in 0..10u128 {
+        recs.push(record(error_event(i + 1, "ValueError", "boom", json!({}))));
+    }
+    {
+        let store = open(dir.path());
+        let log = EmbeddedLog::open(&store, EmbeddedLogOptions::default()).unwrap();
+        append_all(&log, recs);
+        let processor = Processor::new(store.clone(), small.clone()).unwrap();
+        // Crash 1: a batch processed but never committed.
+        let read = log.reader().read(0, 7, usize::MAX).unwrap();
+        let batch: Vec<LogRecord> = read.into_iter().map(|(_, r)| r).collect();
+        let lost = processor.process_batch(&batch).unwrap();
+        assert_eq!(lost.stats.accepted, 7);
+        drop(lost);
+        // Crash 2: one batch committed with its offset, then the process dies.
+        let reader = log.reader();
+        assert_eq!(processor.embedded_step(&reader, &log, 0).unwrap(), Some(7));
+        log.close();
+    }
+    {
+        let store = open(dir.path());
+        assert_eq!(
+            storage::consumer_offset(&store, storage::EMBEDDED_CONSUMER).unwrap(),
+            7
+        );
+        let log = EmbeddedLog::open(&store, EmbeddedLogOptions::default()).unwrap();
+        let processor = Processor::new(store.clone(), small.clone()).unwrap();
+        drain(&processor, &log);
+        // The SDK resends two events after the restart: still counted once.
+        append_all(
+            &log,
+            vec![
+                record(error_event(3, "KeyError", "boom", json!({}))),
+                record(error_event(4, "KeyError", "boom", json!({}))),
+            ],
+        );
+        drain(&processor, &log);
+        log.close();
+    }
+    let store = open(dir.path());
+    let issues = all_issues(&store);
+    assert_eq!(issues.len(), 2, "{issues:#?}");
+    let total: i64 = issues.iter().map(|i| times_seen(&store, i.id)).sum();
+    assert_eq!(total, 30);
+    let key_errors = issues
+        .iter()
+        .find(|i| i.title.starts_with("KeyError"))
+        .unwrap();
+    assert_eq!(times_seen(&store, key_errors.id), 10);
+    assert_eq!(count_cf(&store, cf::EVENTS), 30);
+    assert_eq!(
+        count_cf(&store, cf::LOG),
+        0,
+        "processed records leave the log"
+    );
+    let hour = keys::hour_start(now_ms());
+    let accepted = store
+        .db()
+        .get_cf(
+            &store.cf(cf::OUTCOMES),
+            keys::outcome(1, hour, outcome::ACCEPTED, category::ERROR, ""),
+        )
+        .unwrap()
+        .map(|v| decode_i64(&v))
+        .unwrap_or(0);
+    // The hour may roll over mid-test; then the sum lands in two buckets.
+    assert!(accepted <= 30 && (accepted == 30 || hour != keys::hour_start(now_ms())));
+    // Short ids are per project and dense.
+    let mut shorts: Vec<u64> = issues.iter().map(|i| i.short_id).collect();
+    shorts.sort();
+    assert_eq!(shorts, vec![1, 2]);
+}
+
+#[test]
+fn duplicates_within_one_batch_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let a = record(error_event(9, "E", "x", json!({})));
+    let stats = processor
+        .process_and_commit(&[a.clone(), a.clone(), a])
+        .unwrap();
+    assert_eq!((stats.accepted, stats.duplicates), (1, 2));
+    let issues = all_issues(&store);
+    assert_eq!(times_seen(&store, issues[0].id), 1);
+}
+
+#[test]
+fn password_card_and_authorization_are_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let payload = error_event(
+        77,
+        "PaymentError",
+        "card 4111 1111 1111 1111 declined",
+        json!({
+            "request": {
+                "url": "https://shop.example/pay",
+                "method": "POST",
+                "headers": {"Authorization": "Bearer sk_live_abcdef", "Cookie": "sessionid=s3cr3t", "Accept": "text/html"},
+                "data": {"password": "hunter2", "amount": 10},
+            },
+            "extra": {"note": "paid with 5555555555554444"},
+        }),
+    );
+    processor.process_and_commit(&[record(payload)]).unwrap();
+    let stored = records::load_event(&store, 1, &Uuid::from_u128(77))
+        .unwrap()
+        .unwrap();
+    let text = serde_json::to_string(&stored).unwrap();
+    for secret in [
+        "hunter2",
+        "4111 1111 1111 1111",
+        "5555555555554444",
+        "sk_live_abcdef",
+        "s3cr3t",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(text.contains("[Filtered]"));
+    assert!(text.contains("text/html"), "harmless headers stay");
+    assert_eq!(stored.event["request"]["data"]["amount"], 10);
+}
+
+#[test]
+fn retention_drops_old_events_and_their_index_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let ten_days_ago = (now_ms() - 10 * 86_400_000) as f64 / 1000.0;
+    let old = error_event(
+        1,
+        "Old",
+        "x",
+        json!({"timestamp": ten_days_ago, "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052"}}}),
+    );
+    let fresh = error_event(2, "Fresh", "y", json!({}));
+    processor
+        .process_and_commit(&[record(old), record(fresh)])
+        .unwrap();
+    assert_eq!(count_cf(&store, cf::EVENTS), 2);
+    let index_before = count_cf(&store, cf::INDEX);
+    assert_eq!(index_before, 5, "2 issue, 2 project, 1 trace");
+    store.set_retention_ms(86_400_000);
+    store.compact_all().unwrap();
+    assert_eq!(count_cf(&store, cf::EVENTS), 1);
+    assert!(records::load_event(&store, 1, &Uuid::from_u128(1))
+        .unwrap()
+        .is_none());
+    assert!(records::load_event(&store, 1, &Uuid::from_u128(2))
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        count_cf(&store, cf::INDEX),
+        2,
+        "old issue/project/trace entries gone"
+    );
+    // Issues themselves are kept (Sentry keeps the group).
+    assert_eq!(all_issues(&store).len(), 2);
+}
+
+#[test]
+fn issues_join_by_hash_and_regress() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let with_release = |id, release: &str| {
+        record(error_event(
+            id,
+            "ZeroDivisionError",
+            "division by zero",
+            json!({"release": release, "user": {"id": format!("u{}", id % 2)}}),
+        ))
+    };
+    let stats = processor
+        .process_and_commit(&[
+            with_release(1, "1.0"),
+            with_release(2, "1.0"),
+            with_release(3, "1.0"),
+        ])
+        .unwrap();
+    assert_eq!(stats.issues_created, 1);
+    let issue = &all_issues(&store)[0];
+    assert_eq!(issue.title, "ZeroDivisionError: division by zero");
+    assert_eq!(issue.culprit, "app in handler");
+    assert_eq!(issue.substatus, Some(IssueSubstatus::New));
+    assert_eq!(
+        records::qualified_short_id("default", issue.short_id),
+        "DEFAULT-1"
+    );
+    assert_eq!(times_seen(&store, issue.id), 3);
+    assert_eq!(
+        counter(
+            &store,
+            &keys::issue_counter(keys::counters::ISSUE_USERS, issue.id)
+        ),
+        2
+    );
+    assert_eq!(
+        counter(&store, &keys::issue_tag(issue.id, "release", "1.0")),
+        3
+    );
+    assert_eq!(
+        counter(&store, &keys::issue_tag(issue.id, "level", "error")),
+        3
+    );
+
+    // Another hash that already points at the issue: the event joins it.
+    let other = error_event(10, "TypeError", "nope", json!({}));
+    let other_hash = {
+        let probe = tempfile::tempdir().unwrap();
+        let probe_store = open(probe.path());
+        let p = Processor::new(probe_store.clone(), ProcessorConfig::default()).unwrap();
+        p.process_and_commit(&[record(other.clone())]).unwrap();
+        records::load_event(&probe_store, 1, &Uuid::from_u128(10))
+            .unwrap()
+            .unwrap()
+            .hashes[0]
+            .clone()
+    };
+    store
+        .db()
+        .put_cf(
+            &store.cf(cf::ISSUES),
+            keys::issue_hash(1, &other_hash),
+            issue.id.to_be_bytes(),
+        )
+        .unwrap();
+    let stats = processor.process_and_commit(&[record(other)]).unwrap();
+    assert_eq!(stats.issues_created, 0);
+    assert_eq!(times_seen(&store, issue.id), 4);
+    let stored = records::load_event(&store, 1, &Uuid::from_u128(10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.issue_id, Some(issue.id));
+
+    // Resolved in 1.0: another 1.0 event does not regress it, a 2.0 event does.
+    records::update_issue(&store, issue.id, |i| {
+        i.status = IssueStatus::Resolved;
+        i.substatus = None;
+        i.resolution = Some(Resolution {
+            resolved_ms: now_ms(),
+            release: Some("1.0".into()),
+            in_next_release: false,
+        });
+    })
+    .unwrap();
+    let stats = processor
+        .process_and_commit(&[with_release(20, "1.0")])
+        .unwrap();
+    assert_eq!(stats.regressions, 0);
+    assert_eq!(all_issues(&store)[0].status, IssueStatus::Resolved);
+    let stats = processor
+        .process_and_commit(&[with_release(21, "2.0")])
+        .unwrap();
+    assert_eq!(stats.regressions, 1);
+    let issue = &all_issues(&store)[0];
+    assert_eq!(issue.status, IssueStatus::Unresolved);
+    assert_eq!(issue.substatus, Some(IssueSubstatus::Regressed));
+    assert_eq!(issue.last_release.as_deref(), Some("2.0"));
+    assert_eq!(issue.first_release.as_deref(), Some("1.0"));
+}
+
+#[test]
+fn filters_invalid_items_and_client_reports_become_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut project = (*store.meta().project(1).unwrap()).clone();
+    project.settings.filter_localhost = true;
+    project.settings.filter_error_messages = vec!["*ignored*".into()];
+    store.put_project(project).unwrap();
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let local = error_event(1, "E", "x", json!({"user": {"ip_address": "{{auto}}"}}));
+    let mut local_rec = record(local);
+    local_rec.client_addr = Some("127.0.0.1".parse().unwrap());
+    let ignored = record(error_event(2, "E", "this is ignored", json!({})));
+    let broken = record(b"{not json".to_vec());
+    let mut report = record(
+        serde_json::to_vec(&json!({"discarded_events": [{"reason": "queue_overflow", "category": "error", "quantity": 3}]}))
+            .unwrap(),
+    );
+    report.item_type = "client_report".into();
+    let mut attachment = record(b"binary".to_vec());
+    attachment.item_type = "attachment".into();
+    attachment.payload = Bytes::from_static(b"\x00\x01");
+    let stats = processor
+        .process_and_commit(&[local_rec, ignored, broken, report, attachment])
+        .unwrap();
+    assert_eq!(
+        (stats.filtered, stats.invalid, stats.accepted, stats.skipped),
+        (2, 1, 0, 2)
+    );
+    let hour = keys::hour_start(now_ms());
+    let get = |o, c, r: &str| {
+        store
+            .db()
+            .get_cf(&store.cf(cf::OUTCOMES), keys::outcome(1, hour, o, c, r))
+            .unwrap()
+            .map(|v| decode_i64(&v))
+    };
+    assert_eq!(
+        get(outcome::FILTERED, category::ERROR, "localhost"),
+        Some(1)
+    );
+    assert_eq!(
+        get(outcome::FILTERED, category::ERROR, "error-message"),
+        Some(1)
+    );
+    assert_eq!(
+        get(outcome::INVALID, category::ERROR, "invalid_json"),
+        Some(1)
+    );
+    assert_eq!(
+        get(outcome::CLIENT_DISCARD, category::ERROR, "queue_overflow"),
+        Some(3)
+    );
+    assert_eq!(count_cf(&store, cf::EVENTS), 0);
+}
+
+#[test]
+fn transactions_are_stored_and_indexed_by_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let now = now_ms() as f64 / 1000.0;
+    let trace = "4c79f60c11214eb38604f4ae0781bfb2";
+    let tx = json!({
+        "type": "transaction",
+        "event_id": Uuid::from_u128(5).simple().to_string(),
+        "transaction": "/checkout",
+        "start_timestamp": now - 0.25,
+        "timestamp": now,
+        "contexts": {"trace": {"trace_id": trace, "span_id": "fa90fdead5f74052", "op": "http.server"}},
+        "spans": [{"span_id": "aa90fdead5f74052", "trace_id": trace, "start_timestamp": now - 0.2, "timestamp": now - 0.1, "op": "db"}],
+    });
+    let mut rec = record(serde_json::to_vec(&tx).unwrap());
+    rec.item_type = "transaction".into();
+    let err = record(error_event(
+        6,
+        "E",
+        "in trace",
+        json!({"contexts": {"trace": {"trace_id": trace, "span_id": "ba90fdead5f74052"}}}),
+    ));
+    let stats = processor.process_and_commit(&[rec, err]).unwrap();
+    assert_eq!(
+        (stats.accepted, stats.transactions, stats.issues_created),
+        (2, 1, 1)
+    );
+    let stored = records::load_event(&store, 1, &Uuid::from_u128(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.issue_id, None);
+    assert_eq!(stored.event["spans"].as_array().unwrap().len(), 1);
+    let trace_id = Uuid::try_parse(trace).unwrap();
+    let prefix: Vec<u8> = [&[keys::index::TRACE][..], trace_id.as_bytes()].concat();
+    let in_trace = store
+        .db()
+        .prefix_iterator_cf(&store.cf(cf::INDEX), &prefix)
+        .filter(|i| i.as_ref().unwrap().0.starts_with(&prefix))
+        .count();
+    assert_eq!(in_trace, 2);
+}
+
+#[test]
+fn embedded_thread_processes_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let log = EmbeddedLog::open(&store, EmbeddedLogOptions::default()).unwrap();
+    let processor = Arc::new(Processor::new(store.clone(), ProcessorConfig::default()).unwrap());
+    let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = Arc::clone(&processor)
+        .spawn_embedded(Arc::clone(&log), Arc::clone(&shutdown))
+        .unwrap();
+    append_all(
+        &log,
+        (0..20u128)
+            .map(|i| record(error_event(i + 1, "E", "x", json!({}))))
+            .collect(),
+    );
+    let mut done = false;
+    for _ in 0..200 {
+        if storage::consumer_offset(&store, storage::EMBEDDED_CONSUMER).unwrap() == 20 {
+            done = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    shutdown.store(true, std::sync::atomic::Ordering::Release);
+    handle.join().unwrap();
+    assert!(done, "processor thread did not consume the log");
+    assert_eq!(log.backlog_bytes(), 0);
+    assert_eq!(times_seen(&store, all_issues(&store)[0].id), 20);
+}
