@@ -54,6 +54,11 @@ pub mod issues {
     pub const SHORT_ID: u8 = b's';
     /// Unique users of an issue (value empty): `u` + issue id + xxh3 of the user identity.
     pub const USER: u8 = b'u';
+    /// Workflow state of an issue (assignee, ignore condition; JSON): `w` + issue id.
+    pub const WORKFLOW: u8 = b'w';
+    /// Activity of an issue (status changes, notes, assignment; JSON): `a` + issue id +
+    /// activity id (time-ordered).
+    pub const ACTIVITY: u8 = b'a';
 }
 
 /// Prefix bytes of the tables inside the `counters` column family. Lowercase kinds never

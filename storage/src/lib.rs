@@ -19,6 +19,7 @@ pub mod keys;
 mod log;
 mod meta;
 pub mod releases;
+pub mod workflow;
 pub mod records;
 
 pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};

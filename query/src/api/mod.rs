@@ -10,6 +10,7 @@
 //!   carries the authenticated token and resolves organizations and projects so that a token
 //!   never sees another organization (404) and a missing scope is 403.
 
+mod issues;
 mod orgs;
 mod releases;
 pub mod util;
@@ -475,6 +476,9 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
         return Ok(resp);
     }
     if let Some(resp) = releases::route(ctx, method, segs)? {
+        return Ok(resp);
+    }
+    if let Some(resp) = issues::route(ctx, method, segs)? {
         return Ok(resp);
     }
     Err(ApiError::no_route())

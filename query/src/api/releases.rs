@@ -537,7 +537,7 @@ fn repo_json(r: &Repository) -> Value {
         "id": r.id.to_string(),
         "name": r.name,
         "url": r.url,
-        "provider": {"id": r.provider, "name": if r.provider == "osprey" { "osprey" } else { r.provider.as_str() }},
+        "provider": {"id": r.provider, "name": r.provider},
         "status": "active",
         "dateCreated": iso(r.date_created_ms),
         "integrationId": null,
