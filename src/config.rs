@@ -32,6 +32,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Which parts of the engine this process runs.
     pub roles: Vec<Role>,
+    /// Ingest endpoint: size limits, rate limits, proxies.
+    pub ingest: ingest::IngestConfig,
 }
 
 /// Budgets of the embedded log (design.md §3: overload is shed at the edge).
@@ -78,6 +80,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             log: LogConfig::default(),
             roles: vec![Role::Ingest, Role::Processor, Role::Query],
+            ingest: ingest::IngestConfig::default(),
         }
     }
 }
@@ -167,11 +170,12 @@ impl Config {
         Ok(())
     }
 
-    /// The base URL clients reach this server at.
-    pub fn public_url(&self) -> String {
+    /// The base URL clients reach this server at, given the address actually bound (the
+    /// configured one may say port 0).
+    pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", self.listen),
+            None => format!("http://{bound}"),
         }
     }
 
@@ -238,6 +242,6 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(config.data, PathBuf::from("./osprey-data"));
         assert_eq!(config.durability, Durability::Fsync);
-        assert_eq!(config.public_url(), "http://127.0.0.1:9000");
+        assert_eq!(config.public_url(config.listen), "http://127.0.0.1:9000");
     }
 }

@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Show Sentry's grouping info (variants, components, hashes) for an event JSON file.
     Grouping(cli::grouping::Args),
+    /// Send realistic envelopes to a server and report accepted events/s and latency.
+    Loadgen(cli::loadgen::Args),
     /// Create, list or revoke scoped API tokens on a data directory.
     Token(cli::token::Args),
 }
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             .and_then(serve::run)
         }
         Command::Grouping(args) => cli::grouping::run(args),
+        Command::Loadgen(args) => cli::loadgen::run(args),
         Command::Token(args) => cli::token::run(args),
     };
     match result {

@@ -144,10 +144,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local: SocketAddr = listener.local_addr()?;
-    let base = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+    let base = config.public_url(local);
     let (scheme, host) = base.split_once("://").unwrap_or(("http", base.as_str()));
     // Printed on stdout so scripts and tests can read the DSN.
     println!("DSN: {scheme}://{}@{host}/1", boot.dsn_public_key);
@@ -168,7 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ingest::IngestService::new(
             store.clone(),
             Arc::clone(&log) as Arc<dyn Log>,
-            ingest::IngestConfig::default(),
+            config.ingest.clone(),
         )
     });
     let app = Arc::new(App {

@@ -11,6 +11,11 @@
 //! Counters are merge operands (no read-modify-write). The only reads on the hot path are
 //! point lookups with bloom filters: event id dedup, hash → issue (cached), the issue record
 //! (once per issue per batch) and unique-user membership (cached).
+//!
+//! Unique users are counted exactly: a user (Sentry's `id:`/`username:`/`email:`/`ip:` tag
+//! value, hashed with xxh3) is a key under its issue, and the issue's user counter grows
+//! only when that key is new. Exact beats HyperLogLog here because the membership read is
+//! cheap (bloom filters, a cache) and the API shows small numbers where HLL error shows.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

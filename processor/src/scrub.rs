@@ -99,6 +99,11 @@ impl Scrubber {
 
     /// Whether a key's value must be filtered.
     pub fn is_sensitive_key(&self, key: &str) -> bool {
+        // The protocol's own field names carry no secrets; most keys of an event are these,
+        // so answering them with one match keeps scrubbing cheap.
+        if is_protocol_key(key) && self.extra_keys.is_empty() {
+            return false;
+        }
         if self.safe_keys.iter().any(|s| s.eq_ignore_ascii_case(key)) {
             return false;
         }
@@ -232,6 +237,69 @@ fn filter_all(value: &mut Value) {
         Value::Null => {}
         other => *other = Value::String(FILTERED.into()),
     }
+}
+
+/// Field names of the event protocol's interfaces (frames, exceptions, breadcrumbs, …).
+fn is_protocol_key(key: &str) -> bool {
+    matches!(
+        key,
+        "filename"
+            | "abs_path"
+            | "function"
+            | "raw_function"
+            | "module"
+            | "package"
+            | "lineno"
+            | "colno"
+            | "in_app"
+            | "context_line"
+            | "pre_context"
+            | "post_context"
+            | "platform"
+            | "instruction_addr"
+            | "symbol"
+            | "frames"
+            | "stacktrace"
+            | "values"
+            | "type"
+            | "value"
+            | "mechanism"
+            | "handled"
+            | "synthetic"
+            | "category"
+            | "level"
+            | "message"
+            | "timestamp"
+            | "data"
+            | "url"
+            | "method"
+            | "name"
+            | "version"
+            | "trace_id"
+            | "span_id"
+            | "parent_span_id"
+            | "op"
+            | "status"
+            | "vars"
+            | "formatted"
+            | "params"
+            | "id"
+            | "username"
+            | "email"
+            | "ip_address"
+            | "headers"
+            | "env"
+            | "query_string"
+            | "fragment"
+            | "tags"
+            | "extra"
+            | "contexts"
+            | "runtime"
+            | "os"
+            | "device"
+            | "browser"
+            | "trace"
+    )
 }
 
 fn contains_ci(hay: &str, needle: &str) -> bool {

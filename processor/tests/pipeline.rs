@@ -515,3 +515,122 @@ fn embedded_thread_processes_and_stops() {
     assert_eq!(log.backlog_bytes(), 0);
     assert_eq!(times_seen(&store, all_issues(&store)[0].id), 20);
 }
+
+/// A Python SDK error event as sentry-python 2.x sends it (trimmed to what matters).
+fn python_sdk_error(
+    id: u128,
+    function: &str,
+    line: u64,
+    value: &str,
+    fingerprint: Option<Value>,
+) -> Vec<u8> {
+    let mut ev = json!({
+        "event_id": Uuid::from_u128(id).simple().to_string(),
+        "level": "error",
+        "platform": "python",
+        "timestamp": "2026-01-01T00:00:00.000000Z",
+        "server_name": "host-1",
+        "environment": "production",
+        "sdk": {"name": "sentry.python", "version": "2.19.0"},
+        "contexts": {"runtime": {"name": "CPython", "version": "3.12.1"}, "trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052", "parent_span_id": null}},
+        "exception": {"values": [{
+            "type": "ZeroDivisionError",
+            "value": value,
+            "module": null,
+            "mechanism": {"type": "generic", "handled": true},
+            "stacktrace": {"frames": [
+                {"filename": "app.py", "abs_path": "/srv/app.py", "function": "<module>", "module": "__main__", "lineno": 30, "context_line": "    main()", "in_app": true},
+                {"filename": "app.py", "abs_path": "/srv/app.py", "function": function, "module": "__main__", "lineno": line, "context_line": "    return 1 / 0", "in_app": true, "vars": {"password": "hunter2"}},
+            ]},
+        }]},
+    });
+    if let Some(fp) = fingerprint {
+        ev["fingerprint"] = fp;
+    }
+    // The SDK's clock is right; the event is "now" for the processor.
+    ev["timestamp"] = json!(now_ms() as f64 / 1000.0);
+    serde_json::to_vec(&ev).unwrap()
+}
+
+#[test]
+fn python_sdk_scenarios_group_like_sentry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let mut recs = Vec::new();
+    // The same exception raised 5 times from one code path.
+    for i in 0..5 {
+        recs.push(record(python_sdk_error(
+            100 + i,
+            "divide",
+            12,
+            "division by zero",
+            None,
+        )));
+    }
+    // The same exception type from another function.
+    recs.push(record(python_sdk_error(
+        200,
+        "other_divide",
+        20,
+        "division by zero",
+        None,
+    )));
+    // capture_message with varying numbers: one issue.
+    for n in [3, 17, 42] {
+        let msg = json!({"event_id": Uuid::from_u128(300 + n).simple().to_string(), "level": "info", "platform": "python",
+            "message": format!("Processed {n} items"), "timestamp": now_ms() as f64 / 1000.0});
+        recs.push(record(serde_json::to_vec(&msg).unwrap()));
+    }
+    // A custom fingerprint: its own issue, even from the first code path.
+    recs.push(record(python_sdk_error(
+        400,
+        "divide",
+        12,
+        "division by zero",
+        Some(json!(["my-group"])),
+    )));
+    recs.push(record(python_sdk_error(
+        401,
+        "other_divide",
+        20,
+        "division by zero",
+        Some(json!(["my-group"])),
+    )));
+    let stats = processor.process_and_commit(&recs).unwrap();
+    assert_eq!(stats.accepted, 11);
+    let issues = all_issues(&store);
+    let summary: Vec<(String, String, i64)> = issues
+        .iter()
+        .map(|i| (i.title.clone(), i.culprit.clone(), times_seen(&store, i.id)))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "ZeroDivisionError: division by zero".into(),
+                "__main__ in divide".into(),
+                5
+            ),
+            (
+                "ZeroDivisionError: division by zero".into(),
+                "__main__ in other_divide".into(),
+                1
+            ),
+            ("Processed 42 items".into(), "".into(), 3),
+            (
+                "ZeroDivisionError: division by zero".into(),
+                "__main__ in other_divide".into(),
+                2
+            ),
+        ],
+        "{summary:#?}"
+    );
+    let stored = records::load_event(&store, 1, &Uuid::from_u128(100))
+        .unwrap()
+        .unwrap();
+    let frame = &stored.event["exception"]["values"][0]["stacktrace"]["frames"][1];
+    assert_eq!(frame["vars"]["password"], "[Filtered]");
+    assert_eq!(issues[0].metadata.function.as_deref(), Some("divide"));
+    assert_eq!(issues[0].metadata.filename.as_deref(), Some("app.py"));
+}

@@ -36,7 +36,12 @@ pub struct Component {
 impl Component {
     /// A node without values; it does not contribute.
     pub fn empty(id: &str) -> Self {
-        Component { id: id.to_owned(), contributes: false, hint: None, values: Vec::new() }
+        Component {
+            id: id.to_owned(),
+            contributes: false,
+            hint: None,
+            values: Vec::new(),
+        }
     }
 
     /// A leaf node holding one value; it contributes.
@@ -121,7 +126,8 @@ impl Component {
     /// Whether a contributing component with this id exists below (only walking through
     /// contributing nodes).
     pub fn has_contributing(&self, id: &str) -> bool {
-        self.children().any(|c| c.contributes && (c.id == id || c.has_contributing(id)))
+        self.children()
+            .any(|c| c.contributes && (c.id == id || c.has_contributing(id)))
     }
 
     /// md5 of the contributing values, or `None` when the node does not contribute.

@@ -93,7 +93,11 @@ pub static DEFAULT: LazyLock<Enhancements> = LazyLock::new(|| {
 /// Translates a glob into an anchored regex. With `doublestar`, `*`/`?` stop at `/` and `**`
 /// crosses it; otherwise `*` matches anything. `[...]` is a character class (`[!...]`
 /// negated) and `\x` a literal `x`.
-pub fn glob_to_regex(pattern: &str, doublestar: bool, ignore_case: bool) -> Result<Regex, GroupingError> {
+pub fn glob_to_regex(
+    pattern: &str,
+    doublestar: bool,
+    ignore_case: bool,
+) -> Result<Regex, GroupingError> {
     let mut out = String::from("(?s)");
     if ignore_case {
         out.push_str("(?i)");
@@ -248,11 +252,20 @@ fn parse_matcher(tok: &str, offset: i8) -> Result<Matcher, GroupingError> {
             "0" | "no" | "false" => Some(false),
             _ => None,
         }),
-        Key::Path | Key::Package => Test::Glob(glob_to_regex(&pattern.to_lowercase().replace('\\', "/"), true, false)?),
+        Key::Path | Key::Package => Test::Glob(glob_to_regex(
+            &pattern.to_lowercase().replace('\\', "/"),
+            true,
+            false,
+        )?),
         _ if !pattern.contains(['*', '?', '[', '\\']) => Test::Exact(pattern.to_owned()),
         _ => Test::Glob(glob_to_regex(pattern, false, false)?),
     };
-    Ok(Matcher { key, negated, offset, test })
+    Ok(Matcher {
+        key,
+        negated,
+        offset,
+        test,
+    })
 }
 
 fn parse_action(tok: &str) -> Result<Action, GroupingError> {
@@ -292,7 +305,9 @@ fn parse_rule(line: &str) -> Result<Option<Rule>, GroupingError> {
     while i < tokens.len() {
         let tok = tokens[i].as_str();
         if tok == "[" {
-            let inner = tokens.get(i + 1).ok_or_else(|| GroupingError::Rule(format!("dangling [ in {line:?}")))?;
+            let inner = tokens
+                .get(i + 1)
+                .ok_or_else(|| GroupingError::Rule(format!("dangling [ in {line:?}")))?;
             if tokens.get(i + 2).map(String::as_str) != Some("]") {
                 return Err(GroupingError::Rule(format!("expected ] in {line:?}")));
             }
@@ -318,12 +333,20 @@ fn parse_rule(line: &str) -> Result<Option<Rule>, GroupingError> {
         i += 1;
     }
     if matchers.is_empty() {
-        return Err(GroupingError::Rule(format!("rule without matchers: {line:?}")));
+        return Err(GroupingError::Rule(format!(
+            "rule without matchers: {line:?}"
+        )));
     }
     if actions.is_empty() {
-        return Err(GroupingError::Rule(format!("rule without actions: {line:?}")));
+        return Err(GroupingError::Rule(format!(
+            "rule without actions: {line:?}"
+        )));
     }
-    Ok(Some(Rule { matchers, actions, text: line.split('#').next().unwrap_or(line).trim().to_owned() }))
+    Ok(Some(Rule {
+        matchers,
+        actions,
+        text: line.split('#').next().unwrap_or(line).trim().to_owned(),
+    }))
 }
 
 /// The per-stack-trace context rules can test: the exception owning the stack trace.
@@ -337,7 +360,11 @@ pub struct ExceptionData<'a> {
 impl<'a> ExceptionData<'a> {
     /// Context of an exception's stack trace.
     pub fn of(e: &'a Exception) -> Self {
-        ExceptionData { ty: e.ty.as_deref(), value: e.value.as_deref(), mechanism: e.mechanism_type.as_deref() }
+        ExceptionData {
+            ty: e.ty.as_deref(),
+            value: e.value.as_deref(),
+            mechanism: e.mechanism_type.as_deref(),
+        }
     }
 }
 
@@ -355,7 +382,13 @@ fn path_like(test: &Test, value: &str) -> bool {
 }
 
 impl Matcher {
-    fn matches(&self, frames: &[Frame], idx: usize, platform: Option<&str>, exc: &ExceptionData<'_>) -> bool {
+    fn matches(
+        &self,
+        frames: &[Frame],
+        idx: usize,
+        platform: Option<&str>,
+        exc: &ExceptionData<'_>,
+    ) -> bool {
         let target = idx as isize + self.offset as isize;
         if self.offset != 0 && (target < 0 || target as usize >= frames.len()) {
             return false;
@@ -364,16 +397,32 @@ impl Matcher {
         let positive = match self.key {
             Key::Family => match &self.test {
                 Test::Families(fams) => {
-                    let fam = match frame.platform.as_deref().or(platform) { None => "native", p => behavior_family(p) };
+                    let fam = match frame.platform.as_deref().or(platform) {
+                        None => "native",
+                        p => behavior_family(p),
+                    };
                     fams.iter().any(|f| f == "all" || f == fam)
                 }
                 _ => false,
             },
-            Key::Path => frame.abs_path.as_deref().or(frame.filename.as_deref()).is_some_and(|p| path_like(&self.test, p)),
-            Key::Package => frame.package.as_deref().is_some_and(|p| path_like(&self.test, p)),
-            Key::Module => frame.module.as_deref().is_some_and(|m| test_str(&self.test, m)),
+            Key::Path => frame
+                .abs_path
+                .as_deref()
+                .or(frame.filename.as_deref())
+                .is_some_and(|p| path_like(&self.test, p)),
+            Key::Package => frame
+                .package
+                .as_deref()
+                .is_some_and(|p| path_like(&self.test, p)),
+            Key::Module => frame
+                .module
+                .as_deref()
+                .is_some_and(|m| test_str(&self.test, m)),
             Key::Function => test_str(&self.test, frame.function.as_deref().unwrap_or("<unknown>")),
-            Key::Category => frame.category.as_deref().is_some_and(|c| test_str(&self.test, c)),
+            Key::Category => frame
+                .category
+                .as_deref()
+                .is_some_and(|c| test_str(&self.test, c)),
             Key::App => match self.test {
                 Test::Bool(Some(b)) => frame.in_app.unwrap_or(false) == b,
                 _ => false,
@@ -395,9 +444,18 @@ fn range_indices(range: Range, idx: usize, len: usize) -> std::ops::Range<usize>
 }
 
 impl Rule {
-    fn matching(&self, frames: &[Frame], platform: Option<&str>, exc: &ExceptionData<'_>) -> Vec<usize> {
+    fn matching(
+        &self,
+        frames: &[Frame],
+        platform: Option<&str>,
+        exc: &ExceptionData<'_>,
+    ) -> Vec<usize> {
         (0..frames.len())
-            .filter(|&i| self.matchers.iter().all(|m| m.matches(frames, i, platform, exc)))
+            .filter(|&i| {
+                self.matchers
+                    .iter()
+                    .all(|m| m.matches(frames, i, platform, exc))
+            })
             .collect()
     }
 }
@@ -425,7 +483,9 @@ impl Enhancements {
     }
 
     fn all<'a>(&'a self, project: Option<&'a Enhancements>) -> impl Iterator<Item = &'a Rule> {
-        self.rules.iter().chain(project.into_iter().flat_map(|p| p.rules.iter()))
+        self.rules
+            .iter()
+            .chain(project.into_iter().flat_map(|p| p.rules.iter()))
     }
 
     /// Applies the in-app and category actions of the rules (defaults, then `project`) to the
@@ -438,7 +498,11 @@ impl Enhancements {
         exc: &ExceptionData<'_>,
     ) {
         for rule in self.all(project) {
-            if !rule.actions.iter().any(|a| matches!(a, Action::App(..) | Action::Category(_))) {
+            if !rule
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::App(..) | Action::Category(_)))
+            {
                 continue;
             }
             let hits = rule.matching(frames, platform, exc);
@@ -483,7 +547,10 @@ impl Enhancements {
                         for c in &mut components[range_indices(*range, idx, frames.len())] {
                             if c.contributes != *flag {
                                 let verb = if *flag { "un-ignored" } else { "ignored" };
-                                c.set(*flag, &format!("{verb} by stack trace rule ({})", rule.text));
+                                c.set(
+                                    *flag,
+                                    &format!("{verb} by stack trace rule ({})", rule.text),
+                                );
                             }
                         }
                     }
@@ -516,10 +583,16 @@ mod tests {
 
     #[test]
     fn rules_and_ranges() {
-        let e = Enhancements::parse("path:**/foo/** -app\nfunction:boom v+app\n[ function:a ] | function:b category=x").unwrap();
+        let e = Enhancements::parse(
+            "path:**/foo/** -app\nfunction:boom v+app\n[ function:a ] | function:b category=x",
+        )
+        .unwrap();
         let mut frames: Vec<Frame> = ["a", "b", "boom", "c"]
             .iter()
-            .map(|f| Frame { function: Some((*f).into()), ..Frame::default() })
+            .map(|f| Frame {
+                function: Some((*f).into()),
+                ..Frame::default()
+            })
             .collect();
         frames[3].abs_path = Some("/x/foo/y.py".into());
         e.apply_to_frames(None, &mut frames, None, &ExceptionData::default());

@@ -101,7 +101,10 @@ pub struct Event {
 }
 
 fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|n| v.get(*n)).filter(|x| !x.is_null())
+    names
+        .iter()
+        .find_map(|n| v.get(*n))
+        .filter(|x| !x.is_null())
 }
 
 fn text(v: &Value, key: &str) -> Option<String> {
@@ -133,7 +136,9 @@ fn values_list(v: &Value) -> Option<&Vec<Value>> {
 
 /// Relay's test for abs_paths whose URL path becomes the filename.
 fn is_url(path: &str) -> bool {
-    ["file:", "http:", "https:", "applewebdata:"].iter().any(|p| path.starts_with(p))
+    ["file:", "http:", "https:", "applewebdata:"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 /// Maximum frames read per stack trace; larger traces are cut (Relay applies a similar cap).
@@ -152,11 +157,18 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
         lineno: field(v, &["lineno"]).cloned(),
         colno: field(v, &["colno"]).cloned(),
         in_app: v.get("in_app").and_then(Value::as_bool),
-        sourcemap: v.get("data").and_then(|d| d.get("sourcemap")).is_some_and(|s| !s.is_null()),
+        sourcemap: v
+            .get("data")
+            .and_then(|d| d.get("sourcemap"))
+            .is_some_and(|s| !s.is_null()),
         category: None,
     };
     // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
-    if let Some(orig) = v.get("data").and_then(|d| d.get("orig_in_app")).and_then(Value::as_i64) {
+    if let Some(orig) = v
+        .get("data")
+        .and_then(|d| d.get("orig_in_app"))
+        .and_then(Value::as_i64)
+    {
         f.in_app = match orig {
             -1 => None,
             0 => Some(false),
@@ -241,10 +253,17 @@ fn parse_exception(v: &Value, platform: Option<&str>) -> Exception {
         ty,
         value,
         stacktrace: field(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform)),
-        synthetic: mech.and_then(|m| m.get("synthetic")).and_then(Value::as_bool).unwrap_or(false),
+        synthetic: mech
+            .and_then(|m| m.get("synthetic"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         mechanism_type: mech.and_then(|m| text(m, "type")),
-        exception_id: mech.and_then(|m| m.get("exception_id")).and_then(Value::as_i64),
-        parent_id: mech.and_then(|m| m.get("parent_id")).and_then(Value::as_i64),
+        exception_id: mech
+            .and_then(|m| m.get("exception_id"))
+            .and_then(Value::as_i64),
+        parent_id: mech
+            .and_then(|m| m.get("parent_id"))
+            .and_then(Value::as_i64),
         is_exception_group: mech
             .and_then(|m| m.get("is_exception_group"))
             .and_then(Value::as_bool)
@@ -265,27 +284,40 @@ impl Event {
         let p = platform.as_deref();
         let exceptions = field(v, &["exception", "sentry.interfaces.Exception"]).map(|e| {
             match values_list(e) {
-                Some(list) => list.iter().filter(|x| x.is_object()).map(|x| parse_exception(x, p)).collect(),
+                Some(list) => list
+                    .iter()
+                    .filter(|x| x.is_object())
+                    .map(|x| parse_exception(x, p))
+                    .collect(),
                 // Legacy: a single exception object.
-                None if e.get("type").is_some() || e.get("value").is_some() => vec![parse_exception(e, p)],
+                None if e.get("type").is_some() || e.get("value").is_some() => {
+                    vec![parse_exception(e, p)]
+                }
                 None => Vec::new(),
             }
         });
-        let threads = field(v, &["threads", "sentry.interfaces.Threads"]).and_then(values_list).map(|list| {
-            list.iter()
-                .filter(|t| t.is_object())
-                .map(|t| Thread {
-                    crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
-                    current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
-                    stacktrace: field(t, &["stacktrace"]).and_then(|s| parse_stacktrace(s, p)),
-                })
-                .collect()
-        });
+        let threads = field(v, &["threads", "sentry.interfaces.Threads"])
+            .and_then(values_list)
+            .map(|list| {
+                list.iter()
+                    .filter(|t| t.is_object())
+                    .map(|t| Thread {
+                        crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
+                        current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
+                        stacktrace: field(t, &["stacktrace"]).and_then(|s| parse_stacktrace(s, p)),
+                    })
+                    .collect()
+            });
         let stacktrace = field(v, &["stacktrace", "sentry.interfaces.Stacktrace"])
             .and_then(|s| parse_stacktrace(s, p));
 
         let (mut log_message, mut log_formatted) = (None, None);
-        for key in ["logentry", "sentry.interfaces.Message", "sentry.interfaces.LogEntry", "message"] {
+        for key in [
+            "logentry",
+            "sentry.interfaces.Message",
+            "sentry.interfaces.LogEntry",
+            "message",
+        ] {
             match v.get(key) {
                 Some(Value::String(s)) if !s.is_empty() => {
                     log_formatted = Some(s.clone());
@@ -306,8 +338,16 @@ impl Event {
             let violated = text(c, "violated_directive");
             let effective = text(c, "effective_directive")
                 .filter(|s| !s.is_empty())
-                .or_else(|| violated.as_ref().and_then(|d| d.split_whitespace().next().map(str::to_owned)));
-            Csp { effective_directive: effective, violated_directive: violated, blocked_uri: text(c, "blocked_uri") }
+                .or_else(|| {
+                    violated
+                        .as_ref()
+                        .and_then(|d| d.split_whitespace().next().map(str::to_owned))
+                });
+            Csp {
+                effective_directive: effective,
+                violated_directive: violated,
+                blocked_uri: text(c, "blocked_uri"),
+            }
         });
         let cert_report = if let Some(h) = field(v, &["hpkp", "sentry.interfaces.Hpkp"]) {
             Some(("hpkp", hostname_report(h)))
@@ -320,13 +360,15 @@ impl Event {
         let template = field(v, &["template", "sentry.interfaces.Template"])
             .map(|t| (text(t, "filename"), text(t, "context_line")));
 
-        let fingerprint = v.get("fingerprint").and_then(Value::as_array).map(|a| {
-            a.iter().filter_map(value_text).collect::<Vec<_>>()
-        });
+        let fingerprint = v
+            .get("fingerprint")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(value_text).collect::<Vec<_>>());
         let tags = match v.get("tags") {
-            Some(Value::Object(m)) => {
-                m.iter().filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s))).collect()
-            }
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s)))
+                .collect(),
             Some(Value::Array(a)) => a
                 .iter()
                 .filter_map(|pair| {
@@ -396,7 +438,10 @@ mod tests {
         }
         let d = Event::from_json(&json!({"exception": [{"value": "TypeError: boom"}]}));
         let ex = &d.exceptions.unwrap()[0];
-        assert_eq!((ex.ty.as_deref(), ex.value.as_deref()), (Some("TypeError"), Some("boom")));
+        assert_eq!(
+            (ex.ty.as_deref(), ex.value.as_deref()),
+            (Some("TypeError"), Some("boom"))
+        );
     }
 
     #[test]

@@ -72,7 +72,8 @@ family:javascript tags.transaction:* message:"There was an error while hydrating
 pub static BUILTIN: LazyLock<FingerprintRules> = LazyLock::new(|| {
     // Embedded, tested rule text.
     #[allow(clippy::expect_used)]
-    let mut rules = FingerprintRules::parse_text(BUILTIN_RULES).expect("built-in fingerprint rules parse");
+    let mut rules =
+        FingerprintRules::parse_text(BUILTIN_RULES).expect("built-in fingerprint rules parse");
     for r in &mut rules.rules {
         r.is_builtin = true;
     }
@@ -103,15 +104,29 @@ fn parse_matcher(key: &str, pattern: &str) -> Result<Matcher, GroupingError> {
             tag = k[5..].to_owned();
             Kind::Tag
         }
-        other => return Err(GroupingError::Rule(format!("unknown fingerprint matcher {other:?}"))),
+        other => {
+            return Err(GroupingError::Rule(format!(
+                "unknown fingerprint matcher {other:?}"
+            )))
+        }
     };
     let (doublestar, ignore_case) = match kind {
         Kind::Path | Kind::Package | Kind::Release => (true, true),
         Kind::Message | Kind::Value | Kind::Level => (false, true),
         _ => (false, false),
     };
-    let pat = if doublestar { pattern.replace('\\', "/") } else { pattern.to_owned() };
-    Ok(Matcher { kind, tag, negated, pattern: pattern.to_owned(), regex: glob_to_regex(&pat, doublestar, ignore_case)? })
+    let pat = if doublestar {
+        pattern.replace('\\', "/")
+    } else {
+        pattern.to_owned()
+    };
+    Ok(Matcher {
+        kind,
+        tag,
+        negated,
+        pattern: pattern.to_owned(),
+        regex: glob_to_regex(&pat, doublestar, ignore_case)?,
+    })
 }
 
 /// Splits `a, "b c", {{ default }}` on top-level commas, unquoting.
@@ -211,12 +226,15 @@ impl FingerprintRules {
     pub fn parse_json(v: &Value) -> Result<FingerprintRules, GroupingError> {
         let list = match v {
             Value::Array(a) => a,
-            Value::Object(o) => o
-                .get("rules")
-                .and_then(Value::as_array)
-                .ok_or_else(|| GroupingError::Rule("fingerprint rules object without \"rules\"".into()))?,
+            Value::Object(o) => o.get("rules").and_then(Value::as_array).ok_or_else(|| {
+                GroupingError::Rule("fingerprint rules object without \"rules\"".into())
+            })?,
             Value::Null => return Ok(FingerprintRules::default()),
-            _ => return Err(GroupingError::Rule("fingerprint rules must be a list".into())),
+            _ => {
+                return Err(GroupingError::Rule(
+                    "fingerprint rules must be a list".into(),
+                ))
+            }
         };
         let mut rules = Vec::new();
         for r in list {
@@ -245,11 +263,18 @@ impl FingerprintRules {
                 .filter_map(|x| x.as_str().map(str::to_owned))
                 .collect();
             if parsed.is_empty() || fingerprint.is_empty() {
-                return Err(GroupingError::Rule("rule needs matchers and a fingerprint".into()));
+                return Err(GroupingError::Rule(
+                    "rule needs matchers and a fingerprint".into(),
+                ));
             }
             text.push_str("-> ");
             text.push_str(&fingerprint.join(", "));
-            rules.push(FingerprintRule { matchers: parsed, fingerprint, is_builtin: false, text });
+            rules.push(FingerprintRule {
+                matchers: parsed,
+                fingerprint,
+                is_builtin: false,
+                text,
+            });
         }
         Ok(FingerprintRules { rules })
     }
@@ -276,9 +301,16 @@ impl FingerprintRules {
             };
             let fingerprint = split_fingerprint(rhs);
             if matchers.is_empty() || fingerprint.is_empty() {
-                return Err(GroupingError::Rule(format!("rule needs matchers and a fingerprint: {line:?}")));
+                return Err(GroupingError::Rule(format!(
+                    "rule needs matchers and a fingerprint: {line:?}"
+                )));
             }
-            rules.push(FingerprintRule { matchers, fingerprint, is_builtin: false, text: line.to_owned() });
+            rules.push(FingerprintRule {
+                matchers,
+                fingerprint,
+                is_builtin: false,
+                text: line.to_owned(),
+            });
         }
         Ok(FingerprintRules { rules })
     }
@@ -300,9 +332,19 @@ impl FingerprintRules {
 }
 
 fn all_frames(event: &Event) -> impl Iterator<Item = &Frame> {
-    let exc = event.exceptions.iter().flatten().filter_map(|e| e.stacktrace.as_ref());
-    let thr = event.threads.iter().flatten().filter_map(|t| t.stacktrace.as_ref());
-    exc.chain(event.stacktrace.iter()).chain(thr).flat_map(|s| s.frames.iter())
+    let exc = event
+        .exceptions
+        .iter()
+        .flatten()
+        .filter_map(|e| e.stacktrace.as_ref());
+    let thr = event
+        .threads
+        .iter()
+        .flatten()
+        .filter_map(|t| t.stacktrace.as_ref());
+    exc.chain(event.stacktrace.iter())
+        .chain(thr)
+        .flat_map(|s| s.frames.iter())
 }
 
 fn m_str(m: &Matcher, v: Option<&str>) -> bool {
@@ -321,9 +363,19 @@ fn frame_match(m: &Matcher, f: &Frame) -> bool {
         Kind::Function => m_str(m, f.function.as_deref()),
         Kind::Path => path_match(m, f.abs_path.as_deref()) || path_match(m, f.filename.as_deref()),
         Kind::Module => m_str(m, f.module.as_deref()),
-        Kind::Package => path_match(m, f.package.as_deref().map(|p| p.rsplit(['/', '\\']).next().unwrap_or(p))) || path_match(m, f.package.as_deref()),
+        Kind::Package => {
+            path_match(
+                m,
+                f.package
+                    .as_deref()
+                    .map(|p| p.rsplit(['/', '\\']).next().unwrap_or(p)),
+            ) || path_match(m, f.package.as_deref())
+        }
         Kind::App => {
-            let want = matches!(m.pattern.to_ascii_lowercase().as_str(), "1" | "yes" | "true");
+            let want = matches!(
+                m.pattern.to_ascii_lowercase().as_str(),
+                "1" | "yes" | "true"
+            );
             f.in_app.unwrap_or(false) == want
         }
         _ => false,
@@ -341,8 +393,13 @@ fn messages(event: &Event) -> Vec<&str> {
 }
 
 fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
-    fn by<'r>(rule: &'r FingerprintRule, kinds: &'static [Kind]) -> impl Iterator<Item = &'r Matcher> {
-        rule.matchers.iter().filter(move |m| kinds.contains(&m.kind))
+    fn by<'r>(
+        rule: &'r FingerprintRule,
+        kinds: &'static [Kind],
+    ) -> impl Iterator<Item = &'r Matcher> {
+        rule.matchers
+            .iter()
+            .filter(move |m| kinds.contains(&m.kind))
     }
     let check = |m: &Matcher, ok: bool| ok != m.negated;
     // Exception matchers must all hold for one exception.
@@ -350,7 +407,11 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
     if !exc.is_empty() {
         let any = event.exceptions.iter().flatten().any(|e| {
             exc.iter().all(|m| {
-                let v = if m.kind == Kind::Type { e.ty.as_deref() } else { e.value.as_deref() };
+                let v = if m.kind == Kind::Type {
+                    e.ty.as_deref()
+                } else {
+                    e.value.as_deref()
+                };
                 check(m, m_str(m, v))
             })
         });
@@ -358,8 +419,20 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
             return false;
         }
     }
-    let frm: Vec<&Matcher> = by(rule, &[Kind::Function, Kind::Path, Kind::Module, Kind::Package, Kind::App]).collect();
-    if !frm.is_empty() && !all_frames(event).any(|f| frm.iter().all(|m| check(m, frame_match(m, f)))) {
+    let frm: Vec<&Matcher> = by(
+        rule,
+        &[
+            Kind::Function,
+            Kind::Path,
+            Kind::Module,
+            Kind::Package,
+            Kind::App,
+        ],
+    )
+    .collect();
+    if !frm.is_empty()
+        && !all_frames(event).any(|f| frm.iter().all(|m| check(m, frame_match(m, f))))
+    {
         return false;
     }
     for m in &rule.matchers {
@@ -373,7 +446,10 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
             }
             Kind::Sdk => m_str(m, event.sdk_name.as_deref()),
             Kind::Release => m_str(m, event.release.as_deref()),
-            Kind::Tag => event.tags.iter().any(|(k, v)| k == &m.tag && m.regex.is_match(v)),
+            Kind::Tag => event
+                .tags
+                .iter()
+                .any(|(k, v)| k == &m.tag && m.regex.is_match(v)),
             _ => continue,
         };
         if !check(m, ok) {
@@ -390,7 +466,9 @@ static VAR: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whether a fingerprint entry is the `{{ default }}` placeholder.
 pub fn is_default(value: &str) -> bool {
-    VAR.captures(value).is_some_and(|c| c.get(0).map(|m| m.as_str().len()) == Some(value.len()) && &c[1] == "default")
+    VAR.captures(value).is_some_and(|c| {
+        c.get(0).map(|m| m.as_str().len()) == Some(value.len()) && &c[1] == "default"
+    })
 }
 
 /// Sentry's "crash frame": the last in-app frame of the most relevant stack trace, else its
@@ -405,9 +483,18 @@ fn crash_frame(event: &Event) -> Option<&Frame> {
         .or(event.stacktrace.as_ref())
         .or_else(|| {
             let threads = event.threads.as_ref()?;
-            threads.iter().find(|t| t.crashed).or(threads.first())?.stacktrace.as_ref()
+            threads
+                .iter()
+                .find(|t| t.crashed)
+                .or(threads.first())?
+                .stacktrace
+                .as_ref()
         })?;
-    st.frames.iter().rev().find(|f| f.in_app == Some(true)).or(st.frames.last())
+    st.frames
+        .iter()
+        .rev()
+        .find(|f| f.in_app == Some(true))
+        .or(st.frames.last())
 }
 
 fn variable(event: &Event, name: &str) -> Option<String> {
@@ -418,17 +505,30 @@ fn variable(event: &Event, name: &str) -> Option<String> {
         "default" => None,
         "transaction" => or(event.transaction.clone(), "<no-transaction>"),
         "message" => or(
-            event.log_formatted.clone().or(event.log_message.clone()).or(last_exc.and_then(|e| e.value.clone())),
+            event
+                .log_formatted
+                .clone()
+                .or(event.log_message.clone())
+                .or(last_exc.and_then(|e| e.value.clone())),
             "<no-message>",
         ),
         "type" | "error.type" => or(last_exc.and_then(|e| e.ty.clone()), "<no-type>"),
         "value" | "error.value" => or(last_exc.and_then(|e| e.value.clone()), "<no-value>"),
-        "function" | "stack.function" => or(frame().and_then(|f| f.function.clone()), "<no-function>"),
-        "path" | "stack.abs_path" => or(frame().and_then(|f| f.abs_path.clone().or(f.filename.clone())), "<no-abs-path>"),
+        "function" | "stack.function" => {
+            or(frame().and_then(|f| f.function.clone()), "<no-function>")
+        }
+        "path" | "stack.abs_path" => or(
+            frame().and_then(|f| f.abs_path.clone().or(f.filename.clone())),
+            "<no-abs-path>",
+        ),
         "stack.filename" => or(frame().and_then(|f| f.filename.clone()), "<no-filename>"),
         "module" | "stack.module" => or(frame().and_then(|f| f.module.clone()), "<no-module>"),
         "package" | "stack.package" => or(
-            frame().and_then(|f| f.package.as_deref().map(|p| p.rsplit(['/', '\\']).next().unwrap_or(p).to_owned())),
+            frame().and_then(|f| {
+                f.package
+                    .as_deref()
+                    .map(|p| p.rsplit(['/', '\\']).next().unwrap_or(p).to_owned())
+            }),
             "<no-package>",
         ),
         "level" => or(event.level.clone(), "<no-level>"),
@@ -436,7 +536,11 @@ fn variable(event: &Event, name: &str) -> Option<String> {
         n if n.starts_with("tags.") => {
             let key = &n[5..];
             or(
-                event.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+                event
+                    .tags
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone()),
                 &format!("<no-value-for-tag-{key}>"),
             )
         }
@@ -452,8 +556,10 @@ pub fn resolve(values: &[String], event: &Event) -> Vec<String> {
             if is_default(v) || !v.contains("{{") {
                 return v.clone();
             }
-            VAR.replace_all(v, |c: &regex::Captures<'_>| variable(event, &c[1]).unwrap_or_else(|| c[0].to_owned()))
-                .into_owned()
+            VAR.replace_all(v, |c: &regex::Captures<'_>| {
+                variable(event, &c[1]).unwrap_or_else(|| c[0].to_owned())
+            })
+            .into_owned()
         })
         .collect()
 }
@@ -465,14 +571,20 @@ mod tests {
 
     #[test]
     fn text_and_json_forms_agree() {
-        let t = FingerprintRules::parse_text("type:Foo message:\"*bad thing*\" -> {{ default }}, bar").unwrap();
+        let t =
+            FingerprintRules::parse_text("type:Foo message:\"*bad thing*\" -> {{ default }}, bar")
+                .unwrap();
         let j = FingerprintRules::parse_json(&json!([{"matchers": [["type", "Foo"], ["message", "*bad thing*"]], "fingerprint": ["{{ default }}", "bar"]}])).unwrap();
         assert_eq!(t.rules[0].fingerprint, vec!["{{ default }}", "bar"]);
         assert_eq!(t.rules[0].fingerprint, j.rules[0].fingerprint);
-        let ev = Event::from_json(&json!({"exception": {"values": [{"type": "Foo", "value": "a Bad Thing happened"}]}}));
+        let ev = Event::from_json(
+            &json!({"exception": {"values": [{"type": "Foo", "value": "a Bad Thing happened"}]}}),
+        );
         assert!(t.first_match(&ev).is_some());
         assert!(j.first_match(&ev).is_some());
-        let other = Event::from_json(&json!({"exception": {"values": [{"type": "Bar", "value": "a bad thing"}]}}));
+        let other = Event::from_json(
+            &json!({"exception": {"values": [{"type": "Bar", "value": "a bad thing"}]}}),
+        );
         assert!(t.first_match(&other).is_none());
     }
 
@@ -480,16 +592,31 @@ mod tests {
     fn bad_rules_are_errors() {
         assert!(FingerprintRules::parse_text("type:Foo").is_err());
         assert!(FingerprintRules::parse_text("bogus:x -> a").is_err());
-        assert!(FingerprintRules::parse_json(&json!([{"matchers": [["type"]], "fingerprint": ["a"]}])).is_err());
+        assert!(FingerprintRules::parse_json(
+            &json!([{"matchers": [["type"]], "fingerprint": ["a"]}])
+        )
+        .is_err());
     }
 
     #[test]
     fn variables_and_builtins() {
-        let ev = Event::from_json(&json!({"platform": "javascript", "level": "error", "tags": {"a": "b"},
-            "exception": {"values": [{"type": "ChunkLoadError", "value": "x"}]}}));
-        let vals = resolve(&["{{ level }}-{{tags.a}}".into(), "{{ default }}".into(), "{{ type }}".into()], &ev);
+        let ev = Event::from_json(
+            &json!({"platform": "javascript", "level": "error", "tags": {"a": "b"},
+            "exception": {"values": [{"type": "ChunkLoadError", "value": "x"}]}}),
+        );
+        let vals = resolve(
+            &[
+                "{{ level }}-{{tags.a}}".into(),
+                "{{ default }}".into(),
+                "{{ type }}".into(),
+            ],
+            &ev,
+        );
         assert_eq!(vals, vec!["error-b", "{{ default }}", "ChunkLoadError"]);
-        assert_eq!(BUILTIN.first_match(&ev).unwrap().fingerprint, vec!["chunkloaderror"]);
+        assert_eq!(
+            BUILTIN.first_match(&ev).unwrap().fingerprint,
+            vec!["chunkloaderror"]
+        );
         assert!(is_default("{{default}}") && !is_default("x {{ default }}"));
     }
 }

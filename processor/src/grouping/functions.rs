@@ -22,8 +22,9 @@ static CPP_TRAILER: LazyLock<Regex> = LazyLock::new(|| re(r"(\bconst\b|&)$"));
 static RUST_BLANKET: LazyLock<Regex> = LazyLock::new(|| re(r"^([A-Z] as )"));
 static LAMBDA: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?:\{lambda\(.*?\)#\d+\})|(?:\blambda_[a-f0-9]{32}\b)|(?:\$_\d+\b)"));
-static LAMBDA_ANCHORED: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^(?:(?:\{lambda\(.*?\)#\d+\})|(?:\blambda_[a-f0-9]{32}\b)|(?:\$_\d+\b))"));
+static LAMBDA_ANCHORED: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:(?:\{lambda\(.*?\)#\d+\})|(?:\blambda_[a-f0-9]{32}\b)|(?:\$_\d+\b))")
+});
 static ANON_NAMESPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\?A0x[a-f0-9]{8}::"));
 
 /// Normalizes a function name for `platform`.
@@ -161,7 +162,9 @@ fn trim_native(original: &str, platform: Option<&str>) -> String {
         function = LAMBDA.replace_all(&function, "lambda").into_owned();
     }
     if function.contains("?A0x") {
-        function = ANON_NAMESPACE.replace_all(&function, "〔anonymousnamespace〕::").into_owned();
+        function = ANON_NAMESPACE
+            .replace_all(&function, "〔anonymousnamespace〕::")
+            .into_owned();
     }
     function = replace_enclosed(&function, '(', ')', &mut |v, _| {
         let v = v.trim();
@@ -240,7 +243,10 @@ mod tests {
     fn native_names() {
         let n = |f: &str| trim_function_name(f, Some("native"));
         assert_eq!(n("void foo::bar(int, char const*) const"), "foo::bar");
-        assert_eq!(n("std::vector<int>::push_back(int const&)"), "std::vector<T>::push_back");
+        assert_eq!(
+            n("std::vector<int>::push_back(int const&)"),
+            "std::vector<T>::push_back"
+        );
         assert_eq!(n("<Foo as core::fmt::Debug>::fmt"), "Foo::fmt");
         assert_eq!(n("my_crate::run::h1234567890abcdef"), "my_crate::run");
         assert_eq!(n("-[NSObject foo]"), "-[NSObject foo]");

@@ -73,7 +73,10 @@ impl GroupingConfig {
             Some(t) if !t.trim().is_empty() => Some(Enhancements::parse(t)?),
             _ => None,
         };
-        Ok(GroupingConfig { fingerprinting_rules, enhancements })
+        Ok(GroupingConfig {
+            fingerprinting_rules,
+            enhancements,
+        })
     }
 }
 
@@ -147,8 +150,14 @@ impl GroupingInfo {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for (name, v) in &self.variants {
-            let kind = serde_json::to_value(v.kind).ok().and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
-            out.push_str(&format!("{name} ({kind}): {}\n", v.hash.as_deref().unwrap_or("-")));
+            let kind = serde_json::to_value(v.kind)
+                .ok()
+                .and_then(|k| k.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{name} ({kind}): {}\n",
+                v.hash.as_deref().unwrap_or("-")
+            ));
             if let Some(h) = &v.hint {
                 out.push_str(&format!("  hint: {h}\n"));
             }
@@ -188,7 +197,10 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
 
     if let Some(checksum) = ev.checksum.clone() {
         if CHECKSUM_RE.is_match(&checksum) {
-            variants.insert("checksum".into(), checksum_variant(VariantType::Checksum, checksum.clone(), checksum));
+            variants.insert(
+                "checksum".into(),
+                checksum_variant(VariantType::Checksum, checksum.clone(), checksum),
+            );
         } else {
             let hashed = hash_values([checksum.as_str()]);
             if checksum.chars().count() <= 32 {
@@ -197,7 +209,10 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                     checksum_variant(VariantType::Checksum, checksum.clone(), checksum.clone()),
                 );
             }
-            variants.insert("hashed-checksum".into(), checksum_variant(VariantType::HashedChecksum, hashed, checksum));
+            variants.insert(
+                "hashed-checksum".into(),
+                checksum_variant(VariantType::HashedChecksum, hashed, checksum),
+            );
         }
         return finish(variants);
     }
@@ -205,7 +220,9 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     // Server-side fingerprint rules: project rules first, then built-ins (which leave a
     // purely custom client fingerprint alone).
     let client_fp = ev.fingerprint.clone().filter(|f| !f.is_empty());
-    let client_is_custom = client_fp.as_ref().is_some_and(|f| !f.iter().any(|v| fingerprint::is_default(v)));
+    let client_is_custom = client_fp
+        .as_ref()
+        .is_some_and(|f| !f.iter().any(|v| fingerprint::is_default(v)));
     let mut matched_rule: Option<(String, bool)> = None;
     if let Some(rule) = config.fingerprinting_rules.first_match(&ev) {
         ev.fingerprint = Some(rule.fingerprint.clone());
@@ -229,19 +246,32 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     for (st, exc_idx) in ev.stacktraces_mut() {
         let data = exc_idx
             .and_then(|i| exc_data.get(i))
-            .map(|(t, v, m)| ExceptionData { ty: t.as_deref(), value: v.as_deref(), mechanism: m.as_deref() })
+            .map(|(t, v, m)| ExceptionData {
+                ty: t.as_deref(),
+                value: v.as_deref(),
+                mechanism: m.as_deref(),
+            })
             .unwrap_or_default();
         enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
     }
 
     // Component trees; the first strategy with a contributing tree takes precedence.
-    let ctx = strategies::Ctx { event: &ev, enhancements: &enhancer::DEFAULT, project };
+    let ctx = strategies::Ctx {
+        event: &ev,
+        enhancements: &enhancer::DEFAULT,
+        project,
+    };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
     for result in strategies::run_all(&ctx) {
         let won_here = winner.is_none() && result.variants.iter().any(|(_, c)| c.contributes);
         if won_here {
-            let names: Vec<&str> = result.variants.iter().filter(|(_, c)| c.contributes).map(|(n, _)| *n).collect();
+            let names: Vec<&str> = result
+                .variants
+                .iter()
+                .filter(|(_, c)| c.contributes)
+                .map(|(n, _)| *n)
+                .collect();
             winner = Some(if names == ["default"] {
                 format!("{} takes precedence", result.name)
             } else {
@@ -273,7 +303,11 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
         })
         .collect();
 
-    let fp = ev.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| vec!["{{ default }}".to_owned()]);
+    let fp = ev
+        .fingerprint
+        .clone()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| vec!["{{ default }}".to_owned()]);
     let defaults = fp.iter().filter(|v| fingerprint::is_default(v)).count();
     if defaults == 0 {
         for (name, mut root) in roots {
@@ -390,8 +424,14 @@ mod tests {
 
     #[test]
     fn message_event() {
-        let info = compute(&json!({"message": "testing testing 1, 2, 3"}), &GroupingConfig::default());
-        assert_eq!(info.hashes, vec![hash_values(["testing testing <int>, <int>, <int>"])]);
+        let info = compute(
+            &json!({"message": "testing testing 1, 2, 3"}),
+            &GroupingConfig::default(),
+        );
+        assert_eq!(
+            info.hashes,
+            vec![hash_values(["testing testing <int>, <int>, <int>"])]
+        );
         assert!(info.render_text().contains("message*"));
         assert_eq!(info.to_json()["hashes"][0], json!(info.hashes[0]));
     }
@@ -409,9 +449,15 @@ mod tests {
     #[test]
     fn server_rules_and_fallback() {
         let cfg = GroupingConfig::from_rules(Some(&json!("message:hi -> greeting")), None).unwrap();
-        assert_eq!(compute(&json!({"message": "hi"}), &cfg).hashes, vec![hash_values(["greeting"])]);
+        assert_eq!(
+            compute(&json!({"message": "hi"}), &cfg).hashes,
+            vec![hash_values(["greeting"])]
+        );
         let info = compute(&json!({}), &GroupingConfig::default());
-        assert_eq!(info.hashes, vec!["d41d8cd98f00b204e9800998ecf8427e".to_owned()]);
+        assert_eq!(
+            info.hashes,
+            vec!["d41d8cd98f00b204e9800998ecf8427e".to_owned()]
+        );
         assert!(GroupingConfig::from_rules(None, Some("function:x +nonsense")).is_err());
     }
 
@@ -422,7 +468,13 @@ mod tests {
                 {"module": "lib", "function": "f", "in_app": false},
                 {"module": "app", "function": "g", "in_app": true}]}}]}});
         let info = compute(&ev, &GroupingConfig::default());
-        assert_eq!(info.hashes, vec![hash_values(["app", "g", "E"]), hash_values(["lib", "f", "app", "g", "E"])]);
+        assert_eq!(
+            info.hashes,
+            vec![
+                hash_values(["app", "g", "E"]),
+                hash_values(["lib", "f", "app", "g", "E"])
+            ]
+        );
     }
 }
 

@@ -107,7 +107,10 @@ static COMBINED: LazyLock<Regex> = LazyLock::new(|| {
 pub fn parameterize(input: &str) -> String {
     // Fast path: every pattern needs a digit, '@', ':' or a word followed by a dot (hostname)
     // or '=' (key=value); plain words can skip the regex engine.
-    if !input.bytes().any(|b| b.is_ascii_digit() || matches!(b, b'@' | b':' | b'.' | b'=')) {
+    if !input
+        .bytes()
+        .any(|b| b.is_ascii_digit() || matches!(b, b'@' | b':' | b'.' | b'='))
+    {
         return input.to_owned();
     }
     let re = &*COMBINED;
@@ -119,7 +122,9 @@ pub fn parameterize(input: &str) -> String {
             break;
         };
         let Some(whole) = caps.get(0) else { continue };
-        let Some(name) = NAMES.iter().find(|n| caps.name(n).is_some()) else { continue };
+        let Some(name) = NAMES.iter().find(|n| caps.name(n).is_some()) else {
+            continue;
+        };
         out.push_str(&input[last..whole.start()]);
         out.push('<');
         out.push_str(name);
@@ -133,7 +138,10 @@ pub fn parameterize(input: &str) -> String {
 /// Sentry's message normalization for grouping: keep the first two non-blank lines (adding
 /// `...` when the text was changed by that) and parameterize.
 pub fn normalize_message(message: &str) -> String {
-    let lines: Vec<&str> = split_lines(message).filter(|l| !l.trim().is_empty()).take(2).collect();
+    let lines: Vec<&str> = split_lines(message)
+        .filter(|l| !l.trim().is_empty())
+        .take(2)
+        .collect();
     let mut trimmed = lines.join("\n");
     if trimmed != message {
         trimmed.push_str("...");
@@ -151,7 +159,15 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
         let is_break = |c: char| {
             matches!(
                 c,
-                '\n' | '\r' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}'
+                '\n' | '\r'
+                    | '\x0b'
+                    | '\x0c'
+                    | '\x1c'
+                    | '\x1d'
+                    | '\x1e'
+                    | '\u{85}'
+                    | '\u{2028}'
+                    | '\u{2029}'
             )
         };
         match rest.find(is_break) {
@@ -180,19 +196,31 @@ mod tests {
 
     #[test]
     fn ints_and_floats() {
-        assert_eq!(parameterize("testing testing 1, 2, 3"), "testing testing <int>, <int>, <int>");
+        assert_eq!(
+            parameterize("testing testing 1, 2, 3"),
+            "testing testing <int>, <int>, <int>"
+        );
         assert_eq!(parameterize("took 1234.33 s"), "took <float> s");
         assert_eq!(parameterize("order #12345678"), "order #<hex>");
     }
 
     #[test]
     fn ids_and_addresses() {
-        assert_eq!(parameterize("id 88ee7c66-29a9-4a4a-bc26-c72d76c5de14"), "id <uuid>");
+        assert_eq!(
+            parameterize("id 88ee7c66-29a9-4a4a-bc26-c72d76c5de14"),
+            "id <uuid>"
+        );
         assert_eq!(parameterize("from 127.0.0.1 via ::1"), "from <ip> via <ip>");
-        assert_eq!(parameterize("mail foo.bar@example.invalid now"), "mail <email> now");
+        assert_eq!(
+            parameterize("mail foo.bar@example.invalid now"),
+            "mail <email> now"
+        );
         assert_eq!(parameterize("see https://x.io/a?b=1 now"), "see <url> now");
         assert_eq!(parameterize("at 0xfeedbeef"), "at <hex>");
-        assert_eq!(parameterize("sha da39a3ee5e6b4b0d3255bfef95601890afd80709"), "sha <sha1>");
+        assert_eq!(
+            parameterize("sha da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            "sha <sha1>"
+        );
         assert_eq!(parameterize("Foo::bar()"), "Foo::bar()");
     }
 
@@ -200,7 +228,10 @@ mod tests {
     fn dates_and_key_values() {
         assert_eq!(parameterize("Wed Apr 17 22:31:45 2019: x"), "<date>: x");
         assert_eq!(parameterize("at 2019-04-17T20:29:05Z"), "at <date>");
-        assert_eq!(parameterize("flag=true name='bob'"), "flag=<bool> name=<quoted_str>");
+        assert_eq!(
+            parameterize("flag=true name='bob'"),
+            "flag=<bool> name=<quoted_str>"
+        );
     }
 
     #[test]

@@ -27,14 +27,17 @@ fn re(p: &str) -> Regex {
 static RUBY_ERB: LazyLock<Regex> = LazyLock::new(|| re(r"__\d{4,}_\d{4,}$"));
 static JAVA_REFLECT: LazyLock<Regex> =
     LazyLock::new(|| re(r"(sun\.reflect\.Generated(?:Serialization)?ConstructorAccessor)\d+"));
-static JAVA_CGLIB: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$[\w_]+?CGLIB\$\$)[a-fA-F0-9]+(_[0-9]+)?"));
-static JAVA_ASSIST: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
+static JAVA_CGLIB: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$[\w_]+?CGLIB\$\$)[a-fA-F0-9]+(_[0-9]+)?"));
+static JAVA_ASSIST: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
 static CLOJURE: LazyLock<Regex> = LazyLock::new(|| re(r"(\$fn__)\d+"));
 static JAVA_ENHANCER_BY: LazyLock<Regex> =
     LazyLock::new(|| re(r"(\$\$?EnhancerBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
 static JAVA_FAST_CLASS_BY: LazyLock<Regex> =
     LazyLock::new(|| re(r"(\$\$?FastClassBy[\w_]+?\$?\$)[a-fA-F0-9]+(_[0-9]+)?"));
-static JAVA_HIBERNATE_PROXY: LazyLock<Regex> = LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
+static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
 
 /// Rules and event data shared by the strategies.
 pub struct Ctx<'a> {
@@ -45,7 +48,13 @@ pub struct Ctx<'a> {
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
     match path {
-        Some(p) if ["http:", "https:", "applewebdata:", "blob:"].iter().any(|s| p.starts_with(s)) => true,
+        Some(p)
+            if ["http:", "https:", "applewebdata:", "blob:"]
+                .iter()
+                .any(|s| p.starts_with(s)) =>
+        {
+            true
+        }
         Some(p) if p.starts_with("file:") => !allow_file_origin,
         _ => false,
     }
@@ -53,13 +62,21 @@ fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
 
 fn frame_is_url(f: &Frame) -> bool {
     f.abs_path.as_deref().is_some_and(|p| {
-        ["blob:", "file:", "http:", "https:", "applewebdata:"].iter().any(|s| p.starts_with(s))
+        ["blob:", "file:", "http:", "https:", "applewebdata:"]
+            .iter()
+            .any(|s| p.starts_with(s))
     })
 }
 
 fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
-    let Some(filename) = &f.filename else { return Component::empty("filename") };
-    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename).to_lowercase();
+    let Some(filename) = &f.filename else {
+        return Component::empty("filename");
+    };
+    let base = filename
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(filename)
+        .to_lowercase();
     let mut c = Component::leaf("filename", base.clone());
     if has_url_origin(f.abs_path.as_deref(), true) {
         c.set(false, "ignored because frame points to a URL");
@@ -77,11 +94,15 @@ fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
 }
 
 fn module_component(f: &Frame, platform: Option<&str>) -> Component {
-    let Some(module) = &f.module else { return Component::empty("module") };
+    let Some(module) = &f.module else {
+        return Component::empty("module");
+    };
     let mut c = Component::leaf("module", module.clone());
     if platform == Some("javascript")
         && module.contains('/')
-        && f.abs_path.as_deref().is_some_and(|p| p.ends_with(module.as_str()))
+        && f.abs_path
+            .as_deref()
+            .is_some_and(|p| p.ends_with(module.as_str()))
     {
         c.set(false, "ignored bad javascript module");
     } else if platform == Some("java") {
@@ -103,7 +124,9 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
             let m = CLOJURE.replace_all(&m, "$1<auto>").into_owned();
             let m = JAVA_ENHANCER_BY.replace_all(&m, "$1<auto>").into_owned();
             let m = JAVA_FAST_CLASS_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_HIBERNATE_PROXY.replace_all(&m, "$1<auto>").into_owned();
+            let m = JAVA_HIBERNATE_PROXY
+                .replace_all(&m, "$1<auto>")
+                .into_owned();
             if &m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
@@ -116,7 +139,11 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
 
 fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
     let raw = f.context_line.as_deref().unwrap_or("");
-    let line = raw.replace('\t', "  ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = raw
+        .replace('\t', "  ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if line.is_empty() {
         return Component::empty("context-line");
     }
@@ -132,7 +159,11 @@ fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
     c
 }
 
-fn function_component(f: &Frame, platform: Option<&str>, context_line_available: bool) -> Component {
+fn function_component(
+    f: &Frame,
+    platform: Option<&str>,
+    context_line_available: bool,
+) -> Component {
     let func = if platform == Some("csharp") {
         f.raw_function.clone().or_else(|| f.function.clone())
     } else {
@@ -142,7 +173,9 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
             (None, raw) => raw.clone(),
         }
     };
-    let Some(func) = func.filter(|s| !s.is_empty()) else { return Component::empty("function") };
+    let Some(func) = func.filter(|s| !s.is_empty()) else {
+        return Component::empty("function");
+    };
     let mut c = Component::leaf("function", func.clone());
     let family = behavior_family(platform);
     match platform {
@@ -152,7 +185,10 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
             } else {
                 let cleaned = RUBY_ERB.replace(&func, "");
                 if cleaned != func {
-                    c.replace_value(cleaned.into_owned(), "removed generated erb template suffix");
+                    c.replace_value(
+                        cleaned.into_owned(),
+                        "removed generated erb template suffix",
+                    );
                 }
             }
         }
@@ -185,7 +221,10 @@ fn function_component(f: &Frame, platform: Option<&str>, context_line_available:
                 c.replace_value(short, "trimmed javascript function");
             }
             if f.sourcemap && context_line_available {
-                c.set(false, "ignored because sourcemap used and context line available");
+                c.set(
+                    false,
+                    "ignored because sourcemap used and context line available",
+                );
             }
         }
         _ => {}
@@ -201,27 +240,39 @@ pub fn frame_component(f: &Frame, event_platform: Option<&str>, is_recursion: bo
     if module.contributes && filename.contributes {
         filename.set(false, "module takes precedence");
     }
-    let context_line = matches!(platform, Some("javascript" | "node" | "python" | "php" | "ruby"))
-        .then(|| context_line_component(f, platform));
+    let context_line = matches!(
+        platform,
+        Some("javascript" | "node" | "python" | "php" | "ruby")
+    )
+    .then(|| context_line_component(f, platform));
     let cl_available = context_line.as_ref().is_some_and(|c| c.contributes);
     let mut function = function_component(f, platform, cl_available);
 
     let js = behavior_family(platform) == "javascript";
     let mut low_quality = false;
     if js {
-        let func = f.raw_function.as_deref().or(f.function.as_deref()).map(|s| s.rsplit('.').next().unwrap_or(s));
+        let func = f
+            .raw_function
+            .as_deref()
+            .or(f.function.as_deref())
+            .map(|s| s.rsplit('.').next().unwrap_or(s));
         match func {
             None | Some("") => function.contributes = false,
             Some(name) => {
-                if matches!(name, "?" | "<anonymous function>" | "<anonymous>" | "Anonymous function")
-                    || name.ends_with("/<")
+                if matches!(
+                    name,
+                    "?" | "<anonymous function>" | "<anonymous>" | "Anonymous function"
+                ) || name.ends_with("/<")
                 {
                     function.set(false, "ignored unknown function name");
                 }
             }
         }
         low_quality = func == Some("eval")
-            || matches!(f.abs_path.as_deref(), Some("[native code]" | "native code" | "eval code" | "<anonymous>"));
+            || matches!(
+                f.abs_path.as_deref(),
+                Some("[native code]" | "native code" | "eval code" | "<anonymous>")
+            );
     }
     // Like Sentry, the frame's own flag is decided from the children as built, before the
     // JavaScript clean-up above changed the function component.
@@ -254,7 +305,12 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Component {
+fn stacktrace_variant(
+    st: &Stacktrace,
+    app: bool,
+    ctx: &Ctx<'_>,
+    exc: &ExceptionData<'_>,
+) -> Component {
     let platform = ctx.event.platform.as_deref();
     let mut frames: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
@@ -268,11 +324,15 @@ fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &Exception
     }
     if st.frames.len() == 1 && frames[0].contributes {
         let f = &st.frames[0];
-        if behavior_family(f.platform.as_deref().or(platform)) == "javascript" && f.function.is_none() && frame_is_url(f) {
+        if behavior_family(f.platform.as_deref().or(platform)) == "javascript"
+            && f.function.is_none()
+            && frame_is_url(f)
+        {
             frames[0].set(false, "ignored single non-URL JavaScript frame");
         }
     }
-    ctx.enhancements.apply_group_actions(ctx.project, &st.frames, &mut frames, platform, exc);
+    ctx.enhancements
+        .apply_group_actions(ctx.project, &st.frames, &mut frames, platform, exc);
     if app {
         for (c, f) in frames.iter_mut().zip(&st.frames) {
             if f.in_app != Some(true) && c.contributes {
@@ -295,7 +355,10 @@ fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>, exc: &Exception
 }
 
 fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Variants {
-    vec![("app", stacktrace_variant(st, true, ctx, exc)), ("system", stacktrace_variant(st, false, ctx, exc))]
+    vec![
+        ("app", stacktrace_variant(st, true, ctx, exc)),
+        ("system", stacktrace_variant(st, false, ctx, exc)),
+    ]
 }
 
 fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
@@ -303,9 +366,10 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
     if e.synthetic {
         type_c.set(false, "ignored because exception is synthetic");
     }
-    let ns_error = e.ns_error.as_ref().map(|(d, c)| {
-        Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect())
-    });
+    let ns_error = e
+        .ns_error
+        .as_ref()
+        .map(|(d, c)| Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect()));
     let st_variants = match &e.stacktrace {
         Some(st) => stacktrace_variants(st, ctx, &ExceptionData::of(e)),
         None => vec![("app", Component::empty("stacktrace"))],
@@ -358,7 +422,10 @@ fn filter_exception_groups(excs: &[Exception], comps: &[Variants]) -> Option<Vec
     }
     let root = *node_exc.get(&0)?;
     let kids = |i: usize| -> &[usize] {
-        excs[i].exception_id.and_then(|id| children.get(&id)).map_or(&[], Vec::as_slice)
+        excs[i]
+            .exception_id
+            .and_then(|id| children.get(&id))
+            .map_or(&[], Vec::as_slice)
     };
     fn top_level(
         i: usize,
@@ -412,7 +479,8 @@ fn filter_exception_groups(excs: &[Exception], comps: &[Variants]) -> Option<Vec
 
 fn chained_exception(excs: &[Exception], ctx: &Ctx<'_>) -> Variants {
     let comps: Vec<Variants> = excs.iter().map(|e| single_exception(e, ctx)).collect();
-    let chosen: Vec<usize> = filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
+    let chosen: Vec<usize> =
+        filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
     if chosen.len() == 1 {
         return comps[chosen[0]].clone();
     }
@@ -425,7 +493,10 @@ fn chained_exception(excs: &[Exception], ctx: &Ctx<'_>) -> Variants {
             }
         }
     }
-    by_name.into_iter().map(|(n, list)| (n, Component::parent("chained-exception", list))).collect()
+    by_name
+        .into_iter()
+        .map(|(n, list)| (n, Component::parent("chained-exception", list)))
+        .collect()
 }
 
 fn threads(ctx: &Ctx<'_>) -> Variants {
@@ -463,7 +534,10 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
 /// `remove_non_stacktrace_variants`) drops variants without a contributing stack trace when
 /// another variant has one.
 fn postprocess_stack_variants(mut vars: Variants) -> Variants {
-    let app_hash = vars.iter().find(|(n, _)| *n == "app").and_then(|(_, c)| c.hash());
+    let app_hash = vars
+        .iter()
+        .find(|(n, _)| *n == "app")
+        .and_then(|(_, c)| c.hash());
     if let Some(h) = app_hash {
         for (n, c) in vars.iter_mut() {
             if *n == "system" && c.hash().as_deref() == Some(h.as_str()) {
@@ -474,7 +548,9 @@ fn postprocess_stack_variants(mut vars: Variants) -> Variants {
     if vars.len() > 1 {
         let with_st: Vec<bool> = vars
             .iter()
-            .map(|(_, c)| (c.id == "stacktrace" && c.contributes) || c.has_contributing("stacktrace"))
+            .map(|(_, c)| {
+                (c.id == "stacktrace" && c.contributes) || c.has_contributing("stacktrace")
+            })
             .collect();
         if with_st.iter().any(|b| *b) {
             for ((_, c), has) in vars.iter_mut().zip(with_st) {
@@ -502,7 +578,11 @@ fn normalize_uri(value: &str) -> String {
             let rest = &value[i + 3..];
             rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].to_owned()
         }
-        None => value.split(':').next().map(|s| format!("{s}:")).unwrap_or_default(),
+        None => value
+            .split(':')
+            .next()
+            .map(|s| format!("{s}:"))
+            .unwrap_or_default(),
     }
 }
 
@@ -533,7 +613,10 @@ fn csp(c: &Csp) -> Component {
             (v, Component::leaf("uri", uri))
         }
     };
-    Component::parent("csp", vec![Component::leaf("salt", directive), violation, uri_c])
+    Component::parent(
+        "csp",
+        vec![Component::leaf("salt", directive), violation, uri_c],
+    )
 }
 
 /// One strategy's result: its name and variants.
@@ -547,34 +630,64 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
     let ev = ctx.event;
     let mut out = Vec::new();
     if let Some(excs) = ev.exceptions.as_deref().filter(|e| !e.is_empty()) {
-        out.push(StrategyResult { name: "exception", variants: postprocess_stack_variants(chained_exception(excs, ctx)) });
+        out.push(StrategyResult {
+            name: "exception",
+            variants: postprocess_stack_variants(chained_exception(excs, ctx)),
+        });
     }
     if ev.threads.is_some() {
-        out.push(StrategyResult { name: "threads", variants: postprocess_stack_variants(threads(ctx)) });
+        out.push(StrategyResult {
+            name: "threads",
+            variants: postprocess_stack_variants(threads(ctx)),
+        });
     }
     if let Some(st) = &ev.stacktrace {
         out.push(StrategyResult {
             name: "stacktrace",
-            variants: postprocess_stack_variants(stacktrace_variants(st, ctx, &ExceptionData::default())),
+            variants: postprocess_stack_variants(stacktrace_variants(
+                st,
+                ctx,
+                &ExceptionData::default(),
+            )),
         });
     }
     if let Some((filename, context_line)) = &ev.template {
         let f = filename.as_deref().map(|f| {
-            Component::leaf("filename", f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase())
+            Component::leaf(
+                "filename",
+                f.rsplit(['/', '\\']).next().unwrap_or(f).to_lowercase(),
+            )
         });
-        let cl = context_line.as_deref().map(|l| Component::leaf("context-line", l.split_whitespace().collect::<Vec<_>>().join(" ")));
-        let children = vec![f.unwrap_or_else(|| Component::empty("filename")), cl.unwrap_or_else(|| Component::empty("context-line"))];
-        out.push(StrategyResult { name: "template", variants: vec![("default", Component::parent("template", children))] });
+        let cl = context_line.as_deref().map(|l| {
+            Component::leaf(
+                "context-line",
+                l.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        });
+        let children = vec![
+            f.unwrap_or_else(|| Component::empty("filename")),
+            cl.unwrap_or_else(|| Component::empty("context-line")),
+        ];
+        out.push(StrategyResult {
+            name: "template",
+            variants: vec![("default", Component::parent("template", children))],
+        });
     }
     if let Some(c) = &ev.csp {
-        out.push(StrategyResult { name: "csp", variants: vec![("default", csp(c))] });
+        out.push(StrategyResult {
+            name: "csp",
+            variants: vec![("default", csp(c))],
+        });
     }
     if let Some((salt, host)) = &ev.cert_report {
         let children = vec![
             Component::leaf("salt", *salt),
             Component::leaves("hostname", host.iter().cloned().collect()),
         ];
-        out.push(StrategyResult { name: salt, variants: vec![("default", Component::parent(salt, children))] });
+        out.push(StrategyResult {
+            name: salt,
+            variants: vec![("default", Component::parent(salt, children))],
+        });
     }
     if let Some(raw) = ev.log_message.as_deref().or(ev.log_formatted.as_deref()) {
         let normalized = normalize_message(raw);
@@ -583,7 +696,10 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
         if changed {
             c.hint = Some("stripped event-specific values".into());
         }
-        out.push(StrategyResult { name: "message", variants: vec![("default", c)] });
+        out.push(StrategyResult {
+            name: "message",
+            variants: vec![("default", c)],
+        });
     }
     out
 }
