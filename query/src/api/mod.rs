@@ -10,9 +10,11 @@
 //!   carries the authenticated token and resolves organizations and projects so that a token
 //!   never sees another organization (404) and a missing scope is 403.
 
+mod discover;
 mod issues;
 mod orgs;
 mod releases;
+mod traces;
 pub mod util;
 
 pub use orgs::validate_scopes;
@@ -472,6 +474,24 @@ impl ApiService {
 
 /// Path segments (after `/api/0/`) → handler.
 fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
+    let get_only = |f: &dyn Fn() -> ApiResult| {
+        if method == Method::GET {
+            f()
+        } else {
+            Err(not_allowed(method))
+        }
+    };
+    match segs {
+        ["organizations", org, "events"] => return get_only(&|| discover::events(ctx, org)),
+        ["organizations", org, "events", "validate"] => {
+            return get_only(&|| discover::validate(ctx, org))
+        }
+        ["organizations", org, "trace-meta", id] => {
+            return get_only(&|| traces::trace_meta(ctx, org, id))
+        }
+        ["organizations", org, "trace", id] => return get_only(&|| traces::trace(ctx, org, id)),
+        _ => {}
+    }
     if let Some(resp) = orgs::route(ctx, method, segs)? {
         return Ok(resp);
     }
@@ -520,5 +540,7 @@ pub(crate) fn body_str<'a>(body: &'a Value, key: &str) -> ApiResult<Option<&'a s
     }
 }
 
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 pub(crate) mod testutil;
