@@ -18,9 +18,9 @@ pub mod hist;
 pub mod keys;
 mod log;
 mod meta;
+pub mod records;
 pub mod releases;
 pub mod workflow;
-pub mod records;
 
 pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};
 pub use error::{Result, StorageError};
