@@ -4,7 +4,9 @@
 pub mod api;
 pub mod events;
 pub mod issues;
+pub mod perf;
 pub mod search;
+pub mod trace;
 
 use storage::Store;
 
