@@ -3,7 +3,7 @@
 //! the organization's repositories first, then PUTs `refs`; without repositories it sends
 //! `commits` from the local git tree), and `deploys new`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -68,7 +68,9 @@ pub(super) fn route(
                 ));
             }
             match *m {
-                Method::GET => ApiResponse::ok(release_json(ctx, &org, &release)?),
+                Method::GET => {
+                    ApiResponse::ok(release_json(ctx, &org, &release, &new_groups(ctx, &org)?)?)
+                }
                 _ => return Err(not_allowed(m)),
             }
         }
@@ -160,8 +162,55 @@ fn deploy_json(d: &Deploy) -> Value {
     })
 }
 
+/// Issues first seen in each (release, project): Sentry's `newGroups`.
+type NewGroups = HashMap<(String, u64), u64>;
+
+/// Most issue records read to count new issues per release.
+const MAX_ISSUES_SCANNED: usize = 100_000;
+
+/// Counts, for every release of the organization's projects, the issues it introduced (their
+/// first release), in one bounded scan of the issue records.
+fn new_groups(ctx: &Ctx<'_>, org: &Organization) -> ApiResult<NewGroups> {
+    let projects: BTreeSet<u64> = ctx
+        .store
+        .meta()
+        .projects_of_org(org.id)
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let store = ctx.store;
+    let mut out = NewGroups::new();
+    let prefix = [storage::keys::issues::ISSUE];
+    for item in store
+        .db()
+        .prefix_iterator_cf(&store.cf(storage::cf::ISSUES), prefix)
+        .take(MAX_ISSUES_SCANNED)
+    {
+        let (key, value) = item.map_err(storage::StorageError::from)?;
+        if key.first() != Some(&storage::keys::issues::ISSUE) {
+            break;
+        }
+        let rec = storage::records::IssueRecord::from_bytes(&value)?;
+        if let (Some(release), true) = (rec.first_release, projects.contains(&rec.project_id)) {
+            *out.entry((release, rec.project_id)).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
 /// Sentry's release shape.
-pub(super) fn release_json(ctx: &Ctx<'_>, org: &Organization, r: &Release) -> ApiResult<Value> {
+pub(super) fn release_json(
+    ctx: &Ctx<'_>,
+    org: &Organization,
+    r: &Release,
+    new_groups: &NewGroups,
+) -> ApiResult<Value> {
+    let new_in = |project: u64| {
+        new_groups
+            .get(&(r.version.clone(), project))
+            .copied()
+            .unwrap_or(0)
+    };
     let deploys = rel::deploys(ctx.store, org.id, &r.version, 10_000)?;
     let commits = commits_of(r);
     let projects: Vec<Value> = r
@@ -173,7 +222,7 @@ pub(super) fn release_json(ctx: &Ctx<'_>, org: &Organization, r: &Release) -> Ap
                 "id": p.id,
                 "slug": p.slug,
                 "name": p.name,
-                "newGroups": 0,
+                "newGroups": new_in(p.id),
                 "platform": if p.platform.is_empty() { Value::Null } else { Value::String(p.platform.clone()) },
                 "platforms": if p.platform.is_empty() { json!([]) } else { json!([p.platform]) },
                 "hasHealthData": false,
@@ -201,7 +250,7 @@ pub(super) fn release_json(ctx: &Ctx<'_>, org: &Organization, r: &Release) -> Ap
         "dateReleased": iso_opt(r.date_released_ms),
         "firstEvent": iso_opt(r.first_event_ms),
         "lastEvent": iso_opt(r.last_event_ms),
-        "newGroups": 0,
+        "newGroups": r.projects.iter().map(|p| new_in(*p)).sum::<u64>(),
         "commitCount": commits.len(),
         "lastCommit": commits.first().map(commit_json),
         "deployCount": deploys.len(),
@@ -246,9 +295,10 @@ fn list_releases(ctx: &Ctx<'_>, org: &str, project: Option<u64>) -> ApiResult {
         .collect();
     let page = Page::from_request(ctx.req, 100)?;
     let (releases, link) = page.apply(releases, ctx.req);
+    let groups = new_groups(ctx, &org)?;
     let items = releases
         .iter()
-        .map(|r| release_json(ctx, &org, r))
+        .map(|r| release_json(ctx, &org, r, &groups))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(ApiResponse::page(items, link))
 }
@@ -427,7 +477,7 @@ fn create_release(ctx: &Ctx<'_>, org: &str, project: Option<u64>) -> ApiResult {
     rel::put_release(ctx.store, &release)?;
     Ok(ApiResponse {
         status,
-        body: release_json(ctx, &org, &release)?,
+        body: release_json(ctx, &org, &release, &new_groups(ctx, &org)?)?,
         link: None,
     })
 }
@@ -436,7 +486,12 @@ fn release_detail(ctx: &Ctx<'_>, org: &str, version: &str) -> ApiResult {
     let org = ctx.org(org)?;
     ctx.require_any(READ)?;
     let release = find(ctx, &org, version)?;
-    Ok(ApiResponse::ok(release_json(ctx, &org, &release)?))
+    Ok(ApiResponse::ok(release_json(
+        ctx,
+        &org,
+        &release,
+        &new_groups(ctx, &org)?,
+    )?))
 }
 
 /// `PUT …/releases/{version}/`: finalize (`dateReleased`), refs, commits, url, status,
@@ -455,7 +510,12 @@ fn update_release(ctx: &Ctx<'_>, org: &str, version: &str) -> ApiResult {
     }
     apply_fields(ctx, &org, &body, &mut release)?;
     rel::put_release(ctx.store, &release)?;
-    Ok(ApiResponse::ok(release_json(ctx, &org, &release)?))
+    Ok(ApiResponse::ok(release_json(
+        ctx,
+        &org,
+        &release,
+        &new_groups(ctx, &org)?,
+    )?))
 }
 
 fn delete_release(ctx: &Ctx<'_>, org: &str, version: &str) -> ApiResult {
@@ -527,7 +587,7 @@ fn previous_with_commits(ctx: &Ctx<'_>, org: &str, version: &str) -> ApiResult {
         .skip(1)
         .find(|r| !r.commits.is_empty() || !r.refs.is_empty());
     Ok(ApiResponse::ok(match previous {
-        Some(r) => release_json(ctx, &org, &r)?,
+        Some(r) => release_json(ctx, &org, &r, &new_groups(ctx, &org)?)?,
         None => json!({}),
     }))
 }
@@ -845,6 +905,43 @@ mod tests {
         let r = f.get("/api/0/organizations/default/releases/web@2.0/");
         assert_eq!(r.body["firstEvent"], "2023-11-14T22:13:20.000Z");
         assert_eq!(r.body["projects"][0]["id"], 1);
+        assert_eq!(r.body["newGroups"], 0);
+        // Two issues first seen in web@2.0, one in another release.
+        let mut batch = rocksdb_batch();
+        for (id, release) in [(1u64, "web@2.0"), (2, "web@2.0"), (3, "web@1.0")] {
+            let rec = storage::records::IssueRecord {
+                id,
+                project_id: 1,
+                short_id: id,
+                event_type: "error".into(),
+                title: "E".into(),
+                culprit: String::new(),
+                metadata: Default::default(),
+                level: "error".into(),
+                platform: "python".into(),
+                logger: String::new(),
+                status: Default::default(),
+                substatus: None,
+                first_seen_ms: 1,
+                last_seen_ms: 1,
+                active_at_ms: 1,
+                first_release: Some(release.into()),
+                last_release: None,
+                resolution: None,
+                primary_hash: format!("{id:032x}"),
+            };
+            batch.put_cf(
+                &f.store.cf(storage::cf::ISSUES),
+                storage::keys::issue(id),
+                rec.to_bytes(),
+            );
+        }
+        f.store.write(batch, false).unwrap();
+        let r = f.get("/api/0/organizations/default/releases/web@2.0/");
+        assert_eq!(r.body["newGroups"], 2);
+        assert_eq!(r.body["projects"][0]["newGroups"], 2);
+        let list = f.get("/api/0/organizations/default/releases/");
+        assert_eq!(list.body[0]["newGroups"], 2);
     }
 
     fn rocksdb_batch() -> storage::WriteBatch {
