@@ -360,7 +360,7 @@ impl Meta {
 }
 
 impl Store {
-    fn next_id(&self, sequence: &str) -> Result<u64> {
+    pub(crate) fn next_id(&self, sequence: &str) -> Result<u64> {
         let key = keys::prefixed_str(keys::meta::SEQUENCE, sequence);
         let meta_cf = self.cf(cf::META);
         let current = self
