@@ -263,6 +263,8 @@ struct Work<'a> {
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
+    /// Releases seen in this batch: (project, version) → (first, last) event time.
+    releases: HashMap<(u64, String), (u64, u64)>,
 }
 
 impl Work<'_> {
@@ -379,6 +381,7 @@ impl Processor {
             next_issue_id,
             short_ids,
             folder: TransactionFolder::new(),
+            releases: HashMap::new(),
         };
         for record in records {
             work.stats.records += 1;
@@ -624,6 +627,14 @@ impl Processor {
             (Some(issue_id), hashes)
         };
 
+        if let Some(release) = normalized.event.get("release").and_then(Value::as_str) {
+            let span = work
+                .releases
+                .entry((project.id, release.to_owned()))
+                .or_insert((ts, ts));
+            span.0 = span.0.min(ts);
+            span.1 = span.1.max(ts);
+        }
         let event_id = normalized.event_id;
         let trace_id = normalized
             .event
@@ -844,6 +855,9 @@ impl Processor {
     fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
         let store = work.store;
         work.folder.flush_into(store, &mut work.batch);
+        for ((project_id, version), (first, last)) in &work.releases {
+            storage::ensure_release(store, &mut work.batch, *project_id, version, *first, *last)?;
+        }
         let issues_cf = store.cf(cf::ISSUES);
         for (id, issue) in &work.issues {
             work.batch

@@ -262,9 +262,10 @@ pub fn delete_release(store: &Store, org_id: u64, version: &str) -> Result<()> {
 /// processor from rewriting a release on every event.
 const LAST_EVENT_GRANULARITY_MS: u64 = 60_000;
 
-/// Called by the processor for every event carrying a release: creates the release on first
-/// sight, adds the project to it, and moves its first/last event times, all inside the
-/// processor's `batch` so it commits atomically with the event.
+/// Called by the processor once per batch for each (project, release) its events carry, with
+/// the earliest and latest event time of the batch: creates the release on first sight, adds
+/// the project to it, and moves its first/last event times, all inside the processor's
+/// `batch` so it commits atomically with the events.
 ///
 /// Costs one point read; it writes only when something changes (a new release, a new project,
 /// or `last_event_ms` moving by more than a minute). An invalid version is ignored (Ok), as
@@ -274,7 +275,8 @@ pub fn ensure_release(
     batch: &mut WriteBatch,
     project_id: u64,
     version: &str,
-    ts_ms: u64,
+    first_ms: u64,
+    last_ms: u64,
 ) -> Result<()> {
     if validate_version(version).is_err() {
         return Ok(());
@@ -299,15 +301,15 @@ pub fn ensure_release(
         release.projects.insert(at, project_id);
         changed = true;
     }
-    if release.first_event_ms.is_none_or(|first| ts_ms < first) {
-        release.first_event_ms = Some(ts_ms);
+    if release.first_event_ms.is_none_or(|first| first_ms < first) {
+        release.first_event_ms = Some(first_ms);
         changed = true;
     }
     if release
         .last_event_ms
-        .is_none_or(|last| ts_ms > last.saturating_add(LAST_EVENT_GRANULARITY_MS))
+        .is_none_or(|last| last_ms > last.saturating_add(LAST_EVENT_GRANULARITY_MS))
     {
-        release.last_event_ms = Some(ts_ms);
+        release.last_event_ms = Some(last_ms);
         changed = true;
     }
     if changed {
@@ -434,7 +436,7 @@ mod tests {
     fn ensure_release_creates_once_and_tracks_projects_and_times() {
         let (_dir, store) = store();
         let mut batch = WriteBatch::default();
-        ensure_release(&store, &mut batch, 1, "1.0", 5_000).unwrap();
+        ensure_release(&store, &mut batch, 1, "1.0", 5_000, 5_000).unwrap();
         store.write(batch, false).unwrap();
         let r = release(&store, 1, "1.0").unwrap().unwrap();
         assert_eq!(
@@ -445,15 +447,15 @@ mod tests {
 
         // Within the granularity: nothing to write.
         let mut batch = WriteBatch::default();
-        ensure_release(&store, &mut batch, 1, "1.0", 6_000).unwrap();
+        ensure_release(&store, &mut batch, 1, "1.0", 6_000, 6_000).unwrap();
         assert_eq!(batch.len(), 0);
         // Earlier event moves first_event; much later one moves last_event.
         let mut batch = WriteBatch::default();
-        ensure_release(&store, &mut batch, 1, "1.0", 1_000).unwrap();
-        ensure_release(&store, &mut batch, 1, "bad/version", 1_000).unwrap();
+        ensure_release(&store, &mut batch, 1, "1.0", 1_000, 1_000).unwrap();
+        ensure_release(&store, &mut batch, 1, "bad/version", 1_000, 1_000).unwrap();
         store.write(batch, false).unwrap();
         let mut batch = WriteBatch::default();
-        ensure_release(&store, &mut batch, 1, "1.0", 500_000).unwrap();
+        ensure_release(&store, &mut batch, 1, "1.0", 500_000, 500_000).unwrap();
         store.write(batch, false).unwrap();
         let r = release(&store, 1, "1.0").unwrap().unwrap();
         assert_eq!(
@@ -462,7 +464,7 @@ mod tests {
         );
         assert!(release(&store, 1, "bad/version").unwrap().is_none());
         let mut batch = WriteBatch::default();
-        assert!(ensure_release(&store, &mut batch, 99, "1.0", 1).is_err());
+        assert!(ensure_release(&store, &mut batch, 99, "1.0", 1, 1).is_err());
     }
 
     #[test]
