@@ -744,6 +744,16 @@ impl Processor {
                 if let Some(issue) = work.issues.get_mut(&id) {
                     if issues::apply_event(issue, facts, ts, resolve_age_ms) {
                         work.stats.regressions += 1;
+                        // Sentry's SET_REGRESSION activity, so the issue's history says why
+                        // it reopened and in which release.
+                        storage::workflow::add_activity_in_batch(
+                            work.store,
+                            &mut work.batch,
+                            id,
+                            "set_regression",
+                            serde_json::json!({"version": facts.release}),
+                            None,
+                        )?;
                     }
                 }
                 id
