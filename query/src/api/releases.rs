@@ -900,7 +900,15 @@ mod tests {
     fn releases_seen_in_events_show_up() {
         let f = Fixture::new();
         let mut batch = rocksdb_batch();
-        storage::ensure_release(&f.store, &mut batch, 1, "web@2.0", 1_700_000_000_000, 1_700_000_000_000).unwrap();
+        storage::ensure_release(
+            &f.store,
+            &mut batch,
+            1,
+            "web@2.0",
+            1_700_000_000_000,
+            1_700_000_000_000,
+        )
+        .unwrap();
         f.store.write(batch, false).unwrap();
         let r = f.get("/api/0/organizations/default/releases/web@2.0/");
         assert_eq!(r.body["firstEvent"], "2023-11-14T22:13:20.000Z");
