@@ -46,6 +46,7 @@ pub struct App {
     store: Store,
     log: Arc<EmbeddedLog>,
     ingest: Option<ingest::IngestService>,
+    kafka: Option<Arc<crate::kafka_mode::KafkaMode>>,
     ready: AtomicBool,
 }
 
@@ -116,6 +117,9 @@ impl App {
         if let Some(ingest) = &self.ingest {
             ingest.render_metrics(&mut out);
         }
+        if let Some(kafka) = &self.kafka {
+            kafka.render_metrics(&mut out);
+        }
         out
     }
 }
@@ -161,23 +165,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    let ingest = config.has_role(Role::Ingest).then(|| {
-        ingest::IngestService::new(
-            store.clone(),
-            Arc::clone(&log) as Arc<dyn Log>,
-            config.ingest.clone(),
-        )
-    });
+    let kafka = if config.kafka.enabled() {
+        Some(Arc::new(
+            crate::kafka_mode::KafkaMode::start(&config, &store).await?,
+        ))
+    } else {
+        None
+    };
+    let ingest_log = kafka
+        .as_ref()
+        .and_then(|k| k.ingest_log())
+        .unwrap_or_else(|| Arc::clone(&log) as Arc<dyn Log>);
+    let ingest = config
+        .has_role(Role::Ingest)
+        .then(|| ingest::IngestService::new(store.clone(), ingest_log, config.ingest.clone()));
     let app = Arc::new(App {
         config: config.clone(),
         store: store.clone(),
         log: Arc::clone(&log),
         ingest,
+        kafka: kafka.clone(),
         ready: AtomicBool::new(true),
     });
 
     let stop_processor = Arc::new(AtomicBool::new(false));
-    let processor_thread = if config.has_role(Role::Processor) {
+    let processor_thread = if config.has_role(Role::Processor) && kafka.is_none() {
         let processor = Arc::new(processor::Processor::new(
             store.clone(),
             processor::ProcessorConfig::default(),
@@ -198,6 +210,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await;
 
     app.ready.store(false, Ordering::Release);
+    if let Some(kafka) = kafka {
+        kafka
+            .shutdown(Duration::from_secs(config.shutdown_grace_secs))
+            .await;
+    }
     log.close();
     stop_processor.store(true, Ordering::Release);
     if let Some(thread) = processor_thread {
