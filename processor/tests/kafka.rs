@@ -227,7 +227,7 @@ fn two_processors_match_embedded_and_a_leaver_hands_over_exactly() {
     rt.block_on(async {
         for (i, r) in records.iter().enumerate() {
             log.append(vec![r.clone()]).unwrap().await.unwrap();
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 log.append(vec![r.clone()]).unwrap().await.unwrap();
             }
         }

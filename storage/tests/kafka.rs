@@ -100,7 +100,11 @@ async fn produce_consume_and_resume_exactly_from_the_local_offsets() {
     let mut sent = HashSet::new();
     for i in 0..300u64 {
         let project = 1 + i % 5;
-        let ty = if i % 3 == 0 { "transaction" } else { "event" };
+        let ty = if i.is_multiple_of(3) {
+            "transaction"
+        } else {
+            "event"
+        };
         let r = record(project, i, ty);
         sent.insert(r.event_id.unwrap());
         tickets.push(log.append(vec![r]).unwrap());
@@ -366,7 +370,7 @@ fn start_broker(args: &[String], run_dir: &std::path::Path) {
         .append(true)
         .open(run_dir.join("broker.log"))
         .unwrap();
-    let child = std::process::Command::new("setsid")
+    let mut child = std::process::Command::new("setsid")
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -375,6 +379,9 @@ fn start_broker(args: &[String], run_dir: &std::path::Path) {
         .unwrap();
     // scripts/kafka.sh stops the broker by the pid in its run directory.
     std::fs::write(run_dir.join("pid"), child.id().to_string()).unwrap();
+    // The broker outlives this test (scripts/kafka.sh stops it); the thread only reaps it if
+    // it exits while the test still runs.
+    std::thread::spawn(move || child.wait());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +405,15 @@ async fn broker_restart_under_load_refuses_then_resumes_and_loses_nothing_acknow
             let mut waiting = tokio::task::JoinSet::new();
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 i += 1;
-                let r = record(3, i, if i % 2 == 0 { "event" } else { "transaction" });
+                let r = record(
+                    3,
+                    i,
+                    if i.is_multiple_of(2) {
+                        "event"
+                    } else {
+                        "transaction"
+                    },
+                );
                 let id = r.event_id.unwrap();
                 match log.append(vec![r]) {
                     Ok(ticket) => {
