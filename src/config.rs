@@ -34,6 +34,11 @@ pub struct Config {
     pub roles: Vec<Role>,
     /// Ingest endpoint: size limits, rate limits, proxies.
     pub ingest: ingest::IngestConfig,
+    /// Kafka mode (design.md §7): on when `kafka.brokers` is set; the log is then Kafka
+    /// instead of the embedded one.
+    pub kafka: storage::KafkaConfig,
+    /// Base URLs of the processor nodes a `query` node fans out to.
+    pub peers: Vec<String>,
 }
 
 /// Budgets of the embedded log (design.md §3: overload is shed at the edge).
@@ -81,6 +86,8 @@ impl Default for Config {
             log: LogConfig::default(),
             roles: vec![Role::Ingest, Role::Processor, Role::Query],
             ingest: ingest::IngestConfig::default(),
+            kafka: storage::KafkaConfig::default(),
+            peers: Vec::new(),
         }
     }
 }
@@ -94,6 +101,10 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     /// `--role`.
     pub roles: Option<Vec<Role>>,
+    /// `--kafka BROKERS`.
+    pub kafka: Option<String>,
+    /// `--peers URL,URL`.
+    pub peers: Option<Vec<String>>,
 }
 
 /// Environment variables osprey reads, and the config key each sets.
@@ -106,6 +117,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("OSPREY_DEFAULT_KEY", "default_key"),
     ("OSPREY_PUBLIC_URL", "public_url"),
     ("OSPREY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
+    ("OSPREY_KAFKA", "kafka.brokers"),
 ];
 
 impl Config {
@@ -131,7 +143,22 @@ impl Config {
                     Ok(n) => toml::Value::Integer(n),
                     Err(_) => toml::Value::String(value),
                 };
-                table.insert((*key).to_owned(), parsed);
+                // `section.key` sets a key of a section, creating the section if needed.
+                let (section, leaf) = match key.split_once('.') {
+                    Some((section, leaf)) => (Some(section), leaf),
+                    None => (None, *key),
+                };
+                let target = match section {
+                    None => &mut table,
+                    Some(section) => match table
+                        .entry(section.to_owned())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    {
+                        toml::Value::Table(t) => t,
+                        _ => bail!("config key `{section}` must be a section"),
+                    },
+                };
+                target.insert(leaf.to_owned(), parsed);
             }
         }
         let mut config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
@@ -151,6 +178,12 @@ impl Config {
         if let Some(roles) = &overrides.roles {
             config.roles = roles.clone();
         }
+        if let Some(brokers) = &overrides.kafka {
+            config.kafka.brokers = brokers.clone();
+        }
+        if let Some(peers) = &overrides.peers {
+            config.peers = peers.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -166,6 +199,14 @@ impl Config {
         }
         if self.roles.is_empty() {
             bail!("roles must name at least one of ingest, processor, query");
+        }
+        if self.kafka.enabled() {
+            self.kafka.validate()?;
+        }
+        for peer in &self.peers {
+            if !(peer.starts_with("http://") || peer.starts_with("https://")) {
+                bail!("peer {peer:?} must be an http:// or https:// URL");
+            }
         }
         Ok(())
     }
@@ -234,6 +275,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("32 hex"), "{err}");
+    }
+
+    #[test]
+    fn kafka_mode_from_file_env_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("osprey.toml");
+        std::fs::write(
+            &file,
+            "roles = [\"processor\"]\n[kafka]\npartitions = 12\n[kafka.topics]\nevents = \"ev\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), no_env, &Overrides::default()).unwrap();
+        assert!(!config.kafka.enabled());
+        let env = |k: &str| (k == "OSPREY_KAFKA").then(|| "127.0.0.1:9092".to_owned());
+        let config = Config::load(Some(&file), env, &Overrides::default()).unwrap();
+        assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.kafka.partitions, 12);
+        assert_eq!(config.kafka.topics.events, "ev");
+        assert_eq!(config.kafka.topics.transactions, "ingest-transactions");
+        let overrides = Overrides {
+            kafka: Some("10.0.0.1:9092,10.0.0.2:9092".into()),
+            peers: Some(vec!["http://10.0.0.5:9000".into()]),
+            ..Default::default()
+        };
+        let config = Config::load(Some(&file), env, &overrides).unwrap();
+        assert_eq!(config.kafka.brokers, "10.0.0.1:9092,10.0.0.2:9092");
+        assert_eq!(config.peers, vec!["http://10.0.0.5:9000".to_owned()]);
+        let bad = Overrides {
+            peers: Some(vec!["10.0.0.5:9000".into()]),
+            ..overrides
+        };
+        let err = Config::load(Some(&file), env, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://"), "{err}");
     }
 
     #[test]

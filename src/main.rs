@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod kafka_mode;
 mod serve;
 
 use std::path::PathBuf;
@@ -52,6 +53,12 @@ struct ServeArgs {
     /// Roles this process runs (comma separated) [default: all].
     #[arg(long, value_delimiter = ',')]
     role: Option<Vec<config::Role>>,
+    /// Kafka bootstrap servers (`host:port,…`): run as a scale-out node on Kafka.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+    /// Processor nodes a query node fans out to (comma separated base URLs).
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    peers: Option<Vec<String>>,
 }
 
 fn init_tracing() {
@@ -73,6 +80,8 @@ fn main() -> ExitCode {
                 listen: args.listen,
                 data: args.data,
                 roles: args.role,
+                kafka: args.kafka,
+                peers: args.peers,
             };
             config::Config::load(
                 args.config.as_deref(),

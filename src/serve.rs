@@ -47,6 +47,7 @@ pub struct App {
     log: Arc<EmbeddedLog>,
     ingest: Option<ingest::IngestService>,
     api: Option<query::api::ApiService>,
+    kafka: Option<Arc<crate::kafka_mode::KafkaMode>>,
     ready: AtomicBool,
 }
 
@@ -129,6 +130,9 @@ impl App {
         if let Some(ingest) = &self.ingest {
             ingest.render_metrics(&mut out);
         }
+        if let Some(kafka) = &self.kafka {
+            kafka.render_metrics(&mut out);
+        }
         out
     }
 }
@@ -174,13 +178,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    let ingest = config.has_role(Role::Ingest).then(|| {
-        ingest::IngestService::new(
-            store.clone(),
-            Arc::clone(&log) as Arc<dyn Log>,
-            config.ingest.clone(),
-        )
-    });
+    let kafka = if config.kafka.enabled() {
+        Some(Arc::new(
+            crate::kafka_mode::KafkaMode::start(&config, &store).await?,
+        ))
+    } else {
+        None
+    };
+    let ingest_log = kafka
+        .as_ref()
+        .and_then(|k| k.ingest_log())
+        .unwrap_or_else(|| Arc::clone(&log) as Arc<dyn Log>);
+    let ingest = config
+        .has_role(Role::Ingest)
+        .then(|| ingest::IngestService::new(store.clone(), ingest_log, config.ingest.clone()));
     let api = config.has_role(Role::Query).then(|| {
         query::api::ApiService::new(
             query::QueryService::new(store.clone()),
@@ -196,11 +207,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         log: Arc::clone(&log),
         ingest,
         api,
+        kafka: kafka.clone(),
         ready: AtomicBool::new(true),
     });
 
     let stop_processor = Arc::new(AtomicBool::new(false));
-    let processor_thread = if config.has_role(Role::Processor) {
+    let processor_thread = if config.has_role(Role::Processor) && kafka.is_none() {
         let processor = Arc::new(processor::Processor::new(
             store.clone(),
             processor::ProcessorConfig::default(),
@@ -221,6 +233,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await;
 
     app.ready.store(false, Ordering::Release);
+    if let Some(kafka) = kafka {
+        kafka
+            .shutdown(Duration::from_secs(config.shutdown_grace_secs))
+            .await;
+    }
     log.close();
     stop_processor.store(true, Ordering::Release);
     if let Some(thread) = processor_thread {

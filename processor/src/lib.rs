@@ -13,6 +13,7 @@ pub mod error;
 pub mod filters;
 pub mod grouping;
 pub mod issues;
+pub mod kafka_loop;
 pub mod normalize;
 pub mod pipeline;
 pub mod scrub;

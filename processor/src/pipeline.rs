@@ -356,6 +356,11 @@ impl Processor {
         &self.store
     }
 
+    /// Its tuning (batch sizes, idle wait).
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
     /// Processes records into a write batch without writing it.
     pub fn process_batch(&self, records: &[LogRecord]) -> Result<BatchOutcome> {
         let guard = records::issue_write_lock();

@@ -26,6 +26,10 @@ pub enum StorageError {
     /// The log writer has shut down (the process is stopping).
     #[error("log writer stopped")]
     Closed,
+    /// The Kafka client failed or is misconfigured (not a transient broker outage: those are
+    /// [`StorageError::Backpressure`]).
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// The requested object does not exist.
     #[error("{0} not found")]
     NotFound(String),

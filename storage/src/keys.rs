@@ -237,6 +237,13 @@ pub fn issue_hourly(project_id: u64, hour_start_ms: u64, issue_id: u64) -> Vec<u
     )
 }
 
+/// META key of a Kafka partition's next unprocessed offset (under [`meta::CONSUMER`], beside
+/// the embedded log's `embedded`): `c` + `kafka:{topic}:{partition}`. Topic names cannot
+/// contain `:`, so the key is unambiguous.
+pub fn kafka_consumer(topic: &str, partition: i32) -> Vec<u8> {
+    prefixed_str(meta::CONSUMER, &format!("kafka:{topic}:{partition}"))
+}
+
 /// Outcome counter: bucketed `O` + project + hour start + outcome id + category id + reason.
 pub fn outcome(
     project_id: u64,

@@ -4,7 +4,8 @@
 //! ([`keys`]), the merge operators that add counters and HDR histograms without
 //! read-modify-write ([`hist`], [`encode_i64`]), retention by compaction filter, the metadata
 //! of organizations, projects, DSN keys and tokens ([`Meta`]), and the durable ingest log
-//! ([`Log`], [`EmbeddedLog`]) that sits between ingest and the processor.
+//! ([`Log`]: [`EmbeddedLog`], or Kafka with [`KafkaLog`] and [`KafkaConsumer`]) that sits
+//! between ingest and the processor.
 //!
 //! Durability contract (design.md §3): an append is acknowledged only once its records are
 //! in the WAL (fsynced under [`Durability::Fsync`]); the processor writes its results and its
@@ -15,6 +16,7 @@ pub mod cf;
 mod db;
 mod error;
 pub mod hist;
+pub mod kafka;
 pub mod keys;
 mod log;
 mod meta;
@@ -24,6 +26,10 @@ pub mod workflow;
 
 pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};
 pub use error::{Result, StorageError};
+pub use kafka::{
+    commit_kafka_offset, ensure_topics, kafka_offset, InvalidMessage, KafkaBatch, KafkaConfig,
+    KafkaConsumer, KafkaLog, KafkaLogStats, KafkaRecord, KafkaTopics, KAFKA_DECODE_REASON,
+};
 pub use log::{
     commit_consumed, consumer_offset, AppendTicket, EmbeddedLog, EmbeddedLogOptions, Log,
     LogReader, LogRecord, LogSignal, EMBEDDED_CONSUMER,
