@@ -26,6 +26,10 @@ enum Command {
     Grouping(cli::grouping::Args),
     /// Send realistic envelopes to a server and report accepted events/s and latency.
     Loadgen(cli::loadgen::Args),
+    /// List issues (short id, title, count, users, last seen, status).
+    Issues(cli::issues::IssuesArgs),
+    /// Print one event with its stack trace.
+    Event(cli::issues::EventArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +77,8 @@ fn main() -> ExitCode {
         }
         Command::Grouping(args) => cli::grouping::run(args),
         Command::Loadgen(args) => cli::loadgen::run(args),
+        Command::Issues(args) => cli::issues::run(args),
+        Command::Event(args) => cli::issues::run_event(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

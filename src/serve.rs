@@ -176,6 +176,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ready: AtomicBool::new(true),
     });
 
+    let stop_processor = Arc::new(AtomicBool::new(false));
+    let processor_thread = if config.has_role(Role::Processor) {
+        let processor = Arc::new(processor::Processor::new(
+            store.clone(),
+            processor::ProcessorConfig::default(),
+        )?);
+        Some(processor.spawn_embedded(Arc::clone(&log), Arc::clone(&stop_processor))?)
+    } else {
+        None
+    };
+
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     accept_loop(
@@ -188,6 +199,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     app.ready.store(false, Ordering::Release);
     log.close();
+    stop_processor.store(true, Ordering::Release);
+    if let Some(thread) = processor_thread {
+        // The processor commits whole batches; what it has not read yet stays in the log.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     app.store.flush()?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -1,4 +1,5 @@
 //! Subcommands other than `serve`: each module has clap `Args` and a `run`.
 
 pub mod grouping;
+pub mod issues;
 pub mod loadgen;
