@@ -46,6 +46,29 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// The hosts a server listening on `listen` and reached at `public_url` answers to:
+    /// loopback names, the listen address when it is a specific one, and the public URL's
+    /// host. A server on `0.0.0.0` reached by another name must add that name.
+    pub fn default_allowed_hosts(
+        listen: std::net::SocketAddr,
+        public_url: Option<&str>,
+    ) -> Vec<String> {
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+            hosts.push(listen.ip().to_string());
+        }
+        if let Some(host) = public_url
+            .and_then(|u| u.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        {
+            hosts.push(host);
+        }
+        hosts.dedup();
+        hosts
+    }
+}
+
 /// The `/mcp` endpoint. Cheap to clone.
 #[derive(Clone)]
 pub struct McpHttp {

@@ -3,3 +3,4 @@
 pub mod grouping;
 pub mod issues;
 pub mod loadgen;
+pub mod mcp;
