@@ -19,3 +19,4 @@ pub mod scrub;
 
 pub use error::{ProcessorError, Result};
 pub use pipeline::{BatchOutcome, BatchStats, Processor, ProcessorConfig};
+pub mod transactions;

@@ -3,6 +3,8 @@
 
 pub mod events;
 pub mod issues;
+pub mod perf;
+pub mod trace;
 
 use storage::Store;
 

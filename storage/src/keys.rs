@@ -246,6 +246,259 @@ pub fn hour_start(ts_ms: u64) -> u64 {
     ts_ms - ts_ms % 3_600_000
 }
 
+/// Transaction performance aggregates (design.md §5): duration histograms, their counters,
+/// measurement histograms, and error-event counters, each at three resolutions.
+///
+/// Every key is [`bucketed`]: `kind` + project id + bucket start ms + dimensions, so it expires
+/// with retention. The dimensions are a mask byte ([`perf::DIM_ENVIRONMENT`] …: which
+/// dimensions the series keeps; the others are rolled up and written empty) and three
+/// `u16`-length-prefixed byte strings (environment, release, transaction). Every transaction is
+/// counted in the full series (mask 7) and in the rollups of [`perf::ROLLUP_MASKS`], so a query
+/// without a release filter reads one key per bucket instead of one per release, and the
+/// project total reads one key per bucket. The encoding is prefix-free: a histogram key is
+/// never a prefix of another histogram key, so a counter key (histogram key + suffix) sorts
+/// right after its histogram key and before the next one. The query merges both column
+/// families in one pass on that order.
+///
+/// | CF | kind (minute / hour / day) | rest | value |
+/// |---|---|---|---|
+/// | `histograms` | `M` / `H` / `D` | dims | HDR V2 of durations in **microseconds** |
+/// | `histograms` | `W` / `X` / `Y` | dims + u16 len + measurement name | HDR V2 of value × 1000 |
+/// | `counters` | `T` / `U` / `V` | dims + counter suffix ([`perf::COUNTER_STATUS`] …) | i64 |
+/// | `counters` | `E` / `F` / `G` | u16 len + environment | error events (i64) |
+///
+/// Minute buckets start at multiples of 60 s, hours at multiples of 3600 s, days at multiples
+/// of 86400 s since the unix epoch (UTC).
+pub mod perf {
+    use super::bucketed;
+
+    /// Longest dimension value kept in a key, in bytes; longer values are cut at a char
+    /// boundary (Relay already caps environment at 64 and release/transaction at 200 chars).
+    pub const MAX_DIM_BYTES: usize = 1024;
+
+    /// Counter suffix: transactions with a status, followed by the status code (one byte,
+    /// [`STATUS_NAMES`] index).
+    pub const COUNTER_STATUS: u8 = b's';
+    /// Counter suffix: sum of durations in microseconds.
+    pub const COUNTER_SUM_US: u8 = b'u';
+    /// Counter suffix: apdex-satisfied transactions (duration ≤ T), followed by the apdex key
+    /// (u64 BE): T in ms in series that keep the transaction, [`apdex_config_key`] otherwise.
+    pub const COUNTER_SATISFIED: u8 = b'a';
+    /// Counter suffix: apdex-tolerated transactions (T < duration ≤ 4T), followed by the apdex key.
+    pub const COUNTER_TOLERATED: u8 = b'b';
+    /// Counter suffix: transactions judged against T (followed by the apdex key). Equal to
+    /// the bucket's count when every transaction in it was judged with that T, which is what
+    /// makes the satisfied/tolerated counters usable as an exact apdex for T.
+    pub const COUNTER_JUDGED: u8 = b'n';
+
+    /// Span/transaction statuses by numeric code (Relay's `SpanStatus`).
+    pub const STATUS_NAMES: [&str; 17] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid_argument",
+        "deadline_exceeded",
+        "not_found",
+        "already_exists",
+        "permission_denied",
+        "resource_exhausted",
+        "failed_precondition",
+        "aborted",
+        "out_of_range",
+        "unimplemented",
+        "internal_error",
+        "unavailable",
+        "data_loss",
+        "unauthenticated",
+    ];
+
+    /// Whether a status code counts as a failure (Sentry: anything but ok, cancelled, unknown).
+    pub fn status_is_failure(code: u8) -> bool {
+        code > 2
+    }
+
+    /// A time-bucket resolution.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Resolution {
+        /// 60 s buckets.
+        Minute,
+        /// 3600 s buckets.
+        Hour,
+        /// 86400 s buckets.
+        Day,
+    }
+
+    impl Resolution {
+        /// Finest to coarsest.
+        pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+        /// Bucket length in ms.
+        pub const fn millis(self) -> u64 {
+            match self {
+                Resolution::Minute => 60_000,
+                Resolution::Hour => 3_600_000,
+                Resolution::Day => 86_400_000,
+            }
+        }
+
+        /// Start of the bucket holding `ts_ms`.
+        pub const fn bucket_start(self, ts_ms: u64) -> u64 {
+            ts_ms - ts_ms % self.millis()
+        }
+
+        /// Kind byte of duration histograms (`histograms` CF).
+        pub const fn duration_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'M',
+                Resolution::Hour => b'H',
+                Resolution::Day => b'D',
+            }
+        }
+
+        /// Kind byte of measurement histograms (`histograms` CF).
+        pub const fn measurement_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'W',
+                Resolution::Hour => b'X',
+                Resolution::Day => b'Y',
+            }
+        }
+
+        /// Kind byte of transaction counters (`counters` CF).
+        pub const fn counter_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'T',
+                Resolution::Hour => b'U',
+                Resolution::Day => b'V',
+            }
+        }
+
+        /// Kind byte of error-event counters (`counters` CF).
+        pub const fn error_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'E',
+                Resolution::Hour => b'F',
+                Resolution::Day => b'G',
+            }
+        }
+    }
+
+    /// Cuts `s` to at most [`MAX_DIM_BYTES`] bytes at a char boundary.
+    pub fn clamp_dim(s: &str) -> &str {
+        if s.len() <= MAX_DIM_BYTES {
+            return s;
+        }
+        let mut end = MAX_DIM_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        &s[..end]
+    }
+
+    /// Appends one `u16`-length-prefixed dimension.
+    pub fn push_dim(out: &mut Vec<u8>, value: &str) {
+        let value = clamp_dim(value);
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+
+    /// Mask bit: the series keeps the environment.
+    pub const DIM_ENVIRONMENT: u8 = 4;
+    /// Mask bit: the series keeps the release.
+    pub const DIM_RELEASE: u8 = 2;
+    /// Mask bit: the series keeps the transaction name.
+    pub const DIM_TRANSACTION: u8 = 1;
+    /// The full series: every dimension.
+    pub const ALL_DIMS: u8 = 7;
+    /// The series every transaction is folded into, full first.
+    pub const ROLLUP_MASKS: [u8; 5] = [ALL_DIMS, DIM_TRANSACTION, DIM_ENVIRONMENT, DIM_RELEASE, 0];
+
+    /// Appends the dimensions of a transaction series (empty string = none); the dimensions
+    /// `mask` drops are written empty.
+    pub fn push_dims<'a>(
+        out: &mut Vec<u8>,
+        mask: u8,
+        environment: &'a str,
+        release: &'a str,
+        transaction: &'a str,
+    ) {
+        let kept = |bit: u8, value: &'a str| if mask & bit != 0 { value } else { "" };
+        out.push(mask);
+        push_dim(out, kept(DIM_ENVIRONMENT, environment));
+        push_dim(out, kept(DIM_RELEASE, release));
+        push_dim(out, kept(DIM_TRANSACTION, transaction));
+    }
+
+    /// What identifies the apdex configuration of a project in the satisfied/tolerated
+    /// counters of series without a transaction dimension (whose transactions may each have
+    /// been judged with their own T): a hash of the project T and every override.
+    pub fn apdex_config_key(settings: &crate::ProjectSettings) -> u64 {
+        let mut text = settings.apdex_threshold_ms.to_string();
+        for (name, t) in &settings.transaction_thresholds {
+            text.push('\0');
+            text.push_str(name);
+            text.push('=');
+            text.push_str(&t.to_string());
+        }
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
+
+    /// Reads one length-prefixed dimension; returns it and the rest.
+    pub fn read_dim(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+        let value = bytes.get(2..2 + len)?;
+        Some((value, &bytes[2 + len..]))
+    }
+
+    /// The parts of a perf key after kind + project + bucket start.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Dims<'a> {
+        /// Which dimensions the series keeps (`DIM_*` bits).
+        pub mask: u8,
+        /// Environment ("" = none).
+        pub environment: &'a [u8],
+        /// Release ("" = none).
+        pub release: &'a [u8],
+        /// Transaction name.
+        pub transaction: &'a [u8],
+        /// Length of the encoded dimensions (offset of whatever follows them in `rest`).
+        pub encoded_len: usize,
+    }
+
+    /// Parses the dimensions at the start of `rest`.
+    pub fn parse_dims(rest: &[u8]) -> Option<Dims<'_>> {
+        let mask = *rest.first()?;
+        let (environment, r) = read_dim(&rest[1..])?;
+        let (release, r) = read_dim(r)?;
+        let (transaction, r) = read_dim(r)?;
+        Some(Dims {
+            mask,
+            environment,
+            release,
+            transaction,
+            encoded_len: rest.len() - r.len(),
+        })
+    }
+
+    /// Splits a bucketed key into (kind, project, bucket start, rest).
+    pub fn split_bucketed(key: &[u8]) -> Option<(u8, u64, u64, &[u8])> {
+        let kind = *key.first()?;
+        let project = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+        let start = u64::from_be_bytes(key.get(9..17)?.try_into().ok()?);
+        Some((kind, project, start, &key[17..]))
+    }
+
+    /// The keys an error event at `ts_ms` in `environment` ("" = none) adds 1 to, one per
+    /// resolution, in the `counters` CF (value: `encode_i64(1)` via `merge_cf`).
+    pub fn error_event_keys(project_id: u64, ts_ms: u64, environment: &str) -> [Vec<u8>; 3] {
+        Resolution::ALL.map(|res| {
+            let mut rest = Vec::with_capacity(2 + environment.len());
+            push_dim(&mut rest, environment);
+            bucketed(res.error_kind(), project_id, res.bucket_start(ts_ms), &rest)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +544,49 @@ mod tests {
         assert!(issue_tag(3, "a", "x").starts_with(&issue_tag_prefix(3, "a")));
         assert!(!issue_tag(3, "ab", "x").starts_with(&issue_tag_prefix(3, "a")));
         assert_eq!(hour_start(7_199_999), 3_600_000);
+    }
+
+    #[test]
+    fn perf_dims_roundtrip_and_are_prefix_free() {
+        let mut a = Vec::new();
+        perf::push_dims(&mut a, perf::ALL_DIMS, "prod", "1.0", "/a");
+        let mut b = Vec::new();
+        perf::push_dims(&mut b, perf::ALL_DIMS, "prod", "1.0", "/ab");
+        let da = perf::parse_dims(&a).unwrap();
+        assert_eq!(
+            (
+                da.mask,
+                da.environment,
+                da.release,
+                da.transaction,
+                da.encoded_len
+            ),
+            (7, &b"prod"[..], &b"1.0"[..], &b"/a"[..], a.len())
+        );
+        let mut c = Vec::new();
+        perf::push_dims(&mut c, perf::DIM_TRANSACTION, "prod", "1.0", "/a");
+        let dc = perf::parse_dims(&c).unwrap();
+        assert_eq!(
+            (dc.mask, dc.environment, dc.release, dc.transaction),
+            (1, &b""[..], &b""[..], &b"/a"[..])
+        );
+        let mut settings = crate::ProjectSettings::default();
+        let k = perf::apdex_config_key(&settings);
+        settings.transaction_thresholds.insert("/a".into(), 50);
+        assert_ne!(k, perf::apdex_config_key(&settings));
+        assert!(!b.starts_with(&a));
+        let key = bucketed(b'M', 3, 120_000, &a);
+        let (kind, project, start, rest) = perf::split_bucketed(&key).unwrap();
+        assert_eq!((kind, project, start, rest), (b'M', 3, 120_000, &a[..]));
+        assert_eq!(timestamp_of(cf::HISTOGRAMS, &key, &[]), Some(120_000));
+        let errors = perf::error_event_keys(3, 3_600_000 + 61_000, "");
+        assert_eq!(
+            perf::split_bucketed(&errors[0]).unwrap().2,
+            3_600_000 + 60_000
+        );
+        assert_eq!(perf::split_bucketed(&errors[1]).unwrap().2, 3_600_000);
+        assert_eq!(perf::split_bucketed(&errors[2]).unwrap().2, 0);
+        assert!(perf::parse_dims(&a[..a.len() - 1]).is_none());
+        assert_eq!(perf::clamp_dim(&"é".repeat(600)).len(), 1024);
     }
 }

@@ -30,5 +30,7 @@ pub use meta::{
     random_hex32, ApiToken, Bootstrap, KeyRateLimit, Meta, Organization, Project, ProjectKey,
     ProjectSettings, ALL_SCOPES,
 };
-/// The write batch every writer of the store uses (non-transactional).
+/// The write batch every crate fills and [`Store::write`] commits (non-transactional).
 pub type WriteBatch = rocksdb::WriteBatchWithTransaction<false>;
+/// Column family handles and the trait `merge_cf`/`put_cf` take, for crates that write batches.
+pub use rocksdb::{AsColumnFamilyRef, BoundColumnFamily};

@@ -1,0 +1,916 @@
+//! Transactions: validation as Relay does it, extraction of the facts the performance
+//! queries need, and folding into per-minute HDR histograms and counters (design.md §5).
+//!
+//! The pipeline calls [`TransactionFolder::add`] for every normalized `transaction` item of a
+//! batch and [`TransactionFolder::flush_into`] once per batch, just before it commits the
+//! batch with its log offset. The folder pre-aggregates in memory, so a batch turns into one
+//! merge operand per (series, bucket) rather than one per transaction, and nothing is ever
+//! read back: histograms and counters are RocksDB merge operands (`storage::hist`'s HDR add and
+//! the i64 add). At flush time each (environment, release, transaction) minute is also rolled
+//! up into hour and day buckets, and into the dimension rollups of
+//! `storage::keys::perf::ROLLUP_MASKS` (per transaction, per environment, per release, and
+//! the project total), so a long range or a coarse question reads few keys; the per-transaction
+//! work stays two hash lookups and a push. Key layouts: `storage::keys::perf`.
+//!
+//! Durations are kept in microseconds (an HDR histogram holds integers, and sub-millisecond
+//! spans are common); the query layer reports milliseconds.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde_json::Value;
+use storage::keys::perf::{self as pk, Resolution};
+use storage::{cf, encode_i64, hist, keys, Project, Store, WriteBatch};
+
+/// Name Sentry shows for a transaction that has none.
+pub const UNLABELED_TRANSACTION: &str = "<unlabeled transaction>";
+
+/// Most measurements kept per transaction (Sentry's documented custom-measurement cap is 10;
+/// built-ins come on top, so this bounds the whole set).
+pub const MAX_MEASUREMENTS: usize = 32;
+
+/// Why a transaction is dropped (outcome `invalid`, reason `invalid_transaction`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    /// The payload is not a JSON object.
+    #[error("transaction is not a JSON object")]
+    NotAnObject,
+    /// `timestamp` is missing or not a valid timestamp.
+    #[error("transaction has no valid timestamp")]
+    InvalidTimestamp,
+    /// `start_timestamp` is missing or not a valid timestamp.
+    #[error("transaction has no valid start_timestamp")]
+    InvalidStartTimestamp,
+    /// `timestamp` is before `start_timestamp`.
+    #[error("transaction ends before it starts")]
+    EndBeforeStart,
+    /// `contexts.trace` is missing.
+    #[error("transaction has no trace context")]
+    MissingTraceContext,
+    /// `contexts.trace.trace_id` is missing or not 32 hex digits.
+    #[error("trace context has no valid trace_id")]
+    InvalidTraceId,
+    /// `contexts.trace.span_id` is missing or not 16 hex digits.
+    #[error("trace context has no valid span_id")]
+    InvalidSpanId,
+    /// A span fails the same rules.
+    #[error("span {index}: {reason}")]
+    InvalidSpan {
+        /// Position in `spans`.
+        index: usize,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+}
+
+impl TransactionError {
+    /// The outcome reason Relay records for every one of these.
+    pub fn outcome_reason(&self) -> &'static str {
+        "invalid_transaction"
+    }
+}
+
+/// What a transaction says about performance, extracted once by [`TransactionFolder::add`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionFacts {
+    /// End time (`timestamp`), unix ms.
+    pub timestamp_ms: u64,
+    /// Start time (`start_timestamp`), unix ms.
+    pub start_timestamp_ms: u64,
+    /// `timestamp − start_timestamp` in microseconds.
+    pub duration_us: u64,
+    /// Status code, an index into `storage::keys::perf::STATUS_NAMES` (default `unknown`).
+    pub status: u8,
+    /// `contexts.trace.op`.
+    pub op: Option<String>,
+    /// Transaction name (`<unlabeled transaction>` when missing).
+    pub name: String,
+    /// `transaction_info.source`.
+    pub source: Option<String>,
+    /// Environment; `None` when the event has none (shown as "no environment", as Sentry does).
+    pub environment: Option<String>,
+    /// Release.
+    pub release: Option<String>,
+    /// User key: `id:…`, `email:…`, `username:…` or `ip:…`, first present wins (Sentry's `user` tag).
+    pub user: Option<String>,
+    /// Trace id, 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The transaction's root span id, 16 lowercase hex digits.
+    pub span_id: String,
+    /// Parent span id when this transaction continues a trace from another service.
+    pub parent_span_id: Option<String>,
+    /// Measurements (`name` lowercased → value), non-negative and finite only.
+    pub measurements: Vec<(String, f64)>,
+}
+
+impl TransactionFacts {
+    /// Duration in milliseconds.
+    pub fn duration_ms(&self) -> f64 {
+        self.duration_us as f64 / 1000.0
+    }
+
+    /// Status name (`ok`, `internal_error`, …).
+    pub fn status_name(&self) -> &'static str {
+        pk::STATUS_NAMES[usize::from(self.status)]
+    }
+
+    /// Whether it counts toward the failure rate.
+    pub fn is_failure(&self) -> bool {
+        pk::status_is_failure(self.status)
+    }
+
+    /// Extracts and validates (Relay's `validate_transaction` rules) without folding.
+    pub fn extract(event: &Value) -> Result<TransactionFacts, TransactionError> {
+        let obj = event.as_object().ok_or(TransactionError::NotAnObject)?;
+        let end_us = obj
+            .get("timestamp")
+            .and_then(timestamp_us)
+            .ok_or(TransactionError::InvalidTimestamp)?;
+        let start_us = obj
+            .get("start_timestamp")
+            .and_then(timestamp_us)
+            .ok_or(TransactionError::InvalidStartTimestamp)?;
+        if end_us < start_us {
+            return Err(TransactionError::EndBeforeStart);
+        }
+        let trace = obj
+            .get("contexts")
+            .and_then(|c| c.get("trace"))
+            .and_then(Value::as_object)
+            .ok_or(TransactionError::MissingTraceContext)?;
+        let trace_id = trace
+            .get("trace_id")
+            .and_then(|v| hex_id(v, 32))
+            .ok_or(TransactionError::InvalidTraceId)?;
+        let span_id = trace
+            .get("span_id")
+            .and_then(|v| hex_id(v, 16))
+            .ok_or(TransactionError::InvalidSpanId)?;
+        if let Some(spans) = obj.get("spans").and_then(Value::as_array) {
+            for (index, span) in spans.iter().enumerate() {
+                validate_span(span)
+                    .map_err(|reason| TransactionError::InvalidSpan { index, reason })?;
+            }
+        }
+        let text = |v: Option<&Value>| -> Option<String> {
+            match v? {
+                Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        };
+        let status = trace.get("status").map(parse_status).unwrap_or(2);
+        let user = obj.get("user").and_then(user_key);
+        let measurements = obj
+            .get("measurements")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(name, v)| {
+                        let value = v.get("value").and_then(Value::as_f64)?;
+                        (value.is_finite() && value >= 0.0)
+                            .then(|| (name.to_ascii_lowercase(), value))
+                    })
+                    .take(MAX_MEASUREMENTS)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(TransactionFacts {
+            timestamp_ms: (end_us / 1000) as u64,
+            start_timestamp_ms: (start_us / 1000) as u64,
+            duration_us: (end_us - start_us) as u64,
+            status,
+            op: text(trace.get("op")),
+            name: text(obj.get("transaction")).unwrap_or_else(|| UNLABELED_TRANSACTION.to_string()),
+            source: text(obj.get("transaction_info").and_then(|t| t.get("source"))),
+            environment: text(obj.get("environment")),
+            release: text(obj.get("release")),
+            user,
+            trace_id,
+            span_id,
+            parent_span_id: trace.get("parent_span_id").and_then(|v| hex_id(v, 16)),
+            measurements,
+        })
+    }
+}
+
+fn validate_span(span: &Value) -> Result<(), &'static str> {
+    let span = span.as_object().ok_or("not an object")?;
+    let end = span
+        .get("timestamp")
+        .and_then(timestamp_us)
+        .ok_or("no valid timestamp")?;
+    let start = span
+        .get("start_timestamp")
+        .and_then(timestamp_us)
+        .ok_or("no valid start_timestamp")?;
+    if end < start {
+        return Err("ends before it starts");
+    }
+    span.get("trace_id")
+        .and_then(|v| hex_id(v, 32))
+        .ok_or("no valid trace_id")?;
+    span.get("span_id")
+        .and_then(|v| hex_id(v, 16))
+        .ok_or("no valid span_id")?;
+    Ok(())
+}
+
+/// A Sentry timestamp as unix microseconds: a number of seconds, a naive ISO datetime (UTC) or
+/// an RFC 3339 string. Times before 1970 are rejected.
+pub fn timestamp_us(value: &Value) -> Option<i64> {
+    let us = match value {
+        Value::Number(n) => {
+            let secs = n.as_f64()?;
+            if !secs.is_finite() || !(0.0..1e12).contains(&secs) {
+                return None;
+            }
+            (secs * 1e6).round() as i64
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            let parsed = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|naive| naive.and_utc())
+                .or_else(|_| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()))
+                .ok()?;
+            parsed.timestamp_micros()
+        }
+        _ => return None,
+    };
+    (us >= 0).then_some(us)
+}
+
+/// A hex id of `len` digits (a dashed UUID is accepted for 32), lowercased; all-zero is invalid.
+fn hex_id(value: &Value, len: usize) -> Option<String> {
+    let s = value.as_str()?;
+    let id: String = if len == 32 && s.len() == 36 {
+        s.chars().filter(|&c| c != '-').collect()
+    } else {
+        s.to_string()
+    };
+    let ok = id.len() == len
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && id.bytes().any(|b| b != b'0');
+    ok.then(|| id.to_ascii_lowercase())
+}
+
+/// Status code from a status string (with Relay's aliases) or number; anything else is `unknown`.
+pub fn parse_status(value: &Value) -> u8 {
+    match value {
+        Value::Number(n) => n.as_u64().filter(|&c| c < 17).map(|c| c as u8).unwrap_or(2),
+        Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let name = match s.as_str() {
+                "success" => "ok",
+                "unknown_error" => "unknown",
+                "failure" => "internal_error",
+                other => other,
+            };
+            pk::STATUS_NAMES
+                .iter()
+                .position(|&n| n == name)
+                .map(|p| p as u8)
+                .unwrap_or(2)
+        }
+        _ => 2,
+    }
+}
+
+fn user_key(user: &Value) -> Option<String> {
+    for (field, prefix) in [
+        ("id", "id"),
+        ("email", "email"),
+        ("username", "username"),
+        ("ip_address", "ip"),
+    ] {
+        let value = match user.get(field) {
+            Some(Value::String(s)) if !s.is_empty() && s != "{{auto}}" => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        return Some(format!("{prefix}:{value}"));
+    }
+    None
+}
+
+/// A small multiplicative hasher for the folder's maps: its keys are short and not
+/// attacker-chosen in a way that matters (a collision costs time in one batch, not safety).
+#[derive(Default, Clone, Copy)]
+struct FoldHasher(u64);
+
+impl FoldHasher {
+    #[inline]
+    fn mix(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.mix(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.mix(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.mix(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.mix(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+
+/// One (project, environment, release, transaction) series of the current batch.
+struct Series {
+    project_id: u64,
+    environment: String,
+    release: String,
+    transaction: String,
+    /// Apdex threshold T (ms) in force for this transaction when it was folded.
+    threshold_ms: u64,
+    /// `keys::perf::apdex_config_key` of the project settings it was folded under.
+    config_key: u64,
+}
+
+impl Series {
+    /// Encoded dimensions of this series in the rollup `mask`.
+    fn dims(&self, mask: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            8 + self.environment.len() + self.release.len() + self.transaction.len(),
+        );
+        pk::push_dims(
+            &mut out,
+            mask,
+            &self.environment,
+            &self.release,
+            &self.transaction,
+        );
+        out
+    }
+
+    /// What the satisfied/tolerated counters of the rollup `mask` are keyed by: T when the
+    /// series keeps the transaction (one T applies), else the project's apdex configuration.
+    fn apdex_key(&self, mask: u8) -> u64 {
+        if mask & pk::DIM_TRANSACTION != 0 {
+            self.threshold_ms
+        } else {
+            self.config_key
+        }
+    }
+}
+
+/// Exact counters of one bucket of one series.
+#[derive(Default, Clone)]
+struct Counters {
+    status: [u64; 17],
+    sum_us: u64,
+    satisfied: u64,
+    tolerated: u64,
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        for (a, b) in self.status.iter_mut().zip(other.status.iter()) {
+            *a += b;
+        }
+        self.sum_us += other.sum_us;
+        self.satisfied += other.satisfied;
+        self.tolerated += other.tolerated;
+    }
+
+    fn count(&self) -> u64 {
+        self.status.iter().sum()
+    }
+}
+
+/// One minute of one series: raw bucket indexes (sorted and counted at flush) and counters.
+struct MinuteAgg {
+    series: u32,
+    start_ms: u64,
+    indexes: Vec<u32>,
+    counters: Counters,
+    /// (measurement name id, bucket index of value × 1000).
+    measurements: Vec<(u32, u32)>,
+}
+
+/// An hour or day rollup being built at flush time.
+#[derive(Default)]
+struct Rollup {
+    buckets: Vec<(u32, u64)>,
+    counters: Counters,
+    measurements: Vec<(u32, u32, u64)>,
+}
+
+/// Per-batch pre-aggregation of transactions: one histogram and one set of counters per
+/// (series, bucket). Memory grows with the batch (4 bytes per transaction plus one small
+/// record per new series-minute) and is released by [`TransactionFolder::flush_into`].
+#[derive(Default)]
+pub struct TransactionFolder {
+    series_ids: FastMap<Vec<u8>, u32>,
+    series: Vec<Series>,
+    minute_ids: FastMap<(u32, u64), u32>,
+    minutes: Vec<MinuteAgg>,
+    measurement_ids: HashMap<String, u32>,
+    measurement_names: Vec<String>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for TransactionFolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionFolder")
+            .field("series", &self.series.len())
+            .field("minutes", &self.minutes.len())
+            .finish()
+    }
+}
+
+impl TransactionFolder {
+    /// An empty folder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing is waiting for [`TransactionFolder::flush_into`].
+    pub fn is_empty(&self) -> bool {
+        self.minutes.is_empty()
+    }
+
+    /// Validates (Relay rules: timestamp, start_timestamp, start ≤ end,
+    /// contexts.trace.trace_id/span_id, spans) and folds one normalized transaction.
+    pub fn add(
+        &mut self,
+        project: &Project,
+        event: &Value,
+    ) -> Result<TransactionFacts, TransactionError> {
+        let facts = TransactionFacts::extract(event)?;
+        self.fold(project, &facts);
+        Ok(facts)
+    }
+
+    /// Folds already-extracted facts (the hot path: two map lookups and a push).
+    pub fn fold(&mut self, project: &Project, facts: &TransactionFacts) {
+        let series = self.series_id(
+            project,
+            facts.environment.as_deref().unwrap_or(""),
+            facts.release.as_deref().unwrap_or(""),
+            &facts.name,
+        );
+        let threshold_us = self.series[series as usize]
+            .threshold_ms
+            .saturating_mul(1000);
+        let minute = Resolution::Minute.bucket_start(facts.timestamp_ms);
+        let next = self.minutes.len() as u32;
+        let slot = *self.minute_ids.entry((series, minute)).or_insert(next);
+        if slot == next {
+            self.minutes.push(MinuteAgg {
+                series,
+                start_ms: minute,
+                indexes: Vec::new(),
+                counters: Counters::default(),
+                measurements: Vec::new(),
+            });
+        }
+        let agg = &mut self.minutes[slot as usize];
+        let d = facts.duration_us;
+        agg.indexes.push(hist::index_of(d));
+        agg.counters.status[usize::from(facts.status.min(16))] += 1;
+        agg.counters.sum_us += d;
+        if d <= threshold_us {
+            agg.counters.satisfied += 1;
+        } else if d <= threshold_us.saturating_mul(4) {
+            agg.counters.tolerated += 1;
+        }
+        for (name, value) in &facts.measurements {
+            let id = match self.measurement_ids.get(name.as_str()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.measurement_names.len() as u32;
+                    self.measurement_names.push(name.clone());
+                    self.measurement_ids.insert(name.clone(), id);
+                    id
+                }
+            };
+            let scaled = (value * 1000.0).round().min(u64::MAX as f64 / 2.0) as u64;
+            self.minutes[slot as usize]
+                .measurements
+                .push((id, hist::index_of(scaled)));
+        }
+    }
+
+    fn series_id(
+        &mut self,
+        project: &Project,
+        environment: &str,
+        release: &str,
+        transaction: &str,
+    ) -> u32 {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&project.id.to_be_bytes());
+        pk::push_dims(
+            &mut self.scratch,
+            pk::ALL_DIMS,
+            environment,
+            release,
+            transaction,
+        );
+        if let Some(&id) = self.series_ids.get(self.scratch.as_slice()) {
+            return id;
+        }
+        let id = self.series.len() as u32;
+        let settings = &project.settings;
+        let transaction = pk::clamp_dim(transaction);
+        let threshold_ms = settings
+            .transaction_thresholds
+            .get(transaction)
+            .copied()
+            .unwrap_or(settings.apdex_threshold_ms);
+        self.series.push(Series {
+            project_id: project.id,
+            environment: pk::clamp_dim(environment).to_string(),
+            release: pk::clamp_dim(release).to_string(),
+            transaction: transaction.to_string(),
+            threshold_ms,
+            config_key: pk::apdex_config_key(settings),
+        });
+        self.series_ids.insert(self.scratch.clone(), id);
+        id
+    }
+
+    /// Writes the pre-aggregated histograms and counters of every resolution as merge
+    /// operands into `batch`, and clears the folder.
+    pub fn flush_into(&mut self, store: &Store, batch: &mut WriteBatch) {
+        let hist_cf = store.cf(cf::HISTOGRAMS);
+        let counter_cf = store.cf(cf::COUNTERS);
+        let cfs = (&hist_cf, &counter_cf);
+        let mut writer = Writer {
+            names: &self.measurement_names,
+            key: Vec::new(),
+            value: Vec::new(),
+            pairs: Vec::new(),
+        };
+        // Every (project, mask, dims) series this batch touches, interned once per full
+        // series so the per-minute work below allocates nothing.
+        let mut targets: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut target_ids: HashMap<(u64, Vec<u8>), u32> = HashMap::new();
+        let mut series_targets: Vec<[(u32, u64); 5]> = Vec::with_capacity(self.series.len());
+        for series in &self.series {
+            let ids = pk::ROLLUP_MASKS.map(|mask| {
+                let key = (series.project_id, series.dims(mask));
+                let next = targets.len() as u32;
+                let id = *target_ids.entry(key.clone()).or_insert(next);
+                if id == next {
+                    targets.push(key);
+                }
+                (id, series.apdex_key(mask))
+            });
+            series_targets.push(ids);
+        }
+        let write =
+            |writer: &mut Writer<'_>, batch: &mut WriteBatch, key: RollupKey, agg: &Rollup| {
+                let (project_id, dims) = &targets[key.0 as usize];
+                writer.write(
+                    batch,
+                    cfs,
+                    Target {
+                        project_id: *project_id,
+                        dims,
+                        apdex_key: key.1,
+                        res: key.2,
+                        start_ms: key.3,
+                    },
+                    &agg.buckets,
+                    &agg.counters,
+                    &agg.measurements,
+                );
+            };
+
+        // Level 1: full series minutes, written directly and added to the minute rollups of
+        // the other masks and to the full series' hours and days.
+        let mut minute_rollups: FastMap<RollupKey, Rollup> = FastMap::default();
+        let mut coarse: FastMap<RollupKey, Rollup> = FastMap::default();
+        let mut one = Rollup::default();
+        for agg in &mut self.minutes {
+            agg.indexes.sort_unstable();
+            run_lengths(&agg.indexes, &mut one.buckets);
+            agg.measurements.sort_unstable();
+            one.measurements.clear();
+            for w in agg.measurements.chunk_by(|a, b| a == b) {
+                one.measurements.push((w[0].0, w[0].1, w.len() as u64));
+            }
+            one.counters = agg.counters.clone();
+            let ids = &series_targets[agg.series as usize];
+            write(
+                &mut writer,
+                batch,
+                (ids[0].0, ids[0].1, Resolution::Minute, agg.start_ms),
+                &one,
+            );
+            for &(id, apdex_key) in &ids[1..] {
+                minute_rollups
+                    .entry((id, apdex_key, Resolution::Minute, agg.start_ms))
+                    .or_default()
+                    .absorb(&one);
+            }
+            for res in [Resolution::Hour, Resolution::Day] {
+                coarse
+                    .entry((ids[0].0, ids[0].1, res, res.bucket_start(agg.start_ms)))
+                    .or_default()
+                    .absorb(&one);
+            }
+        }
+        // Level 2: rollup minutes, written and added to their hours and days.
+        for (key, mut agg) in minute_rollups {
+            agg.normalize();
+            write(&mut writer, batch, key, &agg);
+            for res in [Resolution::Hour, Resolution::Day] {
+                coarse
+                    .entry((key.0, key.1, res, res.bucket_start(key.3)))
+                    .or_default()
+                    .absorb(&agg);
+            }
+        }
+        for (key, mut agg) in coarse {
+            agg.normalize();
+            write(&mut writer, batch, key, &agg);
+        }
+        self.series_ids.clear();
+        self.series.clear();
+        self.minute_ids.clear();
+        self.minutes.clear();
+        self.measurement_ids.clear();
+        self.measurement_names.clear();
+    }
+}
+
+/// (target series id, apdex key, resolution, bucket start).
+type RollupKey = (u32, u64, Resolution, u64);
+
+impl Rollup {
+    fn absorb(&mut self, other: &Rollup) {
+        self.buckets.extend_from_slice(&other.buckets);
+        self.counters.add(&other.counters);
+        self.measurements.extend_from_slice(&other.measurements);
+    }
+
+    /// Sorts and merges the absorbed bucket lists.
+    fn normalize(&mut self) {
+        self.buckets.sort_unstable_by_key(|&(i, _)| i);
+        combine(&mut self.buckets, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
+        self.measurements.sort_unstable_by_key(|&(n, i, _)| (n, i));
+        combine(
+            &mut self.measurements,
+            |a, b| (a.0, a.1) == (b.0, b.1),
+            |a, b| a.2 += b.2,
+        );
+    }
+}
+
+/// Sorted indexes → (index, count) pairs.
+fn run_lengths(sorted: &[u32], out: &mut Vec<(u32, u64)>) {
+    out.clear();
+    for run in sorted.chunk_by(|a, b| a == b) {
+        out.push((run[0], run.len() as u64));
+    }
+}
+
+/// Merges adjacent equal elements of a sorted vector in place.
+fn combine<T: Copy>(v: &mut Vec<T>, same: impl Fn(&T, &T) -> bool, fold: impl Fn(&mut T, &T)) {
+    let mut out = 0;
+    for i in 0..v.len() {
+        if out > 0 && same(&v[out - 1], &v[i]) {
+            let item = v[i];
+            fold(&mut v[out - 1], &item);
+        } else {
+            v[out] = v[i];
+            out += 1;
+        }
+    }
+    v.truncate(out);
+}
+
+struct Writer<'a> {
+    names: &'a [String],
+    key: Vec<u8>,
+    value: Vec<u8>,
+    pairs: Vec<(u32, u64)>,
+}
+
+/// Where one aggregate goes.
+struct Target<'a> {
+    project_id: u64,
+    dims: &'a [u8],
+    apdex_key: u64,
+    res: Resolution,
+    start_ms: u64,
+}
+
+type Cfs<'c, 'd> = (
+    &'c std::sync::Arc<storage::BoundColumnFamily<'d>>,
+    &'c std::sync::Arc<storage::BoundColumnFamily<'d>>,
+);
+
+impl Writer<'_> {
+    fn write(
+        &mut self,
+        batch: &mut WriteBatch,
+        (hist_cf, counter_cf): Cfs<'_, '_>,
+        t: Target<'_>,
+        buckets: &[(u32, u64)],
+        counters: &Counters,
+        measurements: &[(u32, u32, u64)],
+    ) {
+        self.key = keys::bucketed(t.res.duration_kind(), t.project_id, t.start_ms, t.dims);
+        hist::encode_sparse(buckets, &mut self.value);
+        batch.merge_cf(hist_cf, &self.key, &self.value);
+
+        // Counters share the histogram key's layout after the kind byte, plus a suffix.
+        self.key[0] = t.res.counter_kind();
+        let base = self.key.len();
+        let mut put = |key: &mut Vec<u8>, suffix: &[u8], value: u64| {
+            key.truncate(base);
+            key.extend_from_slice(suffix);
+            batch.merge_cf(
+                counter_cf,
+                &*key,
+                encode_i64(value.min(i64::MAX as u64) as i64),
+            );
+        };
+        for (code, &n) in counters.status.iter().enumerate() {
+            if n > 0 {
+                put(&mut self.key, &[pk::COUNTER_STATUS, code as u8], n);
+            }
+        }
+        put(&mut self.key, &[pk::COUNTER_SUM_US], counters.sum_us);
+        let mut suffix = [0u8; 9];
+        suffix[1..].copy_from_slice(&t.apdex_key.to_be_bytes());
+        suffix[0] = pk::COUNTER_SATISFIED;
+        put(&mut self.key, &suffix, counters.satisfied);
+        suffix[0] = pk::COUNTER_TOLERATED;
+        put(&mut self.key, &suffix, counters.tolerated);
+        suffix[0] = pk::COUNTER_JUDGED;
+        put(&mut self.key, &suffix, counters.count());
+
+        for group in measurements.chunk_by(|a, b| a.0 == b.0) {
+            self.pairs.clear();
+            self.pairs.extend(group.iter().map(|&(_, i, c)| (i, c)));
+            let name = &self.names[group[0].0 as usize];
+            let mut rest = t.dims.to_vec();
+            pk::push_dim(&mut rest, name);
+            let key = keys::bucketed(t.res.measurement_kind(), t.project_id, t.start_ms, &rest);
+            hist::encode_sparse(&self.pairs, &mut self.value);
+            batch.merge_cf(hist_cf, &key, &self.value);
+        }
+    }
+}
+
+/// Counts one error event toward "error events per minute" (every resolution), for the
+/// pipeline to call per stored error event: `environment` "" when the event has none.
+pub fn count_error_event(
+    store: &Store,
+    batch: &mut WriteBatch,
+    project_id: u64,
+    timestamp_ms: u64,
+    environment: &str,
+) {
+    let counter_cf = store.cf(cf::COUNTERS);
+    for key in pk::error_event_keys(project_id, timestamp_ms, environment) {
+        batch.merge_cf(&counter_cf, key, encode_i64(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn txn() -> Value {
+        json!({
+            "type": "transaction",
+            "transaction": "/checkout",
+            "transaction_info": {"source": "route"},
+            "start_timestamp": 1_700_000_000.0,
+            "timestamp": "2023-11-14T22:13:20.250Z",
+            "environment": "prod",
+            "release": "1.2.3",
+            "user": {"email": "a@b.c", "ip_address": "1.2.3.4"},
+            "contexts": {"trace": {
+                "trace_id": "4C79F60C11214EB38604F4AE0781BFB2",
+                "span_id": "fa90fdead5f74052",
+                "op": "http.server",
+                "status": "failure"
+            }},
+            "measurements": {"LCP": {"value": 1234.5, "unit": "millisecond"}, "cls": {"value": -1}},
+            "spans": [{
+                "trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "aa90fdead5f74052",
+                "start_timestamp": 1_700_000_000.1, "timestamp": 1_700_000_000.2
+            }]
+        })
+    }
+
+    #[test]
+    fn extracts_what_the_queries_need() {
+        let f = TransactionFacts::extract(&txn()).unwrap();
+        assert_eq!(f.duration_us, 250_000);
+        assert_eq!(f.timestamp_ms, 1_700_000_000_250);
+        assert_eq!(f.status_name(), "internal_error");
+        assert!(f.is_failure());
+        assert_eq!(f.name, "/checkout");
+        assert_eq!(f.source.as_deref(), Some("route"));
+        assert_eq!(f.op.as_deref(), Some("http.server"));
+        assert_eq!(f.user.as_deref(), Some("email:a@b.c"));
+        assert_eq!(f.trace_id, "4c79f60c11214eb38604f4ae0781bfb2");
+        assert_eq!(f.measurements, vec![("lcp".to_string(), 1234.5)]);
+    }
+
+    type Mutation = fn(&mut Value);
+
+    #[test]
+    fn relay_validation_rules() {
+        let cases: Vec<(Mutation, TransactionError)> = vec![
+            (
+                |v| v["timestamp"] = json!(null),
+                TransactionError::InvalidTimestamp,
+            ),
+            (
+                |v| v["start_timestamp"] = json!("yesterday"),
+                TransactionError::InvalidStartTimestamp,
+            ),
+            (
+                |v| v["start_timestamp"] = json!(1_800_000_000),
+                TransactionError::EndBeforeStart,
+            ),
+            (
+                |v| v["contexts"] = json!({}),
+                TransactionError::MissingTraceContext,
+            ),
+            (
+                |v| v["contexts"]["trace"]["trace_id"] = json!("xyz"),
+                TransactionError::InvalidTraceId,
+            ),
+            (
+                |v| v["contexts"]["trace"]["span_id"] = json!(null),
+                TransactionError::InvalidSpanId,
+            ),
+            (
+                |v| v["spans"][0]["timestamp"] = json!(1_600_000_000),
+                TransactionError::InvalidSpan {
+                    index: 0,
+                    reason: "ends before it starts",
+                },
+            ),
+        ];
+        for (mutate, expected) in cases {
+            let mut v = txn();
+            mutate(&mut v);
+            assert_eq!(TransactionFacts::extract(&v).unwrap_err(), expected);
+        }
+        assert_eq!(
+            TransactionFacts::extract(&json!([])).unwrap_err(),
+            TransactionError::NotAnObject
+        );
+    }
+
+    #[test]
+    fn statuses_and_defaults() {
+        assert_eq!(parse_status(&json!("success")), 0);
+        assert_eq!(parse_status(&json!("unknown_error")), 2);
+        assert_eq!(parse_status(&json!("Not_Found")), 5);
+        assert_eq!(parse_status(&json!("bogus")), 2);
+        assert_eq!(parse_status(&json!(14)), 14);
+        let mut v = txn();
+        v["contexts"]["trace"]["status"] = json!(null);
+        v.as_object_mut().unwrap().remove("transaction");
+        v.as_object_mut().unwrap().remove("environment");
+        let f = TransactionFacts::extract(&v).unwrap();
+        assert_eq!(f.status_name(), "unknown");
+        assert_eq!(f.name, UNLABELED_TRANSACTION);
+        assert_eq!(f.environment, None);
+        assert_eq!(
+            timestamp_us(&json!("2023-11-14T22:13:20")),
+            Some(1_700_000_000_000_000)
+        );
+        assert_eq!(timestamp_us(&json!(-5)), None);
+    }
+
+    #[test]
+    fn combine_merges_runs() {
+        let mut v = vec![(1u32, 2u64), (1, 3), (4, 1), (7, 1), (7, 1)];
+        combine(&mut v, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
+        assert_eq!(v, vec![(1, 5), (4, 1), (7, 2)]);
+    }
+}
