@@ -20,25 +20,11 @@ const MINUTE: u64 = 60_000;
 pub const RANGE_HELP: &str =
     "use a number and a unit: 30m, 1h, 24h, 7d or 2w (s, m, h, d, w; at most 90d)";
 
-/// Parses `timeRange` (`30m`, `1h`, `24h`, `7d`, `2w`) into milliseconds.
+/// Parses `timeRange` (`30m`, `1h`, `24h`, `7d`, `2w`) into milliseconds, with the perf
+/// module's duration syntax, capped at the retention horizon.
 pub fn parse_range(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let bad = || format!("timeRange {text:?} is not understood: {RANGE_HELP}");
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" | "min" => MINUTE,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return Err(bad()),
-    };
-    let ms = n
-        .checked_mul(unit_ms)
-        .filter(|&ms| ms > 0)
-        .ok_or_else(bad)?;
+    let ms = query::perf::parse_duration_ms(text)
+        .map_err(|_| format!("timeRange {text:?} is not understood: {RANGE_HELP}"))?;
     if ms > 90 * 86_400_000 {
         return Err(format!(
             "timeRange {text:?} is longer than the 90 days osprey keeps: {RANGE_HELP}"
@@ -69,8 +55,7 @@ pub fn scan_events(
         rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
     );
     let mut out = Vec::new();
-    let mut read = 0usize;
-    for item in iter {
+    for (read, item) in iter.enumerate() {
         let (key, _) = item?;
         if !key.starts_with(&prefix) {
             break;
@@ -86,7 +71,6 @@ pub fn scan_events(
         if read >= max {
             return Ok((out, true));
         }
-        read += 1;
         let Some(id) = key.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
             continue;
         };

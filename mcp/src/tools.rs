@@ -673,6 +673,14 @@ pub struct TraceAnswer {
     pub errors: usize,
     /// Projects involved.
     pub projects: Vec<String>,
+    /// Latest end minus earliest start, ms.
+    pub duration_ms: f64,
+    /// The span tree, depth-first (each: spanId, parentSpanId, depth, kind, op,
+    /// description, status, offsetMs from the trace start, durationMs, projectId, eventId,
+    /// errors raised in it); the first 200.
+    pub spans: Vec<Value>,
+    /// Spans beyond the first 200.
+    pub spans_omitted: usize,
 }
 
 /// Answer of `search_events`.
@@ -1092,8 +1100,8 @@ impl Inner {
                 regressed_issues.push(in_range(rec)?);
             }
         }
-        new_issues.sort_by(|a, b| b.events_in_range.cmp(&a.events_in_range));
-        regressed_issues.sort_by(|a, b| b.events_in_range.cmp(&a.events_in_range));
+        new_issues.sort_by_key(|i| std::cmp::Reverse(i.events_in_range));
+        regressed_issues.sort_by_key(|i| std::cmp::Reverse(i.events_in_range));
         let change = cur.total as i64 - prev.total as i64;
         Ok(ErrorAnalysis {
             project: project.slug.clone(),
@@ -1577,6 +1585,31 @@ impl Inner {
                 id.simple()
             ));
         }
+        let visible_events: Vec<query::trace::TraceEvent<'_>> = events
+            .iter()
+            .filter(|e| visible.contains_key(&e.project_id))
+            .map(|e| query::trace::TraceEvent {
+                project_id: e.project_id,
+                event_id: &e.event_id,
+                event: &e.event,
+            })
+            .collect();
+        let tree = query::trace::Trace::build(&id.simple().to_string(), &visible_events);
+        let spans_omitted = tree.spans.len().saturating_sub(200);
+        let spans = tree
+            .spans
+            .iter()
+            .take(200)
+            .map(|s| {
+                json!({
+                    "spanId": s.span_id, "parentSpanId": s.parent_span_id, "depth": s.depth,
+                    "kind": s.kind, "op": s.op, "description": s.description,
+                    "status": s.status, "offsetMs": s.offset_ms, "durationMs": s.duration_ms,
+                    "projectId": s.project_id, "eventId": s.event_id,
+                    "errors": s.errors.iter().map(|(id, title)| json!({"eventId": id, "title": title})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         let transactions = out.iter().filter(|e| e.event_type == "transaction").count();
         let mut projects: Vec<String> = out.iter().map(|e| e.project.clone()).collect();
         projects.sort();
@@ -1587,6 +1620,9 @@ impl Inner {
             transactions,
             events: out,
             projects,
+            duration_ms: tree.duration_ms,
+            spans,
+            spans_omitted,
         })
     }
 
@@ -1651,7 +1687,7 @@ impl Inner {
             truncated |= cut;
             matched.extend(events.into_iter().map(|e| (p.slug.clone(), e)));
         }
-        matched.sort_by(|a, b| b.1.timestamp_ms.cmp(&a.1.timestamp_ms));
+        matched.sort_by_key(|(_, e)| std::cmp::Reverse(e.timestamp_ms));
         let rows = matched
             .iter()
             .take(limit)

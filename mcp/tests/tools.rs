@@ -500,6 +500,10 @@ async fn every_tool_on_processed_data() {
         "{t:#}"
     );
     assert_eq!(t["events"][0]["durationMs"], 250.0);
+    assert_eq!(t["durationMs"], 250.0);
+    let spans = t["spans"].as_array().unwrap();
+    assert_eq!(spans[0]["kind"], "transaction");
+    assert_eq!(spans[0]["description"], "POST /pay");
 
     // search_events
     let se = ok(
