@@ -30,6 +30,10 @@ enum Command {
     Issues(cli::issues::IssuesArgs),
     /// Print one event with its stack trace.
     Event(cli::issues::EventArgs),
+    /// Performance of transactions: count, tpm, percentiles, apdex, failure rate.
+    Perf(cli::perf::Args),
+    /// Print a trace's span tree with timings.
+    Trace(cli::trace::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +83,8 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => cli::loadgen::run(args),
         Command::Issues(args) => cli::issues::run(args),
         Command::Event(args) => cli::issues::run_event(args),
+        Command::Perf(args) => cli::perf::run(args),
+        Command::Trace(args) => cli::trace::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,7 @@ use crate::grouping::GroupingConfig;
 use crate::issues::{self, IssueFacts};
 use crate::normalize::{self, EventType, NormalizeContext};
 use crate::scrub::Scrubber;
+use crate::transactions::TransactionFolder;
 
 /// Outcome ids (Relay's `OutcomeId`).
 pub mod outcome {
@@ -261,6 +262,7 @@ struct Work<'a> {
     compressor: zstd::bulk::Compressor<'static>,
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
+    folder: TransactionFolder,
 }
 
 impl Work<'_> {
@@ -376,6 +378,7 @@ impl Processor {
                 .map_err(storage::StorageError::from)?,
             next_issue_id,
             short_ids,
+            folder: TransactionFolder::new(),
         };
         for record in records {
             work.stats.records += 1;
@@ -571,16 +574,19 @@ impl Processor {
         issues::add_derived_tags(&mut normalized.event);
 
         let (issue_id, hashes) = if normalized.event_type == EventType::Transaction {
-            // PERF-SEAM (LEAD): once `processor/src/transactions.rs` (branch `perf`) is on
-            // main, validate and fold here, before storing:
-            //     if let Err(e) = work.folder.add(&project, &normalized.event) {
-            //         work.stats.invalid += 1;
-            //         work.outcome(project.id, ts, outcome::INVALID, ev_category, e.outcome_reason(), 1);
-            //         return Ok(());
-            //     }
-            // with `folder: TransactionFolder` in `Work`, `work.folder.flush_into(store, &mut
-            // work.batch)` at the top of `finish`, and, for every stored error event,
-            // `transactions::count_error_event(store, &mut work.batch, project.id, ts, env)`.
+            if let Err(e) = work.folder.add(&project, &normalized.event) {
+                tracing::debug!(error = %e, "invalid transaction");
+                work.stats.invalid += 1;
+                work.outcome(
+                    project.id,
+                    ts,
+                    outcome::INVALID,
+                    ev_category,
+                    e.outcome_reason(),
+                    1,
+                );
+                return Ok(());
+            }
             work.stats.transactions += 1;
             issues::annotate_transaction(&mut normalized.event);
             (None, Vec::new())
@@ -598,6 +604,15 @@ impl Processor {
             issues::annotate_event(&mut normalized.event, &facts);
             let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;
             self.count_issue(work, &project, issue_id, &normalized.event, ts)?;
+            // "Error events per minute" for the performance views, summed per batch.
+            let environment = normalized
+                .event
+                .get("environment")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            for key in keys::perf::error_event_keys(project.id, ts, environment) {
+                work.count(key, 1);
+            }
             (Some(issue_id), hashes)
         };
 
@@ -813,6 +828,7 @@ impl Processor {
 
     fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
         let store = work.store;
+        work.folder.flush_into(store, &mut work.batch);
         let issues_cf = store.cf(cf::ISSUES);
         for (id, issue) in &work.issues {
             work.batch

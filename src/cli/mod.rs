@@ -4,3 +4,5 @@ pub mod grouping;
 pub mod issues;
 pub mod loadgen;
 pub mod mcp;
+pub mod perf;
+pub mod trace;

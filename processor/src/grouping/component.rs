@@ -6,6 +6,8 @@
 //! hint explaining why; like Sentry, a later change to a child does not re-evaluate the parent.
 //! The hash is md5 over the leaf values of contributing nodes, depth first, with no separator.
 
+use std::borrow::Cow;
+
 use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -24,20 +26,20 @@ pub enum Node {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Component {
     /// Component name (`exception`, `frame`, `function`, ...).
-    pub id: String,
+    pub id: &'static str,
     /// Whether this node (and so its subtree) takes part in the hash.
     pub contributes: bool,
     /// Why the node does (not) contribute or how its value was changed.
-    pub hint: Option<String>,
+    pub hint: Option<Cow<'static, str>>,
     /// Leaf values or children, in hashing order.
     pub values: Vec<Node>,
 }
 
 impl Component {
     /// A node without values; it does not contribute.
-    pub fn empty(id: &str) -> Self {
+    pub fn empty(id: &'static str) -> Self {
         Component {
-            id: id.to_owned(),
+            id,
             contributes: false,
             hint: None,
             values: Vec::new(),
@@ -45,9 +47,9 @@ impl Component {
     }
 
     /// A leaf node holding one value; it contributes.
-    pub fn leaf(id: &str, value: impl Into<String>) -> Self {
+    pub fn leaf(id: &'static str, value: impl Into<String>) -> Self {
         Component {
-            id: id.to_owned(),
+            id,
             contributes: true,
             hint: None,
             values: vec![Node::Value(value.into())],
@@ -55,9 +57,9 @@ impl Component {
     }
 
     /// A node holding leaf values; it contributes when there is at least one.
-    pub fn leaves(id: &str, values: Vec<String>) -> Self {
+    pub fn leaves(id: &'static str, values: Vec<String>) -> Self {
         Component {
-            id: id.to_owned(),
+            id,
             contributes: !values.is_empty(),
             hint: None,
             values: values.into_iter().map(Node::Value).collect(),
@@ -65,10 +67,10 @@ impl Component {
     }
 
     /// A node holding children; it contributes when any child does.
-    pub fn parent(id: &str, children: Vec<Component>) -> Self {
+    pub fn parent(id: &'static str, children: Vec<Component>) -> Self {
         let contributes = children.iter().any(|c| c.contributes);
         Component {
-            id: id.to_owned(),
+            id,
             contributes,
             hint: None,
             values: children.into_iter().map(Node::Component).collect(),
@@ -76,16 +78,16 @@ impl Component {
     }
 
     /// Marks the node as (non-)contributing with a reason.
-    pub fn set(&mut self, contributes: bool, hint: &str) {
+    pub fn set(&mut self, contributes: bool, hint: impl Into<Cow<'static, str>>) {
         self.contributes = contributes;
-        self.hint = Some(hint.to_owned());
+        self.hint = Some(hint.into());
     }
 
     /// Replaces the leaf values (recomputing `contributes`) and records why.
-    pub fn replace_value(&mut self, value: String, hint: &str) {
+    pub fn replace_value(&mut self, value: String, hint: &'static str) {
         self.values = vec![Node::Value(value)];
         self.contributes = true;
-        self.hint = Some(hint.to_owned());
+        self.hint = Some(Cow::Borrowed(hint));
     }
 
     /// Child components (leaf values are skipped).
@@ -156,7 +158,7 @@ impl Component {
         for _ in 0..depth {
             out.push_str("  ");
         }
-        out.push_str(&self.id);
+        out.push_str(self.id);
         if self.contributes {
             out.push('*');
         }

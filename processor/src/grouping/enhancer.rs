@@ -10,7 +10,8 @@
 //! prefixed by `^` = all frames towards the crash or `v` = all callers), `category=NAME`;
 //! `+sentinel`/`+prefix` and other variables are accepted and have no effect on hashes.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
@@ -51,11 +52,136 @@ enum Key {
     Mechanism,
 }
 
+/// A compiled glob: the common shapes are plain string operations, the rest a regex.
+#[derive(Debug, Clone)]
+pub enum Pat {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    /// A regex and a literal every match must contain (cheap pre-check).
+    Regex(Regex, String),
+}
+
+/// The longest run of plain characters in a glob (outside classes and escapes).
+fn required_literal(pattern: &str) -> String {
+    if pattern.contains("[]") || pattern.contains("[!]") {
+        // A class starting with `]`: keep the parse simple and require nothing.
+        return String::new();
+    }
+    let (mut best, mut cur) = (String::new(), String::new());
+    let mut in_class = false;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        let plain = !in_class && !escaped && !matches!(c, '*' | '?' | '[' | '\\');
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '[' && !in_class {
+            in_class = true;
+        } else if c == ']' && in_class {
+            in_class = false;
+        }
+        if plain && c != ']' {
+            cur.push(c);
+        } else {
+            if cur.len() > best.len() {
+                best = std::mem::take(&mut cur);
+            }
+            cur.clear();
+        }
+    }
+    if cur.len() > best.len() {
+        best = cur;
+    }
+    best
+}
+
+impl Pat {
+    /// Compiles a glob (see [`glob_to_regex`] for the syntax).
+    pub fn compile(pattern: &str, doublestar: bool) -> Result<Pat, GroupingError> {
+        // Without double-star semantics `**` means the same as `*`.
+        let collapsed;
+        let pattern = if !doublestar && pattern.contains("**") {
+            let mut out = String::with_capacity(pattern.len());
+            for c in pattern.chars() {
+                if !(c == '*' && out.ends_with('*')) {
+                    out.push(c);
+                }
+            }
+            collapsed = out;
+            collapsed.as_str()
+        } else {
+            pattern
+        };
+        if pattern.contains(['?', '[', '\\']) {
+            return Ok(Pat::Regex(
+                glob_to_regex(pattern, doublestar, false)?,
+                required_literal(pattern),
+            ));
+        }
+        let star = if doublestar { "**" } else { "*" };
+        let inner_has_star = |s: &str| s.contains('*');
+        if !pattern.contains('*') {
+            return Ok(Pat::Exact(pattern.to_owned()));
+        }
+        let lead = pattern.strip_prefix(star);
+        let trail = pattern.strip_suffix(star);
+        let shape = match (lead, trail) {
+            (Some(rest), _) if rest.len() >= star.len() && rest.ends_with(star) => {
+                let mid = &rest[..rest.len() - star.len()];
+                (!inner_has_star(mid)).then(|| Pat::Contains(mid.to_owned()))
+            }
+            (Some(rest), _) => (!inner_has_star(rest)).then(|| Pat::Suffix(rest.to_owned())),
+            (None, Some(rest)) => (!inner_has_star(rest)).then(|| Pat::Prefix(rest.to_owned())),
+            (None, None) => None,
+        };
+        match shape {
+            Some(p) => Ok(p),
+            None => Ok(Pat::Regex(
+                glob_to_regex(pattern, doublestar, false)?,
+                required_literal(pattern),
+            )),
+        }
+    }
+
+    /// Whether `value` matches.
+    pub fn is_match(&self, value: &str) -> bool {
+        match self {
+            Pat::Exact(l) => l == value,
+            Pat::Prefix(l) => value.starts_with(l.as_str()),
+            Pat::Suffix(l) => value.ends_with(l.as_str()),
+            Pat::Contains(l) => value.contains(l.as_str()),
+            Pat::Regex(re, lit) => value.contains(lit.as_str()) && re.is_match(value),
+        }
+    }
+
+    /// Whether `"/" + value` matches, without building that string where possible.
+    fn is_match_slash_prefixed(&self, value: &str) -> bool {
+        fn after_slash(l: &str) -> Option<&str> {
+            l.strip_prefix('/')
+        }
+        match self {
+            Pat::Exact(l) => after_slash(l) == Some(value),
+            Pat::Prefix(l) => l.is_empty() || after_slash(l).is_some_and(|r| value.starts_with(r)),
+            Pat::Suffix(l) => value.ends_with(l.as_str()) || after_slash(l) == Some(value),
+            Pat::Contains(l) => {
+                value.contains(l.as_str()) || after_slash(l).is_some_and(|r| value.starts_with(r))
+            }
+            Pat::Regex(re, lit) => {
+                (value.contains(lit.as_str()) || lit.starts_with('/'))
+                    && re.is_match(&format!("/{value}"))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Test {
-    Glob(Regex),
-    Exact(String),
-    Families(Vec<String>),
+    Pat(Pat),
+    /// Bit set of families (see [`family_bit`]).
+    Families(u8),
     Bool(Option<bool>),
 }
 
@@ -66,6 +192,8 @@ struct Matcher {
     /// 0 = the frame itself, -1 = caller, +1 = callee.
     offset: i8,
     test: Test,
+    /// The pattern as written.
+    raw: String,
 }
 
 /// One parsed rule.
@@ -73,8 +201,11 @@ struct Matcher {
 pub struct Rule {
     matchers: Vec<Matcher>,
     actions: Vec<Action>,
+    /// Set when the rule requires an exact function name on the frame itself: only frames with
+    /// that name (looked up in a per-stack index) need to be tested.
+    exact_function: Option<String>,
     /// The rule text (used in hints).
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 /// An ordered rule set.
@@ -246,25 +377,24 @@ fn parse_matcher(tok: &str, offset: i8) -> Result<Matcher, GroupingError> {
         other => return Err(GroupingError::Rule(format!("unknown matcher {other:?}"))),
     };
     let test = match key {
-        Key::Family => Test::Families(pattern.split(',').map(str::to_owned).collect()),
+        Key::Family => Test::Families(pattern.split(',').map(family_bit).fold(0, |a, b| a | b)),
         Key::App => Test::Bool(match pattern.to_ascii_lowercase().as_str() {
             "1" | "yes" | "true" => Some(true),
             "0" | "no" | "false" => Some(false),
             _ => None,
         }),
-        Key::Path | Key::Package => Test::Glob(glob_to_regex(
+        Key::Path | Key::Package => Test::Pat(Pat::compile(
             &pattern.to_lowercase().replace('\\', "/"),
             true,
-            false,
         )?),
-        _ if !pattern.contains(['*', '?', '[', '\\']) => Test::Exact(pattern.to_owned()),
-        _ => Test::Glob(glob_to_regex(pattern, false, false)?),
+        _ => Test::Pat(Pat::compile(pattern, false)?),
     };
     Ok(Matcher {
         key,
         negated,
         offset,
         test,
+        raw: pattern.to_owned(),
     })
 }
 
@@ -342,10 +472,16 @@ fn parse_rule(line: &str) -> Result<Option<Rule>, GroupingError> {
             "rule without actions: {line:?}"
         )));
     }
+    matchers.sort_by_key(matcher_cost);
+    let exact_function = matchers.iter().find_map(|m| match (&m.key, &m.test) {
+        (Key::Function, Test::Pat(Pat::Exact(f))) if m.offset == 0 && !m.negated => Some(f.clone()),
+        _ => None,
+    });
     Ok(Some(Rule {
+        exact_function,
         matchers,
         actions,
-        text: line.split('#').next().unwrap_or(line).trim().to_owned(),
+        text: Arc::from(line.split('#').next().unwrap_or(line).trim()),
     }))
 }
 
@@ -370,15 +506,24 @@ impl<'a> ExceptionData<'a> {
 
 fn test_str(test: &Test, value: &str) -> bool {
     match test {
-        Test::Exact(p) => p == value,
-        Test::Glob(re) => re.is_match(value),
+        Test::Pat(p) => p.is_match(value),
         _ => false,
     }
 }
 
-fn path_like(test: &Test, value: &str) -> bool {
-    let v = value.to_lowercase().replace('\\', "/");
-    test_str(test, &v) || (!v.starts_with('/') && test_str(test, &format!("/{v}")))
+/// Field matchers accept an exact match of the raw pattern before globbing (so a pattern like
+/// `-[UIApplication _run]` matches itself although `[...]` is a character class).
+fn test_field(m: &Matcher, value: &str) -> bool {
+    m.raw == value || test_str(&m.test, value)
+}
+
+/// Path-like match on an already lower-cased, `/`-separated value; like Sentry, a relative
+/// path is also tried with a leading `/`.
+fn path_like(test: &Test, v: &str) -> bool {
+    match test {
+        Test::Pat(p) => p.is_match(v) || (!v.starts_with('/') && p.is_match_slash_prefixed(v)),
+        _ => false,
+    }
 }
 
 impl Matcher {
@@ -396,33 +541,23 @@ impl Matcher {
         let frame = &frames[target as usize];
         let positive = match self.key {
             Key::Family => match &self.test {
-                Test::Families(fams) => {
-                    let fam = match frame.platform.as_deref().or(platform) {
-                        None => "native",
-                        p => behavior_family(p),
-                    };
-                    fams.iter().any(|f| f == "all" || f == fam)
-                }
+                Test::Families(fams) => fams & family_bit(match_family(frame, platform)) != 0,
                 _ => false,
             },
             Key::Path => frame
-                .abs_path
+                .path_lc
                 .as_deref()
-                .or(frame.filename.as_deref())
                 .is_some_and(|p| path_like(&self.test, p)),
             Key::Package => frame
-                .package
+                .package_lc
                 .as_deref()
                 .is_some_and(|p| path_like(&self.test, p)),
-            Key::Module => frame
-                .module
-                .as_deref()
-                .is_some_and(|m| test_str(&self.test, m)),
-            Key::Function => test_str(&self.test, frame.function.as_deref().unwrap_or("<unknown>")),
+            Key::Module => frame.module.as_deref().is_some_and(|m| test_field(self, m)),
+            Key::Function => test_field(self, frame.function.as_deref().unwrap_or("<unknown>")),
             Key::Category => frame
                 .category
                 .as_deref()
-                .is_some_and(|c| test_str(&self.test, c)),
+                .is_some_and(|c| test_field(self, c)),
             Key::App => match self.test {
                 Test::Bool(Some(b)) => frame.in_app.unwrap_or(false) == b,
                 _ => false,
@@ -435,6 +570,15 @@ impl Matcher {
     }
 }
 
+/// The family a frame has for rule matching. Frames of events without any platform are
+/// matched as native: Sentry's snapshots of such events show native-only rules applied.
+fn match_family(frame: &Frame, platform: Option<&str>) -> &'static str {
+    match frame.platform.as_deref().or(platform) {
+        None => "native",
+        p => behavior_family(p),
+    }
+}
+
 fn range_indices(range: Range, idx: usize, len: usize) -> std::ops::Range<usize> {
     match range {
         Range::This => idx..idx + 1,
@@ -444,19 +588,118 @@ fn range_indices(range: Range, idx: usize, len: usize) -> std::ops::Range<usize>
 }
 
 impl Rule {
+    /// Indices of the frames the rule matches, written to `out` (cleared first).
     fn matching(
         &self,
         frames: &[Frame],
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
-    ) -> Vec<usize> {
-        (0..frames.len())
-            .filter(|&i| {
-                self.matchers
-                    .iter()
-                    .all(|m| m.matches(frames, i, platform, exc))
-            })
-            .collect()
+        families: u8,
+        by_function: &FunctionIndex,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        // Cheap rule-level checks first: exception matchers do not depend on the frame, and a
+        // family matcher that accepts none of the families present rules the rule out.
+        for m in &self.matchers {
+            let ruled_out = match (m.key, &m.test) {
+                (Key::Type | Key::Value | Key::Mechanism, _) => {
+                    frames.is_empty() || !m.matches(frames, 0, platform, exc)
+                }
+                (Key::Family, Test::Families(fams)) if !m.negated && m.offset == 0 => {
+                    fams & families == 0
+                }
+                _ => false,
+            };
+            if ruled_out {
+                return;
+            }
+        }
+        let test = |i: usize| {
+            self.matchers
+                .iter()
+                .all(|m| m.matches(frames, i, platform, exc))
+        };
+        match &self.exact_function {
+            Some(f) => out.extend(
+                by_function
+                    .get(f.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&i| test(i)),
+            ),
+            None => out.extend((0..frames.len()).filter(|&i| test(i))),
+        }
+    }
+}
+
+/// Frame indices by function name (`<unknown>` for frames without one), ascending.
+type FunctionIndex = HashMap<String, Vec<usize>>;
+
+fn function_index(frames: &[Frame]) -> FunctionIndex {
+    let mut index: FunctionIndex = HashMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        let name = f.function.as_deref().unwrap_or("<unknown>");
+        match index.get_mut(name) {
+            Some(list) => list.push(i),
+            None => {
+                index.insert(name.to_owned(), vec![i]);
+            }
+        }
+    }
+    index
+}
+
+/// Cost rank used to test cheap matchers first.
+fn matcher_cost(m: &Matcher) -> u8 {
+    let base = match (m.key, &m.test) {
+        (Key::Type | Key::Value | Key::Mechanism, _) => 0,
+        (Key::Family | Key::App, _) => 1,
+        (_, Test::Pat(Pat::Exact(_) | Pat::Prefix(_) | Pat::Suffix(_))) => 2,
+        (_, Test::Pat(Pat::Contains(_))) => 3,
+        _ => 4,
+    };
+    base + if m.offset == 0 { 0 } else { 5 }
+}
+
+/// A `+group`/`-group` decision for a range of frames, computed once per stack trace and
+/// applied to the frame components of every variant.
+#[derive(Debug, Clone)]
+pub struct GroupOp {
+    start: usize,
+    end: usize,
+    flag: bool,
+    rule: Arc<str>,
+}
+
+/// Applies group decisions to frame components (in rule order).
+pub fn apply_group_ops(ops: &[GroupOp], components: &mut [Component]) {
+    for op in ops {
+        let end = op.end.min(components.len());
+        for c in components.iter_mut().take(end).skip(op.start) {
+            if c.contributes != op.flag {
+                let verb = if op.flag { "un-ignored" } else { "ignored" };
+                c.set(op.flag, format!("{verb} by stack trace rule ({})", op.rule));
+            }
+        }
+    }
+}
+
+fn families_present(frames: &[Frame], platform: Option<&str>) -> u8 {
+    frames
+        .iter()
+        .fold(0, |acc, f| acc | family_bit(match_family(f, platform)))
+}
+
+/// Bit of a family name in a family set; `all` sets every bit, unknown names none.
+fn family_bit(name: &str) -> u8 {
+    match name {
+        "native" => 1,
+        "javascript" => 2,
+        "other" => 4,
+        "all" => 7,
+        _ => 0,
     }
 }
 
@@ -489,14 +732,19 @@ impl Enhancements {
     }
 
     /// Applies the in-app and category actions of the rules (defaults, then `project`) to the
-    /// frames, then sets every still-unknown `in_app` to false.
+    /// frames, sets every still-unknown `in_app` to false, and returns the `+group`/`-group`
+    /// decisions (evaluated on the resulting frames) for [`apply_group_ops`].
     pub fn apply_to_frames(
         &self,
         project: Option<&Enhancements>,
         frames: &mut [Frame],
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
-    ) {
+    ) -> Vec<GroupOp> {
+        let families = families_present(frames, platform);
+        let by_function = function_index(frames);
+        let mut hits = Vec::new();
+        let len = frames.len();
         for rule in self.all(project) {
             if !rule
                 .actions
@@ -505,9 +753,8 @@ impl Enhancements {
             {
                 continue;
             }
-            let hits = rule.matching(frames, platform, exc);
-            let len = frames.len();
-            for idx in hits {
+            rule.matching(frames, platform, exc, families, &by_function, &mut hits);
+            for &idx in &hits {
                 for action in &rule.actions {
                     match action {
                         Action::App(flag, range) => {
@@ -526,37 +773,29 @@ impl Enhancements {
                 f.in_app = Some(false);
             }
         }
-    }
-
-    /// Applies `+group`/`-group` actions to the frame components of a stack trace.
-    pub fn apply_group_actions(
-        &self,
-        project: Option<&Enhancements>,
-        frames: &[Frame],
-        components: &mut [Component],
-        platform: Option<&str>,
-        exc: &ExceptionData<'_>,
-    ) {
+        let mut ops = Vec::new();
         for rule in self.all(project) {
             if !rule.actions.iter().any(|a| matches!(a, Action::Group(..))) {
                 continue;
             }
-            for idx in rule.matching(frames, platform, exc) {
+            rule.matching(frames, platform, exc, families, &by_function, &mut hits);
+            for &idx in &hits {
                 for action in &rule.actions {
                     if let Action::Group(flag, range) = action {
-                        for c in &mut components[range_indices(*range, idx, frames.len())] {
-                            if c.contributes != *flag {
-                                let verb = if *flag { "un-ignored" } else { "ignored" };
-                                c.set(
-                                    *flag,
-                                    &format!("{verb} by stack trace rule ({})", rule.text),
-                                );
-                            }
+                        let r = range_indices(*range, idx, len);
+                        if !r.is_empty() {
+                            ops.push(GroupOp {
+                                start: r.start,
+                                end: r.end,
+                                flag: *flag,
+                                rule: rule.text.clone(),
+                            });
                         }
                     }
                 }
             }
         }
+        ops
     }
 }
 
@@ -567,6 +806,33 @@ mod tests {
     #[test]
     fn defaults_parse() {
         assert!(DEFAULT.len() > 250);
+    }
+
+    #[test]
+    fn glob_shapes() {
+        assert!(matches!(
+            Pat::compile("std::*", false).unwrap(),
+            Pat::Prefix(_)
+        ));
+        assert!(matches!(
+            Pat::compile("**/node_modules/**", true).unwrap(),
+            Pat::Contains(_)
+        ));
+        assert!(matches!(
+            Pat::compile("**/libart.so", true).unwrap(),
+            Pat::Suffix(_)
+        ));
+        assert!(matches!(
+            Pat::compile("libobjc*", true).unwrap(),
+            Pat::Regex(..)
+        ));
+        let p = Pat::compile("**/site-packages/**", true).unwrap();
+        assert!(path_like(&Test::Pat(p), "site-packages/foo.py"));
+        let p = Pat::compile("/usr/lib/**", true).unwrap();
+        assert!(
+            path_like(&Test::Pat(p.clone()), "usr/lib/x.so")
+                && !path_like(&Test::Pat(p), "usr/libx")
+        );
     }
 
     #[test]
@@ -595,7 +861,8 @@ mod tests {
             })
             .collect();
         frames[3].abs_path = Some("/x/foo/y.py".into());
-        e.apply_to_frames(None, &mut frames, None, &ExceptionData::default());
+        let ops = e.apply_to_frames(None, &mut frames, None, &ExceptionData::default());
+        assert!(ops.is_empty());
         let in_app: Vec<bool> = frames.iter().map(|f| f.in_app.unwrap()).collect();
         assert_eq!(in_app, vec![true, true, false, false]);
         assert_eq!(frames[1].category.as_deref(), Some("x"));

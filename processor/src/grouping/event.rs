@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::enhancer::GroupOp;
 use super::functions::trim_function_name;
 
 /// Sentry's behaviour family of a platform: `native`, `javascript` or `other`.
@@ -36,12 +37,18 @@ pub struct Frame {
     pub sourcemap: bool,
     /// Category assigned by stack-trace rules.
     pub category: Option<String>,
+    /// `abs_path` (else `filename`) lower-cased with `/` separators, for path rules.
+    pub path_lc: Option<String>,
+    /// `package` lower-cased with `/` separators, for package rules.
+    pub package_lc: Option<String>,
 }
 
 /// A stack trace, frames ordered oldest call first (crash site last).
 #[derive(Debug, Clone, Default)]
 pub struct Stacktrace {
     pub frames: Vec<Frame>,
+    /// `+group`/`-group` decisions of the stack-trace rules.
+    pub group_ops: Vec<GroupOp>,
 }
 
 /// One exception of the chain.
@@ -162,6 +169,8 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
             .and_then(|d| d.get("sourcemap"))
             .is_some_and(|s| !s.is_null()),
         category: None,
+        path_lc: None,
+        package_lc: None,
     };
     // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
     if let Some(orig) = v
@@ -189,6 +198,9 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
             f.filename = Some(filename);
         }
     }
+    let lc = |s: &str| s.to_lowercase().replace('\\', "/");
+    f.path_lc = f.abs_path.as_deref().or(f.filename.as_deref()).map(lc);
+    f.package_lc = f.package.as_deref().map(lc);
     // Sentry stores trimmed names in `function` and keeps the original in `raw_function`.
     if f.raw_function.is_none() {
         if let Some(func) = &f.function {
@@ -215,6 +227,7 @@ fn url_path(url: &str) -> Option<&str> {
 fn parse_stacktrace(v: &Value, platform: Option<&str>) -> Option<Stacktrace> {
     let frames = v.get("frames")?.as_array()?;
     Some(Stacktrace {
+        group_ops: Vec::new(),
         frames: frames
             .iter()
             .filter(|f| f.is_object())

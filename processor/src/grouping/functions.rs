@@ -118,15 +118,25 @@ fn split_func_tokens(s: &str) -> Vec<String> {
     rv.into_iter().map(|b| b.concat()).collect()
 }
 
+/// Nesting depth up to which `<...>` at the start of a name is unwrapped recursively; deeper
+/// (hostile) input is collapsed to `<T>` instead of recursing further.
+const MAX_GENERIC_DEPTH: usize = 32;
+
 fn process_generics(value: &str, start: usize) -> String {
+    process_generics_at(value, start, 0)
+}
+
+fn process_generics_at(value: &str, start: usize, depth: usize) -> String {
     if value == "lambda" || LAMBDA_ANCHORED.is_match(value) {
         return format!("<{value}>");
     }
-    if start > 0 {
+    if start > 0 || depth >= MAX_GENERIC_DEPTH {
         return "<T>".to_owned();
     }
     let value = RUST_BLANKET.replace(value, "");
-    let value = replace_enclosed(&value, '<', '>', &mut process_generics);
+    let value = replace_enclosed(&value, '<', '>', &mut |v, s| {
+        process_generics_at(v, s, depth + 1)
+    });
     value.split(" as ").next().unwrap_or("").to_owned()
 }
 
@@ -251,6 +261,12 @@ mod tests {
         assert_eq!(n("my_crate::run::h1234567890abcdef"), "my_crate::run");
         assert_eq!(n("-[NSObject foo]"), "-[NSObject foo]");
         assert_eq!(n("<unknown>"), "<unknown>");
+    }
+
+    #[test]
+    fn hostile_nesting_is_bounded() {
+        let deep = format!("{}x{}", "<".repeat(50_000), ">".repeat(50_000));
+        assert_eq!(trim_function_name(&deep, Some("native")), "<T>");
     }
 
     #[test]

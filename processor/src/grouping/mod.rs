@@ -24,6 +24,7 @@ mod functions;
 mod parameterize;
 mod strategies;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -104,7 +105,7 @@ pub struct Variant {
     #[serde(rename = "type")]
     pub kind: VariantType,
     /// Why the variant does not contribute (root hint).
-    pub hint: Option<String>,
+    pub hint: Option<Cow<'static, str>>,
     /// Component tree (component and salted variants).
     pub component: Option<Component>,
     /// Fingerprint values (fingerprint and salted variants) or the raw checksum.
@@ -252,15 +253,12 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 mechanism: m.as_deref(),
             })
             .unwrap_or_default();
-        enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
+        st.group_ops =
+            enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
     }
 
     // Component trees; the first strategy with a contributing tree takes precedence.
-    let ctx = strategies::Ctx {
-        event: &ev,
-        enhancements: &enhancer::DEFAULT,
-        project,
-    };
+    let ctx = strategies::Ctx { event: &ev };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
     for result in strategies::run_all(&ctx) {
@@ -282,7 +280,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
             if !won_here {
                 if let Some(hint) = &winner {
                     if c.contributes {
-                        c.set(false, hint);
+                        c.set(false, hint.clone());
                     }
                 }
             }
@@ -297,7 +295,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
         .map(|(name, list)| {
             let mut root = Component::parent(name, list);
             if !root.contributes {
-                root.hint = winner.clone();
+                root.hint = winner.clone().map(Cow::Owned);
             }
             (name, root)
         })
@@ -418,6 +416,20 @@ fn finish(variants: BTreeMap<String, Variant>) -> GroupingInfo {
     GroupingInfo { variants, hashes }
 }
 
+/// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do
+/// (`_fingerprinting_rules`, `_grouping.enhancements`). The conformance test and
+/// `osprey grouping FILE.json` both go through here, so the CLI shows what the test checks.
+pub fn compute_with_embedded_rules(event: &Value) -> Result<GroupingInfo, GroupingError> {
+    let config = GroupingConfig::from_rules(
+        event.get("_fingerprinting_rules").filter(|v| !v.is_null()),
+        event
+            .get("_grouping")
+            .and_then(|g| g.get("enhancements"))
+            .and_then(Value::as_str),
+    )?;
+    Ok(compute(event, &config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +474,25 @@ mod tests {
     }
 
     #[test]
+    fn malformed_input_does_not_panic() {
+        let junk = [
+            json!(null),
+            json!([1, 2]),
+            json!({"exception": 5, "threads": "x", "stacktrace": {"frames": [null, 1, {"function": 3}]}}),
+            json!({"exception": {"values": [null, {"mechanism": "x", "stacktrace": {"frames": "y"}}]}}),
+            json!({"exception": [{"type": "A", "mechanism": {"exception_id": 0, "parent_id": 0, "is_exception_group": true}},
+                                 {"type": "B", "mechanism": {"exception_id": 1, "parent_id": 0}}]}),
+            json!({"logentry": {"message": 7}, "fingerprint": [1, null, "{{ tags.x }}"], "tags": [["x"]]}),
+            json!({"csp": {"blocked_uri": "::::", "violated_directive": ""}, "hpkp": {}}),
+            json!({"platform": "native", "stacktrace": {"frames": [{"function": "<<<<>>>> (((( [[[["}, {"function": "operator<<(a)"}]}}),
+        ];
+        for ev in &junk {
+            let info = compute(ev, &GroupingConfig::default());
+            assert!(!info.hashes.is_empty(), "{ev}");
+        }
+    }
+
+    #[test]
     fn app_and_system_stacktraces() {
         let ev = json!({"platform": "python", "exception": {"values": [{"type": "E", "value": "v",
             "stacktrace": {"frames": [
@@ -476,18 +507,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do
-/// (`_fingerprinting_rules`, `_grouping.enhancements`). The conformance test and
-/// `osprey grouping FILE.json` both go through here, so the CLI shows what the test checks.
-pub fn compute_with_embedded_rules(event: &Value) -> Result<GroupingInfo, GroupingError> {
-    let config = GroupingConfig::from_rules(
-        event.get("_fingerprinting_rules").filter(|v| !v.is_null()),
-        event
-            .get("_grouping")
-            .and_then(|g| g.get("enhancements"))
-            .and_then(Value::as_str),
-    )?;
-    Ok(compute(event, &config))
 }

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::{Enhancements, ExceptionData};
+use super::enhancer::apply_group_ops;
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -39,11 +39,9 @@ static JAVA_FAST_CLASS_BY: LazyLock<Regex> =
 static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
     LazyLock::new(|| re(r"(\$\$?HibernateProxy\$?\$)\w+(_[0-9]+)?"));
 
-/// Rules and event data shared by the strategies.
+/// Event data shared by the strategies (stack-trace rules were applied beforehand).
 pub struct Ctx<'a> {
     pub event: &'a Event,
-    pub enhancements: &'a Enhancements,
-    pub project: Option<&'a Enhancements>,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -117,16 +115,23 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
         } else if module.starts_with(JDK) {
             c.values = vec![super::component::Node::Value(JDK.to_owned())];
             c.hint = Some("removed reflection marker".into());
-        } else {
-            let m = JAVA_REFLECT.replace_all(module, "$1<auto>");
-            let m = JAVA_CGLIB.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_ASSIST.replace_all(&m, "$1<auto>").into_owned();
-            let m = CLOJURE.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_ENHANCER_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_FAST_CLASS_BY.replace_all(&m, "$1<auto>").into_owned();
-            let m = JAVA_HIBERNATE_PROXY
-                .replace_all(&m, "$1<auto>")
-                .into_owned();
+        } else if module.contains('$') || module.contains("Generated") {
+            // Every codegen marker contains `$` except the reflection accessors (`Generated`),
+            // so plain class names skip the regexes.
+            let mut m = module.clone();
+            for re in [
+                &*JAVA_REFLECT,
+                &*JAVA_CGLIB,
+                &*JAVA_ASSIST,
+                &*CLOJURE,
+                &*JAVA_ENHANCER_BY,
+                &*JAVA_FAST_CLASS_BY,
+                &*JAVA_HIBERNATE_PROXY,
+            ] {
+                if let std::borrow::Cow::Owned(replaced) = re.replace_all(&m, "$1<auto>") {
+                    m = replaced;
+                }
+            }
             if &m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
@@ -205,15 +210,9 @@ fn function_component(
                 }
             }
         }
-        Some("java") => {
-            if func.starts_with("lambda$") {
-                c.set(false, "ignored lambda function");
-            }
-        }
-        _ if family == "native" => {
-            if func == "<redacted>" || func == "<unknown>" {
-                c.set(false, "ignored unknown function");
-            }
+        Some("java") if func.starts_with("lambda$") => c.set(false, "ignored lambda function"),
+        _ if family == "native" && (func == "<redacted>" || func == "<unknown>") => {
+            c.set(false, "ignored unknown function")
         }
         _ if family == "javascript" => {
             let short = func.rsplit('.').next().unwrap_or(&func).to_owned();
@@ -305,12 +304,7 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-fn stacktrace_variant(
-    st: &Stacktrace,
-    app: bool,
-    ctx: &Ctx<'_>,
-    exc: &ExceptionData<'_>,
-) -> Component {
+fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>) -> Component {
     let platform = ctx.event.platform.as_deref();
     let mut frames: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
@@ -331,8 +325,7 @@ fn stacktrace_variant(
             frames[0].set(false, "ignored single non-URL JavaScript frame");
         }
     }
-    ctx.enhancements
-        .apply_group_actions(ctx.project, &st.frames, &mut frames, platform, exc);
+    apply_group_ops(&st.group_ops, &mut frames);
     if app {
         for (c, f) in frames.iter_mut().zip(&st.frames) {
             if f.in_app != Some(true) && c.contributes {
@@ -349,15 +342,15 @@ fn stacktrace_variant(
         } else {
             "contributing frames"
         };
-        rv.hint = Some(format!("ignored because it contains no {what}"));
+        rv.hint = Some(format!("ignored because it contains no {what}").into());
     }
     rv
 }
 
-fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>, exc: &ExceptionData<'_>) -> Variants {
+fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
     vec![
-        ("app", stacktrace_variant(st, true, ctx, exc)),
-        ("system", stacktrace_variant(st, false, ctx, exc)),
+        ("app", stacktrace_variant(st, true, ctx)),
+        ("system", stacktrace_variant(st, false, ctx)),
     ]
 }
 
@@ -371,7 +364,7 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
         .as_ref()
         .map(|(d, c)| Component::leaves("ns-error", d.iter().chain(c.iter()).cloned().collect()));
     let st_variants = match &e.stacktrace {
-        Some(st) => stacktrace_variants(st, ctx, &ExceptionData::of(e)),
+        Some(st) => stacktrace_variants(st, ctx),
         None => vec![("app", Component::empty("stacktrace"))],
     };
     st_variants
@@ -481,15 +474,23 @@ fn chained_exception(excs: &[Exception], ctx: &Ctx<'_>) -> Variants {
     let comps: Vec<Variants> = excs.iter().map(|e| single_exception(e, ctx)).collect();
     let chosen: Vec<usize> =
         filter_exception_groups(excs, &comps).unwrap_or_else(|| (0..excs.len()).collect());
-    if chosen.len() == 1 {
-        return comps[chosen[0]].clone();
+    // Take the chosen components out (an exception is chosen at most once, but stay safe).
+    let mut slots: Vec<Option<Variants>> = comps.into_iter().map(Some).collect();
+    let mut picked: Vec<Variants> = Vec::with_capacity(chosen.len());
+    for &i in &chosen {
+        if let Some(v) = slots.get_mut(i).and_then(Option::take) {
+            picked.push(v);
+        }
+    }
+    if picked.len() == 1 {
+        return picked.pop().unwrap_or_default();
     }
     let mut by_name: Vec<(&'static str, Vec<Component>)> = Vec::new();
-    for i in chosen {
-        for (name, c) in &comps[i] {
-            match by_name.iter_mut().find(|(n, _)| n == name) {
-                Some((_, list)) => list.push(c.clone()),
-                None => by_name.push((name, vec![c.clone()])),
+    for variants in picked {
+        for (name, c) in variants {
+            match by_name.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, list)) => list.push(c),
+                None => by_name.push((name, vec![c])),
             }
         }
     }
@@ -511,7 +512,7 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
             return Some(vec![("app", c)]);
         };
         Some(
-            stacktrace_variants(st, ctx, &ExceptionData::default())
+            stacktrace_variants(st, ctx)
                 .into_iter()
                 .map(|(n, c)| (n, Component::parent("threads", vec![c])))
                 .collect(),
@@ -522,10 +523,13 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
         .or_else(|| pick(threads.iter().collect()))
         .unwrap_or_else(|| {
             let mut c = Component::empty("threads");
-            c.hint = Some(format!(
-                "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
-                threads.len()
-            ));
+            c.hint = Some(
+                format!(
+                    "ignored because does not contain exactly one crashing, one current or just one thread, instead contains {} threads",
+                    threads.len()
+                )
+                .into(),
+            );
             vec![("app", c)]
         })
 }
@@ -644,11 +648,7 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
     if let Some(st) = &ev.stacktrace {
         out.push(StrategyResult {
             name: "stacktrace",
-            variants: postprocess_stack_variants(stacktrace_variants(
-                st,
-                ctx,
-                &ExceptionData::default(),
-            )),
+            variants: postprocess_stack_variants(stacktrace_variants(st, ctx)),
         });
     }
     if let Some((filename, context_line)) = &ev.template {
