@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 use storage::records::{self, IssueRecord, StoredEvent};
-use storage::{cf, keys, Project, Store};
+use storage::{cf, keys, Store};
 use uuid::Uuid;
 
 /// Most events one answer reads.
 pub const MAX_SCAN: usize = 200_000;
-const MINUTE: u64 = 60_000;
 
 /// The accepted `timeRange` forms, for error messages.
 pub const RANGE_HELP: &str =
@@ -196,31 +195,20 @@ pub fn tally_errors(
     Ok(tally)
 }
 
-/// One transaction's numbers, as read from its stored event.
+/// One transaction's duration and status, as read from its stored event.
 #[derive(Debug, Clone)]
 pub struct TxSample {
-    /// Transaction name.
-    pub name: String,
-    /// Release, if any.
-    pub release: Option<String>,
-    /// Environment, if any.
-    pub environment: Option<String>,
     /// Duration, ms.
     pub duration_ms: f64,
     /// Status (`ok`, `internal_error`, …; `unknown` when not sent).
     pub status: String,
 }
 
-/// Reads a transaction's name, duration and status.
+/// Reads a transaction's duration and status.
 pub fn tx_sample(ev: &StoredEvent) -> Option<TxSample> {
     let end = ev.event.get("timestamp").and_then(Value::as_f64)?;
     let start = ev.event.get("start_timestamp").and_then(Value::as_f64)?;
     Some(TxSample {
-        name: field(ev, "transaction")
-            .unwrap_or("<unlabeled transaction>")
-            .to_owned(),
-        release: field(ev, "release").map(str::to_owned),
-        environment: field(ev, "environment").map(str::to_owned),
         duration_ms: ((end - start) * 1000.0).max(0.0),
         status: ev
             .event
@@ -229,113 +217,6 @@ pub fn tx_sample(ev: &StoredEvent) -> Option<TxSample> {
             .unwrap_or("unknown")
             .to_owned(),
     })
-}
-
-/// Transactions and errors of a range.
-#[derive(Debug, Default)]
-pub struct Samples {
-    /// Transactions.
-    pub tx: Vec<TxSample>,
-    /// Error events.
-    pub errors: u64,
-    /// The scan hit [`MAX_SCAN`].
-    pub truncated: bool,
-}
-
-/// Reads the transactions (and counts the error events) of a range.
-pub fn samples(
-    store: &Store,
-    project_id: u64,
-    start_ms: u64,
-    end_ms: u64,
-    filter: &EventFilter,
-) -> storage::Result<Samples> {
-    let (events, truncated) = scan_events(store, project_id, start_ms, end_ms, MAX_SCAN, |ev| {
-        filter.keeps(ev)
-    })?;
-    let mut out = Samples {
-        truncated,
-        ..Samples::default()
-    };
-    for ev in &events {
-        if is_transaction(ev) {
-            out.tx.extend(tx_sample(ev));
-        } else {
-            out.errors += 1;
-        }
-    }
-    Ok(out)
-}
-
-/// Numbers of a set of transactions (Sentry's definitions: apdex = (satisfied + tolerated/2)
-/// / count with satisfied ≤ T < tolerated ≤ 4T; a failure is any status but `ok`,
-/// `cancelled` and `unknown`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TxStats {
-    /// Transactions.
-    pub count: u64,
-    /// Per minute over the range.
-    pub tpm: f64,
-    /// Percentiles, ms (nearest rank).
-    pub p50: Option<f64>,
-    /// 75th.
-    pub p75: Option<f64>,
-    /// 95th.
-    pub p95: Option<f64>,
-    /// 99th.
-    pub p99: Option<f64>,
-    /// Apdex.
-    pub apdex: Option<f64>,
-    /// failures / count.
-    pub failure_rate: Option<f64>,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
-/// Computes [`TxStats`] over `tx` for a range of `range_ms`.
-pub fn tx_stats<'a>(
-    tx: impl IntoIterator<Item = &'a TxSample>,
-    range_ms: u64,
-    project: &Project,
-) -> TxStats {
-    let mut durations = Vec::new();
-    let (mut satisfied, mut tolerated, mut failures) = (0u64, 0u64, 0u64);
-    for t in tx {
-        let threshold = project
-            .settings
-            .transaction_thresholds
-            .get(&t.name)
-            .copied()
-            .unwrap_or(project.settings.apdex_threshold_ms) as f64;
-        if t.duration_ms <= threshold {
-            satisfied += 1;
-        } else if t.duration_ms <= 4.0 * threshold {
-            tolerated += 1;
-        }
-        if !matches!(t.status.as_str(), "ok" | "cancelled" | "unknown") {
-            failures += 1;
-        }
-        durations.push(t.duration_ms);
-    }
-    durations.sort_by(f64::total_cmp);
-    let count = durations.len() as u64;
-    let ratio = |n: u64| (count > 0).then(|| n as f64 / count as f64);
-    TxStats {
-        count,
-        tpm: count as f64 / (range_ms as f64 / MINUTE as f64),
-        p50: percentile(&durations, 0.50),
-        p75: percentile(&durations, 0.75),
-        p95: percentile(&durations, 0.95),
-        p99: percentile(&durations, 0.99),
-        apdex: ratio(satisfied * 2 + tolerated).map(|r| r / 2.0),
-        failure_rate: ratio(failures),
-    }
 }
 
 /// Every issue record of a project (bounded).
@@ -414,42 +295,11 @@ mod tests {
     fn ranges_parse_and_explain_mistakes() {
         assert_eq!(parse_range("1h"), Ok(3_600_000));
         assert_eq!(parse_range("7d"), Ok(7 * 86_400_000));
-        assert_eq!(parse_range(" 30m "), Ok(30 * MINUTE));
+        assert_eq!(parse_range(" 30m "), Ok(30 * 60_000));
         for bad in ["", "h", "24", "1y", "0h", "-1h", "100d"] {
             let e = parse_range(bad).unwrap_err();
             assert!(e.contains("24h"), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn percentiles_apdex_and_failures() {
-        let project = Project {
-            id: 1,
-            org_id: 1,
-            slug: "p".into(),
-            name: "p".into(),
-            platform: String::new(),
-            created_ms: 0,
-            settings: Default::default(),
-        };
-        let tx: Vec<TxSample> = (1..=100)
-            .map(|i| TxSample {
-                name: "GET /".into(),
-                release: None,
-                environment: None,
-                duration_ms: i as f64 * 10.0,
-                status: if i % 10 == 0 { "internal_error" } else { "ok" }.into(),
-            })
-            .collect();
-        let s = tx_stats(&tx, 60 * MINUTE, &project);
-        assert_eq!(s.count, 100);
-        assert_eq!(s.p50, Some(500.0));
-        assert_eq!(s.p95, Some(950.0));
-        assert_eq!(s.p99, Some(990.0));
-        // T = 300: 30 satisfied (≤300), 70 tolerated (≤1200).
-        assert_eq!(s.apdex, Some((30.0 + 35.0) / 100.0));
-        assert_eq!(s.failure_rate, Some(0.1));
-        assert!((s.tpm - 100.0 / 60.0).abs() < 1e-9);
     }
 
     #[test]

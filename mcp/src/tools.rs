@@ -21,7 +21,9 @@ use uuid::Uuid;
 use query::issues::{Issue, IssueQuery, IssueSort};
 use query::QueryService;
 
-use crate::analysis::{self, EventFilter, TxStats};
+use query::perf::{GroupBy, PerfError, PerfQuery, PerfStats, TimeRange};
+
+use crate::analysis::{self, EventFilter};
 
 /// The authenticated caller of an HTTP request, put into the request's extensions by
 /// [`crate::McpHttp`]. Requests without it (stdio) act with the local user's full access.
@@ -465,7 +467,8 @@ pub struct PerformanceAnswer {
     pub breakdown: Vec<PerfGroup>,
     /// Apdex threshold T of the project, ms.
     pub apdex_threshold_ms: u64,
-    /// True when a range held more events than one answer reads (200k).
+    /// Always false: performance numbers come from merged histograms and counters, which
+    /// cover every transaction.
     pub truncated: bool,
 }
 
@@ -1133,6 +1136,36 @@ impl Inner {
         })
     }
 
+    /// One `query::perf` question about `project` over `[start, end)`.
+    fn perf(
+        &self,
+        project: &Project,
+        (start_ms, end_ms): (u64, u64),
+        environment: Option<&str>,
+        release: Option<&str>,
+        transaction: Option<&str>,
+        group_by: Option<GroupBy>,
+        limit: usize,
+    ) -> Result<query::perf::PerfReport, String> {
+        self.query
+            .perf(&PerfQuery {
+                project_id: project.id,
+                range: TimeRange::Between { start_ms, end_ms },
+                environment: environment.map(str::to_owned),
+                release: release.map(str::to_owned),
+                transaction: transaction.map(str::to_owned),
+                group_by,
+                limit,
+                ..PerfQuery::default()
+            })
+            .map_err(|e| match e {
+                PerfError::InvalidRange(m) => {
+                    format!("invalid time range ({m}): {}", analysis::RANGE_HELP)
+                }
+                other => internal(other),
+            })
+    }
+
     fn performance(&self, acc: Access, args: PerformanceArgs) -> Result<PerformanceAnswer, String> {
         const METRICS: &[&str] = &[
             "apdex",
@@ -1147,9 +1180,8 @@ impl Inner {
         let project = self.project(acc, &args.project)?;
         let range = analysis::parse_range(&args.time_range)?;
         let metrics: Vec<String> = match args.metrics {
-            None => METRICS.iter().map(|s| s.to_string()).collect(),
-            Some(m) if m.is_empty() => METRICS.iter().map(|s| s.to_string()).collect(),
-            Some(m) => m,
+            Some(m) if !m.is_empty() => m,
+            _ => METRICS.iter().map(|s| s.to_string()).collect(),
         };
         if let Some(bad) = metrics.iter().find(|m| !METRICS.contains(&m.as_str())) {
             return Err(format!(
@@ -1157,40 +1189,43 @@ impl Inner {
                 METRICS.join(", ")
             ));
         }
-        let group_field = match &args.breakdown {
+        let group_by = match &args.breakdown {
             None => None,
-            Some(b) => match b.field.as_str() {
-                "transaction" | "release" | "environment" => Some(b.field.clone()),
+            Some(b) => Some(match b.field.as_str() {
+                "transaction" => GroupBy::Transaction,
+                "release" => GroupBy::Release,
+                "environment" => GroupBy::Environment,
                 other => {
                     return Err(format!(
                         "breakdown.field {other:?} is not supported; use \"transaction\", \"release\" or \"environment\""
                     ))
                 }
-            },
+            }),
         };
-        let filter = EventFilter {
-            environment: args.environment.clone(),
-            ..EventFilter::default()
-        };
+        let limit = args
+            .breakdown
+            .as_ref()
+            .and_then(|b| b.limit)
+            .unwrap_or(10)
+            .clamp(1, 100);
         let now = storage::now_ms();
-        let start = now.saturating_sub(range);
-        let mut cur = analysis::samples(self.store(), project.id, start, now + 1, &filter)
-            .map_err(internal)?;
-        let mut prev = analysis::samples(
-            self.store(),
-            project.id,
-            start.saturating_sub(range),
-            start,
-            &filter,
-        )
-        .map_err(internal)?;
+        let cur_range = (now.saturating_sub(range), now);
+        let prev_range = (cur_range.0.saturating_sub(range), cur_range.0);
+        let env = args.environment.as_deref();
         if let Some(name) = &args.transaction {
-            let known: std::collections::BTreeSet<String> = cur
-                .tx
-                .iter()
-                .chain(&prev.tx)
-                .map(|t| t.name.clone())
-                .collect();
+            let mut known = std::collections::BTreeSet::new();
+            for r in [cur_range, prev_range] {
+                let names = self.perf(
+                    &project,
+                    r,
+                    env,
+                    None,
+                    None,
+                    Some(GroupBy::Transaction),
+                    query::perf::MAX_GROUPS,
+                )?;
+                known.extend(names.groups.into_iter().map(|g| g.key));
+            }
             if !known.contains(name) {
                 let close = analysis::did_you_mean(name, known.iter().map(String::as_str));
                 return Err(if close.is_empty() {
@@ -1211,34 +1246,43 @@ impl Inner {
                     )
                 });
             }
-            cur.tx.retain(|t| &t.name == name);
-            prev.tx.retain(|t| &t.name == name);
         }
-        if cur.tx.is_empty() {
+        let tx = args.transaction.as_deref();
+        let cur = self.perf(&project, cur_range, env, None, tx, group_by, limit)?;
+        let prev = self.perf(
+            &project,
+            prev_range,
+            env,
+            None,
+            tx,
+            group_by,
+            query::perf::MAX_GROUPS,
+        )?;
+        if cur.total.count == 0 {
             return Err(format!(
                 "no transactions in project {} in the last {}{}; try a longer timeRange (e.g. 7d){}",
                 project.slug,
                 args.time_range,
-                args.environment
-                    .as_ref()
-                    .map(|e| format!(" in environment {e:?}"))
-                    .unwrap_or_default(),
-                if prev.tx.is_empty() { "" } else { " — the range before had some" }
+                env.map(|e| format!(" in environment {e:?}")).unwrap_or_default(),
+                if prev.total.count == 0 { "" } else { " — the range before had some" }
             ));
         }
-        let row = |stats: &TxStats, errors: Option<u64>| -> MetricRow {
+        let row = |stats: &PerfStats| -> MetricRow {
             let mut r = MetricRow::new();
             r.insert("count".into(), Some(stats.count as f64));
             for m in &metrics {
                 let v = match m.as_str() {
                     "apdex" => stats.apdex,
                     "throughput" => Some(stats.tpm),
-                    "p50" => stats.p50,
-                    "p75" => stats.p75,
-                    "p95" => stats.p95,
-                    "p99" => stats.p99,
+                    "p50" => stats.p50_ms,
+                    "p75" => stats.p75_ms,
+                    "p95" => stats.p95_ms,
+                    "p99" => stats.p99_ms,
                     "failure_rate" => stats.failure_rate,
-                    "error_rate" => errors
+                    // Error events per transaction; perf counts errors per environment, so
+                    // this is absent for a transaction or release.
+                    "error_rate" => stats
+                        .error_events
                         .filter(|_| stats.count > 0)
                         .map(|e| e as f64 / stats.count as f64),
                     _ => None,
@@ -1247,13 +1291,8 @@ impl Inner {
             }
             r
         };
-        // Error events cannot be attributed to a transaction name here, so error_rate is
-        // given for the whole project (or environment) only.
-        let errors_apply = args.transaction.is_none();
-        let cur_stats = analysis::tx_stats(&cur.tx, range, &project);
-        let prev_stats = analysis::tx_stats(&prev.tx, range, &project);
-        let metrics_row = row(&cur_stats, errors_apply.then_some(cur.errors));
-        let previous_row = row(&prev_stats, errors_apply.then_some(prev.errors));
+        let metrics_row = row(&cur.total);
+        let previous_row = row(&prev.total);
         let change = metrics_row
             .iter()
             .map(|(k, v)| {
@@ -1264,53 +1303,33 @@ impl Inner {
                 (k.clone(), d)
             })
             .collect();
-        let mut breakdown = Vec::new();
-        if let (Some(field), Some(b)) = (group_field, &args.breakdown) {
-            let key_of = |t: &analysis::TxSample| -> String {
-                match field.as_str() {
-                    "transaction" => t.name.clone(),
-                    "release" => t.release.clone().unwrap_or_default(),
-                    _ => t.environment.clone().unwrap_or_default(),
-                }
-            };
-            let mut groups: BTreeMap<String, (Vec<analysis::TxSample>, Vec<analysis::TxSample>)> =
-                BTreeMap::new();
-            for t in &cur.tx {
-                groups.entry(key_of(t)).or_default().0.push(t.clone());
-            }
-            for t in &prev.tx {
-                if let Some(g) = groups.get_mut(&key_of(t)) {
-                    g.1.push(t.clone());
-                }
-            }
-            let mut rows: Vec<PerfGroup> = groups
-                .into_iter()
-                .map(|(key, (c, p))| PerfGroup {
-                    key,
-                    metrics: row(&analysis::tx_stats(&c, range, &project), None),
-                    previous: row(&analysis::tx_stats(&p, range, &project), None),
-                })
-                .collect();
-            rows.sort_by(|a, b| {
-                let count =
-                    |r: &PerfGroup| r.metrics.get("count").copied().flatten().unwrap_or(0.0);
-                count(b)
-                    .total_cmp(&count(a))
-                    .then_with(|| a.key.cmp(&b.key))
-            });
-            rows.truncate(b.limit.unwrap_or(10).clamp(1, 100));
-            breakdown = rows;
-        }
+        let previous_groups: BTreeMap<&str, &PerfStats> = prev
+            .groups
+            .iter()
+            .map(|g| (g.key.as_str(), &g.stats))
+            .collect();
+        let breakdown = cur
+            .groups
+            .iter()
+            .map(|g| PerfGroup {
+                key: g.key.clone(),
+                metrics: row(&g.stats),
+                previous: previous_groups
+                    .get(g.key.as_str())
+                    .map(|s| row(s))
+                    .unwrap_or_default(),
+            })
+            .collect();
         Ok(PerformanceAnswer {
             project: project.slug.clone(),
-            start: iso(start),
-            end: iso(now),
+            start: iso(cur.start_ms),
+            end: iso(cur.end_ms),
             metrics: metrics_row,
             previous: previous_row,
             change,
             breakdown,
             apdex_threshold_ms: project.settings.apdex_threshold_ms,
-            truncated: cur.truncated || prev.truncated,
+            truncated: false,
         })
     }
 
@@ -1323,18 +1342,21 @@ impl Inner {
         let range = analysis::parse_range(args.time_range.as_deref().unwrap_or("30d"))?;
         let issues = analysis::project_issues(self.store(), project.id).map_err(internal)?;
         let now = storage::now_ms();
-        let samples = analysis::samples(
-            self.store(),
-            project.id,
-            now.saturating_sub(range),
-            now + 1,
-            &EventFilter::default(),
-        )
-        .map_err(internal)?;
-        let mut known: std::collections::BTreeSet<String> = samples
-            .tx
+        let window = (now.saturating_sub(range), now);
+        let releases = self.perf(
+            &project,
+            window,
+            None,
+            None,
+            None,
+            Some(GroupBy::Release),
+            query::perf::MAX_GROUPS,
+        )?;
+        let mut known: std::collections::BTreeSet<String> = releases
+            .groups
             .iter()
-            .filter_map(|t| t.release.clone())
+            .map(|g| g.key.clone())
+            .filter(|k| !k.is_empty())
             .collect();
         for rec in &issues {
             known.extend(rec.first_release.clone());
@@ -1378,20 +1400,15 @@ impl Inner {
                 error_events += n;
                 with_events += u64::from(n > 0);
             }
-            let stats = analysis::tx_stats(
-                samples
-                    .tx
-                    .iter()
-                    .filter(|t| t.release.as_deref() == Some(version)),
-                range,
-                &project,
-            );
+            let stats = self
+                .perf(&project, window, None, Some(version), None, None, 0)?
+                .total;
             Ok(ReleaseSide {
                 version: version.to_owned(),
                 error_events,
                 issues: with_events,
                 transactions: stats.count,
-                p95_ms: stats.p95,
+                p95_ms: stats.p95_ms,
                 failure_rate: stats.failure_rate,
             })
         };
