@@ -941,6 +941,14 @@ impl ServerHandler for OspreyTools {
 // The answers, synchronously
 // ---------------------------------------------------------------------------------------
 
+/// The filters of one `query::perf` question.
+#[derive(Clone, Copy, Default)]
+struct PerfFilter<'a> {
+    environment: Option<&'a str>,
+    release: Option<&'a str>,
+    transaction: Option<&'a str>,
+}
+
 fn iso(ms: u64) -> String {
     query::issues::iso(ms)
 }
@@ -1141,9 +1149,7 @@ impl Inner {
         &self,
         project: &Project,
         (start_ms, end_ms): (u64, u64),
-        environment: Option<&str>,
-        release: Option<&str>,
-        transaction: Option<&str>,
+        filter: PerfFilter<'_>,
         group_by: Option<GroupBy>,
         limit: usize,
     ) -> Result<query::perf::PerfReport, String> {
@@ -1151,9 +1157,9 @@ impl Inner {
             .perf(&PerfQuery {
                 project_id: project.id,
                 range: TimeRange::Between { start_ms, end_ms },
-                environment: environment.map(str::to_owned),
-                release: release.map(str::to_owned),
-                transaction: transaction.map(str::to_owned),
+                environment: filter.environment.map(str::to_owned),
+                release: filter.release.map(str::to_owned),
+                transaction: filter.transaction.map(str::to_owned),
                 group_by,
                 limit,
                 ..PerfQuery::default()
@@ -1218,9 +1224,11 @@ impl Inner {
                 let names = self.perf(
                     &project,
                     r,
-                    env,
-                    None,
-                    None,
+                    PerfFilter {
+                        environment: env,
+                        release: None,
+                        transaction: None,
+                    },
                     Some(GroupBy::Transaction),
                     query::perf::MAX_GROUPS,
                 )?;
@@ -1248,13 +1256,25 @@ impl Inner {
             }
         }
         let tx = args.transaction.as_deref();
-        let cur = self.perf(&project, cur_range, env, None, tx, group_by, limit)?;
+        let cur = self.perf(
+            &project,
+            cur_range,
+            PerfFilter {
+                environment: env,
+                release: None,
+                transaction: tx,
+            },
+            group_by,
+            limit,
+        )?;
         let prev = self.perf(
             &project,
             prev_range,
-            env,
-            None,
-            tx,
+            PerfFilter {
+                environment: env,
+                release: None,
+                transaction: tx,
+            },
             group_by,
             query::perf::MAX_GROUPS,
         )?;
@@ -1346,9 +1366,11 @@ impl Inner {
         let releases = self.perf(
             &project,
             window,
-            None,
-            None,
-            None,
+            PerfFilter {
+                environment: None,
+                release: None,
+                transaction: None,
+            },
             Some(GroupBy::Release),
             query::perf::MAX_GROUPS,
         )?;
@@ -1401,7 +1423,16 @@ impl Inner {
                 with_events += u64::from(n > 0);
             }
             let stats = self
-                .perf(&project, window, None, Some(version), None, None, 0)?
+                .perf(
+                    &project,
+                    window,
+                    PerfFilter {
+                        release: Some(version),
+                        ..PerfFilter::default()
+                    },
+                    None,
+                    0,
+                )?
                 .total;
             Ok(ReleaseSide {
                 version: version.to_owned(),
