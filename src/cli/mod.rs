@@ -3,6 +3,7 @@
 pub mod grouping;
 pub mod issues;
 pub mod loadgen;
+pub mod mcp;
 pub mod perf;
 pub mod token;
 pub mod trace;
