@@ -35,6 +35,8 @@ enum Command {
     Perf(cli::perf::Args),
     /// Print a trace's span tree with timings.
     Trace(cli::trace::Args),
+    /// MCP server on stdio, over a data directory or bridged to a server's /mcp.
+    Mcp(cli::mcp::Args),
     /// Create, list or revoke scoped API tokens on a data directory.
     Token(cli::token::Args),
 }
@@ -64,7 +66,7 @@ struct ServeArgs {
 fn init_tracing() {
     // Logs go to stderr so stdout stays for DSNs, tables and JSON (and MCP over stdio).
     let filter = tracing_subscriber::EnvFilter::try_from_env("OSPREY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Event(args) => cli::issues::run_event(args),
         Command::Perf(args) => cli::perf::run(args),
         Command::Trace(args) => cli::trace::run(args),
+        Command::Mcp(args) => cli::mcp::run(args),
         Command::Token(args) => cli::token::run(args),
     };
     match result {

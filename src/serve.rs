@@ -48,12 +48,16 @@ pub struct App {
     ingest: Option<ingest::IngestService>,
     api: Option<query::api::ApiService>,
     kafka: Option<Arc<crate::kafka_mode::KafkaMode>>,
+    mcp: mcp::McpHttp,
     ready: AtomicBool,
 }
 
 impl App {
     async fn route(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
+        if path == "/mcp" || path == "/mcp/" {
+            return self.mcp.handle(req).await;
+        }
         if path == "/api/0" || path.starts_with("/api/0/") {
             return match &self.api {
                 Some(api) => api
@@ -189,9 +193,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|k| k.ingest_log())
         .unwrap_or_else(|| Arc::clone(&log) as Arc<dyn Log>);
-    let ingest = config
-        .has_role(Role::Ingest)
-        .then(|| ingest::IngestService::new(store.clone(), ingest_log, config.ingest.clone()));
+    let ingest = config.has_role(Role::Ingest).then(|| {
+        ingest::IngestService::new(
+            store.clone(),
+            Arc::clone(&ingest_log),
+            config.ingest.clone(),
+        )
+    });
     let api = config.has_role(Role::Query).then(|| {
         query::api::ApiService::new(
             query::QueryService::new(store.clone()),
@@ -201,7 +209,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
         )
     });
+    let shutdown = CancellationToken::new();
+    let mcp = mcp::McpHttp::new(
+        query::QueryService::new(store.clone()),
+        // capture_event goes through the same log as SDK events (Kafka's in Kafka mode).
+        Some(Arc::clone(&ingest_log)),
+        mcp::HttpConfig {
+            allowed_hosts: mcp::HttpConfig::default_allowed_hosts(
+                local,
+                config.public_url.as_deref(),
+            ),
+            shutdown: shutdown.clone(),
+            ..Default::default()
+        },
+    );
     let app = Arc::new(App {
+        mcp,
         config: config.clone(),
         store: store.clone(),
         log: Arc::clone(&log),
@@ -222,7 +245,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     accept_loop(
         listener,
