@@ -360,7 +360,7 @@ impl Meta {
 }
 
 impl Store {
-    fn next_id(&self, sequence: &str) -> Result<u64> {
+    pub(crate) fn next_id(&self, sequence: &str) -> Result<u64> {
         let key = keys::prefixed_str(keys::meta::SEQUENCE, sequence);
         let meta_cf = self.cf(cf::META);
         let current = self
@@ -373,7 +373,7 @@ impl Store {
         Ok(next)
     }
 
-    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<()> {
+    pub(crate) fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<()> {
         self.ensure_writable()?;
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(true);
