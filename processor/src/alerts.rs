@@ -469,8 +469,10 @@ mod tests {
         for i in 0..5 {
             assert_eq!(w.add_event(1_000_000 + i * 1_000), i + 1);
         }
-        // A minute later the first events have left the window.
-        assert_eq!(w.add_event(1_000_000 + 62_000), 3);
+        // 62 s later the first two sub-buckets have left the window; the sub-bucket on the
+        // window's edge (the event at +2 s) is still counted whole.
+        assert_eq!(w.add_event(1_000_000 + 62_000), 4);
+        assert_eq!(w.add_event(1_000_000 + 63_500), 4);
         assert_eq!(w.add_event(1_000_000 + 200_000), 1);
         let mut u = Window::new(60_000);
         assert_eq!(u.add_user(0, Some(1), 3), 1);
