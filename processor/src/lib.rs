@@ -15,6 +15,7 @@ pub mod error;
 pub mod filters;
 pub mod grouping;
 pub mod issues;
+pub mod metric_alerts;
 pub mod normalize;
 pub mod pipeline;
 pub mod scrub;

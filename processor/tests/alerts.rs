@@ -404,3 +404,76 @@ fn dead_webhooks_are_retried_within_bounds_and_never_slow_processing() {
     assert!(delivery.queue.stats().dropped.load(Ordering::SeqCst) >= 580);
     assert_eq!(store.fired_alerts(1, 1000).unwrap().len(), 301);
 }
+
+fn transaction(id: u128, duration_ms: u64) -> LogRecord {
+    let now = storage::now_ms() as f64 / 1000.0;
+    let tx = json!({
+        "type": "transaction",
+        "event_id": Uuid::from_u128(id).simple().to_string(),
+        "transaction": "/checkout",
+        "start_timestamp": now - duration_ms as f64 / 1000.0,
+        "timestamp": now,
+        "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052", "op": "http.server"}},
+    });
+    let mut rec = event_record(
+        1,
+        storage::now_ms(),
+        &serde_json::to_vec(&tx).unwrap(),
+        None,
+    );
+    rec.item_type = "transaction".into();
+    rec
+}
+
+#[test]
+fn p95_metric_alert_fires_once_after_slow_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hook = Receiver::start(Mode::Ok);
+    let rule: storage::alerts::MetricAlertRule = serde_json::from_value(json!({
+        "name": "Slow checkout",
+        "aggregate": "p95(transaction.duration)",
+        "query": "",
+        "timeWindow": 5,
+        "projects": ["default"],
+        "triggers": [{"label": "critical", "alertThreshold": 500,
+                      "actions": [{"id": "osprey.actions.webhook", "url": hook.url("/metric")}]}]
+    }))
+    .unwrap();
+    let mut bad = rule.clone();
+    bad.aggregate = "apdex()".into();
+    assert!(store.create_metric_alert_rule(1, bad).is_err());
+    store.create_metric_alert_rule(1, rule).unwrap();
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let queue = WebhookQueue::new(WebhookConfig::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let thread = queue.spawn(shutdown.clone()).unwrap();
+    let base = "http://osprey.test";
+    let eval =
+        |now| processor::metric_alerts::evaluate_once(&store, Some(&queue), base, now).unwrap();
+
+    // Fast transactions: p95 well under 500 ms, nothing fires.
+    let fast: Vec<_> = (0..20).map(|i| transaction(i, 100)).collect();
+    processor.process_and_commit(&fast).unwrap();
+    assert!(eval(storage::now_ms()).is_empty());
+    // Slow ones push p95 over the threshold: exactly one alert, then quiet within the window.
+    let slow: Vec<_> = (100..120).map(|i| transaction(i, 900)).collect();
+    processor.process_and_commit(&slow).unwrap();
+    let fired = eval(storage::now_ms());
+    assert_eq!(fired.len(), 1);
+    assert!(eval(storage::now_ms()).is_empty());
+    let got = hook.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    let body = &got[0].1;
+    assert_eq!(body["rule"]["name"], "Slow checkout");
+    assert_eq!(body["metric"]["aggregate"], "p95(transaction.duration)");
+    let value = body["metric"]["value"].as_f64().unwrap();
+    assert!((850.0..=950.0).contains(&value), "p95 {value}");
+    assert!(body["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://osprey.test/"));
+    assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
+    shutdown.store(true, Ordering::Release);
+    thread.join().unwrap();
+}

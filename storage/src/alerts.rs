@@ -590,6 +590,197 @@ pub fn load_throttle(store: &Store, rule_id: u64, issue_id: u64) -> Result<Optio
         .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
 }
 
+/// Aggregates a metric alert can watch (over the project's transactions).
+pub const METRIC_AGGREGATES: &[&str] = &[
+    "p50(transaction.duration)",
+    "p75(transaction.duration)",
+    "p95(transaction.duration)",
+    "p99(transaction.duration)",
+    "count()",
+];
+
+/// One threshold of a metric alert (Sentry's trigger: `critical` or `warning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricTrigger {
+    /// `critical` or `warning`.
+    #[serde(default)]
+    pub label: String,
+    /// Fires when the aggregate is above this (milliseconds for durations).
+    pub alert_threshold: f64,
+    /// Where to send.
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
+/// A metric alert rule in Sentry's shape (`/api/0/organizations/{org}/alert-rules/`),
+/// limited to transaction-duration percentiles and `count()` over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricAlertRule {
+    /// Id (assigned on create).
+    #[serde(default)]
+    pub id: u64,
+    /// Owning organization (set from the URL on create).
+    #[serde(default)]
+    pub org_id: u64,
+    /// Name.
+    pub name: String,
+    /// One of [`METRIC_AGGREGATES`].
+    pub aggregate: String,
+    /// Only `""` or `event.type:transaction` (osprey keeps no per-tag histograms).
+    #[serde(default)]
+    pub query: String,
+    /// Window in minutes (1 to 1440).
+    pub time_window: u64,
+    /// Project slugs of the organization.
+    pub projects: Vec<String>,
+    /// Only this environment (`None` = all).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Thresholds, each with its actions.
+    pub triggers: Vec<MetricTrigger>,
+    /// Created, unix ms.
+    #[serde(default)]
+    pub created_ms: u64,
+}
+
+impl MetricAlertRule {
+    /// Checks the fields the evaluator relies on.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |detail: String| Err(StorageError::Invalid(detail));
+        let name_chars = self.name.trim().chars().count();
+        if name_chars == 0 || name_chars > MAX_NAME_CHARS {
+            return bad(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
+        }
+        if !METRIC_AGGREGATES.contains(&self.aggregate.as_str()) {
+            return bad(format!(
+                "unsupported aggregate {:?} (supported: {})",
+                self.aggregate,
+                METRIC_AGGREGATES.join(", ")
+            ));
+        }
+        if !matches!(self.query.trim(), "" | "event.type:transaction") {
+            return bad(format!("unsupported query {:?}", self.query));
+        }
+        if !(1..=1440).contains(&self.time_window) {
+            return bad("timeWindow must be 1 to 1440 minutes".into());
+        }
+        if self.projects.is_empty() || self.projects.len() > MAX_ITEMS {
+            return bad(format!("1 to {MAX_ITEMS} projects"));
+        }
+        if self.triggers.is_empty() || self.triggers.len() > 2 {
+            return bad("1 or 2 triggers".into());
+        }
+        for trigger in &self.triggers {
+            if !trigger.alert_threshold.is_finite() || trigger.actions.len() > MAX_ITEMS {
+                return bad("a trigger needs a finite alertThreshold".into());
+            }
+            for action in &trigger.actions {
+                match action.target_url() {
+                    Some(url)
+                        if url.len() <= MAX_URL_LEN
+                            && (url.starts_with("http://") || url.starts_with("https://")) => {}
+                    _ => return bad("invalid action URL".into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every metric alert rule, by id (read from the store; the evaluator calls it every few
+    /// seconds, the API per request).
+    pub fn metric_alert_rules(&self) -> Result<Vec<MetricAlertRule>> {
+        let handle = self.cf(cf::META);
+        let start = [keys::meta::METRIC_ALERT_RULE];
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(&handle, mode) {
+            let (key, value) = item?;
+            if key.first() != Some(&keys::meta::METRIC_ALERT_RULE) {
+                break;
+            }
+            out.push(serde_json::from_slice(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// One metric alert rule.
+    pub fn metric_alert_rule(&self, rule_id: u64) -> Result<Option<MetricAlertRule>> {
+        let key = keys::prefixed_id(keys::meta::METRIC_ALERT_RULE, rule_id);
+        match self.db().get_cf(&self.cf(cf::META), key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates a metric alert rule for an organization.
+    pub fn create_metric_alert_rule(
+        &self,
+        org_id: u64,
+        mut rule: MetricAlertRule,
+    ) -> Result<MetricAlertRule> {
+        self.ensure_writable()?;
+        if self.meta().organization(org_id).is_none() {
+            return Err(StorageError::NotFound(format!("organization {org_id}")));
+        }
+        rule.validate()?;
+        for slug in &rule.projects {
+            if self.meta().project_by_slug(org_id, slug).is_none() {
+                return Err(StorageError::NotFound(format!("project {slug}")));
+            }
+        }
+        rule.id = self.next_id("metric_alert_rule")?;
+        rule.org_id = org_id;
+        rule.created_ms = now_ms();
+        self.put_meta(
+            &keys::prefixed_id(keys::meta::METRIC_ALERT_RULE, rule.id),
+            &rule,
+        )?;
+        Ok(rule)
+    }
+
+    /// Replaces a metric alert rule (id, organization and creation time are kept).
+    pub fn update_metric_alert_rule(
+        &self,
+        rule_id: u64,
+        mut rule: MetricAlertRule,
+    ) -> Result<MetricAlertRule> {
+        let existing = self
+            .metric_alert_rule(rule_id)?
+            .ok_or_else(|| StorageError::NotFound(format!("metric alert rule {rule_id}")))?;
+        rule.validate()?;
+        rule.id = existing.id;
+        rule.org_id = existing.org_id;
+        rule.created_ms = existing.created_ms;
+        self.put_meta(
+            &keys::prefixed_id(keys::meta::METRIC_ALERT_RULE, rule.id),
+            &rule,
+        )?;
+        Ok(rule)
+    }
+
+    /// Deletes a metric alert rule.
+    pub fn delete_metric_alert_rule(&self, rule_id: u64) -> Result<()> {
+        self.ensure_writable()?;
+        if self.metric_alert_rule(rule_id)?.is_none() {
+            return Err(StorageError::NotFound(format!(
+                "metric alert rule {rule_id}"
+            )));
+        }
+        self.db().delete_cf(
+            &self.cf(cf::META),
+            keys::prefixed_id(keys::meta::METRIC_ALERT_RULE, rule_id),
+        )?;
+        Ok(())
+    }
+}
+
+/// Throttle/history "issue" id of metric alerts (no issue ids reach it).
+pub const METRIC_ALERT_ISSUE: u64 = u64::MAX;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ pub mod meta {
     pub const CONSUMER: u8 = b'c';
     /// Issue alert rule by id: `r` + id; value = JSON [`crate::alerts::AlertRule`].
     pub const ALERT_RULE: u8 = b'r';
+    /// Metric alert rule by id: `m` + id; value = JSON [`crate::alerts::MetricAlertRule`].
+    pub const METRIC_ALERT_RULE: u8 = b'm';
 }
 
 /// Prefix bytes of the tables inside the `index` column family.
