@@ -156,6 +156,7 @@ struct EngineState {
 #[derive(Debug, Default)]
 pub struct AlertEngine {
     config: AlertConfig,
+    base_url: Mutex<Option<String>>,
     state: Mutex<EngineState>,
     sink: Mutex<Option<Arc<WebhookQueue>>>,
 }
@@ -204,6 +205,12 @@ impl AlertEngine {
             config,
             ..AlertEngine::default()
         }
+    }
+
+    /// Base URL of payload links (overrides [`AlertConfig::base_url`]), e.g. the server's
+    /// public address.
+    pub fn set_base_url(&self, base_url: &str) {
+        *self.base_url.lock() = Some(base_url.trim_end_matches('/').to_owned());
     }
 
     /// Where committed firings go.
@@ -368,7 +375,11 @@ impl AlertEngine {
             .map(|o| o.slug.clone())
             .unwrap_or_else(|| project.org_id.to_string());
         let short_id = qualified_short_id(&project.slug, issue.short_id);
-        let base = self.config.base_url.trim_end_matches('/');
+        let base = self
+            .base_url
+            .lock()
+            .clone()
+            .unwrap_or_else(|| self.config.base_url.trim_end_matches('/').to_owned());
         let permalink = format!(
             "{base}/organizations/{org}/issues/{}/?project={}",
             issue.id, project.id

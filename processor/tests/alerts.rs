@@ -221,6 +221,7 @@ fn frequency_burst_fires_once_then_throttles_across_restart() {
         .unwrap();
     let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
     let delivery = Delivery::start(&processor, WebhookConfig::default());
+    processor.alerts().set_base_url("http://osprey.test/");
     // 12 events of one issue over three batches: the 6th crosses "more than 5 in 1m".
     for chunk in 0..3u128 {
         let batch: Vec<_> = (0..4)
@@ -240,7 +241,9 @@ fn frequency_burst_fires_once_then_throttles_across_restart() {
     assert!(body["issue"]["permalink"]
         .as_str()
         .unwrap()
-        .contains(&format!("/issues/{issue_id}/")));
+        .starts_with(&format!(
+            "http://osprey.test/organizations/default/issues/{issue_id}/"
+        )));
     assert!(body["text"]
         .as_str()
         .unwrap()
