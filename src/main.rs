@@ -34,6 +34,8 @@ enum Command {
     Perf(cli::perf::Args),
     /// Print a trace's span tree with timings.
     Trace(cli::trace::Args),
+    /// Create, list or revoke scoped API tokens on a data directory.
+    Token(cli::token::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Event(args) => cli::issues::run_event(args),
         Command::Perf(args) => cli::perf::run(args),
         Command::Trace(args) => cli::trace::run(args),
+        Command::Token(args) => cli::token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,12 +46,25 @@ pub struct App {
     store: Store,
     log: Arc<EmbeddedLog>,
     ingest: Option<ingest::IngestService>,
+    api: Option<query::api::ApiService>,
     ready: AtomicBool,
 }
 
 impl App {
     async fn route(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
+        if path == "/api/0" || path.starts_with("/api/0/") {
+            return match &self.api {
+                Some(api) => api
+                    .handle(req)
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed()),
+                None => json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"detail": "this node does not run the query role"}),
+                ),
+            };
+        }
         if path.starts_with("/api/") && !path.starts_with("/api/0/") {
             return match &self.ingest {
                 Some(ingest) => ingest
@@ -168,11 +181,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.ingest.clone(),
         )
     });
+    let api = config.has_role(Role::Query).then(|| {
+        query::api::ApiService::new(
+            query::QueryService::new(store.clone()),
+            query::api::ApiConfig {
+                public_url: config.public_url.clone(),
+                ..Default::default()
+            },
+        )
+    });
     let app = Arc::new(App {
         config: config.clone(),
         store: store.clone(),
         log: Arc::clone(&log),
         ingest,
+        api,
         ready: AtomicBool::new(true),
     });
 

@@ -266,6 +266,8 @@ struct Work<'a> {
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
     alerts: crate::alerts::BatchAlerts,
+    /// Releases seen in this batch: (project, version) → (first, last) event time.
+    releases: HashMap<(u64, String), (u64, u64)>,
 }
 
 impl Work<'_> {
@@ -390,6 +392,7 @@ impl Processor {
             short_ids,
             folder: TransactionFolder::new(),
             alerts: crate::alerts::BatchAlerts::default(),
+            releases: HashMap::new(),
         };
         for record in records {
             work.stats.records += 1;
@@ -578,7 +581,15 @@ impl Processor {
 
         if let Some(filter) = filters::should_filter(&normalized.event, &project.settings) {
             work.stats.filtered += 1;
-            work.outcome(project.id, ts, outcome::FILTERED, ev_category, filter, 1);
+            // Outcomes count when they happen (receive time), like Relay's, not event time.
+            work.outcome(
+                project.id,
+                record.received_ms,
+                outcome::FILTERED,
+                ev_category,
+                filter,
+                1,
+            );
             return Ok(());
         }
         work.scrubbers
@@ -643,6 +654,14 @@ impl Processor {
             (Some(issue_id), hashes)
         };
 
+        if let Some(release) = normalized.event.get("release").and_then(Value::as_str) {
+            let span = work
+                .releases
+                .entry((project.id, release.to_owned()))
+                .or_insert((ts, ts));
+            span.0 = span.0.min(ts);
+            span.1 = span.1.max(ts);
+        }
         let event_id = normalized.event_id;
         let trace_id = normalized
             .event
@@ -679,7 +698,14 @@ impl Processor {
                 .put_cf(&index, keys::index_trace(&trace, ts, &event_id), []);
         }
         work.stats.accepted += 1;
-        work.outcome(project.id, ts, outcome::ACCEPTED, ev_category, "", 1);
+        work.outcome(
+            project.id,
+            record.received_ms,
+            outcome::ACCEPTED,
+            ev_category,
+            "",
+            1,
+        );
         Ok(())
     }
 
@@ -745,6 +771,16 @@ impl Processor {
                 if let Some(issue) = work.issues.get_mut(&id) {
                     if issues::apply_event(issue, facts, ts, resolve_age_ms) {
                         work.stats.regressions += 1;
+                        // Sentry's SET_REGRESSION activity, so the issue's history says why
+                        // it reopened and in which release.
+                        storage::workflow::add_activity_in_batch(
+                            work.store,
+                            &mut work.batch,
+                            id,
+                            "set_regression",
+                            serde_json::json!({"version": facts.release}),
+                            None,
+                        )?;
                     }
                 }
                 id
@@ -860,6 +896,9 @@ impl Processor {
         work.delta.alerts =
             self.alerts
                 .finish(std::mem::take(&mut work.alerts), store, &mut work.batch);
+        for ((project_id, version), (first, last)) in &work.releases {
+            storage::ensure_release(store, &mut work.batch, *project_id, version, *first, *last)?;
+        }
         let issues_cf = store.cf(cf::ISSUES);
         for (id, issue) in &work.issues {
             work.batch

@@ -408,13 +408,20 @@ struct MinuteAgg {
     measurements: Vec<(u32, u32)>,
 }
 
-/// An hour or day rollup being built at flush time.
+/// An aggregate being built at flush time (a rollup, or one minute of a full series).
 #[derive(Default)]
 struct Rollup {
+    /// Sparse (index, count) pairs, unsorted until [`Rollup::normalize`].
     buckets: Vec<(u32, u64)>,
+    /// Dense counts by index, used instead of `buckets` once a wide rollup (a project total,
+    /// an environment) has absorbed many series: adding is then O(1) and nothing is sorted.
+    dense: Vec<u64>,
     counters: Counters,
     measurements: Vec<(u32, u32, u64)>,
 }
+
+/// Sparse pairs beyond which a rollup switches to dense counts.
+const DENSE_AFTER: usize = 1024;
 
 /// Per-batch pre-aggregation of transactions: one histogram and one set of counters per
 /// (series, bucket). Memory grows with the batch (4 bytes per transaction plus one small
@@ -657,20 +664,51 @@ impl TransactionFolder {
     }
 }
 
+fn add_dense(dense: &mut Vec<u64>, index: u32, count: u64) {
+    let i = index as usize;
+    if dense.len() <= i {
+        dense.resize(i + 1, 0);
+    }
+    dense[i] += count;
+}
+
 /// (target series id, apdex key, resolution, bucket start).
 type RollupKey = (u32, u64, Resolution, u64);
 
 impl Rollup {
     fn absorb(&mut self, other: &Rollup) {
-        self.buckets.extend_from_slice(&other.buckets);
+        if self.dense.is_empty() && self.buckets.len() + other.buckets.len() > DENSE_AFTER {
+            for (i, c) in std::mem::take(&mut self.buckets) {
+                add_dense(&mut self.dense, i, c);
+            }
+        }
+        if self.dense.is_empty() {
+            self.buckets.extend_from_slice(&other.buckets);
+        } else {
+            for &(i, c) in &other.buckets {
+                add_dense(&mut self.dense, i, c);
+            }
+        }
         self.counters.add(&other.counters);
         self.measurements.extend_from_slice(&other.measurements);
     }
 
     /// Sorts and merges the absorbed bucket lists.
     fn normalize(&mut self) {
-        self.buckets.sort_unstable_by_key(|&(i, _)| i);
-        combine(&mut self.buckets, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
+        if self.dense.is_empty() {
+            self.buckets.sort_unstable_by_key(|&(i, _)| i);
+            combine(&mut self.buckets, |a, b| a.0 == b.0, |a, b| a.1 += b.1);
+        } else {
+            self.buckets.clear();
+            self.buckets.extend(
+                self.dense
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c > 0)
+                    .map(|(i, &c)| (i as u32, c)),
+            );
+            self.dense = Vec::new();
+        }
         self.measurements.sort_unstable_by_key(|&(n, i, _)| (n, i));
         combine(
             &mut self.measurements,

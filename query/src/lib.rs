@@ -1,9 +1,12 @@
 //! osprey's query layer: one library API ([`QueryService`]) that the HTTP API, the CLI and MCP
 //! all use, answering from the stored issues, events, counters and histograms.
 
+pub mod api;
 pub mod events;
 pub mod issues;
+pub mod outcomes;
 pub mod perf;
+pub mod search;
 pub mod trace;
 
 use storage::Store;

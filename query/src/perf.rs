@@ -546,6 +546,9 @@ struct Collector {
     group_by: Option<GroupBy>,
     /// A rollup's apdex counters were written under another apdex configuration.
     needs_full: bool,
+    /// Error events per environment (for a by-environment breakdown; only environments that
+    /// had transactions get a row).
+    errors_by_env: HashMap<Vec<u8>, u64>,
 }
 
 impl Collector {
@@ -555,6 +558,7 @@ impl Collector {
             groups: HashMap::new(),
             group_by,
             needs_full: false,
+            errors_by_env: HashMap::new(),
         }
     }
 
@@ -599,7 +603,7 @@ impl QueryService {
         let group_errors =
             errors_filterable && matches!(query.group_by, Some(GroupBy::Environment));
 
-        let collector = collect(
+        let mut collector = collect(
             store,
             &project,
             (start, end),
@@ -607,8 +611,27 @@ impl QueryService {
             query.group_by,
             errors_filterable,
         )?;
+        for (env, acc) in collector.groups.iter_mut() {
+            acc.errors = collector.errors_by_env.get(env).copied().unwrap_or(0);
+        }
         let minutes = ((end - start) / MINUTE) as f64;
-        let total = collector.total.stats(minutes, errors_filterable);
+        // A breakdown's collector only fills its groups; the total comes from the coarsest
+        // rollup that answers the filters (one series per bucket), not from adding every group
+        // a second time.
+        let total = if query.group_by.is_some() {
+            collect(
+                store,
+                &project,
+                (start, end),
+                &filters,
+                None,
+                errors_filterable,
+            )?
+            .total
+            .stats(minutes, errors_filterable)
+        } else {
+            collector.total.stats(minutes, errors_filterable)
+        };
         let mut groups: Vec<PerfGroup> = collector
             .groups
             .iter()
@@ -908,8 +931,9 @@ fn scan_segment(
                         None => out.needs_full = true,
                     }
                 }
-                out.total.add_series(&sb, &buckets);
-                if let Some(g) = out.group(&d) {
+                if out.group_by.is_none() {
+                    out.total.add_series(&sb, &buckets);
+                } else if let Some(g) = out.group(&d) {
                     g.add_series(&sb, &buckets);
                 }
             }
@@ -947,11 +971,8 @@ fn scan_errors(
             if filters.environment.is_none_or(|e| e == environment) {
                 let n = decode_i64(v).max(0) as u64;
                 out.total.errors += n;
-                if out.group_by == Some(GroupBy::Environment) {
-                    // Only environments that had transactions get a row; their errors join it.
-                    if let Some(g) = out.groups.get_mut(environment) {
-                        g.errors += n;
-                    }
+                if out.group_by == Some(GroupBy::Environment) && out.errors_by_env.len() < 100_000 {
+                    *out.errors_by_env.entry(environment.to_vec()).or_default() += n;
                 }
             }
         }

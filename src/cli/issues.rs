@@ -33,6 +33,9 @@ pub struct IssuesArgs {
     /// How many issues to show (at most 100).
     #[arg(long, default_value_t = 25)]
     pub limit: usize,
+    /// Start at this position (a number, or a Sentry cursor such as `0:100:0`).
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 /// `osprey event ID`: one event with its stack trace.
@@ -86,6 +89,7 @@ pub fn run(args: IssuesArgs) -> anyhow::Result<()> {
         query: args.query.clone(),
         sort: IssueSort::parse(&args.sort),
         limit: args.limit,
+        cursor: args.cursor.clone(),
         ..Default::default()
     })?;
     if args.json {
@@ -97,9 +101,10 @@ pub fn run(args: IssuesArgs) -> anyhow::Result<()> {
     let mut out = issues_table(&page.issues);
     if page.total > page.issues.len() {
         out.push_str(&format!(
-            "({} of {} issues; use --limit or --query)\n",
+            "({} of {} issues; more with --cursor {})\n",
             page.issues.len(),
-            page.total
+            page.total,
+            page.next_cursor.as_deref().unwrap_or("-")
         ));
     }
     emit(&out)

@@ -4,4 +4,5 @@ pub mod grouping;
 pub mod issues;
 pub mod loadgen;
 pub mod perf;
+pub mod token;
 pub mod trace;

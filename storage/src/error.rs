@@ -32,7 +32,7 @@ pub enum StorageError {
     /// The request conflicts with existing state (duplicate slug, …).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A record supplied by a caller is invalid (alert rule fields, …); the text says why.
+    /// A value given by a client is not acceptable (bad release version, empty name, …).
     #[error("invalid: {0}")]
     Invalid(String),
     /// The store was opened read-only and a write was attempted.

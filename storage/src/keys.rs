@@ -23,6 +23,12 @@ pub mod meta {
     pub const TOKEN: u8 = b't';
     /// Id sequences: `s` + name.
     pub const SEQUENCE: u8 = b's';
+    /// Release by organization and version: `r` + org id + version (see `releases.rs`).
+    pub const RELEASE: u8 = b'r';
+    /// Deploy: `d` + org id + version + 0x00 + deploy id.
+    pub const DEPLOY: u8 = b'd';
+    /// Source repository: `g` + org id + repository id.
+    pub const REPOSITORY: u8 = b'g';
     /// Consumer positions: `c` + consumer name (+ partition); value = next offset (u64 BE).
     pub const CONSUMER: u8 = b'c';
     /// Issue alert rule by id: `r` + id; value = JSON [`crate::alerts::AlertRule`].
@@ -58,6 +64,11 @@ pub mod issues {
     pub const SHORT_ID: u8 = b's';
     /// Unique users of an issue (value empty): `u` + issue id + xxh3 of the user identity.
     pub const USER: u8 = b'u';
+    /// Workflow state of an issue (assignee, ignore condition; JSON): `w` + issue id.
+    pub const WORKFLOW: u8 = b'w';
+    /// Activity of an issue (status changes, notes, assignment; JSON): `a` + issue id +
+    /// activity id (time-ordered).
+    pub const ACTIVITY: u8 = b'a';
 }
 
 /// Prefix bytes of the tables inside the `counters` column family. Lowercase kinds never

@@ -20,6 +20,8 @@ pub mod keys;
 mod log;
 mod meta;
 pub mod records;
+pub mod releases;
+pub mod workflow;
 
 pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};
 pub use error::{Result, StorageError};
@@ -31,6 +33,7 @@ pub use meta::{
     random_hex32, ApiToken, Bootstrap, KeyRateLimit, Meta, Organization, Project, ProjectKey,
     ProjectSettings, ALL_SCOPES,
 };
+pub use releases::ensure_release;
 /// The write batch every crate fills and [`Store::write`] commits (non-transactional).
 pub type WriteBatch = rocksdb::WriteBatchWithTransaction<false>;
 /// Column family handles and the trait `merge_cf`/`put_cf` take, for crates that write batches.

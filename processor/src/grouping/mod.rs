@@ -388,6 +388,20 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     finish(variants)
 }
 
+/// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do
+/// (`_fingerprinting_rules`, `_grouping.enhancements`). The conformance test and
+/// `osprey grouping FILE.json` both go through here, so the CLI shows what the test checks.
+pub fn compute_with_embedded_rules(event: &Value) -> Result<GroupingInfo, GroupingError> {
+    let config = GroupingConfig::from_rules(
+        event.get("_fingerprinting_rules").filter(|v| !v.is_null()),
+        event
+            .get("_grouping")
+            .and_then(|g| g.get("enhancements"))
+            .and_then(Value::as_str),
+    )?;
+    Ok(compute(event, &config))
+}
+
 fn checksum_variant(kind: VariantType, hash: String, raw: String) -> Variant {
     Variant {
         hash: Some(hash),
@@ -414,20 +428,6 @@ fn finish(variants: BTreeMap<String, Variant>) -> GroupingInfo {
         }
     }
     GroupingInfo { variants, hashes }
-}
-
-/// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do
-/// (`_fingerprinting_rules`, `_grouping.enhancements`). The conformance test and
-/// `osprey grouping FILE.json` both go through here, so the CLI shows what the test checks.
-pub fn compute_with_embedded_rules(event: &Value) -> Result<GroupingInfo, GroupingError> {
-    let config = GroupingConfig::from_rules(
-        event.get("_fingerprinting_rules").filter(|v| !v.is_null()),
-        event
-            .get("_grouping")
-            .and_then(|g| g.get("enhancements"))
-            .and_then(Value::as_str),
-    )?;
-    Ok(compute(event, &config))
 }
 
 #[cfg(test)]
