@@ -240,6 +240,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             store.clone(),
             processor::ProcessorConfig::default(),
         )?);
+        // Alerts: one bounded, retrying webhook queue for issue and metric alerts, so a slow
+        // or dead receiver never holds up processing.
+        let public_url = config.public_url(local);
+        let webhooks = processor::webhook::WebhookQueue::new(Default::default());
+        webhooks.spawn(Arc::clone(&stop_processor))?;
+        processor.alerts().set_delivery(Arc::clone(&webhooks));
+        processor.alerts().set_base_url(&public_url);
+        processor::metric_alerts::spawn(
+            store.clone(),
+            Some(webhooks),
+            public_url,
+            Duration::from_secs(5),
+            Arc::clone(&stop_processor),
+        )?;
         Some(processor.spawn_embedded(Arc::clone(&log), Arc::clone(&stop_processor))?)
     } else {
         None

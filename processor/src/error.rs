@@ -10,6 +10,18 @@ pub enum ProcessorError {
     /// RocksDB failed below the storage API (point reads of the processor's tables).
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// A webhook URL the built-in client cannot use (only `http://` is supported).
+    #[error("unsupported webhook URL (only http:// is supported): {0}")]
+    WebhookUrl(String),
+    /// Network error or timeout while delivering a webhook.
+    #[error("webhook io: {0}")]
+    WebhookIo(#[from] std::io::Error),
+    /// The webhook receiver answered with a non-2xx status.
+    #[error("webhook answered HTTP {0}")]
+    WebhookStatus(u16),
+    /// The webhook receiver's answer was not HTTP/1.x.
+    #[error("malformed HTTP answer from webhook")]
+    WebhookMalformed,
 }
 
 /// Shorthand used throughout the crate.

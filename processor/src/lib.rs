@@ -7,17 +7,21 @@
 //!
 //! Modules: [`normalize`] (Relay's normalization), [`scrub`] (PII), [`filters`] (inbound
 //! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`pipeline`] (the batch
-//! loop, outcomes and the exactly-once commit).
+//! loop, outcomes and the exactly-once commit), [`alerts`] (issue alert rules evaluated in
+//! the batch) and [`webhook`] (their bounded, retrying delivery).
 
+pub mod alerts;
 pub mod error;
 pub mod filters;
 pub mod grouping;
 pub mod issues;
 pub mod kafka_loop;
+pub mod metric_alerts;
 pub mod normalize;
 pub mod pipeline;
 pub mod scrub;
+pub mod transactions;
+pub mod webhook;
 
 pub use error::{ProcessorError, Result};
 pub use pipeline::{BatchOutcome, BatchStats, Processor, ProcessorConfig};
-pub mod transactions;

@@ -203,6 +203,7 @@ struct StateDelta {
     short_ids: HashMap<u64, u64>,
     hashes: Vec<((u64, String), u64)>,
     users: Vec<(u64, u64)>,
+    alerts: crate::alerts::PendingAlerts,
 }
 
 struct State {
@@ -220,6 +221,7 @@ pub struct Processor {
     store: Store,
     config: ProcessorConfig,
     state: Mutex<State>,
+    alerts: crate::alerts::AlertEngine,
 }
 
 impl std::fmt::Debug for Processor {
@@ -263,6 +265,7 @@ struct Work<'a> {
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
+    alerts: crate::alerts::BatchAlerts,
     /// Releases seen in this batch: (project, version) → (first, last) event time.
     releases: HashMap<(u64, String), (u64, u64)>,
 }
@@ -348,7 +351,14 @@ impl Processor {
                 hash_cache: HashMap::new(),
                 user_cache: HashSet::new(),
             }),
+            alerts: crate::alerts::AlertEngine::new(crate::alerts::AlertConfig::default()),
         })
+    }
+
+    /// The issue alert engine (set its delivery queue with
+    /// [`crate::alerts::AlertEngine::set_delivery`]).
+    pub fn alerts(&self) -> &crate::alerts::AlertEngine {
+        &self.alerts
     }
 
     /// The store it writes to.
@@ -386,6 +396,7 @@ impl Processor {
             next_issue_id,
             short_ids,
             folder: TransactionFolder::new(),
+            alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
         };
         for record in records {
@@ -418,6 +429,9 @@ impl Processor {
             st.user_cache.clear();
         }
         st.user_cache.extend(delta.users);
+        drop(st);
+        // Issue alerts fired by this batch are delivered only now that it is durable.
+        self.alerts.committed(delta.alerts);
         Ok(stats)
     }
 
@@ -618,8 +632,21 @@ impl Processor {
             }
             let facts = issues::derive_facts(&normalized.event);
             issues::annotate_event(&mut normalized.event, &facts);
+            let (created, regressed) = (work.stats.issues_created, work.stats.regressions);
             let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;
             self.count_issue(work, &project, issue_id, &normalized.event, ts)?;
+            // Issue alerts (alerts.rs): evaluate the project's rules on this event.
+            if let Some(issue) = work.issues.get(&issue_id) {
+                let event_facts = crate::alerts::EventFacts {
+                    event: &normalized.event,
+                    event_id: normalized.event_id,
+                    was_new: work.stats.issues_created > created,
+                    was_regression: work.stats.regressions > regressed,
+                    now_ms: record.received_ms,
+                };
+                self.alerts
+                    .observe(&mut work.alerts, work.store, &project, issue, &event_facts)?;
+            }
             // "Error events per minute" for the performance views, summed per batch.
             let environment = normalized
                 .event
@@ -870,6 +897,10 @@ impl Processor {
     fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
         let store = work.store;
         work.folder.flush_into(store, &mut work.batch);
+        // Fired issue alerts: history + throttle marks go into this batch.
+        work.delta.alerts =
+            self.alerts
+                .finish(std::mem::take(&mut work.alerts), store, &mut work.batch);
         for ((project_id, version), (first, last)) in &work.releases {
             storage::ensure_release(store, &mut work.batch, *project_id, version, *first, *last)?;
         }

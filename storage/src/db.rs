@@ -63,6 +63,7 @@ struct Inner {
     retention_ms: Arc<AtomicU64>,
     durability: Durability,
     meta: Meta,
+    alerts: crate::alerts::RuleCache,
     // Keeps a secondary instance's private directory alive as long as the store.
     _secondary_dir: Option<tempfile::TempDir>,
 }
@@ -239,6 +240,7 @@ impl Store {
         secondary_dir: Option<tempfile::TempDir>,
     ) -> Result<Store> {
         let meta = Meta::load(&db)?;
+        let alerts = crate::alerts::RuleCache::load(&db)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -247,6 +249,7 @@ impl Store {
                 retention_ms,
                 durability,
                 meta,
+                alerts,
                 _secondary_dir: secondary_dir,
             }),
         })
@@ -269,6 +272,11 @@ impl Store {
     /// Projects, keys, organizations and tokens.
     pub fn meta(&self) -> &Meta {
         &self.inner.meta
+    }
+
+    /// The in-memory copy of the alert rules.
+    pub(crate) fn alert_cache(&self) -> &crate::alerts::RuleCache {
+        &self.inner.alerts
     }
 
     /// The data directory.
@@ -312,6 +320,7 @@ impl Store {
         if self.inner.mode == OpenMode::Secondary {
             self.inner.db.try_catch_up_with_primary()?;
             self.inner.meta.reload(&self.inner.db)?;
+            self.inner.alerts.reload(&self.inner.db)?;
         }
         Ok(())
     }

@@ -31,6 +31,10 @@ pub mod meta {
     pub const REPOSITORY: u8 = b'g';
     /// Consumer positions: `c` + consumer name (+ partition); value = next offset (u64 BE).
     pub const CONSUMER: u8 = b'c';
+    /// Issue alert rule by id: `r` + id; value = JSON [`crate::alerts::AlertRule`].
+    pub const ALERT_RULE: u8 = b'r';
+    /// Metric alert rule by id: `m` + id; value = JSON [`crate::alerts::MetricAlertRule`].
+    pub const METRIC_ALERT_RULE: u8 = b'm';
 }
 
 /// Prefix bytes of the tables inside the `index` column family.
@@ -41,6 +45,12 @@ pub mod index {
     pub const PROJECT_TIME: u8 = b'p';
     /// Events and transactions of a trace: `t` + trace id (16 bytes) + ts ms + event id.
     pub const TRACE: u8 = b't';
+    /// Fired alerts of a project by time: `a` + project id + fired ms + rule id + issue id;
+    /// value = JSON [`crate::alerts::FiredAlert`]. Expires with retention.
+    pub const ALERT_FIRED: u8 = b'a';
+    /// Alert throttle: `l` + rule id + issue id; value = last fired ms (u64 BE). Expires with
+    /// retention by the time in its value (a throttle is at most 30 days).
+    pub const ALERT_THROTTLE: u8 = b'l';
 }
 
 /// Prefix bytes of the tables inside the `issues` column family. None of them expires: an
@@ -148,6 +158,8 @@ pub fn timestamp_of(cf_name: &str, key: &[u8], value: &[u8]) -> Option<u64> {
         cf::INDEX => match key.first()? {
             &index::ISSUE_TIME | &index::PROJECT_TIME => be_u64_at(key, 9),
             &index::TRACE => be_u64_at(key, 17),
+            &index::ALERT_FIRED => be_u64_at(key, 9),
+            &index::ALERT_THROTTLE => be_u64_at(value, 0),
             _ => None,
         },
         // Time-bucketed aggregates put the bucket start right after a 1-byte kind and an
@@ -257,6 +269,26 @@ pub fn outcome(
     rest.push(category);
     rest.extend_from_slice(reason.as_bytes());
     bucketed(OUTCOME, project_id, hour_start_ms, &rest)
+}
+
+/// Fired-alert history key: `a` + project id + fired ms + rule id + issue id.
+pub fn alert_fired(project_id: u64, fired_ms: u64, rule_id: u64, issue_id: u64) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = index::ALERT_FIRED;
+    key[1..9].copy_from_slice(&project_id.to_be_bytes());
+    key[9..17].copy_from_slice(&fired_ms.to_be_bytes());
+    key[17..25].copy_from_slice(&rule_id.to_be_bytes());
+    key[25..].copy_from_slice(&issue_id.to_be_bytes());
+    key
+}
+
+/// Alert throttle key: `l` + rule id + issue id (issue 0 for rules not tied to an issue).
+pub fn alert_throttle(rule_id: u64, issue_id: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = index::ALERT_THROTTLE;
+    key[1..9].copy_from_slice(&rule_id.to_be_bytes());
+    key[9..].copy_from_slice(&issue_id.to_be_bytes());
+    key
 }
 
 /// Start of the hour `ts_ms` falls in.

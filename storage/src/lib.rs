@@ -12,6 +12,7 @@
 //! consumer offset in one write batch ([`commit_consumed`]), so a crash replays from the last
 //! committed offset and nothing is applied twice.
 
+pub mod alerts;
 pub mod cf;
 mod db;
 mod error;

@@ -373,7 +373,7 @@ impl Store {
         Ok(next)
     }
 
-    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<()> {
+    pub(crate) fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<()> {
         self.ensure_writable()?;
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(true);

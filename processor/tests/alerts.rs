@@ -1,0 +1,482 @@
+//! Issue alerts end to end: rules stored in a real RocksDB, evaluated by the processor, and
+//! delivered over HTTP to webhook receivers listening on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use processor::pipeline::event_record;
+use processor::webhook::{WebhookConfig, WebhookQueue};
+use processor::{Processor, ProcessorConfig};
+use serde_json::{json, Value};
+use storage::alerts::AlertRule;
+use storage::records::{self, IssueStatus, Resolution};
+use storage::{LogRecord, Store, StoreOptions};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Ok,
+    Fail500,
+    Hang,
+}
+
+/// A webhook receiver: records (path, JSON body) of every request and answers per `mode`.
+struct Receiver {
+    port: u16,
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+    connections: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let header_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if data.len() > 65_536 {
+            return None;
+        }
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
+    let path = head.split(' ').nth(1)?.to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < header_end + length.min(1 << 20) {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    Some((path, data[header_end..header_end + length].to_vec()))
+}
+
+impl Receiver {
+    fn start(mode: Mode) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, c, s) = (bodies.clone(), connections.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(Ordering::Acquire) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        stream.set_nonblocking(false).unwrap();
+                        if mode == Mode::Hang {
+                            // Never answer; keep the connection open until the test ends.
+                            held.push(stream);
+                            continue;
+                        }
+                        if let Some((path, body)) = read_request(&mut stream) {
+                            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            b.lock().push((path, value));
+                        }
+                        let answer: &[u8] = match mode {
+                            Mode::Ok => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                            _ => b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+                        };
+                        let _ = stream.write_all(answer);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Receiver {
+            port,
+            bodies,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits (bounded) until at least `n` bodies arrived; returns them.
+    fn wait_for(&self, n: usize, within: Duration) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + within;
+        while self.bodies.lock().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.bodies.lock().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    let store = Store::open(dir, &StoreOptions::default()).unwrap();
+    store.bootstrap(None, None).unwrap();
+    store
+}
+
+fn event(id: u128, ty: &str) -> LogRecord {
+    let ev = json!({
+        "event_id": Uuid::from_u128(id).simple().to_string(),
+        "platform": "python",
+        "level": "error",
+        "user": {"id": format!("u{}", id % 3)},
+        "exception": {"values": [{
+            "type": ty,
+            "value": "boom",
+            "stacktrace": {"frames": [
+                {"module": "app", "function": "handler", "filename": "app.py", "lineno": 10, "in_app": true}
+            ]},
+        }]},
+    });
+    event_record(
+        1,
+        storage::now_ms(),
+        &serde_json::to_vec(&ev).unwrap(),
+        None,
+    )
+}
+
+fn rule(value: Value) -> AlertRule {
+    serde_json::from_value(value).unwrap()
+}
+
+struct Delivery {
+    queue: Arc<WebhookQueue>,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Delivery {
+    fn start(processor: &Processor, config: WebhookConfig) -> Delivery {
+        let queue = WebhookQueue::new(config);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let thread = queue.spawn(shutdown.clone()).unwrap();
+        processor.alerts().set_delivery(queue.clone());
+        Delivery {
+            queue,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn frequency_burst_fires_once_then_throttles_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hook = Receiver::start(Mode::Ok);
+    store
+        .create_alert_rule(
+            1,
+            rule(json!({
+                "name": "Burst",
+                "actionMatch": "all",
+                "conditions": [{
+                    "id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition",
+                    "value": 5, "interval": "1m"
+                }],
+                "filters": [{"id": "sentry.rules.filters.level.LevelFilter", "match": "gte", "level": "40"}],
+                "actions": [{"id": "osprey.actions.webhook", "url": hook.url("/hook")}],
+                "frequency": 30
+            })),
+        )
+        .unwrap();
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let delivery = Delivery::start(&processor, WebhookConfig::default());
+    processor.alerts().set_base_url("http://osprey.test/");
+    // 12 events of one issue over three batches: the 6th crosses "more than 5 in 1m".
+    for chunk in 0..3u128 {
+        let batch: Vec<_> = (0..4)
+            .map(|i| event(1 + chunk * 4 + i, "KeyError"))
+            .collect();
+        processor.process_and_commit(&batch).unwrap();
+    }
+    let got = hook.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    let (path, body) = &got[0];
+    assert_eq!(path, "/hook");
+    assert_eq!(body["rule"]["name"], "Burst");
+    assert_eq!(body["issue"]["shortId"], "DEFAULT-1");
+    assert_eq!(body["issue"]["title"], "KeyError: boom");
+    assert_eq!(body["issue"]["count"], 6);
+    let issue_id = body["issue"]["id"].as_str().unwrap().to_owned();
+    assert!(body["issue"]["permalink"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!(
+            "http://osprey.test/organizations/default/issues/{issue_id}/"
+        )));
+    assert!(body["text"]
+        .as_str()
+        .unwrap()
+        .contains("Burst: DEFAULT-1 KeyError: boom"));
+    assert!(body["url"]
+        .as_str()
+        .unwrap()
+        .contains(&Uuid::from_u128(6).simple().to_string()));
+    // More of the burst while throttled: nothing.
+    let more: Vec<_> = (100..110).map(|i| event(i, "KeyError")).collect();
+    processor.process_and_commit(&more).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hook.bodies.lock().len(), 1);
+    assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
+    drop(delivery);
+    drop(processor);
+
+    // A restarted processor reads the persisted throttle and stays quiet.
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let _delivery = Delivery::start(&processor, WebhookConfig::default());
+    let again: Vec<_> = (200..212).map(|i| event(i, "KeyError")).collect();
+    processor.process_and_commit(&again).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hook.bodies.lock().len(), 1);
+    assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn first_seen_and_regression_fire_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hook = Receiver::start(Mode::Ok);
+    store
+        .create_alert_rule(
+            1,
+            rule(json!({
+                "name": "New or back",
+                "actionMatch": "any",
+                "conditions": [
+                    {"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"},
+                    {"id": "sentry.rules.conditions.regression_event.RegressionEventCondition"}
+                ],
+                "actions": [
+                    {"id": "osprey.actions.webhook", "url": hook.url("/hook")},
+                    {"id": "sentry.integrations.slack.notify_action.SlackNotifyServiceAction",
+                     "webhook": hook.url("/slack"), "channel": "#alerts"}
+                ],
+                "frequency": 0
+            })),
+        )
+        .unwrap();
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let _delivery = Delivery::start(&processor, WebhookConfig::default());
+    processor
+        .process_and_commit(&[event(1, "ValueError")])
+        .unwrap();
+    let got = hook.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2);
+    let slack = got.iter().find(|(p, _)| p == "/slack").unwrap();
+    assert_eq!(
+        slack.1.as_object().unwrap().len(),
+        1,
+        "Slack gets only text"
+    );
+    assert!(slack.1["text"].as_str().unwrap().contains("DEFAULT-1"));
+    // A second event of the same open issue is neither new nor a regression.
+    processor
+        .process_and_commit(&[event(2, "ValueError")])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hook.bodies.lock().len(), 2);
+
+    let issue_id = store.fired_alerts(1, 10).unwrap()[0].issue_id;
+    records::update_issue(&store, issue_id, |i| {
+        i.status = IssueStatus::Resolved;
+        i.resolution = Some(Resolution {
+            resolved_ms: storage::now_ms(),
+            release: None,
+            in_next_release: false,
+        });
+    })
+    .unwrap();
+    processor
+        .process_and_commit(&[event(3, "ValueError")])
+        .unwrap();
+    let got = hook.wait_for(4, Duration::from_secs(5));
+    assert_eq!(got.len(), 4);
+    let regression = got.iter().rev().find(|(p, _)| p == "/hook").unwrap();
+    assert_eq!(regression.1["issue"]["count"], 3);
+    assert_eq!(
+        regression.1["event"]["id"],
+        Uuid::from_u128(3).simple().to_string()
+    );
+    assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn dead_webhooks_are_retried_within_bounds_and_never_slow_processing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hang = Receiver::start(Mode::Hang);
+    let fail = Receiver::start(Mode::Fail500);
+    store
+        .create_alert_rule(
+            1,
+            rule(json!({
+                "name": "Every new issue",
+                "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+                "actions": [
+                    {"id": "osprey.actions.webhook", "url": hang.url("/")},
+                    {"id": "osprey.actions.webhook", "url": fail.url("/")}
+                ]
+            })),
+        )
+        .unwrap();
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let config = WebhookConfig {
+        capacity: 8,
+        connect_timeout: Duration::from_millis(200),
+        total_timeout: Duration::from_millis(300),
+        attempts: 3,
+        backoff: Duration::from_millis(20),
+    };
+    let delivery = Delivery::start(&processor, config);
+    // One new issue: both deliveries are tried three times each, then given up.
+    let started = Instant::now();
+    processor.process_and_commit(&[event(1, "E0")]).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = delivery.queue.stats();
+    while stats.failed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stats.failed.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.attempts.load(Ordering::SeqCst), 6);
+    assert_eq!(stats.delivered.load(Ordering::SeqCst), 0);
+    assert_eq!(fail.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(hang.connections.load(Ordering::SeqCst), 3);
+
+    // 300 new issues = 600 deliveries that would take minutes to fail: processing does not
+    // wait for them, and the bounded queue drops the oldest.
+    let started = Instant::now();
+    for chunk in 0..3u32 {
+        let batch: Vec<_> = (0..100u32)
+            .map(|i| {
+                event(
+                    1000 + (chunk * 100 + i) as u128,
+                    &format!("E{}", 1 + chunk * 100 + i),
+                )
+            })
+            .collect();
+        let stats = processor.process_and_commit(&batch).unwrap();
+        assert_eq!(stats.issues_created, 100);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "processing took {elapsed:?}"
+    );
+    assert!(delivery.queue.len() <= 8);
+    assert!(delivery.queue.stats().dropped.load(Ordering::SeqCst) >= 580);
+    assert_eq!(store.fired_alerts(1, 1000).unwrap().len(), 301);
+}
+
+fn transaction(id: u128, duration_ms: u64) -> LogRecord {
+    let now = storage::now_ms() as f64 / 1000.0;
+    let tx = json!({
+        "type": "transaction",
+        "event_id": Uuid::from_u128(id).simple().to_string(),
+        "transaction": "/checkout",
+        "start_timestamp": now - duration_ms as f64 / 1000.0,
+        "timestamp": now,
+        "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052", "op": "http.server"}},
+    });
+    let mut rec = event_record(
+        1,
+        storage::now_ms(),
+        &serde_json::to_vec(&tx).unwrap(),
+        None,
+    );
+    rec.item_type = "transaction".into();
+    rec
+}
+
+#[test]
+fn p95_metric_alert_fires_once_after_slow_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hook = Receiver::start(Mode::Ok);
+    let rule: storage::alerts::MetricAlertRule = serde_json::from_value(json!({
+        "name": "Slow checkout",
+        "aggregate": "p95(transaction.duration)",
+        "query": "",
+        "timeWindow": 5,
+        "projects": ["default"],
+        "triggers": [{"label": "critical", "alertThreshold": 500,
+                      "actions": [{"id": "osprey.actions.webhook", "url": hook.url("/metric")}]}]
+    }))
+    .unwrap();
+    let mut bad = rule.clone();
+    bad.aggregate = "apdex()".into();
+    assert!(store.create_metric_alert_rule(1, bad).is_err());
+    store.create_metric_alert_rule(1, rule).unwrap();
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let queue = WebhookQueue::new(WebhookConfig::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let thread = queue.spawn(shutdown.clone()).unwrap();
+    let base = "http://osprey.test";
+    let eval =
+        |now| processor::metric_alerts::evaluate_once(&store, Some(&queue), base, now).unwrap();
+
+    // Fast transactions: p95 well under 500 ms, nothing fires.
+    let fast: Vec<_> = (0..20).map(|i| transaction(i, 100)).collect();
+    processor.process_and_commit(&fast).unwrap();
+    assert!(eval(storage::now_ms()).is_empty());
+    // Slow ones push p95 over the threshold: exactly one alert, then quiet within the window.
+    let slow: Vec<_> = (100..120).map(|i| transaction(i, 900)).collect();
+    processor.process_and_commit(&slow).unwrap();
+    let fired = eval(storage::now_ms());
+    assert_eq!(fired.len(), 1);
+    assert!(eval(storage::now_ms()).is_empty());
+    let got = hook.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    let body = &got[0].1;
+    assert_eq!(body["rule"]["name"], "Slow checkout");
+    assert_eq!(body["metric"]["aggregate"], "p95(transaction.duration)");
+    let value = body["metric"]["value"].as_f64().unwrap();
+    assert!((850.0..=950.0).contains(&value), "p95 {value}");
+    assert!(body["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://osprey.test/"));
+    assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
+    shutdown.store(true, Ordering::Release);
+    thread.join().unwrap();
+}
