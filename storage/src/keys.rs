@@ -31,8 +31,8 @@ pub mod meta {
     pub const REPOSITORY: u8 = b'g';
     /// Consumer positions: `c` + consumer name (+ partition); value = next offset (u64 BE).
     pub const CONSUMER: u8 = b'c';
-    /// Issue alert rule by id: `r` + id; value = JSON [`crate::alerts::AlertRule`].
-    pub const ALERT_RULE: u8 = b'r';
+    /// Issue alert rule by id: `a` + id; value = JSON [`crate::alerts::AlertRule`].
+    pub const ALERT_RULE: u8 = b'a';
     /// Metric alert rule by id: `m` + id; value = JSON [`crate::alerts::MetricAlertRule`].
     pub const METRIC_ALERT_RULE: u8 = b'm';
 }
@@ -638,5 +638,26 @@ mod tests {
         assert_eq!(perf::split_bucketed(&errors[2]).unwrap().2, 0);
         assert!(perf::parse_dims(&a[..a.len() - 1]).is_none());
         assert_eq!(perf::clamp_dim(&"é".repeat(600)).len(), 1024);
+    }
+
+    #[test]
+    fn meta_prefixes_are_distinct() {
+        // Metadata of every kind shares the META column family and is loaded by prefix; two
+        // kinds on one prefix would be decoded as each other.
+        let prefixes = [
+            meta::ORG,
+            meta::PROJECT,
+            meta::KEY,
+            meta::TOKEN,
+            meta::SEQUENCE,
+            meta::RELEASE,
+            meta::DEPLOY,
+            meta::REPOSITORY,
+            meta::CONSUMER,
+            meta::ALERT_RULE,
+            meta::METRIC_ALERT_RULE,
+        ];
+        let unique: std::collections::HashSet<u8> = prefixes.iter().copied().collect();
+        assert_eq!(unique.len(), prefixes.len());
     }
 }
