@@ -23,12 +23,13 @@ use uuid::Uuid;
 
 use crate::auth::{self, Auth, Dsn};
 use crate::decode;
-use crate::envelope::{Envelope, EnvelopeError, ItemType};
+use crate::envelope::{Envelope, EnvelopeError, Item, ItemType};
 use crate::error::{DetailError, DiscardReason, IngestError};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::outcomes;
 use crate::rate_limit::{Demand, KeyLimit, RateLimitConfig, RateLimiter, RateLimits};
+use crate::security;
 use crate::{cors, DataCategory};
 
 /// The 1×1 transparent GIF the store endpoint answers `GET` with.
@@ -234,6 +235,8 @@ fn add_rate_limit_headers(headers: &mut HeaderMap, limits: &RateLimits, retry_af
 enum Route {
     Envelope(u64),
     Store(Option<u64>),
+    /// `/api/{id}/security/` and its alias `/api/{id}/csp-report/`.
+    Security(u64),
 }
 
 fn parse_route(path: &str) -> Result<Route, IngestError> {
@@ -243,19 +246,16 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         return Ok(Route::Store(None));
     }
     let (project, endpoint) = rest.split_once('/').ok_or(IngestError::NotFound)?;
-    let is_envelope = match endpoint {
-        "envelope" => true,
-        "store" => false,
+    let make: fn(u64) -> Route = match endpoint {
+        "envelope" => Route::Envelope,
+        "store" => |id| Route::Store(Some(id)),
+        "security" | "csp-report" => Route::Security,
         _ => return Err(IngestError::NotFound),
     };
     let project_id = project
         .parse::<u64>()
         .map_err(|_| IngestError::BadProject)?;
-    Ok(if is_envelope {
-        Route::Envelope(project_id)
-    } else {
-        Route::Store(Some(project_id))
-    })
+    Ok(make(project_id))
 }
 
 fn now_ms() -> u64 {
@@ -585,12 +585,12 @@ impl IngestService {
             ..
         } = request;
         match (route, &method) {
-            (Route::Envelope(_), &Method::POST)
+            (Route::Envelope(_) | Route::Security(_), &Method::POST)
             | (Route::Store(_), &Method::POST | &Method::GET) => {}
             _ => return Err(IngestError::MethodNotAllowed),
         }
         let path_project = match route {
-            Route::Envelope(id) => Some(id),
+            Route::Envelope(id) | Route::Security(id) => Some(id),
             Route::Store(id) => id,
         };
         let is_envelope = matches!(route, Route::Envelope(_))
@@ -685,6 +685,16 @@ impl IngestService {
         }
         let (key, project) = resolved.ok_or(IngestError::MissingAuth)?;
 
+        if matches!(route, Route::Security(_)) {
+            *category = Some(DataCategory::Security);
+            if !origin_allowed(&project.settings.allowed_domains, &headers) {
+                return Err(IngestError::EventRejected(DiscardReason::Cors));
+            }
+            return self
+                .handle_security_reports(&decoded, query.as_deref(), &headers, &key, client_addr)
+                .await;
+        }
+
         let envelope = if is_envelope {
             let envelope = Envelope::parse(decoded)?;
             if let Some(dsn) = &envelope.dsn {
@@ -726,6 +736,65 @@ impl IngestService {
         };
         self.handle_envelope(envelope, &key, client_addr, is_envelope)
             .await
+    }
+
+    /// Browser security reports: each report becomes its own one-item envelope (own event id,
+    /// own rate-limit check), carrying `sentry_release`/`sentry_environment` from the query and
+    /// the browser's `User-Agent` in its item header for the processor.
+    async fn handle_security_reports(
+        &self,
+        decoded: &[u8],
+        query: Option<&str>,
+        headers: &HeaderMap,
+        key: &ProjectKey,
+        client_addr: Option<IpAddr>,
+    ) -> Result<Accepted, IngestError> {
+        let reports = security::split_reports(decoded)?;
+        let mut extra = serde_json::Map::new();
+        for (name, value) in query.map(auth::query_pairs).into_iter().flatten() {
+            if name == "sentry_release" || name == "sentry_environment" {
+                extra.insert(name.into_owned(), value.into_owned().into());
+            }
+        }
+        if let Some(agent) = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            extra.insert("user_agent".into(), agent.into());
+        }
+        let mut last = None;
+        for payload in reports {
+            let event_id = Uuid::new_v4();
+            let mut item_header = extra.clone();
+            item_header.insert("type".into(), "security".into());
+            item_header.insert("length".into(), payload.len().into());
+            let envelope = Envelope {
+                header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
+                event_id: Some(event_id),
+                event_id_generated: true,
+                dsn: None,
+                items: vec![Item {
+                    ty: ItemType::Security,
+                    header: Bytes::from(
+                        serde_json::to_vec(&item_header)
+                            .map_err(|e| IngestError::InvalidSecurityReport(e.to_string()))?,
+                    ),
+                    payload,
+                    item_count: None,
+                    attachment_type: None,
+                }],
+            };
+            last = Some(
+                self.handle_envelope(envelope, key, client_addr, false)
+                    .await?,
+            );
+        }
+        // Relay answers a security report with an empty body; the ids are per report.
+        last.map(|accepted| Accepted {
+            event_id: None,
+            rate_limits: accepted.rate_limits,
+        })
+        .ok_or_else(|| IngestError::InvalidSecurityReport("no report".into()))
     }
 
     /// Validates the key and version, then finds the key and its project (403 if unusable).
@@ -902,6 +971,11 @@ mod tests {
             Route::Store(Some(42))
         );
         assert_eq!(parse_route("/api/store/").unwrap(), Route::Store(None));
+        assert_eq!(parse_route("/api/7/security/").unwrap(), Route::Security(7));
+        assert_eq!(
+            parse_route("/api/7/csp-report").unwrap(),
+            Route::Security(7)
+        );
         assert!(matches!(
             parse_route("/api/abc/envelope/"),
             Err(IngestError::BadProject)

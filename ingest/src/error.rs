@@ -63,6 +63,9 @@ pub enum IngestError {
     /// A store-endpoint payload that is not a JSON object.
     #[error("invalid JSON data: {0}")]
     InvalidJson(String),
+    /// A security-report body (CSP, Reporting API, Expect-CT, HPKP) of no supported shape.
+    #[error("invalid security report: {0}")]
+    InvalidSecurityReport(String),
     /// Envelope framing or header errors.
     #[error("invalid event envelope")]
     InvalidEnvelope(#[from] EnvelopeError),
@@ -143,6 +146,7 @@ impl IngestError {
             | IngestError::UnsupportedEncoding(_)
             | IngestError::InvalidCompressionContainer(_)
             | IngestError::InvalidJson(_)
+            | IngestError::InvalidSecurityReport(_)
             | IngestError::InvalidEnvelope(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -165,6 +169,7 @@ impl IngestError {
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::InvalidCompressionContainer(_) => "invalid_compression",
             IngestError::InvalidJson(_) => "invalid_json",
+            IngestError::InvalidSecurityReport(_) => "invalid_security_report",
             IngestError::InvalidEnvelope(_) => "invalid_envelope",
             IngestError::BodyTooLarge(_) => "too_large",
             IngestError::Overflow(_) => "too_large_item",

@@ -21,6 +21,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod outcomes;
 pub mod rate_limit;
+pub mod security;
 
 pub use endpoint::{
     IngestConfig, IngestRequest, IngestResponse, IngestService, ProjectSource, StaticProjects,

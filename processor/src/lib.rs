@@ -20,6 +20,7 @@ pub mod metric_alerts;
 pub mod normalize;
 pub mod pipeline;
 pub mod scrub;
+pub mod security;
 pub mod transactions;
 pub mod webhook;
 

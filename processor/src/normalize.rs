@@ -144,6 +144,11 @@ const KNOWN_KEYS: &[&str] = &[
     "measurements",
     "breakdowns",
     "main_exception_id",
+    // Security-report interfaces (see `security`).
+    "csp",
+    "hpkp",
+    "expectct",
+    "expectstaple",
 ];
 
 /// Legacy interface names and where Relay puts them.

@@ -35,6 +35,7 @@ use crate::grouping::GroupingConfig;
 use crate::issues::{self, IssueFacts};
 use crate::normalize::{self, EventType, NormalizeContext};
 use crate::scrub::Scrubber;
+use crate::security;
 use crate::transactions::TransactionFolder;
 
 /// Outcome ids (Relay's `OutcomeId`).
@@ -505,6 +506,35 @@ impl Processor {
     fn process_record(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
         match record.item_type.as_str() {
             "event" | "transaction" => self.process_event(work, record),
+            "security" => {
+                match security::report_to_event(
+                    &record.payload,
+                    &record.item_header,
+                    record.event_id,
+                ) {
+                    Ok(event) => {
+                        // From here on it is an event like any other.
+                        let as_event = LogRecord {
+                            item_type: "event".into(),
+                            payload: event.into(),
+                            ..record.clone()
+                        };
+                        self.process_event(work, &as_event)
+                    }
+                    Err(reason) => {
+                        work.stats.invalid += 1;
+                        work.outcome(
+                            record.project_id,
+                            record.received_ms,
+                            outcome::INVALID,
+                            category::SECURITY,
+                            reason,
+                            1,
+                        );
+                        Ok(())
+                    }
+                }
+            }
             "client_report" => {
                 work.stats.skipped += 1;
                 client_report(work, record);
