@@ -535,6 +535,7 @@ impl Processor {
                     }
                 }
             }
+            "attachment" => store_attachment(work, record),
             "client_report" => {
                 work.stats.skipped += 1;
                 client_report(work, record);
@@ -977,6 +978,52 @@ impl Processor {
 
 /// Client reports become outcomes: discarded → `client_discard`, rate limited →
 /// `rate_limited`, filtered → `filtered`, with the SDK's reason and category.
+/// Keeps an attachment item under its event (the envelope's event id). Replays write the same
+/// key (the id hashes header and content), so a crash never stores it twice.
+fn store_attachment(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Header {
+        filename: Option<String>,
+        content_type: Option<String>,
+        attachment_type: Option<String>,
+    }
+    let Some(event_id) = record.event_id else {
+        // Ingest gives every envelope with an attachment an event id; a record without one
+        // came from elsewhere (Kafka) and has nothing to attach to.
+        work.stats.invalid += 1;
+        work.outcome(
+            record.project_id,
+            record.received_ms,
+            outcome::INVALID,
+            category::ATTACHMENT,
+            "no_event_id",
+            record.payload.len() as i64,
+        );
+        return Ok(());
+    };
+    let header: Header = serde_json::from_slice(&record.item_header).unwrap_or_default();
+    let meta = storage::attachments::AttachmentMeta {
+        id: storage::attachments::attachment_id(&record.item_header, &record.payload),
+        name: header.filename.unwrap_or_else(|| "attachment".to_owned()),
+        content_type: header.content_type,
+        attachment_type: header
+            .attachment_type
+            .unwrap_or_else(|| "event.attachment".to_owned()),
+        size: record.payload.len() as u64,
+        received_ms: record.received_ms,
+    };
+    storage::attachments::put(
+        work.store,
+        &mut work.batch,
+        record.project_id,
+        &event_id,
+        &meta,
+        &record.payload,
+    )?;
+    Ok(())
+}
+
 fn client_report(work: &mut Work<'_>, record: &LogRecord) {
     let Ok(report) = serde_json::from_slice::<Value>(&record.payload) else {
         work.outcome(

@@ -18,7 +18,18 @@ pub const HISTOGRAMS: &str = "histograms";
 /// Outcomes (accepted, filtered, rate limited, invalid, client discards) by hour.
 pub const OUTCOMES: &str = "outcomes";
 
+/// Event attachments (log files, screenshots, minidumps): see [`crate::attachments`].
+pub const ATTACHMENTS: &str = "attachments";
+
 /// Every column family, in creation order.
 pub const ALL: &[&str] = &[
-    LOG, META, EVENTS, ISSUES, INDEX, COUNTERS, HISTOGRAMS, OUTCOMES,
+    LOG,
+    META,
+    EVENTS,
+    ISSUES,
+    INDEX,
+    COUNTERS,
+    HISTOGRAMS,
+    OUTCOMES,
+    ATTACHMENTS,
 ];

@@ -108,6 +108,8 @@ fn cf_options(
     match name {
         // Log and events hold payloads that are short-lived (log) or already zstd-compressed.
         cf::LOG | cf::EVENTS => opts.set_compression_type(DBCompressionType::None),
+        // Attachments are stored as sent; text logs and JSON shrink a lot, images do not.
+        cf::ATTACHMENTS => opts.set_compression_type(DBCompressionType::Zstd),
         _ => opts.set_compression_type(DBCompressionType::Lz4),
     }
     if name == cf::LOG {
@@ -126,7 +128,7 @@ fn cf_options(
     }
     if matches!(
         name,
-        cf::EVENTS | cf::INDEX | cf::HISTOGRAMS | cf::COUNTERS | cf::OUTCOMES
+        cf::EVENTS | cf::INDEX | cf::HISTOGRAMS | cf::COUNTERS | cf::OUTCOMES | cf::ATTACHMENTS
     ) {
         let retention = Arc::clone(retention_ms);
         opts.set_compaction_filter("osprey-retention", move |_level, key, value| {
@@ -215,9 +217,16 @@ impl Store {
         let mut opts = db_options();
         // A secondary must keep every file open to follow the primary.
         opts.set_max_open_files(-1);
-        let descriptors = cf::ALL.iter().map(|name| {
-            ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
-        });
+        // A data dir written by an older osprey may lack a newer column family; a secondary
+        // cannot create it, so it opens the ones that exist (readers treat a missing one as
+        // empty: see `Store::cf_if_present`).
+        let existing = Rocks::list_cf(&opts, &path).unwrap_or_default();
+        let descriptors = cf::ALL
+            .iter()
+            .filter(|name| existing.is_empty() || existing.iter().any(|e| e == *name))
+            .map(|name| {
+                ColumnFamilyDescriptor::new(*name, cf_options(name, &retention_ms, &cache))
+            });
         let secondary_path = secondary.path().to_path_buf();
         let db =
             Rocks::open_cf_descriptors_as_secondary(&opts, &path, &secondary_path, descriptors)?;
@@ -267,6 +276,11 @@ impl Store {
             .db
             .cf_handle(name)
             .unwrap_or_else(|| panic!("column family {name} is created at open"))
+    }
+
+    /// A column family that may be absent in a secondary opened on an older data dir.
+    pub fn cf_if_present(&self, name: &str) -> Option<Arc<BoundColumnFamily<'_>>> {
+        self.inner.db.cf_handle(name)
     }
 
     /// Projects, keys, organizations and tokens.

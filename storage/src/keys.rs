@@ -154,7 +154,7 @@ fn be_u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 /// Every time-keyed layout must be listed here, or its records never expire.
 pub fn timestamp_of(cf_name: &str, key: &[u8], value: &[u8]) -> Option<u64> {
     match cf_name {
-        cf::EVENTS => be_u64_at(value, 0),
+        cf::EVENTS | cf::ATTACHMENTS => be_u64_at(value, 0),
         cf::INDEX => match key.first()? {
             &index::ISSUE_TIME | &index::PROJECT_TIME => be_u64_at(key, 9),
             &index::TRACE => be_u64_at(key, 17),

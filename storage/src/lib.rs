@@ -13,6 +13,7 @@
 //! committed offset and nothing is applied twice.
 
 pub mod alerts;
+pub mod attachments;
 pub mod cf;
 mod db;
 mod error;

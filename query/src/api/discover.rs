@@ -783,6 +783,7 @@ pub(super) fn validate(ctx: &Ctx<'_>, org: &str) -> ApiResult {
         },
         body: report,
         link: None,
+        file: None,
     })
 }
 
@@ -953,6 +954,7 @@ pub(super) fn events(ctx: &Ctx<'_>, org: &str) -> ApiResult {
             "meta": {"fields": meta_fields, "units": units, "dataset": ctx.req.param("dataset").unwrap_or("errors"), "isMetricsData": false},
         }),
         link: Some(link),
+        file: None,
     })
 }
 

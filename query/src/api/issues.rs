@@ -73,9 +73,61 @@ pub(super) fn route(
                 .ok_or_else(|| ApiError::NotFound("Event not found".into()))?;
             ApiResponse::ok(event_json(ctx, &org, event))
         }
+        ["projects", org, project, "events", event_id, "attachments"] => {
+            let (_, project) = ctx.project(org, project)?;
+            ctx.require_any(READ)?;
+            only_get(m)?;
+            let id = parse_event_id(event_id)?;
+            let list = storage::attachments::list(ctx.store, project.id, &id)?;
+            ApiResponse::ok(Value::Array(
+                list.iter().map(|a| attachment_json(&id, a)).collect(),
+            ))
+        }
+        ["projects", org, project, "events", event_id, "attachments", attachment_id] => {
+            let (_, project) = ctx.project(org, project)?;
+            ctx.require_any(READ)?;
+            only_get(m)?;
+            let id = parse_event_id(event_id)?;
+            let attachment_id: u64 = attachment_id
+                .parse()
+                .map_err(|_| ApiError::NotFound("Attachment not found".into()))?;
+            let (meta, bytes) =
+                storage::attachments::get(ctx.store, project.id, &id, attachment_id)?
+                    .ok_or_else(|| ApiError::NotFound("Attachment not found".into()))?;
+            if ctx.req.param("download").is_some() {
+                ApiResponse::file(super::FileBody {
+                    content_type: meta
+                        .content_type
+                        .clone()
+                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                    name: meta.name.clone(),
+                    bytes: bytes.into(),
+                })
+            } else {
+                ApiResponse::ok(attachment_json(&id, &meta))
+            }
+        }
         _ => return Ok(None),
     };
     Ok(Some(resp))
+}
+
+/// Sentry's `EventAttachment` shape.
+fn attachment_json(event_id: &Uuid, a: &storage::attachments::AttachmentMeta) -> Value {
+    let mimetype = a
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    json!({
+        "id": a.id.to_string(),
+        "event_id": event_id.simple().to_string(),
+        "type": a.attachment_type,
+        "name": a.name,
+        "mimetype": mimetype,
+        "headers": {"Content-Type": mimetype},
+        "size": a.size,
+        "dateCreated": iso(a.received_ms),
+    })
 }
 
 /// `GET|PUT /organizations/{org}/issues/{id}/`.

@@ -234,15 +234,39 @@ pub struct ApiResponse {
     pub body: Value,
     /// Sentry pagination header.
     pub link: Option<String>,
+    /// A file sent as is instead of the JSON body (attachment downloads).
+    pub file: Option<FileBody>,
+}
+
+/// Bytes answered as a download rather than JSON.
+#[derive(Debug, Clone)]
+pub struct FileBody {
+    /// `Content-Type`.
+    pub content_type: String,
+    /// File name for `Content-Disposition`.
+    pub name: String,
+    /// The content.
+    pub bytes: Bytes,
 }
 
 impl ApiResponse {
+    /// 200 with a file as the body.
+    pub fn file(file: FileBody) -> ApiResponse {
+        ApiResponse {
+            status: StatusCode::OK,
+            body: Value::Null,
+            link: None,
+            file: Some(file),
+        }
+    }
+
     /// 200 with `body`.
     pub fn ok(body: Value) -> ApiResponse {
         ApiResponse {
             status: StatusCode::OK,
             body,
             link: None,
+            file: None,
         }
     }
 
@@ -252,6 +276,7 @@ impl ApiResponse {
             status: StatusCode::CREATED,
             body,
             link: None,
+            file: None,
         }
     }
 
@@ -261,6 +286,7 @@ impl ApiResponse {
             status: StatusCode::NO_CONTENT,
             body: Value::Null,
             link: None,
+            file: None,
         }
     }
 
@@ -270,6 +296,7 @@ impl ApiResponse {
             status: StatusCode::OK,
             body: Value::Array(items),
             link: Some(link),
+            file: None,
         }
     }
 
@@ -278,6 +305,7 @@ impl ApiResponse {
             status: e.status(),
             body: json!({"detail": e.to_string()}),
             link: None,
+            file: None,
         }
     }
 }
@@ -509,6 +537,28 @@ fn render(resp: ApiResponse) -> http::Response<Full<Bytes>> {
     let mut builder = http::Response::builder().status(resp.status);
     if let Some(link) = &resp.link {
         builder = builder.header(http::header::LINK, link);
+    }
+    if let Some(file) = resp.file {
+        // The name is the SDK's: quote it and drop what would break the header.
+        let name: String = file
+            .name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+            .collect();
+        let response = builder
+            .header(http::header::CONTENT_TYPE, file.content_type)
+            .header(
+                http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            )
+            .body(Full::new(file.bytes));
+        return response.unwrap_or_else(|_| {
+            let mut r = http::Response::new(Full::new(Bytes::from_static(
+                b"{\"detail\":\"attachment metadata cannot be sent as headers\"}",
+            )));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        });
     }
     let body = if resp.status == StatusCode::NO_CONTENT {
         Bytes::new()

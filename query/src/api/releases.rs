@@ -479,6 +479,7 @@ fn create_release(ctx: &Ctx<'_>, org: &str, project: Option<u64>) -> ApiResult {
         status,
         body: release_json(ctx, &org, &release, &new_groups(ctx, &org)?)?,
         link: None,
+        file: None,
     })
 }
 

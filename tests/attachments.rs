@@ -1,0 +1,89 @@
+//! Event attachments end to end: the real Python sentry-sdk sends an exception with a text log
+//! and a binary file on its scope; the web API lists both under the event (Sentry's
+//! `EventAttachment` shape) and `?download=1` returns each byte for byte.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{http, run_python, OspreyServer, ServerOptions};
+use serde_json::Value;
+
+/// How long processing of the one event may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn python_sdk_attachments_are_listed_and_downloadable() {
+    let server = OspreyServer::start(ServerOptions::default());
+    let out = run_python("python_attachment.py", &[server.dsn()], &[]);
+    out.assert_success();
+    let report = out.json();
+    let event_id = report["event"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no event id: {report}"))
+        .to_owned();
+    let base = format!("/api/0/projects/default/default/events/{event_id}/attachments/");
+
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let listed: Vec<Value> = loop {
+        let resp = http()
+            .get(server.url(&base))
+            .bearer_auth(server.admin_token())
+            .send()
+            .expect("GET attachments");
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let list: Vec<Value> = resp.json().expect("attachment list JSON");
+        if list.len() >= 2 {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attachments not listed in time: {list:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+
+    let expected_log = b"12:00:01 starting\n12:00:02 loading cart\n12:00:03 boom\n".to_vec();
+    let expected_bin: Vec<u8> = (0..4).flat_map(|_| 0u8..=255).collect();
+    for (name, mimetype, bytes) in [
+        ("app.log", "text/plain", &expected_log),
+        ("state.bin", "application/octet-stream", &expected_bin),
+    ] {
+        let item = listed
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {listed:#?}"));
+        assert_eq!(item["type"], "event.attachment", "{item}");
+        assert_eq!(item["mimetype"], mimetype, "{item}");
+        assert_eq!(item["size"], bytes.len(), "{item}");
+        assert_eq!(item["event_id"], event_id.replace('-', ""), "{item}");
+        let id = item["id"].as_str().expect("attachment id");
+
+        let resp = http()
+            .get(server.url(&format!("{base}{id}/?download=1")))
+            .bearer_auth(server.admin_token())
+            .send()
+            .expect("download");
+        assert_eq!(resp.status().as_u16(), 200);
+        let disposition = resp
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(disposition.contains(name), "{disposition}");
+        assert_eq!(&resp.bytes().expect("body").to_vec(), bytes, "{name}");
+    }
+
+    // An id that does not exist, and no token at all.
+    let resp = http()
+        .get(server.url(&format!("{base}12345/?download=1")))
+        .bearer_auth(server.admin_token())
+        .send()
+        .expect("GET unknown attachment");
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = http().get(server.url(&base)).send().expect("GET no token");
+    assert_eq!(resp.status().as_u16(), 401);
+}
