@@ -27,6 +27,7 @@ use crate::envelope::{Envelope, EnvelopeError, Item, ItemType};
 use crate::error::{DetailError, DiscardReason, IngestError};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
+use crate::minidump;
 use crate::outcomes;
 use crate::rate_limit::{Demand, KeyLimit, RateLimitConfig, RateLimiter, RateLimits};
 use crate::security;
@@ -237,6 +238,8 @@ enum Route {
     Store(Option<u64>),
     /// `/api/{id}/security/` and its alias `/api/{id}/csp-report/`.
     Security(u64),
+    /// `/api/{id}/minidump/`: native crash uploads.
+    Minidump(u64),
 }
 
 fn parse_route(path: &str) -> Result<Route, IngestError> {
@@ -250,6 +253,7 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         "envelope" => Route::Envelope,
         "store" => |id| Route::Store(Some(id)),
         "security" | "csp-report" => Route::Security,
+        "minidump" => Route::Minidump,
         _ => return Err(IngestError::NotFound),
     };
     let project_id = project
@@ -509,6 +513,7 @@ impl IngestService {
             return resp;
         }
         let is_get = request.method == Method::GET;
+        let is_minidump = matches!(route, Ok(Route::Minidump(_)));
         let mut category = None;
         let result = match route {
             Ok(route) => self.process(route, request, &mut category).await,
@@ -518,7 +523,20 @@ impl IngestService {
             Ok(accepted) => {
                 self.metrics.accept_request();
                 self.metrics.observe_latency(start.elapsed());
-                let mut resp = if is_get {
+                let mut resp = if is_minidump {
+                    // Crash reporters read the hyphenated event id as plain text.
+                    let id = accepted.event_id.map(|id| id.hyphenated().to_string());
+                    let mut r = IngestResponse {
+                        status: StatusCode::OK,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from(id.unwrap_or_default()),
+                    };
+                    r.headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    r
+                } else if is_get {
                     let mut r = IngestResponse {
                         status: StatusCode::OK,
                         headers: HeaderMap::new(),
@@ -585,12 +603,12 @@ impl IngestService {
             ..
         } = request;
         match (route, &method) {
-            (Route::Envelope(_) | Route::Security(_), &Method::POST)
+            (Route::Envelope(_) | Route::Security(_) | Route::Minidump(_), &Method::POST)
             | (Route::Store(_), &Method::POST | &Method::GET) => {}
             _ => return Err(IngestError::MethodNotAllowed),
         }
         let path_project = match route {
-            Route::Envelope(id) | Route::Security(id) => Some(id),
+            Route::Envelope(id) | Route::Security(id) | Route::Minidump(id) => Some(id),
             Route::Store(id) => id,
         };
         let is_envelope = matches!(route, Route::Envelope(_))
@@ -627,7 +645,7 @@ impl IngestService {
                 IngestError::EmptyBody
             });
         }
-        let cap = if is_envelope {
+        let cap = if is_envelope || matches!(route, Route::Minidump(_)) {
             self.config.limits.max_envelope_size
         } else {
             self.config.limits.max_event_size
@@ -685,6 +703,18 @@ impl IngestService {
         }
         let (key, project) = resolved.ok_or(IngestError::MissingAuth)?;
 
+        if matches!(route, Route::Minidump(_)) {
+            *category = Some(DataCategory::Error);
+            if !origin_allowed(&project.settings.allowed_domains, &headers) {
+                return Err(IngestError::EventRejected(DiscardReason::Cors));
+            }
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            return self
+                .handle_minidump(decoded, content_type, &key, client_addr)
+                .await;
+        }
         if matches!(route, Route::Security(_)) {
             *category = Some(DataCategory::Security);
             if !origin_allowed(&project.settings.allowed_domains, &headers) {
@@ -795,6 +825,94 @@ impl IngestService {
             rate_limits: accepted.rate_limits,
         })
         .ok_or_else(|| IngestError::InvalidSecurityReport("no report".into()))
+    }
+
+    /// A crash upload: an event naming the crash, the dump as an `event.minidump` attachment
+    /// and any other uploaded files as attachments, in one envelope. Like Relay, never a 429
+    /// (crash reporters retry forever): a rate-limited upload is answered with its id and
+    /// dropped (counted on /metrics).
+    async fn handle_minidump(
+        &self,
+        body: Bytes,
+        content_type: Option<&str>,
+        key: &ProjectKey,
+        client_addr: Option<IpAddr>,
+    ) -> Result<Accepted, IngestError> {
+        let cap = self.config.limits.max_attachment_size;
+        let decoded_cap = self.config.limits.max_envelope_size;
+        let upload = {
+            let content_type = content_type.map(str::to_owned);
+            tokio::task::spawn_blocking(move || {
+                minidump::parse_upload(content_type.as_deref(), body, decoded_cap)
+            })
+            .await
+            .map_err(|e| IngestError::InvalidBody(DetailError::new(e)))??
+        };
+        if upload.minidump.len() > cap {
+            return Err(IngestError::Overflow("attachment".into()));
+        }
+        let crash = minidump::crash_info(&upload.minidump)?;
+        let event_id = Uuid::new_v4();
+        let event = minidump::event_json(event_id, &upload, &crash);
+        let event = Bytes::from(
+            serde_json::to_vec(&event).map_err(|e| IngestError::InvalidMinidump(e.to_string()))?,
+        );
+        let item_header = |fields: serde_json::Value| -> Result<Bytes, IngestError> {
+            serde_json::to_vec(&fields)
+                .map(Bytes::from)
+                .map_err(|e| IngestError::InvalidMinidump(e.to_string()))
+        };
+        let mut items = vec![
+            Item {
+                ty: ItemType::Event,
+                header: item_header(serde_json::json!({"type": "event", "length": event.len()}))?,
+                payload: event,
+                item_count: None,
+                attachment_type: None,
+            },
+            Item {
+                ty: ItemType::Attachment,
+                header: item_header(serde_json::json!({
+                    "type": "attachment",
+                    "length": upload.minidump.len(),
+                    "filename": upload.minidump_name,
+                    "content_type": "application/x-dmp",
+                    "attachment_type": "event.minidump",
+                }))?,
+                payload: upload.minidump.clone(),
+                item_count: None,
+                attachment_type: Some("event.minidump".into()),
+            },
+        ];
+        for file in &upload.files {
+            items.push(Item {
+                ty: ItemType::Attachment,
+                header: item_header(serde_json::json!({
+                    "type": "attachment",
+                    "length": file.bytes.len(),
+                    "filename": file.filename,
+                    "content_type": file.content_type,
+                    "attachment_type": "event.attachment",
+                }))?,
+                payload: file.bytes.clone(),
+                item_count: None,
+                attachment_type: Some("event.attachment".into()),
+            });
+        }
+        let envelope = Envelope {
+            header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
+            event_id: Some(event_id),
+            event_id_generated: true,
+            dsn: None,
+            items,
+        };
+        match self.handle_envelope(envelope, key, client_addr, true).await {
+            Err(IngestError::RateLimited(rate_limits)) => Ok(Accepted {
+                event_id: Some(event_id),
+                rate_limits,
+            }),
+            other => other,
+        }
     }
 
     /// Validates the key and version, then finds the key and its project (403 if unusable).
@@ -980,8 +1098,9 @@ mod tests {
             parse_route("/api/abc/envelope/"),
             Err(IngestError::BadProject)
         ));
+        assert_eq!(parse_route("/api/1/minidump").unwrap(), Route::Minidump(1));
         assert!(matches!(
-            parse_route("/api/1/minidump/"),
+            parse_route("/api/1/unreal/"),
             Err(IngestError::NotFound)
         ));
         assert!(matches!(parse_route("/health"), Err(IngestError::NotFound)));

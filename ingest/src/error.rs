@@ -66,6 +66,9 @@ pub enum IngestError {
     /// A security-report body (CSP, Reporting API, Expect-CT, HPKP) of no supported shape.
     #[error("invalid security report: {0}")]
     InvalidSecurityReport(String),
+    /// A crash upload that is not a minidump or whose form is broken.
+    #[error("invalid minidump upload: {0}")]
+    InvalidMinidump(String),
     /// Envelope framing or header errors.
     #[error("invalid event envelope")]
     InvalidEnvelope(#[from] EnvelopeError),
@@ -147,6 +150,7 @@ impl IngestError {
             | IngestError::InvalidCompressionContainer(_)
             | IngestError::InvalidJson(_)
             | IngestError::InvalidSecurityReport(_)
+            | IngestError::InvalidMinidump(_)
             | IngestError::InvalidEnvelope(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -170,6 +174,7 @@ impl IngestError {
             IngestError::InvalidCompressionContainer(_) => "invalid_compression",
             IngestError::InvalidJson(_) => "invalid_json",
             IngestError::InvalidSecurityReport(_) => "invalid_security_report",
+            IngestError::InvalidMinidump(_) => "invalid_minidump",
             IngestError::InvalidEnvelope(_) => "invalid_envelope",
             IngestError::BodyTooLarge(_) => "too_large",
             IngestError::Overflow(_) => "too_large_item",

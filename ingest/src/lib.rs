@@ -19,6 +19,7 @@ pub mod error;
 pub mod limits;
 pub mod loadgen;
 pub mod metrics;
+pub mod minidump;
 pub mod outcomes;
 pub mod rate_limit;
 pub mod security;
