@@ -129,6 +129,49 @@ pub fn decode_body(encodings: &[Encoding], body: Bytes, cap: usize) -> Result<By
     Ok(body)
 }
 
+/// Rewrites the non-JSON number tokens Python's `json.dumps` emits for non-finite floats
+/// (`NaN`, `Infinity`, `-Infinity`) into `0`, in place and keeping the length (the rest is
+/// padded with spaces), outside of strings only. Relay does the same for the store endpoint's
+/// Python clients. Returns whether anything changed.
+pub fn patch_non_finite_numbers(json: &mut [u8]) -> bool {
+    let mut changed = false;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'N' if json[i..].starts_with(b"NaN") => {
+                json[i..i + 3].copy_from_slice(b"0  ");
+                changed = true;
+                i += 3;
+                continue;
+            }
+            b'I' if json[i..].starts_with(b"Infinity") => {
+                json[i..i + 8].copy_from_slice(b"0       ");
+                changed = true;
+                i += 8;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    changed
+}
+
 /// The store endpoint's legacy payload forms: JSON as is; otherwise base64, whose result is
 /// JSON or zlib-compressed JSON (raven-js / old raven clients).
 pub fn decode_store_payload(body: Bytes, cap: usize) -> Result<Bytes, IngestError> {
@@ -170,6 +213,22 @@ pub fn decode_store_payload(body: Bytes, cap: usize) -> Result<Bytes, IngestErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_numbers_are_patched_outside_strings() {
+        let mut json =
+            br#"{"a":NaN,"b":[Infinity,-Infinity],"s":"NaN and \"Infinity\"","c":1.5}"#.to_vec();
+        assert!(patch_non_finite_numbers(&mut json));
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["a"], 0);
+        assert_eq!(value["b"][0], 0);
+        // `-Infinity` keeps its sign: `-0`, which is 0.
+        assert_eq!(value["b"][1].as_f64(), Some(0.0));
+        assert_eq!(value["s"], "NaN and \"Infinity\"");
+        assert_eq!(value["c"], 1.5);
+        let mut clean = br#"{"s":"NaN"}"#.to_vec();
+        assert!(!patch_non_finite_numbers(&mut clean));
+    }
     use std::io::Write;
 
     fn gzip(data: &[u8]) -> Vec<u8> {

@@ -1066,6 +1066,18 @@ fn store_envelope(decoded: Bytes, cap: usize) -> Result<Envelope, IngestError> {
     if payload.len() > cap {
         return Err(IngestError::Overflow("event".into()));
     }
+    // Python clients of the store endpoint send NaN/Infinity for non-finite floats, which
+    // JSON has no words for: patch them to 0 (as Relay does) rather than refuse the event.
+    let payload = match serde_json::from_slice::<Minimal<'_>>(&payload) {
+        Ok(_) => payload,
+        Err(e) => {
+            let mut patched = payload.to_vec();
+            if !decode::patch_non_finite_numbers(&mut patched) {
+                return Err(IngestError::InvalidJson(format!("{e:?}")));
+            }
+            Bytes::from(patched)
+        }
+    };
     let minimal: Minimal<'_> =
         serde_json::from_slice(&payload).map_err(|e| IngestError::InvalidJson(format!("{e:?}")))?;
     let ty = match minimal.ty.as_deref() {

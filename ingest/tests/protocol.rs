@@ -478,6 +478,23 @@ async fn store_endpoint_forms() {
         .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(json(&resp)["id"].as_str().unwrap().len(), 32);
+    // Python's NaN/Infinity (not JSON): patched to 0, accepted, stored as valid JSON.
+    let resp = svc
+        .ingest(
+            post("/api/1/store/")
+                .auth(KEY)
+                .body(r#"{"message":"NaN in extra","extra":{"ratio":NaN,"max":-Infinity}}"#)
+                .build(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    {
+        let records = log.records.lock();
+        let stored: serde_json::Value =
+            serde_json::from_slice(&records.last().unwrap().payload).unwrap();
+        assert_eq!(stored["extra"]["ratio"], 0);
+        assert_eq!(stored["message"], "NaN in extra");
+    }
     // An envelope posted to store by content type.
     let resp = svc
         .ingest(
@@ -506,13 +523,13 @@ async fn store_endpoint_forms() {
     assert_eq!(&resp.body[..], ingest::PIXEL_GIF);
 
     let records = log.records.lock();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 5);
     assert_eq!(records[1].item_type, "transaction");
     assert_eq!(
         &records[1].payload[..],
         br#"{"message":"zipped","type":"transaction"}"#
     );
-    assert_eq!(&records[3].payload[..], br#"{"message":"pixel"}"#);
+    assert_eq!(&records[4].payload[..], br#"{"message":"pixel"}"#);
     // The synthesized headers parse as an envelope again.
     let again = [
         &records[0].envelope_header[..],
