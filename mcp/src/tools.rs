@@ -1309,7 +1309,9 @@ impl Inner {
     fn find_projects(&self, acc: Access) -> Result<ProjectsAnswer, String> {
         let mut projects = Vec::new();
         for p in self.projects(acc) {
-            let unresolved = analysis::project_issues(self.store(), p.id)
+            let unresolved = self
+                .query
+                .project_issue_records(p.id)
                 .map_err(internal)?
                 .iter()
                 .filter(|r| r.status == IssueStatus::Unresolved)
@@ -1358,7 +1360,11 @@ impl Inner {
         )
         .map_err(internal)?;
         let mut records = BTreeMap::new();
-        for rec in analysis::project_issues(self.store(), project.id).map_err(internal)? {
+        for rec in self
+            .query
+            .project_issue_records(project.id)
+            .map_err(internal)?
+        {
             records.insert(rec.id, rec);
         }
         let in_range = |rec: &IssueRecord| -> Result<IssueInRange, String> {
@@ -1647,7 +1653,10 @@ impl Inner {
     ) -> Result<ReleaseComparison, String> {
         let project = self.project(acc, &args.project)?;
         let range = analysis::parse_range(args.time_range.as_deref().unwrap_or("30d"))?;
-        let issues = analysis::project_issues(self.store(), project.id).map_err(internal)?;
+        let issues = self
+            .query
+            .project_issue_records(project.id)
+            .map_err(internal)?;
         let now = storage::now_ms();
         let window = (now.saturating_sub(range), now);
         let releases = self.perf(

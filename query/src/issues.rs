@@ -352,6 +352,13 @@ impl QueryService {
         }
     }
 
+    /// Every issue record of one project (bounded scan of the issue table).
+    pub fn project_issue_records(&self, project_id: u64) -> Result<Vec<IssueRecord>> {
+        let mut all = self.issue_records()?;
+        all.retain(|r| r.project_id == project_id);
+        Ok(all)
+    }
+
     /// Every issue record (bounded scan).
     fn issue_records(&self) -> Result<Vec<IssueRecord>> {
         let store = self.store();

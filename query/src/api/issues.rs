@@ -752,9 +752,11 @@ pub fn apply_issue_update(
                 Value::String(v) if !v.is_empty() && v.len() <= 200 => {
                     state.tags.insert(key.clone(), v.clone());
                 }
-                _ => return Err(ApiError::BadRequest(format!(
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
                     "tag {key:?} needs a string value of 1 to 200 characters, or null to remove it"
-                ))),
+                )))
+                }
             }
             changed.insert(key.clone(), value.clone());
         }
