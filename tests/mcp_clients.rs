@@ -441,6 +441,21 @@ fn python_mcp_sdk_over_http_and_stdio() {
         vec!["ZeroDivisionError: division by zero"]
     );
 
+    // The same read tools over HTTP give the same answers as the follower on stdio.
+    let same = json!([
+        ["compare_releases", {"project": "default", "base": "1.0", "head": "2.0"}],
+        ["get_issue_details", {"issue": short_id}],
+        ["get_trace_details", {"trace_id": first["trace"]}],
+        ["get_event", {"event_id": first["errors"][0]}],
+        ["search_events", {"dataset": "transactions", "query": "release:2.0", "timeRange": "1h"}],
+        ["find_projects", {}]
+    ]);
+    let http = over_http(&server, same);
+    for i in 0..5 {
+        assert_eq!(ok(&http, i), ok(&report, i), "call {i} differs over HTTP");
+    }
+    assert_eq!(ok(&http, 5)["projects"][0]["unresolvedIssues"], 1);
+
     // capture_event over HTTP is processed like an SDK event.
     let report = over_http(
         &server,

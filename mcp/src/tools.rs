@@ -1191,8 +1191,9 @@ impl ServerHandler for OspreyTools {
                 "osprey: errors and performance of your applications (Sentry-compatible). \
                  Start with find_projects; then get_error_analysis / get_performance_metrics \
                  for a time range (timeRange like 1h, 24h, 7d), search_issues and \
-                 get_issue_details to dig in, compare_releases after a deploy, and \
-                 manage_issues to resolve or ignore.",
+                 get_issue_details to dig in, track_release and compare_releases around a \
+                 deploy, manage_issues to resolve, ignore, assign, label or annotate, and \
+                 configure_alert / list_alerts for alert rules and what fired.",
             )
     }
 }
@@ -2075,6 +2076,8 @@ impl Inner {
                 now.saturating_sub(range),
                 now + 1,
                 analysis::MAX_SCAN,
+                // Matches are collected here, so each event's fields are computed once; the
+                // scan itself keeps nothing.
                 |ev| {
                     if let Some(f) = query::api::event_fields(store, ev, transactions) {
                         if query::api::event_matches(&f, ev.timestamp_ms, &query) {
