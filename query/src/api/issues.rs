@@ -563,6 +563,52 @@ fn parse_assignee(actor: &Actor, text: &str) -> ApiResult<Option<StoredAssignee>
     }))
 }
 
+/// An issue's labels.
+type Labels = std::collections::BTreeMap<String, String>;
+
+/// The labels after applying `update` (`{key: value}`, null removes a key) to `current`,
+/// with the changes for the activity log; `None` when nothing changes.
+fn labels_update(
+    current: &Labels,
+    update: &Value,
+) -> ApiResult<Option<(Labels, serde_json::Map<String, Value>)>> {
+    let Some(update) = update.as_object() else {
+        return Err(ApiError::BadRequest(
+            "tags must be an object like {\"team\": \"payments\"} (null removes a tag)".into(),
+        ));
+    };
+    let mut tags = current.clone();
+    let mut changed = serde_json::Map::new();
+    for (key, value) in update {
+        if key.is_empty() || key.len() > 200 || key.contains(char::is_whitespace) {
+            return Err(ApiError::BadRequest(format!(
+                "tag key {key:?} must be 1 to 200 characters without spaces"
+            )));
+        }
+        match value {
+            Value::Null => {
+                tags.remove(key);
+            }
+            Value::String(v) if !v.is_empty() && v.len() <= 200 => {
+                tags.insert(key.clone(), v.clone());
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "tag {key:?} needs a string value of 1 to 200 characters, or null to remove it"
+                )))
+            }
+        }
+        changed.insert(key.clone(), value.clone());
+    }
+    if tags.len() > workflow::MAX_ISSUE_TAGS {
+        return Err(ApiError::BadRequest(format!(
+            "an issue has at most {} tags",
+            workflow::MAX_ISSUE_TAGS
+        )));
+    }
+    Ok((!changed.is_empty()).then_some((tags, changed)))
+}
+
 /// Who changes an issue: the activity log's user and whom `assignedTo: "me"` means.
 #[derive(Debug, Clone)]
 pub struct Actor {
@@ -598,6 +644,21 @@ pub fn apply_issue_update(
     let mut state = workflow::workflow(store, rec.id)?;
     let mut record = rec.clone();
     let now = now_ms();
+    // Everything is validated before the first write, so a bad field changes nothing.
+    let new_assignee = match body.get("assignedTo") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => Some(parse_assignee(actor, text)?),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "assignedTo must be a string like user:ID or team:SLUG".into(),
+            ))
+        }
+    };
+    let new_tags = match body.get("tags") {
+        None => None,
+        Some(tags) => labels_update(&state.tags, tags)?,
+    };
     if let Some(status) = body_str(body, "status")? {
         let details = body.get("statusDetails").cloned().unwrap_or(json!({}));
         let (new_status, substatus, resolution, ignore, activity) = match status {
@@ -708,17 +769,7 @@ pub fn apply_issue_update(
         workflow::put_workflow(store, rec.id, &state)?;
         workflow::add_activity(store, rec.id, activity.0, activity.1, user)?;
     }
-    if let Some(assigned) = body.get("assignedTo") {
-        let text = match assigned {
-            Value::Null => "",
-            Value::String(s) => s.as_str(),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "assignedTo must be a string like user:ID or team:SLUG".into(),
-                ))
-            }
-        };
-        let new = parse_assignee(actor, text)?;
+    if let Some(new) = new_assignee {
         if new != state.assigned_to {
             let activity = match &new {
                 Some(a) => (
@@ -732,44 +783,10 @@ pub fn apply_issue_update(
             workflow::add_activity(store, rec.id, activity.0, activity.1, user)?;
         }
     }
-    if let Some(tags) = body.get("tags") {
-        let Some(tags) = tags.as_object() else {
-            return Err(ApiError::BadRequest(
-                "tags must be an object like {\"team\": \"payments\"} (null removes a tag)".into(),
-            ));
-        };
-        let mut changed = serde_json::Map::new();
-        for (key, value) in tags {
-            if key.is_empty() || key.len() > 200 || key.contains(char::is_whitespace) {
-                return Err(ApiError::BadRequest(format!(
-                    "tag key {key:?} must be 1 to 200 characters without spaces"
-                )));
-            }
-            match value {
-                Value::Null => {
-                    state.tags.remove(key);
-                }
-                Value::String(v) if !v.is_empty() && v.len() <= 200 => {
-                    state.tags.insert(key.clone(), v.clone());
-                }
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                    "tag {key:?} needs a string value of 1 to 200 characters, or null to remove it"
-                )))
-                }
-            }
-            changed.insert(key.clone(), value.clone());
-        }
-        if state.tags.len() > workflow::MAX_ISSUE_TAGS {
-            return Err(ApiError::BadRequest(format!(
-                "an issue has at most {} tags",
-                workflow::MAX_ISSUE_TAGS
-            )));
-        }
-        if !changed.is_empty() {
-            workflow::put_workflow(store, rec.id, &state)?;
-            workflow::add_activity(store, rec.id, "set_tags", Value::Object(changed), user)?;
-        }
+    if let Some((tags, changed)) = new_tags {
+        state.tags = tags;
+        workflow::put_workflow(store, rec.id, &state)?;
+        workflow::add_activity(store, rec.id, "set_tags", Value::Object(changed), user)?;
     }
     Ok(record)
 }

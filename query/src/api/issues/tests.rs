@@ -513,6 +513,16 @@ fn resolve_ignore_assign_note_and_activity() {
     let activity = f.get("/api/0/organizations/default/issues/1/activities/");
     assert_eq!(activity.body["activity"][0]["type"], "set_tags");
     assert_eq!(activity.body["activity"][0]["data"], json!({"tier": null}));
+    // A bad field fails the whole update before anything changes.
+    let before = f.get(path).body["status"].clone();
+    let bad = f.put(
+        path,
+        json!({"status": "resolved", "tags": {"x": "y"}, "assignedTo": "u".repeat(200)}),
+    );
+    assert_eq!(bad.status, 400);
+    let after = f.get(path).body;
+    assert_eq!(after["status"], before);
+    assert_eq!(after["labels"], json!({"owner": "checkout"}));
 }
 
 #[test]
