@@ -1112,7 +1112,8 @@ impl OspreyTools {
         annotations(
             read_only_hint = false,
             destructive_hint = false,
-            idempotent_hint = true
+            // A repeat adds the note again.
+            idempotent_hint = false
         )
     )]
     async fn manage_issues(
@@ -1129,7 +1130,8 @@ impl OspreyTools {
         annotations(
             read_only_hint = false,
             destructive_hint = false,
-            idempotent_hint = true
+            // A repeat records another deploy.
+            idempotent_hint = false
         )
     )]
     async fn track_release(
