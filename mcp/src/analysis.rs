@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
-use storage::records::{self, IssueRecord, StoredEvent};
+use storage::records::{self, StoredEvent};
 use storage::{cf, keys, Store};
 use uuid::Uuid;
 
@@ -217,25 +217,6 @@ pub fn tx_sample(ev: &StoredEvent) -> Option<TxSample> {
             .unwrap_or("unknown")
             .to_owned(),
     })
-}
-
-/// Every issue record of a project (bounded).
-pub fn project_issues(store: &Store, project_id: u64) -> storage::Result<Vec<IssueRecord>> {
-    let mut out = Vec::new();
-    let iter = store
-        .db()
-        .prefix_iterator_cf(&store.cf(cf::ISSUES), [keys::issues::ISSUE]);
-    for item in iter.take(MAX_SCAN) {
-        let (key, value) = item?;
-        if key.first() != Some(&keys::issues::ISSUE) {
-            break;
-        }
-        let rec = IssueRecord::from_bytes(&value)?;
-        if rec.project_id == project_id {
-            out.push(rec);
-        }
-    }
-    Ok(out)
 }
 
 /// A counter in the counters column family (missing = 0).

@@ -5,7 +5,7 @@
 //! with the primary. Mistakes the model can fix are `Err(String)` (an `is_error` result whose
 //! text says how to fix the call); nothing here returns a protocol error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
@@ -14,11 +14,13 @@ use rmcp::{tool, tool_handler, tool_router, Json, ServerHandler};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use storage::records::{self, IssueRecord, IssueStatus, IssueSubstatus, Resolution};
-use storage::{ApiToken, Log, LogRecord, Project, StorageError};
+use storage::records::{self, IssueRecord, IssueStatus, IssueSubstatus};
+use storage::workflow::{self, IssueWorkflow};
+use storage::{releases, ApiToken, Log, LogRecord, Project, StorageError};
 use uuid::Uuid;
 
-use query::issues::{Issue, IssueQuery, IssueSort};
+use query::issues::{sort_issue_rows, Issue, IssueFilter};
+use query::search::{self, IssueSort};
 use query::QueryService;
 
 use query::perf::{GroupBy, PerfError, PerfQuery, PerfStats, TimeRange};
@@ -38,6 +40,8 @@ pub struct Caller {
 struct Access {
     /// Only this organization (HTTP), or every organization (stdio).
     org: Option<u64>,
+    /// The API token of an HTTP caller (the actor of write tools).
+    token_id: Option<u64>,
 }
 
 /// osprey's MCP tools over one [`QueryService`]. Cheap to clone.
@@ -141,15 +145,17 @@ pub struct PerformanceArgs {
 /// Changes `manage_issues` applies to every listed issue.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct IssueChanges {
-    /// "resolved", "unresolved" or "ignored".
+    /// "resolved", "resolvedInNextRelease", "unresolved" or "ignored" (ignored forever).
     #[serde(default)]
     pub status: Option<String>,
-    /// Assignee (a user name or email). Not supported by this server yet: leave it out.
+    /// Assignee: "user:ID", an e-mail or user name, "team:SLUG", "me" (the caller), or ""
+    /// to unassign.
     #[serde(default, rename = "assignedTo")]
     pub assigned_to: Option<String>,
-    /// Tags to set on the issues. Not supported by this server yet: leave it out.
+    /// Labels to put on the issues, e.g. {"team": "payments"}; null removes a label.
+    /// `search_issues` then finds them with `team:payments`.
     #[serde(default)]
-    pub tags: Option<BTreeMap<String, String>>,
+    pub tags: Option<BTreeMap<String, Option<String>>>,
 }
 
 /// Arguments of `manage_issues`.
@@ -163,9 +169,86 @@ pub struct ManageIssuesArgs {
     pub issues: Vec<String>,
     /// What to change.
     pub changes: IssueChanges,
-    /// A note to record with the change. Not supported by this server yet: leave it out.
+    /// A note (comment) to add to each issue's activity, e.g. why it was ignored.
     #[serde(default)]
     pub note: Option<String>,
+}
+
+/// A commit of `track_release`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CommitArg {
+    /// Commit SHA.
+    pub id: String,
+    /// Commit message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Author: "Name <email>", a name or an e-mail.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Repository name (e.g. "acme/shop").
+    #[serde(default)]
+    pub repository: Option<String>,
+}
+
+/// Arguments of `track_release`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TrackReleaseArgs {
+    /// Project slug or numeric id the release belongs to.
+    pub project: String,
+    /// Release version, exactly as the SDKs send it (e.g. "shop@2.4.0").
+    pub version: String,
+    /// Environment deployed to (e.g. "production"); records a deploy.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Commits in the release.
+    #[serde(default)]
+    pub commits: Option<Vec<CommitArg>>,
+    /// When it was deployed/released, ISO 8601 (e.g. "2026-01-02T10:00:00Z"); default now.
+    #[serde(default, rename = "deployTime")]
+    pub deploy_time: Option<String>,
+}
+
+/// Arguments of `configure_alert`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ConfigureAlertArgs {
+    /// Project slug or numeric id.
+    pub project: String,
+    /// Rule name; configuring a name that exists in the project replaces that rule.
+    pub name: String,
+    /// Either issue-alert conditions in Sentry's shape, e.g.
+    /// {"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"},
+    /// {"id": "sentry.rules.conditions.regression_event.RegressionEventCondition"},
+    /// {"id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition", "value": 100,
+    /// "interval": "1h"} (intervals 1m, 5m, 15m, 1h, 1d), the unique-user variant
+    /// `EventUniqueUserFrequencyCondition`, and filters such as
+    /// {"id": "sentry.rules.filters.level.LevelFilter", "match": "gte", "level": "error"};
+    /// or ONE metric condition {"aggregate": "p95(transaction.duration)" | "p50(…)" |
+    /// "p75(…)" | "p99(…)" | "count()" | "failure_rate()" | "apdex()", "threshold": 500,
+    /// "thresholdType": "above" | "below" (default above), "timeWindow": minutes (default 5),
+    /// "warningThreshold"?: number}. Durations are in ms; failure_rate and apdex are 0..1.
+    pub conditions: Vec<Value>,
+    /// Where to send: {"id": "osprey.actions.webhook", "url": "https://…"} or Sentry's Slack
+    /// action with "webhook": an incoming-webhook URL.
+    pub actions: Vec<Value>,
+    /// Issue alerts: "all" (default) or "any" of the conditions.
+    #[serde(default, rename = "actionMatch")]
+    pub action_match: Option<String>,
+    /// Only events (issue alerts) or transactions (metric alerts) of this environment.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Issue alerts: fire at most once per issue every this many minutes (default 30).
+    #[serde(default)]
+    pub frequency: Option<u64>,
+}
+
+/// Arguments of `list_alerts`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListAlertsArgs {
+    /// Project slug or numeric id.
+    pub project: String,
+    /// Most fired alerts returned, newest first (default 50, at most 500).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// Arguments of `compare_releases`.
@@ -255,13 +338,15 @@ pub struct SearchEventsArgs {
     pub project: Option<String>,
     /// "errors" (error and message events) or "transactions".
     pub dataset: String,
-    /// Columns: id, timestamp, title, message, level, transaction, release, environment,
-    /// user, issue, trace, duration (ms, transactions), status (transactions), project, or any
-    /// tag key. Default: a useful set per dataset.
+    /// Columns, as Sentry's Discover names them: id, timestamp, title, message, level,
+    /// transaction, release, environment, user, user.email, issue (short id), issue.id, trace,
+    /// transaction.duration (ms; alias duration), transaction.status (alias status),
+    /// error.type, error.value, project, or any tag key. Default: a useful set per dataset.
     #[serde(default)]
     pub fields: Option<Vec<String>>,
-    /// `key:value` terms (negate with `!key:value`) on the same names, plus free text that
-    /// must appear in the title or message.
+    /// Sentry search syntax over the same names: `release:2.0 !level:info
+    /// transaction.duration:>500ms error.type:ValueError* timeout` (free text matches the
+    /// title, message, transaction or culprit).
     #[serde(default)]
     pub query: Option<String>,
     /// 30m, 1h, 24h (default), 7d or 2w.
@@ -333,11 +418,20 @@ pub struct IssueSummary {
     pub last_release: Option<String>,
     /// Project slug.
     pub project: String,
+    /// Assignee ("user:ID" or "team:SLUG"), if any.
+    pub assigned_to: Option<String>,
+    /// Labels put on the issue (`manage_issues` changes.tags).
+    pub tags: BTreeMap<String, String>,
 }
 
-impl From<Issue> for IssueSummary {
-    fn from(i: Issue) -> Self {
+impl IssueSummary {
+    fn new(i: Issue, state: &IssueWorkflow) -> Self {
         IssueSummary {
+            assigned_to: state
+                .assigned_to
+                .as_ref()
+                .map(|a| format!("{}:{}", a.kind, a.id)),
+            tags: state.tags.clone(),
             count: i.count.parse().unwrap_or(0),
             id: i.id,
             short_id: i.short_id,
@@ -488,6 +582,99 @@ pub struct ReleaseSide {
     pub p95_ms: Option<f64>,
     /// Failure rate.
     pub failure_rate: Option<f64>,
+    /// What `track_release` (or sentry-cli) recorded about it, if anything.
+    pub tracked: Option<TrackedRelease>,
+}
+
+/// A release record: when it was released, commits and deploys.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackedRelease {
+    /// Created (ISO 8601).
+    pub date_created: String,
+    /// Released/deployed, if set.
+    pub date_released: Option<String>,
+    /// Commits recorded.
+    pub commits: usize,
+    /// Deploys: environment and time, oldest first.
+    pub deploys: Vec<DeployInfo>,
+    /// Project slugs the release belongs to.
+    pub projects: Vec<String>,
+}
+
+/// One deploy.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployInfo {
+    /// Deploy id.
+    pub id: String,
+    /// Environment.
+    pub environment: String,
+    /// Finished (ISO 8601).
+    pub date_finished: String,
+}
+
+/// Answer of `track_release`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseAnswer {
+    /// Version.
+    pub version: String,
+    /// True if the release did not exist before.
+    pub created: bool,
+    /// The release now.
+    pub release: TrackedRelease,
+    /// The deploy recorded by this call, if `environment` was given.
+    pub deploy: Option<DeployInfo>,
+}
+
+/// Answer of `configure_alert`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertAnswer {
+    /// "issue" (conditions on events and issues) or "metric" (an aggregate over
+    /// transactions).
+    pub kind: String,
+    /// Rule id.
+    pub id: String,
+    /// False when a rule of the same name was replaced.
+    pub created: bool,
+    /// The stored rule in Sentry's shape.
+    pub rule: Value,
+}
+
+/// One fired alert.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FiredInfo {
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule name when it fired.
+    pub rule_name: String,
+    /// "issue" or "metric".
+    pub kind: String,
+    /// When (ISO 8601).
+    pub fired_at: String,
+    /// The issue (issue alerts).
+    pub issue_id: Option<String>,
+    /// The issue's short id (issue alerts).
+    pub short_id: Option<String>,
+    /// The event that fired it (issue alerts).
+    pub event_id: Option<String>,
+    /// The notification text.
+    pub text: Option<String>,
+}
+
+/// Answer of `list_alerts`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsAnswer {
+    /// Issue alert rules of the project, in Sentry's shape.
+    pub issue_rules: Vec<Value>,
+    /// Metric alert rules watching the project, in Sentry's shape.
+    pub metric_rules: Vec<Value>,
+    /// Fired alerts of the project, newest first.
+    pub fired: Vec<FiredInfo>,
 }
 
 /// Answer of `compare_releases`.
@@ -520,6 +707,12 @@ pub struct UpdatedIssue {
     pub status: String,
     /// Substatus now.
     pub substatus: Option<String>,
+    /// Assignee now ("user:ID" or "team:SLUG").
+    pub assigned_to: Option<String>,
+    /// Labels now.
+    pub tags: BTreeMap<String, String>,
+    /// Id of the note added, if any.
+    pub note_id: Option<String>,
 }
 
 /// Answer of `manage_issues`.
@@ -617,6 +810,25 @@ pub struct IssueDetails {
     pub tags: Vec<TagFacet>,
     /// Users: distinct count and the most affected.
     pub users: UsersInfo,
+    /// Recent activity, newest first (at most 20): notes, status changes, assignments,
+    /// labels, regressions.
+    pub activity: Vec<ActivityInfo>,
+}
+
+/// One activity entry of an issue.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityInfo {
+    /// Sentry's activity type: note, set_resolved, set_ignored, assigned, set_tags,
+    /// set_regression, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Details ({"text": …} for notes).
+    pub data: Value,
+    /// Who (token name); null for osprey itself.
+    pub user: Option<String>,
+    /// When (ISO 8601).
+    pub date_created: String,
 }
 
 /// Users of an issue.
@@ -707,7 +919,10 @@ const WRITE_SCOPES: &[&str] = &["event:write", "project:write"];
 fn access(ext: &Extensions, scopes: &[&str]) -> Result<Access, String> {
     let Some(parts) = ext.get::<http::request::Parts>() else {
         // stdio: the local user, who can read the data directory anyway.
-        return Ok(Access { org: None });
+        return Ok(Access {
+            org: None,
+            token_id: None,
+        });
     };
     let Some(caller) = parts.extensions.get::<Caller>() else {
         return Err("this request was not authenticated; send Authorization: Bearer TOKEN".into());
@@ -722,6 +937,7 @@ fn access(ext: &Extensions, scopes: &[&str]) -> Result<Access, String> {
     }
     Ok(Access {
         org: Some(caller.token.org_id),
+        token_id: Some(caller.token.id),
     })
 }
 
@@ -734,6 +950,19 @@ impl OspreyTools {
             inner: Arc::new(Inner { query, log }),
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// One tool call: checks the caller's scopes, then answers with `f` on the blocking pool.
+    /// Every tool but `capture_event` is this.
+    async fn call<A: Send + 'static, T: Send + 'static>(
+        &self,
+        ext: &Extensions,
+        scopes: &[&str],
+        args: A,
+        f: impl FnOnce(&Inner, Access, A) -> Result<T, String> + Send + 'static,
+    ) -> Result<Json<T>, String> {
+        let acc = access(ext, scopes)?;
+        self.run(move |i| f(i, acc, args)).await.map(Json)
     }
 
     /// Runs `f` on the blocking pool after catching a follower store up with the primary.
@@ -757,10 +986,12 @@ impl OspreyTools {
     async fn find_projects(
         &self,
         ext: Extensions,
-        Parameters(_args): Parameters<NoArgs>,
+        Parameters(args): Parameters<NoArgs>,
     ) -> Result<Json<ProjectsAnswer>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.find_projects(acc)).await.map(Json)
+        self.call(&ext, READ_SCOPES, args, |i, acc, _args| {
+            i.find_projects(acc)
+        })
+        .await
     }
 
     #[tool(
@@ -772,10 +1003,8 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<ErrorAnalysisArgs>,
     ) -> Result<Json<ErrorAnalysis>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.error_analysis(acc, args))
+        self.call(&ext, READ_SCOPES, args, Inner::error_analysis)
             .await
-            .map(Json)
     }
 
     #[tool(
@@ -787,12 +1016,11 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<PerformanceArgs>,
     ) -> Result<Json<PerformanceAnswer>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.performance(acc, args)).await.map(Json)
+        self.call(&ext, READ_SCOPES, args, Inner::performance).await
     }
 
     #[tool(
-        description = "Compare two releases of a project: issues the newer release introduced, issues that regressed in it, and the change of p95 duration and failure rate.",
+        description = "Compare two releases of a project: issues the newer release introduced, issues that regressed in it, the change of p95 duration and failure rate, and what track_release recorded (commits, deploys).",
         annotations(read_only_hint = true)
     )]
     async fn compare_releases(
@@ -800,14 +1028,12 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<CompareReleasesArgs>,
     ) -> Result<Json<ReleaseComparison>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.compare_releases(acc, args))
+        self.call(&ext, READ_SCOPES, args, Inner::compare_releases)
             .await
-            .map(Json)
     }
 
     #[tool(
-        description = "Search issues with Sentry's search syntax (is:unresolved, level:error, release:X, firstRelease:X, free text…), sorted by date, new, freq or user.",
+        description = "Search issues with Sentry's search syntax (is:unresolved, level:error, release:X, firstRelease:X, assigned:me, has:key, tag:value, firstSeen:-24h, times_seen:>10, free text…), sorted by date, new, freq or user.",
         annotations(read_only_hint = true)
     )]
     async fn search_issues(
@@ -815,14 +1041,12 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<SearchIssuesArgs>,
     ) -> Result<Json<IssuesAnswer>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.search_issues(acc, args))
+        self.call(&ext, READ_SCOPES, args, Inner::search_issues)
             .await
-            .map(Json)
     }
 
     #[tool(
-        description = "One issue in depth: status, counts, the release that introduced it and the latest one, the latest event's stack trace with the app's own frames marked (inApp), tag facets and the most affected users.",
+        description = "One issue in depth: status, counts, assignee and labels, the release that introduced it and the latest one, the latest event's stack trace with the app's own frames marked (inApp), tag facets, the most affected users and the recent activity (notes, status changes).",
         annotations(read_only_hint = true)
     )]
     async fn get_issue_details(
@@ -830,10 +1054,8 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<IssueArgs>,
     ) -> Result<Json<IssueDetails>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.issue_details(acc, args))
+        self.call(&ext, READ_SCOPES, args, Inner::issue_details)
             .await
-            .map(Json)
     }
 
     #[tool(
@@ -845,12 +1067,11 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<EventArgs>,
     ) -> Result<Json<EventAnswer>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.event(acc, args)).await.map(Json)
+        self.call(&ext, READ_SCOPES, args, Inner::event).await
     }
 
     #[tool(
-        description = "Every transaction and error of one distributed trace, across projects, oldest first, with durations and statuses.",
+        description = "Every transaction and error of one distributed trace, across projects, oldest first, with durations, statuses and the span tree.",
         annotations(read_only_hint = true)
     )]
     async fn get_trace_details(
@@ -858,12 +1079,11 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<TraceArgs>,
     ) -> Result<Json<TraceAnswer>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.trace(acc, args)).await.map(Json)
+        self.call(&ext, READ_SCOPES, args, Inner::trace).await
     }
 
     #[tool(
-        description = "Find individual events (dataset errors or transactions) in a time range with key:value filters, returning chosen fields, newest first.",
+        description = "Find individual events (dataset errors or transactions) in a time range with Sentry search syntax, returning chosen fields, newest first.",
         annotations(read_only_hint = true)
     )]
     async fn search_events(
@@ -871,18 +1091,29 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<SearchEventsArgs>,
     ) -> Result<Json<EventsAnswer>, String> {
-        let acc = access(&ext, READ_SCOPES)?;
-        self.run(move |i| i.search_events(acc, args))
+        self.call(&ext, READ_SCOPES, args, Inner::search_events)
             .await
-            .map(Json)
     }
 
     #[tool(
-        description = "Change issues in bulk: resolve, unresolve or ignore them (action \"bulk_update\").",
+        description = "The alert rules of a project (issue alerts and metric alerts, in Sentry's shape) and the alerts that fired, newest first.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_alerts(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<ListAlertsArgs>,
+    ) -> Result<Json<AlertsAnswer>, String> {
+        self.call(&ext, READ_SCOPES, args, Inner::list_alerts).await
+    }
+
+    #[tool(
+        description = "Change issues in bulk (action \"bulk_update\"): resolve, unresolve or ignore them, assign them, label them with tags, and add a note to their activity.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
-            idempotent_hint = true
+            // A repeat adds the note again.
+            idempotent_hint = false
         )
     )]
     async fn manage_issues(
@@ -890,10 +1121,43 @@ impl OspreyTools {
         ext: Extensions,
         Parameters(args): Parameters<ManageIssuesArgs>,
     ) -> Result<Json<ManageAnswer>, String> {
-        let acc = access(&ext, WRITE_SCOPES)?;
-        self.run(move |i| i.manage_issues(acc, args))
+        self.call(&ext, WRITE_SCOPES, args, Inner::manage_issues)
             .await
-            .map(Json)
+    }
+
+    #[tool(
+        description = "Record a release of a project (version, commits) and, with an environment, a deploy of it; compare_releases and the releases API then show it.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            // A repeat records another deploy.
+            idempotent_hint = false
+        )
+    )]
+    async fn track_release(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<TrackReleaseArgs>,
+    ) -> Result<Json<ReleaseAnswer>, String> {
+        self.call(&ext, WRITE_SCOPES, args, Inner::track_release)
+            .await
+    }
+
+    #[tool(
+        description = "Create or replace (by name) an alert rule of a project: an issue alert (first seen, regression, more than N events or users in an interval, with level/tag filters) or a metric alert (p95 duration, count, failure rate or apdex over a window), notifying webhooks.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true
+        )
+    )]
+    async fn configure_alert(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<ConfigureAlertArgs>,
+    ) -> Result<Json<AlertAnswer>, String> {
+        self.call(&ext, WRITE_SCOPES, args, Inner::configure_alert)
+            .await
     }
 
     #[tool(
@@ -910,9 +1174,7 @@ impl OspreyTools {
         Parameters(args): Parameters<CaptureEventArgs>,
     ) -> Result<Json<CaptureAnswer>, String> {
         let acc = access(&ext, WRITE_SCOPES)?;
-        let inner = Arc::clone(&self.inner);
         let (log, record, event_id) = self.run(move |i| i.capture_record(acc, args)).await?;
-        drop(inner);
         let ticket = log.append(vec![record]).map_err(storage_error)?;
         ticket.await.map_err(storage_error)?;
         Ok(Json(CaptureAnswer {
@@ -931,8 +1193,9 @@ impl ServerHandler for OspreyTools {
                 "osprey: errors and performance of your applications (Sentry-compatible). \
                  Start with find_projects; then get_error_analysis / get_performance_metrics \
                  for a time range (timeRange like 1h, 24h, 7d), search_issues and \
-                 get_issue_details to dig in, compare_releases after a deploy, and \
-                 manage_issues to resolve or ignore.",
+                 get_issue_details to dig in, track_release and compare_releases around a \
+                 deploy, manage_issues to resolve, ignore, assign, label or annotate, and \
+                 configure_alert / list_alerts for alert rules and what fired.",
             )
     }
 }
@@ -1002,7 +1265,34 @@ impl Inner {
     }
 
     fn issue_summary(&self, rec: &IssueRecord) -> Result<IssueSummary, String> {
-        Ok(self.query.issue_from_record(rec).map_err(internal)?.into())
+        let state = workflow::workflow(self.store(), rec.id).map_err(internal)?;
+        Ok(IssueSummary::new(
+            self.query.issue_from_record(rec).map_err(internal)?,
+            &state,
+        ))
+    }
+
+    /// Who a write tool acts as: the HTTP caller's API token (its name shows in the
+    /// activity log), or the local user on stdio.
+    fn actor(&self, acc: Access) -> query::api::Actor {
+        let token = acc.token_id.and_then(|id| {
+            self.orgs(acc)
+                .into_iter()
+                .flat_map(|o| self.store().meta().tokens_of_org(o))
+                .find(|t| t.id == id)
+        });
+        match token {
+            Some(t) => query::api::Actor::of_token(&t),
+            None => query::api::Actor {
+                id: "local".into(),
+                name: "osprey mcp".into(),
+            },
+        }
+    }
+
+    /// Fails with the message that says where to write when this is a read-only follower.
+    fn writable(&self) -> Result<(), String> {
+        self.store().ensure_writable().map_err(storage_error)
     }
 
     /// An issue by id or short id, visible to `acc`.
@@ -1022,7 +1312,9 @@ impl Inner {
     fn find_projects(&self, acc: Access) -> Result<ProjectsAnswer, String> {
         let mut projects = Vec::new();
         for p in self.projects(acc) {
-            let unresolved = analysis::project_issues(self.store(), p.id)
+            let unresolved = self
+                .query
+                .project_issue_records(p.id)
                 .map_err(internal)?
                 .iter()
                 .filter(|r| r.status == IssueStatus::Unresolved)
@@ -1071,7 +1363,11 @@ impl Inner {
         )
         .map_err(internal)?;
         let mut records = BTreeMap::new();
-        for rec in analysis::project_issues(self.store(), project.id).map_err(internal)? {
+        for rec in self
+            .query
+            .project_issue_records(project.id)
+            .map_err(internal)?
+        {
             records.insert(rec.id, rec);
         }
         let in_range = |rec: &IssueRecord| -> Result<IssueInRange, String> {
@@ -1360,7 +1656,10 @@ impl Inner {
     ) -> Result<ReleaseComparison, String> {
         let project = self.project(acc, &args.project)?;
         let range = analysis::parse_range(args.time_range.as_deref().unwrap_or("30d"))?;
-        let issues = analysis::project_issues(self.store(), project.id).map_err(internal)?;
+        let issues = self
+            .query
+            .project_issue_records(project.id)
+            .map_err(internal)?;
         let now = storage::now_ms();
         let window = (now.saturating_sub(range), now);
         let releases = self.perf(
@@ -1387,11 +1686,19 @@ impl Inner {
                 known.extend(tags.top_values.into_iter().map(|v| v.value));
             }
         }
+        // Releases recorded by track_release (or sentry-cli) count even before their events.
+        known.extend(
+            releases::releases(self.store(), project.org_id, 1_000)
+                .map_err(internal)?
+                .into_iter()
+                .filter(|r| r.projects.contains(&project.id))
+                .map(|r| r.version),
+        );
         for version in [&args.base, &args.head] {
             if !known.contains(version) {
                 let close = analysis::did_you_mean(version, known.iter().map(String::as_str));
                 return Err(format!(
-                    "release {version:?} has no events in project {}. {}",
+                    "release {version:?} has no events and was not tracked in project {}. {}",
                     project.slug,
                     if close.is_empty() {
                         format!(
@@ -1441,6 +1748,7 @@ impl Inner {
                 transactions: stats.count,
                 p95_ms: stats.p95_ms,
                 failure_rate: stats.failure_rate,
+                tracked: self.tracked_release(&project, version)?,
             })
         };
         let base = side(&args.base)?;
@@ -1472,42 +1780,44 @@ impl Inner {
             Some(p) => vec![self.project(acc, p)?.id],
             None => self.projects(acc).iter().map(|p| p.id).collect(),
         };
-        let query = args.query.unwrap_or_else(|| "is:unresolved".into());
-        if let Some(pos) = unclosed_quote(&query) {
-            return Err(format!(
-                "query has an unclosed quote at character {pos}: close it (\"...\") or remove it"
-            ));
-        }
+        let now = storage::now_ms();
+        let text = args.query.unwrap_or_else(|| "is:unresolved".into());
+        let query = search::parse_issue_query(&text, now).map_err(|e| query_error(&text, &e))?;
         let sort = match args.sort.as_deref() {
-            None | Some("date") => IssueSort::Date,
-            Some(s @ ("new" | "freq" | "user")) => IssueSort::parse(s),
+            None => IssueSort::Date,
+            Some(s @ ("date" | "new" | "freq" | "user")) => {
+                IssueSort::parse(s).map_err(|e| e.message)?
+            }
             Some(other) => {
                 return Err(format!(
                     "sort {other:?} is not supported; use \"date\", \"new\", \"freq\" or \"user\""
                 ))
             }
         };
-        if project_ids.is_empty() {
-            return Ok(IssuesAnswer {
-                total: 0,
-                issues: Vec::new(),
-            });
-        }
-        let page = self
+        let mut rows = self
             .query
-            .issues(&IssueQuery {
-                org_id: acc.org,
-                project_ids,
-                query,
+            .matching_issues(&IssueFilter {
+                project_ids: &project_ids,
+                query: &query,
                 seen_since_ms: None,
-                sort,
-                limit: args.limit.unwrap_or(25).clamp(1, 100),
-                cursor: None,
+                seen_until_ms: None,
+                environments: &[],
+                me: &[],
+                now_ms: now,
             })
             .map_err(internal)?;
+        sort_issue_rows(&mut rows, sort);
+        let limit = args.limit.unwrap_or(25).clamp(1, 100);
+        let mut issues = Vec::new();
+        for row in rows.iter().take(limit) {
+            issues.push(IssueSummary::new(
+                self.query.issue_from_record(&row.rec).map_err(internal)?,
+                &row.state,
+            ));
+        }
         Ok(IssuesAnswer {
-            total: page.total,
-            issues: page.issues.into_iter().map(IssueSummary::from).collect(),
+            total: rows.len(),
+            issues,
         })
     }
 
@@ -1554,7 +1864,19 @@ impl Inner {
             })
             .collect();
         let users = self.query.tag_values(rec.id, "user", 5).map_err(internal)?;
+        let activity = workflow::activities(self.store(), rec.id)
+            .map_err(internal)?
+            .into_iter()
+            .take(20)
+            .map(|a| ActivityInfo {
+                kind: a.kind,
+                data: a.data,
+                user: a.user,
+                date_created: iso(a.date_ms),
+            })
+            .collect();
         Ok(IssueDetails {
+            activity,
             users: UsersInfo {
                 count: issue.user_count,
                 top: users
@@ -1714,35 +2036,77 @@ impl Inner {
             };
             f.iter().map(|s| s.to_string()).collect()
         });
-        let terms = parse_terms(args.query.as_deref().unwrap_or(""))?;
-        let limit = args.limit.unwrap_or(50).clamp(1, 1000);
+        // (column as asked, Discover field it reads)
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .map(|f| {
+                let source = match f.as_str() {
+                    "duration" => "transaction.duration",
+                    "status" => "transaction.status",
+                    "event_id" => "id",
+                    "trace_id" => "trace",
+                    other => other,
+                };
+                (source.to_owned(), f)
+            })
+            .map(|(source, f)| (f, source))
+            .collect();
         let now = storage::now_ms();
-        let mut matched = Vec::new();
+        let text = args.query.unwrap_or_default();
+        let query = search::parse_issue_query(&text, now).map_err(|e| query_error(&text, &e))?;
+        if let Some(t) = query.terms.iter().find(|t| {
+            matches!(
+                t,
+                search::Term::Is { .. }
+                    | search::Term::Assigned { .. }
+                    | search::Term::Number { .. }
+            )
+        }) {
+            return Err(format!(
+                "{t:?} filters issues, not events: use search_issues for is:/assigned:/times_seen:, \
+                 or filter events by fields such as level:error release:1.2"
+            ));
+        }
+        let limit = args.limit.unwrap_or(50).clamp(1, 1000);
+        let mut matched: Vec<(u64, HashMap<String, Value>)> = Vec::new();
         let mut truncated = false;
         for p in &projects {
-            let (events, cut) = analysis::scan_events(
-                self.store(),
+            let store = self.store();
+            let (_, cut) = analysis::scan_events(
+                store,
                 p.id,
                 now.saturating_sub(range),
                 now + 1,
                 analysis::MAX_SCAN,
+                // Matches are collected here, so each event's fields are computed once; the
+                // scan itself keeps nothing.
                 |ev| {
-                    analysis::is_transaction(ev) == transactions
-                        && terms.iter().all(|t| t.matches(ev, &p.slug))
+                    if let Some(f) = query::api::event_fields(store, ev, transactions) {
+                        if query::api::event_matches(&f, ev.timestamp_ms, &query) {
+                            matched.push((ev.timestamp_ms, f));
+                        }
+                    }
+                    false
                 },
             )
             .map_err(internal)?;
             truncated |= cut;
-            matched.extend(events.into_iter().map(|e| (p.slug.clone(), e)));
         }
-        matched.sort_by_key(|(_, e)| std::cmp::Reverse(e.timestamp_ms));
+        matched.sort_by_key(|(ts, _)| std::cmp::Reverse(*ts));
         let rows = matched
             .iter()
             .take(limit)
-            .map(|(slug, ev)| {
+            .map(|(_, row)| {
                 fields
                     .iter()
-                    .map(|f| (f.clone(), event_field(ev, slug, f)))
+                    .map(|(name, source)| {
+                        let v = row
+                            .get(source)
+                            .or_else(|| row.get(&format!("tags[{source}]")))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        (name.clone(), v)
+                    })
                     .collect()
             })
             .collect();
@@ -1760,26 +2124,54 @@ impl Inner {
                 args.action
             ));
         }
-        if args.changes.assigned_to.is_some() || args.changes.tags.is_some() || args.note.is_some()
+        let changes = args.changes;
+        let note = args.note.filter(|n| !n.trim().is_empty());
+        if changes.status.is_none()
+            && changes.assigned_to.is_none()
+            && changes.tags.is_none()
+            && note.is_none()
         {
             return Err(
-                "this server changes issue status only: leave out changes.assignedTo, changes.tags and note"
+                "nothing to change: set changes.status, changes.assignedTo, changes.tags or note"
                     .into(),
             );
         }
-        let status = match args.changes.status.as_deref() {
-            Some(s @ ("resolved" | "unresolved" | "ignored")) => s.to_owned(),
-            Some(other) => {
+        if let Some(n) = &note {
+            if n.len() > workflow::MAX_NOTE_BYTES {
                 return Err(format!(
-                    "changes.status {other:?} is not supported; use \"resolved\", \"unresolved\" or \"ignored\""
-                ))
+                    "note is longer than {} bytes; shorten it",
+                    workflow::MAX_NOTE_BYTES
+                ));
             }
-            None => return Err("nothing to change: set changes.status".into()),
-        };
+        }
         if args.issues.is_empty() || args.issues.len() > 100 {
             return Err("`issues` must list 1 to 100 issue ids or short ids".into());
         }
         let project = self.project(acc, &args.project)?;
+        self.writable()?;
+        // The body of Sentry's issue update, applied by the same code as the HTTP API's PUT.
+        let mut body = serde_json::Map::new();
+        if let Some(status) = &changes.status {
+            if !matches!(
+                status.as_str(),
+                "resolved" | "resolvedInNextRelease" | "unresolved" | "ignored"
+            ) {
+                return Err(format!(
+                    "changes.status {status:?} is not supported; use \"resolved\", \
+                     \"resolvedInNextRelease\", \"unresolved\" or \"ignored\""
+                ));
+            }
+        }
+        if let Some(status) = changes.status {
+            body.insert("status".into(), json!(status));
+        }
+        if let Some(who) = changes.assigned_to {
+            body.insert("assignedTo".into(), json!(who));
+        }
+        if let Some(tags) = changes.tags {
+            body.insert("tags".into(), json!(tags));
+        }
+        let body = Value::Object(body);
         // Resolve every id first, so a typo changes nothing.
         let mut targets = Vec::new();
         for wanted in &args.issues {
@@ -1790,42 +2182,366 @@ impl Inner {
                     project.slug
                 ));
             }
-            targets.push((wanted.clone(), rec.id));
+            targets.push((wanted.clone(), rec));
         }
-        let now = storage::now_ms();
+        let actor = self.actor(acc);
         let mut updated = Vec::new();
-        for (wanted, id) in targets {
-            let rec = records::update_issue(self.store(), id, |r| match status.as_str() {
-                "resolved" => {
-                    r.status = IssueStatus::Resolved;
-                    r.substatus = None;
-                    r.resolution = Some(Resolution {
-                        resolved_ms: now,
-                        release: None,
-                        in_next_release: false,
-                    });
-                }
-                "ignored" => {
-                    r.status = IssueStatus::Ignored;
-                    r.substatus = Some(IssueSubstatus::ArchivedForever);
-                    r.resolution = None;
-                }
-                _ => {
-                    r.status = IssueStatus::Unresolved;
-                    r.substatus = Some(IssueSubstatus::Ongoing);
-                    r.resolution = None;
-                }
-            })
-            .map_err(storage_error)?
-            .ok_or_else(|| format!("issue {wanted:?} disappeared"))?;
+        for (wanted, rec) in targets {
+            let rec = query::api::apply_issue_update(self.store(), &rec, &body, &actor)
+                .map_err(|e| format!("issue {wanted:?}: {e}"))?;
+            let note_id = match &note {
+                Some(text) => Some(
+                    workflow::add_activity(
+                        self.store(),
+                        rec.id,
+                        "note",
+                        json!({ "text": text }),
+                        Some(&actor.name),
+                    )
+                    .map_err(storage_error)?
+                    .id
+                    .to_string(),
+                ),
+                None => None,
+            };
+            let state = workflow::workflow(self.store(), rec.id).map_err(internal)?;
             updated.push(UpdatedIssue {
                 issue: wanted,
                 id: rec.id.to_string(),
                 status: rec.status.as_str().to_owned(),
                 substatus: rec.substatus.map(|s| s.as_str().to_owned()),
+                assigned_to: state
+                    .assigned_to
+                    .as_ref()
+                    .map(|a| format!("{}:{}", a.kind, a.id)),
+                tags: state.tags,
+                note_id,
             });
         }
         Ok(ManageAnswer { updated })
+    }
+
+    /// The release record of `version` in `project`'s organization, shaped for answers.
+    fn tracked_release(
+        &self,
+        project: &Project,
+        version: &str,
+    ) -> Result<Option<TrackedRelease>, String> {
+        let Some(r) = releases::release(self.store(), project.org_id, version).map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let deploys = releases::deploys(self.store(), project.org_id, version, 100)
+            .map_err(internal)?
+            .iter()
+            .map(deploy_info)
+            .collect();
+        Ok(Some(TrackedRelease {
+            date_created: iso(r.date_created_ms),
+            date_released: r.date_released_ms.map(iso),
+            commits: r.commits.len(),
+            deploys,
+            projects: r
+                .projects
+                .iter()
+                .filter_map(|id| self.store().meta().project(*id))
+                .map(|p| p.slug.clone())
+                .collect(),
+        }))
+    }
+
+    fn track_release(&self, acc: Access, args: TrackReleaseArgs) -> Result<ReleaseAnswer, String> {
+        let project = self.project(acc, &args.project)?;
+        let version = args.version.trim();
+        releases::validate_version(version).map_err(|e| {
+            format!("version {version:?} is not a valid release: {e}; pass the version the SDKs send, e.g. \"shop@2.4.0\"")
+        })?;
+        let deploy_ms = match args.deploy_time.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) => Some(query::api::util::parse_iso(t).ok_or_else(|| {
+                format!(
+                    "deployTime {t:?} is not a date: use ISO 8601, e.g. \"2026-01-02T10:00:00Z\""
+                )
+            })?),
+        };
+        let commits = args.commits.unwrap_or_default();
+        if commits.len() > releases::MAX_COMMITS_PER_RELEASE {
+            return Err(format!(
+                "at most {} commits per release",
+                releases::MAX_COMMITS_PER_RELEASE
+            ));
+        }
+        if let Some(c) = commits
+            .iter()
+            .find(|c| c.id.trim().is_empty() || c.id.len() > 64)
+        {
+            return Err(format!(
+                "commit id {:?} is not a commit SHA (1 to 64 characters)",
+                c.id
+            ));
+        }
+        if let Some(env) = &args.environment {
+            if env.trim().is_empty() || env.len() > 64 {
+                return Err("environment must be 1 to 64 characters, e.g. \"production\"".into());
+            }
+        }
+        self.writable()?;
+        let existing =
+            releases::release(self.store(), project.org_id, version).map_err(internal)?;
+        let created = existing.is_none();
+        let now = storage::now_ms();
+        let mut release = existing.unwrap_or_else(|| releases::Release {
+            org_id: project.org_id,
+            version: version.to_owned(),
+            date_created_ms: now,
+            status: "open".into(),
+            ..Default::default()
+        });
+        if let Err(at) = release.projects.binary_search(&project.id) {
+            release.projects.insert(at, project.id);
+        }
+        for c in commits {
+            let (author_name, author_email) = match c.author.as_deref().map(str::trim) {
+                None | Some("") => (None, None),
+                Some(a) => match a.split_once('<') {
+                    Some((name, rest)) => (
+                        Some(name.trim().to_owned()).filter(|n| !n.is_empty()),
+                        Some(rest.trim_end_matches('>').trim().to_owned()),
+                    ),
+                    None if a.contains('@') => (None, Some(a.to_owned())),
+                    None => (Some(a.to_owned()), None),
+                },
+            };
+            let commit = releases::Commit {
+                id: c.id.trim().to_owned(),
+                repository: c.repository.unwrap_or_default(),
+                message: c.message,
+                author_name,
+                author_email,
+                timestamp_ms: None,
+            };
+            match release.commits.iter_mut().find(|old| old.id == commit.id) {
+                Some(old) => *old = commit,
+                None => release.commits.push(commit),
+            }
+        }
+        release.commits.truncate(releases::MAX_COMMITS_PER_RELEASE);
+        if deploy_ms.is_some() || args.environment.is_some() {
+            release.date_released_ms = Some(deploy_ms.unwrap_or(now));
+        }
+        releases::put_release(self.store(), &release).map_err(storage_error)?;
+        let deploy = match &args.environment {
+            Some(env) => Some(deploy_info(
+                &releases::create_deploy(
+                    self.store(),
+                    releases::Deploy {
+                        org_id: project.org_id,
+                        version: version.to_owned(),
+                        environment: env.trim().to_owned(),
+                        date_finished_ms: deploy_ms.unwrap_or(now),
+                        projects: vec![project.id],
+                        ..Default::default()
+                    },
+                )
+                .map_err(storage_error)?,
+            )),
+            None => None,
+        };
+        let release = self
+            .tracked_release(&project, version)?
+            .ok_or_else(|| internal("the release was not stored"))?;
+        Ok(ReleaseAnswer {
+            version: version.to_owned(),
+            created,
+            release,
+            deploy,
+        })
+    }
+
+    fn list_alerts(&self, acc: Access, args: ListAlertsArgs) -> Result<AlertsAnswer, String> {
+        let project = self.project(acc, &args.project)?;
+        let issue_rules = self
+            .store()
+            .alert_rules(project.id)
+            .iter()
+            .map(|r| rule_json(&**r))
+            .collect();
+        let metric_rules = self
+            .store()
+            .metric_alert_rules()
+            .map_err(internal)?
+            .into_iter()
+            .filter(|r| r.org_id == project.org_id && r.projects.contains(&project.slug))
+            .map(|r| rule_json(&r))
+            .collect();
+        let limit = args.limit.unwrap_or(50).clamp(1, 500);
+        let mut fired = Vec::new();
+        for f in self
+            .store()
+            .fired_alerts(project.id, limit)
+            .map_err(internal)?
+        {
+            let metric = f.issue_id == storage::alerts::METRIC_ALERT_ISSUE;
+            let short_id = if metric {
+                None
+            } else {
+                records::load_issue(self.store(), f.issue_id)
+                    .map_err(internal)?
+                    .map(|r| records::qualified_short_id(&project.slug, r.short_id))
+            };
+            fired.push(FiredInfo {
+                rule_id: f.rule_id.to_string(),
+                rule_name: f.rule_name,
+                kind: if metric { "metric" } else { "issue" }.into(),
+                fired_at: iso(f.fired_ms),
+                issue_id: (!metric).then(|| f.issue_id.to_string()),
+                short_id,
+                event_id: Some(f.event_id).filter(|e| !e.is_empty()),
+                text: f
+                    .payload
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            });
+        }
+        Ok(AlertsAnswer {
+            issue_rules,
+            metric_rules,
+            fired,
+        })
+    }
+
+    fn configure_alert(
+        &self,
+        acc: Access,
+        args: ConfigureAlertArgs,
+    ) -> Result<AlertAnswer, String> {
+        let project = self.project(acc, &args.project)?;
+        if args.conditions.is_empty() {
+            return Err(format!("`conditions` is empty. {ALERT_HELP}"));
+        }
+        let metric: Vec<&Value> = args
+            .conditions
+            .iter()
+            .filter(|c| c.get("aggregate").is_some())
+            .collect();
+        let invalid = |e: StorageError| match e {
+            StorageError::Invalid(m) | StorageError::NotFound(m) | StorageError::Conflict(m) => {
+                format!("{m}. {ALERT_HELP}")
+            }
+            other => storage_error(other),
+        };
+        self.writable()?;
+        if metric.is_empty() {
+            let (filters, conditions): (Vec<Value>, Vec<Value>) =
+                args.conditions.into_iter().partition(|c| {
+                    c.get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| id.starts_with("sentry.rules.filters."))
+                });
+            let body = json!({
+                "name": args.name,
+                "actionMatch": args.action_match.as_deref().unwrap_or("all"),
+                "filterMatch": "all",
+                "conditions": conditions,
+                "filters": filters,
+                "actions": args.actions,
+                "environment": args.environment,
+                "frequency": args.frequency.unwrap_or(30),
+            });
+            let rule = storage::alerts::decode_issue_rule(&body).map_err(invalid)?;
+            let existing = self
+                .store()
+                .alert_rules(project.id)
+                .iter()
+                .find(|r| r.name == rule.name)
+                .map(|r| r.id);
+            let stored = match existing {
+                Some(id) => self.store().update_alert_rule(id, rule),
+                None => self.store().create_alert_rule(project.id, rule),
+            }
+            .map_err(invalid)?;
+            return Ok(AlertAnswer {
+                kind: "issue".into(),
+                id: stored.id.to_string(),
+                created: existing.is_none(),
+                rule: rule_json(&*stored),
+            });
+        }
+        if metric.len() > 1 || args.conditions.len() > 1 {
+            return Err(format!(
+                "a metric alert takes exactly one condition with an aggregate (put a second \
+                 level in \"warningThreshold\"); issue conditions cannot be mixed in. {ALERT_HELP}"
+            ));
+        }
+        let c = metric[0];
+        let threshold = c
+            .get("threshold")
+            .or_else(|| c.get("alertThreshold"))
+            .and_then(Value::as_f64)
+            .ok_or_else(|| {
+                format!("the metric condition needs a numeric \"threshold\". {ALERT_HELP}")
+            })?;
+        let threshold_type = match c.get("thresholdType") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
+            Some(Value::String(s)) => match s.as_str() {
+                "above" | ">" => 0,
+                "below" | "<" => 1,
+                _ => u64::MAX,
+            },
+            Some(_) => u64::MAX,
+        };
+        if threshold_type > 1 {
+            return Err(format!(
+                "thresholdType must be \"above\" (0) or \"below\" (1). {ALERT_HELP}"
+            ));
+        }
+        let mut triggers = vec![json!({
+            "label": "critical", "alertThreshold": threshold, "actions": args.actions,
+        })];
+        if let Some(w) = c.get("warningThreshold").filter(|w| !w.is_null()) {
+            let w = w
+                .as_f64()
+                .ok_or_else(|| "warningThreshold must be a number".to_owned())?;
+            triggers
+                .push(json!({"label": "warning", "alertThreshold": w, "actions": args.actions}));
+        }
+        let body = json!({
+            "name": args.name,
+            "aggregate": c.get("aggregate"),
+            "query": "",
+            "timeWindow": c.get("timeWindow").cloned().unwrap_or(json!(5)),
+            "thresholdType": threshold_type,
+            "projects": [project.slug],
+            "environment": args.environment.or_else(|| {
+                c.get("environment").and_then(Value::as_str).map(str::to_owned)
+            }),
+            "triggers": triggers,
+        });
+        let rule = storage::alerts::decode_metric_rule(&body).map_err(invalid)?;
+        let existing = self
+            .store()
+            .metric_alert_rules()
+            .map_err(internal)?
+            .into_iter()
+            .find(|r| {
+                r.org_id == project.org_id
+                    && r.name == rule.name
+                    && r.projects == [project.slug.clone()]
+            })
+            .map(|r| r.id);
+        let stored = match existing {
+            Some(id) => self.store().update_metric_alert_rule(id, rule),
+            None => self.store().create_metric_alert_rule(project.org_id, rule),
+        }
+        .map_err(invalid)?;
+        Ok(AlertAnswer {
+            kind: "metric".into(),
+            id: stored.id.to_string(),
+            created: existing.is_none(),
+            rule: rule_json(&stored),
+        })
     }
 
     /// Builds the log record an SDK's envelope would have produced for this event.
@@ -1911,15 +2627,33 @@ impl Inner {
     }
 }
 
-/// Position (in characters) of a quote that is never closed.
-fn unclosed_quote(query: &str) -> Option<usize> {
-    let mut open = None;
-    for (i, c) in query.chars().enumerate() {
-        if c == '"' {
-            open = if open.is_some() { None } else { Some(i) };
-        }
+/// How to write `configure_alert` arguments, appended to its errors.
+const ALERT_HELP: &str = "Examples: conditions [{\"id\": \"sentry.rules.conditions.event_frequency.EventFrequencyCondition\", \"value\": 100, \"interval\": \"1h\"}] (issue alert) or [{\"aggregate\": \"p95(transaction.duration)\", \"threshold\": 500, \"timeWindow\": 5}] (metric alert); actions [{\"id\": \"osprey.actions.webhook\", \"url\": \"https://example.com/hook\"}]";
+
+/// A stored rule in its (Sentry-shaped) JSON, with the id as a string like the API's.
+fn rule_json<T: Serialize>(rule: &T) -> Value {
+    let mut v = serde_json::to_value(rule).unwrap_or(Value::Null);
+    if let Some(id) = v.get("id").and_then(Value::as_u64) {
+        v["id"] = json!(id.to_string());
     }
-    open
+    v
+}
+
+fn deploy_info(d: &releases::Deploy) -> DeployInfo {
+    DeployInfo {
+        id: d.id.to_string(),
+        environment: d.environment.clone(),
+        date_finished: iso(d.date_finished_ms),
+    }
+}
+
+/// A query the parser rejected, with how to fix it.
+fn query_error(text: &str, e: &search::SearchError) -> String {
+    format!(
+        "query {text:?} is not valid Sentry search syntax: {e}. Fix that term; examples: \
+         `is:unresolved level:error`, `release:\"1.0 beta\"`, `!environment:staging`, \
+         `firstSeen:-24h`, free text in quotes"
+    )
 }
 
 fn parse_id(name: &str, text: &str) -> Result<Uuid, String> {
@@ -1981,115 +2715,4 @@ fn exceptions_of(event: &Value) -> Vec<ExceptionInfo> {
         }
     }
     out
-}
-
-/// One `search_events` filter term.
-struct Term {
-    key: Option<String>,
-    value: String,
-    negated: bool,
-}
-
-impl Term {
-    fn matches(&self, ev: &storage::records::StoredEvent, slug: &str) -> bool {
-        let hit = match &self.key {
-            Some(k) => match event_field(ev, slug, k) {
-                Value::String(s) => s == self.value,
-                Value::Number(n) => n.to_string() == self.value,
-                _ => false,
-            },
-            None => {
-                let needle = self.value.to_lowercase();
-                ["title", "message"].iter().any(|f| {
-                    event_field(ev, slug, f)
-                        .as_str()
-                        .is_some_and(|s| s.to_lowercase().contains(&needle))
-                })
-            }
-        };
-        hit != self.negated
-    }
-}
-
-fn parse_terms(query: &str) -> Result<Vec<Term>, String> {
-    if let Some(pos) = unclosed_quote(query) {
-        return Err(format!(
-            "query has an unclosed quote at character {pos}: close it (\"...\") or remove it"
-        ));
-    }
-    let mut terms = Vec::new();
-    let mut rest = query.trim();
-    while !rest.is_empty() {
-        let mut end = rest.len();
-        let mut quoted = false;
-        for (i, c) in rest.char_indices() {
-            match c {
-                '"' => quoted = !quoted,
-                ' ' if !quoted => {
-                    end = i;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let token = &rest[..end];
-        rest = rest[end..].trim_start();
-        let (negated, body) = match token.strip_prefix('!') {
-            Some(b) => (true, b),
-            None => (false, token),
-        };
-        match body.split_once(':') {
-            Some((k, v)) if !k.is_empty() && !k.contains('"') => {
-                if v.is_empty() {
-                    return Err(format!(
-                        "query term {token:?} has no value: write key:value"
-                    ));
-                }
-                terms.push(Term {
-                    key: Some(k.to_owned()),
-                    value: v.trim_matches('"').to_owned(),
-                    negated,
-                });
-            }
-            _ => terms.push(Term {
-                key: None,
-                value: body.trim_matches('"').to_owned(),
-                negated,
-            }),
-        }
-    }
-    Ok(terms)
-}
-
-/// A `search_events` column of a stored event.
-fn event_field(ev: &storage::records::StoredEvent, slug: &str, name: &str) -> Value {
-    let e = &ev.event;
-    let s = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.to_owned()));
-    match name {
-        "id" | "event_id" => json!(ev.event_id),
-        "timestamp" => json!(iso(ev.timestamp_ms)),
-        "project" => json!(slug),
-        "title" => s(e.get("title").and_then(Value::as_str)),
-        "message" => s(e
-            .pointer("/logentry/formatted")
-            .or_else(|| e.pointer("/logentry/message"))
-            .and_then(Value::as_str)),
-        "issue" | "issue.id" => ev.issue_id.map_or(Value::Null, |i| json!(i.to_string())),
-        "trace" | "trace_id" => s(e
-            .pointer("/contexts/trace/trace_id")
-            .and_then(Value::as_str)),
-        "duration" | "transaction.duration" => analysis::tx_sample(ev).map_or(Value::Null, |t| {
-            json!((t.duration_ms * 1000.0).round() / 1000.0)
-        }),
-        "status" | "transaction.status" => {
-            s(e.pointer("/contexts/trace/status").and_then(Value::as_str))
-        }
-        other => {
-            let key = other
-                .strip_prefix("tags[")
-                .and_then(|k| k.strip_suffix(']'))
-                .unwrap_or(other);
-            s(analysis::field(ev, key))
-        }
-    }
 }

@@ -275,6 +275,9 @@ async fn every_tool_on_processed_data() {
         "search_events",
         "manage_issues",
         "capture_event",
+        "track_release",
+        "configure_alert",
+        "list_alerts",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
@@ -447,7 +450,10 @@ async fn every_tool_on_processed_data() {
     assert_eq!(titles(&s["issues"]), vec!["TypeError: boom"]);
     let type_error_short = s["issues"][0]["shortId"].as_str().unwrap().to_owned();
     let e = err(&client, "search_issues", json!({"query": "title:\"open"})).await;
-    assert!(e.contains("unclosed quote"), "{e}");
+    assert!(
+        e.contains("character 6") && e.contains("unterminated quoted string"),
+        "{e}"
+    );
     let e = err(
         &client,
         "search_issues",
@@ -551,6 +557,151 @@ async fn every_tool_on_processed_data() {
     .await;
     assert!(e.contains("\"ignored\""), "{e}");
 
+    // manage_issues: assign, label and note; search, details and the activity show them.
+    let r = ok(
+        &client,
+        "manage_issues",
+        json!({"project": "default", "action": "bulk_update", "issues": [type_error_short],
+               "changes": {"assignedTo": "team:payments", "tags": {"owner": "checkout"}},
+               "note": "fixed by the rollback"}),
+    )
+    .await;
+    assert_eq!(r["updated"][0]["assignedTo"], "team:payments");
+    assert_eq!(r["updated"][0]["tags"]["owner"], "checkout");
+    assert!(r["updated"][0]["noteId"].is_string());
+    let s = ok(
+        &client,
+        "search_issues",
+        json!({"query": "owner:checkout assigned:#payments"}),
+    )
+    .await;
+    assert_eq!(titles(&s["issues"]), vec!["TypeError: boom"]);
+    assert_eq!(s["issues"][0]["assignedTo"], "team:payments");
+    let d = ok(
+        &client,
+        "get_issue_details",
+        json!({"issue": type_error_short}),
+    )
+    .await;
+    let kinds: Vec<&str> = d["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[..4], ["note", "set_tags", "assigned", "set_resolved"]);
+    assert_eq!(d["activity"][0]["data"]["text"], "fixed by the rollback");
+    let e = err(
+        &client,
+        "manage_issues",
+        json!({"project": "default", "action": "bulk_update", "issues": [type_error_short], "changes": {}}),
+    )
+    .await;
+    assert!(e.contains("changes.assignedTo"), "{e}");
+
+    // track_release: a release with commits and a deploy; compare_releases sees it.
+    let t = ok(
+        &client,
+        "track_release",
+        json!({"project": "default", "version": "3.0", "environment": "production",
+               "commits": [{"id": "abc123", "message": "fix checkout", "author": "Ann <ann@example.com>"}],
+               "deployTime": "2026-01-02T10:00:00Z"}),
+    )
+    .await;
+    assert_eq!(t["created"], true);
+    assert_eq!(t["release"]["commits"], 1);
+    assert_eq!(t["deploy"]["environment"], "production");
+    assert_eq!(t["release"]["dateReleased"], "2026-01-02T10:00:00.000Z");
+    let c = ok(
+        &client,
+        "compare_releases",
+        json!({"project": "default", "base": "2.0", "head": "3.0"}),
+    )
+    .await;
+    assert_eq!(
+        c["head"]["tracked"]["deploys"][0]["environment"],
+        "production"
+    );
+    assert_eq!(c["head"]["errorEvents"], 0);
+    let e = err(
+        &client,
+        "track_release",
+        json!({"project": "default", "version": "3.0", "deployTime": "yesterday"}),
+    )
+    .await;
+    assert!(e.contains("ISO 8601"), "{e}");
+
+    // configure_alert / list_alerts: an issue alert, a metric alert, replace by name, errors.
+    let hook = "http://127.0.0.1:9/hook";
+    let a = ok(
+        &client,
+        "configure_alert",
+        json!({"project": "default", "name": "New issues",
+               "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"},
+                              {"id": "sentry.rules.filters.level.LevelFilter", "match": "gte", "level": "warning"}],
+               "actions": [{"id": "osprey.actions.webhook", "url": hook}]}),
+    )
+    .await;
+    assert_eq!(
+        (a["kind"].as_str(), a["created"].as_bool()),
+        (Some("issue"), Some(true))
+    );
+    assert_eq!(a["rule"]["filters"][0]["level"], "warning");
+    let a2 = ok(
+        &client,
+        "configure_alert",
+        json!({"project": "default", "name": "New issues", "frequency": 5,
+               "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+               "actions": [{"id": "osprey.actions.webhook", "url": hook}]}),
+    )
+    .await;
+    assert_eq!(
+        (a2["id"].clone(), a2["created"].clone()),
+        (a["id"].clone(), json!(false))
+    );
+    let m = ok(
+        &client,
+        "configure_alert",
+        json!({"project": "default", "name": "Unhappy checkout",
+               "conditions": [{"aggregate": "apdex()", "threshold": 0.8, "thresholdType": "below", "timeWindow": 10}],
+               "actions": [{"id": "osprey.actions.webhook", "url": hook}]}),
+    )
+    .await;
+    assert_eq!(m["kind"], "metric");
+    assert_eq!(m["rule"]["thresholdType"], 1);
+    for (args, hint) in [
+        (
+            json!({"conditions": [{"id": "sentry.rules.conditions.nope"}]}),
+            "conditions[0]",
+        ),
+        (
+            json!({"conditions": [{"id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition", "value": 10, "interval": "7m"}]}),
+            "1h",
+        ),
+        (
+            json!({"conditions": [{"aggregate": "p90(transaction.duration)", "threshold": 1}]}),
+            "p95(transaction.duration)",
+        ),
+        (
+            json!({"conditions": [{"aggregate": "failure_rate()", "threshold": 5}]}),
+            "0 to 1",
+        ),
+    ] {
+        let mut full = json!({"project": "default", "name": "bad",
+                              "actions": [{"id": "osprey.actions.webhook", "url": hook}]});
+        full["conditions"] = args["conditions"].clone();
+        let e = err(&client, "configure_alert", full).await;
+        assert!(e.contains(hint) && e.contains("Examples"), "{hint}: {e}");
+    }
+    let e = err(
+        &client,
+        "configure_alert",
+        json!({"project": "default", "name": "x", "actions": [{"id": "osprey.actions.email"}],
+               "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}]}),
+    )
+    .await;
+    assert!(e.contains("osprey.actions.webhook"), "{e}");
+
     // capture_event goes through the log and the processor like an SDK event.
     let cap = ok(
         &client,
@@ -576,6 +727,21 @@ async fn every_tool_on_processed_data() {
     )
     .await;
     assert!(e.contains("warning"), "{e}");
+
+    // The captured event was a new issue: the "New issues" rule fired.
+    let l = ok(&client, "list_alerts", json!({"project": "default"})).await;
+    assert_eq!(l["issueRules"].as_array().unwrap().len(), 1);
+    assert_eq!(l["issueRules"][0]["frequency"], 5);
+    assert_eq!(l["metricRules"][0]["aggregate"], "apdex()");
+    assert_eq!(l["fired"].as_array().unwrap().len(), 1, "{l:#}");
+    assert_eq!(l["fired"][0]["ruleName"], "New issues");
+    assert_eq!(l["fired"][0]["eventId"], event_id);
+    assert!(l["fired"][0]["shortId"]
+        .as_str()
+        .unwrap()
+        .starts_with("DEFAULT-"));
+    let e = err(&client, "list_alerts", json!({"project": "nope"})).await;
+    assert!(e.contains("Known projects"), "{e}");
 
     client.cancel().await.unwrap();
     log.close();

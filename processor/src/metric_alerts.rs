@@ -1,10 +1,12 @@
-//! Metric alerts: transaction-duration percentiles and `count()` over a window, checked
-//! every few seconds against the minute histograms the pipeline writes.
+//! Metric alerts: transaction-duration percentiles, `count()`, `failure_rate()` and `apdex()`
+//! over a window, checked every few seconds against the minute histograms and counters the
+//! pipeline writes.
 //!
 //! The evaluator reads the project-total (or per-environment) minute series directly from
 //! the `histograms` column family (storage's key layout, [`keys::perf`]), merges the
 //! buckets of the last `timeWindow` minutes (the current, partial minute included) and
-//! compares the aggregate with each trigger's `alertThreshold` (milliseconds for durations).
+//! compares the aggregate with each trigger's `alertThreshold` (milliseconds for durations,
+//! 0..1 for failure rate and apdex) above or below, as the rule's `thresholdType` says.
 //! A breaching rule fires once and then at most once per `timeWindow` while it keeps
 //! breaching; the mark is persisted like issue-alert throttles, so a restart does not
 //! re-fire. Fired metric alerts go to the same history with issue id
@@ -16,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use storage::alerts::{self, Action, FiredAlert, MetricAlertRule, METRIC_ALERT_ISSUE};
+use storage::alerts::{
+    self, Action, FiredAlert, MetricAlertRule, ThresholdType, METRIC_ALERT_ISSUE,
+};
 use storage::keys::perf::{self, Resolution};
 use storage::{cf, hist, keys, Store, WriteBatch};
 
@@ -52,8 +56,17 @@ pub fn aggregate(
     if merged.is_empty() {
         return Ok(None);
     }
+    let count = merged.len() as f64;
     let quantile = match rule.aggregate.as_str() {
-        "count()" => return Ok(Some(merged.len() as f64)),
+        "count()" => return Ok(Some(count)),
+        "failure_rate()" | "apdex()" => {
+            let c = counters(store, project_id, &dims, first, last)?;
+            return Ok(Some(if rule.aggregate == "apdex()" {
+                (c.satisfied as f64 + c.tolerated as f64 / 2.0) / count
+            } else {
+                c.failures as f64 / count
+            }));
+        }
         "p50(transaction.duration)" => 0.50,
         "p75(transaction.duration)" => 0.75,
         "p99(transaction.duration)" => 0.99,
@@ -61,6 +74,57 @@ pub fn aggregate(
     };
     // Durations are stored in microseconds; thresholds are in milliseconds.
     Ok(Some(merged.value_at_quantile(quantile) as f64 / 1000.0))
+}
+
+/// Failure and apdex counters of one series over minute buckets `first..=last`.
+#[derive(Default)]
+struct Counters {
+    failures: u64,
+    satisfied: u64,
+    tolerated: u64,
+}
+
+/// Sums the transaction counters (`counters` CF: the histogram key with the counter kind
+/// byte, then a suffix) of the project-total or environment series. Neither series keeps
+/// the transaction, so apdex counters are under the project's apdex configuration key.
+fn counters(
+    store: &Store,
+    project_id: u64,
+    dims: &[u8],
+    first: u64,
+    last: u64,
+) -> Result<Counters> {
+    let res = Resolution::Minute;
+    let apdex_key = store
+        .meta()
+        .project(project_id)
+        .map(|p| perf::apdex_config_key(&p.settings).to_be_bytes());
+    let handle = store.cf(cf::COUNTERS);
+    let mut out = Counters::default();
+    let mut start = first;
+    while start <= last {
+        let prefix = keys::bucketed(res.counter_kind(), project_id, start, dims);
+        for item in store.db().prefix_iterator_cf(&handle, &prefix).take(64) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let v = storage::decode_i64(&value).max(0) as u64;
+            match &key[prefix.len()..] {
+                [perf::COUNTER_STATUS, code] if perf::status_is_failure(*code) && *code < 17 => {
+                    out.failures += v
+                }
+                [kind, k @ ..] if Some(k) == apdex_key.as_ref().map(|a| &a[..]) => match *kind {
+                    perf::COUNTER_SATISFIED => out.satisfied += v,
+                    perf::COUNTER_TOLERATED => out.tolerated += v,
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        start += res.millis();
+    }
+    Ok(out)
 }
 
 /// Checks every metric rule once at `now_ms`; writes history and throttle marks, queues the
@@ -87,12 +151,16 @@ pub fn evaluate_once(
             let Some(value) = aggregate(store, &rule, project.id, now_ms)? else {
                 continue;
             };
-            // The most severe breached trigger (the highest threshold below the value).
+            // The most severe breached trigger: the threshold furthest past in the rule's
+            // direction (highest for "above", lowest for "below").
             let Some(trigger) = rule
                 .triggers
                 .iter()
-                .filter(|t| value > t.alert_threshold)
-                .max_by(|a, b| a.alert_threshold.total_cmp(&b.alert_threshold))
+                .filter(|t| rule.threshold_type.breached(value, t.alert_threshold))
+                .max_by(|a, b| match rule.threshold_type {
+                    ThresholdType::Above => a.alert_threshold.total_cmp(&b.alert_threshold),
+                    ThresholdType::Below => b.alert_threshold.total_cmp(&a.alert_threshold),
+                })
             else {
                 continue;
             };

@@ -409,6 +409,10 @@ fn dead_webhooks_are_retried_within_bounds_and_never_slow_processing() {
 }
 
 fn transaction(id: u128, duration_ms: u64) -> LogRecord {
+    transaction_with_status(id, duration_ms, "ok")
+}
+
+fn transaction_with_status(id: u128, duration_ms: u64, status: &str) -> LogRecord {
     let now = storage::now_ms() as f64 / 1000.0;
     let tx = json!({
         "type": "transaction",
@@ -416,7 +420,7 @@ fn transaction(id: u128, duration_ms: u64) -> LogRecord {
         "transaction": "/checkout",
         "start_timestamp": now - duration_ms as f64 / 1000.0,
         "timestamp": now,
-        "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052", "op": "http.server"}},
+        "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052", "op": "http.server", "status": status}},
     });
     let mut rec = event_record(
         1,
@@ -444,7 +448,7 @@ fn p95_metric_alert_fires_once_after_slow_transactions() {
     }))
     .unwrap();
     let mut bad = rule.clone();
-    bad.aggregate = "apdex()".into();
+    bad.aggregate = "avg(transaction.duration)".into();
     assert!(store.create_metric_alert_rule(1, bad).is_err());
     store.create_metric_alert_rule(1, rule).unwrap();
     let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
@@ -479,4 +483,54 @@ fn p95_metric_alert_fires_once_after_slow_transactions() {
     assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
     shutdown.store(true, Ordering::Release);
     thread.join().unwrap();
+}
+
+#[test]
+fn failure_rate_and_apdex_metric_alerts_fire_above_and_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let rule = |name: &str, aggregate: &str, threshold: f64, threshold_type: u8| {
+        storage::alerts::decode_metric_rule(&json!({
+            "name": name, "aggregate": aggregate, "timeWindow": 5, "projects": ["default"],
+            "thresholdType": threshold_type,
+            "triggers": [{"label": "critical", "alertThreshold": threshold,
+                          "actions": [{"id": "osprey.actions.webhook", "url": "http://127.0.0.1:9/x"}]}]
+        }))
+        .unwrap()
+    };
+    // Failure rate above 0.4, apdex below 0.8, and an apdex rule that must stay quiet.
+    let failing = store
+        .create_metric_alert_rule(1, rule("Failing", "failure_rate()", 0.4, 0))
+        .unwrap();
+    let unhappy = store
+        .create_metric_alert_rule(1, rule("Unhappy", "apdex()", 0.8, 1))
+        .unwrap();
+    store
+        .create_metric_alert_rule(1, rule("Very unhappy", "apdex()", 0.5, 1))
+        .unwrap();
+    let err = storage::alerts::decode_metric_rule(&json!({
+        "name": "x", "aggregate": "failure_rate()", "timeWindow": 5, "projects": ["default"],
+        "triggers": [{"alertThreshold": 5, "actions": []}]
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("ratio from 0 to 1"), "{err}");
+
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    // T = 300 ms: 10 satisfied (100 ms, ok) and 10 tolerated (900 ms, internal_error).
+    let mut batch: Vec<_> = (0..10).map(|i| transaction(i, 100)).collect();
+    batch.extend((10..20).map(|i| transaction_with_status(i, 900, "internal_error")));
+    processor.process_and_commit(&batch).unwrap();
+    let now = storage::now_ms();
+    let value = |r: &storage::alerts::MetricAlertRule| {
+        processor::metric_alerts::aggregate(&store, r, 1, now)
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(value(&failing), 0.5);
+    assert_eq!(value(&unhappy), 0.75);
+    let fired = processor::metric_alerts::evaluate_once(&store, None, "http://o", now).unwrap();
+    let mut names: Vec<_> = fired.iter().map(|f| f.rule_name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Failing", "Unhappy"]);
 }

@@ -9,8 +9,10 @@ use std::cmp::Reverse;
 use serde::Serialize;
 use serde_json::Value;
 use storage::records::{self, IssueRecord, IssueStatus, IssueSubstatus};
+use storage::workflow::{self, IssueWorkflow};
 use storage::{cf, decode_i64, keys, Result, Store};
 
+use crate::search::{self, wildcard_match, Assignee, IsFilter, NumberField, Term, TimeField};
 use crate::QueryService;
 
 /// A new issue stays `new` for this long, then becomes `ongoing` (Sentry: 7 days).
@@ -20,31 +22,7 @@ const MAX_TAG_SCAN: usize = 10_000;
 /// Most issue records a list scans.
 const MAX_ISSUE_SCAN: usize = 100_000;
 
-/// Sort orders of the issue list (Sentry's `sort` parameter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IssueSort {
-    /// Last seen, newest first (`date`; also used for `recommended`/`priority`/`trends`).
-    #[default]
-    Date,
-    /// First seen, newest first (`new`).
-    New,
-    /// Times seen, most first (`freq`).
-    Freq,
-    /// Unique users, most first (`user`).
-    User,
-}
-
-impl IssueSort {
-    /// Parses Sentry's sort names; unknown names sort by date.
-    pub fn parse(s: &str) -> IssueSort {
-        match s {
-            "new" => IssueSort::New,
-            "freq" => IssueSort::Freq,
-            "user" => IssueSort::User,
-            _ => IssueSort::Date,
-        }
-    }
-}
+pub use crate::search::IssueSort;
 
 /// Parameters of [`QueryService::issues`].
 #[derive(Debug, Clone, Default)]
@@ -53,9 +31,8 @@ pub struct IssueQuery {
     pub org_id: Option<u64>,
     /// Restrict to these projects (empty = all of the organization).
     pub project_ids: Vec<u64>,
-    /// Sentry search syntax subset: `is:unresolved|resolved|ignored|archived|new|ongoing|
-    /// regressed|unhandled`, `level:`, `release:`, `firstRelease:`, `issue:`/`issue.id:`,
-    /// `project:`, negation with `!`, an event id, and free text (title, culprit, short id).
+    /// Sentry search syntax ([`crate::search`], the same parser and matching as the HTTP
+    /// API); a syntax error is [`storage::StorageError::Invalid`] with its position.
     pub query: String,
     /// Only issues seen at or after this time (unix ms), e.g. from `statsPeriod`.
     pub seen_since_ms: Option<u64>,
@@ -250,60 +227,39 @@ fn effective_substatus(rec: &IssueRecord, now_ms: u64) -> Option<IssueSubstatus>
     }
 }
 
-/// One parsed search term.
-#[derive(Debug, Clone, PartialEq)]
-enum Term {
-    Is(String, bool),
-    Field(String, String, bool),
-    Text(String),
+/// One issue as the search sees it: the record (ignore conditions refreshed), its workflow
+/// state, totals and qualified short id.
+#[derive(Debug, Clone)]
+pub struct IssueRow {
+    /// The processor's record.
+    pub rec: IssueRecord,
+    /// Assignee, ignore condition, labels.
+    pub state: IssueWorkflow,
+    /// Events ever.
+    pub count: u64,
+    /// Distinct users ever.
+    pub users: u64,
+    /// `SLUG-1A`.
+    pub short_id: String,
 }
 
-fn parse_query(q: &str) -> Vec<Term> {
-    let mut terms = Vec::new();
-    let mut rest = q.trim();
-    while !rest.is_empty() {
-        // A token runs to the next space outside quotes.
-        let mut end = rest.len();
-        let mut in_quotes = false;
-        for (i, c) in rest.char_indices() {
-            match c {
-                '"' => in_quotes = !in_quotes,
-                ' ' if !in_quotes => {
-                    end = i;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let token = &rest[..end];
-        rest = rest[end..].trim_start();
-        let (negated, body) = match token.strip_prefix('!') {
-            Some(b) => (true, b),
-            None => (false, token),
-        };
-        match body.split_once(':') {
-            Some((k, v))
-                if !k.is_empty()
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') =>
-            {
-                let v = v.trim_matches('"').to_owned();
-                if k == "is" {
-                    terms.push(Term::Is(v.to_ascii_lowercase(), negated));
-                } else {
-                    terms.push(Term::Field(k.to_owned(), v, negated));
-                }
-            }
-            _ => terms.push(Term::Text(token.trim_matches('"').to_owned())),
-        }
-    }
-    terms
-}
-
-struct Row {
-    rec: IssueRecord,
-    count: u64,
-    users: u64,
+/// Which issues [`QueryService::matching_issues`] returns.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueFilter<'a> {
+    /// Only these projects.
+    pub project_ids: &'a [u64],
+    /// The parsed query ([`crate::search::parse_issue_query`]); every term must match.
+    pub query: &'a search::IssueQuery,
+    /// Only issues last seen at or after this (unix ms).
+    pub seen_since_ms: Option<u64>,
+    /// Only issues first seen at or before this (unix ms).
+    pub seen_until_ms: Option<u64>,
+    /// Only issues with events in one of these environments (empty = any).
+    pub environments: &'a [String],
+    /// Who `assigned:me` is: user ids or names (empty = nobody).
+    pub me: &'a [String],
+    /// The clock for "new" (7 days).
+    pub now_ms: u64,
 }
 
 impl QueryService {
@@ -396,6 +352,13 @@ impl QueryService {
         }
     }
 
+    /// Every issue record of one project (bounded scan of the issue table).
+    pub fn project_issue_records(&self, project_id: u64) -> Result<Vec<IssueRecord>> {
+        let mut all = self.issue_records()?;
+        all.retain(|r| r.project_id == project_id);
+        Ok(all)
+    }
+
     /// Every issue record (bounded scan).
     fn issue_records(&self) -> Result<Vec<IssueRecord>> {
         let store = self.store();
@@ -413,94 +376,264 @@ impl QueryService {
         Ok(out)
     }
 
-    fn matches(&self, row: &Row, terms: &[Term], event_issue: Option<u64>) -> bool {
-        let rec = &row.rec;
-        let now = storage::now_ms();
-        let substatus = effective_substatus(rec, now);
-        terms.iter().all(|t| match t {
-            Term::Is(what, neg) => {
-                let hit = match what.as_str() {
-                    "unresolved" => rec.status == IssueStatus::Unresolved,
-                    "resolved" => rec.status == IssueStatus::Resolved,
-                    "ignored" | "archived" => rec.status == IssueStatus::Ignored,
-                    "new" => substatus == Some(IssueSubstatus::New),
-                    "ongoing" => substatus == Some(IssueSubstatus::Ongoing),
-                    "regressed" => substatus == Some(IssueSubstatus::Regressed),
-                    "escalating" => substatus == Some(IssueSubstatus::Escalating),
-                    "unhandled" => rec.metadata.unhandled,
-                    "unassigned" | "for_review" | "linked" | "unlinked" => true,
-                    "assigned" | "bookmarked" => false,
-                    _ => true,
-                };
-                hit != *neg
+    /// An ignored issue whose condition ran out is unresolved again (Sentry's
+    /// "escalating"), checked when the issue is read so it needs no timer. A read-only
+    /// follower leaves the record as it is.
+    pub fn refresh_ignore(&self, rec: IssueRecord) -> Result<IssueRecord> {
+        let store = self.store();
+        if rec.status != IssueStatus::Ignored {
+            return Ok(rec);
+        }
+        let state = workflow::workflow(store, rec.id)?;
+        let Some(cond) = &state.ignore else {
+            return Ok(rec);
+        };
+        let (count, users) = self.issue_totals(rec.id)?;
+        if !cond.expired(count, users, storage::now_ms()) || store.ensure_writable().is_err() {
+            return Ok(rec);
+        }
+        let updated = records::update_issue(store, rec.id, |r| {
+            if r.status == IssueStatus::Ignored {
+                r.status = IssueStatus::Unresolved;
+                r.substatus = Some(IssueSubstatus::Escalating);
             }
-            Term::Field(key, value, neg) => {
-                let v = value.as_str();
-                let hit = match key.as_str() {
-                    "level" => v
-                        .split(',')
-                        .any(|l| l.trim_matches(['[', ']']) == rec.level),
-                    "release" | "release.version" => {
-                        rec.last_release.as_deref() == Some(v)
-                            || rec.first_release.as_deref() == Some(v)
-                    }
-                    "firstRelease" | "first-release" => rec.first_release.as_deref() == Some(v),
-                    "issue" | "issue.id" | "id" => {
-                        let short = records::qualified_short_id(
-                            &self.issue_ref_project(rec.project_id).slug,
-                            rec.short_id,
-                        );
-                        v == rec.id.to_string() || short.eq_ignore_ascii_case(v)
-                    }
-                    "project" => self.issue_ref_project(rec.project_id).slug == v,
-                    "error.type" | "type" => rec.metadata.exception_type.as_deref() == Some(v),
-                    "platform" => rec.platform == v,
-                    "culprit" => rec.culprit.contains(v),
-                    "title" | "message" => contains_ci(&rec.title, v),
-                    "times_seen" | "timesSeen" => compare_number(row.count, v),
-                    "user.count" | "userCount" => compare_number(row.users, v),
-                    // Unknown keys (environment, assigned, …) do not narrow the result.
-                    _ => true,
-                };
-                hit != *neg
-            }
-            Term::Text(text) => {
-                if let Some(id) = event_issue {
-                    return rec.id == id;
-                }
-                let short = records::qualified_short_id(
-                    &self.issue_ref_project(rec.project_id).slug,
-                    rec.short_id,
-                );
-                contains_ci(&rec.title, text)
-                    || contains_ci(&rec.culprit, text)
-                    || short.eq_ignore_ascii_case(text)
-                    || rec.id.to_string() == *text
-            }
-        })
+        })?;
+        workflow::put_workflow(
+            store,
+            rec.id,
+            &IssueWorkflow {
+                ignore: None,
+                ..state.clone()
+            },
+        )?;
+        workflow::add_activity(
+            store,
+            rec.id,
+            "set_escalating",
+            serde_json::json!({"reason": cond.mode}),
+            None,
+        )?;
+        Ok(updated.unwrap_or(rec))
     }
 
-    /// The issue an event id (free text in a search) belongs to.
-    fn issue_of_event_text(&self, terms: &[Term], project_ids: &[u64]) -> Result<Option<u64>> {
-        let texts: Vec<&String> = terms
-            .iter()
-            .filter_map(|t| match t {
-                Term::Text(s) => Some(s),
-                _ => None,
-            })
-            .collect();
-        let [text] = texts.as_slice() else {
-            return Ok(None);
-        };
-        let Ok(event_id) = uuid::Uuid::try_parse(text) else {
-            return Ok(None);
-        };
-        for project_id in project_ids {
-            if let Some(ev) = records::load_event(self.store(), *project_id, &event_id)? {
-                return Ok(ev.issue_id);
+    /// Events and distinct users of an issue, ever.
+    pub fn issue_totals(&self, issue_id: u64) -> Result<(u64, u64)> {
+        Ok((
+            counter(
+                self.store(),
+                &keys::issue_counter(keys::counters::ISSUE_EVENTS, issue_id),
+            )?,
+            counter(
+                self.store(),
+                &keys::issue_counter(keys::counters::ISSUE_USERS, issue_id),
+            )?,
+        ))
+    }
+
+    /// Every issue that passes `f`, unsorted (bounded scan of the issue table). The HTTP
+    /// API's issue list and bulk update, [`QueryService::issues`] (CLI) and MCP's
+    /// `search_issues` all select issues here.
+    pub fn matching_issues(&self, f: &IssueFilter<'_>) -> Result<Vec<IssueRow>> {
+        let store = self.store();
+        // Event ids in the query name issues through the stored events.
+        let mut event_issues = Vec::new();
+        for term in &f.query.terms {
+            if let Term::EventId(id) = term {
+                if let Ok(uuid) = uuid::Uuid::try_parse(id) {
+                    for p in f.project_ids {
+                        if let Some(ev) = records::load_event(store, *p, &uuid)? {
+                            event_issues.extend(ev.issue_id);
+                        }
+                    }
+                }
             }
         }
-        Ok(Some(0))
+        let mut rows = Vec::new();
+        for rec in self.issue_records()? {
+            if !f.project_ids.contains(&rec.project_id) {
+                continue;
+            }
+            if f.seen_since_ms.is_some_and(|s| rec.last_seen_ms < s)
+                || f.seen_until_ms.is_some_and(|u| rec.first_seen_ms > u)
+            {
+                continue;
+            }
+            let rec = self.refresh_ignore(rec)?;
+            let (count, users) = self.issue_totals(rec.id)?;
+            let row = IssueRow {
+                short_id: records::qualified_short_id(
+                    &self.issue_ref_project(rec.project_id).slug,
+                    rec.short_id,
+                ),
+                state: workflow::workflow(store, rec.id)?,
+                rec,
+                count,
+                users,
+            };
+            let mut ok = f.environments.is_empty();
+            for env in f.environments {
+                if self.tag_has_value(row.rec.id, "environment", env)? {
+                    ok = true;
+                    break;
+                }
+            }
+            for term in &f.query.terms {
+                if !ok {
+                    break;
+                }
+                ok = self.term_matches(&row, term, &event_issues, f)?;
+            }
+            if ok {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn tag_has_value(&self, issue_id: u64, key: &str, pattern: &str) -> Result<bool> {
+        if !pattern.contains('*') {
+            let v = counter(self.store(), &keys::issue_tag(issue_id, key, pattern))?;
+            return Ok(v > 0);
+        }
+        let details = self.tag_values(issue_id, key, 1_000)?;
+        Ok(details
+            .top_values
+            .iter()
+            .any(|t| t.count > 0 && wildcard_match(pattern, &t.value)))
+    }
+
+    fn term_matches(
+        &self,
+        row: &IssueRow,
+        term: &Term,
+        event_issues: &[u64],
+        f: &IssueFilter<'_>,
+    ) -> Result<bool> {
+        let rec = &row.rec;
+        Ok(match term {
+            Term::Is { negated, value } => {
+                let sub = effective_substatus(rec, f.now_ms);
+                let hit = match value {
+                    IsFilter::Unresolved => rec.status == IssueStatus::Unresolved,
+                    IsFilter::Resolved => rec.status == IssueStatus::Resolved,
+                    IsFilter::Ignored => rec.status == IssueStatus::Ignored,
+                    IsFilter::Regressed => sub == Some(IssueSubstatus::Regressed),
+                    IsFilter::New => sub == Some(IssueSubstatus::New),
+                    IsFilter::Ongoing => sub == Some(IssueSubstatus::Ongoing),
+                    IsFilter::Escalating => sub == Some(IssueSubstatus::Escalating),
+                    IsFilter::Assigned => row.state.assigned_to.is_some(),
+                    IsFilter::Unassigned => row.state.assigned_to.is_none(),
+                    IsFilter::ForReview => {
+                        rec.status == IssueStatus::Unresolved
+                            && matches!(sub, Some(IssueSubstatus::New | IssueSubstatus::Regressed))
+                    }
+                };
+                hit != *negated
+            }
+            Term::Field {
+                negated,
+                key,
+                values,
+            } => {
+                let mut hit = false;
+                for pattern in values {
+                    let one = match key.as_str() {
+                        "level" => wildcard_match(pattern, &rec.level),
+                        "release" | "release.version" => {
+                            rec.first_release
+                                .as_deref()
+                                .is_some_and(|r| wildcard_match(pattern, r))
+                                || rec
+                                    .last_release
+                                    .as_deref()
+                                    .is_some_and(|r| wildcard_match(pattern, r))
+                                || self.tag_has_value(rec.id, "release", pattern)?
+                        }
+                        "firstRelease" | "first_release" => rec
+                            .first_release
+                            .as_deref()
+                            .is_some_and(|r| wildcard_match(pattern, r)),
+                        "title" | "message" => contains_or_wild(&rec.title, pattern),
+                        "culprit" | "transaction"
+                            if !rec.culprit.is_empty() || key == "culprit" =>
+                        {
+                            contains_or_wild(&rec.culprit, pattern)
+                        }
+                        "platform" => wildcard_match(pattern, &rec.platform),
+                        "error.type" | "type" => rec
+                            .metadata
+                            .exception_type
+                            .as_deref()
+                            .is_some_and(|t| wildcard_match(pattern, t)),
+                        "error.value" => rec
+                            .metadata
+                            .value
+                            .as_deref()
+                            .is_some_and(|t| contains_or_wild(t, pattern)),
+                        "error.unhandled" => {
+                            (pattern == "true" || pattern == "1") == rec.metadata.unhandled
+                        }
+                        "issue" | "issue.id" => {
+                            pattern == &rec.id.to_string()
+                                || row.short_id.eq_ignore_ascii_case(pattern)
+                        }
+                        "project" => self
+                            .store()
+                            .meta()
+                            .project(rec.project_id)
+                            .is_some_and(|p| wildcard_match(pattern, &p.slug)),
+                        // Labels people put on the issue match like event tags.
+                        _ => {
+                            row.state
+                                .tags
+                                .get(key.as_str())
+                                .is_some_and(|v| wildcard_match(pattern, v))
+                                || self.tag_has_value(rec.id, key, pattern)?
+                        }
+                    };
+                    if one {
+                        hit = true;
+                        break;
+                    }
+                }
+                hit != *negated
+            }
+            Term::Time { field, op, at_ms } => {
+                let t = match field {
+                    TimeField::FirstSeen => rec.first_seen_ms,
+                    TimeField::LastSeen | TimeField::Timestamp => rec.last_seen_ms,
+                };
+                op.holds(t, *at_ms)
+            }
+            Term::Number { field, op, value } => {
+                let n = match field {
+                    NumberField::TimesSeen => row.count,
+                    NumberField::UserCount => row.users,
+                };
+                op.holds(n, *value)
+            }
+            Term::Assigned { negated, to } => assignee_matches(&row.state, to, f.me) != *negated,
+            Term::Has { negated, key } => {
+                let hit = match key.as_str() {
+                    "release" => rec.first_release.is_some() || rec.last_release.is_some(),
+                    "level" => !rec.level.is_empty(),
+                    "assigned" | "assignee" => row.state.assigned_to.is_some(),
+                    other => {
+                        row.state.tags.contains_key(other)
+                            || self.tag_values(rec.id, other, 1)?.total_values > 0
+                    }
+                };
+                hit != *negated
+            }
+            Term::EventId(_) => event_issues.contains(&rec.id),
+            Term::Text { negated, text } => {
+                let hit = contains_ci(&rec.title, text)
+                    || contains_ci(&rec.culprit, text)
+                    || row.short_id.eq_ignore_ascii_case(text)
+                    || rec.id.to_string() == *text;
+                hit != *negated
+            }
+        })
     }
 
     /// Lists issues (Sentry's `GET /organizations/{org}/issues/`).
@@ -517,41 +650,19 @@ impl QueryService {
                 .flat_map(|o| meta.projects_of_org(o).into_iter().map(|p| p.id))
                 .collect()
         };
-        let terms = parse_query(&q.query);
-        let event_issue = self.issue_of_event_text(&terms, &allowed)?;
-        let mut rows = Vec::new();
-        for rec in self.issue_records()? {
-            if !allowed.contains(&rec.project_id) {
-                continue;
-            }
-            if q.seen_since_ms
-                .is_some_and(|since| rec.last_seen_ms < since)
-            {
-                continue;
-            }
-            let count = counter(
-                self.store(),
-                &keys::issue_counter(keys::counters::ISSUE_EVENTS, rec.id),
-            )?;
-            let users = counter(
-                self.store(),
-                &keys::issue_counter(keys::counters::ISSUE_USERS, rec.id),
-            )?;
-            let row = Row { rec, count, users };
-            if self.matches(&row, &terms, event_issue) {
-                rows.push(row);
-            }
-        }
-        match q.sort {
-            IssueSort::Date => rows.sort_by_key(|r| Reverse((r.rec.last_seen_ms, r.rec.id))),
-            IssueSort::New => rows.sort_by_key(|r| Reverse((r.rec.first_seen_ms, r.rec.id))),
-            IssueSort::Freq => {
-                rows.sort_by_key(|r| Reverse((r.count, r.rec.last_seen_ms, r.rec.id)))
-            }
-            IssueSort::User => {
-                rows.sort_by_key(|r| Reverse((r.users, r.rec.last_seen_ms, r.rec.id)))
-            }
-        }
+        let now = storage::now_ms();
+        let query = search::parse_issue_query(&q.query, now)
+            .map_err(|e| storage::StorageError::Invalid(e.to_string()))?;
+        let mut rows = self.matching_issues(&IssueFilter {
+            project_ids: &allowed,
+            query: &query,
+            seen_since_ms: q.seen_since_ms,
+            seen_until_ms: None,
+            environments: &[],
+            me: &[],
+            now_ms: now,
+        })?;
+        sort_issue_rows(&mut rows, q.sort);
         let limit = match q.limit {
             0 => 25,
             n => n.min(100),
@@ -718,32 +829,47 @@ fn tag_name(key: &str) -> String {
     }
 }
 
+/// Sorts rows in `sort` order (ties by recency, then id, so pages are stable).
+pub fn sort_issue_rows(rows: &mut [IssueRow], sort: IssueSort) {
+    match sort {
+        IssueSort::Date | IssueSort::Recommended => {
+            rows.sort_by_key(|r| Reverse((r.rec.last_seen_ms, r.rec.id)))
+        }
+        IssueSort::New => rows.sort_by_key(|r| Reverse((r.rec.first_seen_ms, r.rec.id))),
+        IssueSort::Freq => rows.sort_by_key(|r| Reverse((r.count, r.rec.last_seen_ms, r.rec.id))),
+        IssueSort::User => rows.sort_by_key(|r| Reverse((r.users, r.count, r.rec.id))),
+    }
+}
+
+fn assignee_matches(state: &IssueWorkflow, to: &Assignee, me: &[String]) -> bool {
+    let current = state.assigned_to.as_ref();
+    match to {
+        Assignee::Nobody => current.is_none(),
+        Assignee::Me => current
+            .is_some_and(|a| a.kind == "user" && me.iter().any(|m| *m == a.id || *m == a.name)),
+        Assignee::User(u) => current.is_some_and(|a| {
+            a.kind == "user"
+                && (a.id.eq_ignore_ascii_case(u)
+                    || a.name.eq_ignore_ascii_case(u)
+                    || a.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(u)))
+        }),
+        Assignee::Team(t) => current.is_some_and(|a| {
+            a.kind == "team" && (a.id.eq_ignore_ascii_case(t) || a.name.eq_ignore_ascii_case(t))
+        }),
+    }
+}
+
 fn contains_ci(hay: &str, needle: &str) -> bool {
     hay.to_lowercase().contains(&needle.to_lowercase())
 }
 
-/// `>10`, `<5`, `>=3`, `<=3` or `7`.
-fn compare_number(actual: u64, expr: &str) -> bool {
-    let (op, num) = if let Some(n) = expr.strip_prefix(">=") {
-        (">=", n)
-    } else if let Some(n) = expr.strip_prefix("<=") {
-        ("<=", n)
-    } else if let Some(n) = expr.strip_prefix('>') {
-        (">", n)
-    } else if let Some(n) = expr.strip_prefix('<') {
-        ("<", n)
+fn contains_or_wild(hay: &str, pattern: &str) -> bool {
+    if pattern.contains('*') {
+        wildcard_match(pattern, hay)
     } else {
-        ("=", expr)
-    };
-    let Ok(n) = num.parse::<u64>() else {
-        return true;
-    };
-    match op {
-        ">=" => actual >= n,
-        "<=" => actual <= n,
-        ">" => actual > n,
-        "<" => actual < n,
-        _ => actual == n,
+        contains_ci(hay, pattern)
     }
 }
 
@@ -752,22 +878,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_parsing() {
-        let t = parse_query(r#"is:unresolved !level:info release:"1.0 beta" Timeout error"#);
-        assert_eq!(
-            t,
-            vec![
-                Term::Is("unresolved".into(), false),
-                Term::Field("level".into(), "info".into(), true),
-                Term::Field("release".into(), "1.0 beta".into(), false),
-                Term::Text("Timeout".into()),
-                Term::Text("error".into()),
-            ]
-        );
+    fn cursors_and_dates() {
         assert_eq!(parse_cursor(Some("0:50:0")), 50);
         assert_eq!(parse_cursor(Some("7")), 7);
         assert_eq!(parse_cursor(Some("junk")), 0);
-        assert!(compare_number(5, ">3") && !compare_number(5, "<=4") && compare_number(5, "5"));
         assert_eq!(iso(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
 }

@@ -213,9 +213,10 @@ impl IssueQuery {
 }
 
 /// Issue list orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IssueSort {
     /// Last seen, newest first (Sentry's `date`).
+    #[default]
     Date,
     /// Event count, highest first.
     Freq,

@@ -87,7 +87,7 @@ pub fn run(args: IssuesArgs) -> anyhow::Result<()> {
     let page = qs.issues(&IssueQuery {
         project_ids,
         query: args.query.clone(),
-        sort: IssueSort::parse(&args.sort),
+        sort: IssueSort::parse(&args.sort)?,
         limit: args.limit,
         cursor: args.cursor.clone(),
         ..Default::default()

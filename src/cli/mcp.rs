@@ -16,7 +16,7 @@ use storage::Store;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The data directory to read [default: ./osprey-data]. Read-only: write tools
-    /// (manage_issues, capture_event) need --url.
+    /// (manage_issues, capture_event, track_release, configure_alert) need --url.
     #[arg(long, env = "OSPREY_DATA", conflicts_with = "url")]
     pub data: Option<PathBuf>,
     /// A running osprey server (`http://127.0.0.1:9000`); stdio is bridged to its /mcp.

@@ -590,14 +590,61 @@ pub fn load_throttle(store: &Store, rule_id: u64, issue_id: u64) -> Result<Optio
         .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
 }
 
-/// Aggregates a metric alert can watch (over the project's transactions).
+/// Aggregates a metric alert can watch (over the project's transactions): duration
+/// percentiles (ms), `count()`, `failure_rate()` (0..1, Sentry's failed statuses) and
+/// `apdex()` (0..1, with the project's threshold).
 pub const METRIC_AGGREGATES: &[&str] = &[
     "p50(transaction.duration)",
     "p75(transaction.duration)",
     "p95(transaction.duration)",
     "p99(transaction.duration)",
     "count()",
+    "failure_rate()",
+    "apdex()",
 ];
+
+/// Sentry's `thresholdType`: whether a metric alert fires above or below its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum ThresholdType {
+    /// Fires when the aggregate is above the threshold (Sentry's `0`).
+    #[default]
+    Above,
+    /// Fires when the aggregate is below the threshold (Sentry's `1`; e.g. apdex).
+    Below,
+}
+
+impl ThresholdType {
+    /// Whether `value` breaches `threshold`.
+    pub fn breached(self, value: f64, threshold: f64) -> bool {
+        match self {
+            ThresholdType::Above => value > threshold,
+            ThresholdType::Below => value < threshold,
+        }
+    }
+}
+
+impl TryFrom<u8> for ThresholdType {
+    type Error = String;
+    fn try_from(v: u8) -> std::result::Result<Self, String> {
+        match v {
+            0 => Ok(ThresholdType::Above),
+            1 => Ok(ThresholdType::Below),
+            other => Err(format!(
+                "thresholdType {other} is not 0 (above) or 1 (below)"
+            )),
+        }
+    }
+}
+
+impl From<ThresholdType> for u8 {
+    fn from(t: ThresholdType) -> u8 {
+        match t {
+            ThresholdType::Above => 0,
+            ThresholdType::Below => 1,
+        }
+    }
+}
 
 /// One threshold of a metric alert (Sentry's trigger: `critical` or `warning`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -606,7 +653,8 @@ pub struct MetricTrigger {
     /// `critical` or `warning`.
     #[serde(default)]
     pub label: String,
-    /// Fires when the aggregate is above this (milliseconds for durations).
+    /// Fires when the aggregate crosses this (milliseconds for durations, 0..1 for rates and
+    /// apdex) in the rule's [`ThresholdType`] direction.
     pub alert_threshold: f64,
     /// Where to send.
     #[serde(default)]
@@ -628,6 +676,9 @@ pub struct MetricAlertRule {
     pub name: String,
     /// One of [`METRIC_AGGREGATES`].
     pub aggregate: String,
+    /// Above or below the thresholds (default above).
+    #[serde(default)]
+    pub threshold_type: ThresholdType,
     /// Only `""` or `event.type:transaction` (osprey keeps no per-tag histograms).
     #[serde(default)]
     pub query: String,
@@ -672,9 +723,16 @@ impl MetricAlertRule {
         if self.triggers.is_empty() || self.triggers.len() > 2 {
             return bad("1 or 2 triggers".into());
         }
+        let is_ratio = matches!(self.aggregate.as_str(), "failure_rate()" | "apdex()");
         for trigger in &self.triggers {
             if !trigger.alert_threshold.is_finite() || trigger.actions.len() > MAX_ITEMS {
                 return bad("a trigger needs a finite alertThreshold".into());
+            }
+            if is_ratio && !(0.0..=1.0).contains(&trigger.alert_threshold) {
+                return bad(format!(
+                    "{} is a ratio from 0 to 1: alertThreshold {} is out of range",
+                    self.aggregate, trigger.alert_threshold
+                ));
             }
             for action in &trigger.actions {
                 match action.target_url() {
@@ -781,6 +839,94 @@ impl Store {
 /// Throttle/history "issue" id of metric alerts (no issue ids reach it).
 pub const METRIC_ALERT_ISSUE: u64 = u64::MAX;
 
+/// Condition ids an issue alert rule accepts.
+pub const CONDITION_IDS: &[&str] = &[
+    "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition",
+    "sentry.rules.conditions.regression_event.RegressionEventCondition",
+    "sentry.rules.conditions.event_frequency.EventFrequencyCondition",
+    "sentry.rules.conditions.event_frequency.EventUniqueUserFrequencyCondition",
+];
+/// Filter ids an issue alert rule accepts.
+pub const FILTER_IDS: &[&str] = &[
+    "sentry.rules.filters.level.LevelFilter",
+    "sentry.rules.filters.tagged_event.TaggedEventFilter",
+];
+/// Action ids alert rules accept.
+pub const ACTION_IDS: &[&str] = &[
+    "osprey.actions.webhook",
+    "sentry.integrations.slack.notify_action.SlackNotifyServiceAction",
+];
+
+/// Checks that every item of `value[field]` (if present) is an object whose `id` is one of
+/// `known`, so the error names the item and the accepted ids instead of serde's wording.
+fn check_ids(value: &serde_json::Value, field: &str, known: &[&str]) -> Result<(), String> {
+    let Some(items) = value.get(field) else {
+        return Ok(());
+    };
+    let Some(items) = items.as_array() else {
+        return Err(format!("{field} must be a list"));
+    };
+    for (i, item) in items.iter().enumerate() {
+        let id = item.get("id").and_then(serde_json::Value::as_str);
+        if !id.is_some_and(|id| known.contains(&id)) {
+            return Err(format!(
+                "{field}[{i}] has {}; supported ids: {}",
+                match id {
+                    Some(id) => format!("unknown id {id:?}"),
+                    None => "no \"id\"".to_owned(),
+                },
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes and validates an issue alert rule in Sentry's JSON shape (the body of
+/// `POST /api/0/projects/{org}/{project}/rules/`, or what MCP's `configure_alert` builds).
+/// Errors are [`StorageError::Invalid`] naming the wrong item and what is accepted. The
+/// result still needs its project and id (set by [`Store::create_alert_rule`]).
+pub fn decode_issue_rule(value: &serde_json::Value) -> Result<AlertRule> {
+    if !value.is_object() {
+        return Err(StorageError::Invalid("a rule is a JSON object".into()));
+    }
+    check_ids(value, "conditions", CONDITION_IDS)
+        .and_then(|()| check_ids(value, "filters", FILTER_IDS))
+        .and_then(|()| check_ids(value, "actions", ACTION_IDS))
+        .map_err(StorageError::Invalid)?;
+    let rule: AlertRule = serde_json::from_value(value.clone())
+        .map_err(|e| StorageError::Invalid(format!("{e} (intervals: 1m, 5m, 15m, 1h, 1d)")))?;
+    rule.validate()?;
+    Ok(rule)
+}
+
+/// Decodes and validates a metric alert rule in Sentry's JSON shape (the body of
+/// `POST /api/0/organizations/{org}/alert-rules/`). Checks the aggregate first so the error
+/// lists the supported ones; projects are checked when the rule is stored.
+pub fn decode_metric_rule(value: &serde_json::Value) -> Result<MetricAlertRule> {
+    if !value.is_object() {
+        return Err(StorageError::Invalid("a rule is a JSON object".into()));
+    }
+    if let Some(agg) = value.get("aggregate").and_then(serde_json::Value::as_str) {
+        if !METRIC_AGGREGATES.contains(&agg) {
+            return Err(StorageError::Invalid(format!(
+                "unsupported aggregate {agg:?}; supported: {}",
+                METRIC_AGGREGATES.join(", ")
+            )));
+        }
+    }
+    if let Some(triggers) = value.get("triggers").and_then(serde_json::Value::as_array) {
+        for (i, t) in triggers.iter().enumerate() {
+            check_ids(t, "actions", ACTION_IDS)
+                .map_err(|e| StorageError::Invalid(format!("triggers[{i}].{e}")))?;
+        }
+    }
+    let rule: MetricAlertRule =
+        serde_json::from_value(value.clone()).map_err(|e| StorageError::Invalid(e.to_string()))?;
+    rule.validate()?;
+    Ok(rule)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,5 +1024,40 @@ mod tests {
         assert!(store.fired_alerts(2, 10).unwrap().is_empty());
         assert_eq!(load_throttle(&store, id, 7).unwrap(), Some(1_000));
         assert_eq!(load_throttle(&store, id, 8).unwrap(), None);
+    }
+
+    #[test]
+    fn decoders_name_the_wrong_item() {
+        let rule = decode_issue_rule(&rule_json()).unwrap();
+        assert_eq!(rule.conditions.len(), 2);
+        let mut bad = rule_json();
+        bad["conditions"][1]["id"] = "sentry.rules.conditions.nope".into();
+        let e = decode_issue_rule(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("conditions[1]") && e.contains("EventFrequencyCondition"),
+            "{e}"
+        );
+        let mut bad = rule_json();
+        bad["actions"][0] = serde_json::json!({"url": "http://x"});
+        let e = decode_issue_rule(&bad).unwrap_err().to_string();
+        assert!(e.contains("actions[0] has no \"id\""), "{e}");
+        let metric = serde_json::json!({
+            "name": "Slow", "aggregate": "p95(transaction.duration)", "timeWindow": 5,
+            "projects": ["default"],
+            "triggers": [{"label": "critical", "alertThreshold": 500,
+                          "actions": [{"id": "osprey.actions.webhook", "url": "http://x/h"}]}]
+        });
+        let m = decode_metric_rule(&metric).unwrap();
+        assert_eq!(m.threshold_type, ThresholdType::Above);
+        let mut bad = metric.clone();
+        bad["aggregate"] = "p90(transaction.duration)".into();
+        let e = decode_metric_rule(&bad).unwrap_err().to_string();
+        assert!(e.contains("apdex()") && e.contains("failure_rate()"), "{e}");
+        let mut bad = metric;
+        bad["thresholdType"] = 2.into();
+        assert!(decode_metric_rule(&bad).is_err());
+        assert!(
+            ThresholdType::Below.breached(0.7, 0.8) && !ThresholdType::Above.breached(0.7, 0.8)
+        );
     }
 }

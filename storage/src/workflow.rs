@@ -72,7 +72,14 @@ pub struct IssueWorkflow {
     pub assigned_to: Option<Assignee>,
     /// Present while the issue is ignored with a condition.
     pub ignore: Option<IgnoreCondition>,
+    /// Labels people put on the issue (`{"team": "payments"}`), apart from the event tags;
+    /// the issue search matches them like tags.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
+
+/// Most labels on one issue.
+pub const MAX_ISSUE_TAGS: usize = 50;
 
 /// One entry of an issue's activity.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -231,6 +238,7 @@ mod tests {
                 baseline_count: 4,
                 ..Default::default()
             }),
+            tags: [("team".to_owned(), "payments".to_owned())].into(),
         };
         put_workflow(&store, 5, &state).unwrap();
         assert_eq!(workflow(&store, 5).unwrap(), state);

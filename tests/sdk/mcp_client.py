@@ -5,6 +5,7 @@
 
 Usage:
     mcp_client.py stdio OSPREY_BIN DATA_DIR CALLS_JSON
+    mcp_client.py stdio-cmd COMMAND ARGS_JSON CALLS_JSON   (a client config's command/args)
     mcp_client.py http URL TOKEN CALLS_JSON
 
 CALLS_JSON is a list of [tool_name, arguments] pairs, called in order in one session after
@@ -59,6 +60,10 @@ async def main():
     calls = json.loads(sys.argv[4])
     if mode == "stdio":
         params = StdioServerParameters(command=sys.argv[2], args=["mcp", "--data", sys.argv[3]])
+        async with stdio_client(params) as (read, write):
+            out = await drive(read, write, calls)
+    elif mode == "stdio-cmd":
+        params = StdioServerParameters(command=sys.argv[2], args=json.loads(sys.argv[3]))
         async with stdio_client(params) as (read, write):
             out = await drive(read, write, calls)
     elif mode == "http":

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 use storage::records::{self, StoredEvent};
-use storage::{cf, keys, now_ms, Organization};
+use storage::{cf, keys, now_ms, Organization, Store};
 use uuid::Uuid;
 
 use super::util::{iso, parse_iso, Page};
@@ -215,7 +215,7 @@ fn user_display(user: Option<&Value>) -> Option<String> {
 
 /// The rows one stored event contributes to `dataset`.
 fn rows_of(
-    ctx: &Ctx<'_>,
+    store: &Store,
     stored: &StoredEvent,
     dataset: Dataset,
     short_ids: &mut HashMap<u64, String>,
@@ -225,7 +225,7 @@ fn rows_of(
     if (dataset == Dataset::Errors) == is_tx {
         return Vec::new();
     }
-    let project = ctx.store.meta().project(stored.project_id);
+    let project = store.meta().project(stored.project_id);
     let slug = project.as_ref().map(|p| p.slug.clone()).unwrap_or_default();
     let mut base: HashMap<String, Value> = HashMap::new();
     let mut put = |k: &str, v: Option<Value>| {
@@ -288,7 +288,7 @@ fn rows_of(
     }
     if let Some(issue_id) = stored.issue_id {
         let short = short_ids.entry(issue_id).or_insert_with(|| {
-            records::load_issue(ctx.store, issue_id)
+            records::load_issue(store, issue_id)
                 .ok()
                 .flatten()
                 .map(|r| records::qualified_short_id(&slug, r.short_id))
@@ -405,9 +405,47 @@ fn value_text(v: &Value) -> Option<String> {
     }
 }
 
+/// The Discover fields of one stored event (`id`, `title`, `level`, `release`, `user`,
+/// `issue`, `trace`, `transaction.duration`, `transaction.status`, `error.type`, tags as
+/// `key` and `tags[key]`, …) as the events API sees them, for the `transactions` dataset or
+/// the `errors` one; `None` when the event belongs to the other. MCP's `search_events` reads
+/// and filters events through this and [`event_matches`], so both agree with the API.
+pub fn event_fields(
+    store: &Store,
+    stored: &StoredEvent,
+    transactions: bool,
+) -> Option<HashMap<String, Value>> {
+    let dataset = if transactions {
+        Dataset::Transactions
+    } else {
+        Dataset::Errors
+    };
+    rows_of(store, stored, dataset, &mut HashMap::new())
+        .into_iter()
+        .next()
+        .map(|r| r.fields)
+}
+
+/// Whether an event's [`event_fields`] pass every term of a parsed query (Sentry syntax;
+/// issue-state terms such as `is:` do not apply to events and pass).
+pub fn event_matches(
+    fields: &HashMap<String, Value>,
+    timestamp_ms: u64,
+    query: &search::IssueQuery,
+) -> bool {
+    query
+        .terms
+        .iter()
+        .all(|t| fields_match(fields, timestamp_ms, t))
+}
+
 /// Whether a row passes one search term.
 fn row_matches(row: &Row, term: &Term) -> bool {
-    let get = |k: &str| row.fields.get(k).and_then(value_text);
+    fields_match(&row.fields, row.ts_ms, term)
+}
+
+fn fields_match(fields: &HashMap<String, Value>, ts_ms: u64, term: &Term) -> bool {
+    let get = |k: &str| fields.get(k).and_then(value_text);
     match term {
         Term::Field {
             negated,
@@ -467,7 +505,7 @@ fn row_matches(row: &Row, term: &Term) -> bool {
         }
         Term::Time { field, op, at_ms } => match field {
             TimeField::Timestamp | TimeField::LastSeen | TimeField::FirstSeen => {
-                op.holds(row.ts_ms, *at_ms)
+                op.holds(ts_ms, *at_ms)
             }
         },
         // Issue-state terms do not apply to events; Sentry ignores them here too.
@@ -852,7 +890,7 @@ pub(super) fn events(ctx: &Ctx<'_>, org: &str) -> ApiResult {
     let mut short_ids = HashMap::new();
     let mut rows = Vec::new();
     for stored in scan(ctx, &req.projects, req.start_ms, req.end_ms)? {
-        for row in rows_of(ctx, &stored, req.dataset, &mut short_ids) {
+        for row in rows_of(ctx.store, &stored, req.dataset, &mut short_ids) {
             let env_ok = req.environments.is_empty()
                 || row
                     .fields

@@ -14,20 +14,14 @@ use storage::records::{self, IssueRecord, IssueStatus, IssueSubstatus, Resolutio
 use storage::workflow::{
     self, Activity, Assignee as StoredAssignee, IgnoreCondition, IssueWorkflow,
 };
-use storage::{cf, decode_i64, keys, now_ms, Organization};
+use storage::{cf, decode_i64, keys, now_ms, Organization, Store};
 use uuid::Uuid;
 
 use super::util::{iso, parse_iso, Page};
 use super::{body_str, not_allowed, ApiError, ApiResponse, ApiResult, Ctx};
-use crate::search::{
-    self, parse_issue_query, wildcard_match, Assignee, IsFilter, IssueSort, NumberField, Term,
-    TimeField,
-};
+use crate::issues::{sort_issue_rows, IssueFilter, IssueRow};
+use crate::search::{self, parse_issue_query, IssueSort};
 
-/// Most issue records one list scans.
-const MAX_SCAN: usize = 100_000;
-/// A `new` issue stays new this long (Sentry: 7 days).
-const NEW_MS: u64 = 7 * 86_400_000;
 /// Most issues one bulk update touches.
 const MAX_BULK: usize = 1_000;
 
@@ -141,7 +135,7 @@ fn issue_root(ctx: &Ctx<'_>, org: Option<&str>, id: &str, m: &Method) -> ApiResu
         Method::PUT => {
             ctx.require_any(WRITE)?;
             let body = ctx.req.json_body()?;
-            let rec = apply_update(ctx, &rec, &body)?;
+            let rec = apply_issue_update(ctx.store, &rec, &body, &Actor::of_token(ctx.token))?;
             Ok(ApiResponse::ok(issue_detail(ctx, &org, &rec)?))
         }
         _ => Err(not_allowed(m)),
@@ -293,74 +287,23 @@ fn find_issue(
         .query
         .issue_record(id, Some(org.id))?
         .ok_or_else(|| ApiError::NotFound("Issue not found".into()))?;
-    let rec = refresh_ignore(ctx, rec)?;
+    let rec = ctx.query.refresh_ignore(rec)?;
     Ok((org, rec))
 }
 
-fn counter(ctx: &Ctx<'_>, kind: u8, issue_id: u64) -> ApiResult<u64> {
-    let v = ctx
-        .store
+fn counter(store: &Store, kind: u8, issue_id: u64) -> ApiResult<u64> {
+    let v = store
         .db()
-        .get_pinned_cf(
-            &ctx.store.cf(cf::COUNTERS),
-            keys::issue_counter(kind, issue_id),
-        )
+        .get_pinned_cf(&store.cf(cf::COUNTERS), keys::issue_counter(kind, issue_id))
         .map_err(storage::StorageError::from)?;
     Ok(v.map(|v| decode_i64(&v).max(0) as u64).unwrap_or(0))
 }
 
-fn counts(ctx: &Ctx<'_>, issue_id: u64) -> ApiResult<(u64, u64)> {
+fn counts(store: &Store, issue_id: u64) -> ApiResult<(u64, u64)> {
     Ok((
-        counter(ctx, keys::counters::ISSUE_EVENTS, issue_id)?,
-        counter(ctx, keys::counters::ISSUE_USERS, issue_id)?,
+        counter(store, keys::counters::ISSUE_EVENTS, issue_id)?,
+        counter(store, keys::counters::ISSUE_USERS, issue_id)?,
     ))
-}
-
-/// An ignored issue whose condition ran out is unresolved again (Sentry's "escalating"),
-/// checked when the issue is read so it needs no timer.
-fn refresh_ignore(ctx: &Ctx<'_>, rec: IssueRecord) -> ApiResult<IssueRecord> {
-    if rec.status != IssueStatus::Ignored {
-        return Ok(rec);
-    }
-    let state = workflow::workflow(ctx.store, rec.id)?;
-    let Some(cond) = &state.ignore else {
-        return Ok(rec);
-    };
-    let (count, users) = counts(ctx, rec.id)?;
-    if !cond.expired(count, users, now_ms()) || ctx.store.ensure_writable().is_err() {
-        return Ok(rec);
-    }
-    let updated = records::update_issue(ctx.store, rec.id, |r| {
-        if r.status == IssueStatus::Ignored {
-            r.status = IssueStatus::Unresolved;
-            r.substatus = Some(IssueSubstatus::Escalating);
-        }
-    })?;
-    workflow::put_workflow(
-        ctx.store,
-        rec.id,
-        &IssueWorkflow {
-            ignore: None,
-            ..state.clone()
-        },
-    )?;
-    workflow::add_activity(
-        ctx.store,
-        rec.id,
-        "set_escalating",
-        json!({"reason": cond.mode}),
-        None,
-    )?;
-    Ok(updated.unwrap_or(rec))
-}
-
-fn effective_substatus(rec: &IssueRecord, now: u64) -> Option<IssueSubstatus> {
-    match rec.substatus {
-        Some(IssueSubstatus::New) if rec.first_seen_ms + NEW_MS < now => {
-            Some(IssueSubstatus::Ongoing)
-        }
-        other => other,
-    }
 }
 
 fn assignee_json(a: &StoredAssignee) -> Value {
@@ -381,6 +324,9 @@ fn issue_json(ctx: &Ctx<'_>, rec: &IssueRecord, state: &IssueWorkflow) -> ApiRes
         .as_ref()
         .map(assignee_json)
         .unwrap_or(Value::Null);
+    if !state.tags.is_empty() {
+        v["labels"] = json!(state.tags);
+    }
     if rec.status == IssueStatus::Ignored {
         if let Some(cond) = &state.ignore {
             v["statusDetails"] = json!({
@@ -444,192 +390,6 @@ fn issue_events(ctx: &Ctx<'_>, org: &Organization, rec: &IssueRecord) -> ApiResu
     Ok(ApiResponse::page(items, page.link(ctx.req, has_next)))
 }
 
-/// One issue with what filtering and sorting need.
-struct Row {
-    rec: IssueRecord,
-    state: IssueWorkflow,
-    count: u64,
-    users: u64,
-    short_id: String,
-}
-
-fn tag_has_value(ctx: &Ctx<'_>, issue_id: u64, key: &str, pattern: &str) -> ApiResult<bool> {
-    if !pattern.contains('*') {
-        let v = ctx
-            .store
-            .db()
-            .get_pinned_cf(
-                &ctx.store.cf(cf::COUNTERS),
-                keys::issue_tag(issue_id, key, pattern),
-            )
-            .map_err(storage::StorageError::from)?;
-        return Ok(v.is_some_and(|v| decode_i64(&v) > 0));
-    }
-    let details = ctx.query.tag_values(issue_id, key, 1_000)?;
-    Ok(details
-        .top_values
-        .iter()
-        .any(|t| t.count > 0 && wildcard_match(pattern, &t.value)))
-}
-
-fn tag_present(ctx: &Ctx<'_>, issue_id: u64, key: &str) -> ApiResult<bool> {
-    Ok(ctx.query.tag_values(issue_id, key, 1)?.total_values > 0)
-}
-
-fn assignee_matches(ctx: &Ctx<'_>, state: &IssueWorkflow, to: &Assignee) -> bool {
-    let current = state.assigned_to.as_ref();
-    match to {
-        Assignee::Nobody => current.is_none(),
-        Assignee::Me => current.is_some_and(|a| {
-            a.kind == "user" && (a.id == ctx.token.id.to_string() || a.name == ctx.token.name)
-        }),
-        Assignee::User(u) => current.is_some_and(|a| {
-            a.kind == "user"
-                && (a.id.eq_ignore_ascii_case(u)
-                    || a.name.eq_ignore_ascii_case(u)
-                    || a.email
-                        .as_deref()
-                        .is_some_and(|e| e.eq_ignore_ascii_case(u)))
-        }),
-        Assignee::Team(t) => current.is_some_and(|a| {
-            a.kind == "team" && (a.id.eq_ignore_ascii_case(t) || a.name.eq_ignore_ascii_case(t))
-        }),
-    }
-}
-
-fn term_matches(
-    ctx: &Ctx<'_>,
-    row: &Row,
-    term: &Term,
-    event_issues: &[u64],
-    now: u64,
-) -> ApiResult<bool> {
-    let rec = &row.rec;
-    Ok(match term {
-        Term::Is { negated, value } => {
-            let sub = effective_substatus(rec, now);
-            let hit = match value {
-                IsFilter::Unresolved => rec.status == IssueStatus::Unresolved,
-                IsFilter::Resolved => rec.status == IssueStatus::Resolved,
-                IsFilter::Ignored => rec.status == IssueStatus::Ignored,
-                IsFilter::Regressed => sub == Some(IssueSubstatus::Regressed),
-                IsFilter::New => sub == Some(IssueSubstatus::New),
-                IsFilter::Ongoing => sub == Some(IssueSubstatus::Ongoing),
-                IsFilter::Escalating => sub == Some(IssueSubstatus::Escalating),
-                IsFilter::Assigned => row.state.assigned_to.is_some(),
-                IsFilter::Unassigned => row.state.assigned_to.is_none(),
-                IsFilter::ForReview => {
-                    rec.status == IssueStatus::Unresolved
-                        && matches!(sub, Some(IssueSubstatus::New | IssueSubstatus::Regressed))
-                }
-            };
-            hit != *negated
-        }
-        Term::Field {
-            negated,
-            key,
-            values,
-        } => {
-            let mut hit = false;
-            for pattern in values {
-                let one = match key.as_str() {
-                    "level" => wildcard_match(pattern, &rec.level),
-                    "release" | "release.version" => {
-                        rec.first_release
-                            .as_deref()
-                            .is_some_and(|r| wildcard_match(pattern, r))
-                            || rec
-                                .last_release
-                                .as_deref()
-                                .is_some_and(|r| wildcard_match(pattern, r))
-                            || tag_has_value(ctx, rec.id, "release", pattern)?
-                    }
-                    "firstRelease" | "first_release" => rec
-                        .first_release
-                        .as_deref()
-                        .is_some_and(|r| wildcard_match(pattern, r)),
-                    "title" | "message" => contains_or_wild(&rec.title, pattern),
-                    "culprit" | "transaction" if !rec.culprit.is_empty() || key == "culprit" => {
-                        contains_or_wild(&rec.culprit, pattern)
-                    }
-                    "platform" => wildcard_match(pattern, &rec.platform),
-                    "error.type" | "type" => rec
-                        .metadata
-                        .exception_type
-                        .as_deref()
-                        .is_some_and(|t| wildcard_match(pattern, t)),
-                    "error.value" => rec
-                        .metadata
-                        .value
-                        .as_deref()
-                        .is_some_and(|t| contains_or_wild(t, pattern)),
-                    "error.unhandled" => {
-                        (pattern == "true" || pattern == "1") == rec.metadata.unhandled
-                    }
-                    "issue" | "issue.id" => {
-                        pattern == &rec.id.to_string() || row.short_id.eq_ignore_ascii_case(pattern)
-                    }
-                    "project" => ctx
-                        .store
-                        .meta()
-                        .project(rec.project_id)
-                        .is_some_and(|p| wildcard_match(pattern, &p.slug)),
-                    _ => tag_has_value(ctx, rec.id, key, pattern)?,
-                };
-                if one {
-                    hit = true;
-                    break;
-                }
-            }
-            hit != *negated
-        }
-        Term::Time { field, op, at_ms } => {
-            let t = match field {
-                TimeField::FirstSeen => rec.first_seen_ms,
-                TimeField::LastSeen | TimeField::Timestamp => rec.last_seen_ms,
-            };
-            op.holds(t, *at_ms)
-        }
-        Term::Number { field, op, value } => {
-            let n = match field {
-                NumberField::TimesSeen => row.count,
-                NumberField::UserCount => row.users,
-            };
-            op.holds(n, *value)
-        }
-        Term::Assigned { negated, to } => assignee_matches(ctx, &row.state, to) != *negated,
-        Term::Has { negated, key } => {
-            let hit = match key.as_str() {
-                "release" => rec.first_release.is_some() || rec.last_release.is_some(),
-                "level" => !rec.level.is_empty(),
-                "assigned" | "assignee" => row.state.assigned_to.is_some(),
-                other => tag_present(ctx, rec.id, other)?,
-            };
-            hit != *negated
-        }
-        Term::EventId(_) => event_issues.contains(&rec.id),
-        Term::Text { negated, text } => {
-            let hit = contains_ci(&rec.title, text)
-                || contains_ci(&rec.culprit, text)
-                || row.short_id.eq_ignore_ascii_case(text)
-                || rec.id.to_string() == *text;
-            hit != *negated
-        }
-    })
-}
-
-fn contains_ci(hay: &str, needle: &str) -> bool {
-    hay.to_lowercase().contains(&needle.to_lowercase())
-}
-
-fn contains_or_wild(hay: &str, pattern: &str) -> bool {
-    if pattern.contains('*') {
-        wildcard_match(pattern, hay)
-    } else {
-        contains_ci(hay, pattern)
-    }
-}
-
 /// Projects the request narrows to (`project=ID`, repeated; `-1` = all), within the org.
 fn project_scope(ctx: &Ctx<'_>, org: &Organization, fixed: Option<u64>) -> ApiResult<Vec<u64>> {
     let all: Vec<u64> = ctx
@@ -673,13 +433,14 @@ fn time_window(ctx: &Ctx<'_>, now: u64) -> ApiResult<(Option<u64>, Option<u64>)>
     Ok((bound("start")?, bound("end")?))
 }
 
-/// Every issue of the request's projects that matches its query, sorted.
+/// Every issue of the request's projects that matches its query, sorted (the matching is
+/// [`crate::QueryService::matching_issues`], shared with the CLI and MCP).
 fn matching_rows(
     ctx: &Ctx<'_>,
     org: &Organization,
     fixed_project: Option<u64>,
     default_query: &str,
-) -> ApiResult<Vec<Row>> {
+) -> ApiResult<Vec<IssueRow>> {
     let now = now_ms();
     let raw_query = ctx.req.param("query").unwrap_or(default_query);
     let query =
@@ -688,91 +449,24 @@ fn matching_rows(
         .map_err(|e| ApiError::BadRequest(e.message))?;
     let projects = project_scope(ctx, org, fixed_project)?;
     let (since, until) = time_window(ctx, now)?;
-    let environments: Vec<&str> = ctx
+    let environments: Vec<String> = ctx
         .req
         .params("environment")
         .into_iter()
         .filter(|e| !e.is_empty())
+        .map(str::to_owned)
         .collect();
-
-    // Event ids in the query name issues through the stored events.
-    let mut event_issues = Vec::new();
-    for term in &query.terms {
-        if let Term::EventId(id) = term {
-            if let Ok(uuid) = Uuid::try_parse(id) {
-                for p in &projects {
-                    if let Some(ev) = records::load_event(ctx.store, *p, &uuid)? {
-                        event_issues.extend(ev.issue_id);
-                    }
-                }
-            }
-        }
-    }
-
-    let store = ctx.store;
-    let handle = store.cf(cf::ISSUES);
-    let mut rows = Vec::new();
-    let prefix = [keys::issues::ISSUE];
-    for item in store
-        .db()
-        .prefix_iterator_cf(&handle, prefix)
-        .take(MAX_SCAN)
-    {
-        let (key, value) = item.map_err(storage::StorageError::from)?;
-        if key.first() != Some(&keys::issues::ISSUE) {
-            break;
-        }
-        let rec = IssueRecord::from_bytes(&value)?;
-        if !projects.contains(&rec.project_id) {
-            continue;
-        }
-        if since.is_some_and(|s| rec.last_seen_ms < s)
-            || until.is_some_and(|u| rec.first_seen_ms > u)
-        {
-            continue;
-        }
-        let rec = refresh_ignore(ctx, rec)?;
-        let (count, users) = counts(ctx, rec.id)?;
-        let slug = store
-            .meta()
-            .project(rec.project_id)
-            .map(|p| p.slug.clone())
-            .unwrap_or_default();
-        let row = Row {
-            short_id: records::qualified_short_id(&slug, rec.short_id),
-            state: workflow::workflow(store, rec.id)?,
-            rec,
-            count,
-            users,
-        };
-        let mut ok = true;
-        for env in &environments {
-            ok = false;
-            if tag_has_value(ctx, row.rec.id, "environment", env)? {
-                ok = true;
-                break;
-            }
-        }
-        for term in &query.terms {
-            if !ok {
-                break;
-            }
-            ok = term_matches(ctx, &row, term, &event_issues, now)?;
-        }
-        if ok {
-            rows.push(row);
-        }
-    }
-    match sort {
-        IssueSort::Date | IssueSort::Recommended => {
-            rows.sort_by_key(|r| std::cmp::Reverse((r.rec.last_seen_ms, r.rec.id)))
-        }
-        IssueSort::New => rows.sort_by_key(|r| std::cmp::Reverse((r.rec.first_seen_ms, r.rec.id))),
-        IssueSort::Freq => {
-            rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.rec.last_seen_ms, r.rec.id)))
-        }
-        IssueSort::User => rows.sort_by_key(|r| std::cmp::Reverse((r.users, r.count, r.rec.id))),
-    }
+    let me = [ctx.token.id.to_string(), ctx.token.name.clone()];
+    let mut rows = ctx.query.matching_issues(&IssueFilter {
+        project_ids: &projects,
+        query: &query,
+        seen_since_ms: since,
+        seen_until_ms: until,
+        environments: &environments,
+        me: &me,
+        now_ms: now,
+    })?;
+    sort_issue_rows(&mut rows, sort);
     Ok(rows)
 }
 
@@ -825,16 +519,28 @@ fn bulk_update(ctx: &Ctx<'_>, org: &str, project: Option<u64>) -> ApiResult {
     }
     let mut last = None;
     for rec in &targets {
-        last = Some(apply_update(ctx, rec, &body)?);
+        last = Some(apply_issue_update(
+            ctx.store,
+            rec,
+            &body,
+            &Actor::of_token(ctx.token),
+        )?);
     }
     let mut delta = json!({});
     if let Some(rec) = last {
         let state = workflow::workflow(ctx.store, rec.id)?;
         let full = issue_json(ctx, &rec, &state)?;
-        for key in ["status", "substatus", "statusDetails", "assignedTo"] {
+        for key in [
+            "status",
+            "substatus",
+            "statusDetails",
+            "assignedTo",
+            "labels",
+        ] {
             if body.get(key).is_some()
                 || key == "statusDetails" && body.get("status").is_some()
                 || key == "substatus" && body.get("status").is_some()
+                || key == "labels" && body.get("tags").is_some()
             {
                 delta[key] = full[key].clone();
             }
@@ -862,18 +568,18 @@ fn detail_u64(body: &Value, key: &str) -> ApiResult<Option<u64>> {
 }
 
 /// The newest release of a project, for "resolved in next release".
-fn latest_release(ctx: &Ctx<'_>, rec: &IssueRecord) -> ApiResult<Option<String>> {
-    let Some(project) = ctx.store.meta().project(rec.project_id) else {
+fn latest_release(store: &Store, rec: &IssueRecord) -> ApiResult<Option<String>> {
+    let Some(project) = store.meta().project(rec.project_id) else {
         return Ok(rec.last_release.clone());
     };
-    let newest = storage::releases::releases(ctx.store, project.org_id, 1_000)?
+    let newest = storage::releases::releases(store, project.org_id, 1_000)?
         .into_iter()
         .find(|r| r.projects.contains(&rec.project_id))
         .map(|r| r.version);
     Ok(newest.or_else(|| rec.last_release.clone()))
 }
 
-fn parse_assignee(ctx: &Ctx<'_>, text: &str) -> ApiResult<Option<StoredAssignee>> {
+fn parse_assignee(actor: &Actor, text: &str) -> ApiResult<Option<StoredAssignee>> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
@@ -893,8 +599,8 @@ fn parse_assignee(ctx: &Ctx<'_>, text: &str) -> ApiResult<Option<StoredAssignee>
     if kind == "user" && id.is_empty() {
         return Ok(Some(StoredAssignee {
             kind: "user".into(),
-            id: ctx.token.id.to_string(),
-            name: ctx.token.name.clone(),
+            id: actor.id.clone(),
+            name: actor.name.clone(),
             email: None,
         }));
     }
@@ -909,13 +615,102 @@ fn parse_assignee(ctx: &Ctx<'_>, text: &str) -> ApiResult<Option<StoredAssignee>
     }))
 }
 
-/// Applies Sentry's issue update body to one issue: status (with resolution or ignore
-/// condition), assignment; every change goes to the activity log. Returns the new record.
-fn apply_update(ctx: &Ctx<'_>, rec: &IssueRecord, body: &Value) -> ApiResult<IssueRecord> {
-    let user = Some(ctx.token.name.as_str());
-    let mut state = workflow::workflow(ctx.store, rec.id)?;
+/// An issue's labels.
+type Labels = std::collections::BTreeMap<String, String>;
+
+/// The labels after applying `update` (`{key: value}`, null removes a key) to `current`,
+/// with the changes for the activity log; `None` when nothing changes.
+fn labels_update(
+    current: &Labels,
+    update: &Value,
+) -> ApiResult<Option<(Labels, serde_json::Map<String, Value>)>> {
+    let Some(update) = update.as_object() else {
+        return Err(ApiError::BadRequest(
+            "tags must be an object like {\"team\": \"payments\"} (null removes a tag)".into(),
+        ));
+    };
+    let mut tags = current.clone();
+    let mut changed = serde_json::Map::new();
+    for (key, value) in update {
+        if key.is_empty() || key.len() > 200 || key.contains(char::is_whitespace) {
+            return Err(ApiError::BadRequest(format!(
+                "tag key {key:?} must be 1 to 200 characters without spaces"
+            )));
+        }
+        match value {
+            Value::Null => {
+                tags.remove(key);
+            }
+            Value::String(v) if !v.is_empty() && v.len() <= 200 => {
+                tags.insert(key.clone(), v.clone());
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "tag {key:?} needs a string value of 1 to 200 characters, or null to remove it"
+                )))
+            }
+        }
+        changed.insert(key.clone(), value.clone());
+    }
+    if tags.len() > workflow::MAX_ISSUE_TAGS {
+        return Err(ApiError::BadRequest(format!(
+            "an issue has at most {} tags",
+            workflow::MAX_ISSUE_TAGS
+        )));
+    }
+    Ok((!changed.is_empty()).then_some((tags, changed)))
+}
+
+/// Who changes an issue: the activity log's user and whom `assignedTo: "me"` means.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Id (the API token's id).
+    pub id: String,
+    /// Display name (the token's name).
+    pub name: String,
+}
+
+impl Actor {
+    /// The holder of `token`.
+    pub fn of_token(token: &storage::ApiToken) -> Actor {
+        Actor {
+            id: token.id.to_string(),
+            name: token.name.clone(),
+        }
+    }
+}
+
+/// Applies Sentry's issue update body to one issue: `status` (`resolved`,
+/// `resolvedInNextRelease`, `unresolved`, `ignored` with `statusDetails`/ignore fields),
+/// `assignedTo` (`user:ID`, `team:SLUG`, `me`, an e-mail, or null), and osprey's `tags`
+/// (labels `{key: value}` kept in the workflow record; a null value removes one). Every change
+/// goes to the activity log under `actor`. Returns the new record. The HTTP API's issue
+/// `PUT`s and MCP's `manage_issues` both go through here.
+pub fn apply_issue_update(
+    store: &Store,
+    rec: &IssueRecord,
+    body: &Value,
+    actor: &Actor,
+) -> ApiResult<IssueRecord> {
+    let user = Some(actor.name.as_str());
+    let mut state = workflow::workflow(store, rec.id)?;
     let mut record = rec.clone();
     let now = now_ms();
+    // Everything is validated before the first write, so a bad field changes nothing.
+    let new_assignee = match body.get("assignedTo") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => Some(parse_assignee(actor, text)?),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "assignedTo must be a string like user:ID or team:SLUG".into(),
+            ))
+        }
+    };
+    let new_tags = match body.get("tags") {
+        None => None,
+        Some(tags) => labels_update(&state.tags, tags)?,
+    };
     if let Some(status) = body_str(body, "status")? {
         let details = body.get("statusDetails").cloned().unwrap_or(json!({}));
         let (new_status, substatus, resolution, ignore, activity) = match status {
@@ -929,7 +724,7 @@ fn apply_update(ctx: &Ctx<'_>, rec: &IssueRecord, body: &Value) -> ApiResult<Iss
                 let next_only = in_next && in_release.is_none();
                 let release = match (&in_release, in_next) {
                     (Some(r), _) => Some(r.clone()),
-                    (None, true) => latest_release(ctx, rec)?,
+                    (None, true) => latest_release(store, rec)?,
                     (None, false) => None,
                 };
                 let kind = if in_next || in_release.is_some() {
@@ -966,7 +761,7 @@ fn apply_update(ctx: &Ctx<'_>, rec: &IssueRecord, body: &Value) -> ApiResult<Iss
                 let user_count = detail_u64(body, "ignoreUserCount")?;
                 let user_window = detail_u64(body, "ignoreUserWindow")?;
                 let requested_sub = body_str(body, "substatus")?;
-                let (count_now, users_now) = counts(ctx, rec.id)?;
+                let (count_now, users_now) = counts(store, rec.id)?;
                 let (mode, sub) = if minutes.is_some() {
                     ("forDuration", IssueSubstatus::ArchivedUntilConditionMet)
                 } else if count.is_some() {
@@ -1015,7 +810,7 @@ fn apply_update(ctx: &Ctx<'_>, rec: &IssueRecord, body: &Value) -> ApiResult<Iss
                 )))
             }
         };
-        let updated = records::update_issue(ctx.store, rec.id, |r| {
+        let updated = records::update_issue(store, rec.id, |r| {
             r.status = new_status;
             r.substatus = substatus;
             r.resolution = resolution.clone();
@@ -1023,20 +818,10 @@ fn apply_update(ctx: &Ctx<'_>, rec: &IssueRecord, body: &Value) -> ApiResult<Iss
         .ok_or_else(|| ApiError::NotFound("Issue not found".into()))?;
         record = updated;
         state.ignore = ignore;
-        workflow::put_workflow(ctx.store, rec.id, &state)?;
-        workflow::add_activity(ctx.store, rec.id, activity.0, activity.1, user)?;
+        workflow::put_workflow(store, rec.id, &state)?;
+        workflow::add_activity(store, rec.id, activity.0, activity.1, user)?;
     }
-    if let Some(assigned) = body.get("assignedTo") {
-        let text = match assigned {
-            Value::Null => "",
-            Value::String(s) => s.as_str(),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "assignedTo must be a string like user:ID or team:SLUG".into(),
-                ))
-            }
-        };
-        let new = parse_assignee(ctx, text)?;
+    if let Some(new) = new_assignee {
         if new != state.assigned_to {
             let activity = match &new {
                 Some(a) => (
@@ -1046,9 +831,14 @@ fn apply_update(ctx: &Ctx<'_>, rec: &IssueRecord, body: &Value) -> ApiResult<Iss
                 None => ("unassigned", json!({})),
             };
             state.assigned_to = new;
-            workflow::put_workflow(ctx.store, rec.id, &state)?;
-            workflow::add_activity(ctx.store, rec.id, activity.0, activity.1, user)?;
+            workflow::put_workflow(store, rec.id, &state)?;
+            workflow::add_activity(store, rec.id, activity.0, activity.1, user)?;
         }
+    }
+    if let Some((tags, changed)) = new_tags {
+        state.tags = tags;
+        workflow::put_workflow(store, rec.id, &state)?;
+        workflow::add_activity(store, rec.id, "set_tags", Value::Object(changed), user)?;
     }
     Ok(record)
 }

@@ -17,6 +17,8 @@ mod releases;
 mod traces;
 pub mod util;
 
+pub use discover::{event_fields, event_matches};
+pub use issues::{apply_issue_update, Actor};
 pub use orgs::validate_scopes;
 
 use std::sync::Arc;

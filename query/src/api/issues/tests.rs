@@ -497,6 +497,32 @@ fn resolve_ignore_assign_note_and_activity() {
         ]
     );
     assert_eq!(f.get(path).body["numComments"], 1);
+
+    // Labels (osprey's `tags` in the update body): shown, searchable like tags, removable.
+    let r = f.put(path, json!({"tags": {"owner": "checkout", "tier": "1"}}));
+    assert_eq!(r.body["labels"], json!({"owner": "checkout", "tier": "1"}));
+    assert_eq!(titles(&q(&f, "owner:checkout")), ["ZeroDivisionError"]);
+    assert_eq!(
+        titles(&q(&f, "has:tier owner:check*")),
+        ["ZeroDivisionError"]
+    );
+    let r = f.put(path, json!({"tags": {"tier": null}}));
+    assert_eq!(r.body["labels"], json!({"owner": "checkout"}));
+    assert_eq!(f.put(path, json!({"tags": {"a b": "x"}})).status, 400);
+    assert_eq!(f.put(path, json!({"tags": ["owner"]})).status, 400);
+    let activity = f.get("/api/0/organizations/default/issues/1/activities/");
+    assert_eq!(activity.body["activity"][0]["type"], "set_tags");
+    assert_eq!(activity.body["activity"][0]["data"], json!({"tier": null}));
+    // A bad field fails the whole update before anything changes.
+    let before = f.get(path).body["status"].clone();
+    let bad = f.put(
+        path,
+        json!({"status": "resolved", "tags": {"x": "y"}, "assignedTo": "u".repeat(200)}),
+    );
+    assert_eq!(bad.status, 400);
+    let after = f.get(path).body;
+    assert_eq!(after["status"], before);
+    assert_eq!(after["labels"], json!({"owner": "checkout"}));
 }
 
 #[test]
