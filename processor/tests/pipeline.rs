@@ -407,13 +407,19 @@ fn filters_invalid_items_and_client_reports_become_outcomes() {
     let mut attachment = record(b"binary".to_vec());
     attachment.item_type = "attachment".into();
     attachment.payload = Bytes::from_static(b"\x00\x01");
+    let attachment_event = uuid::Uuid::new_v4();
+    attachment.event_id = Some(attachment_event);
     let stats = processor
         .process_and_commit(&[local_rec, ignored, broken, report, attachment])
         .unwrap();
+    // The client report is skipped; the attachment is kept under its event.
     assert_eq!(
         (stats.filtered, stats.invalid, stats.accepted, stats.skipped),
-        (2, 1, 0, 2)
+        (2, 1, 0, 1)
     );
+    let stored = storage::attachments::list(&store, 1, &attachment_event).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].size, 2);
     let hour = keys::hour_start(now_ms());
     let get = |o, c, r: &str| {
         store
