@@ -223,6 +223,16 @@ pub struct Processor {
     config: ProcessorConfig,
     state: Mutex<State>,
     alerts: crate::alerts::AlertEngine,
+    /// Grouping configs per project, kept across batches so their stack-rule memo
+    /// ([`crate::grouping::RuleCache`]) stays warm; rebuilt when the project's rules change.
+    grouping: Mutex<HashMap<u64, ProjectGrouping>>,
+}
+
+/// A project's grouping config and the rule texts it was built from.
+struct ProjectGrouping {
+    fingerprinting_rules: String,
+    enhancements: String,
+    config: GroupingConfig,
 }
 
 impl std::fmt::Debug for Processor {
@@ -353,7 +363,32 @@ impl Processor {
                 user_cache: HashSet::new(),
             }),
             alerts: crate::alerts::AlertEngine::new(crate::alerts::AlertConfig::default()),
+            grouping: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The project's grouping config (shared with earlier batches while its rules are
+    /// unchanged).
+    fn project_grouping(&self, project: &Project) -> GroupingConfig {
+        let settings = &project.settings;
+        let mut all = self.grouping.lock();
+        if let Some(g) = all.get(&project.id) {
+            if g.fingerprinting_rules == settings.fingerprinting_rules
+                && g.enhancements == settings.grouping_enhancements
+            {
+                return g.config.clone();
+            }
+        }
+        let config = grouping_config(project);
+        all.insert(
+            project.id,
+            ProjectGrouping {
+                fingerprinting_rules: settings.fingerprinting_rules.clone(),
+                enhancements: settings.grouping_enhancements.clone(),
+                config: config.clone(),
+            },
+        );
+        config
     }
 
     /// The issue alert engine (set its delivery queue with
@@ -655,7 +690,7 @@ impl Processor {
             let config = work
                 .grouping
                 .entry(project.id)
-                .or_insert_with(|| grouping_config(&project));
+                .or_insert_with(|| self.project_grouping(&project));
             let mut hashes = grouping_hashes(&normalized.event, config);
             if hashes.is_empty() {
                 // Sentry always has a hash (its fallback variant); guard against none.

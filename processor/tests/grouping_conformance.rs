@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use processor::grouping::compute_with_embedded_rules;
+use processor::grouping::{compute, compute_with_embedded_rules, GroupingConfig};
 use serde_json::Value;
 
 /// Exact matches achieved so far; raise it when the implementation improves.
@@ -53,6 +53,24 @@ fn grouping_hashes_match_sentry_snapshots() {
         let expected = read(format!("{name}.expected.json"));
         let info = compute_with_embedded_rules(&input)
             .unwrap_or_else(|e| panic!("{name}: bad harness rules: {e}"));
+        // A config kept across events replays stack-trace rule outcomes from its memo: the
+        // replay must give exactly what a fresh evaluation gives.
+        let config = GroupingConfig::from_rules(
+            input.get("_fingerprinting_rules").filter(|v| !v.is_null()),
+            input
+                .get("_grouping")
+                .and_then(|g| g.get("enhancements"))
+                .and_then(Value::as_str),
+        )
+        .unwrap_or_else(|e| panic!("{name}: bad harness rules: {e}"));
+        let fresh = compute(&input, &config);
+        let replayed = compute(&input, &config);
+        assert_eq!(fresh.render_text(), info.render_text(), "{name}: fresh");
+        assert_eq!(
+            replayed.render_text(),
+            info.render_text(),
+            "{name}: replayed"
+        );
         let want: Vec<String> = expected["contributing_hashes"]
             .as_array()
             .map(|a| {

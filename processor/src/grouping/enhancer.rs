@@ -212,6 +212,8 @@ pub struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Enhancements {
     rules: Vec<Rule>,
+    /// Whether some rule tests the exception's type, value or mechanism.
+    reads_exception: bool,
 }
 
 /// Sentry's default rules of config `newstyle:2023-01-11`.
@@ -703,7 +705,115 @@ fn family_bit(name: &str) -> u8 {
     }
 }
 
+/// Most stack traces a [`RuleCache`] remembers before it starts over.
+const RULE_CACHE_ENTRIES: usize = 4096;
+
+/// What the stack-trace rules did to one stack trace: the resulting in-app flag and category
+/// of every frame and the group decisions.
+#[derive(Debug)]
+struct RuleOutcome {
+    in_app: Vec<bool>,
+    category: Vec<Option<String>>,
+    ops: Vec<GroupOp>,
+}
+
+/// A memo of [`Enhancements::apply_to_frames`] per distinct stack trace.
+///
+/// Applying ~350 rules to every frame is the most expensive part of grouping, yet the stack
+/// traces of one release repeat heavily: the same code path fails the same way. The outcome
+/// depends only on what the rules can read (each frame's function, module, paths, package,
+/// platform and incoming in-app flag, the event platform and, when some rule tests them, the
+/// exception's type, value and mechanism), so it is keyed by a 128-bit hash of exactly those
+/// fields and replayed on a hit. The memo is bounded: when full it starts over.
+#[derive(Default)]
+pub struct RuleCache {
+    entries: parking_lot::Mutex<HashMap<u128, Arc<RuleOutcome>>>,
+}
+
+impl std::fmt::Debug for RuleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleCache")
+            .field("entries", &self.entries.lock().len())
+            .finish()
+    }
+}
+
+/// Feeds an optional string into the key hash, length-prefixed so fields cannot run together.
+fn key_str(h: &mut xxhash_rust::xxh3::Xxh3, s: Option<&str>) {
+    match s {
+        None => h.update(&[0]),
+        Some(s) => {
+            h.update(&[1]);
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+}
+
 impl Enhancements {
+    /// Like [`Enhancements::apply_to_frames`] but replays the outcome for a stack trace seen
+    /// before (see [`RuleCache`]). `self` must be the same rule set for every call with one
+    /// cache (the defaults), `project` likewise per cache.
+    pub fn apply_to_frames_cached(
+        &self,
+        project: Option<&Enhancements>,
+        cache: &RuleCache,
+        frames: &mut [Frame],
+        platform: Option<&str>,
+        exc: &ExceptionData<'_>,
+    ) -> Vec<GroupOp> {
+        // Frames come out of the event parser without categories: only rules set them, and
+        // the key below does not cover them.
+        if frames.iter().any(|f| f.category.is_some()) {
+            return self.apply_to_frames(project, frames, platform, exc);
+        }
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        key_str(&mut h, platform);
+        if self.reads_exception || project.is_some_and(|p| p.reads_exception) {
+            key_str(&mut h, exc.ty);
+            key_str(&mut h, exc.value);
+            key_str(&mut h, exc.mechanism);
+        }
+        h.update(&(frames.len() as u64).to_le_bytes());
+        for f in frames.iter() {
+            key_str(&mut h, f.function.as_deref());
+            key_str(&mut h, f.module.as_deref());
+            key_str(&mut h, f.path_lc.as_deref());
+            key_str(&mut h, f.package_lc.as_deref());
+            key_str(&mut h, f.platform.as_deref());
+            h.update(&[match f.in_app {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            }]);
+        }
+        let key = h.digest128();
+        let hit = cache.entries.lock().get(&key).cloned();
+        if let Some(outcome) = hit {
+            for ((f, app), cat) in frames
+                .iter_mut()
+                .zip(&outcome.in_app)
+                .zip(&outcome.category)
+            {
+                f.in_app = Some(*app);
+                f.category.clone_from(cat);
+            }
+            return outcome.ops.clone();
+        }
+        let ops = self.apply_to_frames(project, frames, platform, exc);
+        let outcome = Arc::new(RuleOutcome {
+            in_app: frames.iter().map(|f| f.in_app.unwrap_or(false)).collect(),
+            category: frames.iter().map(|f| f.category.clone()).collect(),
+            ops: ops.clone(),
+        });
+        let mut entries = cache.entries.lock();
+        if entries.len() >= RULE_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, outcome);
+        ops
+    }
+
     /// Parses rule text, one rule per line; `#` starts a comment.
     pub fn parse(text: &str) -> Result<Enhancements, GroupingError> {
         let mut rules = Vec::new();
@@ -712,7 +822,15 @@ impl Enhancements {
                 rules.push(rule);
             }
         }
-        Ok(Enhancements { rules })
+        let reads_exception = rules.iter().any(|r| {
+            r.matchers
+                .iter()
+                .any(|m| matches!(m.key, Key::Type | Key::Value | Key::Mechanism))
+        });
+        Ok(Enhancements {
+            rules,
+            reads_exception,
+        })
     }
 
     /// Number of rules.

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use component::{hash_values, Component, Node};
-pub use enhancer::Enhancements;
+pub use enhancer::{Enhancements, RuleCache};
 pub use fingerprint::{FingerprintRule, FingerprintRules};
 pub use parameterize::{normalize_message, parameterize};
 
@@ -55,6 +55,9 @@ pub struct GroupingConfig {
     pub fingerprinting_rules: FingerprintRules,
     /// Project stack-trace rules, applied after the default rules.
     pub enhancements: Option<Enhancements>,
+    /// Memo of the stack-trace rules' outcome per distinct stack trace, shared by clones of
+    /// this config (keep one config per project alive to profit from it).
+    pub rule_cache: std::sync::Arc<RuleCache>,
 }
 
 impl GroupingConfig {
@@ -77,6 +80,7 @@ impl GroupingConfig {
         Ok(GroupingConfig {
             fingerprinting_rules,
             enhancements,
+            rule_cache: Default::default(),
         })
     }
 }
@@ -253,8 +257,13 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 mechanism: m.as_deref(),
             })
             .unwrap_or_default();
-        st.group_ops =
-            enhancer::DEFAULT.apply_to_frames(project, &mut st.frames, platform.as_deref(), &data);
+        st.group_ops = enhancer::DEFAULT.apply_to_frames_cached(
+            project,
+            &config.rule_cache,
+            &mut st.frames,
+            platform.as_deref(),
+            &data,
+        );
     }
 
     // Component trees; the first strategy with a contributing tree takes precedence.

@@ -246,6 +246,9 @@ pub fn frame_component(f: &Frame, event_platform: Option<&str>, is_recursion: bo
     .then(|| context_line_component(f, platform));
     let cl_available = context_line.as_ref().is_some_and(|c| c.contributes);
     let mut function = function_component(f, platform, cl_available);
+    // Like Sentry, the frame's own flag is decided from the children as built, before the
+    // JavaScript clean-up below changes the function component.
+    let fn_contrib_before = function.contributes;
 
     let js = behavior_family(platform) == "javascript";
     let mut low_quality = false;
@@ -273,9 +276,6 @@ pub fn frame_component(f: &Frame, event_platform: Option<&str>, is_recursion: bo
                 Some("[native code]" | "native code" | "eval code" | "<anonymous>")
             );
     }
-    // Like Sentry, the frame's own flag is decided from the children as built, before the
-    // JavaScript clean-up above changed the function component.
-    let fn_contrib_before = function_component(f, platform, cl_available).contributes;
     let frame_contributes = module.contributes
         || filename.contributes
         || fn_contrib_before
@@ -304,18 +304,33 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>) -> Component {
+/// The `app` and `system` trees of one stack trace. Each frame's component is built once and
+/// shared: the app tree is the same frames with the non-app ones switched off.
+fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
     let platform = ctx.event.platform.as_deref();
-    let mut frames: Vec<Component> = Vec::with_capacity(st.frames.len());
+    let mut system: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
     for f in &st.frames {
-        let mut c = frame_component(f, platform, is_recursion(f, prev));
-        if app && f.in_app != Some(true) {
-            c.set(false, "non app frame");
-        }
-        frames.push(c);
+        system.push(frame_component(f, platform, is_recursion(f, prev)));
         prev = Some(f);
     }
+    let mut app = system.clone();
+    for (c, f) in app.iter_mut().zip(&st.frames) {
+        if f.in_app != Some(true) {
+            c.set(false, "non app frame");
+        }
+    }
+    let app = finish_stacktrace_variant(st, true, app, platform);
+    let system = finish_stacktrace_variant(st, false, system, platform);
+    vec![("app", app), ("system", system)]
+}
+
+fn finish_stacktrace_variant(
+    st: &Stacktrace,
+    app: bool,
+    mut frames: Vec<Component>,
+    platform: Option<&str>,
+) -> Component {
     if st.frames.len() == 1 && frames[0].contributes {
         let f = &st.frames[0];
         if behavior_family(f.platform.as_deref().or(platform)) == "javascript"
@@ -347,13 +362,6 @@ fn stacktrace_variant(st: &Stacktrace, app: bool, ctx: &Ctx<'_>) -> Component {
     rv
 }
 
-fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
-    vec![
-        ("app", stacktrace_variant(st, true, ctx)),
-        ("system", stacktrace_variant(st, false, ctx)),
-    ]
-}
-
 fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
     let mut type_c = Component::leaves("type", e.ty.iter().cloned().collect());
     if e.synthetic {
@@ -367,20 +375,22 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
         Some(st) => stacktrace_variants(st, ctx),
         None => vec![("app", Component::empty("stacktrace"))],
     };
+    // The value is parameterized once and shared by the variants.
+    let mut value_base = Component::empty("value");
+    if let Some(raw) = &e.value {
+        let normalized = normalize_message(raw);
+        if !normalized.is_empty() {
+            let changed = &normalized != raw;
+            value_base = Component::leaf("value", normalized);
+            if changed {
+                value_base.hint = Some("stripped event-specific values".into());
+            }
+        }
+    }
     st_variants
         .into_iter()
         .map(|(name, st)| {
-            let mut value = Component::empty("value");
-            if let Some(raw) = &e.value {
-                let normalized = normalize_message(raw);
-                if !normalized.is_empty() {
-                    let changed = &normalized != raw;
-                    value = Component::leaf("value", normalized);
-                    if changed {
-                        value.hint = Some("stripped event-specific values".into());
-                    }
-                }
-            }
+            let mut value = value_base.clone();
             if st.contributes && value.contributes {
                 value.set(false, "ignored because stacktrace takes precedence");
             }
