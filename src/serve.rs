@@ -59,6 +59,12 @@ impl App {
             return self.mcp.handle(req).await;
         }
         if path == "/api/0" || path.starts_with("/api/0/") {
+            if let Some(peers) = self.kafka.as_ref().and_then(|k| k.peers()) {
+                return peers
+                    .handle(req)
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed());
+            }
             return match &self.api {
                 Some(api) => api
                     .handle(req)
