@@ -206,7 +206,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.ingest.clone(),
         )
     });
-    let api = config.has_role(Role::Query).then(|| {
+    // A processor node serves the query API over its own results: query nodes fan out to it.
+    let api = (config.has_role(Role::Query) || config.has_role(Role::Processor)).then(|| {
         query::api::ApiService::new(
             query::QueryService::new(store.clone()),
             query::api::ApiConfig {

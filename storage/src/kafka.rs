@@ -710,6 +710,26 @@ impl ConsumerContext for ConsumeContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(count = tpl.count(), "kafka partitions revoked");
+                // A group commit after the last batch can fail while the group is already
+                // rebalancing; here, still a member of the old generation, this node hands
+                // its revoked partitions over at the offsets its results end at.
+                let mut handover = TopicPartitionList::new();
+                for elem in tpl.elements() {
+                    if let Ok(Some(next)) =
+                        kafka_offset(&self.store, elem.topic(), elem.partition())
+                    {
+                        let _ = handover.add_partition_offset(
+                            elem.topic(),
+                            elem.partition(),
+                            Offset::Offset(next),
+                        );
+                    }
+                }
+                if handover.count() > 0 {
+                    if let Err(e) = consumer.commit(&handover, CommitMode::Sync) {
+                        tracing::warn!(error = %e, "handing over the revoked partitions' offsets failed");
+                    }
+                }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "kafka unassign failed");
                 }
