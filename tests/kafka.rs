@@ -222,7 +222,7 @@ fn processor_killed_under_load_every_accepted_event_counted_once_through_the_que
             let deadline = Instant::now() + Duration::from_secs(120);
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
-                let message = if i % 3 == 0 {
+                let message = if i.is_multiple_of(3) {
                     "disk full"
                 } else {
                     "timeout talking to db"

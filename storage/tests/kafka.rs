@@ -179,6 +179,9 @@ async fn produce_consume_and_resume_exactly_from_the_local_offsets() {
     assert_eq!(total, 300);
 }
 
+/// The ids a member read.
+type ReadIds = Arc<Mutex<HashSet<Uuid>>>;
+
 /// Produces records `from..to` (projects 1..=8, so every partition gets some) and waits for
 /// every delivery report.
 async fn produce_range(log: &KafkaLog, from: u64, to: u64) -> HashSet<Uuid> {
@@ -207,7 +210,7 @@ fn member(
     store: Store,
     stop: Arc<AtomicBool>,
     owned: Arc<AtomicUsize>,
-    read: Arc<Mutex<HashSet<Uuid>>>,
+    read: ReadIds,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let consumer = KafkaConsumer::new(&config, &store).unwrap();
@@ -250,14 +253,13 @@ async fn partitions_moving_between_live_members_are_read_once_overall() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store_a = Store::open(dir_a.path(), &StoreOptions::default()).unwrap();
     let store_b = Store::open(dir_b.path(), &StoreOptions::default()).unwrap();
-    let (read_a, read_b): (Arc<Mutex<HashSet<Uuid>>>, Arc<Mutex<HashSet<Uuid>>>) =
-        (Arc::default(), Arc::default());
+    let (read_a, read_b): (ReadIds, ReadIds) = (Arc::default(), Arc::default());
     let (owned_a, owned_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (stop_a, stop_b) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
     );
-    let len = |r: &Arc<Mutex<HashSet<Uuid>>>| r.lock().unwrap().len();
+    let len = |r: &ReadIds| r.lock().unwrap().len();
 
     // A alone reads the first wave.
     let mut sent = produce_range(&log, 0, 160).await;
