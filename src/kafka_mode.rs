@@ -3,7 +3,8 @@
 //! An `ingest` node produces to Kafka ([`storage::KafkaLog`]) instead of the embedded log; a
 //! `processor` node runs the processor as a member of the processors' consumer group
 //! ([`processor::Processor::run_kafka`]) over its own data directory; a `query` node answers
-//! from its data directory (fan-out to `peers` is not built yet). `serve.rs` starts
+//! by fanning out to `peers` ([`query::peers::Peers`]) when it has them, else from its own
+//! data directory. `serve.rs` starts
 //! [`KafkaMode`] in place of the embedded log and processor thread when
 //! `config.kafka.enabled()`, hands [`KafkaMode::ingest_log`] to the ingest service, and calls
 //! [`KafkaMode::shutdown`] where it closes the embedded log today.
@@ -22,6 +23,7 @@ pub struct KafkaMode {
     log: Option<Arc<KafkaLog>>,
     processor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
+    peers: Option<query::peers::Peers>,
 }
 
 impl KafkaMode {
@@ -39,6 +41,16 @@ impl KafkaMode {
         }
         let log = if ingest {
             Some(Arc::new(KafkaLog::new(kafka)?))
+        } else {
+            None
+        };
+        // A query node without the processor role has no results of its own: with peers it
+        // answers /api/0/ from them.
+        let peers = if config.has_role(Role::Query) && !config.peers.is_empty() {
+            Some(
+                query::peers::Peers::new(&config.peers, Duration::from_secs(10))
+                    .context("configuring the query peers")?,
+            )
         } else {
             None
         };
@@ -65,12 +77,18 @@ impl KafkaMode {
             log,
             processor: std::sync::Mutex::new(processor),
             stop,
+            peers,
         })
     }
 
     /// The log the ingest service appends to (`None` without the `ingest` role).
     pub fn ingest_log(&self) -> Option<Arc<dyn Log>> {
         self.log.as_ref().map(|l| Arc::clone(l) as Arc<dyn Log>)
+    }
+
+    /// The processor nodes this query node fans out to (`None`: answer locally).
+    pub fn peers(&self) -> Option<&query::peers::Peers> {
+        self.peers.as_ref()
     }
 
     /// Appends the Kafka producer's counters in Prometheus text format.

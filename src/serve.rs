@@ -59,6 +59,12 @@ impl App {
             return self.mcp.handle(req).await;
         }
         if path == "/api/0" || path.starts_with("/api/0/") {
+            if let Some(peers) = self.kafka.as_ref().and_then(|k| k.peers()) {
+                return peers
+                    .handle(req)
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed());
+            }
             return match &self.api {
                 Some(api) => api
                     .handle(req)
@@ -200,7 +206,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.ingest.clone(),
         )
     });
-    let api = config.has_role(Role::Query).then(|| {
+    // A processor node serves the query API over its own results: query nodes fan out to it.
+    let api = (config.has_role(Role::Query) || config.has_role(Role::Processor)).then(|| {
         query::api::ApiService::new(
             query::QueryService::new(store.clone()),
             query::api::ApiConfig {

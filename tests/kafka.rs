@@ -38,11 +38,17 @@ impl Drop for Node {
 }
 
 fn node(role: &str, port: u16, data: &std::path::Path, run: &str) -> Node {
+    node_with(role, port, data, run, &[])
+}
+
+const TOKEN: &str = "osprey-e2e-admin-token-0123456789abcdef";
+
+fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&str]) -> Node {
     let config = data.with_extension("toml");
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\npartitions = 2\ngroup_id = \"e2e-{run}\"\n[kafka.topics]\nevents = \"e2e-ev-{run}\"\ntransactions = \"e2e-tx-{run}\"\n",
+            "[kafka]\nbrokers = \"{}\"\npartitions = 2\ngroup_id = \"e2e-{run}\"\nsession_timeout_ms = 6000\n[kafka.topics]\nevents = \"e2e-ev-{run}\"\ntransactions = \"e2e-tx-{run}\"\n",
             broker()
         ),
     )
@@ -50,6 +56,8 @@ fn node(role: &str, port: u16, data: &std::path::Path, run: &str) -> Node {
     let child = Command::new(env!("CARGO_BIN_EXE_osprey"))
         .args(["serve", "--role", role, "--config"])
         .arg(&config)
+        .args(args)
+        .env("OSPREY_ADMIN_TOKEN", TOKEN)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
         .env("OSPREY_DEFAULT_KEY", KEY)
@@ -144,4 +152,169 @@ fn ingest_node_to_kafka_to_processor_node() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The issues of the default organization as the node at `port` answers them: `(title →
+/// count)` and the `X-Osprey-Partial` header. `None` while the node does not answer.
+fn api_issue_counts(
+    port: u16,
+) -> Option<(std::collections::BTreeMap<String, u64>, Option<String>)> {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://127.0.0.1:{port}/api/0/organizations/default/issues/?query=&limit=100"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let partial = resp
+        .headers()
+        .get("x-osprey-partial")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let issues: Vec<serde_json::Value> = resp.json().ok()?;
+    let mut counts = std::collections::BTreeMap::new();
+    for issue in issues {
+        let title = issue["title"].as_str().unwrap_or("").to_owned();
+        let n: u64 = issue["count"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        *counts.entry(title).or_insert(0) += n;
+    }
+    Some((counts, partial))
+}
+
+/// Ingest → Kafka → two processor nodes → a query node fanning out to both. One processor is
+/// SIGKILLed while events flow; its partition moves to the other; it comes back on its data
+/// directory. Through the query node every accepted event is counted exactly once, and with
+/// a processor down the answer says it is partial.
+#[test]
+fn processor_killed_under_load_every_accepted_event_counted_once_through_the_query_node() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest_port, p1_port, p2_port, query_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let (p1_data, p2_data) = (dir.path().join("p1"), dir.path().join("p2"));
+    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let mut p1 = node("processor", p1_port, &p1_data, &run);
+    let mut p2 = node("processor", p2_port, &p2_data, &run);
+    let peers = format!("http://127.0.0.1:{p1_port},http://127.0.0.1:{p2_port}");
+    let _query = node_with(
+        "query",
+        query_port,
+        &dir.path().join("query"),
+        &run,
+        &["--peers", &peers],
+    );
+
+    // Load: one thread keeps sending until told to stop, counting what was accepted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut accepted = std::collections::BTreeMap::<String, u64>::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+                let message = if i.is_multiple_of(3) {
+                    "disk full"
+                } else {
+                    "timeout talking to db"
+                };
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                if post_envelope(ingest_port, &id, message) == 200 {
+                    *accepted.entry(message.to_owned()).or_insert(0) += 1;
+                    i += 1;
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            accepted
+        })
+    };
+
+    // Once events are being processed, SIGKILL the processor that owns the events.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let owner = loop {
+        let c1 = api_issue_counts(p1_port)
+            .map(|(c, _)| c.values().sum::<u64>())
+            .unwrap_or(0);
+        let c2 = api_issue_counts(p2_port)
+            .map(|(c, _)| c.values().sum::<u64>())
+            .unwrap_or(0);
+        if c1 + c2 >= 30 {
+            break if c1 >= c2 { 1 } else { 2 };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no processing within 90 s ({c1}, {c2})"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let (killed, killed_port, killed_data) = if owner == 1 {
+        (&mut p1, p1_port, &p1_data)
+    } else {
+        (&mut p2, p2_port, &p2_data)
+    };
+    killed.0.kill().unwrap(); // SIGKILL
+    killed.0.wait().unwrap();
+    let before_takeover = api_issue_counts(if owner == 1 { p2_port } else { p1_port })
+        .map(|(c, _)| c.values().sum::<u64>())
+        .unwrap_or(0);
+
+    // With the owner dead the query node still answers, and says it is partial.
+    let (_, partial) = api_issue_counts(query_port).expect("query node answers");
+    let partial = partial.expect("X-Osprey-Partial with a processor down");
+    assert!(partial.contains(&killed_port.to_string()), "{partial}");
+
+    // The survivor takes the partition over (session timeout 6 s) and processes new events.
+    let survivor_port = if owner == 1 { p2_port } else { p1_port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = api_issue_counts(survivor_port)
+            .map(|(c, _)| c.values().sum::<u64>())
+            .unwrap_or(0);
+        if now > before_takeover + 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor took nothing over ({now})"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let accepted = loader.join().unwrap();
+
+    // The killed node comes back on its data directory: its results are served again.
+    *killed = node("processor", killed_port, killed_data, &run);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((counts, partial)) = api_issue_counts(query_port) {
+            if partial.is_none() && counts == accepted {
+                break;
+            }
+            let (got, want): (u64, u64) = (counts.values().sum(), accepted.values().sum());
+            assert!(
+                got <= want,
+                "counted {counts:?}, accepted {accepted:?}: counted twice"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "query node has {counts:?} (partial {partial:?}), accepted {accepted:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // And it stays exact (no late re-reading by the returning node).
+    std::thread::sleep(Duration::from_secs(3));
+    let (counts, partial) = api_issue_counts(query_port).unwrap();
+    assert_eq!((counts, partial), (accepted, None));
 }

@@ -4,9 +4,10 @@
 //! Each step reads a batch from the partitions this node owns, processes it exactly as the
 //! embedded loop does, and writes the results, the `invalid`/`kafka_decode` outcomes of
 //! messages that are not log records, and every partition's next offset in **one** RocksDB
-//! write batch. Only then are the offsets told to Kafka (informational). A crash therefore
-//! replays from the last local commit, and dedup by (project, event id) makes the replay
-//! harmless; a rebalance re-seeks every partition to the offsets in this node's store.
+//! write batch; then it commits the same offsets to the group before polling again. A crash
+//! replays from the last local commit (dedup by (project, event id) makes that harmless), and
+//! a partition that moves to another node continues there from where this node's results end
+//! (`storage::KafkaConsumer`: start = max(local, group committed)).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,7 +36,11 @@ impl Processor {
         let mut stats = self.commit(outcome)?;
         stats.invalid += batch.invalid.len() as u64;
         stats.records += batch.invalid.len() as u64;
-        consumer.commit_async(&batch);
+        // Before the next poll (where a rebalance may hand a partition to another node), so
+        // that node starts where these results end.
+        if let Err(e) = consumer.commit_offsets(&batch) {
+            tracing::warn!(error = %e, "offsets not committed to the group; the next batch retries");
+        }
         Ok(Some(stats))
     }
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod events;
 pub mod issues;
 pub mod outcomes;
+pub mod peers;
 pub mod perf;
 pub mod search;
 pub mod trace;

@@ -15,14 +15,20 @@
 //! key id, received time, client address, envelope header (with `sdk`), item header, payload.
 //!
 //! **Consumer.** Offsets live in the processor's own RocksDB, written in the same write batch
-//! as the results ([`KafkaBatch::add_to_write_batch`]); on every (re)assignment the consumer
-//! seeks each partition to its stored offset (the beginning when it has none: a partition
-//! that moves to a node starts from what Kafka retains, and dedup by event id absorbs the
-//! overlap). Kafka's committed offsets are written asynchronously after the local commit and
-//! are informational only. A message that does not decode is not a crash loop: it is counted
+//! as the results ([`KafkaBatch::add_to_write_batch`]), and are then committed to the group
+//! synchronously, before the next poll ([`KafkaConsumer::commit_offsets`]). On every
+//! (re)assignment the consumer seeks each partition to the later of the two (the beginning
+//! when neither exists). Each node's store therefore holds the results of the offset ranges
+//! it processed, and the ranges of all nodes tile the partition without overlap: a partition
+//! that moves to another live node continues there at the exact offset where this node's
+//! results end, and this node keeps (and serves, through query fan-out) what it processed.
+//! The one gap in that tiling: a node killed between its local commit and the group commit
+//! leaves its last batch counted locally and re-read by the next owner (at most one batch,
+//! a window of one commit round trip); dedup by event id absorbs it only when the same node
+//! re-reads it. A message that does not decode is not a crash loop: it is counted
 //! as an `invalid` outcome with reason `kafka_decode` in the same write batch and skipped.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -625,17 +631,49 @@ impl ClientContext for ConsumeContext {
 }
 
 impl ConsumeContext {
-    /// The offset to start `topic`/`partition` at: ours, or the beginning of what Kafka keeps.
-    fn start_offset(&self, topic: &str, partition: i32) -> Offset {
-        match kafka_offset(&self.store, topic, partition) {
-            Ok(Some(next)) => Offset::Offset(next),
-            Ok(None) => Offset::Beginning,
+    /// The offset to start `topic`/`partition` at: the later of ours and the group's committed
+    /// offset (`committed`, `None` when Kafka has none), else the beginning of what Kafka keeps.
+    ///
+    /// Ours alone is not enough once partitions move between live nodes: a partition that
+    /// comes back to this node after another node processed more of it must not be re-read
+    /// from our older offset (the other node already counted those events, and keeps them),
+    /// and a partition this node never owned must start where its previous owner stopped,
+    /// not at the beginning. Kafka's committed offset alone is not enough either: it is
+    /// written just after the local batch, so after a crash ours can be ahead of it.
+    fn start_offset(&self, topic: &str, partition: i32, committed: Option<i64>) -> Offset {
+        let local = match kafka_offset(&self.store, topic, partition) {
+            Ok(local) => local,
             Err(e) => {
-                // Replaying from the beginning is slow but correct (dedup by event id).
-                tracing::error!(error = %e, topic, partition, "cannot read the stored offset; starting at the beginning");
-                Offset::Beginning
+                tracing::error!(error = %e, topic, partition, "cannot read the stored offset; using the group's");
+                None
+            }
+        };
+        match local.max(committed) {
+            Some(next) => Offset::Offset(next),
+            None => Offset::Beginning,
+        }
+    }
+
+    /// The group's committed offsets of the partitions in `tpl` (empty when Kafka cannot say
+    /// in time: the local offsets then decide, as before the group had any).
+    fn committed(
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> HashMap<(String, i32), i64> {
+        let mut out = HashMap::new();
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(list) => {
+                for elem in list.elements() {
+                    if let Offset::Offset(o) = elem.offset() {
+                        out.insert((elem.topic().to_owned(), elem.partition()), o);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the group's committed offsets; using the local ones")
             }
         }
+        out
     }
 }
 
@@ -653,10 +691,12 @@ impl ConsumerContext for ConsumeContext {
         assignment.partitions.clear();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = Self::committed(consumer, tpl);
                 let mut positioned = TopicPartitionList::new();
                 for elem in tpl.elements() {
                     let (topic, partition) = (elem.topic(), elem.partition());
-                    let offset = self.start_offset(topic, partition);
+                    let group = committed.get(&(topic.to_owned(), partition)).copied();
+                    let offset = self.start_offset(topic, partition, group);
                     if let Err(e) = positioned.add_partition_offset(topic, partition, offset) {
                         tracing::error!(error = %e, topic, partition, "cannot position partition");
                     }
@@ -670,6 +710,26 @@ impl ConsumerContext for ConsumeContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(count = tpl.count(), "kafka partitions revoked");
+                // A group commit after the last batch can fail while the group is already
+                // rebalancing; here, still a member of the old generation, this node hands
+                // its revoked partitions over at the offsets its results end at.
+                let mut handover = TopicPartitionList::new();
+                for elem in tpl.elements() {
+                    if let Ok(Some(next)) =
+                        kafka_offset(&self.store, elem.topic(), elem.partition())
+                    {
+                        let _ = handover.add_partition_offset(
+                            elem.topic(),
+                            elem.partition(),
+                            Offset::Offset(next),
+                        );
+                    }
+                }
+                if handover.count() > 0 {
+                    if let Err(e) = consumer.commit(&handover, CommitMode::Sync) {
+                        tracing::warn!(error = %e, "handing over the revoked partitions' offsets failed");
+                    }
+                }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "kafka unassign failed");
                 }
@@ -829,8 +889,28 @@ impl KafkaConsumer {
         Ok(batch)
     }
 
-    /// Tells Kafka the offsets after `batch` (informational: call after the local commit;
-    /// failures are logged, the local store is the truth).
+    /// Tells the group the offsets after `batch`; call right after the local commit of the
+    /// batch and before the next [`KafkaConsumer::next_batch`]. It is synchronous so that
+    /// when this member serves a rebalance (inside the next poll) and gives a partition
+    /// away, the new owner starts exactly where this node's results end. A failure is
+    /// returned but is not fatal: the next batch's commit covers it, and a node that gets
+    /// the partition back prefers its own (later) stored offset.
+    pub fn commit_offsets(&self, batch: &KafkaBatch) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in batch.next_offsets() {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+                .map_err(|e| kafka_err("listing offsets to commit", e))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| kafka_err("committing offsets to the group", e))
+    }
+
+    /// [`KafkaConsumer::commit_offsets`] without waiting (tools and benchmarks that do not
+    /// share partitions with other members); failures are logged.
     pub fn commit_async(&self, batch: &KafkaBatch) {
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, next) in batch.next_offsets() {
@@ -842,7 +922,7 @@ impl KafkaConsumer {
             return;
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "kafka offset commit failed (informational only)");
+            tracing::debug!(error = %e, "kafka offset commit failed");
         }
     }
 }

@@ -6,6 +6,8 @@
 //! consumer groups, so they run in parallel on one broker.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -175,6 +177,160 @@ async fn produce_consume_and_resume_exactly_from_the_local_offsets() {
         }
     }
     assert_eq!(total, 300);
+}
+
+/// The ids a member read.
+type ReadIds = Arc<Mutex<HashSet<Uuid>>>;
+
+/// Produces records `from..to` (projects 1..=8, so every partition gets some) and waits for
+/// every delivery report.
+async fn produce_range(log: &KafkaLog, from: u64, to: u64) -> HashSet<Uuid> {
+    let mut tickets = Vec::new();
+    let mut sent = HashSet::new();
+    for i in from..to {
+        let r = record(1 + i % 8, i, "event");
+        sent.insert(r.event_id.unwrap());
+        tickets.push(log.append(vec![r]).unwrap());
+    }
+    for t in tickets {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("delivery report within 60 s")
+            .expect("delivered");
+    }
+    sent
+}
+
+/// One processor-like member: each batch goes to the local store (offsets included) and
+/// then to the group, as `Processor::kafka_step` does, until `stop`. Returns the member's
+/// read ids (a member may re-read its own records after a rebalance: dedup absorbs that, so
+/// the ids are a set) and publishes its assignment size in `owned`.
+fn member(
+    config: KafkaConfig,
+    store: Store,
+    stop: Arc<AtomicBool>,
+    owned: Arc<AtomicUsize>,
+    read: ReadIds,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let consumer = KafkaConsumer::new(&config, &store).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
+            let batch = consumer
+                .next_batch(16, 1 << 20, Duration::from_millis(200))
+                .expect("next_batch");
+            owned.store(consumer.assignment().len(), Ordering::Release);
+            if batch.is_empty() {
+                continue;
+            }
+            let mut wb = WriteBatch::default();
+            batch.add_to_write_batch(&store, &mut wb);
+            store.write(wb, true).unwrap();
+            consumer.commit_offsets(&batch).expect("group commit");
+            let mut read = read.lock().unwrap();
+            read.extend(batch.records.iter().map(|r| r.record.event_id.unwrap()));
+        }
+    })
+}
+
+fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_moving_between_live_members_are_read_once_overall() {
+    let mut config = setup("move").await;
+    config.partitions = 4;
+    // Four partitions need their own topics (setup made three-partition ones).
+    config.topics.events.push_str("-4");
+    config.topics.transactions.push_str("-4");
+    ensure_topics(&config).await.unwrap();
+    let log = KafkaLog::new(&config).unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store_a = Store::open(dir_a.path(), &StoreOptions::default()).unwrap();
+    let store_b = Store::open(dir_b.path(), &StoreOptions::default()).unwrap();
+    let (read_a, read_b): (ReadIds, ReadIds) = (Arc::default(), Arc::default());
+    let (owned_a, owned_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (stop_a, stop_b) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let len = |r: &ReadIds| r.lock().unwrap().len();
+
+    // A alone reads the first wave.
+    let mut sent = produce_range(&log, 0, 160).await;
+    let a = member(
+        config.clone(),
+        store_a.clone(),
+        stop_a.clone(),
+        owned_a.clone(),
+        read_a.clone(),
+    );
+    wait_until("A reads the first wave", Duration::from_secs(60), || {
+        len(&read_a) == 160
+    });
+
+    // B joins: some of A's partitions move to B while A is alive. B must start where A's
+    // results end, not at the beginning of the partition.
+    let b = member(
+        config.clone(),
+        store_b.clone(),
+        stop_b.clone(),
+        owned_b.clone(),
+        read_b.clone(),
+    );
+    wait_until("B owns partitions", Duration::from_secs(60), || {
+        owned_b.load(Ordering::Acquire) > 0 && owned_a.load(Ordering::Acquire) > 0
+    });
+    sent.extend(produce_range(&log, 160, 320).await);
+    wait_until(
+        "A and B read the second wave",
+        Duration::from_secs(60),
+        || {
+            let (ra, rb) = (read_a.lock().unwrap(), read_b.lock().unwrap());
+            ra.union(&rb).count() == 320
+        },
+    );
+    assert!(len(&read_b) > 0, "B read nothing of the second wave");
+
+    // B leaves: its partitions go back to A, which must continue where B stopped, not
+    // from its own older offsets.
+    stop_b.store(true, Ordering::Release);
+    b.join().unwrap();
+    sent.extend(produce_range(&log, 320, 400).await);
+    wait_until("A reads the third wave", Duration::from_secs(60), || {
+        let (ra, rb) = (read_a.lock().unwrap(), read_b.lock().unwrap());
+        ra.union(&rb).count() == 400
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    stop_a.store(true, Ordering::Release);
+    a.join().unwrap();
+
+    let (ra, rb) = (read_a.lock().unwrap(), read_b.lock().unwrap());
+    let both: Vec<_> = ra.intersection(&rb).collect();
+    assert!(
+        both.is_empty(),
+        "{} records read by both members",
+        both.len()
+    );
+    let union: HashSet<Uuid> = ra.union(&rb).copied().collect();
+    assert_eq!(union, sent);
+    // Every partition's offsets, A's and B's together, reach the partition's end.
+    let mut ends = 0;
+    for p in 0..config.partitions {
+        let a_off = kafka_offset(&store_a, &config.topics.events, p)
+            .unwrap()
+            .unwrap_or(0);
+        let b_off = kafka_offset(&store_b, &config.topics.events, p)
+            .unwrap()
+            .unwrap_or(0);
+        ends += a_off.max(b_off);
+    }
+    assert_eq!(ends, 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -319,6 +319,9 @@ fn issue_json(ctx: &Ctx<'_>, rec: &IssueRecord, state: &IssueWorkflow) -> ApiRes
     let mut issue = ctx.query.issue_from_record(rec)?;
     issue.absolutize(ctx.base_url());
     let mut v = serde_json::to_value(issue)?;
+    // osprey's own field: the grouping hash, by which a query node merges the same issue
+    // seen by several processor nodes (their issue ids are per node).
+    v["ospreyHash"] = json!(rec.primary_hash);
     v["assignedTo"] = state
         .assigned_to
         .as_ref()

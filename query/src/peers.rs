@@ -1,0 +1,595 @@
+//! Query fan-out (design.md §7): a `--role query` node given `--peers` answers `/api/0/` by
+//! asking every processor node the same request and merging the answers.
+//!
+//! Each processor node's store holds the results of the Kafka offset ranges it processed
+//! (storage's Kafka consumer hands a partition over at the exact offset where the old owner's
+//! results end), so every event is counted by exactly one node and additive answers merge by
+//! adding:
+//! - issue lists merge the same issue (same project and grouping hash, `ospreyHash`) seen by
+//!   several nodes into one: `count` adds, `firstSeen` is the earliest, `lastSeen` the latest;
+//!   then the list is merge-sorted by the requested `sort` and cut at `limit`/`per_page`;
+//! - Discover rows (`/organizations/{org}/events/`) merge by their non-aggregate fields:
+//!   `count()`, `count_if()`, `sum()`, `failure_count()`, `epm()`/`eps()` add, `min()`/`max()`
+//!   take the extreme. Other aggregates (percentiles, `apdex()`, `avg()`, rates) are exact when
+//!   one node holds the row, which is the normal case (a project's records stay on one
+//!   partition); a row split over nodes (its partition moved) gets the count-weighted mean and
+//!   the field is named in `meta.ospreyApproximate`;
+//! - other lists are unions by `id`; single objects come from the first node that has them.
+//!
+//! A peer that does not answer (connection refused, timeout, 5xx) does not fail the request:
+//! the answer covers the live nodes and carries `X-Osprey-Partial: <peers>` and, for JSON
+//! objects, `"ospreyPartial": {"missing": [...]}`.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{json, Map, Value};
+
+/// The header naming the peers missing from an answer.
+pub const PARTIAL_HEADER: &str = "x-osprey-partial";
+
+/// Largest request body forwarded, and largest answer read from a peer.
+const MAX_BODY: usize = 16 << 20;
+
+/// Why the fan-out could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// A peer URL is not `http://host:port`.
+    #[error("peer URL {0:?} must start with http:// or https://")]
+    BadUrl(String),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The processor nodes a query node fans out to.
+#[derive(Clone, Debug)]
+pub struct Peers {
+    urls: Vec<String>,
+    client: reqwest::Client,
+}
+
+/// One peer's answer, or why there is none.
+#[derive(Debug, Clone)]
+pub struct PeerAnswer {
+    /// The peer's base URL.
+    pub peer: String,
+    /// Status and body, or the failure.
+    pub result: Result<(StatusCode, Bytes), String>,
+}
+
+impl Peers {
+    /// Peers at `urls` (base URLs); each request waits at most `timeout` for a peer.
+    pub fn new(urls: &[String], timeout: Duration) -> Result<Peers, PeerError> {
+        let mut clean = Vec::with_capacity(urls.len());
+        for url in urls {
+            let url = url.trim().trim_end_matches('/');
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(PeerError::BadUrl(url.to_owned()));
+            }
+            clean.push(url.to_owned());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .build()
+            .map_err(|e| PeerError::Client(e.to_string()))?;
+        Ok(Peers {
+            urls: clean,
+            client,
+        })
+    }
+
+    /// The peers' base URLs.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Answers one `/api/0/` request by fan-out and merge.
+    pub async fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return respond(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"detail": format!("request body not readable: {e}")}),
+                    &[],
+                )
+            }
+        };
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| parts.uri.path().to_owned());
+        let answers = self
+            .ask_all(&parts.method, &path_and_query, &parts.headers, body)
+            .await;
+        let query = parts.uri.query().unwrap_or("");
+        let (status, value, missing) = merge(&parts.method, parts.uri.path(), query, answers);
+        respond(status, value, &missing)
+    }
+
+    async fn ask_all(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Vec<PeerAnswer> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, peer) in self.urls.iter().enumerate() {
+            let mut request = self
+                .client
+                .request(method.clone(), format!("{peer}{path_and_query}"))
+                .body(body.clone());
+            for name in [http::header::AUTHORIZATION, http::header::CONTENT_TYPE] {
+                if let Some(v) = headers.get(&name) {
+                    request = request.header(name, v.clone());
+                }
+            }
+            let peer = peer.clone();
+            tasks.spawn(async move {
+                let result = async {
+                    let resp = request.send().await.map_err(|e| e.to_string())?;
+                    let status = resp.status();
+                    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+                    if bytes.len() > MAX_BODY {
+                        return Err(format!("answer larger than {MAX_BODY} bytes"));
+                    }
+                    Ok((status, bytes))
+                }
+                .await;
+                (i, PeerAnswer { peer, result })
+            });
+        }
+        let mut answers: Vec<(usize, PeerAnswer)> = Vec::with_capacity(self.urls.len());
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(answer) = done {
+                answers.push(answer);
+            }
+        }
+        // Peer order, so that "the first node that has it" is stable.
+        answers.sort_by_key(|(i, _)| *i);
+        answers.into_iter().map(|(_, a)| a).collect()
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    mut value: Value,
+    missing: &[String],
+) -> http::Response<Full<Bytes>> {
+    let mut builder = http::Response::builder().status(status);
+    if !missing.is_empty() {
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("ospreyPartial".into(), json!({"missing": missing}));
+        }
+        if let Ok(v) = HeaderValue::from_str(&missing.join(",")) {
+            builder = builder.header(PARTIAL_HEADER, v);
+        }
+    }
+    let body = if status == StatusCode::NO_CONTENT {
+        Bytes::new()
+    } else {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        Bytes::from(value.to_string())
+    };
+    builder
+        .body(Full::new(body))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+/// Merges the peers' answers to one request: `(status, body, missing peers)`.
+pub fn merge(
+    method: &Method,
+    path: &str,
+    query: &str,
+    answers: Vec<PeerAnswer>,
+) -> (StatusCode, Value, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut ok: Vec<Value> = Vec::new();
+    let mut errors: Vec<(StatusCode, Value)> = Vec::new();
+    for answer in answers {
+        match answer.result {
+            Err(e) => {
+                tracing::warn!(peer = %answer.peer, error = %e, "peer did not answer");
+                missing.push(answer.peer);
+            }
+            Ok((status, _)) if status.is_server_error() => missing.push(answer.peer),
+            Ok((status, body)) => {
+                let value = if body.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&body).unwrap_or(Value::Null)
+                };
+                if status.is_success() {
+                    ok.push(value);
+                } else {
+                    errors.push((status, value));
+                }
+            }
+        }
+    }
+    if ok.is_empty() {
+        // Auth and validation errors are the same on every node; a 404 only means "not
+        // here" and loses to any more specific answer.
+        errors.sort_by_key(|(s, _)| (*s == StatusCode::NOT_FOUND, s.as_u16()));
+        return match errors.into_iter().next() {
+            Some((status, value)) => (status, value, missing),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"detail": "no processor node answered"}),
+                missing,
+            ),
+        };
+    }
+    let params = crate::api::util::parse_query(query);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = param("limit")
+        .or_else(|| param("per_page"))
+        .and_then(|v| v.parse::<usize>().ok());
+    let segs: Vec<&str> = path
+        .trim_start_matches("/api/0")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let value = if *method != Method::GET {
+        ok.swap_remove(0)
+    } else {
+        match segs.as_slice() {
+            ["organizations", _, "issues"] | ["projects", _, _, "issues"] => {
+                merge_issues(ok, param("sort").unwrap_or("date"), limit.unwrap_or(100))
+            }
+            ["organizations", _, "events"] => merge_discover(ok, param("sort"), limit),
+            _ => merge_generic(ok),
+        }
+    };
+    (StatusCode::OK, value, missing)
+}
+
+/// Union of lists by `id` (first node wins); else the first node's object.
+fn merge_generic(mut answers: Vec<Value>) -> Value {
+    if answers.iter().all(Value::is_array) {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for item in answers.into_iter().flat_map(|a| match a {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        }) {
+            let key = item
+                .get("id")
+                .map(Value::to_string)
+                .unwrap_or_else(|| item.to_string());
+            if seen.insert(key) {
+                out.push(item);
+            }
+        }
+        return Value::Array(out);
+    }
+    answers.swap_remove(0)
+}
+
+fn num(v: Option<&Value>) -> f64 {
+    match v {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+/// Issues from every node, the same group merged, sorted by `sort`, cut at `limit`.
+fn merge_issues(answers: Vec<Value>, sort: &str, limit: usize) -> Value {
+    let mut merged: Vec<Value> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for issue in answers.into_iter().flat_map(|a| match a {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    }) {
+        let key = format!(
+            "{}/{}",
+            issue["project"]["id"],
+            issue
+                .get("ospreyHash")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("id:{}", issue["id"]))
+        );
+        match index.get(&key) {
+            None => {
+                index.insert(key, merged.len());
+                merged.push(issue);
+            }
+            Some(&i) => merge_issue(&mut merged[i], &issue),
+        }
+    }
+    let text = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).unwrap_or("").to_owned();
+    merged.sort_by(|a, b| {
+        let order = match sort {
+            "new" => text(b, "firstSeen").cmp(&text(a, "firstSeen")),
+            "freq" => num(b.get("count"))
+                .partial_cmp(&num(a.get("count")))
+                .unwrap_or(Ordering::Equal),
+            "user" => num(b.get("userCount"))
+                .partial_cmp(&num(a.get("userCount")))
+                .unwrap_or(Ordering::Equal),
+            _ => text(b, "lastSeen").cmp(&text(a, "lastSeen")),
+        };
+        order.then_with(|| text(a, "id").cmp(&text(b, "id")))
+    });
+    merged.truncate(limit.max(1));
+    Value::Array(merged)
+}
+
+/// Folds `other` (the same issue on another node) into `into`.
+fn merge_issue(into: &mut Value, other: &Value) {
+    let count = num(into.get("count")) + num(other.get("count"));
+    // Users are counted per node: a user seen by two nodes counts twice (an upper bound).
+    let users = num(into.get("userCount")) + num(other.get("userCount"));
+    let (a_first, b_first) = (into["firstSeen"].clone(), other["firstSeen"].clone());
+    let (a_last, b_last) = (into["lastSeen"].clone(), other["lastSeen"].clone());
+    let later = b_last.as_str().unwrap_or("") > a_last.as_str().unwrap_or("");
+    if later {
+        // The node that saw the issue last has its current title, level and status.
+        let keep_id = into["id"].clone();
+        let keep_short = into["shortId"].clone();
+        *into = other.clone();
+        into["id"] = keep_id;
+        into["shortId"] = keep_short;
+    }
+    into["count"] = json!((count as u64).to_string());
+    into["userCount"] = json!(users as u64);
+    into["firstSeen"] = if b_first.as_str().unwrap_or("~") < a_first.as_str().unwrap_or("~") {
+        b_first
+    } else {
+        a_first
+    };
+    into["lastSeen"] = if later { b_last } else { a_last };
+}
+
+/// How a Discover aggregate merges across nodes.
+enum Fold {
+    Add,
+    Min,
+    Max,
+    /// Exact only when one node has the row.
+    Weighted,
+}
+
+fn fold_of(field: &str) -> Option<Fold> {
+    let name = field.split('(').next()?;
+    if !field.contains('(') {
+        return None;
+    }
+    Some(match name {
+        "count" | "count_if" | "sum" | "failure_count" | "epm" | "eps" | "count_miserable" => {
+            Fold::Add
+        }
+        "min" => Fold::Min,
+        "max" => Fold::Max,
+        _ => Fold::Weighted,
+    })
+}
+
+/// Discover answers merged by their non-aggregate fields.
+fn merge_discover(mut answers: Vec<Value>, sort: Option<&str>, limit: Option<usize>) -> Value {
+    let mut first = answers.swap_remove(0);
+    let mut rows: Vec<(Map<String, Value>, f64)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut approximate: Vec<String> = Vec::new();
+    let all = std::iter::once(&first).chain(answers.iter());
+    for answer in all {
+        let Some(data) = answer.get("data").and_then(Value::as_array) else {
+            continue;
+        };
+        for row in data {
+            let Some(row) = row.as_object() else { continue };
+            let key: Vec<(&String, &Value)> =
+                row.iter().filter(|(f, _)| fold_of(f).is_none()).collect();
+            let key = serde_json::to_string(&key).unwrap_or_default();
+            let weight = num(row.get("count()")).max(1.0);
+            match index.get(&key) {
+                None => {
+                    index.insert(key, rows.len());
+                    rows.push((row.clone(), weight));
+                }
+                Some(&i) => {
+                    let (into, into_weight) = &mut rows[i];
+                    for (field, value) in row {
+                        let Some(fold) = fold_of(field) else { continue };
+                        let (a, b) = (num(into.get(field)), num(Some(value)));
+                        let merged = match fold {
+                            Fold::Add => a + b,
+                            Fold::Min => a.min(b),
+                            Fold::Max => a.max(b),
+                            Fold::Weighted => {
+                                if !approximate.contains(field) {
+                                    approximate.push(field.clone());
+                                }
+                                (a * *into_weight + b * weight) / (*into_weight + weight)
+                            }
+                        };
+                        into.insert(field.clone(), json!(merged));
+                    }
+                    *into_weight += weight;
+                }
+            }
+        }
+    }
+    let mut rows: Vec<Map<String, Value>> = rows.into_iter().map(|(r, _)| r).collect();
+    if let Some(sort) = sort {
+        let (desc, field) = match sort.strip_prefix('-') {
+            Some(f) => (true, f),
+            None => (false, sort),
+        };
+        rows.sort_by(|a, b| {
+            let order = match (a.get(field), b.get(field)) {
+                (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+                (x, y) => num(x).partial_cmp(&num(y)).unwrap_or(Ordering::Equal),
+            };
+            if desc {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+    }
+    if let Some(limit) = limit {
+        rows.truncate(limit.max(1));
+    }
+    first["data"] = Value::Array(rows.into_iter().map(Value::Object).collect());
+    if !approximate.is_empty() {
+        first["meta"]["ospreyApproximate"] = json!(approximate);
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(peer: &str, body: Value) -> PeerAnswer {
+        PeerAnswer {
+            peer: peer.into(),
+            result: Ok((StatusCode::OK, Bytes::from(body.to_string()))),
+        }
+    }
+
+    fn issue(id: &str, hash: &str, count: u64, first: &str, last: &str) -> Value {
+        json!({"id": id, "shortId": format!("P-{id}"), "ospreyHash": hash, "project": {"id": "1"},
+               "count": count.to_string(), "userCount": 1, "firstSeen": first, "lastSeen": last,
+               "title": format!("t{id}")})
+    }
+
+    #[test]
+    fn the_same_issue_on_two_nodes_merges_and_lists_merge_sort() {
+        let a = json!([
+            issue("1", "h1", 5, "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z"),
+            issue("2", "h2", 1, "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")
+        ]);
+        let b = json!([
+            issue("1", "h1", 7, "2024-01-02T00:00:00Z", "2024-01-05T00:00:00Z"),
+            issue(
+                "9",
+                "h3",
+                10,
+                "2024-01-04T00:00:00Z",
+                "2024-01-04T00:00:00Z"
+            )
+        ]);
+        let (status, v, missing) = merge(
+            &Method::GET,
+            "/api/0/projects/o/p/issues/",
+            "sort=freq",
+            vec![ok("a", a.clone()), ok("b", b.clone())],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert!(missing.is_empty());
+        let counts: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["count"].as_str().unwrap())
+            .collect();
+        assert_eq!(counts, ["12", "10", "1"]);
+        let merged = &v[0];
+        assert_eq!(merged["firstSeen"], "2024-01-01T00:00:00Z");
+        assert_eq!(merged["lastSeen"], "2024-01-05T00:00:00Z");
+        // By date (last seen) and cut at the limit.
+        let (_, v, _) = merge(
+            &Method::GET,
+            "/api/0/organizations/o/issues/",
+            "limit=2",
+            vec![ok("a", a), ok("b", b)],
+        );
+        let ids: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["ospreyHash"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["h1", "h3"]);
+    }
+
+    #[test]
+    fn a_dead_peer_makes_the_answer_partial_not_failed() {
+        let dead = PeerAnswer {
+            peer: "http://dead".into(),
+            result: Err("connection refused".into()),
+        };
+        let (status, v, missing) = merge(
+            &Method::GET,
+            "/api/0/organizations/o/events/",
+            "",
+            vec![
+                dead.clone(),
+                ok(
+                    "a",
+                    json!({"data": [{"transaction": "/x", "count()": 3}], "meta": {}}),
+                ),
+            ],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(missing, ["http://dead"]);
+        assert_eq!(v["data"][0]["count()"], 3);
+        let (status, _, _) = merge(
+            &Method::GET,
+            "/api/0/organizations/o/events/",
+            "",
+            vec![dead],
+        );
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn discover_rows_add_counts_and_flag_split_percentiles() {
+        let a = json!({"data": [{"transaction": "/x", "count()": 3, "p95(transaction.duration)": 100.0, "max(transaction.duration)": 120.0},
+                                {"transaction": "/y", "count()": 1, "p95(transaction.duration)": 7.0, "max(transaction.duration)": 7.0}], "meta": {}});
+        let b = json!({"data": [{"transaction": "/x", "count()": 1, "p95(transaction.duration)": 200.0, "max(transaction.duration)": 210.0}], "meta": {}});
+        let (_, v, _) = merge(
+            &Method::GET,
+            "/api/0/organizations/o/events/",
+            "sort=-count()",
+            vec![ok("a", a), ok("b", b)],
+        );
+        let x = &v["data"][0];
+        assert_eq!(x["transaction"], "/x");
+        assert_eq!(x["count()"], 4.0);
+        assert_eq!(x["max(transaction.duration)"], 210.0);
+        assert_eq!(x["p95(transaction.duration)"], 125.0);
+        assert_eq!(v["data"][1]["p95(transaction.duration)"], 7.0);
+        assert_eq!(
+            v["meta"]["ospreyApproximate"],
+            json!(["p95(transaction.duration)"])
+        );
+    }
+
+    #[test]
+    fn errors_prefer_the_specific_one_and_urls_are_checked() {
+        let e = |s: StatusCode| PeerAnswer {
+            peer: "p".into(),
+            result: Ok((s, Bytes::from_static(b"{\"detail\":\"x\"}"))),
+        };
+        let (status, _, _) = merge(
+            &Method::GET,
+            "/api/0/issues/1/",
+            "",
+            vec![e(StatusCode::NOT_FOUND), e(StatusCode::UNAUTHORIZED)],
+        );
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(Peers::new(&["10.0.0.1:9000".into()], Duration::from_secs(1)).is_err());
+    }
+}
