@@ -318,6 +318,7 @@ fn hostile_corpus_is_refused_or_normalized_while_others_are_served() {
         None,
     );
     assert!(status == 200 || is_4xx(status), "invalid UTF-8: {status}");
+    maybe_stored.push(("invalid UTF-8 + NUL", id));
     let status = post(
         &server,
         "NUL in envelope header",
