@@ -28,6 +28,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client may take to send a request's head (line and headers) before the
+    /// connection is closed (0 = no limit). Bodies: `ingest.body_read_timeout_secs`, which
+    /// also bounds the API's request bodies.
+    pub header_read_timeout_secs: u64,
     /// Budgets of the embedded log.
     pub log: LogConfig,
     /// Which parts of the engine this process runs.
@@ -83,6 +87,7 @@ impl Default for Config {
             default_key: None,
             public_url: None,
             shutdown_grace_secs: 10,
+            header_read_timeout_secs: 30,
             log: LogConfig::default(),
             roles: vec![Role::Ingest, Role::Processor, Role::Query],
             ingest: ingest::IngestConfig::default(),

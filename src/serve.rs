@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use storage::{EmbeddedLog, EmbeddedLogOptions, Log, Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
@@ -212,6 +212,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             query::QueryService::new(store.clone()),
             query::api::ApiConfig {
                 public_url: config.public_url.clone(),
+                body_read_timeout: (config.ingest.body_read_timeout_secs > 0)
+                    .then(|| Duration::from_secs(config.ingest.body_read_timeout_secs)),
                 ..Default::default()
             },
         )
@@ -272,6 +274,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::clone(&app),
         shutdown.clone(),
         config.shutdown_grace_secs,
+        config.header_read_timeout_secs,
     )
     .await;
 
@@ -312,9 +315,18 @@ async fn accept_loop(
     app: Arc<App>,
     shutdown: CancellationToken,
     grace_secs: u64,
+    header_timeout_secs: u64,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its request head must not hold a connection forever
+    // (slowloris); bodies have their own read timeouts in ingest and the API.
+    if header_timeout_secs > 0 {
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(header_timeout_secs));
+    }
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

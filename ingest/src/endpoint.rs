@@ -56,6 +56,9 @@ pub struct IngestConfig {
     /// Bytes of request bodies being read at once, over all connections; past it a request is
     /// answered 503 + Retry-After instead of buffering more (0 = unlimited).
     pub max_inflight_body_bytes: u64,
+    /// Seconds a request may take to deliver its whole body; a client trickling bytes slower
+    /// than that is answered 408 and its buffer freed (0 = no limit).
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -65,6 +68,7 @@ impl Default for IngestConfig {
             rate_limits: RateLimitConfig::default(),
             trust_forwarded_for: false,
             max_inflight_body_bytes: 512 << 20,
+            body_read_timeout_secs: 30,
         }
     }
 }
@@ -429,7 +433,15 @@ impl IngestService {
                 "length limit exceeded ({cap} bytes)"
             ))))
         } else {
-            self.read_body(body, cap, &mut reservation).await
+            let secs = self.config.body_read_timeout_secs;
+            let read = self.read_body(body, cap, &mut reservation);
+            if secs == 0 {
+                read.await
+            } else {
+                tokio::time::timeout(std::time::Duration::from_secs(secs), read)
+                    .await
+                    .unwrap_or(Err(IngestError::BodyTimeout(secs)))
+            }
         };
         let response = match early {
             Ok(body) => {

@@ -90,6 +90,10 @@ pub enum IngestError {
         #[source]
         cause: DetailError,
     },
+    /// The client did not send its whole body within the configured read timeout (a slow or
+    /// stalled sender must not hold a connection and a body buffer forever).
+    #[error("request body not received within {0} s")]
+    BodyTimeout(u64),
     /// No ingest route at this path.
     #[error("not found")]
     NotFound,
@@ -141,6 +145,7 @@ impl IngestError {
             IngestError::QueueFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::NotFound => StatusCode::NOT_FOUND,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::BadPublicKey
             | IngestError::BadProject
             | IngestError::UnsupportedProtocolVersion(_)
@@ -181,6 +186,7 @@ impl IngestError {
             IngestError::RateLimited(_) => "rate_limited",
             IngestError::QueueFailed { .. } => "queue_failed",
             IngestError::NotFound => "not_found",
+            IngestError::BodyTimeout(_) => "body_timeout",
             IngestError::MethodNotAllowed => "method_not_allowed",
         }
     }

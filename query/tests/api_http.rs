@@ -61,6 +61,7 @@ fn http_layer() {
     let config = ApiConfig {
         public_url: Some("https://osprey.example.com/".into()),
         max_body_bytes: 1024,
+        ..Default::default()
     };
     let addr = serve(ApiService::new(QueryService::new(store), config));
 

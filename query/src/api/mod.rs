@@ -39,6 +39,10 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes (413 above).
     pub max_body_bytes: usize,
+    /// Longest time a client may take to deliver its request body (408 after); `None` = no
+    /// limit. Bodies are read before the token is checked, so this bounds what an
+    /// unauthenticated slow sender can hold.
+    pub body_read_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +50,7 @@ impl Default for ApiConfig {
         ApiConfig {
             public_url: None,
             max_body_bytes: 1 << 20,
+            body_read_timeout: Some(std::time::Duration::from_secs(30)),
         }
     }
 }
@@ -410,7 +415,21 @@ impl ApiService {
         if declared_too_big {
             return render(ApiResponse::from_error(&ApiError::PayloadTooLarge(limit)));
         }
-        let body = match Limited::new(body, limit).collect().await {
+        let collect = Limited::new(body, limit).collect();
+        let collected = match self.inner.config.body_read_timeout {
+            Some(limit) => match tokio::time::timeout(limit, collect).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let mut resp = render(ApiResponse::from_error(&ApiError::BadRequest(
+                        "request body not received in time".into(),
+                    )));
+                    *resp.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+                    return resp;
+                }
+            },
+            None => collect.await,
+        };
+        let body = match collected {
             Ok(collected) => collected.to_bytes(),
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
