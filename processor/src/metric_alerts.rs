@@ -1,4 +1,5 @@
-//! Metric alerts: transaction-duration percentiles and `count()` over a window, checked
+//! Metric alerts: transaction-duration percentiles, `count()`, `failure_rate()` and `apdex()`
+//! over a window, checked
 //! every few seconds against the minute histograms the pipeline writes.
 //!
 //! The evaluator reads the project-total (or per-environment) minute series directly from
@@ -16,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use storage::alerts::{self, Action, FiredAlert, MetricAlertRule, METRIC_ALERT_ISSUE};
+use storage::alerts::{
+    self, Action, FiredAlert, MetricAlertRule, ThresholdType, METRIC_ALERT_ISSUE,
+};
 use storage::keys::perf::{self, Resolution};
 use storage::{cf, hist, keys, Store, WriteBatch};
 
@@ -24,28 +27,51 @@ use crate::error::Result;
 use crate::webhook::{Delivery, WebhookQueue};
 
 /// The aggregate of `rule` over its window ending at `now_ms`, per project id; `None` when
-/// the window holds no transactions (nothing to compare).
+/// the window holds no transactions (nothing to compare). Percentiles and `count()` come from
+/// the merged minute histograms; `apdex()` judges the merged histogram against the project's
+/// T (or `apdex(T)`'s), within histogram precision; `failure_rate()` sums the per-status
+/// counters of the same series.
 pub fn aggregate(
     store: &Store,
     rule: &MetricAlertRule,
     project_id: u64,
     now_ms: u64,
 ) -> Result<Option<f64>> {
+    let query = alerts::parse_metric_query(&rule.query)?;
     let mut dims = Vec::new();
-    match &rule.environment {
-        Some(env) => perf::push_dims(&mut dims, perf::DIM_ENVIRONMENT, env, "", ""),
-        None => perf::push_dims(&mut dims, 0, "", "", ""),
+    match (&rule.environment, &query.transaction) {
+        (_, Some(name)) => perf::push_dims(&mut dims, perf::DIM_TRANSACTION, "", "", name),
+        (Some(env), None) => perf::push_dims(&mut dims, perf::DIM_ENVIRONMENT, env, "", ""),
+        (None, None) => perf::push_dims(&mut dims, 0, "", "", ""),
     }
     let res = Resolution::Minute;
     let last = res.bucket_start(now_ms);
     let first = last.saturating_sub((rule.time_window.max(1) - 1) * res.millis());
     let handle = store.cf(cf::HISTOGRAMS);
+    let counters = store.cf(cf::COUNTERS);
     let mut merged = hist::new_histogram();
+    let (mut total, mut failures) = (0u64, 0u64);
+    let want_failures = rule.aggregate == "failure_rate()";
     let mut start = first;
     while start <= last {
         let key = keys::bucketed(res.duration_kind(), project_id, start, &dims);
-        if let Some(value) = store.db().get_pinned_cf(&handle, key)? {
+        if let Some(value) = store.db().get_pinned_cf(&handle, &key)? {
             hist::add(&mut merged, &hist::decode(&value)?);
+        }
+        if want_failures {
+            let mut ckey = keys::bucketed(res.counter_kind(), project_id, start, &dims);
+            let base = ckey.len();
+            for code in 0..perf::STATUS_NAMES.len() as u8 {
+                ckey.truncate(base);
+                ckey.extend_from_slice(&[perf::COUNTER_STATUS, code]);
+                if let Some(v) = store.db().get_pinned_cf(&counters, &ckey)? {
+                    let n = storage::decode_i64(&v).max(0) as u64;
+                    total += n;
+                    if perf::status_is_failure(code) {
+                        failures += n;
+                    }
+                }
+            }
         }
         start += res.millis();
     }
@@ -54,10 +80,29 @@ pub fn aggregate(
     }
     let quantile = match rule.aggregate.as_str() {
         "count()" => return Ok(Some(merged.len() as f64)),
+        "failure_rate()" => {
+            return Ok((total > 0).then(|| failures as f64 / total as f64));
+        }
         "p50(transaction.duration)" => 0.50,
         "p75(transaction.duration)" => 0.75,
         "p99(transaction.duration)" => 0.99,
-        _ => 0.95,
+        "p95(transaction.duration)" => 0.95,
+        other => {
+            // apdex() or apdex(T): (satisfied + tolerated / 2) / count.
+            let t_ms = match alerts::apdex_threshold_arg(other) {
+                Some(t) => t,
+                None => store
+                    .meta()
+                    .project(project_id)
+                    .map(|p| p.settings.apdex_threshold_ms)
+                    .unwrap_or(300),
+            };
+            let t_us = t_ms.saturating_mul(1000);
+            let satisfied = merged.count_between(0, t_us);
+            let tolerated = merged.count_between(t_us + 1, t_us.saturating_mul(4));
+            let n = merged.len();
+            return Ok(Some((satisfied as f64 + tolerated as f64 / 2.0) / n as f64));
+        }
     };
     // Durations are stored in microseconds; thresholds are in milliseconds.
     Ok(Some(merged.value_at_quantile(quantile) as f64 / 1000.0))
@@ -87,12 +132,16 @@ pub fn evaluate_once(
             let Some(value) = aggregate(store, &rule, project.id, now_ms)? else {
                 continue;
             };
-            // The most severe breached trigger (the highest threshold below the value).
+            // The most severe breached trigger: the threshold furthest past on the bad side.
+            let side = rule.threshold_type;
             let Some(trigger) = rule
                 .triggers
                 .iter()
-                .filter(|t| value > t.alert_threshold)
-                .max_by(|a, b| a.alert_threshold.total_cmp(&b.alert_threshold))
+                .filter(|t| side.breached(value, t.alert_threshold))
+                .max_by(|a, b| match side {
+                    ThresholdType::Above => a.alert_threshold.total_cmp(&b.alert_threshold),
+                    ThresholdType::Below => b.alert_threshold.total_cmp(&a.alert_threshold),
+                })
             else {
                 continue;
             };
@@ -102,11 +151,15 @@ pub fn evaluate_once(
                 rule.id, project.id
             );
             let text = format!(
-                "[{}] {}: {} is {:.1} (threshold {}) over the last {} min {}",
+                "[{}] {}: {} is {:.3} ({} threshold {}) over the last {} min {}",
                 project.slug,
                 rule.name,
                 rule.aggregate,
                 value,
+                match side {
+                    ThresholdType::Above => "above",
+                    ThresholdType::Below => "below",
+                },
                 trigger.alert_threshold,
                 rule.time_window,
                 link
@@ -124,6 +177,8 @@ pub fn evaluate_once(
                     "threshold": trigger.alert_threshold,
                     "trigger": trigger.label,
                     "timeWindow": rule.time_window,
+                    "query": rule.query,
+                    "thresholdType": side,
                     "environment": rule.environment,
                 },
                 "triggered_at": triggered_at,

@@ -288,7 +288,47 @@ pub struct AlertRule {
     pub created_ms: u64,
 }
 
+/// Turns a serde decoding error of a rule body into a clear 400-style message.
+fn decode_error(what: &str, e: &serde_json::Error) -> StorageError {
+    StorageError::Invalid(format!("invalid {what}: {e}"))
+}
+
 impl AlertRule {
+    /// Decodes and validates a rule body in Sentry's shape (what `POST`/`PUT
+    /// /api/0/projects/{org}/{project}/rules/` take, and what the CLI and MCP tools send).
+    /// `id`, `projectId` and `createdMs` in the body are ignored: the store assigns them.
+    /// Every failure is [`StorageError::Invalid`] with a message fit for the caller.
+    pub fn from_api_json(body: &serde_json::Value) -> Result<AlertRule> {
+        if !body.is_object() {
+            return Err(StorageError::Invalid(
+                "an alert rule must be a JSON object".into(),
+            ));
+        }
+        let mut body = body.clone();
+        if let Some(obj) = body.as_object_mut() {
+            for key in ["id", "projectId", "createdMs", "dateCreated", "projects"] {
+                obj.remove(key);
+            }
+            // Sentry's forms send `"environment": null` or `""` for "all environments".
+            if obj.get("environment").and_then(|v| v.as_str()) == Some("") {
+                obj.insert("environment".into(), serde_json::Value::Null);
+            }
+            // `frequency` arrives as a number or a numeric string.
+            if let Some(f) = obj.get("frequency").and_then(|v| v.as_str()) {
+                let n: u64 = f.trim().parse().map_err(|_| {
+                    StorageError::Invalid(format!(
+                        "frequency must be a number of minutes, got {f:?}"
+                    ))
+                })?;
+                obj.insert("frequency".into(), n.into());
+            }
+        }
+        let rule: AlertRule =
+            serde_json::from_value(body).map_err(|e| decode_error("alert rule", &e))?;
+        rule.validate()?;
+        Ok(rule)
+    }
+
     /// Checks sizes and URLs; the decoder already rejected unknown ids.
     pub fn validate(&self) -> Result<()> {
         let bad = |detail: String| Err(StorageError::Invalid(detail));
@@ -342,6 +382,19 @@ fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error
     #[serde(untagged)]
     enum Either {
         N(u64),
+        S(String),
+    }
+    match Either::deserialize(d)? {
+        Either::N(n) => Ok(n),
+        Either::S(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+fn f64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        N(f64),
         S(String),
     }
     match Either::deserialize(d)? {
@@ -597,7 +650,111 @@ pub const METRIC_AGGREGATES: &[&str] = &[
     "p95(transaction.duration)",
     "p99(transaction.duration)",
     "count()",
+    "failure_rate()",
+    "apdex()",
 ];
+
+/// Whether `aggregate` is one a metric alert can watch: one of [`METRIC_AGGREGATES`], or
+/// `apdex(T)` with an explicit threshold T in milliseconds (Sentry's older spelling).
+pub fn metric_aggregate_supported(aggregate: &str) -> bool {
+    METRIC_AGGREGATES.contains(&aggregate) || apdex_threshold_arg(aggregate).is_some()
+}
+
+/// T of `apdex(T)` (1 to 600000 ms); `None` for anything else (including `apdex()`).
+pub fn apdex_threshold_arg(aggregate: &str) -> Option<u64> {
+    let t: u64 = aggregate
+        .strip_prefix("apdex(")?
+        .strip_suffix(')')?
+        .trim()
+        .parse()
+        .ok()?;
+    (1..=600_000).contains(&t).then_some(t)
+}
+
+/// Which side of the threshold is bad (Sentry's `thresholdType`: 0 above, 1 below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThresholdType {
+    /// Fire when the value is above the threshold (durations, counts, failure rate).
+    #[default]
+    Above,
+    /// Fire when the value is below the threshold (apdex).
+    Below,
+}
+
+impl Serialize for ThresholdType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(match self {
+            ThresholdType::Above => 0,
+            ThresholdType::Below => 1,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ThresholdType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u64_or_string(d)? {
+            0 => Ok(ThresholdType::Above),
+            1 => Ok(ThresholdType::Below),
+            n => Err(serde::de::Error::custom(format!(
+                "thresholdType must be 0 (above) or 1 (below), got {n}"
+            ))),
+        }
+    }
+}
+
+impl ThresholdType {
+    /// Whether `value` breaches `threshold` on this side.
+    pub fn breached(self, value: f64, threshold: f64) -> bool {
+        match self {
+            ThresholdType::Above => value > threshold,
+            ThresholdType::Below => value < threshold,
+        }
+    }
+}
+
+/// What a metric rule's `query` selects: all transactions, or one transaction by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricQuery {
+    /// Only transactions with this name.
+    pub transaction: Option<String>,
+}
+
+/// Parses a metric rule's `query`: empty, `event.type:transaction`, and/or
+/// `transaction:NAME` (`transaction:"NAME with spaces"`). Anything else is refused, because
+/// osprey keeps per-minute series only per transaction, environment and release.
+pub fn parse_metric_query(query: &str) -> Result<MetricQuery> {
+    let mut out = MetricQuery { transaction: None };
+    let mut rest = query.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("event.type:transaction") {
+            rest = r.trim_start();
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("transaction:") {
+            let (name, after) = if let Some(q) = r.strip_prefix('"') {
+                let end = q.find('"').ok_or_else(|| {
+                    StorageError::Invalid(format!("unterminated quote in query {query:?}"))
+                })?;
+                (&q[..end], &q[end + 1..])
+            } else {
+                let end = r.find(char::is_whitespace).unwrap_or(r.len());
+                (&r[..end], &r[end..])
+            };
+            if name.is_empty() || out.transaction.is_some() {
+                return Err(StorageError::Invalid(format!(
+                    "query {query:?}: one non-empty transaction:NAME at most"
+                )));
+            }
+            out.transaction = Some(name.to_owned());
+            rest = after.trim_start();
+            continue;
+        }
+        return Err(StorageError::Invalid(format!(
+            "unsupported query {query:?} (supported: event.type:transaction, transaction:NAME)"
+        )));
+    }
+    Ok(out)
+}
 
 /// One threshold of a metric alert (Sentry's trigger: `critical` or `warning`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -606,7 +763,9 @@ pub struct MetricTrigger {
     /// `critical` or `warning`.
     #[serde(default)]
     pub label: String,
-    /// Fires when the aggregate is above this (milliseconds for durations).
+    /// Fires when the aggregate is past this (above or below per the rule's
+    /// `thresholdType`; milliseconds for durations, a ratio 0..1 for failure rate and apdex).
+    #[serde(deserialize_with = "f64_or_string")]
     pub alert_threshold: f64,
     /// Where to send.
     #[serde(default)]
@@ -626,13 +785,17 @@ pub struct MetricAlertRule {
     pub org_id: u64,
     /// Name.
     pub name: String,
-    /// One of [`METRIC_AGGREGATES`].
+    /// One of [`METRIC_AGGREGATES`] (or `apdex(T)`).
     pub aggregate: String,
-    /// Only `""` or `event.type:transaction` (osprey keeps no per-tag histograms).
+    /// `""`, `event.type:transaction` and/or `transaction:NAME` ([`parse_metric_query`]).
     #[serde(default)]
     pub query: String,
     /// Window in minutes (1 to 1440).
+    #[serde(deserialize_with = "u64_or_string")]
     pub time_window: u64,
+    /// Above (0) or below (1) the thresholds is bad.
+    #[serde(default)]
+    pub threshold_type: ThresholdType,
     /// Project slugs of the organization.
     pub projects: Vec<String>,
     /// Only this environment (`None` = all).
@@ -646,6 +809,38 @@ pub struct MetricAlertRule {
 }
 
 impl MetricAlertRule {
+    /// Decodes and validates a metric rule body in Sentry's shape (`POST`/`PUT
+    /// /api/0/organizations/{org}/alert-rules/`, the CLI, the MCP tools). `id`, `orgId` and
+    /// `createdMs` in the body are ignored; `environment: ""` means all environments;
+    /// `thresholdType` may also be given on a trigger (Sentry echoes it there).
+    pub fn from_api_json(body: &serde_json::Value) -> Result<MetricAlertRule> {
+        let Some(obj) = body.as_object() else {
+            return Err(StorageError::Invalid(
+                "a metric alert rule must be a JSON object".into(),
+            ));
+        };
+        let mut obj = obj.clone();
+        for key in ["id", "orgId", "createdMs", "dateCreated", "organizationId"] {
+            obj.remove(key);
+        }
+        if obj.get("environment").and_then(|v| v.as_str()) == Some("") {
+            obj.insert("environment".into(), serde_json::Value::Null);
+        }
+        if !obj.contains_key("thresholdType") {
+            let from_trigger = obj
+                .get("triggers")
+                .and_then(|t| t.as_array())
+                .and_then(|t| t.iter().find_map(|t| t.get("thresholdType").cloned()));
+            if let Some(t) = from_trigger {
+                obj.insert("thresholdType".into(), t);
+            }
+        }
+        let rule: MetricAlertRule = serde_json::from_value(serde_json::Value::Object(obj))
+            .map_err(|e| decode_error("metric alert rule", &e))?;
+        rule.validate()?;
+        Ok(rule)
+    }
+
     /// Checks the fields the evaluator relies on.
     pub fn validate(&self) -> Result<()> {
         let bad = |detail: String| Err(StorageError::Invalid(detail));
@@ -653,15 +848,20 @@ impl MetricAlertRule {
         if name_chars == 0 || name_chars > MAX_NAME_CHARS {
             return bad(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
         }
-        if !METRIC_AGGREGATES.contains(&self.aggregate.as_str()) {
+        if !metric_aggregate_supported(&self.aggregate) {
             return bad(format!(
-                "unsupported aggregate {:?} (supported: {})",
+                "unsupported aggregate {:?} (supported: {}, apdex(T))",
                 self.aggregate,
                 METRIC_AGGREGATES.join(", ")
             ));
         }
-        if !matches!(self.query.trim(), "" | "event.type:transaction") {
-            return bad(format!("unsupported query {:?}", self.query));
+        let query = parse_metric_query(&self.query)?;
+        if query.transaction.is_some() && self.environment.is_some() {
+            return bad(
+                "a transaction:NAME query cannot be combined with an environment \
+                 (osprey keeps per-transaction series across environments only)"
+                    .into(),
+            );
         }
         if !(1..=1440).contains(&self.time_window) {
             return bad("timeWindow must be 1 to 1440 minutes".into());
@@ -729,7 +929,9 @@ impl Store {
         rule.validate()?;
         for slug in &rule.projects {
             if self.meta().project_by_slug(org_id, slug).is_none() {
-                return Err(StorageError::NotFound(format!("project {slug}")));
+                return Err(StorageError::Invalid(format!(
+                    "projects: no project {slug:?} in this organization"
+                )));
             }
         }
         rule.id = self.next_id("metric_alert_rule")?;
@@ -748,10 +950,18 @@ impl Store {
         rule_id: u64,
         mut rule: MetricAlertRule,
     ) -> Result<MetricAlertRule> {
+        self.ensure_writable()?;
         let existing = self
             .metric_alert_rule(rule_id)?
             .ok_or_else(|| StorageError::NotFound(format!("metric alert rule {rule_id}")))?;
         rule.validate()?;
+        for slug in &rule.projects {
+            if self.meta().project_by_slug(existing.org_id, slug).is_none() {
+                return Err(StorageError::Invalid(format!(
+                    "projects: no project {slug:?} in this organization"
+                )));
+            }
+        }
         rule.id = existing.id;
         rule.org_id = existing.org_id;
         rule.created_ms = existing.created_ms;
