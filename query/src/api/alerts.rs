@@ -5,7 +5,7 @@
 //! - Metric alerts: `/organizations/{org}/alert-rules/` (GET list, POST) and
 //!   `…/alert-rules/{id}/` (GET, PUT, DELETE).
 //! - Fired alerts (osprey's own): `/projects/{org}/{project}/alert-history/` and
-//!   `/organizations/{org}/alert-history/`, newest first, `?rule=ID` and `?limit=N`.
+//!   `/organizations/{org}/alert-history/`, newest first, `?rule=ID` (issue rule) or `?metricRule=ID`, and `?limit=N`.
 //!
 //! Bodies are decoded and validated by storage ([`AlertRule::from_api_json`],
 //! [`MetricAlertRule::from_api_json`]), the same functions the CLI and the MCP tools use, so
@@ -252,12 +252,26 @@ fn history(ctx: &Ctx<'_>, _org: &Organization, projects: &[std::sync::Arc<Projec
             .map_err(|_| ApiError::BadRequest(format!("limit must be a number, got {n:?}")))?
             .clamp(1, MAX_HISTORY),
     };
-    let rule: Option<u64> = match ctx.req.param("rule") {
-        None | Some("") => None,
-        Some(r) => Some(
-            r.parse()
-                .map_err(|_| ApiError::BadRequest(format!("rule must be a rule id, got {r:?}")))?,
-        ),
+    // Issue and metric rules are numbered separately: `rule` names an issue rule,
+    // `metricRule` a metric rule.
+    let id_param = |name: &str| -> ApiResult<Option<u64>> {
+        match ctx.req.param(name) {
+            None | Some("") => Ok(None),
+            Some(r) => r
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be a rule id, got {r:?}"))),
+        }
+    };
+    let rule: Option<(u64, bool)> = match (id_param("rule")?, id_param("metricRule")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give rule or metricRule, not both".into(),
+            ))
+        }
+        (Some(r), None) => Some((r, false)),
+        (None, Some(r)) => Some((r, true)),
+        (None, None) => None,
     };
     let slugs: HashMap<u64, &str> = projects.iter().map(|p| (p.id, p.slug.as_str())).collect();
     let mut all = Vec::new();
@@ -269,7 +283,11 @@ fn history(ctx: &Ctx<'_>, _org: &Organization, projects: &[std::sync::Arc<Projec
             ctx.store
                 .fired_alerts(project.id, want)?
                 .into_iter()
-                .filter(|f| rule.is_none_or(|r| f.rule_id == r)),
+                .filter(|f| {
+                    rule.is_none_or(|(r, metric)| {
+                        f.rule_id == r && (f.issue_id == METRIC_ALERT_ISSUE) == metric
+                    })
+                }),
         );
     }
     all.sort_by(|a, b| b.fired_ms.cmp(&a.fired_ms));
