@@ -290,7 +290,7 @@ fn history(ctx: &Ctx<'_>, _org: &Organization, projects: &[std::sync::Arc<Projec
                 }),
         );
     }
-    all.sort_by(|a, b| b.fired_ms.cmp(&a.fired_ms));
+    all.sort_by_key(|f| std::cmp::Reverse(f.fired_ms));
     all.truncate(limit);
     Ok(ApiResponse::ok(Value::Array(
         all.iter()
