@@ -1,6 +1,5 @@
 //! Metric alerts: transaction-duration percentiles, `count()`, `failure_rate()` and `apdex()`
-//! over a window, checked
-//! every few seconds against the minute histograms the pipeline writes.
+//! over a window, checked every few seconds against the minute series the pipeline writes.
 //!
 //! The evaluator reads the project-total (or per-environment) minute series directly from
 //! the `histograms` column family (storage's key layout, [`keys::perf`]), merges the
