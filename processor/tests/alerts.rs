@@ -444,7 +444,7 @@ fn p95_metric_alert_fires_once_after_slow_transactions() {
     }))
     .unwrap();
     let mut bad = rule.clone();
-    bad.aggregate = "apdex()".into();
+    bad.aggregate = "p42(transaction.duration)".into();
     assert!(store.create_metric_alert_rule(1, bad).is_err());
     store.create_metric_alert_rule(1, rule).unwrap();
     let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
