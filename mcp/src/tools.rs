@@ -2449,7 +2449,7 @@ impl Inner {
                 "environment": args.environment,
                 "frequency": args.frequency.unwrap_or(30),
             });
-            let rule = storage::alerts::decode_issue_rule(&body).map_err(invalid)?;
+            let rule = storage::alerts::AlertRule::from_api_json(&body).map_err(invalid)?;
             let existing = self
                 .store()
                 .alert_rules(project.id)
@@ -2519,7 +2519,7 @@ impl Inner {
             }),
             "triggers": triggers,
         });
-        let rule = storage::alerts::decode_metric_rule(&body).map_err(invalid)?;
+        let rule = storage::alerts::MetricAlertRule::from_api_json(&body).map_err(invalid)?;
         let existing = self
             .store()
             .metric_alert_rules()

@@ -1,12 +1,10 @@
 //! Metric alerts: transaction-duration percentiles, `count()`, `failure_rate()` and `apdex()`
-//! over a window, checked every few seconds against the minute histograms and counters the
-//! pipeline writes.
+//! over a window, checked every few seconds against the minute series the pipeline writes.
 //!
 //! The evaluator reads the project-total (or per-environment) minute series directly from
 //! the `histograms` column family (storage's key layout, [`keys::perf`]), merges the
 //! buckets of the last `timeWindow` minutes (the current, partial minute included) and
-//! compares the aggregate with each trigger's `alertThreshold` (milliseconds for durations,
-//! 0..1 for failure rate and apdex) above or below, as the rule's `thresholdType` says.
+//! compares the aggregate with each trigger's `alertThreshold` (milliseconds for durations).
 //! A breaching rule fires once and then at most once per `timeWindow` while it keeps
 //! breaching; the mark is persisted like issue-alert throttles, so a restart does not
 //! re-fire. Fired metric alerts go to the same history with issue id
@@ -28,103 +26,85 @@ use crate::error::Result;
 use crate::webhook::{Delivery, WebhookQueue};
 
 /// The aggregate of `rule` over its window ending at `now_ms`, per project id; `None` when
-/// the window holds no transactions (nothing to compare).
+/// the window holds no transactions (nothing to compare). Percentiles and `count()` come from
+/// the merged minute histograms; `apdex()` judges the merged histogram against the project's
+/// T (or `apdex(T)`'s), within histogram precision; `failure_rate()` sums the per-status
+/// counters of the same series.
 pub fn aggregate(
     store: &Store,
     rule: &MetricAlertRule,
     project_id: u64,
     now_ms: u64,
 ) -> Result<Option<f64>> {
+    let query = alerts::parse_metric_query(&rule.query)?;
     let mut dims = Vec::new();
-    match &rule.environment {
-        Some(env) => perf::push_dims(&mut dims, perf::DIM_ENVIRONMENT, env, "", ""),
-        None => perf::push_dims(&mut dims, 0, "", "", ""),
+    match (&rule.environment, &query.transaction) {
+        (_, Some(name)) => perf::push_dims(&mut dims, perf::DIM_TRANSACTION, "", "", name),
+        (Some(env), None) => perf::push_dims(&mut dims, perf::DIM_ENVIRONMENT, env, "", ""),
+        (None, None) => perf::push_dims(&mut dims, 0, "", "", ""),
     }
     let res = Resolution::Minute;
     let last = res.bucket_start(now_ms);
     let first = last.saturating_sub((rule.time_window.max(1) - 1) * res.millis());
     let handle = store.cf(cf::HISTOGRAMS);
+    let counters = store.cf(cf::COUNTERS);
     let mut merged = hist::new_histogram();
+    let (mut total, mut failures) = (0u64, 0u64);
+    let want_failures = rule.aggregate == "failure_rate()";
     let mut start = first;
     while start <= last {
         let key = keys::bucketed(res.duration_kind(), project_id, start, &dims);
-        if let Some(value) = store.db().get_pinned_cf(&handle, key)? {
+        if let Some(value) = store.db().get_pinned_cf(&handle, &key)? {
             hist::add(&mut merged, &hist::decode(&value)?);
+        }
+        if want_failures {
+            let mut ckey = keys::bucketed(res.counter_kind(), project_id, start, &dims);
+            let base = ckey.len();
+            for code in 0..perf::STATUS_NAMES.len() as u8 {
+                ckey.truncate(base);
+                ckey.extend_from_slice(&[perf::COUNTER_STATUS, code]);
+                if let Some(v) = store.db().get_pinned_cf(&counters, &ckey)? {
+                    let n = storage::decode_i64(&v).max(0) as u64;
+                    total += n;
+                    if perf::status_is_failure(code) {
+                        failures += n;
+                    }
+                }
+            }
         }
         start += res.millis();
     }
     if merged.is_empty() {
         return Ok(None);
     }
-    let count = merged.len() as f64;
     let quantile = match rule.aggregate.as_str() {
-        "count()" => return Ok(Some(count)),
-        "failure_rate()" | "apdex()" => {
-            let c = counters(store, project_id, &dims, first, last)?;
-            return Ok(Some(if rule.aggregate == "apdex()" {
-                (c.satisfied as f64 + c.tolerated as f64 / 2.0) / count
-            } else {
-                c.failures as f64 / count
-            }));
+        "count()" => return Ok(Some(merged.len() as f64)),
+        "failure_rate()" => {
+            return Ok((total > 0).then(|| failures as f64 / total as f64));
         }
         "p50(transaction.duration)" => 0.50,
         "p75(transaction.duration)" => 0.75,
         "p99(transaction.duration)" => 0.99,
-        _ => 0.95,
+        "p95(transaction.duration)" => 0.95,
+        other => {
+            // apdex() or apdex(T): (satisfied + tolerated / 2) / count.
+            let t_ms = match alerts::apdex_threshold_arg(other) {
+                Some(t) => t,
+                None => store
+                    .meta()
+                    .project(project_id)
+                    .map(|p| p.settings.apdex_threshold_ms)
+                    .unwrap_or(300),
+            };
+            let t_us = t_ms.saturating_mul(1000);
+            let satisfied = merged.count_between(0, t_us);
+            let tolerated = merged.count_between(t_us + 1, t_us.saturating_mul(4));
+            let n = merged.len();
+            return Ok(Some((satisfied as f64 + tolerated as f64 / 2.0) / n as f64));
+        }
     };
     // Durations are stored in microseconds; thresholds are in milliseconds.
     Ok(Some(merged.value_at_quantile(quantile) as f64 / 1000.0))
-}
-
-/// Failure and apdex counters of one series over minute buckets `first..=last`.
-#[derive(Default)]
-struct Counters {
-    failures: u64,
-    satisfied: u64,
-    tolerated: u64,
-}
-
-/// Sums the transaction counters (`counters` CF: the histogram key with the counter kind
-/// byte, then a suffix) of the project-total or environment series. Neither series keeps
-/// the transaction, so apdex counters are under the project's apdex configuration key.
-fn counters(
-    store: &Store,
-    project_id: u64,
-    dims: &[u8],
-    first: u64,
-    last: u64,
-) -> Result<Counters> {
-    let res = Resolution::Minute;
-    let apdex_key = store
-        .meta()
-        .project(project_id)
-        .map(|p| perf::apdex_config_key(&p.settings).to_be_bytes());
-    let handle = store.cf(cf::COUNTERS);
-    let mut out = Counters::default();
-    let mut start = first;
-    while start <= last {
-        let prefix = keys::bucketed(res.counter_kind(), project_id, start, dims);
-        for item in store.db().prefix_iterator_cf(&handle, &prefix).take(64) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let v = storage::decode_i64(&value).max(0) as u64;
-            match &key[prefix.len()..] {
-                [perf::COUNTER_STATUS, code] if perf::status_is_failure(*code) && *code < 17 => {
-                    out.failures += v
-                }
-                [kind, k @ ..] if Some(k) == apdex_key.as_ref().map(|a| &a[..]) => match *kind {
-                    perf::COUNTER_SATISFIED => out.satisfied += v,
-                    perf::COUNTER_TOLERATED => out.tolerated += v,
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-        start += res.millis();
-    }
-    Ok(out)
 }
 
 /// Checks every metric rule once at `now_ms`; writes history and throttle marks, queues the
@@ -151,13 +131,13 @@ pub fn evaluate_once(
             let Some(value) = aggregate(store, &rule, project.id, now_ms)? else {
                 continue;
             };
-            // The most severe breached trigger: the threshold furthest past in the rule's
-            // direction (highest for "above", lowest for "below").
+            // The most severe breached trigger: the threshold furthest past on the bad side.
+            let side = rule.threshold_type;
             let Some(trigger) = rule
                 .triggers
                 .iter()
-                .filter(|t| rule.threshold_type.breached(value, t.alert_threshold))
-                .max_by(|a, b| match rule.threshold_type {
+                .filter(|t| side.breached(value, t.alert_threshold))
+                .max_by(|a, b| match side {
                     ThresholdType::Above => a.alert_threshold.total_cmp(&b.alert_threshold),
                     ThresholdType::Below => b.alert_threshold.total_cmp(&a.alert_threshold),
                 })
@@ -170,11 +150,15 @@ pub fn evaluate_once(
                 rule.id, project.id
             );
             let text = format!(
-                "[{}] {}: {} is {:.1} (threshold {}) over the last {} min {}",
+                "[{}] {}: {} is {:.3} ({} threshold {}) over the last {} min {}",
                 project.slug,
                 rule.name,
                 rule.aggregate,
                 value,
+                match side {
+                    ThresholdType::Above => "above",
+                    ThresholdType::Below => "below",
+                },
                 trigger.alert_threshold,
                 rule.time_window,
                 link
@@ -192,6 +176,8 @@ pub fn evaluate_once(
                     "threshold": trigger.alert_threshold,
                     "trigger": trigger.label,
                     "timeWindow": rule.time_window,
+                    "query": rule.query,
+                    "thresholdType": side,
                     "environment": rule.environment,
                 },
                 "triggered_at": triggered_at,

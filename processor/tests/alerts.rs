@@ -448,7 +448,7 @@ fn p95_metric_alert_fires_once_after_slow_transactions() {
     }))
     .unwrap();
     let mut bad = rule.clone();
-    bad.aggregate = "avg(transaction.duration)".into();
+    bad.aggregate = "p42(transaction.duration)".into();
     assert!(store.create_metric_alert_rule(1, bad).is_err());
     store.create_metric_alert_rule(1, rule).unwrap();
     let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
@@ -490,7 +490,7 @@ fn failure_rate_and_apdex_metric_alerts_fire_above_and_below() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let rule = |name: &str, aggregate: &str, threshold: f64, threshold_type: u8| {
-        storage::alerts::decode_metric_rule(&json!({
+        storage::alerts::MetricAlertRule::from_api_json(&json!({
             "name": name, "aggregate": aggregate, "timeWindow": 5, "projects": ["default"],
             "thresholdType": threshold_type,
             "triggers": [{"label": "critical", "alertThreshold": threshold,
@@ -508,7 +508,7 @@ fn failure_rate_and_apdex_metric_alerts_fire_above_and_below() {
     store
         .create_metric_alert_rule(1, rule("Very unhappy", "apdex()", 0.5, 1))
         .unwrap();
-    let err = storage::alerts::decode_metric_rule(&json!({
+    let err = storage::alerts::MetricAlertRule::from_api_json(&json!({
         "name": "x", "aggregate": "failure_rate()", "timeWindow": 5, "projects": ["default"],
         "triggers": [{"alertThreshold": 5, "actions": []}]
     }))

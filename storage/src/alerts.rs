@@ -288,7 +288,47 @@ pub struct AlertRule {
     pub created_ms: u64,
 }
 
+/// Turns a serde decoding error of a rule body into a clear 400-style message.
+fn decode_error(what: &str, e: &serde_json::Error) -> StorageError {
+    StorageError::Invalid(format!("invalid {what}: {e}"))
+}
+
 impl AlertRule {
+    /// Decodes and validates a rule body in Sentry's shape (what `POST`/`PUT
+    /// /api/0/projects/{org}/{project}/rules/` take, and what the CLI and MCP tools send).
+    /// `id`, `projectId` and `createdMs` in the body are ignored: the store assigns them.
+    /// Every failure is [`StorageError::Invalid`] with a message fit for the caller.
+    pub fn from_api_json(body: &serde_json::Value) -> Result<AlertRule> {
+        if !body.is_object() {
+            return Err(StorageError::Invalid(
+                "an alert rule must be a JSON object".into(),
+            ));
+        }
+        let mut body = body.clone();
+        if let Some(obj) = body.as_object_mut() {
+            for key in ["id", "projectId", "createdMs", "dateCreated", "projects"] {
+                obj.remove(key);
+            }
+            // Sentry's forms send `"environment": null` or `""` for "all environments".
+            if obj.get("environment").and_then(|v| v.as_str()) == Some("") {
+                obj.insert("environment".into(), serde_json::Value::Null);
+            }
+            // `frequency` arrives as a number or a numeric string.
+            if let Some(f) = obj.get("frequency").and_then(|v| v.as_str()) {
+                let n: u64 = f.trim().parse().map_err(|_| {
+                    StorageError::Invalid(format!(
+                        "frequency must be a number of minutes, got {f:?}"
+                    ))
+                })?;
+                obj.insert("frequency".into(), n.into());
+            }
+        }
+        let rule: AlertRule =
+            serde_json::from_value(body).map_err(|e| decode_error("alert rule", &e))?;
+        rule.validate()?;
+        Ok(rule)
+    }
+
     /// Checks sizes and URLs; the decoder already rejected unknown ids.
     pub fn validate(&self) -> Result<()> {
         let bad = |detail: String| Err(StorageError::Invalid(detail));
@@ -342,6 +382,19 @@ fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error
     #[serde(untagged)]
     enum Either {
         N(u64),
+        S(String),
+    }
+    match Either::deserialize(d)? {
+        Either::N(n) => Ok(n),
+        Either::S(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+fn f64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        N(f64),
         S(String),
     }
     match Either::deserialize(d)? {
@@ -590,9 +643,7 @@ pub fn load_throttle(store: &Store, rule_id: u64, issue_id: u64) -> Result<Optio
         .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
 }
 
-/// Aggregates a metric alert can watch (over the project's transactions): duration
-/// percentiles (ms), `count()`, `failure_rate()` (0..1, Sentry's failed statuses) and
-/// `apdex()` (0..1, with the project's threshold).
+/// Aggregates a metric alert can watch (over the project's transactions).
 pub const METRIC_AGGREGATES: &[&str] = &[
     "p50(transaction.duration)",
     "p75(transaction.duration)",
@@ -603,19 +654,56 @@ pub const METRIC_AGGREGATES: &[&str] = &[
     "apdex()",
 ];
 
-/// Sentry's `thresholdType`: whether a metric alert fires above or below its thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "u8", into = "u8")]
+/// Whether `aggregate` is one a metric alert can watch: one of [`METRIC_AGGREGATES`], or
+/// `apdex(T)` with an explicit threshold T in milliseconds (Sentry's older spelling).
+pub fn metric_aggregate_supported(aggregate: &str) -> bool {
+    METRIC_AGGREGATES.contains(&aggregate) || apdex_threshold_arg(aggregate).is_some()
+}
+
+/// T of `apdex(T)` (1 to 600000 ms); `None` for anything else (including `apdex()`).
+pub fn apdex_threshold_arg(aggregate: &str) -> Option<u64> {
+    let t: u64 = aggregate
+        .strip_prefix("apdex(")?
+        .strip_suffix(')')?
+        .trim()
+        .parse()
+        .ok()?;
+    (1..=600_000).contains(&t).then_some(t)
+}
+
+/// Which side of the threshold is bad (Sentry's `thresholdType`: 0 above, 1 below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ThresholdType {
-    /// Fires when the aggregate is above the threshold (Sentry's `0`).
+    /// Fire when the value is above the threshold (durations, counts, failure rate).
     #[default]
     Above,
-    /// Fires when the aggregate is below the threshold (Sentry's `1`; e.g. apdex).
+    /// Fire when the value is below the threshold (apdex).
     Below,
 }
 
+impl Serialize for ThresholdType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(match self {
+            ThresholdType::Above => 0,
+            ThresholdType::Below => 1,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ThresholdType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u64_or_string(d)? {
+            0 => Ok(ThresholdType::Above),
+            1 => Ok(ThresholdType::Below),
+            n => Err(serde::de::Error::custom(format!(
+                "thresholdType must be 0 (above) or 1 (below), got {n}"
+            ))),
+        }
+    }
+}
+
 impl ThresholdType {
-    /// Whether `value` breaches `threshold`.
+    /// Whether `value` breaches `threshold` on this side.
     pub fn breached(self, value: f64, threshold: f64) -> bool {
         match self {
             ThresholdType::Above => value > threshold,
@@ -624,26 +712,48 @@ impl ThresholdType {
     }
 }
 
-impl TryFrom<u8> for ThresholdType {
-    type Error = String;
-    fn try_from(v: u8) -> std::result::Result<Self, String> {
-        match v {
-            0 => Ok(ThresholdType::Above),
-            1 => Ok(ThresholdType::Below),
-            other => Err(format!(
-                "thresholdType {other} is not 0 (above) or 1 (below)"
-            )),
-        }
-    }
+/// What a metric rule's `query` selects: all transactions, or one transaction by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricQuery {
+    /// Only transactions with this name.
+    pub transaction: Option<String>,
 }
 
-impl From<ThresholdType> for u8 {
-    fn from(t: ThresholdType) -> u8 {
-        match t {
-            ThresholdType::Above => 0,
-            ThresholdType::Below => 1,
+/// Parses a metric rule's `query`: empty, `event.type:transaction`, and/or
+/// `transaction:NAME` (`transaction:"NAME with spaces"`). Anything else is refused, because
+/// osprey keeps per-minute series only per transaction, environment and release.
+pub fn parse_metric_query(query: &str) -> Result<MetricQuery> {
+    let mut out = MetricQuery { transaction: None };
+    let mut rest = query.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("event.type:transaction") {
+            rest = r.trim_start();
+            continue;
         }
+        if let Some(r) = rest.strip_prefix("transaction:") {
+            let (name, after) = if let Some(q) = r.strip_prefix('"') {
+                let end = q.find('"').ok_or_else(|| {
+                    StorageError::Invalid(format!("unterminated quote in query {query:?}"))
+                })?;
+                (&q[..end], &q[end + 1..])
+            } else {
+                let end = r.find(char::is_whitespace).unwrap_or(r.len());
+                (&r[..end], &r[end..])
+            };
+            if name.is_empty() || out.transaction.is_some() {
+                return Err(StorageError::Invalid(format!(
+                    "query {query:?}: one non-empty transaction:NAME at most"
+                )));
+            }
+            out.transaction = Some(name.to_owned());
+            rest = after.trim_start();
+            continue;
+        }
+        return Err(StorageError::Invalid(format!(
+            "unsupported query {query:?} (supported: event.type:transaction, transaction:NAME)"
+        )));
     }
+    Ok(out)
 }
 
 /// One threshold of a metric alert (Sentry's trigger: `critical` or `warning`).
@@ -653,8 +763,9 @@ pub struct MetricTrigger {
     /// `critical` or `warning`.
     #[serde(default)]
     pub label: String,
-    /// Fires when the aggregate crosses this (milliseconds for durations, 0..1 for rates and
-    /// apdex) in the rule's [`ThresholdType`] direction.
+    /// Fires when the aggregate is past this (above or below per the rule's
+    /// `thresholdType`; milliseconds for durations, a ratio 0..1 for failure rate and apdex).
+    #[serde(deserialize_with = "f64_or_string")]
     pub alert_threshold: f64,
     /// Where to send.
     #[serde(default)]
@@ -674,16 +785,17 @@ pub struct MetricAlertRule {
     pub org_id: u64,
     /// Name.
     pub name: String,
-    /// One of [`METRIC_AGGREGATES`].
+    /// One of [`METRIC_AGGREGATES`] (or `apdex(T)`).
     pub aggregate: String,
-    /// Above or below the thresholds (default above).
-    #[serde(default)]
-    pub threshold_type: ThresholdType,
-    /// Only `""` or `event.type:transaction` (osprey keeps no per-tag histograms).
+    /// `""`, `event.type:transaction` and/or `transaction:NAME` ([`parse_metric_query`]).
     #[serde(default)]
     pub query: String,
     /// Window in minutes (1 to 1440).
+    #[serde(deserialize_with = "u64_or_string")]
     pub time_window: u64,
+    /// Above (0) or below (1) the thresholds is bad.
+    #[serde(default)]
+    pub threshold_type: ThresholdType,
     /// Project slugs of the organization.
     pub projects: Vec<String>,
     /// Only this environment (`None` = all).
@@ -697,6 +809,38 @@ pub struct MetricAlertRule {
 }
 
 impl MetricAlertRule {
+    /// Decodes and validates a metric rule body in Sentry's shape (`POST`/`PUT
+    /// /api/0/organizations/{org}/alert-rules/`, the CLI, the MCP tools). `id`, `orgId` and
+    /// `createdMs` in the body are ignored; `environment: ""` means all environments;
+    /// `thresholdType` may also be given on a trigger (Sentry echoes it there).
+    pub fn from_api_json(body: &serde_json::Value) -> Result<MetricAlertRule> {
+        let Some(obj) = body.as_object() else {
+            return Err(StorageError::Invalid(
+                "a metric alert rule must be a JSON object".into(),
+            ));
+        };
+        let mut obj = obj.clone();
+        for key in ["id", "orgId", "createdMs", "dateCreated", "organizationId"] {
+            obj.remove(key);
+        }
+        if obj.get("environment").and_then(|v| v.as_str()) == Some("") {
+            obj.insert("environment".into(), serde_json::Value::Null);
+        }
+        if !obj.contains_key("thresholdType") {
+            let from_trigger = obj
+                .get("triggers")
+                .and_then(|t| t.as_array())
+                .and_then(|t| t.iter().find_map(|t| t.get("thresholdType").cloned()));
+            if let Some(t) = from_trigger {
+                obj.insert("thresholdType".into(), t);
+            }
+        }
+        let rule: MetricAlertRule = serde_json::from_value(serde_json::Value::Object(obj))
+            .map_err(|e| decode_error("metric alert rule", &e))?;
+        rule.validate()?;
+        Ok(rule)
+    }
+
     /// Checks the fields the evaluator relies on.
     pub fn validate(&self) -> Result<()> {
         let bad = |detail: String| Err(StorageError::Invalid(detail));
@@ -704,15 +848,20 @@ impl MetricAlertRule {
         if name_chars == 0 || name_chars > MAX_NAME_CHARS {
             return bad(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
         }
-        if !METRIC_AGGREGATES.contains(&self.aggregate.as_str()) {
+        if !metric_aggregate_supported(&self.aggregate) {
             return bad(format!(
-                "unsupported aggregate {:?} (supported: {})",
+                "unsupported aggregate {:?} (supported: {}, apdex(T))",
                 self.aggregate,
                 METRIC_AGGREGATES.join(", ")
             ));
         }
-        if !matches!(self.query.trim(), "" | "event.type:transaction") {
-            return bad(format!("unsupported query {:?}", self.query));
+        let query = parse_metric_query(&self.query)?;
+        if query.transaction.is_some() && self.environment.is_some() {
+            return bad(
+                "a transaction:NAME query cannot be combined with an environment \
+                 (osprey keeps per-transaction series across environments only)"
+                    .into(),
+            );
         }
         if !(1..=1440).contains(&self.time_window) {
             return bad("timeWindow must be 1 to 1440 minutes".into());
@@ -723,7 +872,7 @@ impl MetricAlertRule {
         if self.triggers.is_empty() || self.triggers.len() > 2 {
             return bad("1 or 2 triggers".into());
         }
-        let is_ratio = matches!(self.aggregate.as_str(), "failure_rate()" | "apdex()");
+        let is_ratio = self.aggregate == "failure_rate()" || self.aggregate.starts_with("apdex(");
         for trigger in &self.triggers {
             if !trigger.alert_threshold.is_finite() || trigger.actions.len() > MAX_ITEMS {
                 return bad("a trigger needs a finite alertThreshold".into());
@@ -787,7 +936,9 @@ impl Store {
         rule.validate()?;
         for slug in &rule.projects {
             if self.meta().project_by_slug(org_id, slug).is_none() {
-                return Err(StorageError::NotFound(format!("project {slug}")));
+                return Err(StorageError::Invalid(format!(
+                    "projects: no project {slug:?} in this organization"
+                )));
             }
         }
         rule.id = self.next_id("metric_alert_rule")?;
@@ -806,10 +957,18 @@ impl Store {
         rule_id: u64,
         mut rule: MetricAlertRule,
     ) -> Result<MetricAlertRule> {
+        self.ensure_writable()?;
         let existing = self
             .metric_alert_rule(rule_id)?
             .ok_or_else(|| StorageError::NotFound(format!("metric alert rule {rule_id}")))?;
         rule.validate()?;
+        for slug in &rule.projects {
+            if self.meta().project_by_slug(existing.org_id, slug).is_none() {
+                return Err(StorageError::Invalid(format!(
+                    "projects: no project {slug:?} in this organization"
+                )));
+            }
+        }
         rule.id = existing.id;
         rule.org_id = existing.org_id;
         rule.created_ms = existing.created_ms;
@@ -838,94 +997,6 @@ impl Store {
 
 /// Throttle/history "issue" id of metric alerts (no issue ids reach it).
 pub const METRIC_ALERT_ISSUE: u64 = u64::MAX;
-
-/// Condition ids an issue alert rule accepts.
-pub const CONDITION_IDS: &[&str] = &[
-    "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition",
-    "sentry.rules.conditions.regression_event.RegressionEventCondition",
-    "sentry.rules.conditions.event_frequency.EventFrequencyCondition",
-    "sentry.rules.conditions.event_frequency.EventUniqueUserFrequencyCondition",
-];
-/// Filter ids an issue alert rule accepts.
-pub const FILTER_IDS: &[&str] = &[
-    "sentry.rules.filters.level.LevelFilter",
-    "sentry.rules.filters.tagged_event.TaggedEventFilter",
-];
-/// Action ids alert rules accept.
-pub const ACTION_IDS: &[&str] = &[
-    "osprey.actions.webhook",
-    "sentry.integrations.slack.notify_action.SlackNotifyServiceAction",
-];
-
-/// Checks that every item of `value[field]` (if present) is an object whose `id` is one of
-/// `known`, so the error names the item and the accepted ids instead of serde's wording.
-fn check_ids(value: &serde_json::Value, field: &str, known: &[&str]) -> Result<(), String> {
-    let Some(items) = value.get(field) else {
-        return Ok(());
-    };
-    let Some(items) = items.as_array() else {
-        return Err(format!("{field} must be a list"));
-    };
-    for (i, item) in items.iter().enumerate() {
-        let id = item.get("id").and_then(serde_json::Value::as_str);
-        if !id.is_some_and(|id| known.contains(&id)) {
-            return Err(format!(
-                "{field}[{i}] has {}; supported ids: {}",
-                match id {
-                    Some(id) => format!("unknown id {id:?}"),
-                    None => "no \"id\"".to_owned(),
-                },
-                known.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Decodes and validates an issue alert rule in Sentry's JSON shape (the body of
-/// `POST /api/0/projects/{org}/{project}/rules/`, or what MCP's `configure_alert` builds).
-/// Errors are [`StorageError::Invalid`] naming the wrong item and what is accepted. The
-/// result still needs its project and id (set by [`Store::create_alert_rule`]).
-pub fn decode_issue_rule(value: &serde_json::Value) -> Result<AlertRule> {
-    if !value.is_object() {
-        return Err(StorageError::Invalid("a rule is a JSON object".into()));
-    }
-    check_ids(value, "conditions", CONDITION_IDS)
-        .and_then(|()| check_ids(value, "filters", FILTER_IDS))
-        .and_then(|()| check_ids(value, "actions", ACTION_IDS))
-        .map_err(StorageError::Invalid)?;
-    let rule: AlertRule = serde_json::from_value(value.clone())
-        .map_err(|e| StorageError::Invalid(format!("{e} (intervals: 1m, 5m, 15m, 1h, 1d)")))?;
-    rule.validate()?;
-    Ok(rule)
-}
-
-/// Decodes and validates a metric alert rule in Sentry's JSON shape (the body of
-/// `POST /api/0/organizations/{org}/alert-rules/`). Checks the aggregate first so the error
-/// lists the supported ones; projects are checked when the rule is stored.
-pub fn decode_metric_rule(value: &serde_json::Value) -> Result<MetricAlertRule> {
-    if !value.is_object() {
-        return Err(StorageError::Invalid("a rule is a JSON object".into()));
-    }
-    if let Some(agg) = value.get("aggregate").and_then(serde_json::Value::as_str) {
-        if !METRIC_AGGREGATES.contains(&agg) {
-            return Err(StorageError::Invalid(format!(
-                "unsupported aggregate {agg:?}; supported: {}",
-                METRIC_AGGREGATES.join(", ")
-            )));
-        }
-    }
-    if let Some(triggers) = value.get("triggers").and_then(serde_json::Value::as_array) {
-        for (i, t) in triggers.iter().enumerate() {
-            check_ids(t, "actions", ACTION_IDS)
-                .map_err(|e| StorageError::Invalid(format!("triggers[{i}].{e}")))?;
-        }
-    }
-    let rule: MetricAlertRule =
-        serde_json::from_value(value.clone()).map_err(|e| StorageError::Invalid(e.to_string()))?;
-    rule.validate()?;
-    Ok(rule)
-}
 
 #[cfg(test)]
 mod tests {
@@ -1024,40 +1095,5 @@ mod tests {
         assert!(store.fired_alerts(2, 10).unwrap().is_empty());
         assert_eq!(load_throttle(&store, id, 7).unwrap(), Some(1_000));
         assert_eq!(load_throttle(&store, id, 8).unwrap(), None);
-    }
-
-    #[test]
-    fn decoders_name_the_wrong_item() {
-        let rule = decode_issue_rule(&rule_json()).unwrap();
-        assert_eq!(rule.conditions.len(), 2);
-        let mut bad = rule_json();
-        bad["conditions"][1]["id"] = "sentry.rules.conditions.nope".into();
-        let e = decode_issue_rule(&bad).unwrap_err().to_string();
-        assert!(
-            e.contains("conditions[1]") && e.contains("EventFrequencyCondition"),
-            "{e}"
-        );
-        let mut bad = rule_json();
-        bad["actions"][0] = serde_json::json!({"url": "http://x"});
-        let e = decode_issue_rule(&bad).unwrap_err().to_string();
-        assert!(e.contains("actions[0] has no \"id\""), "{e}");
-        let metric = serde_json::json!({
-            "name": "Slow", "aggregate": "p95(transaction.duration)", "timeWindow": 5,
-            "projects": ["default"],
-            "triggers": [{"label": "critical", "alertThreshold": 500,
-                          "actions": [{"id": "osprey.actions.webhook", "url": "http://x/h"}]}]
-        });
-        let m = decode_metric_rule(&metric).unwrap();
-        assert_eq!(m.threshold_type, ThresholdType::Above);
-        let mut bad = metric.clone();
-        bad["aggregate"] = "p90(transaction.duration)".into();
-        let e = decode_metric_rule(&bad).unwrap_err().to_string();
-        assert!(e.contains("apdex()") && e.contains("failure_rate()"), "{e}");
-        let mut bad = metric;
-        bad["thresholdType"] = 2.into();
-        assert!(decode_metric_rule(&bad).is_err());
-        assert!(
-            ThresholdType::Below.breached(0.7, 0.8) && !ThresholdType::Above.breached(0.7, 0.8)
-        );
     }
 }

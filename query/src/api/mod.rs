@@ -10,6 +10,7 @@
 //!   carries the authenticated token and resolves organizations and projects so that a token
 //!   never sees another organization (404) and a missing scope is 403.
 
+pub mod alerts;
 mod discover;
 mod issues;
 mod orgs;
@@ -542,6 +543,9 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
         _ => {}
     }
     if let Some(resp) = orgs::route(ctx, method, segs)? {
+        return Ok(resp);
+    }
+    if let Some(resp) = alerts::route(ctx, method, segs)? {
         return Ok(resp);
     }
     if let Some(resp) = releases::route(ctx, method, segs)? {
