@@ -505,6 +505,7 @@ impl Processor {
     fn process_record(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
         match record.item_type.as_str() {
             "event" | "transaction" => self.process_event(work, record),
+            "span" => self.process_spans(work, record),
             "client_report" => {
                 work.stats.skipped += 1;
                 client_report(work, record);
@@ -515,6 +516,50 @@ impl Processor {
                 Ok(())
             }
         }
+    }
+
+    /// A `span` item (streamed spans): each segment span becomes a transaction event
+    /// (`spans.rs`) processed exactly like a `transaction` item, under an event id derived
+    /// from its trace and span ids so a replay of the item dedups.
+    fn process_spans(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
+        let converted = match crate::spans::segment_transactions(&record.payload) {
+            Ok(c) => c,
+            Err(reason) => {
+                work.stats.invalid += 1;
+                work.outcome(
+                    record.project_id,
+                    record.received_ms,
+                    outcome::INVALID,
+                    category::from_name("span"),
+                    reason,
+                    1,
+                );
+                return Ok(());
+            }
+        };
+        if converted.transactions.is_empty() {
+            work.stats.skipped += 1;
+        }
+        for event in &converted.transactions {
+            // Encoding a `Value` cannot fail (string keys only); never stall the batch on it.
+            let Ok(payload) = serde_json::to_vec(event) else {
+                work.stats.invalid += 1;
+                continue;
+            };
+            let event_id = event
+                .get("event_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::try_parse(s).ok());
+            let synthetic = LogRecord {
+                event_id,
+                item_type: "transaction".into(),
+                item_header: bytes::Bytes::from_static(b"{\"type\":\"transaction\"}"),
+                payload: bytes::Bytes::from(payload),
+                ..record.clone()
+            };
+            self.process_event(work, &synthetic)?;
+        }
+        Ok(())
     }
 
     fn process_event(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
