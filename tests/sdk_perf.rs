@@ -5,7 +5,8 @@
 //!   test planned (explicit start and end timestamps, no sleeping); `osprey perf --json`
 //!   then reports, per transaction name, the exact count, apdex and failure rate and
 //!   p50/p95/p99 within the histogram's 3 significant digits of the exact nearest-rank
-//!   percentile the test computes from the planned durations;
+//!   percentile the test computes from the planned durations, and the unique users,
+//!   miserable users (a transaction slower than 4T) and Sentry's user misery;
 //! - a trace spanning both SDKs (Python starts it, its `sentry-trace`/`baggage` headers go to
 //!   the Node script, which continues it with default options) is assembled by `osprey trace`
 //!   and by the trace API into one tree: both services' transactions and spans, the parent
@@ -15,7 +16,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -122,6 +123,8 @@ struct Expected {
     p99_ms: f64,
     apdex: f64,
     failure_rate: f64,
+    unique_users: u64,
+    miserable_users: u64,
 }
 
 /// Nearest-rank percentile (rank ⌈q·n⌉), the definition the query documents.
@@ -150,6 +153,12 @@ fn expected(plan: &[Planned]) -> BTreeMap<String, Expected> {
                 .filter(|p| !matches!(p.status, "ok" | "cancelled" | "unknown"))
                 .count() as f64;
             let n = d.len() as f64;
+            let users: BTreeSet<&str> = list.iter().map(|p| p.user.as_str()).collect();
+            let miserable: BTreeSet<&str> = list
+                .iter()
+                .filter(|p| p.duration_us > 4 * t)
+                .map(|p| p.user.as_str())
+                .collect();
             (
                 name,
                 Expected {
@@ -160,6 +169,8 @@ fn expected(plan: &[Planned]) -> BTreeMap<String, Expected> {
                     p99_ms: nearest_rank(&d, 0.99),
                     apdex: (satisfied + tolerated / 2.0) / n,
                     failure_rate: failures / n,
+                    unique_users: users.len() as u64,
+                    miserable_users: miserable.len() as u64,
                 },
             )
         })
@@ -262,6 +273,24 @@ fn check_report(report: &Value, want: &BTreeMap<String, Expected>) {
         );
         assert_eq!(s["apdex_exact"], true, "{name}: apdex must be exact");
         assert_eq!(s["apdex_threshold_ms"].as_u64(), Some(APDEX_T_MS));
+        // Unique users and user misery (Sentry's prior: α = 5.8875, β = 111.8625); the
+        // sketch counts a handful of users exactly.
+        assert_eq!(
+            s["unique_users"].as_u64(),
+            Some(e.unique_users),
+            "{name}: unique users"
+        );
+        assert_eq!(
+            s["miserable_users"].as_u64(),
+            Some(e.miserable_users),
+            "{name}: miserable users"
+        );
+        let misery = (e.miserable_users as f64 + 5.8875) / (e.unique_users as f64 + 117.75);
+        let got = s["user_misery"].as_f64().expect("user_misery");
+        assert!(
+            (got - misery).abs() < 1e-9,
+            "{name}: user misery {got} != {misery}"
+        );
         let failure_rate = s["failure_rate"].as_f64().expect("failure_rate");
         assert!(
             (failure_rate - e.failure_rate).abs() < 1e-9,

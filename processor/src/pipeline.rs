@@ -265,6 +265,7 @@ struct Work<'a> {
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
+    user_folder: crate::perf_users::UserFolder,
     alerts: crate::alerts::BatchAlerts,
     /// Releases seen in this batch: (project, version) → (first, last) event time.
     releases: HashMap<(u64, String), (u64, u64)>,
@@ -396,6 +397,7 @@ impl Processor {
             next_issue_id,
             short_ids,
             folder: TransactionFolder::new(),
+            user_folder: crate::perf_users::UserFolder::new(),
             alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
         };
@@ -649,7 +651,11 @@ impl Processor {
         issues::add_derived_tags(&mut normalized.event);
 
         let (issue_id, hashes) = if normalized.event_type == EventType::Transaction {
-            if let Err(e) = work.folder.add(&project, &normalized.event) {
+            let folded = work.folder.add(&project, &normalized.event);
+            if let Ok(facts) = &folded {
+                work.user_folder.add(&project, facts);
+            }
+            if let Err(e) = folded {
                 tracing::debug!(error = %e, "invalid transaction");
                 work.stats.invalid += 1;
                 work.outcome(
@@ -942,6 +948,7 @@ impl Processor {
     fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
         let store = work.store;
         work.folder.flush_into(store, &mut work.batch);
+        work.user_folder.flush_into(store, &mut work.batch);
         // Fired issue alerts: history + throttle marks go into this batch.
         work.delta.alerts =
             self.alerts

@@ -54,17 +54,21 @@ async function main() {
 
   const segments = [];
   for (const t of plan.transactions) {
-    Sentry.setUser({ id: t.user });
-    Sentry.startNewTrace(() => {
-      const span = Sentry.startInactiveSpan({
-        name: t.name,
-        op: t.op,
-        forceTransaction: true,
-        startTime: t.start_us / 1e6,
+    // One isolation scope per transaction, as each request of a server gets: the static
+    // lifecycle applies the scope's user when the event is processed, after this loop.
+    Sentry.withIsolationScope(() => {
+      Sentry.setUser({ id: t.user });
+      Sentry.startNewTrace(() => {
+        const span = Sentry.startInactiveSpan({
+          name: t.name,
+          op: t.op,
+          forceTransaction: true,
+          startTime: t.start_us / 1e6,
+        });
+        span.setStatus(t.status === 'ok' ? { code: 1 } : { code: 2, message: t.status });
+        span.end((t.start_us + t.duration_us) / 1e6);
+        segments.push(span.spanContext().spanId);
       });
-      span.setStatus(t.status === 'ok' ? { code: 1 } : { code: 2, message: t.status });
-      span.end((t.start_us + t.duration_us) / 1e6);
-      segments.push(span.spanContext().spanId);
     });
   }
 
