@@ -1,4 +1,5 @@
-//! Crash cycles (issues 2, 3, 4): while a client streams errors and transactions, the server
+//! Crash cycles (issues 2, 3, 4): while a client streams errors, transactions and span items
+//! (span v2 containers, as `@sentry/node` sends by default), the server
 //! is killed with SIGKILL and started again on the same data directory, several times. At
 //! the end every event answered 200 is stored, and issue counts and transaction histograms
 //! count each stored event exactly once (no loss from the kills, no double count from the
@@ -29,6 +30,39 @@ use uuid::Uuid;
 const CYCLES: usize = 5;
 /// Upper bound on envelopes the client sends, whatever happens.
 const MAX_SENDS: usize = 200_000;
+
+/// What the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Error,
+    Transaction,
+    /// A span v2 container with a segment span and a child, as `@sentry/node` streams by
+    /// default: stored as a transaction under an id derived from its trace and span ids.
+    Spans,
+}
+
+/// A span v2 item: its envelope has no event id; the stored transaction's id is derived.
+fn span_envelope(key: &str, trace: Uuid) -> (Uuid, Vec<u8>) {
+    let now = storage::now_ms() as f64 / 1000.0;
+    let trace = trace.simple().to_string();
+    let segment = "0123456789abcdef";
+    let payload = serde_json::json!({"version": 2, "items": [
+        {"trace_id": trace, "span_id": "fedcba9876543210", "parent_span_id": segment,
+         "name": "SELECT 1", "start_timestamp": now - 0.1, "end_timestamp": now - 0.05,
+         "is_segment": false, "status": "ok",
+         "attributes": {"sentry.op": {"type": "string", "value": "db"}}},
+        {"trace_id": trace, "span_id": segment, "name": "GET /crash-spans",
+         "start_timestamp": now - 0.120, "end_timestamp": now, "is_segment": true, "status": "ok",
+         "attributes": {"sentry.op": {"type": "string", "value": "http.server"}}}
+    ]})
+    .to_string();
+    let id = processor::spans::segment_event_id(&trace, segment);
+    let body = format!(
+        "{{\"dsn\":\"http://{key}@127.0.0.1/1\"}}\n{{\"type\":\"span\",\"item_count\":2,\"content_type\":\"application/vnd.sentry.items.span.v2+json\",\"length\":{}}}\n{payload}\n",
+        payload.len()
+    );
+    (id, body.into_bytes())
+}
 
 fn envelope(key: &str, id: Uuid, transaction: bool) -> Vec<u8> {
     let now = storage::now_ms() as f64 / 1000.0;
@@ -144,18 +178,36 @@ fn run_cycles(cycles: usize, durability: &str, loadgen: bool) {
     let key = server.default_key().to_owned();
     let url = Arc::new(Mutex::new(server.url("/api/1/envelope/")));
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::<(Uuid, bool)>::new()));
+    let acked = Arc::new(Mutex::new(Vec::<(Uuid, Kind)>::new()));
+    // Envelopes without a 200 (the server died under them): resent once it is up for good.
+    let unacked = Arc::new(Mutex::new(Vec::<(Uuid, Kind, Vec<u8>)>::new()));
 
     let client = {
-        let (url, stop, acked) = (Arc::clone(&url), Arc::clone(&stop), Arc::clone(&acked));
+        let (url, stop, acked, unacked) = (
+            Arc::clone(&url),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+            Arc::clone(&unacked),
+        );
+        let key = key.clone();
         std::thread::spawn(move || {
             let http = common::http_with_timeout(Duration::from_secs(5));
             for n in 0..MAX_SENDS {
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let id = Uuid::new_v4();
-                let transaction = n % 3 == 0;
+                let kind = match n % 4 {
+                    0 => Kind::Transaction,
+                    1 => Kind::Spans,
+                    _ => Kind::Error,
+                };
+                let (id, body) = match kind {
+                    Kind::Spans => span_envelope(&key, Uuid::new_v4()),
+                    _ => {
+                        let id = Uuid::new_v4();
+                        (id, envelope(&key, id, kind == Kind::Transaction))
+                    }
+                };
                 let target = url.lock().unwrap().clone();
                 let sent = http
                     .post(&target)
@@ -163,15 +215,18 @@ fn run_cycles(cycles: usize, durability: &str, loadgen: bool) {
                         "X-Sentry-Auth",
                         format!("Sentry sentry_version=7, sentry_key={key}"),
                     )
-                    .body(envelope(&key, id, transaction))
+                    .body(body.clone())
                     .send();
                 match sent {
                     Ok(resp) if resp.status().as_u16() == 200 => {
-                        acked.lock().unwrap().push((id, transaction));
+                        acked.lock().unwrap().push((id, kind));
                     }
                     // Refused, or the server died mid-request: not acknowledged, so nothing is
-                    // promised about it; pause briefly while the server comes back.
-                    _ => std::thread::sleep(Duration::from_millis(20)),
+                    // promised about it yet; pause briefly while the server comes back.
+                    _ => {
+                        unacked.lock().unwrap().push((id, kind, body));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
             }
         })
@@ -199,6 +254,31 @@ fn run_cycles(cycles: usize, durability: &str, loadgen: bool) {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Release);
     client.join().expect("client thread");
+    // Resend what was not acknowledged, as a retrying client would: whatever of it the server
+    // had already logged before a kill must now be deduplicated, so that in the end every
+    // sent event is acknowledged and stored and counted exactly once.
+    let http = common::http_with_timeout(Duration::from_secs(10));
+    let resend = std::mem::take(&mut *unacked.lock().unwrap());
+    for (id, kind, body) in resend {
+        let mut ok = false;
+        for _ in 0..20 {
+            let sent = http
+                .post(server.url("/api/1/envelope/"))
+                .header(
+                    "X-Sentry-Auth",
+                    format!("Sentry sentry_version=7, sentry_key={key}"),
+                )
+                .body(body.clone())
+                .send();
+            if matches!(sent, Ok(ref r) if r.status().as_u16() == 200) {
+                ok = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(ok, "resending {id} ({kind:?}) never got a 200");
+        acked.lock().unwrap().push((id, kind));
+    }
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 100,
@@ -246,17 +326,30 @@ fn run_cycles(cycles: usize, durability: &str, loadgen: bool) {
             );
         }
     }
-    for (id, transaction) in &acked {
-        let stored = if *transaction {
-            stored_transactions.contains(id)
-        } else {
+    for (id, kind) in &acked {
+        let stored = if *kind == Kind::Error {
             stored_errors.contains(id)
+        } else {
+            stored_transactions.contains(id)
         };
-        assert!(
-            stored,
-            "acknowledged event {id} (transaction: {transaction}) was lost"
-        );
+        assert!(stored, "acknowledged event {id} ({kind:?}) was lost");
     }
+    let acked_transactions = acked.iter().filter(|(_, k)| *k != Kind::Error).count();
+    // Everything sent was acknowledged in the end, so nothing else may be stored.
+    assert_eq!(
+        stored_transactions.len(),
+        acked_transactions,
+        "stored transactions must be exactly the acknowledged ones"
+    );
+    assert_eq!(
+        stored_errors.len(),
+        acked.len() - acked_transactions,
+        "stored errors must be exactly the acknowledged ones"
+    );
+    assert!(
+        acked.iter().any(|(_, k)| *k == Kind::Spans),
+        "no span item was acknowledged"
+    );
 
     let qs = QueryService::new(store);
     // Each issue's count equals the stored error events grouped into it: nothing counted
@@ -298,4 +391,20 @@ fn run_cycles(cycles: usize, durability: &str, loadgen: bool) {
         stored_transactions.len() as u64,
         "histograms must count each stored transaction once"
     );
+    assert_eq!(
+        perf.total.count, acked_transactions as u64,
+        "perf count must equal the acknowledged transactions and span segments"
+    );
+    let spans_count = qs
+        .perf(&PerfQuery {
+            project_id: 1,
+            range: TimeRange::Last { ms: 86_400_000 },
+            transaction: Some("GET /crash-spans".into()),
+            ..PerfQuery::default()
+        })
+        .expect("perf query")
+        .total
+        .count;
+    let acked_spans = acked.iter().filter(|(_, k)| *k == Kind::Spans).count() as u64;
+    assert_eq!(spans_count, acked_spans, "span segments counted once each");
 }

@@ -6,7 +6,8 @@
 //! Results and the log offset go into one RocksDB write batch (design.md §3).
 //!
 //! Modules: [`normalize`] (Relay's normalization), [`scrub`] (PII), [`filters`] (inbound
-//! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`pipeline`] (the batch
+//! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`spans`] (streamed span items as transactions), [`perf_users`] (unique-user sketches for
+//! user misery), [`pipeline`] (the batch
 //! loop, outcomes and the exactly-once commit), [`alerts`] (issue alert rules evaluated in
 //! the batch) and [`webhook`] (their bounded, retrying delivery).
 
@@ -18,9 +19,11 @@ pub mod issues;
 pub mod kafka_loop;
 pub mod metric_alerts;
 pub mod normalize;
+pub mod perf_users;
 pub mod pipeline;
 pub mod scrub;
 pub mod security;
+pub mod spans;
 pub mod transactions;
 pub mod webhook;
 

@@ -372,11 +372,41 @@ fn ms_to_iso(ms: i64) -> String {
 
 /// Rewrites a timestamp field in place as float seconds shifted by `shift_ms`; unparsable
 /// values are removed.
+/// Parses a timestamp like [`parse_timestamp`], to unix microseconds: rewritten timestamps
+/// keep the SDK's sub-millisecond precision, or transaction and span durations (end − start)
+/// would be off by up to a millisecond.
+fn parse_timestamp_us(v: &Value) -> Option<i64> {
+    let ms = parse_timestamp(v)?;
+    let us = match v {
+        Value::Number(n) => (n.as_f64()? * 1e6).round() as i64,
+        Value::String(s) => {
+            let s = s.trim();
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|n| n.and_utc().timestamp_micros())
+                .or_else(|_| DateTime::parse_from_rfc3339(s).map(|d| d.timestamp_micros()))
+                .or_else(|_| {
+                    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                        .map(|n| n.and_utc().timestamp_micros())
+                })
+                .ok()?
+        }
+        _ => return None,
+    };
+    // Same instant as the millisecond parse (guards against any parser disagreement).
+    ((us - ms * 1000).abs() < 1000).then_some(us)
+}
+
+fn secs_value_us(us: i64) -> Value {
+    serde_json::Number::from_f64(us as f64 / 1e6)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
 fn shift_field(obj: &mut Map<String, Value>, key: &str, shift_ms: i64) {
     if let Some(v) = obj.get(key) {
-        match parse_timestamp(v) {
-            Some(ms) => {
-                obj.insert(key.into(), secs_value(ms + shift_ms));
+        match parse_timestamp_us(v) {
+            Some(us) => {
+                obj.insert(key.into(), secs_value_us(us + shift_ms * 1000));
             }
             None => {
                 obj.remove(key);
@@ -403,7 +433,11 @@ fn normalize_timestamps(
             }
         }
     };
-    ev.insert("timestamp".into(), secs_value(ts));
+    let precise = ev
+        .get("timestamp")
+        .and_then(parse_timestamp_us)
+        .map_or_else(|| secs_value(ts), secs_value_us);
+    ev.insert("timestamp".into(), precise);
     // Clock drift: the SDK's clock is off by received − sent_at; correct only large drifts.
     let mut shift = 0i64;
     if let Some(sent_at) = ctx.sent_at_ms {
@@ -1162,6 +1196,36 @@ mod tests {
         let n = normalize_value(json!({}), &c).unwrap();
         assert_eq!(n.event_type, EventType::Transaction);
         assert_eq!(n.event["level"], "info");
+    }
+
+    #[test]
+    fn transaction_timestamps_keep_microseconds() {
+        let mut c = ctx();
+        c.is_transaction_item = true;
+        // Within the accepted window, so no shift: only the precision is at stake.
+        let end_us = c.received_ms as i64 * 1000 - 5_000_123;
+        let end_iso = chrono::DateTime::from_timestamp_micros(end_us)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let start = (end_us - 346_914) as f64 / 1e6;
+        let n = normalize_value(
+            json!({"start_timestamp": start, "timestamp": end_iso,
+                   "spans": [{"start_timestamp": start, "timestamp": end_iso}]}),
+            &c,
+        )
+        .unwrap();
+        let us = |v: &Value| (v.as_f64().unwrap() * 1e6).round() as i64;
+        assert_eq!(
+            us(&n.event["timestamp"]) - us(&n.event["start_timestamp"]),
+            346_914
+        );
+        let span = &n.event["spans"][0];
+        assert_eq!(
+            us(&span["timestamp"]) - us(&span["start_timestamp"]),
+            346_914
+        );
+        assert_eq!(n.timestamp_ms as i64, end_us.div_euclid(1000));
     }
 
     #[test]

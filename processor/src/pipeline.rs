@@ -276,6 +276,7 @@ struct Work<'a> {
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
+    user_folder: crate::perf_users::UserFolder,
     alerts: crate::alerts::BatchAlerts,
     /// Releases seen in this batch: (project, version) → (first, last) event time.
     releases: HashMap<(u64, String), (u64, u64)>,
@@ -432,6 +433,7 @@ impl Processor {
             next_issue_id,
             short_ids,
             folder: TransactionFolder::new(),
+            user_folder: crate::perf_users::UserFolder::new(),
             alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
         };
@@ -571,6 +573,7 @@ impl Processor {
                 }
             }
             "attachment" => store_attachment(work, record),
+            "span" => self.process_spans(work, record),
             "client_report" => {
                 work.stats.skipped += 1;
                 client_report(work, record);
@@ -581,6 +584,50 @@ impl Processor {
                 Ok(())
             }
         }
+    }
+
+    /// A `span` item (streamed spans): each segment span becomes a transaction event
+    /// (`spans.rs`) processed exactly like a `transaction` item, under an event id derived
+    /// from its trace and span ids so a replay of the item dedups.
+    fn process_spans(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
+        let converted = match crate::spans::segment_transactions(&record.payload) {
+            Ok(c) => c,
+            Err(reason) => {
+                work.stats.invalid += 1;
+                work.outcome(
+                    record.project_id,
+                    record.received_ms,
+                    outcome::INVALID,
+                    category::from_name("span"),
+                    reason,
+                    1,
+                );
+                return Ok(());
+            }
+        };
+        if converted.transactions.is_empty() {
+            work.stats.skipped += 1;
+        }
+        for event in &converted.transactions {
+            // Encoding a `Value` cannot fail (string keys only); never stall the batch on it.
+            let Ok(payload) = serde_json::to_vec(event) else {
+                work.stats.invalid += 1;
+                continue;
+            };
+            let event_id = event
+                .get("event_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::try_parse(s).ok());
+            let synthetic = LogRecord {
+                event_id,
+                item_type: "transaction".into(),
+                item_header: bytes::Bytes::from_static(b"{\"type\":\"transaction\"}"),
+                payload: bytes::Bytes::from(payload),
+                ..record.clone()
+            };
+            self.process_event(work, &synthetic)?;
+        }
+        Ok(())
     }
 
     fn process_event(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
@@ -670,7 +717,11 @@ impl Processor {
         issues::add_derived_tags(&mut normalized.event);
 
         let (issue_id, hashes) = if normalized.event_type == EventType::Transaction {
-            if let Err(e) = work.folder.add(&project, &normalized.event) {
+            let folded = work.folder.add(&project, &normalized.event);
+            if let Ok(facts) = &folded {
+                work.user_folder.add(&project, facts);
+            }
+            if let Err(e) = folded {
                 tracing::debug!(error = %e, "invalid transaction");
                 work.stats.invalid += 1;
                 work.outcome(
@@ -963,6 +1014,7 @@ impl Processor {
     fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
         let store = work.store;
         work.folder.flush_into(store, &mut work.batch);
+        work.user_folder.flush_into(store, &mut work.batch);
         // Fired issue alerts: history + throttle marks go into this batch.
         work.delta.alerts =
             self.alerts

@@ -318,6 +318,17 @@ pub struct PerfStats {
     pub epm: Option<f64>,
     /// Count per status name.
     pub statuses: BTreeMap<String, u64>,
+    /// Distinct users with a transaction (from the user sketches: exact for small numbers,
+    /// within ~1 % up to tens of thousands; see `storage::keys::perf::USER_SLOTS`). `None` in
+    /// time-series points.
+    #[serde(default)]
+    pub unique_users: Option<u64>,
+    /// Distinct users with a frustrated transaction (duration > 4T).
+    #[serde(default)]
+    pub miserable_users: Option<u64>,
+    /// Sentry's user misery: (miserable + α) / (unique + α + β), α = 5.8875, β = 111.8625.
+    #[serde(default)]
+    pub user_misery: Option<f64>,
 }
 
 /// One group of a breakdown.
@@ -478,6 +489,9 @@ impl Acc {
                 .filter(|(_, &c)| c > 0)
                 .map(|(i, &c)| (pk::STATUS_NAMES[i].to_string(), c))
                 .collect(),
+            unique_users: None,
+            miserable_users: None,
+            user_misery: None,
         }
     }
 
@@ -618,7 +632,7 @@ impl QueryService {
         // A breakdown's collector only fills its groups; the total comes from the coarsest
         // rollup that answers the filters (one series per bucket), not from adding every group
         // a second time.
-        let total = if query.group_by.is_some() {
+        let mut total = if query.group_by.is_some() {
             collect(
                 store,
                 &project,
@@ -648,6 +662,15 @@ impl QueryService {
         };
         let groups_omitted = groups.len().saturating_sub(limit);
         groups.truncate(limit);
+        users::fill(
+            store,
+            &project,
+            (start, end),
+            &filters,
+            query.group_by,
+            &mut total,
+            &mut groups,
+        )?;
 
         let mut series = Vec::new();
         if let Some(interval) = query.interval_ms {
@@ -691,6 +714,147 @@ impl QueryService {
             groups_omitted,
             series,
         })
+    }
+}
+
+/// Unique users and user misery from the user sketches (`storage::keys::perf::USER_SLOTS`).
+mod users {
+    use std::collections::HashMap;
+
+    use storage::keys::perf::{self as pk};
+    use storage::{cf, hist, keys, Project, Store};
+
+    use super::{
+        decompose, raw_iter, rollup_mask, Filters, GroupBy, PerfError, PerfGroup, PerfStats,
+    };
+
+    /// Sentry's user-misery prior (`MISERY_ALPHA`, `MISERY_BETA`).
+    pub const MISERY_ALPHA: f64 = 5.8875;
+    /// See [`MISERY_ALPHA`].
+    pub const MISERY_BETA: f64 = 111.8625;
+    const WORDS: usize = (pk::USER_SLOTS as usize).div_ceil(64);
+
+    /// Occupied slots of the users and miserable-users sketches of one set of transactions.
+    struct Bitmaps {
+        all: Vec<u64>,
+        miserable: Vec<u64>,
+    }
+
+    impl Bitmaps {
+        fn new() -> Bitmaps {
+            Bitmaps {
+                all: vec![0; WORDS],
+                miserable: vec![0; WORDS],
+            }
+        }
+
+        fn set(&mut self, suffix: u8, slot: u32) {
+            let bits = match suffix {
+                pk::USERS_ALL => &mut self.all,
+                pk::USERS_MISERABLE => &mut self.miserable,
+                _ => return,
+            };
+            if let Some(word) = bits.get_mut(slot as usize / 64) {
+                *word |= 1 << (slot % 64);
+            }
+        }
+
+        fn apply(&self, stats: &mut PerfStats) {
+            let unique = estimate(&self.all);
+            let miserable = estimate(&self.miserable).min(unique);
+            stats.unique_users = Some(unique);
+            stats.miserable_users = Some(miserable);
+            stats.user_misery = Some(user_misery(miserable, unique));
+        }
+    }
+
+    /// Linear counting: n ≈ −m·ln(empty / m). With every slot taken the sketch is saturated
+    /// and m·ln(m) is the best lower bound it can give.
+    pub fn estimate(bits: &[u64]) -> u64 {
+        let m = f64::from(pk::USER_SLOTS);
+        let occupied: u32 = bits.iter().map(|w| w.count_ones()).sum();
+        let empty = f64::from(pk::USER_SLOTS.saturating_sub(occupied));
+        let n = if empty == 0.0 {
+            m * m.ln()
+        } else {
+            -m * (empty / m).ln()
+        };
+        n.round() as u64
+    }
+
+    /// Sentry's `user_misery()`: (miserable + α) / (unique + α + β).
+    pub fn user_misery(miserable: u64, unique: u64) -> f64 {
+        (miserable as f64 + MISERY_ALPHA) / (unique as f64 + MISERY_ALPHA + MISERY_BETA)
+    }
+
+    /// Sets unique users, miserable users and user misery on the total and on each group
+    /// (only the groups kept in the answer get a sketch: memory stays bounded).
+    pub(super) fn fill(
+        store: &Store,
+        project: &Project,
+        (start, end): (u64, u64),
+        filters: &Filters<'_>,
+        group_by: Option<GroupBy>,
+        total: &mut PerfStats,
+        groups: &mut [PerfGroup],
+    ) -> Result<(), PerfError> {
+        let mask = rollup_mask(filters, group_by);
+        let mut all = Bitmaps::new();
+        let mut by_group: HashMap<Vec<u8>, Bitmaps> = groups
+            .iter()
+            .map(|g| (g.key.as_bytes().to_vec(), Bitmaps::new()))
+            .collect();
+        for (res, from, to) in decompose(start, end) {
+            let kind = res.users_kind();
+            let mut it = raw_iter(
+                store,
+                cf::HISTOGRAMS,
+                keys::bucketed(kind, project.id, to, &[]),
+            );
+            let mut bucket = from;
+            while bucket < to {
+                let prefix = keys::bucketed(kind, project.id, bucket, &[mask]);
+                bucket += res.millis();
+                it.seek(&prefix);
+                while it.valid() {
+                    let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                        break;
+                    };
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    let parsed = pk::split_bucketed(key).and_then(|(_, _, _, rest)| {
+                        let dims = pk::parse_dims(rest)?;
+                        Some((*rest.get(dims.encoded_len)?, dims))
+                    });
+                    if let Some((suffix, dims)) = parsed.filter(|(_, d)| filters.accept(d)) {
+                        let group = group_by.map(|g| match g {
+                            GroupBy::Transaction => dims.transaction,
+                            GroupBy::Release => dims.release,
+                            GroupBy::Environment => dims.environment,
+                        });
+                        let mut target = group.and_then(|g| by_group.get_mut(g));
+                        hist::for_each_bucket(value, |slot, count| {
+                            if count > 0 {
+                                all.set(suffix, slot);
+                                if let Some(t) = target.as_mut() {
+                                    t.set(suffix, slot);
+                                }
+                            }
+                        })?;
+                    }
+                    it.next();
+                }
+            }
+            it.status()?;
+        }
+        all.apply(total);
+        for g in groups.iter_mut() {
+            if let Some(b) = by_group.get(g.key.as_bytes()) {
+                b.apply(&mut g.stats);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1035,6 +1199,37 @@ mod tests {
                 .is_err()
         );
         assert!("bogus".parse::<GroupBy>().is_err());
+    }
+
+    #[test]
+    fn user_sketch_estimates() {
+        let words = (pk::USER_SLOTS as usize).div_ceil(64);
+        let mut bits = vec![0u64; words];
+        assert_eq!(users::estimate(&bits), 0);
+        // Slots from a splitmix64 sequence (uniform, like hashed user keys): a few users
+        // are counted exactly, many closely.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % u64::from(pk::USER_SLOTS)
+        };
+        for i in 1..=20_000u64 {
+            let slot = next() as usize;
+            bits[slot / 64] |= 1 << (slot % 64);
+            let distinct: u32 = bits.iter().map(|w| w.count_ones()).sum();
+            if i == 10 && distinct == 10 {
+                assert_eq!(users::estimate(&bits), 10);
+            }
+        }
+        let n = users::estimate(&bits) as f64;
+        assert!((n - 20_000.0).abs() / 20_000.0 < 0.03, "{n}");
+        let full = vec![u64::MAX; words];
+        assert!(users::estimate(&full) > 150_000);
+        assert!((users::user_misery(0, 0) - 5.8875 / 117.75).abs() < 1e-12);
+        assert!((users::user_misery(3, 10) - 8.8875 / 127.75).abs() < 1e-12);
     }
 
     #[test]

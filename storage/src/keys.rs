@@ -431,7 +431,30 @@ pub mod perf {
                 Resolution::Day => b'G',
             }
         }
+
+        /// Kind byte of user sketches (`histograms` CF; see [`USER_SLOTS`]).
+        pub const fn users_kind(self) -> u8 {
+            match self {
+                Resolution::Minute => b'J',
+                Resolution::Hour => b'K',
+                Resolution::Day => b'L',
+            }
+        }
     }
+
+    /// Slots of a user sketch. A user sketch is a linear-counting bitmap stored as a sparse
+    /// HDR histogram whose bucket *indexes* are the slots (a user's key hashed into
+    /// `0..USER_SLOTS`) with any non-zero count: the histogram merge operator adds counts,
+    /// which keeps exactly the union of occupied slots, so sketches of any buckets and
+    /// rollups merge into the sketch of their union (design.md §5 allows a sketch for unique
+    /// users). Key: [`Resolution::users_kind`] + project + bucket start + dims + one of
+    /// [`USERS_ALL`] / [`USERS_MISERABLE`].
+    pub const USER_SLOTS: u32 = 16_384;
+    /// User sketch suffix: every user with a transaction in the bucket.
+    pub const USERS_ALL: u8 = b'u';
+    /// User sketch suffix: users with a frustrated transaction (duration > 4T, T in force
+    /// when it was folded), for Sentry's user misery.
+    pub const USERS_MISERABLE: u8 = b'm';
 
     /// Cuts `s` to at most [`MAX_DIM_BYTES`] bytes at a char boundary.
     pub fn clamp_dim(s: &str) -> &str {
