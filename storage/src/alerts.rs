@@ -289,6 +289,50 @@ pub struct AlertRule {
 }
 
 /// Turns a serde decoding error of a rule body into a clear 400-style message.
+/// Condition ids an issue alert rule accepts.
+pub const CONDITION_IDS: &[&str] = &[
+    "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition",
+    "sentry.rules.conditions.regression_event.RegressionEventCondition",
+    "sentry.rules.conditions.event_frequency.EventFrequencyCondition",
+    "sentry.rules.conditions.event_frequency.EventUniqueUserFrequencyCondition",
+];
+/// Filter ids an issue alert rule accepts.
+pub const FILTER_IDS: &[&str] = &[
+    "sentry.rules.filters.level.LevelFilter",
+    "sentry.rules.filters.tagged_event.TaggedEventFilter",
+];
+/// Action ids alert rules accept.
+pub const ACTION_IDS: &[&str] = &[
+    "osprey.actions.webhook",
+    "sentry.integrations.slack.notify_action.SlackNotifyServiceAction",
+];
+
+/// Checks that every item of `body[field]` (if present) has one of the `known` ids, so that
+/// the error names the item (`conditions[1]`) and lists what is accepted, which serde's
+/// "unknown variant" does not.
+fn check_ids(body: &serde_json::Value, field: &str, known: &[&str]) -> Result<()> {
+    let Some(items) = body.get(field) else {
+        return Ok(());
+    };
+    let Some(items) = items.as_array() else {
+        return Err(StorageError::Invalid(format!("{field} must be a list")));
+    };
+    for (i, item) in items.iter().enumerate() {
+        let id = item.get("id").and_then(serde_json::Value::as_str);
+        if !id.is_some_and(|id| known.contains(&id)) {
+            let what = match id {
+                Some(id) => format!("unknown id {id:?}"),
+                None => "no \"id\"".to_owned(),
+            };
+            return Err(StorageError::Invalid(format!(
+                "{field}[{i}] has {what}; supported ids: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn decode_error(what: &str, e: &serde_json::Error) -> StorageError {
     StorageError::Invalid(format!("invalid {what}: {e}"))
 }
@@ -323,6 +367,9 @@ impl AlertRule {
                 obj.insert("frequency".into(), n.into());
             }
         }
+        check_ids(&body, "conditions", CONDITION_IDS)?;
+        check_ids(&body, "filters", FILTER_IDS)?;
+        check_ids(&body, "actions", ACTION_IDS)?;
         let rule: AlertRule =
             serde_json::from_value(body).map_err(|e| decode_error("alert rule", &e))?;
         rule.validate()?;
