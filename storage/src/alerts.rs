@@ -424,30 +424,31 @@ impl AlertRule {
     }
 }
 
-fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+/// A number sent as a JSON number or as a numeric string (Sentry's forms send both).
+fn number_or_string<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Either {
-        N(u64),
+    enum Either<T> {
+        N(T),
         S(String),
     }
-    match Either::deserialize(d)? {
+    match Either::<T>::deserialize(d)? {
         Either::N(n) => Ok(n),
         Either::S(s) => s.trim().parse().map_err(serde::de::Error::custom),
     }
 }
 
+fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    number_or_string(d)
+}
+
 fn f64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        N(f64),
-        S(String),
-    }
-    match Either::deserialize(d)? {
-        Either::N(n) => Ok(n),
-        Either::S(s) => s.trim().parse().map_err(serde::de::Error::custom),
-    }
+    number_or_string(d)
 }
 
 fn string_or_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
