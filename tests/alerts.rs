@@ -11,139 +11,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{http, OspreyServer, ServerOptions};
+use processor::testing::{ReceiverMode as Mode, WebhookReceiver as Receiver};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// Answer a receiver gives.
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Ok,
-    Hang,
-}
-
-/// A webhook receiver: keeps (path, JSON body) of every POST.
-struct Receiver {
-    port: u16,
-    bodies: Arc<Mutex<Vec<(String, Value)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    let header_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if data.len() > 65_536 {
-            return None;
-        }
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
-    let path = head.split(' ').nth(1)?.to_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-        .min(1 << 20);
-    while data.len() < header_end + length {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-    Some((path, data[header_end..header_end + length].to_vec()))
-}
-
-impl Receiver {
-    fn start(mode: Mode) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, s) = (bodies.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !s.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        if mode == Mode::Hang {
-                            // Never answer; hold the connection until the test ends.
-                            held.push(stream);
-                            continue;
-                        }
-                        if let Some((path, body)) = read_request(&mut stream) {
-                            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            b.lock().unwrap().push((path, value));
-                        }
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Receiver {
-            port,
-            bodies,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Bodies received on `path` so far.
-    fn on(&self, path: &str) -> Vec<Value> {
-        self.bodies
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-
-    /// Waits (bounded) until `path` got at least `n` bodies; returns them.
-    fn wait_for(&self, path: &str, n: usize, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        while self.on(path).len() < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.on(path)
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn api(
     server: &OspreyServer,
@@ -276,7 +149,7 @@ fn webhook(url: &str) -> Value {
 #[test]
 fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
     let server = OspreyServer::start(ServerOptions::default());
-    let hooks = Receiver::start(Mode::Ok);
+    let hooks = Receiver::start(Mode::Ok).unwrap();
     let rules = "/api/0/projects/default/default/rules/";
 
     // A frequency rule: more than 4 events of an issue in a minute, throttled for an hour.
@@ -329,7 +202,7 @@ fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
     for i in 0..8 {
         send_error(&server, "burst", None, &format!("u{i}"));
     }
-    let fired = hooks.wait_for("/freq", 1, Duration::from_secs(20));
+    let fired = hooks.wait_for_on("/freq", 1, Duration::from_secs(20));
     assert_eq!(fired.len(), 1, "{fired:?}");
     let payload = &fired[0];
     let issue_id = payload["issue"]["id"]
@@ -351,7 +224,7 @@ fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
         "{payload}"
     );
     // Slack's action got a Slack-readable body with only `text`.
-    let slack = hooks.wait_for("/slack", 1, Duration::from_secs(10));
+    let slack = hooks.wait_for_on("/slack", 1, Duration::from_secs(10));
     assert_eq!(slack.len(), 1);
     assert_eq!(slack[0]["text"], payload["text"]);
     // More of the same burst while throttled: nothing more.
@@ -364,7 +237,7 @@ fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
 
     // Resolve in next release, semver-aware.
     send_error(&server, "reg", Some("app@1.0.0"), "r1");
-    let first = hooks.wait_for("/freq", 1, Duration::from_secs(1));
+    let first = hooks.wait_for_on("/freq", 1, Duration::from_secs(1));
     assert_eq!(first.len(), 1);
     let deadline = Instant::now() + Duration::from_secs(20);
     let reg_issue = loop {
@@ -408,7 +281,7 @@ fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
     let regressed = wait_issue_count(&server, &reg_issue, 4);
     assert_eq!(regressed["status"], "unresolved", "{regressed}");
     assert_eq!(regressed["substatus"], "regressed", "{regressed}");
-    let reg = hooks.wait_for("/regress", 1, Duration::from_secs(10));
+    let reg = hooks.wait_for_on("/regress", 1, Duration::from_secs(10));
     assert_eq!(reg.len(), 1, "{reg:?}");
     assert_eq!(reg[0]["issue"]["id"], reg_issue.as_str());
     assert_eq!(reg[0]["rule"]["name"], "Came back");
@@ -430,7 +303,7 @@ fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
     for _ in 0..20 {
         send_transaction(&server, "/checkout", 1_200);
     }
-    let p95 = hooks.wait_for("/p95", 1, Duration::from_secs(25));
+    let p95 = hooks.wait_for_on("/p95", 1, Duration::from_secs(25));
     assert_eq!(p95.len(), 1, "{p95:?}");
     let metric = &p95[0]["metric"];
     assert_eq!(metric["aggregate"], "p95(transaction.duration)");
@@ -491,7 +364,7 @@ fn frequency_regression_and_p95_alerts_reach_the_webhook_once_each() {
 #[test]
 fn a_hanging_webhook_does_not_hold_up_processing() {
     let server = OspreyServer::start(ServerOptions::default());
-    let hang = Receiver::start(Mode::Hang);
+    let hang = Receiver::start(Mode::Hang).unwrap();
     // Fires for every new issue, no throttle: 60 deliveries into a receiver that never answers.
     let (status, body) = api(
         &server,

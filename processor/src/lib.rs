@@ -9,7 +9,8 @@
 //! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`spans`] (streamed span items as transactions), [`perf_users`] (unique-user sketches for
 //! user misery), [`pipeline`] (the batch
 //! loop, outcomes and the exactly-once commit), [`alerts`] (issue alert rules evaluated in
-//! the batch) and [`webhook`] (their bounded, retrying delivery).
+//! the batch) and [`webhook`] (their bounded, retrying delivery); [`testing`] holds the loopback
+//! webhook receiver the alert tests deliver to.
 
 pub mod alerts;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod pipeline;
 pub mod scrub;
 pub mod security;
 pub mod spans;
+pub mod testing;
 pub mod transactions;
 pub mod webhook;
 

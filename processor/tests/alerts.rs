@@ -1,14 +1,12 @@
 //! Issue alerts end to end: rules stored in a real RocksDB, evaluated by the processor, and
 //! delivered over HTTP to webhook receivers listening on 127.0.0.1.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use processor::pipeline::event_record;
+use processor::testing::{ReceiverMode as Mode, WebhookReceiver as Receiver};
 use processor::webhook::{WebhookConfig, WebhookQueue};
 use processor::{Processor, ProcessorConfig};
 use serde_json::{json, Value};
@@ -16,126 +14,6 @@ use storage::alerts::AlertRule;
 use storage::records::{self, IssueStatus, Resolution};
 use storage::{LogRecord, Store, StoreOptions};
 use uuid::Uuid;
-
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Ok,
-    Fail500,
-    Hang,
-}
-
-/// A webhook receiver: records (path, JSON body) of every request and answers per `mode`.
-struct Receiver {
-    port: u16,
-    bodies: Arc<Mutex<Vec<(String, Value)>>>,
-    connections: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    let header_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if data.len() > 65_536 {
-            return None;
-        }
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
-    let path = head.split(' ').nth(1)?.to_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    while data.len() < header_end + length.min(1 << 20) {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-    Some((path, data[header_end..header_end + length].to_vec()))
-}
-
-impl Receiver {
-    fn start(mode: Mode) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, c, s) = (bodies.clone(), connections.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !s.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        c.fetch_add(1, Ordering::SeqCst);
-                        stream.set_nonblocking(false).unwrap();
-                        if mode == Mode::Hang {
-                            // Never answer; keep the connection open until the test ends.
-                            held.push(stream);
-                            continue;
-                        }
-                        if let Some((path, body)) = read_request(&mut stream) {
-                            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            b.lock().push((path, value));
-                        }
-                        let answer: &[u8] = match mode {
-                            Mode::Ok => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                            _ => b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
-                        };
-                        let _ = stream.write_all(answer);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Receiver {
-            port,
-            bodies,
-            connections,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Waits (bounded) until at least `n` bodies arrived; returns them.
-    fn wait_for(&self, n: usize, within: Duration) -> Vec<(String, Value)> {
-        let deadline = Instant::now() + within;
-        while self.bodies.lock().len() < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.bodies.lock().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn open(dir: &std::path::Path) -> Store {
     let store = Store::open(dir, &StoreOptions::default()).unwrap();
@@ -202,7 +80,7 @@ impl Drop for Delivery {
 fn frequency_burst_fires_once_then_throttles_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let hook = Receiver::start(Mode::Ok);
+    let hook = Receiver::start(Mode::Ok).unwrap();
     store
         .create_alert_rule(
             1,
@@ -256,7 +134,7 @@ fn frequency_burst_fires_once_then_throttles_across_restart() {
     let more: Vec<_> = (100..110).map(|i| event(i, "KeyError")).collect();
     processor.process_and_commit(&more).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(hook.bodies.lock().len(), 1);
+    assert_eq!(hook.bodies().len(), 1);
     assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
     drop(delivery);
     drop(processor);
@@ -267,7 +145,7 @@ fn frequency_burst_fires_once_then_throttles_across_restart() {
     let again: Vec<_> = (200..212).map(|i| event(i, "KeyError")).collect();
     processor.process_and_commit(&again).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(hook.bodies.lock().len(), 1);
+    assert_eq!(hook.bodies().len(), 1);
     assert_eq!(store.fired_alerts(1, 10).unwrap().len(), 1);
 }
 
@@ -275,7 +153,7 @@ fn frequency_burst_fires_once_then_throttles_across_restart() {
 fn first_seen_and_regression_fire_once_each() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let hook = Receiver::start(Mode::Ok);
+    let hook = Receiver::start(Mode::Ok).unwrap();
     store
         .create_alert_rule(
             1,
@@ -314,7 +192,7 @@ fn first_seen_and_regression_fire_once_each() {
         .process_and_commit(&[event(2, "ValueError")])
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(hook.bodies.lock().len(), 2);
+    assert_eq!(hook.bodies().len(), 2);
 
     let issue_id = store.fired_alerts(1, 10).unwrap()[0].issue_id;
     records::update_issue(&store, issue_id, |i| {
@@ -344,8 +222,8 @@ fn first_seen_and_regression_fire_once_each() {
 fn dead_webhooks_are_retried_within_bounds_and_never_slow_processing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let hang = Receiver::start(Mode::Hang);
-    let fail = Receiver::start(Mode::Fail500);
+    let hang = Receiver::start(Mode::Hang).unwrap();
+    let fail = Receiver::start(Mode::Fail500).unwrap();
     store
         .create_alert_rule(
             1,
@@ -380,8 +258,8 @@ fn dead_webhooks_are_retried_within_bounds_and_never_slow_processing() {
     assert_eq!(stats.failed.load(Ordering::SeqCst), 2);
     assert_eq!(stats.attempts.load(Ordering::SeqCst), 6);
     assert_eq!(stats.delivered.load(Ordering::SeqCst), 0);
-    assert_eq!(fail.connections.load(Ordering::SeqCst), 3);
-    assert_eq!(hang.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(fail.connections(), 3);
+    assert_eq!(hang.connections(), 3);
 
     // 300 new issues = 600 deliveries that would take minutes to fail: processing does not
     // wait for them, and the bounded queue drops the oldest.
@@ -436,7 +314,7 @@ fn transaction_with_status(id: u128, duration_ms: u64, status: &str) -> LogRecor
 fn p95_metric_alert_fires_once_after_slow_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let hook = Receiver::start(Mode::Ok);
+    let hook = Receiver::start(Mode::Ok).unwrap();
     let rule: storage::alerts::MetricAlertRule = serde_json::from_value(json!({
         "name": "Slow checkout",
         "aggregate": "p95(transaction.duration)",
