@@ -14,6 +14,7 @@
 
 const fs = require('fs');
 const Sentry = require('@sentry/node');
+const { responses, recordingTransport } = require('./recording');
 
 const args = process.argv.slice(2);
 const staticMode = args.includes('--static');
@@ -24,19 +25,6 @@ if (!dsn || !planPath) {
 }
 const plan = JSON.parse(fs.readFileSync(planPath, 'utf8'));
 
-const responses = [];
-function recordingTransport(options) {
-  const inner = Sentry.makeNodeTransport(options);
-  return {
-    send: async (envelope) => {
-      const items = envelope[1].map((item) => item[0].type);
-      const response = await inner.send(envelope);
-      responses.push({ status: response && response.statusCode, items });
-      return response;
-    },
-    flush: (timeout) => inner.flush(timeout),
-  };
-}
 
 async function main() {
   const options = {

@@ -18,6 +18,7 @@
 'use strict';
 
 const Sentry = require('@sentry/node');
+const { responses, recordingTransport, envelopeObservers } = require('./recording');
 
 const args = process.argv.slice(2);
 const stream = args.includes('--stream');
@@ -27,25 +28,12 @@ if (!dsn) {
   process.exit(2);
 }
 
-const responses = [];
 const ids = {};
-
-// The SDK's default transport, wrapped to note each status code it gets back.
-function recordingTransport(options) {
-  const inner = Sentry.makeNodeTransport(options);
-  return {
-    send: async (envelope) => {
-      const items = envelope[1].map((item) => item[0].type);
-      if (items.includes('span') && envelope[0].trace) {
-        ids.trace_id = envelope[0].trace.trace_id;
-      }
-      const response = await inner.send(envelope);
-      responses.push({ status: response && response.statusCode, items });
-      return response;
-    },
-    flush: (timeout) => inner.flush(timeout),
-  };
-}
+envelopeObservers.push((envelope, items) => {
+  if (items.includes('span') && envelope[0].trace) {
+    ids.trace_id = envelope[0].trace.trace_id;
+  }
+});
 
 function failInCheckout(cart) {
   // A real exception with a real stack (several frames).

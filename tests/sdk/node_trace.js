@@ -13,6 +13,7 @@
 'use strict';
 
 const Sentry = require('@sentry/node');
+const { responses, recordingTransport } = require('./recording');
 
 const args = process.argv.slice(2);
 const staticMode = args.includes('--static');
@@ -23,19 +24,6 @@ if (!dsn || !sentryTrace || startArg === undefined) {
 }
 const start = Number(startArg);
 
-const responses = [];
-function recordingTransport(options) {
-  const inner = Sentry.makeNodeTransport(options);
-  return {
-    send: async (envelope) => {
-      const items = envelope[1].map((item) => item[0].type);
-      const response = await inner.send(envelope);
-      responses.push({ status: response && response.statusCode, items });
-      return response;
-    },
-    flush: (timeout) => inner.flush(timeout),
-  };
-}
 
 async function main() {
   const options = {

@@ -9,17 +9,7 @@ import json
 import sys
 
 import sentry_sdk
-from sentry_sdk.transport import HttpTransport
-
-STATUSES = []
-
-
-class RecordingTransport(HttpTransport):
-    """The SDK's default HTTP transport, noting each status it gets back."""
-
-    def _handle_response(self, response, envelope):
-        STATUSES.append(response.status)
-        super()._handle_response(response, envelope)
+from recording import RecordingTransport, RESPONSES, all_2xx
 
 
 def main():
@@ -45,8 +35,8 @@ def main():
         event_id = sentry_sdk.capture_exception()
     sentry_sdk.flush(timeout=10)
     sentry_sdk.get_client().close(timeout=10)
-    print(json.dumps({"event": event_id, "status": STATUSES}))
-    return 0 if STATUSES and all(200 <= s < 300 for s in STATUSES) else 1
+    print(json.dumps({"event": event_id, "status": [r["status"] for r in RESPONSES]}))
+    return 0 if all_2xx() else 1
 
 
 if __name__ == "__main__":

@@ -18,24 +18,11 @@ unanswered.
 
 import json
 import sys
-import threading
 
 import sentry_sdk
-from sentry_sdk.transport import HttpTransport
+from recording import RecordingTransport, RESPONSES
 
-RESPONSES = []
-LOCK = threading.Lock()
 PII_MARKER = "osprey-pii-event"
-
-
-class RecordingTransport(HttpTransport):
-    """The SDK's default HTTP transport, noting each status code it gets back."""
-
-    def _handle_response(self, response, envelope):
-        items = [item.type for item in envelope.items] if envelope is not None else []
-        with LOCK:
-            RESPONSES.append({"status": response.status, "items": items})
-        super()._handle_response(response, envelope)
 
 
 def before_send(event, hint):

@@ -16,30 +16,9 @@ answered 2xx or a transaction got no event id.
 
 import json
 import sys
-import threading
-from datetime import datetime, timedelta, timezone
 
 import sentry_sdk
-from sentry_sdk.transport import HttpTransport
-
-RESPONSES = []
-LOCK = threading.Lock()
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class RecordingTransport(HttpTransport):
-    """The SDK's default HTTP transport, noting each status code it gets back."""
-
-    def _handle_response(self, response, envelope):
-        items = [item.type for item in envelope.items] if envelope is not None else []
-        with LOCK:
-            RESPONSES.append({"status": response.status, "items": items})
-        super()._handle_response(response, envelope)
-
-
-def at(us):
-    # Integer microseconds to an aware datetime without float rounding.
-    return EPOCH + timedelta(microseconds=int(us))
+from recording import RecordingTransport, RESPONSES, at
 
 
 def main():

@@ -17,36 +17,9 @@ script never filters anything.
 
 import json
 import sys
-import threading
 
 import sentry_sdk
-from sentry_sdk.transport import HttpTransport
-
-RESPONSES = []
-LOCK = threading.Lock()
-TRANSPORTS = []
-
-
-class RecordingTransport(HttpTransport):
-    """The SDK's default HTTP transport, noting each answer and its rate-limit headers."""
-
-    def __init__(self, options):
-        super().__init__(options)
-        TRANSPORTS.append(self)
-
-    def _handle_response(self, response, envelope):
-        items = [item.type for item in envelope.items] if envelope is not None else []
-        headers = response.headers
-        with LOCK:
-            RESPONSES.append(
-                {
-                    "status": response.status,
-                    "items": items,
-                    "rate_limits": headers.get("x-sentry-rate-limits"),
-                    "retry_after": headers.get("retry-after"),
-                }
-            )
-        super()._handle_response(response, envelope)
+from recording import RecordingTransport, RESPONSES, TRANSPORTS
 
 
 def main():

@@ -13,23 +13,9 @@ a rejected envelope even though the SDK itself only logs it.
 
 import json
 import sys
-import threading
 
 import sentry_sdk
-from sentry_sdk.transport import HttpTransport
-
-RESPONSES = []
-LOCK = threading.Lock()
-
-
-class RecordingTransport(HttpTransport):
-    """The SDK's default HTTP transport, noting each status code it gets back."""
-
-    def _handle_response(self, response, envelope):
-        items = [item.type for item in envelope.items] if envelope is not None else []
-        with LOCK:
-            RESPONSES.append({"status": response.status, "items": items})
-        super()._handle_response(response, envelope)
+from recording import RecordingTransport, RESPONSES
 
 
 def fail_in_checkout(cart):
