@@ -20,32 +20,6 @@ use std::time::{Duration, Instant};
 use common::{python, run_python, run_tool, sdk_script, OspreyServer, ServerOptions, TOOL_TIMEOUT};
 use serde_json::{json, Value};
 
-/// Every tool the server must list.
-const TOOLS: &[&str] = &[
-    "find_projects",
-    "get_error_analysis",
-    "get_performance_metrics",
-    "compare_releases",
-    "search_issues",
-    "get_issue_details",
-    "get_event",
-    "get_trace_details",
-    "search_events",
-    "manage_issues",
-    "capture_event",
-    "track_release",
-    "configure_alert",
-    "list_alerts",
-];
-
-/// The tools that change data.
-const WRITE_TOOLS: &[&str] = &[
-    "manage_issues",
-    "capture_event",
-    "track_release",
-    "configure_alert",
-];
-
 /// One MCP session over HTTP: lists tools, makes `calls`, returns the script's report.
 fn over_http(server: &OspreyServer, calls: Value) -> Value {
     let mut cmd = Command::new(python());
@@ -194,11 +168,11 @@ fn python_mcp_sdk_over_http_and_stdio() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    for name in TOOLS {
+    for name in mcp::TOOL_NAMES {
         assert!(names.contains(name), "{name} not listed: {names:?}");
     }
     for t in report["tools"].as_array().unwrap() {
-        let write = WRITE_TOOLS.contains(&t["name"].as_str().unwrap());
+        let write = mcp::WRITE_TOOL_NAMES.contains(&t["name"].as_str().unwrap());
         assert_eq!(t["readOnly"], !write, "{t}");
         assert_eq!(t["hasOutputSchema"], true, "{t}");
     }

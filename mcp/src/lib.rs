@@ -25,7 +25,7 @@ mod tools;
 
 pub use bridge::bridge_stdio_to_http;
 pub use http::{HttpConfig, McpHttp};
-pub use tools::{Caller, OspreyTools};
+pub use tools::{Caller, OspreyTools, TOOL_NAMES, WRITE_TOOL_NAMES};
 
 /// What can go wrong outside a tool call (serving, bridging).
 #[derive(Debug, thiserror::Error)]

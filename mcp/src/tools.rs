@@ -27,6 +27,33 @@ use query::perf::{GroupBy, PerfError, PerfQuery, PerfStats, TimeRange};
 
 use crate::analysis::{self, EventFilter};
 
+/// Every tool osprey's MCP server lists. Clients' tests and the fuzz target take the names
+/// from here; `mcp/tests/tools.rs` checks that the server lists exactly these.
+pub const TOOL_NAMES: &[&str] = &[
+    "find_projects",
+    "get_error_analysis",
+    "get_performance_metrics",
+    "compare_releases",
+    "search_issues",
+    "get_issue_details",
+    "get_event",
+    "get_trace_details",
+    "search_events",
+    "manage_issues",
+    "capture_event",
+    "track_release",
+    "configure_alert",
+    "list_alerts",
+];
+
+/// The tools that change data: annotated `read_only_hint = false`, they need a write scope.
+pub const WRITE_TOOL_NAMES: &[&str] = &[
+    "manage_issues",
+    "capture_event",
+    "track_release",
+    "configure_alert",
+];
+
 /// The authenticated caller of an HTTP request, put into the request's extensions by
 /// [`crate::McpHttp`]. Requests without it (stdio) act with the local user's full access.
 #[derive(Clone, Debug)]

@@ -263,23 +263,16 @@ async fn every_tool_on_processed_data() {
     // Schemas: every tool is listed, read tools say so, arguments are documented.
     let listed = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = listed.iter().map(|t| t.name.as_ref()).collect();
-    for name in [
-        "find_projects",
-        "get_error_analysis",
-        "get_performance_metrics",
-        "compare_releases",
-        "search_issues",
-        "get_issue_details",
-        "get_event",
-        "get_trace_details",
-        "search_events",
-        "manage_issues",
-        "capture_event",
-        "track_release",
-        "configure_alert",
-        "list_alerts",
-    ] {
-        assert!(names.contains(&name), "{name} missing from {names:?}");
+    // Exactly the documented tools, each annotated read-only unless it writes.
+    let mut sorted_names = names.clone();
+    sorted_names.sort_unstable();
+    let mut documented = mcp::TOOL_NAMES.to_vec();
+    documented.sort_unstable();
+    assert_eq!(sorted_names, documented);
+    for tool in &listed {
+        let writes = mcp::WRITE_TOOL_NAMES.contains(&tool.name.as_ref());
+        let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint);
+        assert_eq!(read_only, Some(!writes), "{}", tool.name);
     }
     let perf = listed
         .iter()

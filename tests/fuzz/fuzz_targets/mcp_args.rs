@@ -13,19 +13,6 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 
-const TOOLS: &[&str] = &[
-    "find_projects",
-    "get_error_analysis",
-    "get_performance_metrics",
-    "compare_releases",
-    "search_issues",
-    "get_issue_details",
-    "get_event",
-    "get_trace_details",
-    "search_events",
-    "manage_issues",
-    "capture_event",
-];
 
 struct Session {
     runtime: tokio::runtime::Runtime,
@@ -94,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
             args
         }
     };
-    let name = TOOLS[selector as usize % TOOLS.len()];
+    let name = mcp::TOOL_NAMES[selector as usize % mcp::TOOL_NAMES.len()];
     let s = session();
     let call = s
         .client
