@@ -1,46 +1,16 @@
 //! The API's HTTP layer over a real socket: JSON content type, `Link` headers, 401/404 as
 //! JSON, and the request body cap (413).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use common::serve;
 use query::api::{ApiConfig, ApiService};
 use query::QueryService;
 use storage::{Store, StoreOptions};
-
-fn serve(api: ApiService) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let api = api.clone();
-                        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
-    addr
-}
 
 /// Sends one raw HTTP/1.1 request and returns the whole response text.
 fn raw(addr: SocketAddr, request: &[u8]) -> String {

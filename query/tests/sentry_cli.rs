@@ -2,12 +2,14 @@
 //! in-process on loopback: `info`, `releases new|finalize|list|info`, `releases set-commits
 //! --commit`, `deploys new`, and the results visible through the API.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use common::serve;
 use http::Method;
-use hyper_util::rt::TokioIo;
 use query::api::{ApiConfig, ApiRequest, ApiService};
 use query::QueryService;
 use serde_json::{json, Value};
@@ -18,39 +20,6 @@ const TOKEN: &str = "cli-test-admin-token";
 fn sentry_cli() -> String {
     std::env::var("OSPREY_SENTRY_CLI")
         .expect("OSPREY_SENTRY_CLI must name the sentry-cli binary (scripts/test sets it)")
-}
-
-/// Serves `api` on a loopback port from a background runtime; returns the address.
-fn serve(api: ApiService) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let api = api.clone();
-                        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
-    addr
 }
 
 fn run_cli(addr: SocketAddr, args: &[&str]) -> String {
