@@ -38,6 +38,19 @@ fn id_field(what: &str, report: &Value, field: &str) -> Uuid {
         .unwrap_or_else(|e| panic!("{what} {field} id {text:?} is not a UUID: {e}"))
 }
 
+/// The items a client script reported as sent: `(report field holding the event id, the
+/// envelope item type it must arrive as)` per item.
+fn reported(what: &str, report: &Value, fields: &[(&str, &'static str)]) -> Vec<Sent> {
+    fields
+        .iter()
+        .map(|&(field, item_type)| Sent {
+            what: what.into(),
+            id: id_field(what, report, field),
+            item_type,
+        })
+        .collect()
+}
+
 /// Every `responses[].status` the script's recording transport saw must be 2xx.
 fn assert_all_2xx(what: &str, report: &Value, at_least: usize) {
     let responses = report
@@ -93,23 +106,15 @@ fn python_sentry_sdk_error_message_and_transaction_are_stored() {
     let report = out.json();
     assert_all_2xx("python sentry-sdk", &report, 3);
     let what = "python sentry-sdk";
-    let sent = [
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "error"),
-            item_type: "event",
-        },
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "message"),
-            item_type: "event",
-        },
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "transaction"),
-            item_type: "transaction",
-        },
-    ];
+    let sent = reported(
+        what,
+        &report,
+        &[
+            ("error", "event"),
+            ("message", "event"),
+            ("transaction", "transaction"),
+        ],
+    );
     assert_stored(&mut server, &sent);
 }
 
@@ -121,23 +126,15 @@ fn node_sentry_sdk_error_message_and_transaction_are_stored() {
     let report = out.json();
     assert_all_2xx("@sentry/node", &report, 3);
     let what = "@sentry/node";
-    let sent = [
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "error"),
-            item_type: "event",
-        },
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "message"),
-            item_type: "event",
-        },
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "transaction"),
-            item_type: "transaction",
-        },
-    ];
+    let sent = reported(
+        what,
+        &report,
+        &[
+            ("error", "event"),
+            ("message", "event"),
+            ("transaction", "transaction"),
+        ],
+    );
     assert_stored(&mut server, &sent);
 }
 
@@ -165,18 +162,7 @@ fn node_sentry_sdk_streamed_spans_are_accepted() {
         "no span envelope was sent in stream mode: {report}"
     );
     let what = "@sentry/node (span streaming)";
-    let sent = [
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "error"),
-            item_type: "event",
-        },
-        Sent {
-            what: what.into(),
-            id: id_field(what, &report, "message"),
-            item_type: "event",
-        },
-    ];
+    let sent = reported(what, &report, &[("error", "event"), ("message", "event")]);
     assert_stored(&mut server, &sent);
 }
 
