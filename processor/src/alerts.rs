@@ -450,21 +450,11 @@ impl AlertEngine {
                 );
                 continue;
             };
-            for action in &actions {
-                let Some(url) = action.target_url() else {
-                    continue;
-                };
-                let body = match action {
-                    Action::Webhook { .. } => serde_json::to_vec(&fired.payload),
-                    Action::Slack { .. } => {
-                        serde_json::to_vec(&json!({"text": fired.payload["text"]}))
-                    }
-                }
-                .unwrap_or_default();
-                sink.push(Delivery {
-                    url: url.to_owned(),
-                    body,
-                });
+            for delivery in actions
+                .iter()
+                .filter_map(|action| Delivery::for_action(action, &fired.payload))
+            {
+                sink.push(delivery);
             }
         }
     }

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use storage::alerts::{
-    self, Action, FiredAlert, MetricAlertRule, ThresholdType, METRIC_ALERT_ISSUE,
-};
+use storage::alerts::{self, FiredAlert, MetricAlertRule, ThresholdType, METRIC_ALERT_ISSUE};
 use storage::keys::perf::{self, Resolution};
 use storage::{cf, hist, keys, Store, WriteBatch};
 
@@ -197,21 +195,12 @@ pub fn evaluate_once(
             alerts::put_throttle(store, &mut batch, rule.id, METRIC_ALERT_ISSUE, now_ms);
             store.write(batch, true)?;
             if let Some(sink) = sink {
-                for action in &trigger.actions {
-                    let Some(url) = action.target_url() else {
-                        continue;
-                    };
-                    let body = match action {
-                        Action::Webhook { .. } => serde_json::to_vec(&fired.payload),
-                        Action::Slack { .. } => {
-                            serde_json::to_vec(&json!({"text": fired.payload["text"]}))
-                        }
-                    }
-                    .unwrap_or_default();
-                    sink.push(Delivery {
-                        url: url.to_owned(),
-                        body,
-                    });
+                for delivery in trigger
+                    .actions
+                    .iter()
+                    .filter_map(|action| Delivery::for_action(action, &fired.payload))
+                {
+                    sink.push(delivery);
                 }
             }
             fired_all.push(fired);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use storage::alerts::Action;
 
 use crate::error::ProcessorError;
 
@@ -54,6 +55,26 @@ pub struct Delivery {
     pub url: String,
     /// JSON body.
     pub body: Vec<u8>,
+}
+
+impl Delivery {
+    /// What `action` sends for a fired alert with `payload`: the whole payload to a webhook,
+    /// only its Slack-readable `text` to a Slack incoming webhook (Slack rejects other
+    /// fields); `None` for an action without a URL.
+    pub fn for_action(action: &Action, payload: &serde_json::Value) -> Option<Delivery> {
+        let url = action.target_url()?;
+        let body = match action {
+            Action::Webhook { .. } => serde_json::to_vec(payload),
+            Action::Slack { .. } => {
+                serde_json::to_vec(&serde_json::json!({"text": payload["text"]}))
+            }
+        }
+        .unwrap_or_default();
+        Some(Delivery {
+            url: url.to_owned(),
+            body,
+        })
+    }
 }
 
 /// Counters of the delivery thread.
