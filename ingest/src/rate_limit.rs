@@ -476,13 +476,18 @@ mod tests {
     }
 
     fn errors(n: usize) -> Vec<Demand> {
-        vec![
-            Demand {
-                category: DataCategory::Error,
-                quantity: 1
-            };
-            n
-        ]
+        one_each(&vec![DataCategory::Error; n])
+    }
+
+    /// One item of each category, in order.
+    fn one_each(categories: &[DataCategory]) -> Vec<Demand> {
+        categories
+            .iter()
+            .map(|&category| Demand {
+                category,
+                quantity: 1,
+            })
+            .collect()
     }
 
     #[test]
@@ -516,20 +521,11 @@ mod tests {
     #[test]
     fn key_quota_and_categories() {
         let l = limiter(&[], &[("transaction", 1)]);
-        let demands = [
-            Demand {
-                category: DataCategory::Transaction,
-                quantity: 1,
-            },
-            Demand {
-                category: DataCategory::Error,
-                quantity: 1,
-            },
-            Demand {
-                category: DataCategory::Transaction,
-                quantity: 1,
-            },
-        ];
+        let demands = one_each(&[
+            DataCategory::Transaction,
+            DataCategory::Error,
+            DataCategory::Transaction,
+        ]);
         let (ok, limits) = l.check_at(120, 1, 7, None, &demands);
         assert_eq!(ok, vec![true, true, false]);
         assert_eq!(limits.header_value(), "60:transaction:key");
@@ -568,20 +564,11 @@ mod tests {
             limit: 2,
             window_secs: 10,
         });
-        let demands = [
-            Demand {
-                category: DataCategory::Transaction,
-                quantity: 1,
-            },
-            Demand {
-                category: DataCategory::Error,
-                quantity: 1,
-            },
-            Demand {
-                category: DataCategory::Error,
-                quantity: 1,
-            },
-        ];
+        let demands = one_each(&[
+            DataCategory::Transaction,
+            DataCategory::Error,
+            DataCategory::Error,
+        ]);
         let (ok, limits) = l.check_at(105, 1, 9, key_limit, &demands);
         assert_eq!(ok, vec![true, true, false]);
         assert_eq!(limits.header_value(), "5::key");
