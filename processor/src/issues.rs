@@ -393,36 +393,6 @@ pub fn new_issue(
     }
 }
 
-/// Compares two release names: by semantic version when both look like one
-/// (`[pkg@]1.2.3[-pre][+build]`), else `None` (unknown order).
-pub fn compare_releases(a: &str, b: &str) -> Option<std::cmp::Ordering> {
-    fn parse(r: &str) -> Option<(String, Vec<u64>, String)> {
-        let (pkg, ver) = r.rsplit_once('@').unwrap_or(("", r));
-        let ver = ver.split('+').next()?;
-        let (core, pre) = ver.split_once('-').unwrap_or((ver, ""));
-        let nums = core
-            .trim_start_matches('v')
-            .split('.')
-            .map(|p| p.parse::<u64>().ok())
-            .collect::<Option<Vec<u64>>>()?;
-        (!nums.is_empty() && nums.len() <= 4).then(|| (pkg.to_owned(), nums, pre.to_owned()))
-    }
-    let (pa, va, pre_a) = parse(a)?;
-    let (pb, vb, pre_b) = parse(b)?;
-    if pa != pb {
-        return None;
-    }
-    Some(
-        va.cmp(&vb)
-            .then_with(|| match (pre_a.is_empty(), pre_b.is_empty()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                (false, false) => pre_a.cmp(&pre_b),
-            }),
-    )
-}
-
 /// Updates an issue with one more event. Returns `true` if the event regressed it.
 ///
 /// `resolve_age_ms` > 0 treats an unresolved issue not seen for that long as resolved
@@ -445,7 +415,8 @@ pub fn apply_event(
             // Sentry's GroupResolution: an event from the resolving release (or an older
             // one) is not a regression.
             ev_release == res_release
-                || compare_releases(ev_release, res_release) == Some(std::cmp::Ordering::Less)
+                || storage::releases::compare_versions(ev_release, res_release)
+                    == Some(std::cmp::Ordering::Less)
         });
         // Sentry ignores events older than the moment the issue became active (+5 s).
         let stale = ts_ms + 5_000 < issue.active_at_ms;
@@ -579,14 +550,5 @@ mod tests {
         // Auto-resolve by age.
         let mut issue = new_issue(2, 1, 2, &f, 1_000, "h");
         assert!(apply_event(&mut issue, &f, 1_000 + 7_200_001, 3_600_000));
-    }
-
-    #[test]
-    fn release_order() {
-        use std::cmp::Ordering::*;
-        assert_eq!(compare_releases("1.2.3", "1.10.0"), Some(Less));
-        assert_eq!(compare_releases("a@2.0.0", "a@2.0.0-rc1"), Some(Greater));
-        assert_eq!(compare_releases("a@1", "b@2"), None);
-        assert_eq!(compare_releases("abc", "1.0"), None);
     }
 }

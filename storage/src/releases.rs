@@ -209,6 +209,74 @@ pub fn release(store: &Store, org_id: u64, version: &str) -> Result<Option<Relea
     Ok(raw.map(|v| serde_json::from_slice(&v)).transpose()?)
 }
 
+/// Compares two release names: by semantic version when both look like one
+/// (`[pkg@]1.2.3[-pre][+build]`), else `None` (unknown order).
+pub fn compare_versions(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    fn parse(r: &str) -> Option<(String, Vec<u64>, String)> {
+        let (pkg, ver) = r.rsplit_once('@').unwrap_or(("", r));
+        let ver = ver.split('+').next()?;
+        let (core, pre) = ver.split_once('-').unwrap_or((ver, ""));
+        let nums = core
+            .trim_start_matches('v')
+            .split('.')
+            .map(|p| p.parse::<u64>().ok())
+            .collect::<Option<Vec<u64>>>()?;
+        (!nums.is_empty() && nums.len() <= 4).then(|| (pkg.to_owned(), nums, pre.to_owned()))
+    }
+    let (pa, va, pre_a) = parse(a)?;
+    let (pb, vb, pre_b) = parse(b)?;
+    if pa != pb {
+        return None;
+    }
+    Some(
+        va.cmp(&vb)
+            .then_with(|| match (pre_a.is_empty(), pre_b.is_empty()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) => pre_a.cmp(&pre_b),
+            }),
+    )
+}
+
+/// The release of `project` that came before `version`: the greatest older one by semantic
+/// version when `version` parses as one and some other release of the same package does,
+/// else the newest created before it. Releases of other projects do not count.
+pub fn previous_release(
+    store: &Store,
+    org_id: u64,
+    project_id: u64,
+    version: &str,
+) -> Result<Option<Release>> {
+    let Some(current) = release(store, org_id, version)? else {
+        return Ok(None);
+    };
+    let candidates: Vec<Release> = releases(store, org_id, 1_000)?
+        .into_iter()
+        .filter(|r| r.version != version && r.projects.contains(&project_id))
+        .collect();
+    let by_semver = candidates
+        .iter()
+        .filter(|r| compare_versions(&r.version, version) == Some(std::cmp::Ordering::Less))
+        .max_by(|a, b| {
+            compare_versions(&a.version, &b.version).unwrap_or(std::cmp::Ordering::Equal)
+        });
+    if let Some(found) = by_semver {
+        return Ok(Some(found.clone()));
+    }
+    if candidates
+        .iter()
+        .any(|r| compare_versions(&r.version, version).is_some())
+    {
+        // Semantic versions of the same package, none older: this is the first release.
+        return Ok(None);
+    }
+    // `releases` is newest first: the first one created before `current` is the previous.
+    Ok(candidates
+        .into_iter()
+        .find(|r| (r.date_created_ms, &r.version) < (current.date_created_ms, &current.version)))
+}
+
 /// Every release of an organization (at most `limit`), newest first by creation time.
 pub fn releases(store: &Store, org_id: u64, limit: usize) -> Result<Vec<Release>> {
     // The key order is by version; creation order needs every record, bounded by `limit`
@@ -416,6 +484,16 @@ mod tests {
     }
 
     #[test]
+    fn semantic_versions_order_numerically() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.2.3", "1.10.0"), Some(Less));
+        assert_eq!(compare_versions("shop@1.9.0", "shop@1.10.0"), Some(Less));
+        assert_eq!(compare_versions("a@2.0.0", "a@2.0.0-rc1"), Some(Greater));
+        assert_eq!(compare_versions("a@1", "b@2"), None);
+        assert_eq!(compare_versions("abc", "1.0"), None);
+    }
+
+    #[test]
     fn versions_are_validated() {
         assert!(validate_version("my-app@1.2.3+build.4").is_ok());
         for bad in [
@@ -430,6 +508,43 @@ mod tests {
         ] {
             assert!(validate_version(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn previous_release_is_by_semver_else_by_creation() {
+        let (_dir, store) = store();
+        let put = |version: &str, created: u64, project: u64| {
+            put_release(
+                &store,
+                &Release {
+                    org_id: 1,
+                    version: version.into(),
+                    projects: vec![project],
+                    date_created_ms: created,
+                    status: "open".into(),
+                    ..Release::default()
+                },
+            )
+            .unwrap()
+        };
+        // Created out of order: 1.2.0, then 1.10.0, then 1.9.0 (a hotfix line).
+        put("shop@1.2.0", 1_000, 1);
+        put("shop@1.10.0", 2_000, 1);
+        put("shop@1.9.0", 3_000, 1);
+        put("shop@1.9.5", 4_000, 2); // another project's release never counts
+        put("nightly-b", 5_000, 1);
+        put("nightly-c", 6_000, 1);
+        let prev = |v: &str| {
+            previous_release(&store, 1, 1, v)
+                .unwrap()
+                .map(|r| r.version)
+        };
+        assert_eq!(prev("shop@1.10.0").as_deref(), Some("shop@1.9.0"));
+        assert_eq!(prev("shop@1.9.0").as_deref(), Some("shop@1.2.0"));
+        assert_eq!(prev("shop@1.2.0"), None);
+        assert_eq!(prev("nightly-c").as_deref(), Some("nightly-b"));
+        assert_eq!(prev("nightly-b").as_deref(), Some("shop@1.9.0"));
+        assert_eq!(prev("unknown"), None);
     }
 
     #[test]

@@ -193,7 +193,7 @@ fn ts_of(v: &Value, key: &str) -> Option<f64> {
     }
 }
 
-fn user_display(user: Option<&Value>) -> Option<String> {
+pub(super) fn user_display(user: Option<&Value>) -> Option<String> {
     let u = user?;
     for (k, prefix) in [
         ("email", "email:"),
@@ -826,7 +826,7 @@ pub(super) fn validate(ctx: &Ctx<'_>, org: &str) -> ApiResult {
 }
 
 /// Stored events of `projects` between `start` and `end`, newest first, bounded.
-fn scan(
+pub(super) fn scan(
     ctx: &Ctx<'_>,
     projects: &[u64],
     start_ms: u64,

@@ -74,6 +74,14 @@ pub(super) fn route(
                 _ => return Err(not_allowed(m)),
             }
         }
+        ["projects", org, project, "releases", version, "stats"] => {
+            let (org, project) = ctx.project(org, project)?;
+            ctx.require_any(READ)?;
+            match *m {
+                Method::GET => release_stats(ctx, &org, &project, version)?,
+                _ => return Err(not_allowed(m)),
+            }
+        }
         ["organizations", org, "repos"] => match *m {
             Method::GET => list_repos(ctx, org)?,
             Method::POST => create_repo(ctx, org)?,
@@ -647,6 +655,173 @@ fn delete_repo(ctx: &Ctx<'_>, org: &str, id: &str) -> ApiResult {
     }
     rel::delete_repository(ctx.store, org.id, id)?;
     Ok(ApiResponse::no_content())
+}
+
+/// Default window of release statistics: Sentry's release pages look back 30 days.
+const STATS_PERIOD_MS: u64 = 30 * 86_400_000;
+
+/// The numbers of one release of one project in a window.
+struct ReleaseNumbers {
+    version: String,
+    date_created_ms: u64,
+    new_issues: u64,
+    events: u64,
+    users: u64,
+    transactions: u64,
+    failure_rate: Option<f64>,
+    p95_ms: Option<f64>,
+    scan_limited: bool,
+}
+
+impl ReleaseNumbers {
+    fn to_json(&self) -> Value {
+        json!({
+            "version": self.version,
+            "dateCreated": iso(self.date_created_ms),
+            "newIssues": self.new_issues,
+            "events": self.events,
+            "users": self.users,
+            "transactions": self.transactions,
+            "failureRate": self.failure_rate,
+            "p95": self.p95_ms,
+            "ospreyScanLimited": self.scan_limited,
+        })
+    }
+}
+
+/// Counts what happened in `release` of `project` within `[start, end)`:
+/// - new issues: issues of the project whose first event carried this release;
+/// - events and users: error events of the release, and distinct users (`user` as Discover
+///   shows it: id, email, username or IP) over its error events and transactions, counted
+///   exactly from the stored events (at most [`super::discover::MAX_SCANNED`] read, newest
+///   first; `ospreyScanLimited` says when the window held more);
+/// - transactions, failure rate and p95: from the release's transaction histograms.
+fn release_numbers(
+    ctx: &Ctx<'_>,
+    org: &Organization,
+    project: &storage::Project,
+    release: &Release,
+    (start_ms, end_ms): (u64, u64),
+) -> ApiResult<ReleaseNumbers> {
+    let version = release.version.as_str();
+    let new_issues = new_groups(ctx, org)?
+        .get(&(version.to_owned(), project.id))
+        .copied()
+        .unwrap_or(0);
+    let stored = super::discover::scan(ctx, &[project.id], start_ms, end_ms)?;
+    let scan_limited = stored.len() >= super::discover::MAX_SCANNED;
+    let mut events = 0u64;
+    let mut users = BTreeSet::new();
+    for ev in &stored {
+        if ev.event.get("release").and_then(Value::as_str) != Some(version) {
+            continue;
+        }
+        if ev.event.get("type").and_then(Value::as_str) != Some("transaction") {
+            events += 1;
+        }
+        if let Some(user) = super::discover::user_display(ev.event.get("user")) {
+            users.insert(user);
+        }
+    }
+    let perf = ctx
+        .query
+        .perf(&crate::perf::PerfQuery {
+            project_id: project.id,
+            range: crate::perf::TimeRange::Between { start_ms, end_ms },
+            release: Some(version.to_owned()),
+            ..crate::perf::PerfQuery::default()
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(ReleaseNumbers {
+        version: version.to_owned(),
+        date_created_ms: release.date_created_ms,
+        new_issues,
+        events,
+        users: users.len() as u64,
+        transactions: perf.total.count,
+        failure_rate: perf.total.failure_rate,
+        p95_ms: perf.total.p95_ms,
+        scan_limited,
+    })
+}
+
+/// `GET /projects/{org}/{project}/releases/{version}/stats/[?statsPeriod=30d|start=&end=]
+/// [&previous=VERSION]`: the release's new issues, events, users, transactions, failure rate
+/// and p95, next to the same numbers of the previous release (semantic-version order when
+/// the versions parse, else creation order; `previous=` picks another) and the changes.
+fn release_stats(
+    ctx: &Ctx<'_>,
+    org: &Organization,
+    project: &storage::Project,
+    version: &str,
+) -> ApiResult {
+    let release = find(ctx, org, version)?;
+    if release.projects.binary_search(&project.id).is_err() {
+        return Err(ApiError::NotFound(
+            "The requested resource does not exist".into(),
+        ));
+    }
+    let now = now_ms();
+    let window = match ctx.req.param("statsPeriod").filter(|p| !p.is_empty()) {
+        Some(p) => {
+            let ms = crate::search::parse_duration(p)
+                .ok_or_else(|| ApiError::BadRequest(format!("invalid statsPeriod {p:?}")))?;
+            (now.saturating_sub(ms), now)
+        }
+        None => {
+            let bound = |key: &str| -> ApiResult<Option<u64>> {
+                ctx.req
+                    .param(key)
+                    .map(|v| {
+                        parse_iso(v)
+                            .ok_or_else(|| ApiError::BadRequest(format!("invalid {key} {v:?}")))
+                    })
+                    .transpose()
+            };
+            let end = bound("end")?.unwrap_or(now);
+            (
+                bound("start")?.unwrap_or(end.saturating_sub(STATS_PERIOD_MS)),
+                end,
+            )
+        }
+    };
+    if window.0 >= window.1 {
+        return Err(ApiError::BadRequest("start must be before end".into()));
+    }
+    let previous = match ctx.req.param("previous") {
+        Some(v) => Some(find(ctx, org, v)?),
+        None => rel::previous_release(ctx.store, org.id, project.id, version)?,
+    };
+    let order = match &previous {
+        Some(p) if rel::compare_versions(&p.version, version).is_some() => "semver",
+        Some(_) => "date",
+        None => "none",
+    };
+    let current = release_numbers(ctx, org, project, &release, window)?;
+    let before = previous
+        .as_ref()
+        .map(|p| release_numbers(ctx, org, project, p, window))
+        .transpose()?;
+    let changes = before.as_ref().map(|b| {
+        let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+        let count = |a: u64, b: u64| a as i64 - b as i64;
+        json!({
+            "newIssues": count(current.new_issues, b.new_issues),
+            "events": count(current.events, b.events),
+            "users": count(current.users, b.users),
+            "transactions": count(current.transactions, b.transactions),
+            "failureRate": diff(current.failure_rate, b.failure_rate),
+            "p95": diff(current.p95_ms, b.p95_ms),
+        })
+    });
+    Ok(ApiResponse::ok(json!({
+        "release": current.to_json(),
+        "previous": before.as_ref().map(ReleaseNumbers::to_json),
+        "previousOrder": order,
+        "changes": changes,
+        "start": iso(window.0),
+        "end": iso(window.1),
+    })))
 }
 
 #[cfg(test)]
