@@ -283,8 +283,10 @@ pub struct ListAlertsArgs {
 pub struct CompareReleasesArgs {
     /// Project slug or numeric id.
     pub project: String,
-    /// The older release version (e.g. "1.4.0").
-    pub base: String,
+    /// The older release version (e.g. "1.4.0"); without it, the release before `head`
+    /// (semantic-version order when the versions parse, else creation order).
+    #[serde(default)]
+    pub base: Option<String>,
     /// The newer release version.
     pub head: String,
     /// How far back to read transactions for p95 and failure rate (default 30d).
@@ -1721,7 +1723,21 @@ impl Inner {
                 .filter(|r| r.projects.contains(&project.id))
                 .map(|r| r.version),
         );
-        for version in [&args.base, &args.head] {
+        let base_version = match args.base.clone() {
+            Some(base) => base,
+            None => {
+                releases::previous_release(self.store(), project.org_id, project.id, &args.head)
+                    .map_err(internal)?
+                    .map(|r| r.version)
+                    .ok_or_else(|| {
+                        format!(
+                        "release {:?} has no previous release in project {}; name one with base",
+                        args.head, project.slug
+                    )
+                    })?
+            }
+        };
+        for version in [&base_version, &args.head] {
             if !known.contains(version) {
                 let close = analysis::did_you_mean(version, known.iter().map(String::as_str));
                 return Err(format!(
@@ -1778,7 +1794,7 @@ impl Inner {
                 tracked: self.tracked_release(&project, version)?,
             })
         };
-        let base = side(&args.base)?;
+        let base = side(&base_version)?;
         let head = side(&args.head)?;
         let mut new_issues = Vec::new();
         let mut regressions = Vec::new();

@@ -616,6 +616,14 @@ async fn every_tool_on_processed_data() {
         "production"
     );
     assert_eq!(c["head"]["errorEvents"], 0);
+    // Without a base, the release before head by semantic version.
+    let c = ok(
+        &client,
+        "compare_releases",
+        json!({"project": "default", "head": "3.0"}),
+    )
+    .await;
+    assert_eq!(c["base"]["version"], "2.0");
     let e = err(
         &client,
         "track_release",
