@@ -39,6 +39,8 @@ enum Command {
     Mcp(cli::mcp::Args),
     /// Create, list or revoke scoped API tokens on a data directory.
     Token(cli::token::Args),
+    /// List, create or delete a project's issue and metric alert rules on a running server.
+    Alerts(cli::alerts::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => cli::trace::run(args),
         Command::Mcp(args) => cli::mcp::run(args),
         Command::Token(args) => cli::token::run(args),
+        Command::Alerts(args) => cli::alerts::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

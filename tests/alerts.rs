@@ -410,3 +410,136 @@ fn a_hanging_webhook_does_not_hold_up_processing() {
     );
     assert_eq!(history.as_array().unwrap().len(), 60);
 }
+
+/// Runs `osprey alerts ARGS` against `server` with its admin token.
+fn alerts_cli(server: &OspreyServer, args: &[&str]) -> common::ToolOutput {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_osprey"));
+    cmd.arg("alerts")
+        .args(args)
+        .env("OSPREY_URL", server.url(""))
+        .env("OSPREY_TOKEN", server.admin_token());
+    common::run_tool("osprey alerts", cmd, Duration::from_secs(60))
+}
+
+/// `osprey alerts create|list|delete` manage the same rules as the API: a rule created on the
+/// command line is listed by the API and fires like any other; bad rules are refused with the
+/// server's reason; deleted rules are gone.
+#[test]
+fn the_alerts_cli_manages_the_rules_the_api_and_the_processor_use() {
+    let server = OspreyServer::start(ServerOptions::default());
+    let hooks = Receiver::start(Mode::Ok).unwrap();
+    let hook = hooks.url("/cli");
+    let out = alerts_cli(
+        &server,
+        &[
+            "create",
+            "--name",
+            "CLI burst",
+            "--when",
+            "events:2/1m",
+            "--level",
+            "error",
+            "--frequency",
+            "60",
+            "--webhook",
+            &hook,
+            "--json",
+        ],
+    );
+    out.assert_success();
+    let issue_rule = out.json();
+    let out = alerts_cli(
+        &server,
+        &[
+            "create",
+            "--name",
+            "CLI apdex",
+            "--aggregate",
+            "apdex()",
+            "--threshold",
+            "0.8",
+            "--below",
+            "--window",
+            "10",
+            "--webhook",
+            &hook,
+            "--json",
+        ],
+    );
+    out.assert_success();
+    let metric_rule = out.json();
+    assert_eq!(metric_rule["thresholdType"], 1, "{metric_rule}");
+    assert_eq!(metric_rule["timeWindow"], 10, "{metric_rule}");
+
+    // The API lists exactly what the CLI made, in Sentry's shape.
+    let (_, rules) = server.api_get("/api/0/projects/default/default/rules/");
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    assert_eq!(rules[0]["id"], issue_rule["id"]);
+    assert_eq!(
+        rules[0]["conditions"][0]["id"],
+        "sentry.rules.conditions.event_frequency.EventFrequencyCondition"
+    );
+    assert_eq!(rules[0]["filters"][0]["level"], "40", "{rules}");
+    let out = alerts_cli(&server, &["list", "--json"]);
+    out.assert_success();
+    let listed = out.json();
+    assert_eq!(listed["issueAlerts"][0]["name"], "CLI burst");
+    assert_eq!(listed["metricAlerts"][0]["name"], "CLI apdex");
+    let out = alerts_cli(&server, &["list"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("EventFrequencyCondition > 2 in 1m"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("apdex() < 0.8 over 10m"),
+        "{}",
+        out.stdout
+    );
+
+    // The CLI's rule fires like an API-made one: the 3rd event crosses "more than 2".
+    for i in 0..4 {
+        send_error(&server, "cli-burst", None, &format!("u{i}"));
+    }
+    let fired = hooks.wait_for_on("/cli", 1, Duration::from_secs(20));
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["rule"]["name"], "CLI burst");
+
+    // Refused: a condition the CLI cannot parse, and an aggregate the server does not know
+    // (its reason is shown); nothing is created by either.
+    let out = alerts_cli(
+        &server,
+        &["create", "--name", "x", "--when", "events:many/1m"],
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("events:N/INTERVAL"), "{}", out.stderr);
+    let out = alerts_cli(
+        &server,
+        &[
+            "create",
+            "--name",
+            "x",
+            "--aggregate",
+            "p42(transaction.duration)",
+            "--threshold",
+            "1",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+    assert!(out.stderr.contains("p42"), "{}", out.stderr);
+
+    // Delete both; the API has none left.
+    let id = issue_rule["id"].as_str().unwrap();
+    alerts_cli(&server, &["delete", id]).assert_success();
+    let metric_id = metric_rule["id"].as_str().unwrap();
+    alerts_cli(&server, &["delete", metric_id, "--metric"]).assert_success();
+    let (_, rules) = server.api_get("/api/0/projects/default/default/rules/");
+    assert_eq!(rules, json!([]));
+    let (_, metric) = server.api_get("/api/0/organizations/default/alert-rules/");
+    assert_eq!(metric, json!([]));
+    let out = alerts_cli(&server, &["delete", id]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("404"), "{}", out.stderr);
+}

@@ -1,9 +1,11 @@
 //! Subcommands other than `serve`: each module has clap `Args` and a `run`.
 
+pub mod alerts;
 pub mod grouping;
 pub mod issues;
 pub mod loadgen;
 pub mod mcp;
 pub mod perf;
+pub mod remote;
 pub mod token;
 pub mod trace;
