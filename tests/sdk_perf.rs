@@ -377,6 +377,39 @@ fn sdk_transactions_give_exact_counts_percentiles_apdex_and_failure_rates() {
         "total count: {}",
         report["total"]
     );
+
+    // `osprey perf --url` asks the running server's performance API and prints the same
+    // report as reading the data directory.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
+    cmd.args([
+        "perf",
+        "--url",
+        &server.url(""),
+        "--token",
+        server.admin_token(),
+    ])
+    .args([
+        "--since",
+        "2h",
+        "--by",
+        "transaction",
+        "--limit",
+        "100",
+        "--json",
+    ]);
+    let out = run_tool("osprey perf --url", cmd, Duration::from_secs(60));
+    out.assert_success();
+    let remote: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("osprey perf --url printed no JSON ({e}):\n{}", out.stdout));
+    assert_eq!(remote["total"], report["total"], "total over HTTP");
+    assert_eq!(remote["groups"], report["groups"], "groups over HTTP");
+    check_report(&remote, &want);
+    let (status, body) = server.api_get("/api/0/projects/default/default/performance/?by=colour");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
 }
 
 /// One node of the trace API's nested tree, found by span id.

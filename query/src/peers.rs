@@ -14,6 +14,10 @@
 //!   one node holds the row, which is the normal case (a project's records stay on one
 //!   partition); a row split over nodes (its partition moved) gets the count-weighted mean and
 //!   the field is named in `meta.ospreyApproximate`;
+//! - performance reports (`/projects/{org}/{project}/performance/`) come whole from the one
+//!   node holding the project's transactions; split over nodes, counters add (count, apdex,
+//!   failure rate and error events stay exact) and percentiles are count-weighted means named
+//!   in `ospreyApproximate`;
 //! - other lists are unions by `id`; single objects come from the first node that has them.
 //!
 //! A peer that does not answer (connection refused, timeout, 5xx) does not fail the request:
@@ -255,10 +259,137 @@ pub fn merge(
                 merge_issues(ok, param("sort").unwrap_or("date"), limit.unwrap_or(100))
             }
             ["organizations", _, "events"] => merge_discover(ok, param("sort"), limit),
+            ["projects", _, _, "performance"] => {
+                merge_performance(ok, param("sort"), param("asc"), limit)
+            }
             _ => merge_generic(ok),
         }
     };
     (StatusCode::OK, value, missing)
+}
+
+/// Performance reports ([`crate::perf::PerfReport`]) of several nodes. When one node holds
+/// every transaction of the answer (the normal case: a project's records stay on one
+/// partition) its report is the answer, exactly. Otherwise counts, statuses, apdex counters
+/// and sums add — count, tpm, avg, apdex, failure rate and error events stay exact, max takes
+/// the largest — while percentiles and user counts become count-weighted means and sums, named
+/// in `ospreyApproximate`.
+fn merge_performance(
+    answers: Vec<Value>,
+    sort: Option<&str>,
+    asc: Option<&str>,
+    limit: Option<usize>,
+) -> Value {
+    use crate::perf::{PerfReport, SortBy};
+    let mut reports: Vec<PerfReport> = answers
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    let with_data = reports.iter().filter(|r| r.total.count > 0).count();
+    if with_data <= 1 {
+        let pick = reports.iter().position(|r| r.total.count > 0).unwrap_or(0);
+        return match reports.into_iter().nth(pick) {
+            Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            None => json!({"detail": "no node gave a performance report"}),
+        };
+    }
+    let mut merged = reports.swap_remove(0);
+    let mut omitted = merged.groups_omitted;
+    for other in reports {
+        merged.total = merged_stats(&merged.total, &other.total);
+        omitted += other.groups_omitted;
+        for group in other.groups {
+            match merged.groups.iter_mut().find(|g| g.key == group.key) {
+                Some(mine) => mine.stats = merged_stats(&mine.stats, &group.stats),
+                None => merged.groups.push(group),
+            }
+        }
+        for point in other.series {
+            match merged
+                .series
+                .iter_mut()
+                .find(|p| p.start_ms == point.start_ms)
+            {
+                Some(mine) => mine.stats = merged_stats(&mine.stats, &point.stats),
+                None => merged.series.push(point),
+            }
+        }
+    }
+    let sort: SortBy = sort.and_then(|s| s.parse().ok()).unwrap_or_default();
+    crate::perf::sort_groups(&mut merged.groups, sort, matches!(asc, Some("1" | "true")));
+    let limit = limit.unwrap_or(20).max(1);
+    omitted += merged.groups.len().saturating_sub(limit);
+    merged.groups.truncate(limit);
+    merged.groups_omitted = omitted;
+    merged.series.sort_by_key(|p| p.start_ms);
+    let mut value = serde_json::to_value(merged).unwrap_or(Value::Null);
+    value["ospreyApproximate"] = json!([
+        "p50_ms",
+        "p75_ms",
+        "p95_ms",
+        "p99_ms",
+        "unique_users",
+        "miserable_users",
+        "user_misery"
+    ]);
+    value
+}
+
+/// Two nodes' numbers for disjoint sets of transactions.
+fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate::perf::PerfStats {
+    let n = a.count + b.count;
+    let weighted = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if n > 0 => Some((x * a.count as f64 + y * b.count as f64) / n as f64),
+        (x, y) => x.or(y),
+    };
+    let add = |x: Option<u64>, y: Option<u64>| match (x, y) {
+        (None, None) => None,
+        (x, y) => Some(x.unwrap_or(0) + y.unwrap_or(0)),
+    };
+    let mut statuses = a.statuses.clone();
+    for (name, count) in &b.statuses {
+        *statuses.entry(name.clone()).or_default() += count;
+    }
+    let failures = a.failures + b.failures;
+    let (satisfied, tolerated) = (a.satisfied + b.satisfied, a.tolerated + b.tolerated);
+    let unique_users = add(a.unique_users, b.unique_users);
+    let miserable_users = add(a.miserable_users, b.miserable_users);
+    crate::perf::PerfStats {
+        count: n,
+        tpm: a.tpm + b.tpm,
+        tps: a.tps + b.tps,
+        avg_ms: weighted(a.avg_ms, b.avg_ms),
+        p50_ms: weighted(a.p50_ms, b.p50_ms),
+        p75_ms: weighted(a.p75_ms, b.p75_ms),
+        p95_ms: weighted(a.p95_ms, b.p95_ms),
+        p99_ms: weighted(a.p99_ms, b.p99_ms),
+        max_ms: match (a.max_ms, b.max_ms) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        },
+        apdex: (n > 0).then(|| (satisfied as f64 + tolerated as f64 / 2.0) / n as f64),
+        apdex_exact: a.apdex_exact && b.apdex_exact,
+        apdex_threshold_ms: if a.apdex_threshold_ms == b.apdex_threshold_ms {
+            a.apdex_threshold_ms
+        } else {
+            None
+        },
+        satisfied,
+        tolerated,
+        failures,
+        failure_rate: (n > 0).then(|| failures as f64 / n as f64),
+        error_events: add(a.error_events, b.error_events),
+        epm: match (a.epm, b.epm) {
+            (None, None) => None,
+            (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+        },
+        statuses,
+        unique_users,
+        miserable_users,
+        user_misery: unique_users
+            .zip(miserable_users)
+            .map(|(u, m)| crate::perf::users::user_misery(m, u)),
+    }
 }
 
 /// Union of lists by `id` (first node wins); else the first node's object.
@@ -575,6 +706,82 @@ mod tests {
             v["meta"]["ospreyApproximate"],
             json!(["p95(transaction.duration)"])
         );
+    }
+
+    fn perf_report(
+        count: u64,
+        satisfied: u64,
+        failures: u64,
+        p95: f64,
+        groups: &[(&str, u64)],
+    ) -> Value {
+        let stats = |count: u64| crate::perf::PerfStats {
+            count,
+            tpm: count as f64 / 60.0,
+            avg_ms: (count > 0).then_some(p95 / 2.0),
+            p95_ms: (count > 0).then_some(p95),
+            max_ms: (count > 0).then_some(p95 * 2.0),
+            satisfied: satisfied.min(count),
+            failures: failures.min(count),
+            apdex: (count > 0).then(|| satisfied.min(count) as f64 / count as f64),
+            failure_rate: (count > 0).then(|| failures.min(count) as f64 / count as f64),
+            apdex_exact: true,
+            ..Default::default()
+        };
+        serde_json::to_value(crate::perf::PerfReport {
+            project_id: 1,
+            start_ms: 0,
+            end_ms: 3_600_000,
+            total: stats(count),
+            groups: groups
+                .iter()
+                .map(|(k, c)| crate::perf::PerfGroup {
+                    key: (*k).into(),
+                    stats: stats(*c),
+                })
+                .collect(),
+            groups_omitted: 0,
+            series: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn performance_is_exact_from_one_node_and_adds_counters_across_nodes() {
+        // Only one node holds transactions: its report is the answer, unchanged.
+        let full = perf_report(10, 5, 2, 300.0, &[("/a", 10)]);
+        let (_, v, _) = merge(
+            &Method::GET,
+            "/api/0/projects/o/p/performance/",
+            "by=transaction",
+            vec![
+                ok("a", perf_report(0, 0, 0, 0.0, &[])),
+                ok("b", full.clone()),
+            ],
+        );
+        assert_eq!(v, full);
+        // Split over two nodes: counts, apdex and failure rate exact; percentiles flagged.
+        let (_, v, _) = merge(
+            &Method::GET,
+            "/api/0/projects/o/p/performance/",
+            "by=transaction&sort=count",
+            vec![
+                ok("a", perf_report(10, 10, 0, 100.0, &[("/a", 10)])),
+                ok("b", perf_report(30, 0, 3, 500.0, &[("/a", 20), ("/b", 10)])),
+            ],
+        );
+        assert_eq!(v["total"]["count"], 40);
+        assert_eq!(v["total"]["apdex"], 0.25);
+        assert_eq!(v["total"]["failure_rate"], 0.075);
+        assert_eq!(v["total"]["p95_ms"], 400.0);
+        assert_eq!(v["total"]["max_ms"], 1000.0);
+        assert_eq!(v["groups"][0]["key"], "/a");
+        assert_eq!(v["groups"][0]["stats"]["count"], 30);
+        assert_eq!(v["groups"][1]["key"], "/b");
+        assert!(v["ospreyApproximate"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("p95_ms")));
     }
 
     #[test]

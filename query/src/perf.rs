@@ -718,7 +718,7 @@ impl QueryService {
 }
 
 /// Unique users and user misery from the user sketches (`storage::keys::perf::USER_SLOTS`).
-mod users {
+pub(crate) mod users {
     use std::collections::HashMap;
 
     use storage::keys::perf::{self as pk};
@@ -858,7 +858,7 @@ mod users {
     }
 }
 
-fn sort_groups(groups: &mut [PerfGroup], sort: SortBy, ascending: bool) {
+pub(crate) fn sort_groups(groups: &mut [PerfGroup], sort: SortBy, ascending: bool) {
     let value = |s: &PerfStats| -> f64 {
         match sort {
             SortBy::Count | SortBy::Name => s.count as f64,

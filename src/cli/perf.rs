@@ -1,5 +1,7 @@
 //! `osprey perf`: transaction performance (count, throughput, percentiles, apdex, failure
-//! rate, error events) for a time range, as a table or JSON, straight from a data directory.
+//! rate, error events) for a time range, as a table or JSON, straight from a data directory
+//! or, with `--url`, from a running server's `/api/0/projects/{org}/{project}/performance/`
+//! (the same report, so both print the same).
 
 use std::path::PathBuf;
 
@@ -14,6 +16,15 @@ pub struct Args {
     /// Data directory (opened read-only; a running server may own it).
     #[arg(long, env = "OSPREY_DATA", default_value = "./osprey-data")]
     pub data: PathBuf,
+    /// Ask a running server instead of reading a data directory (e.g. http://127.0.0.1:9000).
+    #[arg(long, env = "OSPREY_URL")]
+    pub url: Option<String>,
+    /// API token for `--url` (scope project:read or event:read).
+    #[arg(long, env = "OSPREY_TOKEN", requires = "url")]
+    pub token: Option<String>,
+    /// Organization slug (with `--url`).
+    #[arg(long, default_value = "default")]
+    pub org: String,
     /// Project slug or id [default: the only project, or `default`].
     #[arg(long)]
     pub project: Option<String>,
@@ -77,8 +88,82 @@ pub fn resolve_project(store: &Store, wanted: Option<&str>) -> anyhow::Result<u6
     Ok(found.id)
 }
 
+/// Percent-encodes a query-string value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The name a group-by or sort key has in a query string (its serde name).
+fn wire_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The report from a running server.
+fn remote_report(args: &Args, url: &str) -> anyhow::Result<PerfReport> {
+    let token = args
+        .token
+        .clone()
+        .context("--url needs --token (or OSPREY_TOKEN)")?;
+    let remote = super::remote::Remote::new(&super::remote::RemoteArgs {
+        url: url.to_owned(),
+        token,
+    })?;
+    let project = args.project.as_deref().unwrap_or("default");
+    let mut params = vec![("limit", args.limit.to_string())];
+    match &args.start {
+        Some(start) => {
+            params.push(("start", start.clone()));
+            params.extend(args.end.clone().map(|e| ("end", e)));
+        }
+        None => params.push(("statsPeriod", args.since.clone())),
+    }
+    params.extend(args.environment.clone().map(|v| ("environment", v)));
+    params.extend(args.release.clone().map(|v| ("release", v)));
+    params.extend(args.transaction.clone().map(|v| ("transaction", v)));
+    params.extend(args.by.map(|b| ("by", wire_name(b))));
+    params.push(("sort", wire_name(args.sort)));
+    if args.asc {
+        params.push(("asc", "1".into()));
+    }
+    params.extend(args.interval.clone().map(|v| ("interval", v)));
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    let value = remote.get(&format!(
+        "projects/{}/{}/performance/?{}",
+        encode(&args.org),
+        encode(project),
+        query.join("&")
+    ))?;
+    serde_json::from_value(value).context("the server's answer is not a performance report")
+}
+
 /// Runs `osprey perf`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    if let Some(url) = args.url.clone() {
+        let report = remote_report(&args, &url)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", render(&report, args.by));
+        }
+        return Ok(());
+    }
     let store = Store::open_secondary(&args.data)
         .with_context(|| format!("opening {}", args.data.display()))?;
     let project_id = resolve_project(&store, args.project.as_deref())?;
@@ -87,9 +172,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(query::perf::parse_duration_ms)
         .transpose()?;
-    if args.limit == 0 {
-        bail!("--limit must be at least 1");
-    }
     let query = PerfQuery {
         project_id,
         range: TimeRange::parse(
@@ -289,6 +371,9 @@ mod tests {
         }
         let args = |json: bool, project: Option<&str>| Args {
             data: dir.path().to_path_buf(),
+            url: None,
+            token: None,
+            org: "default".into(),
             project: project.map(String::from),
             since: "1h".into(),
             start: None,

@@ -14,6 +14,7 @@ pub mod alerts;
 mod discover;
 mod issues;
 mod orgs;
+mod performance;
 mod releases;
 mod traces;
 pub mod util;
@@ -546,6 +547,9 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
         return Ok(resp);
     }
     if let Some(resp) = alerts::route(ctx, method, segs)? {
+        return Ok(resp);
+    }
+    if let Some(resp) = performance::route(ctx, method, segs)? {
         return Ok(resp);
     }
     if let Some(resp) = releases::route(ctx, method, segs)? {
