@@ -499,3 +499,54 @@ fn unknown_project_and_bad_ranges_are_errors() {
     assert!(service.perf(&q).is_err());
     assert!(TimeRange::parse(Some("forever"), None, None).is_err());
 }
+
+/// Error events per minute, through the real pipeline: every processed error counts once, next
+/// to the other counters the pipeline writes for the same events (issue times-seen, hourly
+/// issue counts) — which share the counters column family and must not be read as error
+/// counts. Windows end now, so the events sit at the start of the last hour's minute range.
+#[test]
+fn error_events_count_each_processed_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    store.bootstrap(None, None).unwrap();
+    let processor =
+        processor::Processor::new(store.clone(), processor::ProcessorConfig::default()).unwrap();
+    let now = storage::now_ms();
+    let records: Vec<_> = (0..7u32)
+        .map(|i| {
+            let event = json!({
+                "event_id": format!("{:032x}", i + 1),
+                "level": "error",
+                "environment": if i % 2 == 0 { "production" } else { "staging" },
+                "message": format!("failure kind {}", i % 3),
+                "timestamp": now as f64 / 1000.0,
+            });
+            processor::pipeline::event_record(1, now, &serde_json::to_vec(&event).unwrap(), None)
+        })
+        .collect();
+    processor.process_and_commit(&records).unwrap();
+    let service = QueryService::new(store);
+    for since in ["10m", "2h", "3d"] {
+        let report = service
+            .perf(&PerfQuery {
+                project_id: 1,
+                range: TimeRange::parse(Some(since), None, None).unwrap(),
+                ..PerfQuery::default()
+            })
+            .unwrap();
+        assert_eq!(report.total.error_events, Some(7), "last {since}");
+        let by_env = service
+            .perf(&PerfQuery {
+                project_id: 1,
+                range: TimeRange::parse(Some(since), None, None).unwrap(),
+                environment: Some("production".into()),
+                ..PerfQuery::default()
+            })
+            .unwrap();
+        assert_eq!(
+            by_env.total.error_events,
+            Some(4),
+            "production, last {since}"
+        );
+    }
+}

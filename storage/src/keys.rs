@@ -425,10 +425,12 @@ pub mod perf {
 
         /// Kind byte of error-event counters (`counters` CF).
         pub const fn error_kind(self) -> u8 {
+            // Not `E`: that is `counters::ISSUE_HOURLY` in the same column family, and a scan
+            // of error counts would add every issue's hourly count to them.
             match self {
-                Resolution::Minute => b'E',
-                Resolution::Hour => b'F',
-                Resolution::Day => b'G',
+                Resolution::Minute => b'P',
+                Resolution::Hour => b'Q',
+                Resolution::Day => b'R',
             }
         }
 
@@ -661,6 +663,31 @@ mod tests {
         assert_eq!(perf::split_bucketed(&errors[2]).unwrap().2, 0);
         assert!(perf::parse_dims(&a[..a.len() - 1]).is_none());
         assert_eq!(perf::clamp_dim(&"é".repeat(600)).len(), 1024);
+    }
+
+    #[test]
+    fn time_bucketed_kinds_are_distinct_per_column_family() {
+        // Bucketed kinds are scanned by prefix and time range: two tables on one kind byte in
+        // one column family would be read as each other.
+        let all = perf::Resolution::ALL;
+        let counters: Vec<u8> = all
+            .iter()
+            .flat_map(|r| [r.counter_kind(), r.error_kind()])
+            .chain([counters::ISSUE_HOURLY])
+            .collect();
+        let histograms: Vec<u8> = all
+            .iter()
+            .flat_map(|r| [r.duration_kind(), r.measurement_kind(), r.users_kind()])
+            .collect();
+        for kinds in [counters, histograms] {
+            let unique: std::collections::HashSet<u8> = kinds.iter().copied().collect();
+            assert_eq!(
+                unique.len(),
+                kinds.len(),
+                "{:?}",
+                String::from_utf8_lossy(&kinds)
+            );
+        }
     }
 
     #[test]
