@@ -3,10 +3,14 @@
 //! issues. The broker address comes from `OSPREY_TEST_KAFKA` (scripts/kafka.sh); without
 //! it the test fails and says so.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::free_port;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -18,14 +22,6 @@ fn broker() -> String {
              export the address it prints (the test command does both)"
         ),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Node(Child);
@@ -317,4 +313,206 @@ fn processor_killed_under_load_every_accepted_event_counted_once_through_the_que
     std::thread::sleep(Duration::from_secs(3));
     let (counts, partial) = api_issue_counts(query_port).unwrap();
     assert_eq!((counts, partial), (accepted, None));
+}
+
+/// Sends `envelope`-wrapped probes to `port` until one is accepted (bounded): a node that
+/// answers 200 has its Kafka producer ready, so an SDK's first envelope is not refused.
+fn wait_accepting(port: u16, probe_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match post_envelope(port, probe_id, "ready probe") {
+            200 => return,
+            status => assert!(
+                Instant::now() < deadline,
+                "node on {port} does not accept envelopes ({status})"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// GET `path` with the admin token from the node at `port`; `None` unless 200.
+fn api_json(port: u16, path: &str) -> Option<serde_json::Value> {
+    let resp = common::http()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .ok()?;
+    resp.status().is_success().then(|| resp.json().ok())?
+}
+
+/// What two deployments must agree on for the issues: per title, the count, users, culprit,
+/// level and first/last release.
+fn issue_facts(
+    issues: &serde_json::Value,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    issues
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["title"].as_str().unwrap_or_default().to_owned(),
+                serde_json::json!([
+                    i["count"],
+                    i["userCount"],
+                    i["culprit"],
+                    i["level"],
+                    i["firstRelease"]["version"],
+                    i["lastRelease"]["version"]
+                ]),
+            )
+        })
+        .collect()
+}
+
+/// Issue 7's first acceptance line: the real Python sentry-sdk sends the same errors and
+/// transactions (two releases, repeated groups, several users, planned durations and
+/// statuses) once to an embedded `osprey serve` and once to a Kafka deployment — a `--role
+/// ingest` node, two `--role processor` nodes and a `--role query` node fanning out to them.
+/// Through the same HTTP API both give the same issues (counts, users, culprits, releases),
+/// the same per-transaction performance (count, p95, apdex, failure rate, all of it) and the
+/// same release numbers.
+#[test]
+fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = common::OspreyServer::start(common::ServerOptions {
+        admin_token: TOKEN.into(),
+        default_key: KEY.into(),
+        ..Default::default()
+    });
+    let (ingest_port, p1_port, p2_port, query_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let _p1 = node("processor", p1_port, &dir.path().join("p1"), &run);
+    let _p2 = node("processor", p2_port, &dir.path().join("p2"), &run);
+    let peers = format!("http://127.0.0.1:{p1_port},http://127.0.0.1:{p2_port}");
+    let _query = node_with(
+        "query",
+        query_port,
+        &dir.path().join("query"),
+        &run,
+        &["--peers", &peers],
+    );
+
+    // One plan for both: errors of four types over two releases, transactions of three names.
+    let start_us = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64)
+        - 900_000_000;
+    let statuses = [
+        "ok",
+        "ok",
+        "internal_error",
+        "ok",
+        "cancelled",
+        "not_found",
+        "ok",
+    ];
+    let release = |version: &str, kinds: &[&str], offset: u64| {
+        let errors: Vec<_> = (0..12)
+            .map(|i| serde_json::json!({"type": kinds[i % kinds.len()], "user": format!("u{}", i % 5)}))
+            .collect();
+        let transactions: Vec<_> = (0..45u64)
+            .map(|i| {
+                serde_json::json!({
+                    "name": format!("GET /api/{}", i % 3),
+                    "start_us": start_us + offset + i * 2_000_000,
+                    "duration_us": 3_000 + (i * 7_919 % 97) * 11_003,
+                    "status": statuses[i as usize % statuses.len()],
+                    "user": format!("u{}", i % 7),
+                })
+            })
+            .collect();
+        serde_json::json!({"version": version, "errors": errors, "transactions": transactions})
+    };
+    let plan = serde_json::json!({"releases": [
+        release("shop@2.0.0", &["ValueError", "KeyError", "ValueError"], 0),
+        release("shop@2.1.0", &["KeyError", "TypeError", "ZeroDivisionError"], 200_000_000),
+    ]});
+    let plan_path = dir.path().join("plan.json");
+    std::fs::write(&plan_path, plan.to_string()).unwrap();
+
+    wait_accepting(ingest_port, "0000000000000000000000000000000a");
+    let embedded_port: u16 = embedded.addr().rsplit(':').next().unwrap().parse().unwrap();
+    wait_accepting(embedded_port, "0000000000000000000000000000000a");
+    for port in [embedded_port, ingest_port] {
+        let dsn = format!("http://{KEY}@127.0.0.1:{port}/1");
+        common::run_python(
+            "python_releases.py",
+            &[dsn.as_str(), plan_path.to_str().unwrap()],
+            &[],
+        )
+        .assert_success();
+    }
+
+    // Both sides processed everything: 24 errors + the probe, 90 transactions.
+    let issues_path = "/api/0/organizations/default/issues/?query=&limit=100";
+    let perf_path =
+        "/api/0/projects/default/default/performance/?statsPeriod=2h&by=transaction&limit=100";
+    let complete = |port: u16| -> Option<(serde_json::Value, serde_json::Value)> {
+        let issues = api_json(port, issues_path)?;
+        let perf = api_json(port, perf_path)?;
+        let errors: u64 = issues
+            .as_array()?
+            .iter()
+            .filter_map(|i| i["count"].as_str()?.parse::<u64>().ok())
+            .sum();
+        (errors == 25 && perf["total"]["count"] == 90).then_some((issues, perf))
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (want_issues, want_perf) = loop {
+        if let Some(done) = complete(embedded_port) {
+            break done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "embedded server did not process the plan"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let (got_issues, got_perf) = loop {
+        if let Some(done) = complete(query_port) {
+            break done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Kafka deployment did not process the plan"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+
+    assert_eq!(issue_facts(&got_issues), issue_facts(&want_issues));
+    assert_eq!(issue_facts(&want_issues).len(), 5, "{want_issues}");
+    assert_eq!(got_perf["total"], want_perf["total"], "total performance");
+    assert_eq!(
+        got_perf["groups"], want_perf["groups"],
+        "per-transaction performance"
+    );
+    assert!(got_perf.get("ospreyApproximate").is_none(), "{got_perf}");
+    assert_eq!(want_perf["groups"].as_array().unwrap().len(), 3);
+    for version in ["shop@2.0.0", "shop@2.1.0"] {
+        let path =
+            format!("/api/0/projects/default/default/releases/{version}/stats/?statsPeriod=2h");
+        let got = api_json(query_port, &path).expect("release stats through the query node");
+        let want = api_json(embedded_port, &path).expect("release stats embedded");
+        for side in ["release", "previous"] {
+            for field in [
+                "version",
+                "newIssues",
+                "events",
+                "users",
+                "transactions",
+                "failureRate",
+                "p95",
+            ] {
+                assert_eq!(
+                    got[side][field], want[side][field],
+                    "{version} {side}.{field}"
+                );
+            }
+        }
+    }
 }
