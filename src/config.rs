@@ -43,6 +43,32 @@ pub struct Config {
     pub kafka: storage::KafkaConfig,
     /// Base URLs of the processor nodes a `query` node fans out to.
     pub peers: Vec<String>,
+    /// Alert delivery.
+    pub alerts: AlertsConfig,
+}
+
+/// Alert delivery (`[alerts]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// PEM file of CA certificates trusted for `https://` webhooks besides the public roots
+    /// (a self-hosted receiver with a private CA).
+    pub webhook_ca_file: Option<PathBuf>,
+}
+
+impl AlertsConfig {
+    /// The webhook delivery settings, with the CA file read and checked.
+    pub fn webhook_config(&self) -> anyhow::Result<processor::webhook::WebhookConfig> {
+        let mut config = processor::webhook::WebhookConfig::default();
+        if let Some(path) = &self.webhook_ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("alerts.webhook_ca_file {}", path.display()))?;
+            config.extra_roots_pem = Some(pem);
+            processor::webhook::tls_client_config(&config)
+                .with_context(|| format!("alerts.webhook_ca_file {}", path.display()))?;
+        }
+        Ok(config)
+    }
 }
 
 /// Budgets of the embedded log (design.md §3: overload is shed at the edge).
@@ -93,6 +119,7 @@ impl Default for Config {
             ingest: ingest::IngestConfig::default(),
             kafka: storage::KafkaConfig::default(),
             peers: Vec::new(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -208,6 +235,7 @@ impl Config {
         if self.kafka.enabled() {
             self.kafka.validate()?;
         }
+        self.alerts.webhook_config()?;
         for peer in &self.peers {
             if !(peer.starts_with("http://") || peer.starts_with("https://")) {
                 bail!("peer {peer:?} must be an http:// or https:// URL");
@@ -237,6 +265,20 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_webhook_ca_file_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let file = dir.path().join("osprey.toml");
+        std::fs::write(&file, format!("[alerts]\nwebhook_ca_file = {:?}\n", ca)).unwrap();
+        let err = Config::load(Some(&file), no_env, &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("webhook_ca_file"), "{err:#}");
+        std::fs::remove_file(&ca).unwrap();
+        let err = Config::load(Some(&file), no_env, &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("ca.pem"), "{err:#}");
     }
 
     #[test]

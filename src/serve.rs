@@ -252,7 +252,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // Alerts: one bounded, retrying webhook queue for issue and metric alerts, so a slow
         // or dead receiver never holds up processing.
         let public_url = config.public_url(local);
-        let webhooks = processor::webhook::WebhookQueue::new(Default::default());
+        let webhooks = processor::webhook::WebhookQueue::new(config.alerts.webhook_config()?);
         webhooks.spawn(Arc::clone(&stop_processor))?;
         processor.alerts().set_delivery(Arc::clone(&webhooks));
         processor.alerts().set_base_url(&public_url);

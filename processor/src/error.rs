@@ -10,8 +10,8 @@ pub enum ProcessorError {
     /// RocksDB failed below the storage API (point reads of the processor's tables).
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
-    /// A webhook URL the built-in client cannot use (only `http://` is supported).
-    #[error("unsupported webhook URL (only http:// is supported): {0}")]
+    /// A webhook URL the built-in client cannot use (not `http://` or `https://`).
+    #[error("unsupported webhook URL (use http:// or https://): {0}")]
     WebhookUrl(String),
     /// Network error or timeout while delivering a webhook.
     #[error("webhook io: {0}")]
@@ -22,6 +22,9 @@ pub enum ProcessorError {
     /// The webhook receiver's answer was not HTTP/1.x.
     #[error("malformed HTTP answer from webhook")]
     WebhookMalformed,
+    /// The TLS client for `https://` webhooks could not be set up or the handshake failed.
+    #[error("webhook TLS: {0}")]
+    WebhookTls(String),
 }
 
 /// Shorthand used throughout the crate.

@@ -5,9 +5,10 @@
 //! when the queue is full the oldest delivery is dropped and counted. The delivery thread
 //! POSTs each body with a connect timeout and a total deadline per attempt, and retries
 //! failures (connection errors, timeouts, non-2xx answers) with exponential backoff up to a
-//! fixed number of attempts. Only `http://` URLs are supported: there is no TLS client in
-//! this crate, so an `https://` target (a real Slack incoming webhook) fails with a clear
-//! error in the log and the `failed` counter; put a plain-HTTP relay in front of it.
+//! fixed number of attempts. `https://` targets (Slack incoming webhooks, most chat and
+//! incident tools) go over TLS with rustls, verified against the Mozilla root store
+//! (`webpki-roots`) plus, for self-hosted receivers with a private CA, the certificates of
+//! [`WebhookConfig::extra_roots_pem`].
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -34,6 +35,8 @@ pub struct WebhookConfig {
     pub attempts: u32,
     /// Pause before the second attempt; doubled before each later one.
     pub backoff: Duration,
+    /// PEM certificates trusted for `https://` receivers besides the public roots.
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 impl Default for WebhookConfig {
@@ -44,6 +47,7 @@ impl Default for WebhookConfig {
             total_timeout: Duration::from_secs(5),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            extra_roots_pem: None,
         }
     }
 }
@@ -94,6 +98,7 @@ pub struct WebhookStats {
 #[derive(Debug)]
 pub struct WebhookQueue {
     config: WebhookConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
     queue: Mutex<VecDeque<Delivery>>,
     ready: Condvar,
     stats: WebhookStats,
@@ -102,8 +107,14 @@ pub struct WebhookQueue {
 impl WebhookQueue {
     /// An empty queue.
     pub fn new(config: WebhookConfig) -> Arc<WebhookQueue> {
+        // A bad extra-roots file is refused when the server starts (serve validates it with
+        // `tls_client_config`); here it only leaves https deliveries failing with the reason.
+        let tls = tls_client_config(&config)
+            .inspect_err(|e| tracing::error!(error = %e, "webhook TLS client unavailable"))
+            .ok();
         Arc::new(WebhookQueue {
             config,
+            tls,
             queue: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
             stats: WebhookStats::default(),
@@ -168,7 +179,12 @@ impl WebhookQueue {
         let mut pause = self.config.backoff;
         for attempt in 1..=self.config.attempts.max(1) {
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-            match post(&delivery.url, &delivery.body, &self.config) {
+            match post(
+                &delivery.url,
+                &delivery.body,
+                &self.config,
+                self.tls.as_ref(),
+            ) {
                 Ok(()) => {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -189,9 +205,21 @@ impl WebhookQueue {
     }
 }
 
-/// Splits `http://host[:port][/path]` into (host, port, path).
-fn parse_http_url(url: &str) -> Option<(&str, u16, &str)> {
-    let rest = url.strip_prefix("http://")?;
+/// A webhook target: `http[s]://host[:port][/path]`.
+#[derive(Debug, PartialEq, Eq)]
+struct Target<'a> {
+    tls: bool,
+    host: &'a str,
+    port: u16,
+    path: &'a str,
+}
+
+/// Splits a webhook URL into its parts; `None` for anything but a plain http(s) URL.
+fn parse_url(url: &str) -> Option<Target<'_>> {
+    let (tls, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://")?),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -199,50 +227,126 @@ fn parse_http_url(url: &str) -> Option<(&str, u16, &str)> {
     if authority.is_empty() || authority.contains('@') || path.contains(['\r', '\n', ' ']) {
         return None;
     }
+    let default_port = if tls { 443 } else { 80 };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-        _ => (authority, 80),
+        _ => (authority, default_port),
     };
     if host.is_empty() || host.contains(['\r', '\n', ' ']) {
         return None;
     }
-    Some((host, port, path))
+    Some(Target {
+        tls,
+        host,
+        port,
+        path,
+    })
 }
 
-/// One POST attempt: success on a 2xx status line within the deadline.
-pub fn post(url: &str, body: &[u8], config: &WebhookConfig) -> Result<(), ProcessorError> {
-    let (host, port, path) =
-        parse_http_url(url).ok_or_else(|| ProcessorError::WebhookUrl(url.into()))?;
+/// The TLS client settings for `config`: public roots plus its extra PEM roots.
+pub fn tls_client_config(
+    config: &WebhookConfig,
+) -> Result<Arc<rustls::ClientConfig>, ProcessorError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = &config.extra_roots_pem {
+        let mut reader = std::io::BufReader::new(pem.as_slice());
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut reader) {
+            let cert = cert.map_err(|e| ProcessorError::WebhookTls(format!("extra roots: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ProcessorError::WebhookTls(format!("extra roots: {e}")))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ProcessorError::WebhookTls(
+                "extra roots: no PEM certificate found".into(),
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProcessorError::WebhookTls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(tls))
+}
+
+/// One POST attempt: success on a 2xx status line within the deadline. `tls` is the client
+/// configuration for `https://` URLs ([`tls_client_config`]); without it they fail.
+pub fn post(
+    url: &str,
+    body: &[u8],
+    config: &WebhookConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<(), ProcessorError> {
+    let target = parse_url(url).ok_or_else(|| ProcessorError::WebhookUrl(url.into()))?;
     let deadline = Instant::now() + config.total_timeout;
-    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-    let addr = (bare_host, port)
+    let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let addr = (bare_host, target.port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| ProcessorError::WebhookUrl(url.into()))?;
-    let mut stream = TcpStream::connect_timeout(&addr, config.connect_timeout)?;
-    let remaining = |deadline: Instant| {
+    let tcp = TcpStream::connect_timeout(&addr, config.connect_timeout)?;
+    let timeouts = tcp.try_clone()?;
+    let remaining = || {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"))
     };
-    stream.set_write_timeout(Some(remaining(deadline)?))?;
+    // Every read and write of the exchange (the TLS handshake included) is bounded by what
+    // is left of the attempt's deadline.
+    let set_timeouts = || -> std::io::Result<()> {
+        let left = remaining()?;
+        timeouts.set_write_timeout(Some(left))?;
+        timeouts.set_read_timeout(Some(left))
+    };
+    set_timeouts()?;
+    if !target.tls {
+        return exchange(tcp, &target, body, set_timeouts);
+    }
+    let tls = tls.ok_or_else(|| ProcessorError::WebhookTls("no TLS client configured".into()))?;
+    let name = rustls::pki_types::ServerName::try_from(bare_host.to_owned())
+        .map_err(|_| ProcessorError::WebhookUrl(url.into()))?;
+    let connection = rustls::ClientConnection::new(Arc::clone(tls), name)
+        .map_err(|e| ProcessorError::WebhookTls(e.to_string()))?;
+    exchange(
+        rustls::StreamOwned::new(connection, tcp),
+        &target,
+        body,
+        set_timeouts,
+    )
+}
+
+/// Sends the request on `stream` and reads the status line, bounded in bytes; `set_timeouts`
+/// re-arms the socket timeouts before each read.
+fn exchange(
+    mut stream: impl Read + Write,
+    target: &Target<'_>,
+    body: &[u8],
+    mut set_timeouts: impl FnMut() -> std::io::Result<()>,
+) -> Result<(), ProcessorError> {
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: osprey-webhook\r\n\
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: osprey-webhook\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        target.path,
+        target.host,
+        target.port,
         body.len()
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
     stream.flush()?;
-    // Read until the end of the status line, bounded in bytes and time.
     let mut answer = Vec::with_capacity(256);
     let mut buf = [0u8; 256];
     while !answer.windows(2).any(|w| w == b"\r\n") {
         if answer.len() > 4096 {
             return Err(ProcessorError::WebhookMalformed);
         }
-        stream.set_read_timeout(Some(remaining(deadline)?))?;
+        set_timeouts()?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Err(ProcessorError::WebhookMalformed);
@@ -272,20 +376,35 @@ mod tests {
 
     #[test]
     fn urls_parse_and_bad_ones_fail() {
+        let parts = |url| parse_url(url).map(|t| (t.tls, t.host, t.port, t.path));
         assert_eq!(
-            parse_http_url("http://127.0.0.1:8080/hook?a=1"),
-            Some(("127.0.0.1", 8080, "/hook?a=1"))
+            parts("http://127.0.0.1:8080/hook?a=1"),
+            Some((false, "127.0.0.1", 8080, "/hook?a=1"))
         );
-        assert_eq!(parse_http_url("http://example"), Some(("example", 80, "/")));
+        assert_eq!(parts("http://example"), Some((false, "example", 80, "/")));
+        assert_eq!(parts("http://[::1]:81/x"), Some((false, "[::1]", 81, "/x")));
         assert_eq!(
-            parse_http_url("http://[::1]:81/x"),
-            Some(("[::1]", 81, "/x"))
+            parts("https://hooks.slack.com/services/T/B/X"),
+            Some((true, "hooks.slack.com", 443, "/services/T/B/X"))
         );
-        assert_eq!(parse_http_url("https://hooks.slack.com/x"), None);
-        assert_eq!(parse_http_url("http://a/b c"), None);
-        assert_eq!(parse_http_url("http://:80/"), None);
-        let err = post("https://x/", b"{}", &WebhookConfig::default()).unwrap_err();
+        assert_eq!(parts("ftp://a/b"), None);
+        assert_eq!(parts("http://a/b c"), None);
+        assert_eq!(parts("http://:80/"), None);
+        let err = post("ftp://x/", b"{}", &WebhookConfig::default(), None).unwrap_err();
         assert!(matches!(err, ProcessorError::WebhookUrl(_)));
+    }
+
+    #[test]
+    fn extra_roots_must_hold_a_certificate() {
+        let config = WebhookConfig {
+            extra_roots_pem: Some(b"not a certificate".to_vec()),
+            ..WebhookConfig::default()
+        };
+        assert!(matches!(
+            tls_client_config(&config),
+            Err(ProcessorError::WebhookTls(_))
+        ));
+        assert!(tls_client_config(&WebhookConfig::default()).is_ok());
     }
 
     #[test]

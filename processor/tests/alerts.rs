@@ -244,6 +244,7 @@ fn dead_webhooks_are_retried_within_bounds_and_never_slow_processing() {
         total_timeout: Duration::from_millis(300),
         attempts: 3,
         backoff: Duration::from_millis(20),
+        ..WebhookConfig::default()
     };
     let delivery = Delivery::start(&processor, config);
     // One new issue: both deliveries are tried three times each, then given up.
