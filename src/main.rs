@@ -41,6 +41,9 @@ enum Command {
     Token(cli::token::Args),
     /// List, create or delete a project's issue and metric alert rules on a running server.
     Alerts(cli::alerts::Args),
+    /// End-to-end benchmark: serve + loadgen per mix; accepted/processed events/s, latency,
+    /// ingest→queryable lag, peak RSS, bytes per event.
+    Bench(cli::bench::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Mcp(args) => cli::mcp::run(args),
         Command::Token(args) => cli::token::run(args),
         Command::Alerts(args) => cli::alerts::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

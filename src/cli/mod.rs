@@ -1,6 +1,7 @@
 //! Subcommands other than `serve`: each module has clap `Args` and a `run`.
 
 pub mod alerts;
+pub mod bench;
 pub mod grouping;
 pub mod issues;
 pub mod loadgen;
