@@ -463,26 +463,15 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
         (errors == 25 && perf["total"]["count"] == 90).then_some((issues, perf))
     };
     let deadline = Instant::now() + Duration::from_secs(90);
-    let (want_issues, want_perf) = loop {
-        if let Some(done) = complete(embedded_port) {
+    let wait = |port: u16, what: &str| loop {
+        if let Some(done) = complete(port) {
             break done;
         }
-        assert!(
-            Instant::now() < deadline,
-            "embedded server did not process the plan"
-        );
+        assert!(Instant::now() < deadline, "{what} did not process the plan");
         std::thread::sleep(Duration::from_millis(300));
     };
-    let (got_issues, got_perf) = loop {
-        if let Some(done) = complete(query_port) {
-            break done;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Kafka deployment did not process the plan"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (want_issues, want_perf) = wait(embedded_port, "the embedded server");
+    let (got_issues, got_perf) = wait(query_port, "the Kafka deployment");
 
     assert_eq!(issue_facts(&got_issues), issue_facts(&want_issues));
     assert_eq!(issue_facts(&want_issues).len(), 5, "{want_issues}");

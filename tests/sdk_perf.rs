@@ -180,8 +180,14 @@ fn expected(plan: &[Planned]) -> BTreeMap<String, Expected> {
 /// `osprey perf --data DIR --by transaction --json` (the data directory of the running
 /// server, opened read-only as the CLI does).
 fn perf_by_transaction(server: &OspreyServer) -> Value {
+    let data = server.data_dir().to_string_lossy().into_owned();
+    perf_json(&["--data", &data])
+}
+
+/// `osprey perf SOURCE… --since 2h --by transaction --limit 100 --json`.
+fn perf_json(source: &[&str]) -> Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
-    cmd.arg("perf").arg("--data").arg(server.data_dir()).args([
+    cmd.arg("perf").args(source).args([
         "--since",
         "2h",
         "--by",
@@ -380,27 +386,8 @@ fn sdk_transactions_give_exact_counts_percentiles_apdex_and_failure_rates() {
 
     // `osprey perf --url` asks the running server's performance API and prints the same
     // report as reading the data directory.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
-    cmd.args([
-        "perf",
-        "--url",
-        &server.url(""),
-        "--token",
-        server.admin_token(),
-    ])
-    .args([
-        "--since",
-        "2h",
-        "--by",
-        "transaction",
-        "--limit",
-        "100",
-        "--json",
-    ]);
-    let out = run_tool("osprey perf --url", cmd, Duration::from_secs(60));
-    out.assert_success();
-    let remote: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("osprey perf --url printed no JSON ({e}):\n{}", out.stdout));
+    let url = server.url("");
+    let remote = perf_json(&["--url", &url, "--token", server.admin_token()]);
     assert_eq!(remote["total"], report["total"], "total over HTTP");
     assert_eq!(remote["groups"], report["groups"], "groups over HTTP");
     check_report(&remote, &want);
