@@ -283,16 +283,31 @@ pub fn add_derived_tags(event: &mut Value) {
                 .map(str::to_owned),
         );
     }
-    for (ctx, with_version) in [("os", "os"), ("browser", "browser"), ("runtime", "runtime")] {
-        let name = s(&format!("/contexts/{ctx}/name"));
-        let version = s(&format!("/contexts/{ctx}/version"));
+    // Paths spelled out rather than formatted: this runs for every event.
+    for (tag, name_tag, name_path, version_path) in [
+        ("os", "os.name", "/contexts/os/name", "/contexts/os/version"),
+        (
+            "browser",
+            "browser.name",
+            "/contexts/browser/name",
+            "/contexts/browser/version",
+        ),
+        (
+            "runtime",
+            "runtime.name",
+            "/contexts/runtime/name",
+            "/contexts/runtime/version",
+        ),
+    ] {
+        let name = s(name_path);
+        let version = s(version_path);
         let full = match (&name, &version) {
             (Some(n), Some(v)) => Some(format!("{n} {v}")),
             (Some(n), None) => Some(n.clone()),
             _ => None,
         };
-        push(with_version, full);
-        push(&format!("{ctx}.name"), name);
+        push(tag, full);
+        push(name_tag, name);
     }
     push("device", s("/contexts/device/model"));
     push("device.family", s("/contexts/device/family"));

@@ -838,18 +838,26 @@ fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
 }
 
 fn normalize_frame(frame: &mut Map<String, Value>) {
-    for key in [
-        "filename",
-        "abs_path",
-        "function",
-        "module",
-        "package",
-        "context_line",
-    ] {
-        if frame.get(key).is_some_and(|v| !v.is_string()) {
-            frame.remove(key);
+    // One pass over the frame's own keys (a frame has a handful) instead of a map lookup per
+    // rule: this runs for every frame of every event.
+    frame.retain(|key, v| match key.as_str() {
+        "filename" | "abs_path" | "function" | "module" | "package" | "context_line" => {
+            v.is_string()
         }
-    }
+        "lineno" | "colno" => match v {
+            Value::Number(n) => n.as_u64().is_some(),
+            Value::String(s) => match s.parse::<u64>() {
+                Ok(n) => {
+                    *v = Value::from(n);
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        },
+        "in_app" => v.is_boolean(),
+        _ => true,
+    });
     let filename = frame
         .get("filename")
         .and_then(Value::as_str)
@@ -869,27 +877,15 @@ fn normalize_frame(frame: &mut Map<String, Value>) {
         }
         _ => {}
     }
-    for key in ["filename", "abs_path"] {
-        trim_field(frame, key, 256, 40);
-    }
-    for key in ["function", "module", "package"] {
-        trim_field(frame, key, 256, 20);
-    }
-    for key in ["lineno", "colno"] {
-        match frame.get(key) {
-            Some(Value::Number(n)) if n.as_u64().is_some() => {}
-            Some(Value::String(s)) if s.parse::<u64>().is_ok() => {
-                let n: u64 = s.parse().unwrap_or(0);
-                frame.insert(key.into(), Value::from(n));
-            }
-            Some(_) => {
-                frame.remove(key);
-            }
-            None => {}
+    for (key, v) in frame.iter_mut() {
+        let (max, allowance) = match key.as_str() {
+            "filename" | "abs_path" => (256, 40),
+            "function" | "module" | "package" => (256, 20),
+            _ => continue,
+        };
+        if let Value::String(s) = v {
+            trim_chars(s, max, allowance);
         }
-    }
-    if frame.get("in_app").is_some_and(|v| !v.is_boolean()) {
-        frame.remove("in_app");
     }
 }
 

@@ -107,8 +107,7 @@ impl Scrubber {
         if self.safe_keys.iter().any(|s| s.eq_ignore_ascii_case(key)) {
             return false;
         }
-        SENSITIVE_KEYS.iter().any(|n| contains_ci(key, n))
-            || self.extra_keys.iter().any(|n| contains_ci(key, n))
+        has_sensitive_fragment(key) || self.extra_keys.iter().any(|n| contains_ci(key, n))
     }
 
     /// Scrubs an event in place.
@@ -302,6 +301,24 @@ fn is_protocol_key(key: &str) -> bool {
     )
 }
 
+/// Whether `key` contains one of [`SENSITIVE_KEYS`] (ASCII case-insensitive). Every key of
+/// every event goes through this, so it tests the fragments only at positions whose byte can
+/// start one (`p s a c m t x`) instead of sliding every fragment over the whole key.
+fn has_sensitive_fragment(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    (0..bytes.len()).any(|i| {
+        matches!(
+            bytes[i].to_ascii_lowercase(),
+            b'p' | b's' | b'a' | b'c' | b'm' | b't' | b'x'
+        ) && {
+            let rest = &bytes[i..];
+            SENSITIVE_KEYS.iter().any(|n| {
+                rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n.as_bytes())
+            })
+        }
+    })
+}
+
 fn contains_ci(hay: &str, needle: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
     n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
@@ -380,6 +397,43 @@ mod tests {
 
     fn default_scrubber() -> Scrubber {
         Scrubber::from_settings(&ProjectSettings::default())
+    }
+
+    #[test]
+    fn sensitive_fragment_scan_matches_substring_search() {
+        let keys = [
+            "",
+            "x",
+            "password",
+            "PassWord",
+            "db_passwd",
+            "my-Secret",
+            "X-Api-Key",
+            "apikey",
+            "Authorization",
+            "aws_credentials",
+            "MYSQL_PWD",
+            "privateKey",
+            "private-key",
+            "access_token",
+            "sessionid",
+            "Set-Cookie",
+            "x-csrftoken",
+            "XSRF",
+            "filename",
+            "lineno",
+            "autho",
+            "pas",
+            "passw",
+            "tok",
+            "mysql_pw",
+            "crsf",
+            "stacktrace",
+        ];
+        for key in keys {
+            let slow = SENSITIVE_KEYS.iter().any(|n| contains_ci(key, n));
+            assert_eq!(has_sensitive_fragment(key), slow, "{key}");
+        }
     }
 
     #[test]

@@ -303,11 +303,14 @@ pub fn encode_event_with(
     event: &StoredEvent,
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(event)?;
-    let compressed = compressor.compress(&json)?;
-    let mut out = Vec::with_capacity(EVENT_VALUE_TS_LEN + compressed.len());
-    out.extend_from_slice(&event.timestamp_ms.to_be_bytes());
-    out.extend_from_slice(&compressed);
+    // Events are a few KB: start the buffer there instead of growing it from 128 bytes.
+    let mut json = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut json, event)?;
+    // Compress straight behind the timestamp: no intermediate buffer, no second copy.
+    let mut out = vec![0u8; EVENT_VALUE_TS_LEN + zstd::compress_bound(json.len())];
+    out[..EVENT_VALUE_TS_LEN].copy_from_slice(&event.timestamp_ms.to_be_bytes());
+    let written = compressor.compress_to_buffer(&json, &mut out[EVENT_VALUE_TS_LEN..])?;
+    out.truncate(EVENT_VALUE_TS_LEN + written);
     Ok(out)
 }
 
