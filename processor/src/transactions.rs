@@ -573,16 +573,18 @@ impl TransactionFolder {
         // Every (project, mask, dims) series this batch touches, interned once per full
         // series so the per-minute work below allocates nothing.
         let mut targets: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut target_ids: HashMap<(u64, Vec<u8>), u32> = HashMap::new();
+        let mut target_ids: FastMap<(u64, Vec<u8>), u32> = FastMap::default();
         let mut series_targets: Vec<[(u32, u64); 5]> = Vec::with_capacity(self.series.len());
         for series in &self.series {
             let ids = pk::ROLLUP_MASKS.map(|mask| {
                 let key = (series.project_id, series.dims(mask));
-                let next = targets.len() as u32;
-                let id = *target_ids.entry(key.clone()).or_insert(next);
-                if id == next {
-                    targets.push(key);
+                // Full series are distinct by construction; only the rollups repeat.
+                if let Some(&id) = target_ids.get(&key) {
+                    return (id, series.apdex_key(mask));
                 }
+                let id = targets.len() as u32;
+                target_ids.insert(key.clone(), id);
+                targets.push(key);
                 (id, series.apdex_key(mask))
             });
             series_targets.push(ids);
@@ -772,7 +774,19 @@ impl Writer<'_> {
         counters: &Counters,
         measurements: &[(u32, u32, u64)],
     ) {
-        self.key = keys::bucketed(t.res.duration_kind(), t.project_id, t.start_ms, t.dims);
+        // Same layout as `keys::bucketed`, built in a reused buffer (one write per aggregate).
+        let bucketed = |key: &mut Vec<u8>, kind: u8, dims: &[u8]| {
+            key.clear();
+            key.push(kind);
+            key.extend_from_slice(&t.project_id.to_be_bytes());
+            key.extend_from_slice(&t.start_ms.to_be_bytes());
+            key.extend_from_slice(dims);
+        };
+        bucketed(&mut self.key, t.res.duration_kind(), t.dims);
+        debug_assert_eq!(
+            self.key,
+            keys::bucketed(t.res.duration_kind(), t.project_id, t.start_ms, t.dims)
+        );
         hist::encode_sparse(buckets, &mut self.value);
         batch.merge_cf(hist_cf, &self.key, &self.value);
 
@@ -807,11 +821,10 @@ impl Writer<'_> {
             self.pairs.clear();
             self.pairs.extend(group.iter().map(|&(_, i, c)| (i, c)));
             let name = &self.names[group[0].0 as usize];
-            let mut rest = t.dims.to_vec();
-            pk::push_dim(&mut rest, name);
-            let key = keys::bucketed(t.res.measurement_kind(), t.project_id, t.start_ms, &rest);
+            bucketed(&mut self.key, t.res.measurement_kind(), t.dims);
+            pk::push_dim(&mut self.key, name);
             hist::encode_sparse(&self.pairs, &mut self.value);
-            batch.merge_cf(hist_cf, &key, &self.value);
+            batch.merge_cf(hist_cf, &self.key, &self.value);
         }
     }
 }
