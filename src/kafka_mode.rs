@@ -28,8 +28,13 @@ pub struct KafkaMode {
 
 impl KafkaMode {
     /// Creates the topics if missing, then starts the producer (`ingest` role) and the
-    /// consumer-group processor thread (`processor` role).
-    pub async fn start(config: &Config, store: &Store) -> anyhow::Result<KafkaMode> {
+    /// consumer-group processor thread with its alert delivery (`processor` role; alert
+    /// links point at `public_url`).
+    pub async fn start(
+        config: &Config,
+        store: &Store,
+        public_url: String,
+    ) -> anyhow::Result<KafkaMode> {
         let kafka = &config.kafka;
         kafka.validate()?;
         let ingest = config.has_role(Role::Ingest);
@@ -60,6 +65,8 @@ impl KafkaMode {
                 store.clone(),
                 processor::ProcessorConfig::default(),
             )?);
+            // Each processor node alerts on the projects whose partitions it owns.
+            crate::serve::start_alerting(config, store, &processor, public_url, &stop)?;
             Some(processor.spawn_kafka(kafka.clone(), Arc::clone(&stop))?)
         } else {
             None

@@ -59,7 +59,11 @@ impl App {
             return self.mcp.handle(req).await;
         }
         if path == "/api/0" || path.starts_with("/api/0/") {
-            if let Some(peers) = self.kafka.as_ref().and_then(|k| k.peers()) {
+            // Metadata is on every node when it is shared through Kafka: answer it here.
+            let local_metadata = self.store.shares_metadata()
+                && query::api::is_shared_metadata_request(req.method(), path);
+            let peers = self.kafka.as_ref().and_then(|k| k.peers());
+            if let Some(peers) = peers.filter(|_| !local_metadata) {
                 return peers
                     .handle(req)
                     .await
@@ -166,6 +170,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .with_context(|| format!("opening data directory {}", config.data.display()))?;
+    // Kafka mode: read the shared metadata (projects, keys, tokens, rules) before anything
+    // is served or bootstrapped, so a node never answers with a stale view of it.
+    let meta_follower = if config.kafka.enabled() {
+        Some(
+            storage::meta_topic::MetaFollower::start(&config.kafka, &store)
+                .await
+                .with_context(|| {
+                    format!(
+                        "following the metadata topic {} on {}",
+                        config.kafka.topics.meta, config.kafka.brokers
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
     let boot = store.bootstrap(config.default_key.as_deref(), config.admin_token.as_deref())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -190,7 +210,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     let kafka = if config.kafka.enabled() {
         Some(Arc::new(
-            crate::kafka_mode::KafkaMode::start(&config, &store).await?,
+            crate::kafka_mode::KafkaMode::start(&config, &store, config.public_url(local)).await?,
         ))
     } else {
         None
@@ -249,19 +269,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             store.clone(),
             processor::ProcessorConfig::default(),
         )?);
-        // Alerts: one bounded, retrying webhook queue for issue and metric alerts, so a slow
-        // or dead receiver never holds up processing.
-        let public_url = config.public_url(local);
-        let webhooks = processor::webhook::WebhookQueue::new(config.alerts.webhook_config()?);
-        webhooks.spawn(Arc::clone(&stop_processor))?;
-        processor.alerts().set_delivery(Arc::clone(&webhooks));
-        processor.alerts().set_base_url(&public_url);
-        processor::metric_alerts::spawn(
-            store.clone(),
-            Some(webhooks),
-            public_url,
-            Duration::from_secs(5),
-            Arc::clone(&stop_processor),
+        start_alerting(
+            &config,
+            &store,
+            &processor,
+            config.public_url(local),
+            &stop_processor,
         )?;
         Some(processor.spawn_embedded(Arc::clone(&log), Arc::clone(&stop_processor))?)
     } else {
@@ -285,6 +298,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await;
     }
     log.close();
+    if let Some(follower) = meta_follower {
+        let _ = tokio::task::spawn_blocking(move || follower.shutdown()).await;
+    }
     stop_processor.store(true, Ordering::Release);
     if let Some(thread) = processor_thread {
         // The processor commits whole batches; what it has not read yet stays in the log.
@@ -292,6 +308,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     app.store.flush()?;
     tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Alerts of a processor: one bounded, retrying webhook queue for issue and metric alerts,
+/// so a slow or dead receiver never holds up processing, and the metric-alert evaluator.
+pub(crate) fn start_alerting(
+    config: &Config,
+    store: &Store,
+    processor: &processor::Processor,
+    public_url: String,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let webhooks = processor::webhook::WebhookQueue::new(config.alerts.webhook_config()?);
+    webhooks.spawn(Arc::clone(stop))?;
+    processor.alerts().set_delivery(Arc::clone(&webhooks));
+    processor.alerts().set_base_url(&public_url);
+    processor::metric_alerts::spawn(
+        store.clone(),
+        Some(webhooks),
+        public_url,
+        Duration::from_secs(5),
+        Arc::clone(stop),
+    )?;
     Ok(())
 }
 

@@ -44,7 +44,7 @@ fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\npartitions = 2\ngroup_id = \"e2e-{run}\"\nsession_timeout_ms = 6000\n[kafka.topics]\nevents = \"e2e-ev-{run}\"\ntransactions = \"e2e-tx-{run}\"\n",
+            "[kafka]\nbrokers = \"{}\"\npartitions = 2\ngroup_id = \"e2e-{run}\"\nsession_timeout_ms = 6000\n[kafka.topics]\nevents = \"e2e-ev-{run}\"\ntransactions = \"e2e-tx-{run}\"\nmeta = \"e2e-meta-{run}\"\n",
             broker()
         ),
     )
@@ -67,6 +67,11 @@ fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&
 
 /// POSTs one envelope; returns the HTTP status (0 when the node does not answer yet).
 fn post_envelope(port: u16, event_id: &str, message: &str) -> u16 {
+    post_envelope_to(port, "1", KEY, event_id, message)
+}
+
+/// [`post_envelope`] to another project, with one of its DSN keys.
+fn post_envelope_to(port: u16, project: &str, key: &str, event_id: &str, message: &str) -> u16 {
     let body = format!(
         "{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\"}}\n{{\"event_id\":\"{event_id}\",\"platform\":\"python\",\"message\":\"{message}\",\"level\":\"error\"}}\n"
     );
@@ -75,7 +80,7 @@ fn post_envelope(port: u16, event_id: &str, message: &str) -> u16 {
     };
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let req = format!(
-        "POST /api/1/envelope/?sentry_key={KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-sentry-envelope\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/{project}/envelope/?sentry_key={key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-sentry-envelope\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
@@ -504,4 +509,218 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
             }
         }
     }
+}
+
+/// One API call with `token`; the status and the JSON body (`null` when there is none).
+fn api_call(
+    port: u16,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = common::http()
+        .request(method.clone(), format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    match req.send() {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            (status, resp.json().unwrap_or(serde_json::Value::Null))
+        }
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+/// Polls `probe` every 200 ms until it holds, for at most `secs`.
+fn eventually(secs: u64, what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !probe() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 7: projects, DSN keys, tokens and alert rules made on one node work on all of them
+/// (the compacted metadata topic), and a node that joins later has them before it answers.
+#[test]
+fn metadata_made_on_one_node_works_on_every_node() {
+    use reqwest::Method;
+    use serde_json::json;
+    let run = format!("meta-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let hooks =
+        processor::testing::WebhookReceiver::start(processor::testing::ReceiverMode::Ok).unwrap();
+    let (ingest_port, processor_port, query_port) = (free_port(), free_port(), free_port());
+    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let _processor = node(
+        "processor",
+        processor_port,
+        &dir.path().join("processor"),
+        &run,
+    );
+    let peer = format!("http://127.0.0.1:{processor_port}");
+    let _query = node_with(
+        "query",
+        query_port,
+        &dir.path().join("query"),
+        &run,
+        &["--peers", &peer],
+    );
+    for port in [ingest_port, processor_port, query_port] {
+        eventually(90, &format!("node on {port} answers"), || {
+            common::http()
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+    }
+    wait_accepting(ingest_port, "00000000000000000000000000000001");
+
+    // Everything is made on the query node, with the bootstrap admin token.
+    let (status, project) = api_call(
+        query_port,
+        Method::POST,
+        "/api/0/teams/default/default/projects/",
+        TOKEN,
+        Some(json!({"name": "Shop", "slug": "shop"})),
+    );
+    assert_eq!(status, 201, "{project}");
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    assert_ne!(
+        project_id, "1",
+        "a new project must not reuse the default's id"
+    );
+    let (status, key) = api_call(
+        query_port,
+        Method::POST,
+        "/api/0/projects/default/shop/keys/",
+        TOKEN,
+        Some(json!({"name": "shop key"})),
+    );
+    assert_eq!(status, 201, "{key}");
+    let public_key = key["public"].as_str().unwrap().to_owned();
+    let (status, token) = api_call(
+        query_port,
+        Method::POST,
+        "/api/0/api-tokens/",
+        TOKEN,
+        Some(
+            json!({"name": "reader", "scopes": ["org:read", "project:read", "event:read", "alerts:read"]}),
+        ),
+    );
+    assert_eq!(status, 201, "{token}");
+    let reader = token["token"].as_str().unwrap().to_owned();
+    let (status, rule) = api_call(
+        query_port,
+        Method::POST,
+        "/api/0/projects/default/shop/rules/",
+        TOKEN,
+        Some(json!({
+            "name": "new issue in shop",
+            "actionMatch": "all",
+            "frequency": 5,
+            "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+            "actions": [{"id": "osprey.actions.webhook", "url": hooks.url("/shop")}],
+        })),
+    );
+    assert_eq!(status, 201, "{rule}");
+
+    // The ingest node takes the new key; the processor node files the event under the new
+    // project and fires the rule made on the query node.
+    let event_id = "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ed";
+    eventually(30, "the ingest node accepts the new key", || {
+        post_envelope_to(
+            ingest_port,
+            &project_id,
+            &public_key,
+            event_id,
+            "checkout failed",
+        ) == 200
+    });
+    eventually(60, "the alert rule fires on the processor node", || {
+        !hooks.on("/shop").is_empty()
+    });
+    // The token made on the query node reads the new project's issue on the processor node.
+    let issues_path = "/api/0/projects/default/shop/issues/";
+    eventually(
+        30,
+        "the reader token sees the issue on the processor node",
+        || {
+            let (status, body) = api_call(processor_port, Method::GET, issues_path, &reader, None);
+            status == 200 && body.as_array().is_some_and(|a| a.len() == 1)
+        },
+    );
+    let (status, issues) = api_call(query_port, Method::GET, issues_path, &reader, None);
+    assert_eq!(status, 200, "{issues}");
+    assert_eq!(
+        issues[0]["project"]["id"].as_str(),
+        Some(project_id.as_str())
+    );
+    // One project named shop exists, on every node (the query node did not fan the
+    // creation out to its peers).
+    for port in [processor_port, query_port] {
+        let (_, projects) = api_call(
+            port,
+            Method::GET,
+            "/api/0/organizations/default/projects/",
+            &reader,
+            None,
+        );
+        let shops = projects
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["slug"] == "shop")
+            .count();
+        assert_eq!(shops, 1, "node {port}: {projects}");
+    }
+
+    // A node that joins now has all of it by the time it answers its first request.
+    let late_port = free_port();
+    let _late = node("processor", late_port, &dir.path().join("late"), &run);
+    let mut first = None;
+    eventually(90, "the late node answers", || {
+        let answer = api_call(
+            late_port,
+            Method::GET,
+            "/api/0/projects/default/shop/keys/",
+            &reader,
+            None,
+        );
+        let answered = answer.0 != 0;
+        first = Some(answer);
+        answered
+    });
+    let (status, keys) = first.unwrap();
+    assert_eq!(status, 200, "{keys}");
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["public"] == public_key.as_str()),
+        "{keys}"
+    );
+
+    // A delete made on the query node reaches the ingest node.
+    let (status, body) = api_call(
+        query_port,
+        Method::DELETE,
+        &format!("/api/0/projects/default/shop/keys/{public_key}/"),
+        TOKEN,
+        None,
+    );
+    assert!(status == 204 || status == 200, "{status} {body}");
+    eventually(30, "the ingest node refuses the deleted key", || {
+        let status = post_envelope_to(
+            ingest_port,
+            &project_id,
+            &public_key,
+            "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ee",
+            "after the delete",
+        );
+        status == 401 || status == 403
+    });
 }

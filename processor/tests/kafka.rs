@@ -182,6 +182,7 @@ fn two_processors_match_embedded_and_a_leaver_hands_over_without_recounting() {
         topics: KafkaTopics {
             events: format!("p-events-{run}"),
             transactions: format!("p-tx-{run}"),
+            meta: format!("p-meta-{run}"),
         },
         partitions: 4,
         group_id: format!("p-group-{run}"),

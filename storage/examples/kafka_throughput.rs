@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         topics: KafkaTopics {
             events: format!("bench-events-{run}"),
             transactions: format!("bench-tx-{run}"),
+            meta: format!("bench-meta-{run}"),
         },
         partitions: 4,
         group_id: format!("bench-{run}"),

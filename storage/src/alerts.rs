@@ -616,10 +616,7 @@ impl Store {
         let existing = self
             .alert_rule(rule_id)
             .ok_or_else(|| StorageError::NotFound(format!("alert rule {rule_id}")))?;
-        self.db().delete_cf(
-            &self.cf(cf::META),
-            keys::prefixed_id(keys::meta::ALERT_RULE, rule_id),
-        )?;
+        self.delete_meta(&keys::prefixed_id(keys::meta::ALERT_RULE, rule_id))?;
         self.alert_cache().remove(existing.project_id, rule_id);
         Ok(())
     }
@@ -1035,10 +1032,7 @@ impl Store {
                 "metric alert rule {rule_id}"
             )));
         }
-        self.db().delete_cf(
-            &self.cf(cf::META),
-            keys::prefixed_id(keys::meta::METRIC_ALERT_RULE, rule_id),
-        )?;
+        self.delete_meta(&keys::prefixed_id(keys::meta::METRIC_ALERT_RULE, rule_id))?;
         Ok(())
     }
 }

@@ -64,6 +64,8 @@ struct Inner {
     durability: Durability,
     meta: Meta,
     alerts: crate::alerts::RuleCache,
+    /// Kafka mode: metadata writes go through the shared topic first.
+    meta_publisher: std::sync::OnceLock<crate::meta_topic::MetaPublisher>,
     // Keeps a secondary instance's private directory alive as long as the store.
     _secondary_dir: Option<tempfile::TempDir>,
 }
@@ -259,6 +261,7 @@ impl Store {
                 durability,
                 meta,
                 alerts,
+                meta_publisher: std::sync::OnceLock::new(),
                 _secondary_dir: secondary_dir,
             }),
         })
@@ -291,6 +294,34 @@ impl Store {
     /// The in-memory copy of the alert rules.
     pub(crate) fn alert_cache(&self) -> &crate::alerts::RuleCache {
         &self.inner.alerts
+    }
+
+    /// Sends this store's metadata writes through the shared topic from now on.
+    pub(crate) fn attach_meta_publisher(
+        &self,
+        publisher: crate::meta_topic::MetaPublisher,
+    ) -> Result<()> {
+        self.inner
+            .meta_publisher
+            .set(publisher)
+            .map_err(|_| StorageError::Kafka("a metadata publisher is already attached".into()))
+    }
+
+    /// The shared-metadata publisher, in Kafka mode.
+    pub(crate) fn meta_publisher(&self) -> Option<&crate::meta_topic::MetaPublisher> {
+        self.inner.meta_publisher.get()
+    }
+
+    /// Whether metadata is shared with other nodes through Kafka.
+    pub fn shares_metadata(&self) -> bool {
+        self.inner.meta_publisher.get().is_some()
+    }
+
+    /// Re-reads the metadata and alert-rule caches from the column family (after it was
+    /// changed underneath them: a secondary catching up, the metadata topic applied).
+    pub(crate) fn reload_meta(&self) -> Result<()> {
+        self.inner.meta.reload(&self.inner.db)?;
+        self.inner.alerts.reload(&self.inner.db)
     }
 
     /// The data directory.
@@ -333,8 +364,7 @@ impl Store {
     pub fn catch_up(&self) -> Result<()> {
         if self.inner.mode == OpenMode::Secondary {
             self.inner.db.try_catch_up_with_primary()?;
-            self.inner.meta.reload(&self.inner.db)?;
-            self.inner.alerts.reload(&self.inner.db)?;
+            self.reload_meta()?;
         }
         Ok(())
     }

@@ -67,6 +67,8 @@ pub struct KafkaTopics {
     pub events: String,
     /// Transactions.
     pub transactions: String,
+    /// Shared metadata (projects, keys, tokens, alert rules): compacted, one partition.
+    pub meta: String,
 }
 
 impl Default for KafkaTopics {
@@ -74,6 +76,7 @@ impl Default for KafkaTopics {
         KafkaTopics {
             events: "ingest-events".into(),
             transactions: "ingest-transactions".into(),
+            meta: "osprey-meta".into(),
         }
     }
 }
@@ -140,7 +143,11 @@ impl KafkaConfig {
         if !self.enabled() {
             return bad("kafka.brokers is empty".into());
         }
-        for topic in [&self.topics.events, &self.topics.transactions] {
+        for topic in [
+            &self.topics.events,
+            &self.topics.transactions,
+            &self.topics.meta,
+        ] {
             let legal = !topic.is_empty()
                 && topic.len() <= 249
                 && topic
@@ -152,8 +159,11 @@ impl KafkaConfig {
                 ));
             }
         }
-        if self.topics.events == self.topics.transactions {
-            return bad("kafka.topics.events and kafka.topics.transactions must differ".into());
+        if self.topics.events == self.topics.transactions
+            || self.topics.meta == self.topics.events
+            || self.topics.meta == self.topics.transactions
+        {
+            return bad("kafka.topics.events, transactions and meta must all differ".into());
         }
         if self.partitions < 1 {
             return bad("kafka.partitions must be at least 1".into());
@@ -167,7 +177,7 @@ impl KafkaConfig {
         Ok(())
     }
 
-    fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in &self.properties {

@@ -22,6 +22,7 @@ pub mod kafka;
 pub mod keys;
 mod log;
 mod meta;
+pub mod meta_topic;
 pub mod records;
 pub mod releases;
 pub mod workflow;

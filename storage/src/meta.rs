@@ -361,6 +361,9 @@ impl Meta {
 
 impl Store {
     pub(crate) fn next_id(&self, sequence: &str) -> Result<u64> {
+        if let Some(publisher) = self.meta_publisher() {
+            return publisher.allocate_id(sequence);
+        }
         let key = keys::prefixed_str(keys::meta::SEQUENCE, sequence);
         let meta_cf = self.cf(cf::META);
         let current = self
@@ -373,17 +376,59 @@ impl Store {
         Ok(next)
     }
 
+    /// Stores a metadata record; in Kafka mode the shared topic takes it first.
     pub(crate) fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<()> {
         self.ensure_writable()?;
+        let value = serde_json::to_vec(value)?;
+        if let Some(publisher) = self.meta_publisher() {
+            if crate::meta_topic::is_replicated(key) {
+                publisher.publish(key, Some(&value))?;
+            }
+        }
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(true);
         self.db()
-            .put_cf_opt(&self.cf(cf::META), key, serde_json::to_vec(value)?, &opts)?;
+            .put_cf_opt(&self.cf(cf::META), key, value, &opts)?;
         Ok(())
+    }
+
+    /// Deletes a metadata record; in Kafka mode the shared topic takes the delete first.
+    pub(crate) fn delete_meta(&self, key: &[u8]) -> Result<()> {
+        self.ensure_writable()?;
+        if let Some(publisher) = self.meta_publisher() {
+            if crate::meta_topic::is_replicated(key) {
+                publisher.publish(key, None)?;
+            }
+        }
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        self.db().delete_cf_opt(&self.cf(cf::META), key, &opts)?;
+        Ok(())
+    }
+
+    /// An id for an object every node bootstraps the same way (the `default` organization
+    /// and project): 1 when metadata is shared, so that nodes starting at once write the
+    /// same record instead of two; the local sequence otherwise.
+    fn bootstrap_id(&self, sequence: &str) -> Result<u64> {
+        if self.shares_metadata() {
+            Ok(1)
+        } else {
+            self.next_id(sequence)
+        }
     }
 
     /// Creates an organization.
     pub fn create_organization(&self, slug: &str, name: &str) -> Result<Arc<Organization>> {
+        let id = self.next_id("org")?;
+        self.create_organization_with_id(id, slug, name)
+    }
+
+    fn create_organization_with_id(
+        &self,
+        id: u64,
+        slug: &str,
+        name: &str,
+    ) -> Result<Arc<Organization>> {
         self.ensure_writable()?;
         if self.meta().organization_by_slug(slug).is_some() {
             return Err(StorageError::Conflict(format!(
@@ -391,7 +436,7 @@ impl Store {
             )));
         }
         let org = Organization {
-            id: self.next_id("org")?,
+            id,
             slug: slug.to_owned(),
             name: name.to_owned(),
             created_ms: now_ms(),
@@ -414,6 +459,18 @@ impl Store {
         name: &str,
         platform: &str,
     ) -> Result<Arc<Project>> {
+        let id = self.next_id("project")?;
+        self.create_project_with_id(id, org_id, slug, name, platform)
+    }
+
+    fn create_project_with_id(
+        &self,
+        id: u64,
+        org_id: u64,
+        slug: &str,
+        name: &str,
+        platform: &str,
+    ) -> Result<Arc<Project>> {
         self.ensure_writable()?;
         if self.meta().organization(org_id).is_none() {
             return Err(StorageError::NotFound(format!("organization {org_id}")));
@@ -422,7 +479,7 @@ impl Store {
             return Err(StorageError::Conflict(format!("project {slug} exists")));
         }
         let project = Project {
-            id: self.next_id("project")?,
+            id,
             org_id,
             slug: slug.to_owned(),
             name: name.to_owned(),
@@ -490,11 +547,7 @@ impl Store {
 
     /// Deletes a key (rotation: create the new one first).
     pub fn delete_key(&self, public_key: &str) -> Result<()> {
-        self.ensure_writable()?;
-        self.db().delete_cf(
-            &self.cf(cf::META),
-            keys::prefixed_str(keys::meta::KEY, public_key),
-        )?;
+        self.delete_meta(&keys::prefixed_str(keys::meta::KEY, public_key))?;
         self.meta().maps.write().keys.remove(public_key);
         Ok(())
     }
@@ -543,10 +596,7 @@ impl Store {
             .into_iter()
             .find(|t| t.id == token_id)
             .ok_or_else(|| StorageError::NotFound(format!("token {token_id}")))?;
-        self.db().delete_cf(
-            &self.cf(cf::META),
-            keys::prefixed_str(keys::meta::TOKEN, &found.hash),
-        )?;
+        self.delete_meta(&keys::prefixed_str(keys::meta::TOKEN, &found.hash))?;
         self.meta().maps.write().tokens.remove(&found.hash);
         Ok(())
     }
@@ -561,11 +611,17 @@ impl Store {
     ) -> Result<Bootstrap> {
         let org = match self.meta().organization_by_slug("default") {
             Some(o) => o,
-            None => self.create_organization("default", "Default")?,
+            None => {
+                let id = self.bootstrap_id("org")?;
+                self.create_organization_with_id(id, "default", "Default")?
+            }
         };
         let project = match self.meta().project_by_slug(org.id, "default") {
             Some(p) => p,
-            None => self.create_project(org.id, "default", "Default", "")?,
+            None => {
+                let id = self.bootstrap_id("project")?;
+                self.create_project_with_id(id, org.id, "default", "Default", "")?
+            }
         };
         let dsn_public_key = match default_key {
             Some(k) => match self.meta().key(k) {

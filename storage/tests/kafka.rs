@@ -36,6 +36,7 @@ fn config(tag: &str) -> KafkaConfig {
         topics: KafkaTopics {
             events: format!("t-{tag}-events-{run}"),
             transactions: format!("t-{tag}-tx-{run}"),
+            meta: format!("t-{tag}-meta-{run}"),
         },
         partitions: 3,
         group_id: format!("g-{tag}-{run}"),
@@ -657,4 +658,111 @@ async fn broker_restart_under_load_refuses_then_resumes_and_loses_nothing_acknow
         "{} acknowledged records are not on the topics",
         missing.len()
     );
+}
+
+/// Polls `probe` every 50 ms for at most 30 s.
+fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The compacted metadata topic: what one node writes, every node has; a node that starts
+/// later has it before `start` returns; ids never collide across nodes; deletes made while
+/// a node was down are applied when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_topic_shares_writes_deletes_and_ids_across_nodes() {
+    use storage::meta_topic::MetaFollower;
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const TOKEN: &str = "meta-test-admin-token-0123456789";
+    let config = config("meta");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let a = Store::open(dir_a.path(), &StoreOptions::default()).unwrap();
+    let follower_a = MetaFollower::start(&config, &a).await.unwrap();
+    assert!(a.shares_metadata());
+    a.bootstrap(Some(KEY), Some(TOKEN)).unwrap();
+    let shop = a.create_project(1, "shop", "Shop", "python").unwrap();
+    assert!(shop.id >= storage::meta_topic::FIRST_REPLICATED_ID);
+
+    // B joins later: everything A made is there when start returns, no waiting.
+    let b = Store::open(dir_b.path(), &StoreOptions::default()).unwrap();
+    let follower_b = MetaFollower::start(&config, &b).await.unwrap();
+    assert_eq!(b.meta().key(KEY).map(|k| k.project_id), Some(1));
+    assert!(b.meta().token(TOKEN).is_some());
+    assert_eq!(
+        b.meta().project(shop.id).map(|p| p.slug.clone()),
+        Some("shop".into())
+    );
+    // Bootstrapping B as well does not make a second default organization or project.
+    b.bootstrap(Some(KEY), Some(TOKEN)).unwrap();
+    assert_eq!(b.meta().organizations().len(), 1);
+
+    // Both nodes create projects at once: no id is handed out twice.
+    let (a2, b2) = (a.clone(), b.clone());
+    let make = |store: Store, node: &'static str| {
+        std::thread::spawn(move || {
+            (0..10)
+                .map(|i| {
+                    store
+                        .create_project(1, &format!("{node}-{i}"), node, "")
+                        .unwrap()
+                        .id
+                })
+                .collect::<Vec<u64>>()
+        })
+    };
+    let (from_a, from_b) = (make(a2, "a"), make(b2, "b"));
+    let mut ids: Vec<u64> = from_a.join().unwrap();
+    ids.extend(from_b.join().unwrap());
+    ids.push(shop.id);
+    ids.push(1);
+    let distinct: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "ids collided: {ids:?}");
+    for store in [&a, &b] {
+        eventually("every project on both nodes", || {
+            let mut have: Vec<u64> = store
+                .meta()
+                .projects_of_org(1)
+                .iter()
+                .map(|p| p.id)
+                .collect();
+            have.sort_unstable();
+            let mut want = ids.clone();
+            want.sort_unstable();
+            have == want
+        });
+    }
+
+    // A key and an alert rule made on B work on A; deleting on A removes them on B.
+    let key_b = b.create_key(shop.id, "from b", None).unwrap();
+    eventually("B's key on A", || a.meta().key(&key_b.public_key).is_some());
+    a.delete_key(&key_b.public_key).unwrap();
+    eventually("A's delete on B", || {
+        b.meta().key(&key_b.public_key).is_none()
+    });
+
+    // A goes down; B deletes a key and changes a project; A comes back with both applied
+    // by the time start returns.
+    let key_c = b
+        .create_key(shop.id, "deleted while A is down", None)
+        .unwrap();
+    eventually("B's second key on A", || {
+        a.meta().key(&key_c.public_key).is_some()
+    });
+    follower_a.shutdown();
+    drop(follower_a);
+    drop(a);
+    let mut renamed = (*b.meta().project(shop.id).unwrap()).clone();
+    renamed.name = "Shop (renamed)".into();
+    b.put_project(renamed).unwrap();
+    b.delete_key(&key_c.public_key).unwrap();
+    let a = Store::open(dir_a.path(), &StoreOptions::default()).unwrap();
+    let _follower_a = MetaFollower::start(&config, &a).await.unwrap();
+    assert!(a.meta().key(&key_c.public_key).is_none());
+    assert_eq!(a.meta().project(shop.id).unwrap().name, "Shop (renamed)");
+    assert!(a.meta().key(KEY).is_some());
+    drop(follower_b);
 }

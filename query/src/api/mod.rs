@@ -81,6 +81,9 @@ pub enum ApiError {
     /// The body is over [`ApiConfig::max_body_bytes`].
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A dependency is down for now (Kafka did not take a metadata write): retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage failed underneath.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,6 +120,9 @@ impl From<StorageError> for ApiError {
             StorageError::ReadOnly => {
                 ApiError::BadRequest("this server's data directory is read-only".into())
             }
+            StorageError::Backpressure { retry_after_secs } => ApiError::Unavailable(format!(
+                "the shared metadata log is not reachable; retry in {retry_after_secs} s"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -523,6 +530,24 @@ impl ApiService {
     }
 }
 
+/// Whether a request only reads or writes shared metadata (projects, DSN keys, tokens,
+/// alert rules). With metadata shared through Kafka every node holds all of it, so a query
+/// node answers these itself: fanned out, one project creation would run on every peer.
+/// Alert history and everything built from events stay fanned out.
+pub fn is_shared_metadata_request(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/0/") else {
+        return false;
+    };
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let write = method != Method::GET && method != Method::HEAD;
+    match segs.as_slice() {
+        ["projects", _, _, "keys", ..] | ["api-tokens", ..] => true,
+        ["projects", _, _, "rules", ..] | ["organizations", _, "alert-rules", ..] => true,
+        ["teams", _, _, "projects"] | ["projects", _, _] => write,
+        _ => false,
+    }
+}
+
 /// Path segments (after `/api/0/`) → handler.
 fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
     let get_only = |f: &dyn Fn() -> ApiResult| {
@@ -623,3 +648,45 @@ pub(crate) fn body_str<'a>(body: &'a Value, key: &str) -> ApiResult<Option<&'a s
 mod events_tests;
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod routing_tests {
+    use super::*;
+
+    #[test]
+    fn metadata_requests_are_told_apart_from_event_data() {
+        let local = |m: Method, p: &str| is_shared_metadata_request(&m, p);
+        assert!(local(
+            Method::POST,
+            "/api/0/teams/default/default/projects/"
+        ));
+        assert!(local(Method::PUT, "/api/0/projects/default/web/"));
+        assert!(local(Method::GET, "/api/0/projects/default/web/keys/"));
+        assert!(local(
+            Method::DELETE,
+            "/api/0/projects/default/web/keys/abc/"
+        ));
+        assert!(local(Method::POST, "/api/0/api-tokens/"));
+        assert!(local(Method::GET, "/api/0/projects/default/web/rules/7/"));
+        assert!(local(
+            Method::POST,
+            "/api/0/organizations/default/alert-rules/"
+        ));
+        // Reads of projects carry event-derived fields; history and issues are per node.
+        assert!(!local(Method::GET, "/api/0/projects/default/web/"));
+        assert!(!local(
+            Method::GET,
+            "/api/0/projects/default/web/alert-history/"
+        ));
+        assert!(!local(Method::GET, "/api/0/organizations/default/issues/"));
+        assert!(!local(
+            Method::PUT,
+            "/api/0/organizations/default/issues/1/"
+        ));
+        assert!(!local(
+            Method::POST,
+            "/api/0/organizations/default/releases/"
+        ));
+        assert!(!local(Method::GET, "/api/1/envelope/"));
+    }
+}
