@@ -384,6 +384,7 @@ fn run_cycles(cycles: usize, durability: &str, loadgen: bool) {
             ascending: false,
             limit: 0,
             interval_ms: None,
+            histograms: false,
         })
         .expect("perf query");
     assert_eq!(

@@ -114,8 +114,9 @@ impl Peers {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| parts.uri.path().to_owned());
+        let forwarded = forwarded_path(&parts.method, parts.uri.path(), &path_and_query);
         let answers = self
-            .ask_all(&parts.method, &path_and_query, &parts.headers, body)
+            .ask_all(&parts.method, &forwarded, &parts.headers, body)
             .await;
         let query = parts.uri.query().unwrap_or("");
         let (status, value, missing) = merge(&parts.method, parts.uri.path(), query, answers);
@@ -164,6 +165,26 @@ impl Peers {
         // Peer order, so that "the first node that has it" is stable.
         answers.sort_by_key(|(i, _)| *i);
         answers.into_iter().map(|(_, a)| a).collect()
+    }
+}
+
+/// What a peer is asked: the caller's request, except that performance reports ask for
+/// every row with its histogram so that the merge is exact (see [`merge_performance`]).
+fn forwarded_path(method: &Method, path: &str, path_and_query: &str) -> String {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let performance = matches!(
+        segs.as_slice(),
+        ["api", "0", "projects", _, _, "performance"]
+    );
+    if method == Method::GET && performance {
+        let sep = if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{path_and_query}{sep}ospreyHistograms=1")
+    } else {
+        path_and_query.to_owned()
     }
 }
 
@@ -268,12 +289,13 @@ pub fn merge(
     (StatusCode::OK, value, missing)
 }
 
-/// Performance reports ([`crate::perf::PerfReport`]) of several nodes. When one node holds
-/// every transaction of the answer (the normal case: a project's records stay on one
-/// partition) its report is the answer, exactly. Otherwise counts, statuses, apdex counters
-/// and sums add — count, tpm, avg, apdex, failure rate and error events stay exact, max takes
-/// the largest — while percentiles and user counts become count-weighted means and sums, named
-/// in `ospreyApproximate`.
+/// Performance reports ([`crate::perf::PerfReport`]) of several nodes. Peers are asked for
+/// every row with its duration histogram ([`forwarded_path`]), so rows split over nodes (a
+/// partition that moved) merge exactly: counts, statuses, apdex counters and sums add, and
+/// the percentiles and max come from the summed histogram. Only the user counts of a split
+/// row are approximate (sketch estimates added), named in `ospreyApproximate`; a peer that
+/// sent no histograms (an older node) makes the percentiles count-weighted means, named there
+/// too. The caller's sort and limit apply after the merge.
 fn merge_performance(
     answers: Vec<Value>,
     sort: Option<&str>,
@@ -285,14 +307,14 @@ fn merge_performance(
         .into_iter()
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
-    let with_data = reports.iter().filter(|r| r.total.count > 0).count();
-    if with_data <= 1 {
-        let pick = reports.iter().position(|r| r.total.count > 0).unwrap_or(0);
-        return match reports.into_iter().nth(pick) {
-            Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            None => json!({"detail": "no node gave a performance report"}),
-        };
+    if reports.is_empty() {
+        return json!({"detail": "no node gave a performance report"});
     }
+    // Nodes without any of the transactions add nothing.
+    if reports.iter().any(|r| r.total.count > 0) {
+        reports.retain(|r| r.total.count > 0);
+    }
+    let split = reports.len() > 1;
     let mut merged = reports.swap_remove(0);
     let mut omitted = merged.groups_omitted;
     for other in reports {
@@ -315,6 +337,10 @@ fn merge_performance(
             }
         }
     }
+    let exact_percentiles = std::iter::once(&merged.total)
+        .chain(merged.groups.iter().map(|g| &g.stats))
+        .chain(merged.series.iter().map(|p| &p.stats))
+        .all(|s| s.count == 0 || s.histogram.is_some());
     let sort: SortBy = sort.and_then(|s| s.parse().ok()).unwrap_or_default();
     crate::perf::sort_groups(&mut merged.groups, sort, matches!(asc, Some("1" | "true")));
     let limit = limit.unwrap_or(20).max(1);
@@ -322,16 +348,25 @@ fn merge_performance(
     merged.groups.truncate(limit);
     merged.groups_omitted = omitted;
     merged.series.sort_by_key(|p| p.start_ms);
+    // The histograms were for merging; the caller gets the report it asked for.
+    merged.total.histogram = None;
+    for group in &mut merged.groups {
+        group.stats.histogram = None;
+    }
+    for point in &mut merged.series {
+        point.stats.histogram = None;
+    }
     let mut value = serde_json::to_value(merged).unwrap_or(Value::Null);
-    value["ospreyApproximate"] = json!([
-        "p50_ms",
-        "p75_ms",
-        "p95_ms",
-        "p99_ms",
-        "unique_users",
-        "miserable_users",
-        "user_misery"
-    ]);
+    let mut approximate: Vec<&str> = Vec::new();
+    if split && !exact_percentiles {
+        approximate.extend(["p50_ms", "p75_ms", "p95_ms", "p99_ms", "max_ms"]);
+    }
+    if split {
+        approximate.extend(["unique_users", "miserable_users", "user_misery"]);
+    }
+    if !approximate.is_empty() {
+        value["ospreyApproximate"] = json!(approximate);
+    }
     value
 }
 
@@ -354,7 +389,7 @@ fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate
     let (satisfied, tolerated) = (a.satisfied + b.satisfied, a.tolerated + b.tolerated);
     let unique_users = add(a.unique_users, b.unique_users);
     let miserable_users = add(a.miserable_users, b.miserable_users);
-    crate::perf::PerfStats {
+    let mut merged = crate::perf::PerfStats {
         count: n,
         tpm: a.tpm + b.tpm,
         tps: a.tps + b.tps,
@@ -389,7 +424,12 @@ fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate
         user_misery: unique_users
             .zip(miserable_users)
             .map(|(u, m)| crate::perf::users::user_misery(m, u)),
+        histogram: None,
+    };
+    if let (Some(ha), Some(hb)) = (&a.histogram, &b.histogram) {
+        merged.set_histogram(crate::perf::add_sparse(ha, hb));
     }
+    merged
 }
 
 /// Union of lists by `id` (first node wins); else the first node's object.
@@ -782,6 +822,95 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("p95_ms")));
+    }
+
+    #[test]
+    fn split_performance_rows_merge_their_histograms_exactly() {
+        use storage::hist;
+        // Node a processed 100 transactions of 1..=100 ms, node b 200 of 101..=300 ms.
+        let sparse = |ms: std::ops::RangeInclusive<u64>| {
+            let mut pairs: Vec<(u32, u64)> = Vec::new();
+            for v in ms {
+                let i = hist::index_of(v * 1000);
+                match pairs.last_mut() {
+                    Some((last, c)) if *last == i => *c += 1,
+                    _ => pairs.push((i, 1)),
+                }
+            }
+            pairs
+        };
+        let node = |count: u64, ms: std::ops::RangeInclusive<u64>| {
+            let mut stats = crate::perf::PerfStats {
+                count,
+                ..Default::default()
+            };
+            stats.set_histogram(sparse(ms));
+            let mut report = crate::perf::PerfReport {
+                project_id: 1,
+                start_ms: 0,
+                end_ms: 3_600_000,
+                total: stats.clone(),
+                groups: vec![crate::perf::PerfGroup {
+                    key: "/checkout".into(),
+                    stats,
+                }],
+                groups_omitted: 0,
+                series: Vec::new(),
+            };
+            report.groups[0].stats.count = count;
+            serde_json::to_value(report).unwrap()
+        };
+        let (_, v, _) = merge(
+            &Method::GET,
+            "/api/0/projects/o/p/performance/",
+            "by=transaction",
+            vec![ok("a", node(100, 1..=100)), ok("b", node(200, 101..=300))],
+        );
+        // Nearest rank over all 300: p95 is the 285th value (285 ms), p50 the 150th, max 300,
+        // each reported as the top of its histogram bucket.
+        let top = |ms: u64| hist::highest_equivalent(hist::index_of(ms * 1000)) as f64 / 1000.0;
+        for row in [&v["total"], &v["groups"][0]["stats"]] {
+            assert_eq!(row["count"], 300);
+            assert_eq!(row["p95_ms"], top(285), "{row}");
+            assert_eq!(row["p50_ms"], top(150), "{row}");
+            assert_eq!(row["max_ms"], top(300), "{row}");
+            assert!(
+                row.get("ospreyHistogram").is_none(),
+                "histograms are not passed on"
+            );
+        }
+        let approximate = v["ospreyApproximate"].as_array().unwrap();
+        assert!(!approximate.contains(&json!("p95_ms")), "{approximate:?}");
+        // The count-weighted mean of the two nodes' p95s (95 and 290 ms) would say 225 ms.
+        assert!(v["total"]["p95_ms"].as_f64().unwrap() > 280.0);
+    }
+
+    #[test]
+    fn performance_requests_ask_peers_for_histograms() {
+        assert_eq!(
+            forwarded_path(
+                &Method::GET,
+                "/api/0/projects/o/p/performance/",
+                "/api/0/projects/o/p/performance/?by=transaction"
+            ),
+            "/api/0/projects/o/p/performance/?by=transaction&ospreyHistograms=1"
+        );
+        assert_eq!(
+            forwarded_path(
+                &Method::GET,
+                "/api/0/projects/o/p/performance/",
+                "/api/0/projects/o/p/performance/"
+            ),
+            "/api/0/projects/o/p/performance/?ospreyHistograms=1"
+        );
+        assert_eq!(
+            forwarded_path(
+                &Method::GET,
+                "/api/0/organizations/o/issues/",
+                "/api/0/organizations/o/issues/?limit=5"
+            ),
+            "/api/0/organizations/o/issues/?limit=5"
+        );
     }
 
     #[test]

@@ -274,6 +274,9 @@ pub struct PerfQuery {
     pub limit: usize,
     /// Time-series interval in ms (a whole number of minutes), if a series is wanted.
     pub interval_ms: Option<u64>,
+    /// Include each row's duration histogram (for a query node that merges several nodes'
+    /// reports exactly, see `peers.rs`).
+    pub histograms: bool,
 }
 
 /// The numbers for one set of transactions.
@@ -329,6 +332,97 @@ pub struct PerfStats {
     /// Sentry's user misery: (miserable + α) / (unique + α + β), α = 5.8875, β = 111.8625.
     #[serde(default)]
     pub user_misery: Option<f64>,
+    /// The duration histogram as sparse `(bucket index, count)` pairs (`storage::hist`
+    /// buckets), only when the query asked for it: a query node adds the histograms of
+    /// several nodes and takes exact percentiles from the sum.
+    #[serde(
+        default,
+        rename = "ospreyHistogram",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub histogram: Option<Vec<(u32, u64)>>,
+}
+
+impl PerfStats {
+    /// Replaces the percentiles and max with the exact ones of `histogram` (sparse pairs in
+    /// bucket order), which becomes this row's histogram.
+    pub fn set_histogram(&mut self, histogram: Vec<(u32, u64)>) {
+        let quantiles = nearest_rank(histogram.iter().copied(), &[0.5, 0.75, 0.95, 0.99]);
+        self.p50_ms = quantiles[0];
+        self.p75_ms = quantiles[1];
+        self.p95_ms = quantiles[2];
+        self.p99_ms = quantiles[3];
+        self.max_ms = histogram
+            .last()
+            .map(|&(i, _)| hist::highest_equivalent(i) as f64 / 1000.0);
+        self.histogram = Some(histogram);
+    }
+}
+
+/// Adds two sparse histograms (each in bucket order); the sum is in bucket order.
+pub fn add_sparse(a: &[(u32, u64)], b: &[(u32, u64)]) -> Vec<(u32, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(&(x, cx)), Some(&(y, cy))) if x == y => {
+                out.push((x, cx + cy));
+                i += 1;
+                j += 1;
+            }
+            (Some(&(x, cx)), Some(&(y, _))) if x < y => {
+                out.push((x, cx));
+                i += 1;
+            }
+            (Some(_), Some(&(y, cy))) => {
+                out.push((y, cy));
+                j += 1;
+            }
+            (Some(&pair), None) => {
+                out.push(pair);
+                i += 1;
+            }
+            (None, Some(&pair)) => {
+                out.push(pair);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Nearest-rank percentiles over `(bucket index, count)` pairs in bucket order: the value at
+/// rank ⌈q·n⌉, reported as the highest value of its histogram bucket.
+pub fn nearest_rank(
+    buckets: impl Iterator<Item = (u32, u64)> + Clone,
+    qs: &[f64],
+) -> Vec<Option<f64>> {
+    let n: u64 = buckets.clone().map(|(_, c)| c).sum();
+    let mut out = vec![None; qs.len()];
+    if n == 0 {
+        return out;
+    }
+    let ranks: Vec<u64> = qs
+        .iter()
+        .map(|q| ((q * n as f64).ceil() as u64).clamp(1, n))
+        .collect();
+    let mut seen = 0u64;
+    let mut next = 0;
+    for (i, c) in buckets {
+        if c == 0 {
+            continue;
+        }
+        seen += c;
+        while next < ranks.len() && ranks[next] <= seen {
+            out[next] = Some(hist::highest_equivalent(i) as f64 / 1000.0);
+            next += 1;
+        }
+        if next == ranks.len() {
+            break;
+        }
+    }
+    out
 }
 
 /// One group of a breakdown.
@@ -492,37 +586,31 @@ impl Acc {
             unique_users: None,
             miserable_users: None,
             user_misery: None,
+            histogram: None,
         }
     }
 
-    /// Nearest-rank percentiles: the value at rank ⌈q·n⌉, reported as the highest value of
-    /// its histogram bucket.
+    /// Nearest-rank percentiles of the histogram.
     fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        let n = self.hist_count;
-        let mut out = vec![None; qs.len()];
-        if n == 0 {
-            return out;
-        }
-        let ranks: Vec<u64> = qs
+        nearest_rank(self.sparse(), qs)
+    }
+
+    /// The histogram's non-empty buckets, in order.
+    fn sparse(&self) -> impl Iterator<Item = (u32, u64)> + Clone + '_ {
+        self.hist
             .iter()
-            .map(|q| ((q * n as f64).ceil() as u64).clamp(1, n))
-            .collect();
-        let mut seen = 0u64;
-        let mut next = 0;
-        for (i, &c) in self.hist.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            seen += c;
-            while next < ranks.len() && ranks[next] <= seen {
-                out[next] = Some(hist::highest_equivalent(i as u32) as f64 / 1000.0);
-                next += 1;
-            }
-            if next == ranks.len() {
-                break;
-            }
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(i, &c)| (i as u32, c))
+    }
+
+    /// [`Acc::stats`] with the histogram attached when `with_histogram`.
+    fn stats_with(&self, minutes: f64, errors_known: bool, with_histogram: bool) -> PerfStats {
+        let mut stats = self.stats(minutes, errors_known);
+        if with_histogram {
+            stats.histogram = Some(self.sparse().collect());
         }
-        out
+        stats
     }
 }
 
@@ -642,16 +730,18 @@ impl QueryService {
                 errors_filterable,
             )?
             .total
-            .stats(minutes, errors_filterable)
+            .stats_with(minutes, errors_filterable, query.histograms)
         } else {
-            collector.total.stats(minutes, errors_filterable)
+            collector
+                .total
+                .stats_with(minutes, errors_filterable, query.histograms)
         };
         let mut groups: Vec<PerfGroup> = collector
             .groups
             .iter()
             .map(|(key, acc)| PerfGroup {
                 key: String::from_utf8_lossy(key).into_owned(),
-                stats: acc.stats(minutes, group_errors),
+                stats: acc.stats_with(minutes, group_errors, query.histograms),
             })
             .filter(|g| g.stats.count > 0)
             .collect();
@@ -698,9 +788,11 @@ impl QueryService {
                 )?;
                 series.push(PerfPoint {
                     start_ms: at,
-                    stats: c
-                        .total
-                        .stats(((until - at) / MINUTE) as f64, errors_filterable),
+                    stats: c.total.stats_with(
+                        ((until - at) / MINUTE) as f64,
+                        errors_filterable,
+                        query.histograms,
+                    ),
                 });
                 at = until;
             }

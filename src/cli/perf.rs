@@ -187,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ascending: args.asc,
         limit: args.limit,
         interval_ms,
+        histograms: false,
     };
     let report = QueryService::new(store).perf(&query)?;
     if args.json {

@@ -40,7 +40,16 @@ fn perf_query(ctx: &Ctx<'_>, project_id: u64) -> ApiResult<PerfQuery> {
         },
         None => 20,
     };
+    // A query node merging several nodes' reports asks for every row with its histogram
+    // (`peers.rs`) and applies the caller's limit after merging.
+    let for_merge = param("ospreyHistograms") == Some("1");
+    let limit = if for_merge {
+        crate::perf::MAX_GROUPS
+    } else {
+        limit
+    };
     Ok(PerfQuery {
+        histograms: for_merge,
         project_id,
         range: TimeRange::parse(param("statsPeriod"), param("start"), param("end"))?,
         environment: ctx.req.param("environment").map(str::to_owned),
