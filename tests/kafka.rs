@@ -678,6 +678,24 @@ fn metadata_made_on_one_node_works_on_every_node() {
         assert_eq!(shops, 1, "node {port}: {projects}");
     }
 
+    // The query node's MCP endpoint says it cannot answer rather than answering empty.
+    let mcp = common::http()
+        .post(format!("http://127.0.0.1:{query_port}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(mcp.status().as_u16(), 501);
+    let detail: serde_json::Value = mcp.json().unwrap();
+    assert!(
+        detail["detail"]
+            .as_str()
+            .unwrap()
+            .contains("processor node"),
+        "{detail}"
+    );
+
     // A node that joins now has all of it by the time it answers its first request.
     let late_port = free_port();
     let _late = node("processor", late_port, &dir.path().join("late"), &run);
