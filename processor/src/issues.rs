@@ -30,8 +30,32 @@ pub struct IssueFacts {
     pub release: Option<String>,
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
+/// `Value::pointer` without its cost: serde_json's version allocates two strings per path
+/// token (for `~0`/`~1` unescaping), and this runs dozens of times per event. Paths with
+/// escapes go to serde_json.
+pub(crate) fn pointer<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.contains('~') || !pointer.starts_with('/') {
+        return v.pointer(pointer);
+    }
+    pointer[1..].split('/').try_fold(v, |target, token| match target {
+        Value::Object(map) => map.get(token),
+        Value::Array(list) => {
+            // serde_json's index rule: digits only, no leading zero (except "0").
+            let index_ok = !token.is_empty()
+                && token.bytes().all(|b| b.is_ascii_digit())
+                && (token == "0" || !token.starts_with('0'));
+            if index_ok {
+                token.parse::<usize>().ok().and_then(|i| list.get(i))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    })
+}
+
+fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    pointer(v, path)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -48,8 +72,7 @@ pub fn truncatechars(s: &str, max: usize) -> String {
 
 /// The exception the issue is about: the last one (the one raised).
 fn main_exception(event: &Value) -> Option<&Value> {
-    event
-        .pointer("/exception/values")
+    pointer(event, "/exception/values")
         .and_then(Value::as_array)?
         .last()
 }
@@ -86,7 +109,7 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
                     exc.get("value").and_then(Value::as_str).unwrap_or(""),
                     1024,
                 )),
-                unhandled: exc.pointer("/mechanism/handled").and_then(Value::as_bool)
+                unhandled: pointer(exc, "/mechanism/handled").and_then(Value::as_bool)
                     == Some(false),
                 ..Default::default()
             };
@@ -147,12 +170,12 @@ pub fn culprit(event: &Value, platform: &str) -> String {
     if let Some(c) = str_at(event, "/culprit").or_else(|| str_at(event, "/transaction")) {
         return truncatechars(c, MAX_CULPRIT);
     }
-    let exceptions = event.pointer("/exception/values").and_then(Value::as_array);
+    let exceptions = pointer(event, "/exception/values").and_then(Value::as_array);
     let stacktrace = match exceptions.filter(|e| !e.is_empty()) {
         Some(excs) => {
             let synthetic = excs
                 .last()
-                .and_then(|e| e.pointer("/mechanism/synthetic"))
+                .and_then(|e| pointer(e, "/mechanism/synthetic"))
                 .and_then(Value::as_bool)
                 == Some(true);
             if synthetic {
@@ -273,12 +296,12 @@ pub fn add_derived_tags(event: &mut Value) {
     );
     push("user", user_tag(event));
     if let Some(exc) = main_exception(event) {
-        if let Some(h) = exc.pointer("/mechanism/handled").and_then(Value::as_bool) {
+        if let Some(h) = pointer(exc, "/mechanism/handled").and_then(Value::as_bool) {
             push("handled", Some(if h { "yes" } else { "no" }.into()));
         }
         push(
             "mechanism",
-            exc.pointer("/mechanism/type")
+            pointer(exc, "/mechanism/type")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         );

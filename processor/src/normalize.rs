@@ -769,7 +769,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     // A lone exception without a stack takes the deprecated top-level stacktrace.
     let top = ev.remove("stacktrace");
     if out.len() == 1 {
-        if let (Some(st), Some(exc)) = (top.clone(), out[0].as_object_mut()) {
+        if let (Some(st), Some(exc)) = (top, out[0].as_object_mut()) {
             if !exc.contains_key("stacktrace") {
                 exc.insert("stacktrace".into(), st);
                 normalize_stacktrace_in(exc, "stacktrace");
@@ -792,12 +792,20 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
             normalize_stacktrace_in(t, "stacktrace");
         }
         if !list.is_empty() {
-            ev.insert("threads".into(), serde_json::json!({"values": list}));
+            ev.insert("threads".into(), values_object(list));
         }
     }
     if !out.is_empty() {
-        ev.insert("exception".into(), serde_json::json!({"values": out}));
+        ev.insert("exception".into(), values_object(out));
     }
+}
+
+/// `{"values": list}`, moving the list in. (`json!({"values": list})` would serialize the
+/// list into a fresh `Value`: a deep copy of every exception and frame.)
+fn values_object(list: Vec<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("values".into(), Value::Array(list));
+    Value::Object(m)
 }
 
 /// `Type: value` → (`Type`, `value`), Relay's `^(\w+):(.*)$` with trimming.
@@ -1009,7 +1017,10 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         if let Some(Value::Object(h)) = r.remove("headers") {
             let pairs: Vec<Value> = h
                 .into_iter()
-                .filter_map(|(k, v)| Some(serde_json::json!([k, lenient_string(&v)?])))
+                .filter_map(|(k, v)| {
+                    let v = lenient_string(&v)?;
+                    Some(Value::Array(vec![Value::String(k), Value::String(v)]))
+                })
                 .collect();
             r.insert("headers".into(), Value::Array(pairs));
         }
@@ -1039,7 +1050,7 @@ fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
         }
     }
     if !list.is_empty() {
-        ev.insert("breadcrumbs".into(), serde_json::json!({"values": list}));
+        ev.insert("breadcrumbs".into(), values_object(list));
     }
 }
 
