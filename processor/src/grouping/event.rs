@@ -151,30 +151,46 @@ fn is_url(path: &str) -> bool {
 /// Maximum frames read per stack trace; larger traces are cut (Relay applies a similar cap).
 const MAX_FRAMES: usize = 1024;
 
+/// [`text`] of a value already looked up.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
-    let mut f = Frame {
-        function: text(v, "function").filter(|s| !s.is_empty()),
-        raw_function: text(v, "raw_function").filter(|s| !s.is_empty()),
-        module: text(v, "module"),
-        filename: text(v, "filename").filter(|s| !s.is_empty()),
-        abs_path: text(v, "abs_path").filter(|s| !s.is_empty()),
-        package: text(v, "package"),
-        platform: text(v, "platform"),
-        context_line: text(v, "context_line"),
-        lineno: field(v, &["lineno"]).cloned(),
-        colno: field(v, &["colno"]).cloned(),
-        in_app: v.get("in_app").and_then(Value::as_bool),
-        sourcemap: v
-            .get("data")
-            .and_then(|d| d.get("sourcemap"))
-            .is_some_and(|s| !s.is_null()),
-        category: None,
-        path_lc: None,
-        package_lc: None,
-    };
+    let mut f = Frame::default();
+    let mut data: Option<&Value> = None;
+    // One pass over the frame's own keys (a frame has a handful) instead of a map search per
+    // field: this runs for every frame of every event.
+    if let Value::Object(map) = v {
+        for (key, x) in map {
+            let non_empty = || scalar_text(x).filter(|s| !s.is_empty());
+            match key.as_str() {
+                "function" => f.function = non_empty(),
+                "raw_function" => f.raw_function = non_empty(),
+                "module" => f.module = scalar_text(x),
+                "filename" => f.filename = non_empty(),
+                "abs_path" => f.abs_path = non_empty(),
+                "package" => f.package = scalar_text(x),
+                "platform" => f.platform = scalar_text(x),
+                "context_line" => f.context_line = scalar_text(x),
+                "lineno" => f.lineno = (!x.is_null()).then(|| x.clone()),
+                "colno" => f.colno = (!x.is_null()).then(|| x.clone()),
+                "in_app" => f.in_app = x.as_bool(),
+                "data" => data = Some(x),
+                _ => {}
+            }
+        }
+    }
+    f.sourcemap = data
+        .and_then(|d| d.get("sourcemap"))
+        .is_some_and(|s| !s.is_null());
     // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
-    if let Some(orig) = v
-        .get("data")
+    if let Some(orig) = data
         .and_then(|d| d.get("orig_in_app"))
         .and_then(Value::as_i64)
     {
@@ -198,7 +214,14 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
             f.filename = Some(filename);
         }
     }
-    let lc = |s: &str| s.to_lowercase().replace('\\', "/");
+    let lc = |s: &str| {
+        let lower = s.to_lowercase();
+        if lower.contains('\\') {
+            lower.replace('\\', "/")
+        } else {
+            lower
+        }
+    };
     f.path_lc = f.abs_path.as_deref().or(f.filename.as_deref()).map(lc);
     f.package_lc = f.package.as_deref().map(lc);
     // Sentry stores trimmed names in `function` and keeps the original in `raw_function`.

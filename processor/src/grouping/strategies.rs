@@ -144,11 +144,14 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
 
 fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
     let raw = f.context_line.as_deref().unwrap_or("");
-    let line = raw
-        .replace('\t', "  ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    // Whitespace runs (tabs included) collapse to one space, built in one buffer.
+    let mut line = String::with_capacity(raw.len());
+    for word in raw.split_whitespace() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
     if line.is_empty() {
         return Component::empty("context-line");
     }
