@@ -675,6 +675,16 @@ pub struct GroupOp {
     rule: Arc<str>,
 }
 
+impl GroupOp {
+    /// Feeds the decision (range, flag and the rule text its hint quotes) into a memo key.
+    pub(crate) fn key(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        h.update(&(self.start as u64).to_le_bytes());
+        h.update(&(self.end as u64).to_le_bytes());
+        h.update(&[u8::from(self.flag)]);
+        key_str(h, Some(&self.rule));
+    }
+}
+
 /// Applies group decisions to frame components (in rule order).
 pub fn apply_group_ops(ops: &[GroupOp], components: &mut [Component]) {
     for op in ops {
@@ -725,9 +735,31 @@ struct RuleOutcome {
 /// platform and incoming in-app flag, the event platform and, when some rule tests them, the
 /// exception's type, value and mechanism), so it is keyed by a 128-bit hash of exactly those
 /// fields and replayed on a hit. The memo is bounded: when full it starts over.
+///
+/// It also remembers the `app`/`system` component trees built for a stack trace (after the
+/// rules), keyed by everything the tree builder reads (see `strategies::stacktrace_variants`):
+/// the trees share their children, so a replay costs a few reference counts instead of
+/// rebuilding and later freeing some hundred nodes per event.
 #[derive(Default)]
 pub struct RuleCache {
     entries: parking_lot::Mutex<HashMap<u128, Arc<RuleOutcome>>>,
+    variants: parking_lot::Mutex<HashMap<u128, super::strategies::Variants>>,
+}
+
+impl RuleCache {
+    /// The component trees remembered under `key`, if any.
+    pub(crate) fn variants(&self, key: u128) -> Option<super::strategies::Variants> {
+        self.variants.lock().get(&key).cloned()
+    }
+
+    /// Remembers component trees under `key` (bounded like the rule outcomes).
+    pub(crate) fn remember_variants(&self, key: u128, variants: &super::strategies::Variants) {
+        let mut map = self.variants.lock();
+        if map.len() >= RULE_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, variants.clone());
+    }
 }
 
 impl std::fmt::Debug for RuleCache {
@@ -739,7 +771,7 @@ impl std::fmt::Debug for RuleCache {
 }
 
 /// Feeds an optional string into the key hash, length-prefixed so fields cannot run together.
-fn key_str(h: &mut xxhash_rust::xxh3::Xxh3, s: Option<&str>) {
+pub(crate) fn key_str(h: &mut xxhash_rust::xxh3::Xxh3, s: Option<&str>) {
     match s {
         None => h.update(&[0]),
         Some(s) => {

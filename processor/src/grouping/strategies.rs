@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::apply_group_ops;
+use super::enhancer::{apply_group_ops, key_str, RuleCache};
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -42,6 +42,8 @@ static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
 /// Event data shared by the strategies (stack-trace rules were applied beforehand).
 pub struct Ctx<'a> {
     pub event: &'a Event,
+    /// Where stack-trace component trees are remembered across events (the config's memo).
+    pub memo: Option<&'a RuleCache>,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -307,9 +309,90 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-/// The `app` and `system` trees of one stack trace. Each frame's component is built once and
-/// shared: the app tree is the same frames with the non-app ones switched off.
+/// Feeds a frame's `lineno`/`colno` into a memo key, keeping apart what `Value` equality
+/// (the recursion test) keeps apart: `1`, `-1`, `1.0` and `"1"` all differ.
+fn key_number(h: &mut xxhash_rust::xxh3::Xxh3, v: Option<&serde_json::Value>) {
+    use serde_json::Value;
+    match v {
+        None => h.update(&[0]),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                h.update(&[1]);
+                h.update(&u.to_le_bytes());
+            } else if let Some(i) = n.as_i64() {
+                h.update(&[2]);
+                h.update(&i.to_le_bytes());
+            } else {
+                h.update(&[3]);
+                h.update(&n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
+            }
+        }
+        Some(other) => {
+            h.update(&[4]);
+            key_str(h, Some(&other.to_string()));
+        }
+    }
+}
+
+/// Memo key of [`stacktrace_variants`]: a 128-bit hash of everything it reads (every field
+/// of every frame after the stack-trace rules, the rules' group decisions, the event
+/// platform).
+fn stacktrace_key(st: &Stacktrace, platform: Option<&str>) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    key_str(&mut h, platform);
+    h.update(&(st.group_ops.len() as u64).to_le_bytes());
+    for op in &st.group_ops {
+        op.key(&mut h);
+    }
+    h.update(&(st.frames.len() as u64).to_le_bytes());
+    for f in &st.frames {
+        for s in [
+            &f.function,
+            &f.raw_function,
+            &f.module,
+            &f.filename,
+            &f.abs_path,
+            &f.package,
+            &f.platform,
+            &f.context_line,
+            &f.category,
+            &f.path_lc,
+            &f.package_lc,
+        ] {
+            key_str(&mut h, s.as_deref());
+        }
+        key_number(&mut h, f.lineno.as_ref());
+        key_number(&mut h, f.colno.as_ref());
+        h.update(&[
+            match f.in_app {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            },
+            u8::from(f.sourcemap),
+        ]);
+    }
+    h.digest128()
+}
+
+/// The `app` and `system` trees of one stack trace, replayed from the config's memo when
+/// the same stack trace (as the trees see it) was grouped before.
 fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
+    let Some(memo) = ctx.memo else {
+        return build_stacktrace_variants(st, ctx);
+    };
+    let key = stacktrace_key(st, ctx.event.platform.as_deref());
+    if let Some(v) = memo.variants(key) {
+        return v;
+    }
+    let v = build_stacktrace_variants(st, ctx);
+    memo.remember_variants(key, &v);
+    v
+}
+
+/// Builds the `app` and `system` trees of one stack trace. Each frame's component is built
+/// once and shared: the app tree is the same frames with the non-app ones switched off.
+fn build_stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
     let platform = ctx.event.platform.as_deref();
     let mut system: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
