@@ -495,6 +495,17 @@ mod tests {
     use serde_json::json;
     use storage::records::Resolution;
 
+    #[test]
+    fn pointer_matches_serde_json() {
+        let v = json!({"a": {"b": [10, {"c": "x"}], "~k": 1, "": {"e": 2}}, "0": 3});
+        for p in [
+            "/a/b/0", "/a/b/1/c", "/a/b/01", "/a/b/+1", "/a/b/2", "/a/~0k", "/a//e", "/0",
+            "/a/b/1/c/d", "", "a", "/missing",
+        ] {
+            assert_eq!(pointer(&v, p), v.pointer(p), "{p}");
+        }
+    }
+
     fn python_error() -> Value {
         json!({
             "type": "error",

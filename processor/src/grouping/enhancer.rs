@@ -677,7 +677,7 @@ pub struct GroupOp {
 
 impl GroupOp {
     /// Feeds the decision (range, flag and the rule text its hint quotes) into a memo key.
-    pub(crate) fn key(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+    pub(crate) fn key(&self, h: &mut KeyHasher) {
         h.update(&(self.start as u64).to_le_bytes());
         h.update(&(self.end as u64).to_le_bytes());
         h.update(&[u8::from(self.flag)]);
@@ -770,8 +770,28 @@ impl std::fmt::Debug for RuleCache {
     }
 }
 
+/// Collects the bytes of a memo key and hashes them in one go: the key is built from dozens
+/// of short fields per frame, and feeding each to a streaming hasher costs more than copying
+/// it into a buffer and hashing the buffer once.
+pub(crate) struct KeyHasher(Vec<u8>);
+
+impl KeyHasher {
+    pub(crate) fn new() -> KeyHasher {
+        KeyHasher(Vec::with_capacity(2048))
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// xxh3-128 of everything fed in.
+    pub(crate) fn digest128(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(&self.0)
+    }
+}
+
 /// Feeds an optional string into the key hash, length-prefixed so fields cannot run together.
-pub(crate) fn key_str(h: &mut xxhash_rust::xxh3::Xxh3, s: Option<&str>) {
+pub(crate) fn key_str(h: &mut KeyHasher, s: Option<&str>) {
     match s {
         None => h.update(&[0]),
         Some(s) => {
@@ -799,7 +819,7 @@ impl Enhancements {
         if frames.iter().any(|f| f.category.is_some()) {
             return self.apply_to_frames(project, frames, platform, exc);
         }
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut h = KeyHasher::new();
         key_str(&mut h, platform);
         if self.reads_exception || project.is_some_and(|p| p.reads_exception) {
             key_str(&mut h, exc.ty);

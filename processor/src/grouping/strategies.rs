@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::{apply_group_ops, key_str, RuleCache};
+use super::enhancer::{apply_group_ops, key_str, KeyHasher, RuleCache};
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -311,7 +311,7 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
 
 /// Feeds a frame's `lineno`/`colno` into a memo key, keeping apart what `Value` equality
 /// (the recursion test) keeps apart: `1`, `-1`, `1.0` and `"1"` all differ.
-fn key_number(h: &mut xxhash_rust::xxh3::Xxh3, v: Option<&serde_json::Value>) {
+fn key_number(h: &mut KeyHasher, v: Option<&serde_json::Value>) {
     use serde_json::Value;
     match v {
         None => h.update(&[0]),
@@ -338,7 +338,7 @@ fn key_number(h: &mut xxhash_rust::xxh3::Xxh3, v: Option<&serde_json::Value>) {
 /// of every frame after the stack-trace rules, the rules' group decisions, the event
 /// platform).
 fn stacktrace_key(st: &Stacktrace, platform: Option<&str>) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut h = KeyHasher::new();
     key_str(&mut h, platform);
     h.update(&(st.group_ops.len() as u64).to_le_bytes());
     for op in &st.group_ops {
@@ -633,16 +633,58 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
 /// Makes `system` non-contributing when it hashes like `app`, then (Sentry's
 /// `remove_non_stacktrace_variants`) drops variants without a contributing stack trace when
 /// another variant has one.
-fn postprocess_stack_variants(mut vars: Variants) -> Variants {
-    let app_hash = vars
-        .iter()
-        .find(|(n, _)| *n == "app")
-        .and_then(|(_, c)| c.hash());
-    if let Some(h) = app_hash {
-        for (n, c) in vars.iter_mut() {
-            if *n == "system" && c.hash().as_deref() == Some(h.as_str()) {
-                c.set(false, "ignored because hash matches app variant");
+/// Whether two lists of strings concatenate to the same bytes (what equal md5 hashes of
+/// them mean), without building either concatenation.
+fn same_concatenation(a: &[&str], b: &[&str]) -> bool {
+    let len = |l: &[&str]| l.iter().map(|s| s.len()).sum::<usize>();
+    if len(a) != len(b) {
+        return false;
+    }
+    let (mut ia, mut ib) = (a.iter().map(|s| s.as_bytes()), b.iter().map(|s| s.as_bytes()));
+    let (mut ca, mut cb): (&[u8], &[u8]) = (&[], &[]);
+    loop {
+        while ca.is_empty() {
+            match ia.next() {
+                Some(x) => ca = x,
+                None => return cb.is_empty() && ib.all(<[u8]>::is_empty),
             }
+        }
+        while cb.is_empty() {
+            match ib.next() {
+                Some(x) => cb = x,
+                None => return false,
+            }
+        }
+        let n = ca.len().min(cb.len());
+        if ca[..n] != cb[..n] {
+            return false;
+        }
+        ca = &ca[n..];
+        cb = &cb[n..];
+    }
+}
+
+fn postprocess_stack_variants(mut vars: Variants) -> Variants {
+    // "Same hash" is decided on the hashed bytes themselves (the md5 input), which is the
+    // same answer without computing two digests per event.
+    let app_input: Option<Vec<&str>> = vars
+        .iter()
+        .find(|(n, c)| *n == "app" && c.contributes)
+        .map(|(_, c)| c.contributing_values());
+    let system_matches: Vec<bool> = vars
+        .iter()
+        .map(|(n, c)| {
+            *n == "system"
+                && c.contributes
+                && app_input
+                    .as_deref()
+                    .is_some_and(|app| same_concatenation(app, &c.contributing_values()))
+        })
+        .collect();
+    drop(app_input);
+    for ((_, c), matches) in vars.iter_mut().zip(system_matches) {
+        if matches {
+            c.set(false, "ignored because hash matches app variant");
         }
     }
     if vars.len() > 1 {
@@ -798,4 +840,25 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_concatenation_compares_the_hashed_bytes() {
+        assert!(same_concatenation(&["ab", "c"], &["a", "bc"]));
+        assert!(same_concatenation(&["", "abc", ""], &["abc"]));
+        assert!(same_concatenation(&[], &["", ""]));
+        assert!(!same_concatenation(&["ab", "c"], &["ab", "d"]));
+        assert!(!same_concatenation(&["abc"], &["ab"]));
+        for (a, b) in [(vec!["x", "yz"], vec!["xy", "z"]), (vec!["q"], vec!["r"])] {
+            assert_eq!(
+                same_concatenation(&a, &b),
+                super::super::hash_values(a.iter().copied())
+                    == super::super::hash_values(b.iter().copied())
+            );
+        }
+    }
 }
