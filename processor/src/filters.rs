@@ -70,7 +70,9 @@ fn is_localhost(event: &Value) -> bool {
 /// the log message.
 fn error_messages(event: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(values) = crate::issues::pointer(event, "/exception/values").and_then(Value::as_array) {
+    if let Some(values) =
+        crate::issues::pointer(event, "/exception/values").and_then(Value::as_array)
+    {
         for exc in values {
             let ty = exc.get("type").and_then(Value::as_str).unwrap_or("");
             let value = exc.get("value").and_then(Value::as_str).unwrap_or("");

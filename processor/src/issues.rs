@@ -37,21 +37,23 @@ pub(crate) fn pointer<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
     if pointer.contains('~') || !pointer.starts_with('/') {
         return v.pointer(pointer);
     }
-    pointer[1..].split('/').try_fold(v, |target, token| match target {
-        Value::Object(map) => map.get(token),
-        Value::Array(list) => {
-            // serde_json's index rule: digits only, no leading zero (except "0").
-            let index_ok = !token.is_empty()
-                && token.bytes().all(|b| b.is_ascii_digit())
-                && (token == "0" || !token.starts_with('0'));
-            if index_ok {
-                token.parse::<usize>().ok().and_then(|i| list.get(i))
-            } else {
-                None
+    pointer[1..]
+        .split('/')
+        .try_fold(v, |target, token| match target {
+            Value::Object(map) => map.get(token),
+            Value::Array(list) => {
+                // serde_json's index rule: digits only, no leading zero (except "0").
+                let index_ok = !token.is_empty()
+                    && token.bytes().all(|b| b.is_ascii_digit())
+                    && (token == "0" || !token.starts_with('0'));
+                if index_ok {
+                    token.parse::<usize>().ok().and_then(|i| list.get(i))
+                } else {
+                    None
+                }
             }
-        }
-        _ => None,
-    })
+            _ => None,
+        })
 }
 
 fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
@@ -499,8 +501,18 @@ mod tests {
     fn pointer_matches_serde_json() {
         let v = json!({"a": {"b": [10, {"c": "x"}], "~k": 1, "": {"e": 2}}, "0": 3});
         for p in [
-            "/a/b/0", "/a/b/1/c", "/a/b/01", "/a/b/+1", "/a/b/2", "/a/~0k", "/a//e", "/0",
-            "/a/b/1/c/d", "", "a", "/missing",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/01",
+            "/a/b/+1",
+            "/a/b/2",
+            "/a/~0k",
+            "/a//e",
+            "/0",
+            "/a/b/1/c/d",
+            "",
+            "a",
+            "/missing",
         ] {
             assert_eq!(pointer(&v, p), v.pointer(p), "{p}");
         }

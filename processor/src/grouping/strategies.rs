@@ -640,7 +640,10 @@ fn same_concatenation(a: &[&str], b: &[&str]) -> bool {
     if len(a) != len(b) {
         return false;
     }
-    let (mut ia, mut ib) = (a.iter().map(|s| s.as_bytes()), b.iter().map(|s| s.as_bytes()));
+    let (mut ia, mut ib) = (
+        a.iter().map(|s| s.as_bytes()),
+        b.iter().map(|s| s.as_bytes()),
+    );
     let (mut ca, mut cb): (&[u8], &[u8]) = (&[], &[]);
     loop {
         while ca.is_empty() {
