@@ -466,6 +466,14 @@ static VAR: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whether a fingerprint entry is the `{{ default }}` placeholder.
 pub fn is_default(value: &str) -> bool {
+    // The spellings SDKs send, and a cheap no for anything that cannot be a placeholder
+    // covering the whole value, before the regex (this runs for every event).
+    if value == "{{ default }}" || value == "{{default}}" {
+        return true;
+    }
+    if !value.starts_with("{{") || !value.ends_with("}}") {
+        return false;
+    }
     VAR.captures(value).is_some_and(|c| {
         c.get(0).map(|m| m.as_str().len()) == Some(value.len()) && &c[1] == "default"
     })
