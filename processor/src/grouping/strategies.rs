@@ -41,7 +41,7 @@ static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
 
 /// Event data shared by the strategies (stack-trace rules were applied beforehand).
 pub struct Ctx<'a> {
-    pub event: &'a Event,
+    pub event: &'a Event<'a>,
     /// Where stack-trace component trees are remembered across events (the config's memo).
     pub memo: Option<&'a RuleCache>,
 }
@@ -94,15 +94,13 @@ fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
 }
 
 fn module_component(f: &Frame, platform: Option<&str>) -> Component {
-    let Some(module) = &f.module else {
+    let Some(module) = f.module.as_deref() else {
         return Component::empty("module");
     };
-    let mut c = Component::leaf("module", module.clone());
+    let mut c = Component::leaf("module", module);
     if platform == Some("javascript")
         && module.contains('/')
-        && f.abs_path
-            .as_deref()
-            .is_some_and(|p| p.ends_with(module.as_str()))
+        && f.abs_path.as_deref().is_some_and(|p| p.ends_with(module))
     {
         c.set(false, "ignored bad javascript module");
     } else if platform == Some("java") {
@@ -120,7 +118,7 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
         } else if module.contains('$') || module.contains("Generated") {
             // Every codegen marker contains `$` except the reflection accessors (`Generated`),
             // so plain class names skip the regexes.
-            let mut m = module.clone();
+            let mut m = module.to_owned();
             for re in [
                 &*JAVA_REFLECT,
                 &*JAVA_CGLIB,
@@ -134,7 +132,7 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
                     m = replaced;
                 }
             }
-            if &m != module {
+            if m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
                 c.contributes = contributes;
@@ -175,12 +173,15 @@ fn function_component(
     context_line_available: bool,
 ) -> Component {
     let func = if platform == Some("csharp") {
-        f.raw_function.clone().or_else(|| f.function.clone())
+        f.raw_function
+            .as_deref()
+            .or(f.function.as_deref())
+            .map(str::to_owned)
     } else {
         match (&f.function, &f.raw_function) {
             (Some(func), None) => Some(trim_function_name(func, platform)),
-            (Some(func), Some(_)) => Some(func.clone()),
-            (None, raw) => raw.clone(),
+            (Some(func), Some(_)) => Some(func.to_string()),
+            (None, raw) => raw.as_deref().map(str::to_owned),
         }
     };
     let Some(func) = func.filter(|s| !s.is_empty()) else {
@@ -347,22 +348,22 @@ fn stacktrace_key(st: &Stacktrace, platform: Option<&str>) -> u128 {
     h.update(&(st.frames.len() as u64).to_le_bytes());
     for f in &st.frames {
         for s in [
-            &f.function,
-            &f.raw_function,
-            &f.module,
-            &f.filename,
-            &f.abs_path,
-            &f.package,
-            &f.platform,
-            &f.context_line,
-            &f.category,
-            &f.path_lc,
-            &f.package_lc,
+            f.function.as_deref(),
+            f.raw_function.as_deref(),
+            f.module.as_deref(),
+            f.filename.as_deref(),
+            f.abs_path.as_deref(),
+            f.package.as_deref(),
+            f.platform.as_deref(),
+            f.context_line.as_deref(),
+            f.category.as_deref(),
+            f.path_lc.as_deref(),
+            f.package_lc.as_deref(),
         ] {
-            key_str(&mut h, s.as_deref());
+            key_str(&mut h, s);
         }
-        key_number(&mut h, f.lineno.as_ref());
-        key_number(&mut h, f.colno.as_ref());
+        key_number(&mut h, f.lineno);
+        key_number(&mut h, f.colno);
         h.update(&[
             match f.in_app {
                 None => 0,
