@@ -277,24 +277,37 @@ pub fn user_tag(event: &Value) -> Option<String> {
 /// url, user, handled, mechanism, os/browser/runtime/device from contexts) to `tags`.
 /// Tags the SDK sent keep their value.
 pub fn add_derived_tags(event: &mut Value) {
-    let mut derived: Vec<(String, String)> = Vec::new();
-    let mut push = |k: &str, v: Option<String>| {
+    // Tag keys are static and fields are looked up directly (no JSON pointers, one lookup
+    // of `contexts`): this runs for every event.
+    let mut derived: Vec<(&'static str, String)> = Vec::with_capacity(20);
+    let mut push = |k: &'static str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            derived.push((k.to_owned(), v));
+            derived.push((k, v));
         }
     };
-    let s = |p: &str| str_at(event, p).map(str::to_owned);
-    push("level", s("/level"));
-    push("logger", s("/logger"));
-    push("environment", s("/environment"));
-    push("release", s("/release"));
-    push("dist", s("/dist"));
-    push("server_name", s("/server_name"));
-    push("site", s("/site"));
-    push("transaction", s("/transaction"));
+    let top = |k: &str| {
+        event
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let s = |k: &str| top(k).map(str::to_owned);
+    push("level", s("level"));
+    push("logger", s("logger"));
+    push("environment", s("environment"));
+    push("release", s("release"));
+    push("dist", s("dist"));
+    push("server_name", s("server_name"));
+    push("site", s("site"));
+    push("transaction", s("transaction"));
     push(
         "url",
-        s("/request/url").map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
+        event
+            .get("request")
+            .and_then(|r| r.get("url"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
     );
     push("user", user_tag(event));
     if let Some(exc) = main_exception(event) {
@@ -308,24 +321,22 @@ pub fn add_derived_tags(event: &mut Value) {
                 .map(str::to_owned),
         );
     }
-    // Paths spelled out rather than formatted: this runs for every event.
-    for (tag, name_tag, name_path, version_path) in [
-        ("os", "os.name", "/contexts/os/name", "/contexts/os/version"),
-        (
-            "browser",
-            "browser.name",
-            "/contexts/browser/name",
-            "/contexts/browser/version",
-        ),
-        (
-            "runtime",
-            "runtime.name",
-            "/contexts/runtime/name",
-            "/contexts/runtime/version",
-        ),
+    let contexts = event.get("contexts");
+    let ctx = |context: &str, field: &str| {
+        contexts
+            .and_then(|c| c.get(context))
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    for (tag, name_tag, context) in [
+        ("os", "os.name", "os"),
+        ("browser", "browser.name", "browser"),
+        ("runtime", "runtime.name", "runtime"),
     ] {
-        let name = s(name_path);
-        let version = s(version_path);
+        let name = ctx(context, "name");
+        let version = ctx(context, "version");
         let full = match (&name, &version) {
             (Some(n), Some(v)) => Some(format!("{n} {v}")),
             (Some(n), None) => Some(n.clone()),
@@ -334,8 +345,8 @@ pub fn add_derived_tags(event: &mut Value) {
         push(tag, full);
         push(name_tag, name);
     }
-    push("device", s("/contexts/device/model"));
-    push("device.family", s("/contexts/device/family"));
+    push("device", ctx("device", "model"));
+    push("device.family", ctx("device", "family"));
 
     let Some(obj) = event.as_object_mut() else {
         return;
@@ -349,12 +360,15 @@ pub fn add_derived_tags(event: &mut Value) {
     for (k, v) in derived {
         let present = list
             .iter()
-            .any(|p| p.get(0).and_then(Value::as_str) == Some(k.as_str()));
+            .any(|p| p.get(0).and_then(Value::as_str) == Some(k));
         if present {
             continue;
         }
         if let Some(v) = crate::normalize::normalize_tag_value(&Value::String(v)) {
-            list.push(Value::Array(vec![Value::String(k), Value::String(v)]));
+            list.push(Value::Array(vec![
+                Value::String(k.to_owned()),
+                Value::String(v),
+            ]));
         }
     }
 }

@@ -191,8 +191,12 @@ const PLATFORMS: &[&str] = &[
 
 /// Parses the payload and normalizes it.
 pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Invalid> {
+    // UTF-8 is checked once for the whole payload: parsing from a `&str` then skips the
+    // per-string check `from_slice` does (invalid UTF-8 is rejected either way).
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| Invalid::new("invalid_json", format!("invalid UTF-8: {e}")))?;
     let value: Value =
-        serde_json::from_slice(payload).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
     normalize_value(value, ctx)
 }
 
@@ -1125,6 +1129,12 @@ mod tests {
     fn rejects_non_objects_and_bad_json() {
         assert_eq!(normalize(b"[1]", &ctx()).unwrap_err().reason, "payload");
         assert_eq!(normalize(b"{", &ctx()).unwrap_err().reason, "invalid_json");
+        assert_eq!(
+            normalize(b"{\"message\": \"\xff\"}", &ctx())
+                .unwrap_err()
+                .reason,
+            "invalid_json"
+        );
     }
 
     #[test]
