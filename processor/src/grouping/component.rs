@@ -126,7 +126,8 @@ impl Component {
 
     /// Leaf values that take part in the hash, in tree order.
     pub fn contributing_values(&self) -> Vec<&str> {
-        let mut out = Vec::new();
+        // A stack trace yields a few values per frame; start big enough for most.
+        let mut out = Vec::with_capacity(64);
         self.collect_values(&mut out);
         out
     }

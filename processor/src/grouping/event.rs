@@ -110,7 +110,8 @@ pub struct Event<'a> {
     pub transaction: Option<String>,
     pub release: Option<String>,
     pub sdk_name: Option<String>,
-    pub tags: Vec<(String, String)>,
+    /// Tag pairs, borrowed from the event where they are strings.
+    pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
@@ -135,6 +136,14 @@ fn value_text(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(if *b { "True" } else { "False" }.to_owned()),
         _ => None,
+    }
+}
+
+/// [`value_text`], borrowed when the value is a string.
+fn value_cow(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        other => value_text(other).map(Cow::Owned),
     }
 }
 
@@ -426,13 +435,13 @@ impl<'a> Event<'a> {
         let tags = match v.get("tags") {
             Some(Value::Object(m)) => m
                 .iter()
-                .filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s)))
+                .filter_map(|(k, val)| value_cow(val).map(|s| (Cow::Borrowed(k.as_str()), s)))
                 .collect(),
             Some(Value::Array(a)) => a
                 .iter()
                 .filter_map(|pair| {
                     let pair = pair.as_array()?;
-                    Some((value_text(pair.first()?)?, value_text(pair.get(1)?)?))
+                    Some((value_cow(pair.first()?)?, value_cow(pair.get(1)?)?))
                 })
                 .collect(),
             _ => Vec::new(),

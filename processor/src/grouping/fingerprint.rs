@@ -560,7 +560,7 @@ fn variable(event: &Event, name: &str) -> Option<String> {
                     .tags
                     .iter()
                     .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone()),
+                    .map(|(_, v)| v.to_string()),
                 &format!("<no-value-for-tag-{key}>"),
             )
         }
