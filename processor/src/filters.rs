@@ -48,11 +48,11 @@ pub fn should_filter(event: &Value, settings: &ProjectSettings) -> Option<&'stat
 /// Sentry's localhost filter: user IP `127.0.0.1`/`::1`, or a request URL on `localhost` or
 /// `127.0.0.1`.
 fn is_localhost(event: &Value) -> bool {
-    let ip = event.pointer("/user/ip_address").and_then(Value::as_str);
+    let ip = crate::issues::pointer(event, "/user/ip_address").and_then(Value::as_str);
     if matches!(ip, Some("127.0.0.1") | Some("::1")) {
         return true;
     }
-    let Some(url) = event.pointer("/request/url").and_then(Value::as_str) else {
+    let Some(url) = crate::issues::pointer(event, "/request/url").and_then(Value::as_str) else {
         return false;
     };
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -70,7 +70,9 @@ fn is_localhost(event: &Value) -> bool {
 /// the log message.
 fn error_messages(event: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(values) = event.pointer("/exception/values").and_then(Value::as_array) {
+    if let Some(values) =
+        crate::issues::pointer(event, "/exception/values").and_then(Value::as_array)
+    {
         for exc in values {
             let ty = exc.get("type").and_then(Value::as_str).unwrap_or("");
             let value = exc.get("value").and_then(Value::as_str).unwrap_or("");
@@ -82,7 +84,7 @@ fn error_messages(event: &Value) -> Vec<String> {
         }
     }
     for p in ["/logentry/formatted", "/logentry/message"] {
-        if let Some(m) = event.pointer(p).and_then(Value::as_str) {
+        if let Some(m) = crate::issues::pointer(event, p).and_then(Value::as_str) {
             out.push(m.to_owned());
         }
     }

@@ -30,8 +30,34 @@ pub struct IssueFacts {
     pub release: Option<String>,
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
+/// `Value::pointer` without its cost: serde_json's version allocates two strings per path
+/// token (for `~0`/`~1` unescaping), and this runs dozens of times per event. Paths with
+/// escapes go to serde_json.
+pub(crate) fn pointer<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.contains('~') || !pointer.starts_with('/') {
+        return v.pointer(pointer);
+    }
+    pointer[1..]
+        .split('/')
+        .try_fold(v, |target, token| match target {
+            Value::Object(map) => map.get(token),
+            Value::Array(list) => {
+                // serde_json's index rule: digits only, no leading zero (except "0").
+                let index_ok = !token.is_empty()
+                    && token.bytes().all(|b| b.is_ascii_digit())
+                    && (token == "0" || !token.starts_with('0'));
+                if index_ok {
+                    token.parse::<usize>().ok().and_then(|i| list.get(i))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        })
+}
+
+fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    pointer(v, path)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -48,8 +74,7 @@ pub fn truncatechars(s: &str, max: usize) -> String {
 
 /// The exception the issue is about: the last one (the one raised).
 fn main_exception(event: &Value) -> Option<&Value> {
-    event
-        .pointer("/exception/values")
+    pointer(event, "/exception/values")
         .and_then(Value::as_array)?
         .last()
 }
@@ -86,7 +111,7 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
                     exc.get("value").and_then(Value::as_str).unwrap_or(""),
                     1024,
                 )),
-                unhandled: exc.pointer("/mechanism/handled").and_then(Value::as_bool)
+                unhandled: pointer(exc, "/mechanism/handled").and_then(Value::as_bool)
                     == Some(false),
                 ..Default::default()
             };
@@ -147,12 +172,12 @@ pub fn culprit(event: &Value, platform: &str) -> String {
     if let Some(c) = str_at(event, "/culprit").or_else(|| str_at(event, "/transaction")) {
         return truncatechars(c, MAX_CULPRIT);
     }
-    let exceptions = event.pointer("/exception/values").and_then(Value::as_array);
+    let exceptions = pointer(event, "/exception/values").and_then(Value::as_array);
     let stacktrace = match exceptions.filter(|e| !e.is_empty()) {
         Some(excs) => {
             let synthetic = excs
                 .last()
-                .and_then(|e| e.pointer("/mechanism/synthetic"))
+                .and_then(|e| pointer(e, "/mechanism/synthetic"))
                 .and_then(Value::as_bool)
                 == Some(true);
             if synthetic {
@@ -252,55 +277,66 @@ pub fn user_tag(event: &Value) -> Option<String> {
 /// url, user, handled, mechanism, os/browser/runtime/device from contexts) to `tags`.
 /// Tags the SDK sent keep their value.
 pub fn add_derived_tags(event: &mut Value) {
-    let mut derived: Vec<(String, String)> = Vec::new();
-    let mut push = |k: &str, v: Option<String>| {
+    // Tag keys are static and fields are looked up directly (no JSON pointers, one lookup
+    // of `contexts`): this runs for every event.
+    let mut derived: Vec<(&'static str, String)> = Vec::with_capacity(20);
+    let mut push = |k: &'static str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            derived.push((k.to_owned(), v));
+            derived.push((k, v));
         }
     };
-    let s = |p: &str| str_at(event, p).map(str::to_owned);
-    push("level", s("/level"));
-    push("logger", s("/logger"));
-    push("environment", s("/environment"));
-    push("release", s("/release"));
-    push("dist", s("/dist"));
-    push("server_name", s("/server_name"));
-    push("site", s("/site"));
-    push("transaction", s("/transaction"));
+    let top = |k: &str| {
+        event
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let s = |k: &str| top(k).map(str::to_owned);
+    push("level", s("level"));
+    push("logger", s("logger"));
+    push("environment", s("environment"));
+    push("release", s("release"));
+    push("dist", s("dist"));
+    push("server_name", s("server_name"));
+    push("site", s("site"));
+    push("transaction", s("transaction"));
     push(
         "url",
-        s("/request/url").map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
+        event
+            .get("request")
+            .and_then(|r| r.get("url"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
     );
     push("user", user_tag(event));
     if let Some(exc) = main_exception(event) {
-        if let Some(h) = exc.pointer("/mechanism/handled").and_then(Value::as_bool) {
+        if let Some(h) = pointer(exc, "/mechanism/handled").and_then(Value::as_bool) {
             push("handled", Some(if h { "yes" } else { "no" }.into()));
         }
         push(
             "mechanism",
-            exc.pointer("/mechanism/type")
+            pointer(exc, "/mechanism/type")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         );
     }
-    // Paths spelled out rather than formatted: this runs for every event.
-    for (tag, name_tag, name_path, version_path) in [
-        ("os", "os.name", "/contexts/os/name", "/contexts/os/version"),
-        (
-            "browser",
-            "browser.name",
-            "/contexts/browser/name",
-            "/contexts/browser/version",
-        ),
-        (
-            "runtime",
-            "runtime.name",
-            "/contexts/runtime/name",
-            "/contexts/runtime/version",
-        ),
+    let contexts = event.get("contexts");
+    let ctx = |context: &str, field: &str| {
+        contexts
+            .and_then(|c| c.get(context))
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    for (tag, name_tag, context) in [
+        ("os", "os.name", "os"),
+        ("browser", "browser.name", "browser"),
+        ("runtime", "runtime.name", "runtime"),
     ] {
-        let name = s(name_path);
-        let version = s(version_path);
+        let name = ctx(context, "name");
+        let version = ctx(context, "version");
         let full = match (&name, &version) {
             (Some(n), Some(v)) => Some(format!("{n} {v}")),
             (Some(n), None) => Some(n.clone()),
@@ -309,8 +345,8 @@ pub fn add_derived_tags(event: &mut Value) {
         push(tag, full);
         push(name_tag, name);
     }
-    push("device", s("/contexts/device/model"));
-    push("device.family", s("/contexts/device/family"));
+    push("device", ctx("device", "model"));
+    push("device.family", ctx("device", "family"));
 
     let Some(obj) = event.as_object_mut() else {
         return;
@@ -324,12 +360,15 @@ pub fn add_derived_tags(event: &mut Value) {
     for (k, v) in derived {
         let present = list
             .iter()
-            .any(|p| p.get(0).and_then(Value::as_str) == Some(k.as_str()));
+            .any(|p| p.get(0).and_then(Value::as_str) == Some(k));
         if present {
             continue;
         }
         if let Some(v) = crate::normalize::normalize_tag_value(&Value::String(v)) {
-            list.push(Value::Array(vec![Value::String(k), Value::String(v)]));
+            list.push(Value::Array(vec![
+                Value::String(k.to_owned()),
+                Value::String(v),
+            ]));
         }
     }
 }
@@ -471,6 +510,27 @@ mod tests {
     use super::*;
     use serde_json::json;
     use storage::records::Resolution;
+
+    #[test]
+    fn pointer_matches_serde_json() {
+        let v = json!({"a": {"b": [10, {"c": "x"}], "~k": 1, "": {"e": 2}}, "0": 3});
+        for p in [
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/01",
+            "/a/b/+1",
+            "/a/b/2",
+            "/a/~0k",
+            "/a//e",
+            "/0",
+            "/a/b/1/c/d",
+            "",
+            "a",
+            "/missing",
+        ] {
+            assert_eq!(pointer(&v, p), v.pointer(p), "{p}");
+        }
+    }
 
     fn python_error() -> Value {
         json!({

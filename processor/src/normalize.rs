@@ -191,8 +191,12 @@ const PLATFORMS: &[&str] = &[
 
 /// Parses the payload and normalizes it.
 pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Invalid> {
+    // UTF-8 is checked once for the whole payload: parsing from a `&str` then skips the
+    // per-string check `from_slice` does (invalid UTF-8 is rejected either way).
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| Invalid::new("invalid_json", format!("invalid UTF-8: {e}")))?;
     let value: Value =
-        serde_json::from_slice(payload).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
     normalize_value(value, ctx)
 }
 
@@ -403,14 +407,14 @@ fn secs_value_us(us: i64) -> Value {
 }
 
 fn shift_field(obj: &mut Map<String, Value>, key: &str, shift_ms: i64) {
-    if let Some(v) = obj.get(key) {
-        match parse_timestamp_us(v) {
-            Some(us) => {
-                obj.insert(key.into(), secs_value_us(us + shift_ms * 1000));
-            }
-            None => {
-                obj.remove(key);
-            }
+    // Rewritten in place (no new key string, no second search): this runs twice per span.
+    let Some(v) = obj.get_mut(key) else {
+        return;
+    };
+    match parse_timestamp_us(v) {
+        Some(us) => *v = secs_value_us(us + shift_ms * 1000),
+        None => {
+            obj.remove(key);
         }
     }
 }
@@ -769,7 +773,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     // A lone exception without a stack takes the deprecated top-level stacktrace.
     let top = ev.remove("stacktrace");
     if out.len() == 1 {
-        if let (Some(st), Some(exc)) = (top.clone(), out[0].as_object_mut()) {
+        if let (Some(st), Some(exc)) = (top, out[0].as_object_mut()) {
             if !exc.contains_key("stacktrace") {
                 exc.insert("stacktrace".into(), st);
                 normalize_stacktrace_in(exc, "stacktrace");
@@ -792,12 +796,20 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
             normalize_stacktrace_in(t, "stacktrace");
         }
         if !list.is_empty() {
-            ev.insert("threads".into(), serde_json::json!({"values": list}));
+            ev.insert("threads".into(), values_object(list));
         }
     }
     if !out.is_empty() {
-        ev.insert("exception".into(), serde_json::json!({"values": out}));
+        ev.insert("exception".into(), values_object(out));
     }
+}
+
+/// `{"values": list}`, moving the list in. (`json!({"values": list})` would serialize the
+/// list into a fresh `Value`: a deep copy of every exception and frame.)
+fn values_object(list: Vec<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("values".into(), Value::Array(list));
+    Value::Object(m)
 }
 
 /// `Type: value` → (`Type`, `value`), Relay's `^(\w+):(.*)$` with trimming.
@@ -1009,7 +1021,10 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         if let Some(Value::Object(h)) = r.remove("headers") {
             let pairs: Vec<Value> = h
                 .into_iter()
-                .filter_map(|(k, v)| Some(serde_json::json!([k, lenient_string(&v)?])))
+                .filter_map(|(k, v)| {
+                    let v = lenient_string(&v)?;
+                    Some(Value::Array(vec![Value::String(k), Value::String(v)]))
+                })
                 .collect();
             r.insert("headers".into(), Value::Array(pairs));
         }
@@ -1039,7 +1054,7 @@ fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
         }
     }
     if !list.is_empty() {
-        ev.insert("breadcrumbs".into(), serde_json::json!({"values": list}));
+        ev.insert("breadcrumbs".into(), values_object(list));
     }
 }
 
@@ -1114,6 +1129,12 @@ mod tests {
     fn rejects_non_objects_and_bad_json() {
         assert_eq!(normalize(b"[1]", &ctx()).unwrap_err().reason, "payload");
         assert_eq!(normalize(b"{", &ctx()).unwrap_err().reason, "invalid_json");
+        assert_eq!(
+            normalize(b"{\"message\": \"\xff\"}", &ctx())
+                .unwrap_err()
+                .reason,
+            "invalid_json"
+        );
     }
 
     #[test]

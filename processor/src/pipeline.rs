@@ -785,9 +785,7 @@ impl Processor {
             span.1 = span.1.max(ts);
         }
         let event_id = normalized.event_id;
-        let trace_id = normalized
-            .event
-            .pointer("/contexts/trace/trace_id")
+        let trace_id = crate::issues::pointer(&normalized.event, "/contexts/trace/trace_id")
             .and_then(Value::as_str)
             .and_then(|t| Uuid::try_parse(t).ok());
         let stored = StoredEvent {

@@ -849,6 +849,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn hex_ids() {
+        let id = |v: Value, len| hex_id(&v, len);
+        assert_eq!(
+            id(json!("0123456789ABCDEF0123456789abcdef"), 32).as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            id(json!("01234567-89ab-cdef-0123-456789ABCDEF"), 32).as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            id(json!("89ABcdef01234567"), 16).as_deref(),
+            Some("89abcdef01234567")
+        );
+        assert_eq!(id(json!("0000000000000000"), 16), None);
+        assert_eq!(id(json!("89abcdef0123456"), 16), None);
+        assert_eq!(id(json!("89abcdef-1234567"), 16), None);
+        assert_eq!(id(json!("89abcdef0123456g"), 16), None);
+        assert_eq!(id(json!("é9abcdef0123456"), 16), None);
+        assert_eq!(id(json!(12), 16), None);
+    }
+
     fn txn() -> Value {
         json!({
             "type": "transaction",

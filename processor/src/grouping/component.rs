@@ -5,21 +5,36 @@
 //! with nothing contributing inside does not contribute) and can be overridden later with a
 //! hint explaining why; like Sentry, a later change to a child does not re-evaluate the parent.
 //! The hash is md5 over the leaf values of contributing nodes, depth first, with no separator.
+//!
+//! Child components are reference-counted: cloning a tree (the `app` variant is the `system`
+//! variant with switches flipped; memoized stack traces are replayed, see
+//! [`super::RuleCache`]) copies one level and shares everything below; a change below goes
+//! through [`Component::children_mut`], which copies a shared child before handing it out.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use md5::{Digest, Md5};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 
 /// One entry of a component: a leaf value or a child component.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// A leaf value that is hashed as its text.
     Value(String),
-    /// A nested component.
-    Component(Component),
+    /// A nested component (shared between clones of the tree).
+    Component(Arc<Component>),
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Untagged: a leaf is its string, a child its own object.
+        match self {
+            Node::Value(v) => serializer.serialize_str(v),
+            Node::Component(c) => c.serialize(serializer),
+        }
+    }
 }
 
 /// A node of a grouping component tree.
@@ -73,7 +88,10 @@ impl Component {
             id,
             contributes,
             hint: None,
-            values: children.into_iter().map(Node::Component).collect(),
+            values: children
+                .into_iter()
+                .map(|c| Node::Component(Arc::new(c)))
+                .collect(),
         }
     }
 
@@ -93,7 +111,7 @@ impl Component {
     /// Child components (leaf values are skipped).
     pub fn children(&self) -> impl Iterator<Item = &Component> {
         self.values.iter().filter_map(|n| match n {
-            Node::Component(c) => Some(c),
+            Node::Component(c) => Some(&**c),
             Node::Value(_) => None,
         })
     }
@@ -101,14 +119,15 @@ impl Component {
     /// Mutable child components.
     pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Component> {
         self.values.iter_mut().filter_map(|n| match n {
-            Node::Component(c) => Some(c),
+            Node::Component(c) => Some(Arc::make_mut(c)),
             Node::Value(_) => None,
         })
     }
 
     /// Leaf values that take part in the hash, in tree order.
     pub fn contributing_values(&self) -> Vec<&str> {
-        let mut out = Vec::new();
+        // A stack trace yields a few values per frame; start big enough for most.
+        let mut out = Vec::with_capacity(64);
         self.collect_values(&mut out);
         out
     }

@@ -675,6 +675,16 @@ pub struct GroupOp {
     rule: Arc<str>,
 }
 
+impl GroupOp {
+    /// Feeds the decision (range, flag and the rule text its hint quotes) into a memo key.
+    pub(crate) fn key(&self, h: &mut KeyHasher) {
+        h.update(&(self.start as u64).to_le_bytes());
+        h.update(&(self.end as u64).to_le_bytes());
+        h.update(&[u8::from(self.flag)]);
+        key_str(h, Some(&self.rule));
+    }
+}
+
 /// Applies group decisions to frame components (in rule order).
 pub fn apply_group_ops(ops: &[GroupOp], components: &mut [Component]) {
     for op in ops {
@@ -725,9 +735,31 @@ struct RuleOutcome {
 /// platform and incoming in-app flag, the event platform and, when some rule tests them, the
 /// exception's type, value and mechanism), so it is keyed by a 128-bit hash of exactly those
 /// fields and replayed on a hit. The memo is bounded: when full it starts over.
+///
+/// It also remembers the `app`/`system` component trees built for a stack trace (after the
+/// rules), keyed by everything the tree builder reads (see `strategies::stacktrace_variants`):
+/// the trees share their children, so a replay costs a few reference counts instead of
+/// rebuilding and later freeing some hundred nodes per event.
 #[derive(Default)]
 pub struct RuleCache {
     entries: parking_lot::Mutex<HashMap<u128, Arc<RuleOutcome>>>,
+    variants: parking_lot::Mutex<HashMap<u128, super::strategies::Variants>>,
+}
+
+impl RuleCache {
+    /// The component trees remembered under `key`, if any.
+    pub(crate) fn variants(&self, key: u128) -> Option<super::strategies::Variants> {
+        self.variants.lock().get(&key).cloned()
+    }
+
+    /// Remembers component trees under `key` (bounded like the rule outcomes).
+    pub(crate) fn remember_variants(&self, key: u128, variants: &super::strategies::Variants) {
+        let mut map = self.variants.lock();
+        if map.len() >= RULE_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, variants.clone());
+    }
 }
 
 impl std::fmt::Debug for RuleCache {
@@ -738,8 +770,28 @@ impl std::fmt::Debug for RuleCache {
     }
 }
 
+/// Collects the bytes of a memo key and hashes them in one go: the key is built from dozens
+/// of short fields per frame, and feeding each to a streaming hasher costs more than copying
+/// it into a buffer and hashing the buffer once.
+pub(crate) struct KeyHasher(Vec<u8>);
+
+impl KeyHasher {
+    pub(crate) fn new() -> KeyHasher {
+        KeyHasher(Vec::with_capacity(2048))
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// xxh3-128 of everything fed in.
+    pub(crate) fn digest128(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(&self.0)
+    }
+}
+
 /// Feeds an optional string into the key hash, length-prefixed so fields cannot run together.
-fn key_str(h: &mut xxhash_rust::xxh3::Xxh3, s: Option<&str>) {
+pub(crate) fn key_str(h: &mut KeyHasher, s: Option<&str>) {
     match s {
         None => h.update(&[0]),
         Some(s) => {
@@ -767,7 +819,7 @@ impl Enhancements {
         if frames.iter().any(|f| f.category.is_some()) {
             return self.apply_to_frames(project, frames, platform, exc);
         }
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut h = KeyHasher::new();
         key_str(&mut h, platform);
         if self.reads_exception || project.is_some_and(|p| p.reads_exception) {
             key_str(&mut h, exc.ty);

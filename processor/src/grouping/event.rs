@@ -4,6 +4,12 @@
 //! `Type: value` splitting of typeless exceptions, `filename` derived from `abs_path`,
 //! original `in_app` restored from `data.orig_in_app`, and trimmed function names (the
 //! original kept as `raw_function`).
+//!
+//! Frame strings borrow from the event JSON (only values that had to change are owned): a
+//! stack trace has dozens of frames, and copying each of their strings for every event was
+//! a large share of grouping.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
@@ -21,42 +27,42 @@ pub fn behavior_family(platform: Option<&str>) -> &'static str {
 
 /// One stack frame.
 #[derive(Debug, Clone, Default)]
-pub struct Frame {
-    pub function: Option<String>,
-    pub raw_function: Option<String>,
-    pub module: Option<String>,
-    pub filename: Option<String>,
-    pub abs_path: Option<String>,
-    pub package: Option<String>,
-    pub platform: Option<String>,
-    pub context_line: Option<String>,
-    pub lineno: Option<Value>,
-    pub colno: Option<Value>,
+pub struct Frame<'a> {
+    pub function: Option<Cow<'a, str>>,
+    pub raw_function: Option<Cow<'a, str>>,
+    pub module: Option<Cow<'a, str>>,
+    pub filename: Option<Cow<'a, str>>,
+    pub abs_path: Option<Cow<'a, str>>,
+    pub package: Option<Cow<'a, str>>,
+    pub platform: Option<Cow<'a, str>>,
+    pub context_line: Option<Cow<'a, str>>,
+    pub lineno: Option<&'a Value>,
+    pub colno: Option<&'a Value>,
     pub in_app: Option<bool>,
     /// `data.sourcemap` is present (the frame was source-mapped).
     pub sourcemap: bool,
     /// Category assigned by stack-trace rules.
     pub category: Option<String>,
     /// `abs_path` (else `filename`) lower-cased with `/` separators, for path rules.
-    pub path_lc: Option<String>,
+    pub path_lc: Option<Cow<'a, str>>,
     /// `package` lower-cased with `/` separators, for package rules.
-    pub package_lc: Option<String>,
+    pub package_lc: Option<Cow<'a, str>>,
 }
 
 /// A stack trace, frames ordered oldest call first (crash site last).
 #[derive(Debug, Clone, Default)]
-pub struct Stacktrace {
-    pub frames: Vec<Frame>,
+pub struct Stacktrace<'a> {
+    pub frames: Vec<Frame<'a>>,
     /// `+group`/`-group` decisions of the stack-trace rules.
     pub group_ops: Vec<GroupOp>,
 }
 
 /// One exception of the chain.
 #[derive(Debug, Clone, Default)]
-pub struct Exception {
+pub struct Exception<'a> {
     pub ty: Option<String>,
     pub value: Option<String>,
-    pub stacktrace: Option<Stacktrace>,
+    pub stacktrace: Option<Stacktrace<'a>>,
     pub synthetic: bool,
     pub mechanism_type: Option<String>,
     pub exception_id: Option<i64>,
@@ -68,10 +74,10 @@ pub struct Exception {
 
 /// One thread.
 #[derive(Debug, Clone, Default)]
-pub struct Thread {
+pub struct Thread<'a> {
     pub crashed: bool,
     pub current: bool,
-    pub stacktrace: Option<Stacktrace>,
+    pub stacktrace: Option<Stacktrace<'a>>,
 }
 
 /// A security report (CSP, HPKP, Expect-CT, Expect-Staple).
@@ -84,11 +90,11 @@ pub struct Csp {
 
 /// The grouping-relevant view of an event.
 #[derive(Debug, Clone, Default)]
-pub struct Event {
+pub struct Event<'a> {
     pub platform: Option<String>,
-    pub exceptions: Option<Vec<Exception>>,
-    pub threads: Option<Vec<Thread>>,
-    pub stacktrace: Option<Stacktrace>,
+    pub exceptions: Option<Vec<Exception<'a>>>,
+    pub threads: Option<Vec<Thread<'a>>>,
+    pub stacktrace: Option<Stacktrace<'a>>,
     /// Un-formatted message template (`logentry.message`).
     pub log_message: Option<String>,
     /// Formatted message (`logentry.formatted`, or a plain `message` string).
@@ -104,7 +110,8 @@ pub struct Event {
     pub transaction: Option<String>,
     pub release: Option<String>,
     pub sdk_name: Option<String>,
-    pub tags: Vec<(String, String)>,
+    /// Tag pairs, borrowed from the event where they are strings.
+    pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
@@ -132,6 +139,14 @@ fn value_text(v: &Value) -> Option<String> {
     }
 }
 
+/// [`value_text`], borrowed when the value is a string.
+fn value_cow(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        other => value_text(other).map(Cow::Owned),
+    }
+}
+
 /// `{values: [...]}` or a bare list.
 fn values_list(v: &Value) -> Option<&Vec<Value>> {
     match v {
@@ -151,30 +166,61 @@ fn is_url(path: &str) -> bool {
 /// Maximum frames read per stack trace; larger traces are cut (Relay applies a similar cap).
 const MAX_FRAMES: usize = 1024;
 
-fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
-    let mut f = Frame {
-        function: text(v, "function").filter(|s| !s.is_empty()),
-        raw_function: text(v, "raw_function").filter(|s| !s.is_empty()),
-        module: text(v, "module"),
-        filename: text(v, "filename").filter(|s| !s.is_empty()),
-        abs_path: text(v, "abs_path").filter(|s| !s.is_empty()),
-        package: text(v, "package"),
-        platform: text(v, "platform"),
-        context_line: text(v, "context_line"),
-        lineno: field(v, &["lineno"]).cloned(),
-        colno: field(v, &["colno"]).cloned(),
-        in_app: v.get("in_app").and_then(Value::as_bool),
-        sourcemap: v
-            .get("data")
-            .and_then(|d| d.get("sourcemap"))
-            .is_some_and(|s| !s.is_null()),
-        category: None,
-        path_lc: None,
-        package_lc: None,
-    };
+/// [`text`] of a value already looked up, borrowed when it is a string.
+fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        _ => None,
+    }
+}
+
+/// Lower-cased with `/` separators; borrowed when that changes nothing.
+fn lower_path(s: &str) -> Cow<'_, str> {
+    if s.bytes()
+        .all(|b| !b.is_ascii_uppercase() && b != b'\\' && b.is_ascii())
+    {
+        return Cow::Borrowed(s);
+    }
+    let lower = s.to_lowercase();
+    Cow::Owned(if lower.contains('\\') {
+        lower.replace('\\', "/")
+    } else {
+        lower
+    })
+}
+
+fn parse_frame<'a>(v: &'a Value, platform: Option<&str>) -> Frame<'a> {
+    let mut f = Frame::default();
+    let mut data: Option<&Value> = None;
+    // One pass over the frame's own keys (a frame has a handful) instead of a map search per
+    // field: this runs for every frame of every event.
+    if let Value::Object(map) = v {
+        for (key, x) in map {
+            let non_empty = || scalar_text(x).filter(|s| !s.is_empty());
+            match key.as_str() {
+                "function" => f.function = non_empty(),
+                "raw_function" => f.raw_function = non_empty(),
+                "module" => f.module = scalar_text(x),
+                "filename" => f.filename = non_empty(),
+                "abs_path" => f.abs_path = non_empty(),
+                "package" => f.package = scalar_text(x),
+                "platform" => f.platform = scalar_text(x),
+                "context_line" => f.context_line = scalar_text(x),
+                "lineno" => f.lineno = (!x.is_null()).then_some(x),
+                "colno" => f.colno = (!x.is_null()).then_some(x),
+                "in_app" => f.in_app = x.as_bool(),
+                "data" => data = Some(x),
+                _ => {}
+            }
+        }
+    }
+    f.sourcemap = data
+        .and_then(|d| d.get("sourcemap"))
+        .is_some_and(|s| !s.is_null());
     // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
-    if let Some(orig) = v
-        .get("data")
+    if let Some(orig) = data
         .and_then(|d| d.get("orig_in_app"))
         .and_then(Value::as_i64)
     {
@@ -191,22 +237,31 @@ fn parse_frame(v: &Value, platform: Option<&str>) -> Frame {
             if is_url(abs) {
                 if let Some(path) = url_path(abs) {
                     if !path.is_empty() && path != "/" {
-                        filename = path.to_owned();
+                        filename = Cow::Owned(path.to_owned());
                     }
                 }
             }
             f.filename = Some(filename);
         }
     }
-    let lc = |s: &str| s.to_lowercase().replace('\\', "/");
-    f.path_lc = f.abs_path.as_deref().or(f.filename.as_deref()).map(lc);
-    f.package_lc = f.package.as_deref().map(lc);
+    f.path_lc = match (&f.abs_path, &f.filename) {
+        (Some(p), _) | (None, Some(p)) => Some(match p {
+            Cow::Borrowed(b) => lower_path(b),
+            Cow::Owned(o) => Cow::Owned(lower_path(o).into_owned()),
+        }),
+        (None, None) => None,
+    };
+    f.package_lc = match &f.package {
+        Some(Cow::Borrowed(b)) => Some(lower_path(b)),
+        Some(Cow::Owned(o)) => Some(Cow::Owned(lower_path(o).into_owned())),
+        None => None,
+    };
     // Sentry stores trimmed names in `function` and keeps the original in `raw_function`.
     if f.raw_function.is_none() {
         if let Some(func) = &f.function {
             let trimmed = trim_function_name(func, f.platform.as_deref().or(platform));
-            if &trimmed != func {
-                f.raw_function = f.function.replace(trimmed);
+            if trimmed.as_str() != func.as_ref() {
+                f.raw_function = f.function.replace(Cow::Owned(trimmed));
             }
         }
     }
@@ -224,7 +279,7 @@ fn url_path(url: &str) -> Option<&str> {
     Some(&path[..end])
 }
 
-fn parse_stacktrace(v: &Value, platform: Option<&str>) -> Option<Stacktrace> {
+fn parse_stacktrace<'a>(v: &'a Value, platform: Option<&str>) -> Option<Stacktrace<'a>> {
     let frames = v.get("frames")?.as_array()?;
     Some(Stacktrace {
         group_ops: Vec::new(),
@@ -237,7 +292,7 @@ fn parse_stacktrace(v: &Value, platform: Option<&str>) -> Option<Stacktrace> {
     })
 }
 
-fn parse_exception(v: &Value, platform: Option<&str>) -> Exception {
+fn parse_exception<'a>(v: &'a Value, platform: Option<&str>) -> Exception<'a> {
     let mut ty = text(v, "type").filter(|s| !s.is_empty());
     let mut value = text(v, "value");
     // Relay splits "Type: value" when no type was sent.
@@ -289,10 +344,10 @@ fn hostname_report(v: &Value) -> Option<String> {
     text(v, "hostname")
 }
 
-impl Event {
+impl<'a> Event<'a> {
     /// Extracts the grouping view of `v` (an event JSON object; anything else yields an empty
     /// event).
-    pub fn from_json(v: &Value) -> Event {
+    pub fn from_json(v: &'a Value) -> Event<'a> {
         let platform = text(v, "platform");
         let p = platform.as_deref();
         let exceptions = field(v, &["exception", "sentry.interfaces.Exception"]).map(|e| {
@@ -380,13 +435,13 @@ impl Event {
         let tags = match v.get("tags") {
             Some(Value::Object(m)) => m
                 .iter()
-                .filter_map(|(k, val)| value_text(val).map(|s| (k.clone(), s)))
+                .filter_map(|(k, val)| value_cow(val).map(|s| (Cow::Borrowed(k.as_str()), s)))
                 .collect(),
             Some(Value::Array(a)) => a
                 .iter()
                 .filter_map(|pair| {
                     let pair = pair.as_array()?;
-                    Some((value_text(pair.first()?)?, value_text(pair.get(1)?)?))
+                    Some((value_cow(pair.first()?)?, value_cow(pair.get(1)?)?))
                 })
                 .collect(),
             _ => Vec::new(),
@@ -413,8 +468,8 @@ impl Event {
     }
 
     /// All stack traces of the event with, for exception stack traces, their exception index.
-    pub fn stacktraces_mut(&mut self) -> Vec<(&mut Stacktrace, Option<usize>)> {
-        let mut out: Vec<(&mut Stacktrace, Option<usize>)> = Vec::new();
+    pub fn stacktraces_mut(&mut self) -> Vec<(&mut Stacktrace<'a>, Option<usize>)> {
+        let mut out: Vec<(&mut Stacktrace<'a>, Option<usize>)> = Vec::new();
         if let Some(excs) = &mut self.exceptions {
             for (i, e) in excs.iter_mut().enumerate() {
                 if let Some(st) = &mut e.stacktrace {
@@ -443,13 +498,17 @@ mod tests {
 
     #[test]
     fn exception_shapes_and_aliases() {
-        let a = Event::from_json(&json!({"exception": {"values": [{"type": "A"}]}}));
-        let b = Event::from_json(&json!({"sentry.interfaces.Exception": [{"type": "A"}]}));
-        let c = Event::from_json(&json!({"exception": {"type": "A", "value": "x"}}));
-        for e in [a, b, c] {
+        let shapes = [
+            json!({"exception": {"values": [{"type": "A"}]}}),
+            json!({"sentry.interfaces.Exception": [{"type": "A"}]}),
+            json!({"exception": {"type": "A", "value": "x"}}),
+        ];
+        for v in &shapes {
+            let e = Event::from_json(v);
             assert_eq!(e.exceptions.unwrap()[0].ty.as_deref(), Some("A"));
         }
-        let d = Event::from_json(&json!({"exception": [{"value": "TypeError: boom"}]}));
+        let v = json!({"exception": [{"value": "TypeError: boom"}]});
+        let d = Event::from_json(&v);
         let ex = &d.exceptions.unwrap()[0];
         assert_eq!(
             (ex.ty.as_deref(), ex.value.as_deref()),
@@ -459,10 +518,17 @@ mod tests {
 
     #[test]
     fn filename_from_abs_path() {
-        let e = Event::from_json(&json!({"stacktrace": {"frames": [
-            {"abs_path": "http://example.com/foo/bar.js?x=1"}, {"abs_path": "/tmp/a.py"}]}}));
+        let v = json!({"stacktrace": {"frames": [
+            {"abs_path": "http://example.com/foo/bar.js?x=1"}, {"abs_path": "/tmp/a.py"},
+            {"abs_path": "C:\\App\\Main.PY", "package": "Lib"}]}});
+        let e = Event::from_json(&v);
         let st = e.stacktrace.unwrap();
         assert_eq!(st.frames[0].filename.as_deref(), Some("/foo/bar.js"));
         assert_eq!(st.frames[1].filename.as_deref(), Some("/tmp/a.py"));
+        // Rule paths are lower-cased with `/` separators, borrowed when already so.
+        assert_eq!(st.frames[1].path_lc.as_deref(), Some("/tmp/a.py"));
+        assert!(matches!(st.frames[1].path_lc, Some(Cow::Borrowed(_))));
+        assert_eq!(st.frames[2].path_lc.as_deref(), Some("c:/app/main.py"));
+        assert_eq!(st.frames[2].package_lc.as_deref(), Some("lib"));
     }
 }

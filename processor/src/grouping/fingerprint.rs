@@ -331,7 +331,7 @@ impl FingerprintRules {
     }
 }
 
-fn all_frames(event: &Event) -> impl Iterator<Item = &Frame> {
+fn all_frames<'a>(event: &'a Event<'a>) -> impl Iterator<Item = &'a Frame<'a>> {
     let exc = event
         .exceptions
         .iter()
@@ -382,7 +382,7 @@ fn frame_match(m: &Matcher, f: &Frame) -> bool {
     }
 }
 
-fn messages(event: &Event) -> Vec<&str> {
+fn messages<'a>(event: &'a Event<'_>) -> Vec<&'a str> {
     let mut out: Vec<&str> = Vec::new();
     out.extend(event.log_formatted.as_deref());
     out.extend(event.log_message.as_deref());
@@ -466,6 +466,14 @@ static VAR: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whether a fingerprint entry is the `{{ default }}` placeholder.
 pub fn is_default(value: &str) -> bool {
+    // The spellings SDKs send, and a cheap no for anything that cannot be a placeholder
+    // covering the whole value, before the regex (this runs for every event).
+    if value == "{{ default }}" || value == "{{default}}" {
+        return true;
+    }
+    if !value.starts_with("{{") || !value.ends_with("}}") {
+        return false;
+    }
     VAR.captures(value).is_some_and(|c| {
         c.get(0).map(|m| m.as_str().len()) == Some(value.len()) && &c[1] == "default"
     })
@@ -473,7 +481,7 @@ pub fn is_default(value: &str) -> bool {
 
 /// Sentry's "crash frame": the last in-app frame of the most relevant stack trace, else its
 /// last frame.
-fn crash_frame(event: &Event) -> Option<&Frame> {
+fn crash_frame<'a>(event: &'a Event<'a>) -> Option<&'a Frame<'a>> {
     let st = event
         .exceptions
         .iter()
@@ -514,15 +522,27 @@ fn variable(event: &Event, name: &str) -> Option<String> {
         ),
         "type" | "error.type" => or(last_exc.and_then(|e| e.ty.clone()), "<no-type>"),
         "value" | "error.value" => or(last_exc.and_then(|e| e.value.clone()), "<no-value>"),
-        "function" | "stack.function" => {
-            or(frame().and_then(|f| f.function.clone()), "<no-function>")
-        }
+        "function" | "stack.function" => or(
+            frame().and_then(|f| f.function.as_deref().map(str::to_owned)),
+            "<no-function>",
+        ),
         "path" | "stack.abs_path" => or(
-            frame().and_then(|f| f.abs_path.clone().or(f.filename.clone())),
+            frame().and_then(|f| {
+                f.abs_path
+                    .as_deref()
+                    .or(f.filename.as_deref())
+                    .map(str::to_owned)
+            }),
             "<no-abs-path>",
         ),
-        "stack.filename" => or(frame().and_then(|f| f.filename.clone()), "<no-filename>"),
-        "module" | "stack.module" => or(frame().and_then(|f| f.module.clone()), "<no-module>"),
+        "stack.filename" => or(
+            frame().and_then(|f| f.filename.as_deref().map(str::to_owned)),
+            "<no-filename>",
+        ),
+        "module" | "stack.module" => or(
+            frame().and_then(|f| f.module.as_deref().map(str::to_owned)),
+            "<no-module>",
+        ),
         "package" | "stack.package" => or(
             frame().and_then(|f| {
                 f.package
@@ -540,7 +560,7 @@ fn variable(event: &Event, name: &str) -> Option<String> {
                     .tags
                     .iter()
                     .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone()),
+                    .map(|(_, v)| v.to_string()),
                 &format!("<no-value-for-tag-{key}>"),
             )
         }
@@ -577,14 +597,13 @@ mod tests {
         let j = FingerprintRules::parse_json(&json!([{"matchers": [["type", "Foo"], ["message", "*bad thing*"]], "fingerprint": ["{{ default }}", "bar"]}])).unwrap();
         assert_eq!(t.rules[0].fingerprint, vec!["{{ default }}", "bar"]);
         assert_eq!(t.rules[0].fingerprint, j.rules[0].fingerprint);
-        let ev = Event::from_json(
-            &json!({"exception": {"values": [{"type": "Foo", "value": "a Bad Thing happened"}]}}),
-        );
+        let foo =
+            json!({"exception": {"values": [{"type": "Foo", "value": "a Bad Thing happened"}]}});
+        let ev = Event::from_json(&foo);
         assert!(t.first_match(&ev).is_some());
         assert!(j.first_match(&ev).is_some());
-        let other = Event::from_json(
-            &json!({"exception": {"values": [{"type": "Bar", "value": "a bad thing"}]}}),
-        );
+        let bar = json!({"exception": {"values": [{"type": "Bar", "value": "a bad thing"}]}});
+        let other = Event::from_json(&bar);
         assert!(t.first_match(&other).is_none());
     }
 
@@ -600,10 +619,9 @@ mod tests {
 
     #[test]
     fn variables_and_builtins() {
-        let ev = Event::from_json(
-            &json!({"platform": "javascript", "level": "error", "tags": {"a": "b"},
-            "exception": {"values": [{"type": "ChunkLoadError", "value": "x"}]}}),
-        );
+        let v = json!({"platform": "javascript", "level": "error", "tags": {"a": "b"},
+            "exception": {"values": [{"type": "ChunkLoadError", "value": "x"}]}});
+        let ev = Event::from_json(&v);
         let vals = resolve(
             &[
                 "{{ level }}-{{tags.a}}".into(),

@@ -267,7 +267,10 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     }
 
     // Component trees; the first strategy with a contributing tree takes precedence.
-    let ctx = strategies::Ctx { event: &ev };
+    let ctx = strategies::Ctx {
+        event: &ev,
+        memo: Some(&config.rule_cache),
+    };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
     for result in strategies::run_all(&ctx) {

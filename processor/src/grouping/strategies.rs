@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::apply_group_ops;
+use super::enhancer::{apply_group_ops, key_str, KeyHasher, RuleCache};
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -41,7 +41,9 @@ static JAVA_HIBERNATE_PROXY: LazyLock<Regex> =
 
 /// Event data shared by the strategies (stack-trace rules were applied beforehand).
 pub struct Ctx<'a> {
-    pub event: &'a Event,
+    pub event: &'a Event<'a>,
+    /// Where stack-trace component trees are remembered across events (the config's memo).
+    pub memo: Option<&'a RuleCache>,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -92,15 +94,13 @@ fn filename_component(f: &Frame, platform: Option<&str>) -> Component {
 }
 
 fn module_component(f: &Frame, platform: Option<&str>) -> Component {
-    let Some(module) = &f.module else {
+    let Some(module) = f.module.as_deref() else {
         return Component::empty("module");
     };
-    let mut c = Component::leaf("module", module.clone());
+    let mut c = Component::leaf("module", module);
     if platform == Some("javascript")
         && module.contains('/')
-        && f.abs_path
-            .as_deref()
-            .is_some_and(|p| p.ends_with(module.as_str()))
+        && f.abs_path.as_deref().is_some_and(|p| p.ends_with(module))
     {
         c.set(false, "ignored bad javascript module");
     } else if platform == Some("java") {
@@ -118,7 +118,7 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
         } else if module.contains('$') || module.contains("Generated") {
             // Every codegen marker contains `$` except the reflection accessors (`Generated`),
             // so plain class names skip the regexes.
-            let mut m = module.clone();
+            let mut m = module.to_owned();
             for re in [
                 &*JAVA_REFLECT,
                 &*JAVA_CGLIB,
@@ -132,7 +132,7 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
                     m = replaced;
                 }
             }
-            if &m != module {
+            if m != module {
                 let contributes = c.contributes;
                 c.replace_value(m, "removed codegen marker");
                 c.contributes = contributes;
@@ -144,11 +144,14 @@ fn module_component(f: &Frame, platform: Option<&str>) -> Component {
 
 fn context_line_component(f: &Frame, platform: Option<&str>) -> Component {
     let raw = f.context_line.as_deref().unwrap_or("");
-    let line = raw
-        .replace('\t', "  ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    // Whitespace runs (tabs included) collapse to one space, built in one buffer.
+    let mut line = String::with_capacity(raw.len());
+    for word in raw.split_whitespace() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
     if line.is_empty() {
         return Component::empty("context-line");
     }
@@ -170,12 +173,15 @@ fn function_component(
     context_line_available: bool,
 ) -> Component {
     let func = if platform == Some("csharp") {
-        f.raw_function.clone().or_else(|| f.function.clone())
+        f.raw_function
+            .as_deref()
+            .or(f.function.as_deref())
+            .map(str::to_owned)
     } else {
         match (&f.function, &f.raw_function) {
             (Some(func), None) => Some(trim_function_name(func, platform)),
-            (Some(func), Some(_)) => Some(func.clone()),
-            (None, raw) => raw.clone(),
+            (Some(func), Some(_)) => Some(func.to_string()),
+            (None, raw) => raw.as_deref().map(str::to_owned),
         }
     };
     let Some(func) = func.filter(|s| !s.is_empty()) else {
@@ -304,9 +310,90 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-/// The `app` and `system` trees of one stack trace. Each frame's component is built once and
-/// shared: the app tree is the same frames with the non-app ones switched off.
+/// Feeds a frame's `lineno`/`colno` into a memo key, keeping apart what `Value` equality
+/// (the recursion test) keeps apart: `1`, `-1`, `1.0` and `"1"` all differ.
+fn key_number(h: &mut KeyHasher, v: Option<&serde_json::Value>) {
+    use serde_json::Value;
+    match v {
+        None => h.update(&[0]),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                h.update(&[1]);
+                h.update(&u.to_le_bytes());
+            } else if let Some(i) = n.as_i64() {
+                h.update(&[2]);
+                h.update(&i.to_le_bytes());
+            } else {
+                h.update(&[3]);
+                h.update(&n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
+            }
+        }
+        Some(other) => {
+            h.update(&[4]);
+            key_str(h, Some(&other.to_string()));
+        }
+    }
+}
+
+/// Memo key of [`stacktrace_variants`]: a 128-bit hash of everything it reads (every field
+/// of every frame after the stack-trace rules, the rules' group decisions, the event
+/// platform).
+fn stacktrace_key(st: &Stacktrace, platform: Option<&str>) -> u128 {
+    let mut h = KeyHasher::new();
+    key_str(&mut h, platform);
+    h.update(&(st.group_ops.len() as u64).to_le_bytes());
+    for op in &st.group_ops {
+        op.key(&mut h);
+    }
+    h.update(&(st.frames.len() as u64).to_le_bytes());
+    for f in &st.frames {
+        for s in [
+            f.function.as_deref(),
+            f.raw_function.as_deref(),
+            f.module.as_deref(),
+            f.filename.as_deref(),
+            f.abs_path.as_deref(),
+            f.package.as_deref(),
+            f.platform.as_deref(),
+            f.context_line.as_deref(),
+            f.category.as_deref(),
+            f.path_lc.as_deref(),
+            f.package_lc.as_deref(),
+        ] {
+            key_str(&mut h, s);
+        }
+        key_number(&mut h, f.lineno);
+        key_number(&mut h, f.colno);
+        h.update(&[
+            match f.in_app {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            },
+            u8::from(f.sourcemap),
+        ]);
+    }
+    h.digest128()
+}
+
+/// The `app` and `system` trees of one stack trace, replayed from the config's memo when
+/// the same stack trace (as the trees see it) was grouped before.
 fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
+    let Some(memo) = ctx.memo else {
+        return build_stacktrace_variants(st, ctx);
+    };
+    let key = stacktrace_key(st, ctx.event.platform.as_deref());
+    if let Some(v) = memo.variants(key) {
+        return v;
+    }
+    let v = build_stacktrace_variants(st, ctx);
+    memo.remember_variants(key, &v);
+    v
+}
+
+/// Builds the `app` and `system` trees of one stack trace. Each frame's component is built
+/// once and shared: the app tree is the same frames with the non-app ones switched off.
+fn build_stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
     let platform = ctx.event.platform.as_deref();
     let mut system: Vec<Component> = Vec::with_capacity(st.frames.len());
     let mut prev: Option<&Frame> = None;
@@ -547,16 +634,61 @@ fn threads(ctx: &Ctx<'_>) -> Variants {
 /// Makes `system` non-contributing when it hashes like `app`, then (Sentry's
 /// `remove_non_stacktrace_variants`) drops variants without a contributing stack trace when
 /// another variant has one.
-fn postprocess_stack_variants(mut vars: Variants) -> Variants {
-    let app_hash = vars
-        .iter()
-        .find(|(n, _)| *n == "app")
-        .and_then(|(_, c)| c.hash());
-    if let Some(h) = app_hash {
-        for (n, c) in vars.iter_mut() {
-            if *n == "system" && c.hash().as_deref() == Some(h.as_str()) {
-                c.set(false, "ignored because hash matches app variant");
+/// Whether two lists of strings concatenate to the same bytes (what equal md5 hashes of
+/// them mean), without building either concatenation.
+fn same_concatenation(a: &[&str], b: &[&str]) -> bool {
+    let len = |l: &[&str]| l.iter().map(|s| s.len()).sum::<usize>();
+    if len(a) != len(b) {
+        return false;
+    }
+    let (mut ia, mut ib) = (
+        a.iter().map(|s| s.as_bytes()),
+        b.iter().map(|s| s.as_bytes()),
+    );
+    let (mut ca, mut cb): (&[u8], &[u8]) = (&[], &[]);
+    loop {
+        while ca.is_empty() {
+            match ia.next() {
+                Some(x) => ca = x,
+                None => return cb.is_empty() && ib.all(<[u8]>::is_empty),
             }
+        }
+        while cb.is_empty() {
+            match ib.next() {
+                Some(x) => cb = x,
+                None => return false,
+            }
+        }
+        let n = ca.len().min(cb.len());
+        if ca[..n] != cb[..n] {
+            return false;
+        }
+        ca = &ca[n..];
+        cb = &cb[n..];
+    }
+}
+
+fn postprocess_stack_variants(mut vars: Variants) -> Variants {
+    // "Same hash" is decided on the hashed bytes themselves (the md5 input), which is the
+    // same answer without computing two digests per event.
+    let app_input: Option<Vec<&str>> = vars
+        .iter()
+        .find(|(n, c)| *n == "app" && c.contributes)
+        .map(|(_, c)| c.contributing_values());
+    let system_matches: Vec<bool> = vars
+        .iter()
+        .map(|(n, c)| {
+            *n == "system"
+                && c.contributes
+                && app_input
+                    .as_deref()
+                    .is_some_and(|app| same_concatenation(app, &c.contributing_values()))
+        })
+        .collect();
+    drop(app_input);
+    for ((_, c), matches) in vars.iter_mut().zip(system_matches) {
+        if matches {
+            c.set(false, "ignored because hash matches app variant");
         }
     }
     if vars.len() > 1 {
@@ -712,4 +844,25 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_concatenation_compares_the_hashed_bytes() {
+        assert!(same_concatenation(&["ab", "c"], &["a", "bc"]));
+        assert!(same_concatenation(&["", "abc", ""], &["abc"]));
+        assert!(same_concatenation(&[], &["", ""]));
+        assert!(!same_concatenation(&["ab", "c"], &["ab", "d"]));
+        assert!(!same_concatenation(&["abc"], &["ab"]));
+        for (a, b) in [(vec!["x", "yz"], vec!["xy", "z"]), (vec!["q"], vec!["r"])] {
+            assert_eq!(
+                same_concatenation(&a, &b),
+                super::super::hash_values(a.iter().copied())
+                    == super::super::hash_values(b.iter().copied())
+            );
+        }
+    }
 }
