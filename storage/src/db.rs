@@ -358,6 +358,43 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes every column family and compacts each down to its last level, so that the
+    /// SST files hold the data and nothing of its write path (WAL, memtables, overlapping
+    /// level-0 files). Used to measure what a stored event costs on disk (`osprey bench`);
+    /// it rewrites every file, so it is not for a serving instance under load.
+    pub fn compact_fully(&self) -> Result<()> {
+        self.ensure_writable()?;
+        let mut opts = rocksdb::CompactOptions::default();
+        // Rewrite the last level too, so every file gets the last level's compression.
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in cf::ALL {
+            let handle = self.cf(name);
+            self.inner.db.flush_cf(&handle)?;
+            self.inner
+                .db
+                .compact_range_cf_opt(&handle, None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
+    }
+
+    /// Bytes of the live SST files of each column family (RocksDB's
+    /// `rocksdb.live-sst-files-size`), in [`cf::ALL`] order. Memtables and WAL are not
+    /// counted: flush first for a complete figure ([`Store::compact_fully`]).
+    pub fn sst_bytes(&self) -> Result<Vec<(&'static str, u64)>> {
+        cf::ALL
+            .iter()
+            .filter_map(|name| self.cf_if_present(name).map(|h| (*name, h)))
+            .map(|(name, handle)| {
+                let bytes = self
+                    .inner
+                    .db
+                    .property_int_value_cf(&handle, "rocksdb.live-sst-files-size")?
+                    .unwrap_or(0);
+                Ok((name, bytes))
+            })
+            .collect()
+    }
+
     /// Writes a batch. `sync` chooses a WAL fsync for this write.
     pub fn write(
         &self,
