@@ -62,7 +62,6 @@ fn bench_reports_every_run_consistently() {
             "bytes_per_event",
             "stored_bytes_per_event",
             "event_bytes_per_event",
-            "log_bytes_per_event",
         ] {
             assert!(r[positive].as_f64().unwrap() > 0.0, "{positive}: {r}");
         }
@@ -75,7 +74,8 @@ fn bench_reports_every_run_consistently() {
         // Every accepted event is stored, plus the lag samples (also stored events).
         let stored = r["stored_events"].as_u64().unwrap();
         assert!(stored >= 300 + r["lag_samples"].as_u64().unwrap(), "{r}");
-        // The per-event figures are the column families' bytes over the stored events.
+        // The per-event figures are the column families' bytes over the stored events (the
+        // log's may be 0: processed records are trimmed from it).
         let cfs = r["column_family_bytes"].as_object().unwrap();
         let events_cf = cfs["events"].as_u64().unwrap();
         let log_cf = cfs["log"].as_u64().unwrap();
