@@ -1,7 +1,9 @@
 //! `osprey bench` end to end, small: two mixes × two encodings of 300 events each. The JSON it
 //! writes must be complete and consistent — every event sent was accepted (and, since the
 //! command waits for the backlog to drain, processed), lag samples were measured, and memory
-//! and disk figures are real. No assertion on speed: the figures are for BENCHMARKS.md.
+//! and disk figures are real, and the settled footprint (flushed, compacted column families)
+//! is counted over the events actually stored. No assertion on speed or size: the figures
+//! are for BENCHMARKS.md.
 
 use std::process::Command;
 use std::time::Duration;
@@ -58,6 +60,8 @@ fn bench_reports_every_run_consistently() {
             "processed_per_sec",
             "peak_rss_mib",
             "bytes_per_event",
+            "stored_bytes_per_event",
+            "event_bytes_per_event",
         ] {
             assert!(r[positive].as_f64().unwrap() > 0.0, "{positive}: {r}");
         }
@@ -67,6 +71,40 @@ fn bench_reports_every_run_consistently() {
         );
         assert!(r["lag_samples"].as_u64().unwrap() >= 1, "{r}");
         assert!(r["lag_p99_ms"].as_f64() >= r["lag_p50_ms"].as_f64(), "{r}");
+        // Every accepted event is stored, plus the lag samples (also stored events).
+        let stored = r["stored_events"].as_u64().unwrap();
+        assert!(stored >= 300 + r["lag_samples"].as_u64().unwrap(), "{r}");
+        // The per-event figures are the column families' bytes over the stored events (the
+        // log's may be 0: processed records are trimmed from it).
+        let cfs = r["column_family_bytes"].as_object().unwrap();
+        let events_cf = cfs["events"].as_u64().unwrap();
+        let log_cf = cfs["log"].as_u64().unwrap();
+        let processed: u64 = cfs
+            .iter()
+            .filter(|(name, _)| name.as_str() != "log")
+            .map(|(_, b)| b.as_u64().unwrap())
+            .sum();
+        for (field, bytes) in [
+            ("event_bytes_per_event", events_cf),
+            ("log_bytes_per_event", log_cf),
+            ("stored_bytes_per_event", processed),
+        ] {
+            let expected = bytes as f64 / stored as f64;
+            let got = r[field].as_f64().unwrap();
+            assert!(
+                (got - expected).abs() < 1e-6 * expected.max(1.0),
+                "{field}: {r}"
+            );
+        }
+        for cf in ["index", "counters", "issues"] {
+            assert!(cfs[cf].as_u64().unwrap() > 0, "{cf}: {r}");
+        }
+        // Settled processed data is a fraction of the directory right after the run (which
+        // also holds the log, the WAL and uncompacted files).
+        assert!(
+            r["stored_bytes_per_event"].as_f64() < r["bytes_per_event"].as_f64(),
+            "{r}"
+        );
     }
     // Refused clearly: a mix that does not exist.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));

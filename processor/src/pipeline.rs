@@ -105,7 +105,8 @@ pub struct ProcessorConfig {
     pub batch_records: usize,
     /// About this many bytes per batch.
     pub batch_bytes: usize,
-    /// zstd level of stored events.
+    /// Unused: stored events are written uncompressed and the events column family
+    /// compresses them block-wise (storage's `db.rs`). Kept so existing configs build.
     pub zstd_level: i32,
     /// fsync each commit (the log is already durable; a lost commit is replayed).
     pub sync_commits: bool,
@@ -272,7 +273,6 @@ struct Work<'a> {
     outcomes: HashMap<Vec<u8>, i64>,
     scrubbers: HashMap<u64, Scrubber>,
     grouping: HashMap<u64, GroupingConfig>,
-    compressor: zstd::bulk::Compressor<'static>,
     next_issue_id: u64,
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
@@ -428,8 +428,6 @@ impl Processor {
             outcomes: HashMap::new(),
             scrubbers: HashMap::new(),
             grouping: HashMap::new(),
-            compressor: zstd::bulk::Compressor::new(self.config.zstd_level)
-                .map_err(storage::StorageError::from)?,
             next_issue_id,
             short_ids,
             folder: TransactionFolder::new(),
@@ -797,7 +795,7 @@ impl Processor {
             hashes,
             event: normalized.event,
         };
-        let value = records::encode_event_with(&stored, &mut work.compressor)?;
+        let value = records::encode_event_plain(&stored)?;
         let store = work.store;
         work.batch.put_cf(&store.cf(cf::EVENTS), event_key, value);
         let index = store.cf(cf::INDEX);

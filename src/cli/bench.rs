@@ -14,10 +14,17 @@
 //! - peak RSS of the server (`VmHWM` from `/proc/PID/status`);
 //! - bytes on disk per event: the data directory's size after draining, over the events it
 //!   holds (the log still holds the raw envelopes until retention, so this is the whole
-//!   footprint, not only the processed event).
+//!   footprint, not only the processed event: WAL and unflushed, uncompacted files included);
+//! - stored bytes per event: what the processed data costs once settled. After draining, the
+//!   server is stopped, the bench opens the data directory itself, flushes and fully compacts
+//!   every column family ([`storage::Store::compact_fully`]), and divides the live SST bytes
+//!   of every column family but the log by the events in the events column family. The
+//!   events column family alone and the log are reported beside it, and the JSON has the
+//!   bytes of each column family.
 //!
 //! It prints a table and, with `--json FILE`, writes the rows as JSON.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +99,50 @@ pub struct BenchRow {
     pub bytes_per_event: f64,
     /// Seconds from the end of the load until the backlog was empty.
     pub drain_secs: f64,
+    /// Events in the events column family after the run (errors, transactions and the lag
+    /// samples).
+    pub stored_events: u64,
+    /// Live SST bytes of every column family but the log, after flush and full compaction,
+    /// over `stored_events`.
+    pub stored_bytes_per_event: f64,
+    /// The events column family's share of `stored_bytes_per_event`.
+    pub event_bytes_per_event: f64,
+    /// Live SST bytes of the log column family (raw envelopes, kept until log retention)
+    /// after flush and compaction, over `stored_events`.
+    pub log_bytes_per_event: f64,
+    /// Live SST bytes per column family after flush and full compaction.
+    pub column_family_bytes: BTreeMap<String, u64>,
+}
+
+/// What the processed data of a run costs once flushed and compacted.
+struct Footprint {
+    events: u64,
+    column_family_bytes: BTreeMap<String, u64>,
+}
+
+/// Opens a stopped server's data directory, flushes and compacts it fully, and measures the
+/// column families (see the module doc).
+fn stored_footprint(data: &Path) -> anyhow::Result<Footprint> {
+    let store = storage::Store::open(data, &storage::StoreOptions::default())
+        .with_context(|| format!("opening {} to measure it", data.display()))?;
+    store.compact_fully()?;
+    let column_family_bytes = store
+        .sst_bytes()?
+        .into_iter()
+        .map(|(name, bytes)| (name.to_owned(), bytes))
+        .collect();
+    let mut events = 0u64;
+    let mut iter = store.db().raw_iterator_cf(&store.cf(storage::cf::EVENTS));
+    iter.seek_to_first();
+    while iter.valid() {
+        events += 1;
+        iter.next();
+    }
+    iter.status()?;
+    Ok(Footprint {
+        events,
+        column_family_bytes,
+    })
 }
 
 /// Runs `osprey bench`.
@@ -360,7 +411,24 @@ fn run_one(args: &Args, mix: Mix, compress: Compress, data: &Path) -> anyhow::Re
         .copied()
         .unwrap_or(summary.accepted as f64)
         .max(1.0);
+    // Stopped (killed: the WAL holds every acknowledged write, and reopening replays it), so
+    // the bench can open the directory as its one writer.
     drop(server);
+    let footprint = stored_footprint(data)?;
+    let per_event = |bytes: u64| bytes as f64 / footprint.events.max(1) as f64;
+    let cf_bytes = |name: &str| {
+        footprint
+            .column_family_bytes
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    };
+    let processed_bytes: u64 = footprint
+        .column_family_bytes
+        .iter()
+        .filter(|(name, _)| name.as_str() != storage::cf::LOG)
+        .map(|(_, bytes)| bytes)
+        .sum();
     let mut sorted = lags;
     sorted.sort_by(f64::total_cmp);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -380,6 +448,11 @@ fn run_one(args: &Args, mix: Mix, compress: Compress, data: &Path) -> anyhow::Re
         peak_rss_mib,
         bytes_per_event: dir_size(data) as f64 / stored_events,
         drain_secs: drained.duration_since(load_end).as_secs_f64(),
+        stored_events: footprint.events,
+        stored_bytes_per_event: per_event(processed_bytes),
+        event_bytes_per_event: per_event(cf_bytes(storage::cf::EVENTS)),
+        log_bytes_per_event: per_event(cf_bytes(storage::cf::LOG)),
+        column_family_bytes: footprint.column_family_bytes,
     })
 }
 
@@ -397,6 +470,8 @@ fn render(rows: &[BenchRow]) -> String {
         "lag p99 ms",
         "peak RSS MiB",
         "bytes/event",
+        "stored B/event",
+        "events CF B/event",
     ]
     .map(str::to_owned)];
     for r in rows {
@@ -412,6 +487,8 @@ fn render(rows: &[BenchRow]) -> String {
             opt(r.lag_p99_ms),
             format!("{:.0}", r.peak_rss_mib),
             format!("{:.0}", r.bytes_per_event),
+            format!("{:.0}", r.stored_bytes_per_event),
+            format!("{:.0}", r.event_bytes_per_event),
         ]);
     }
     let widths: Vec<usize> = (0..table[0].len())

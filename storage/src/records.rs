@@ -4,8 +4,10 @@
 //! The issue record is small JSON in the `issues` column family; its fast-moving numbers
 //! (times seen, unique users, tag facets) are merge-operator counters in `counters`, so the
 //! record itself changes only when something a human sees changes (last seen, status, …).
-//! A stored event is the 8-byte timestamp followed by zstd-compressed JSON
-//! ([`encode_event`]), so retention reads the time without decompressing.
+//! A stored event is the 8-byte timestamp followed by its JSON ([`encode_event_plain`];
+//! the events column family compresses it block-wise), so retention reads the time without
+//! parsing. Values of the earlier format (timestamp + zstd-compressed JSON, [`encode_event`])
+//! still decode.
 
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
@@ -291,19 +293,34 @@ pub struct StoredEvent {
     pub event: serde_json::Value,
 }
 
-/// Encodes a stored event value: timestamp (ms, BE) + zstd(JSON).
+/// Encodes a stored event value: timestamp (ms, BE) + the event's JSON, uncompressed.
+///
+/// This is what the processor writes. The events column family compresses its blocks with
+/// zstd and a dictionary trained per SST file (see `db.rs`), which shrinks loadgen error
+/// events far more than compressing each value alone: the events of a block share most of
+/// their keys, SDK context and stack frames, and a per-value compressor sees none of that.
+/// It also takes the processor's per-event zstd call off the hot path.
+pub fn encode_event_plain(event: &StoredEvent) -> Result<Vec<u8>> {
+    // Events are a few KB: start the buffer there instead of growing it from 128 bytes.
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(&event.timestamp_ms.to_be_bytes());
+    serde_json::to_writer(&mut out, event)?;
+    Ok(out)
+}
+
+/// Encodes a stored event value in the earlier format: timestamp (ms, BE) + zstd(JSON).
+/// [`decode_event`] reads it (data directories written before [`encode_event_plain`]).
 pub fn encode_event(event: &StoredEvent, zstd_level: i32) -> Result<Vec<u8>> {
     let mut compressor = zstd::bulk::Compressor::new(zstd_level)?;
     encode_event_with(event, &mut compressor)
 }
 
 /// [`encode_event`] with a reusable compressor (a zstd context costs more to set up than
-/// compressing one small event; the processor keeps one per batch).
+/// compressing one small event).
 pub fn encode_event_with(
     event: &StoredEvent,
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> Result<Vec<u8>> {
-    // Events are a few KB: start the buffer there instead of growing it from 128 bytes.
     let mut json = Vec::with_capacity(4096);
     serde_json::to_writer(&mut json, event)?;
     // Compress straight behind the timestamp: no intermediate buffer, no second copy.
@@ -317,7 +334,12 @@ pub fn encode_event_with(
 /// Upper bound on a decompressed event (events are capped far below this at ingest).
 const MAX_EVENT_JSON: usize = 64 << 20;
 
-/// Decodes a value written by [`encode_event`].
+/// The first bytes of a zstd frame (little-endian 0xFD2FB528).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Decodes a value written by [`encode_event_plain`] or [`encode_event`]. The two formats
+/// are told apart by the first byte after the timestamp: a JSON object starts with `{`, a
+/// zstd frame with its magic number, which can never start JSON.
 pub fn decode_event(value: &[u8]) -> Result<StoredEvent> {
     let corrupt = |detail: String| StorageError::Corrupt {
         what: "stored event",
@@ -326,6 +348,12 @@ pub fn decode_event(value: &[u8]) -> Result<StoredEvent> {
     let body = value
         .get(EVENT_VALUE_TS_LEN..)
         .ok_or_else(|| corrupt("shorter than its timestamp".into()))?;
+    if body.first() == Some(&b'{') {
+        return serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()));
+    }
+    if !body.starts_with(&ZSTD_MAGIC) {
+        return Err(corrupt("neither JSON nor a zstd frame".into()));
+    }
     // Stream-decode with a cap: `bulk::decompress` would allocate the whole cap up front.
     let mut json = Vec::with_capacity(body.len() * 4);
     let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(e.to_string()))?;
@@ -385,13 +413,23 @@ mod tests {
             hashes: vec!["h".into()],
             event: serde_json::json!({"message": "hi"}),
         };
-        let v = encode_event(&e, 1).unwrap();
-        assert_eq!(
-            keys::timestamp_of(cf::EVENTS, &[], &v),
-            Some(e.timestamp_ms)
-        );
-        assert_eq!(decode_event(&v).unwrap(), e);
-        assert!(decode_event(&v[..4]).is_err());
-        assert!(decode_event(&v[..12]).is_err());
+        // Both formats: the plain one the processor writes and the zstd one of older data
+        // directories.
+        let plain = encode_event_plain(&e).unwrap();
+        let zstd = encode_event(&e, 1).unwrap();
+        assert_eq!(plain[EVENT_VALUE_TS_LEN], b'{');
+        assert_eq!(zstd[EVENT_VALUE_TS_LEN..][..4], ZSTD_MAGIC);
+        for v in [&plain, &zstd] {
+            assert_eq!(keys::timestamp_of(cf::EVENTS, &[], v), Some(e.timestamp_ms));
+            assert_eq!(decode_event(v).unwrap(), e);
+            assert!(decode_event(&v[..4]).is_err());
+            assert!(decode_event(&v[..12]).is_err());
+            assert!(decode_event(&v[..v.len() - 1]).is_err());
+        }
+        // Neither format: refused, not guessed.
+        let mut other = plain.clone();
+        other[EVENT_VALUE_TS_LEN] = b'x';
+        assert!(decode_event(&other).is_err());
+        assert!(decode_event(&plain[..EVENT_VALUE_TS_LEN]).is_err());
     }
 }
