@@ -39,16 +39,13 @@ impl KafkaMode {
         kafka.validate()?;
         let ingest = config.has_role(Role::Ingest);
         let process = config.has_role(Role::Processor);
-        if ingest || process {
-            storage::ensure_topics(kafka)
-                .await
-                .with_context(|| format!("preparing Kafka topics on {}", kafka.brokers))?;
-        }
-        let log = if ingest {
-            Some(Arc::new(KafkaLog::new(kafka)?))
-        } else {
-            None
-        };
+        storage::ensure_topics(kafka)
+            .await
+            .with_context(|| format!("preparing Kafka topics on {}", kafka.brokers))?;
+        // Every node gets a producer, not only ingest nodes: MCP's `capture_event` on a
+        // processor or query node must reach the processors through the topics too (the
+        // embedded log is not read in Kafka mode).
+        let log = Some(Arc::new(KafkaLog::new(kafka)?));
         // A query node without the processor role has no results of its own: with peers it
         // answers /api/0/ from them.
         let peers = if config.has_role(Role::Query) && !config.peers.is_empty() {
@@ -61,6 +58,11 @@ impl KafkaMode {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let processor = if process {
+            // Issue ids of this node start in a block no other node uses.
+            let floor = store
+                .claim_issue_id_floor()
+                .context("claiming this node's issue-id block")?;
+            tracing::debug!(floor, "issue ids start above this node's floor");
             let processor = Arc::new(processor::Processor::new(
                 store.clone(),
                 processor::ProcessorConfig::default(),

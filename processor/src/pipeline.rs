@@ -227,6 +227,8 @@ pub struct Processor {
     /// Grouping configs per project, kept across batches so their stack-rule memo
     /// ([`crate::grouping::RuleCache`]) stays warm; rebuilt when the project's rules change.
     grouping: Mutex<HashMap<u64, ProjectGrouping>>,
+    /// Issue ids and short-id numbers start above this (storage's `issue_id_floor`).
+    id_floor: u64,
 }
 
 /// A project's grouping config and the rule texts it was built from.
@@ -353,7 +355,10 @@ impl Processor {
     /// A processor over `store` (must be the primary).
     pub fn new(store: Store, config: ProcessorConfig) -> Result<Processor> {
         store.ensure_writable()?;
-        let next_issue_id = read_sequence(&store, ISSUE_SEQUENCE)? + 1;
+        // Ids start above this node's floor (nonzero in Kafka mode): ids and short ids made
+        // by different processor nodes never collide.
+        let id_floor = store.issue_id_floor()?;
+        let next_issue_id = read_sequence(&store, ISSUE_SEQUENCE)?.max(id_floor) + 1;
         Ok(Processor {
             store,
             config,
@@ -365,6 +370,7 @@ impl Processor {
             }),
             alerts: crate::alerts::AlertEngine::new(crate::alerts::AlertConfig::default()),
             grouping: Mutex::new(HashMap::new()),
+            id_floor,
         })
     }
 
@@ -930,7 +936,9 @@ impl Processor {
         work.next_issue_id += 1;
         let short = match work.short_ids.get(&project.id) {
             Some(n) => *n,
-            None => read_sequence(&self.store, &short_id_sequence(project.id))? + 1,
+            None => {
+                read_sequence(&self.store, &short_id_sequence(project.id))?.max(self.id_floor) + 1
+            }
         };
         work.short_ids.insert(project.id, short + 1);
         let primary = hashes.first().map(String::as_str).unwrap_or("");

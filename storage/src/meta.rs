@@ -359,6 +359,11 @@ impl Meta {
     }
 }
 
+/// The sequence holding this node's issue-id floor (see [`Store::issue_id_floor`]).
+const ISSUE_ID_FLOOR: &str = "issue_id_floor";
+/// Bits of one node's issue-id block.
+const ISSUE_ID_BLOCK_BITS: u32 = 24;
+
 impl Store {
     pub(crate) fn next_id(&self, sequence: &str) -> Result<u64> {
         if let Some(publisher) = self.meta_publisher() {
@@ -374,6 +379,41 @@ impl Store {
         let next = current + 1;
         self.db().put_cf(&meta_cf, &key, next.to_be_bytes())?;
         Ok(next)
+    }
+
+    /// The number issue ids and short-id numbers of this data directory start above: 0 on a
+    /// single server; in Kafka mode a per-node block claimed once through the shared metadata
+    /// topic ([`Store::claim_issue_id_floor`]), so that issues made by different processor
+    /// nodes never share an id or a short id and a query node can look one up by id.
+    pub fn issue_id_floor(&self) -> Result<u64> {
+        let key = keys::prefixed_str(keys::meta::SEQUENCE, ISSUE_ID_FLOOR);
+        Ok(self
+            .db()
+            .get_cf(&self.cf(cf::META), key)?
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Claims this node's issue-id block when metadata is shared and none is claimed yet, and
+    /// returns the floor. The block number comes from the shared id allocator (unique across
+    /// nodes); each block holds 2^24 ids, so ids stay below 2^53 (exact in JavaScript) for
+    /// the first 2^29 metadata-topic records. Without shared metadata the floor stays 0.
+    pub fn claim_issue_id_floor(&self) -> Result<u64> {
+        let floor = self.issue_id_floor()?;
+        if floor != 0 || !self.shares_metadata() {
+            return Ok(floor);
+        }
+        let block = self.next_id("issue_id_block")?;
+        let floor = block << ISSUE_ID_BLOCK_BITS;
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        self.db().put_cf_opt(
+            &self.cf(cf::META),
+            keys::prefixed_str(keys::meta::SEQUENCE, ISSUE_ID_FLOOR),
+            floor.to_be_bytes(),
+            &opts,
+        )?;
+        Ok(floor)
     }
 
     /// Stores a metadata record; in Kafka mode the shared topic takes it first.
