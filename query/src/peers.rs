@@ -310,11 +310,10 @@ fn merge_performance(
     if reports.is_empty() {
         return json!({"detail": "no node gave a performance report"});
     }
-    // Nodes without any of the transactions add nothing.
-    if reports.iter().any(|r| r.total.count > 0) {
-        reports.retain(|r| r.total.count > 0);
-    }
-    let split = reports.len() > 1;
+    // A node without any of the transactions still adds its error events (a project's
+    // errors and transactions can sit on different nodes after a partition moved), so every
+    // report is merged; the numbers of transactions are split only if two nodes have some.
+    let split = reports.iter().filter(|r| r.total.count > 0).count() > 1;
     let mut merged = reports.swap_remove(0);
     let mut omitted = merged.groups_omitted;
     for other in reports {
@@ -381,6 +380,19 @@ fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate
         (None, None) => None,
         (x, y) => Some(x.unwrap_or(0) + y.unwrap_or(0)),
     };
+    let add_rate = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (None, None) => None,
+        (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+    };
+    if a.count == 0 || b.count == 0 {
+        // One side has no transactions, only (perhaps) error events: the other side's
+        // numbers stand, exactly, with both sides' error events.
+        let (none, some) = if a.count == 0 { (a, b) } else { (b, a) };
+        let mut merged = some.clone();
+        merged.error_events = add(some.error_events, none.error_events);
+        merged.epm = add_rate(some.epm, none.epm);
+        return merged;
+    }
     let mut statuses = a.statuses.clone();
     for (name, count) in &b.statuses {
         *statuses.entry(name.clone()).or_default() += count;
@@ -414,10 +426,7 @@ fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate
         failures,
         failure_rate: (n > 0).then(|| failures as f64 / n as f64),
         error_events: add(a.error_events, b.error_events),
-        epm: match (a.epm, b.epm) {
-            (None, None) => None,
-            (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
-        },
+        epm: add_rate(a.epm, b.epm),
         statuses,
         unique_users,
         miserable_users,
@@ -822,6 +831,50 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("p95_ms")));
+    }
+
+    #[test]
+    fn a_node_with_only_error_events_adds_them_to_the_performance_report() {
+        // The project's transactions were processed by node a; one of its errors by node b
+        // (its partition moved): the report keeps a's numbers and counts both nodes' errors.
+        let report = |count: u64, errors: u64, p95: Option<f64>| {
+            let stats = crate::perf::PerfStats {
+                count,
+                p95_ms: p95,
+                apdex: (count > 0).then_some(0.5),
+                apdex_exact: true,
+                apdex_threshold_ms: (count > 0).then_some(300),
+                error_events: Some(errors),
+                epm: Some(errors as f64 / 60.0),
+                ..Default::default()
+            };
+            serde_json::to_value(crate::perf::PerfReport {
+                project_id: 1,
+                start_ms: 0,
+                end_ms: 3_600_000,
+                total: stats,
+                groups: Vec::new(),
+                groups_omitted: 0,
+                series: Vec::new(),
+            })
+            .unwrap()
+        };
+        let (_, v, _) = merge(
+            &Method::GET,
+            "/api/0/projects/o/p/performance/",
+            "",
+            vec![
+                ok("b", report(0, 1, None)),
+                ok("a", report(90, 24, Some(250.0))),
+            ],
+        );
+        let total = &v["total"];
+        assert_eq!(total["count"], 90, "{v}");
+        assert_eq!(total["error_events"], 25, "{v}");
+        assert_eq!(total["p95_ms"], 250.0);
+        assert_eq!(total["apdex_threshold_ms"], 300);
+        assert_eq!(total["apdex_exact"], true);
+        assert!(v.get("ospreyApproximate").is_none(), "{v}");
     }
 
     #[test]
