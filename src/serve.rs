@@ -56,16 +56,7 @@ impl App {
     async fn route(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
         if path == "/mcp" || path == "/mcp/" {
-            // The MCP tools read this node's own store; a query node's store holds no events
-            // (its peers do), so its answers would be silently empty. Say so instead.
-            if self.kafka.as_ref().and_then(|k| k.peers()).is_some() {
-                return json_response(
-                    StatusCode::NOT_IMPLEMENTED,
-                    &serde_json::json!({"detail": "this query node has no event data of its own \
-                        and MCP does not fan out yet: connect MCP clients to a processor node's \
-                        /mcp, or point the Sentry MCP server at this node's /api/0/"}),
-                );
-            }
+            // On a query node the data tools ask the peers (mcp::fanout).
             return self.mcp.handle(req).await;
         }
         if path == "/api/0" || path.starts_with("/api/0/") {
@@ -259,6 +250,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config.public_url.as_deref(),
             ),
             shutdown: shutdown.clone(),
+            // A query node's store holds metadata but no events: its data tools ask the
+            // processor nodes, like its /api/0/.
+            peers: match kafka.as_ref().and_then(|k| k.peers()) {
+                Some(_) => Some(
+                    mcp::McpPeers::new(&config.peers, Duration::from_secs(10))
+                        .context("configuring the MCP peers")?,
+                ),
+                None => None,
+            },
             ..Default::default()
         },
     );

@@ -465,7 +465,10 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
             .iter()
             .filter_map(|i| i["count"].as_str()?.parse::<u64>().ok())
             .sum();
-        (errors == 25 && perf["total"]["count"] == 90).then_some((issues, perf))
+        // Error events per environment come from the transaction rollups, which are flushed
+        // apart from the issue counters: wait for them too.
+        (errors == 25 && perf["total"]["count"] == 90 && perf["total"]["error_events"] == 25)
+            .then_some((issues, perf))
     };
     let deadline = Instant::now() + Duration::from_secs(90);
     let wait = |port: u16, what: &str| loop {
@@ -509,6 +512,169 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
             }
         }
     }
+
+    // osprey's MCP tools, asked of the query node (which fans out to both processor nodes)
+    // and of the embedded server, with the official Python MCP client, agree.
+    let calls = serde_json::json!([
+        ["find_projects", {}],
+        ["get_error_analysis", {"project": "default", "timeRange": "2h"}],
+        ["get_performance_metrics", {"project": "default", "timeRange": "2h",
+            "breakdown": {"field": "transaction"}}],
+        ["search_issues", {"project": "default", "query": "", "sort": "freq", "limit": 100}],
+        ["compare_releases", {"project": "default", "base": "shop@2.0.0", "head": "shop@2.1.0",
+            "timeRange": "2h"}],
+        ["search_events", {"project": "default", "dataset": "errors",
+            "fields": ["title", "release", "level"], "timeRange": "2h", "limit": 100}],
+        ["search_events", {"project": "default", "dataset": "transactions",
+            "fields": ["transaction", "duration", "status"], "timeRange": "2h", "limit": 5}],
+    ]);
+    // The project's records sit on one processor node. A second query node lists the other
+    // (empty) node first, so that taking the first peer's answer would fail these checks.
+    let holds_data = |port: u16| {
+        api_json(port, perf_path).is_some_and(|p| p["total"]["count"].as_u64() > Some(0))
+    };
+    let (full, empty) = if holds_data(p1_port) {
+        (p1_port, p2_port)
+    } else {
+        (p2_port, p1_port)
+    };
+    assert!(
+        holds_data(full) && !holds_data(empty),
+        "one node holds the project"
+    );
+    let mcp_query_port = free_port();
+    let _mcp_query = node_with(
+        "query",
+        mcp_query_port,
+        &dir.path().join("mcp-query"),
+        &run,
+        &[
+            "--peers",
+            &format!("http://127.0.0.1:{empty},http://127.0.0.1:{full}"),
+        ],
+    );
+    eventually(60, "the second query node answers", || {
+        api_json(mcp_query_port, perf_path).is_some_and(|p| p["total"]["count"] == 90)
+    });
+    let want = mcp_over_http(embedded_port, TOKEN, calls.clone());
+    let got = mcp_over_http(mcp_query_port, TOKEN, calls);
+    let answer = |report: &serde_json::Value, i: usize| -> serde_json::Value {
+        let r = &report["results"][i];
+        assert_eq!(r["isError"], false, "call {i}: {r}");
+        assert!(r["structured"].get("ospreyPartial").is_none(), "{r}");
+        r["structured"].clone()
+    };
+    let projects = |v: serde_json::Value| -> Vec<(String, u64)> {
+        v["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["slug"].as_str().unwrap().to_owned(),
+                    p["unresolvedIssues"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(projects(answer(&got, 0)), projects(answer(&want, 0)));
+    // Issues without their node-specific ids: title, culprit, level, status, counts, releases.
+    let issue_view = |list: &serde_json::Value| -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut i = i.clone();
+                let obj = i.as_object_mut().unwrap();
+                for volatile in ["id", "shortId", "firstSeen", "lastSeen"] {
+                    obj.remove(volatile);
+                }
+                i
+            })
+            .collect();
+        out.sort_by_key(|i| i.to_string());
+        out
+    };
+    let (g, w) = (answer(&got, 1), answer(&want, 1));
+    for field in ["totals", "trend", "errorEventsPerMinute", "truncated"] {
+        assert_eq!(g[field], w[field], "get_error_analysis {field}");
+    }
+    for field in ["topIssues", "newIssues", "regressedIssues"] {
+        assert_eq!(
+            issue_view(&g[field]),
+            issue_view(&w[field]),
+            "get_error_analysis {field}"
+        );
+    }
+    assert_eq!(w["totals"]["events"], 25, "{w}");
+    let (g, w) = (answer(&got, 2), answer(&want, 2));
+    for field in [
+        "metrics",
+        "previous",
+        "change",
+        "breakdown",
+        "apdexThresholdMs",
+    ] {
+        assert_eq!(g[field], w[field], "get_performance_metrics {field}");
+    }
+    assert_eq!(w["metrics"]["count"], 90.0, "{w}");
+    let (g, w) = (answer(&got, 3), answer(&want, 3));
+    assert_eq!(g["total"], w["total"]);
+    assert_eq!(issue_view(&g["issues"]), issue_view(&w["issues"]));
+    let (g, w) = (answer(&got, 4), answer(&want, 4));
+    for side in ["base", "head"] {
+        for field in [
+            "version",
+            "errorEvents",
+            "issues",
+            "transactions",
+            "p95Ms",
+            "failureRate",
+        ] {
+            assert_eq!(
+                g[side][field], w[side][field],
+                "compare_releases {side}.{field}"
+            );
+        }
+    }
+    for field in ["p95ChangeMs", "failureRateChange"] {
+        assert_eq!(g[field], w[field], "compare_releases {field}");
+    }
+    for field in ["newIssues", "regressions"] {
+        assert_eq!(
+            issue_view(&g[field]),
+            issue_view(&w[field]),
+            "compare_releases {field}"
+        );
+    }
+    let (g, w) = (answer(&got, 5), answer(&want, 5));
+    assert_eq!(g["count"], w["count"]);
+    assert_eq!(g["count"], 25);
+    assert_eq!(issue_view(&g["rows"]), issue_view(&w["rows"]), "error rows");
+    let (g, w) = (answer(&got, 6), answer(&want, 6));
+    assert_eq!(g["count"], w["count"]);
+    assert_eq!(g["count"], 90);
+    assert_eq!(
+        g["rows"].as_array().unwrap().len(),
+        5,
+        "the limit holds after merging"
+    );
+}
+
+/// One session of the official Python MCP client against `port`'s `/mcp` with `token`:
+/// lists the tools, makes `calls` ([name, arguments] pairs), returns the report
+/// (`tests/sdk/mcp_client.py`).
+fn mcp_over_http(port: u16, token: &str, calls: serde_json::Value) -> serde_json::Value {
+    let mut cmd = Command::new(common::python());
+    cmd.arg(common::sdk_script("mcp_client.py"))
+        .arg("http")
+        .arg(format!("http://127.0.0.1:{port}/mcp"))
+        .arg(token)
+        .arg(calls.to_string());
+    common::run_tool("python mcp (http)", cmd, common::TOOL_TIMEOUT)
+        .assert_success()
+        .json()
 }
 
 /// One API call with `token`; the status and the JSON body (`null` when there is none).
@@ -678,22 +844,73 @@ fn metadata_made_on_one_node_works_on_every_node() {
         assert_eq!(shops, 1, "node {port}: {projects}");
     }
 
-    // The query node's MCP endpoint says it cannot answer rather than answering empty.
-    let mcp = common::http()
-        .post(format!("http://127.0.0.1:{query_port}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#)
-        .send()
-        .unwrap();
-    assert_eq!(mcp.status().as_u16(), 501);
-    let detail: serde_json::Value = mcp.json().unwrap();
+    // MCP on the query node, with the official Python MCP client: the data tools ask the
+    // processor node; capture_event goes through Kafka to it.
+    let report = mcp_over_http(
+        query_port,
+        &reader,
+        json!([
+            ["search_issues", {"project": "shop", "query": ""}],
+            ["capture_event", {"project": "shop", "level": "error", "message": "denied"}],
+        ]),
+    );
+    let found = &report["results"][0];
+    assert_eq!(found["isError"], false, "{report}");
+    assert_eq!(found["structured"]["total"], 1, "{report}");
+    let issue = &found["structured"]["issues"][0];
+    assert_eq!(issue["title"], "checkout failed");
+    assert_eq!(issue["id"], issues[0]["id"], "the same id as the API");
     assert!(
-        detail["detail"]
-            .as_str()
-            .unwrap()
-            .contains("processor node"),
-        "{detail}"
+        issue.get("ospreyHash").is_none(),
+        "fan-out fields stay internal"
+    );
+    // Issue ids come from the processor node's own block, never 1, 2, … (another
+    // processor node would make those too).
+    let issue_id: u64 = issue["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        issue_id > 1 << 24,
+        "issue id {issue_id} is not in a node block"
+    );
+    let denied = &report["results"][1];
+    assert_eq!(
+        denied["isError"], true,
+        "a read token cannot capture: {report}"
+    );
+    assert!(
+        denied["text"].as_str().unwrap().contains("scope"),
+        "{report}"
+    );
+
+    let report = mcp_over_http(
+        query_port,
+        TOKEN,
+        json!([
+            ["get_issue_details", {"issue": issue["shortId"]}],
+            ["capture_event", {"project": "shop", "level": "warning", "message": "captured through the query node"}],
+        ]),
+    );
+    let details = &report["results"][0];
+    assert_eq!(details["isError"], false, "{report}");
+    assert_eq!(details["structured"]["issue"]["id"], issue["id"]);
+    assert_eq!(
+        details["structured"]["latestEvent"]["eventId"], event_id,
+        "{report}"
+    );
+    assert_eq!(report["results"][1]["isError"], false, "{report}");
+    eventually(60, "the captured event becomes an issue", || {
+        let report = mcp_over_http(
+            query_port,
+            &reader,
+            json!([["search_issues", {"project": "shop", "query": "", "sort": "new"}]]),
+        );
+        let r = &report["results"][0]["structured"];
+        r["total"] == 2 && r["issues"][0]["title"] == "captured through the query node"
+    });
+    let (_, on_processor) = api_call(processor_port, Method::GET, issues_path, &reader, None);
+    assert_eq!(
+        on_processor.as_array().map(Vec::len),
+        Some(2),
+        "the processor node holds it: {on_processor}"
     );
 
     // A node that joins now has all of it by the time it answers its first request.

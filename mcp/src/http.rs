@@ -34,6 +34,8 @@ pub struct HttpConfig {
     pub shutdown: CancellationToken,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// On a query node: the processor nodes the data tools fan out to.
+    pub peers: Option<crate::McpPeers>,
 }
 
 impl Default for HttpConfig {
@@ -42,6 +44,7 @@ impl Default for HttpConfig {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             shutdown: CancellationToken::new(),
             max_body_bytes: 1 << 20,
+            peers: None,
         }
     }
 }
@@ -80,7 +83,10 @@ impl McpHttp {
     /// The endpoint over `query`; `log` receives `capture_event`'s events.
     pub fn new(query: QueryService, log: Option<Arc<dyn Log>>, config: HttpConfig) -> McpHttp {
         let store = query.store().clone();
-        let tools = OspreyTools::new(query, log);
+        let mut tools = OspreyTools::new(query, log);
+        if let Some(peers) = config.peers {
+            tools = tools.with_peers(peers);
+        }
         let mut rmcp_config = StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
             .with_json_response(true)

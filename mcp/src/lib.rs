@@ -9,7 +9,8 @@
 //! - **streamable HTTP** ([`McpHttp`]): mounted at `/mcp` by `osprey serve`, behind a bearer
 //!   token (the same API tokens as `/api/0/`): read tools need `event:read` or `project:read`,
 //!   write tools `event:write` or `project:write`, and a token only ever sees its own
-//!   organization.
+//!   organization. On a query node (`serve --role query --peers …`) the data tools ask every
+//!   processor node and merge their answers ([`fanout`]).
 //!
 //! Tools are shaped for agents, not for a REST client: each answers one question in one call
 //! (error analysis with trend, performance table with change, release comparison), takes a
@@ -20,10 +21,12 @@
 
 mod analysis;
 mod bridge;
+pub mod fanout;
 mod http;
 mod tools;
 
 pub use bridge::bridge_stdio_to_http;
+pub use fanout::McpPeers;
 pub use http::{HttpConfig, McpHttp};
 pub use tools::{Caller, OspreyTools, TOOL_NAMES, WRITE_TOOL_NAMES};
 

@@ -69,6 +69,9 @@ struct Access {
     org: Option<u64>,
     /// The API token of an HTTP caller (the actor of write tools).
     token_id: Option<u64>,
+    /// The call comes from a query node's fan-out ([`crate::fanout`]): answers carry the
+    /// extra fields that node merges with (grouping hashes, row times, raw trace events).
+    fanout: bool,
 }
 
 /// osprey's MCP tools over one [`QueryService`]. Cheap to clone.
@@ -76,6 +79,8 @@ struct Access {
 pub struct OspreyTools {
     inner: Arc<Inner>,
     tool_router: ToolRouter<Self>,
+    /// On a query node: the processor nodes every data tool is asked of.
+    peers: Option<Arc<crate::fanout::McpPeers>>,
 }
 
 struct Inner {
@@ -451,11 +456,17 @@ pub struct IssueSummary {
     pub assigned_to: Option<String>,
     /// Labels put on the issue (`manage_issues` changes.tags).
     pub tags: BTreeMap<String, String>,
+    /// The primary grouping hash, only in answers to a query node's fan-out: it merges the
+    /// parts of one issue that several processor nodes hold.
+    #[serde(rename = "ospreyHash", skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub osprey_hash: Option<String>,
 }
 
 impl IssueSummary {
-    fn new(i: Issue, state: &IssueWorkflow) -> Self {
+    fn new(i: Issue, state: &IssueWorkflow, rec: &IssueRecord, acc: Access) -> Self {
         IssueSummary {
+            osprey_hash: acc.fanout.then(|| rec.primary_hash.clone()),
             assigned_to: state
                 .assigned_to
                 .as_ref()
@@ -593,6 +604,11 @@ pub struct PerformanceAnswer {
     /// Always false: performance numbers come from merged histograms and counters, which
     /// cover every transaction.
     pub truncated: bool,
+    /// Only in answers to a query node's fan-out, from a node without transactions in the
+    /// range: the error a single server would give, used if no node has any.
+    #[serde(rename = "ospreyNoData", skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub osprey_no_data: Option<String>,
 }
 
 /// One release's side of a comparison.
@@ -925,6 +941,11 @@ pub struct TraceAnswer {
     pub spans: Vec<Value>,
     /// Spans beyond the first 200.
     pub spans_omitted: usize,
+    /// The trace's stored events, only in answers to a query node's fan-out: it builds the
+    /// span tree from every node's events.
+    #[serde(rename = "ospreyEvents", skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub osprey_events: Option<Vec<records::StoredEvent>>,
 }
 
 /// Answer of `search_events`.
@@ -951,6 +972,7 @@ fn access(ext: &Extensions, scopes: &[&str]) -> Result<Access, String> {
         return Ok(Access {
             org: None,
             token_id: None,
+            fanout: false,
         });
     };
     let Some(caller) = parts.extensions.get::<Caller>() else {
@@ -967,6 +989,7 @@ fn access(ext: &Extensions, scopes: &[&str]) -> Result<Access, String> {
     Ok(Access {
         org: Some(caller.token.org_id),
         token_id: Some(caller.token.id),
+        fanout: parts.headers.contains_key(crate::fanout::FANOUT_HEADER),
     })
 }
 
@@ -978,7 +1001,15 @@ impl OspreyTools {
         OspreyTools {
             inner: Arc::new(Inner { query, log }),
             tool_router: Self::tool_router(),
+            peers: None,
         }
+    }
+
+    /// These tools on a query node: data tools ask `peers` and merge their answers
+    /// ([`crate::fanout`]); metadata tools answer from this node's shared metadata.
+    pub fn with_peers(mut self, peers: crate::fanout::McpPeers) -> OspreyTools {
+        self.peers = Some(Arc::new(peers));
+        self
     }
 
     /// One tool call: checks the caller's scopes, then answers with `f` on the blocking pool.
@@ -1213,8 +1244,133 @@ impl OspreyTools {
     }
 }
 
+impl OspreyTools {
+    /// A data tool on a query node: asks every peer, merges ([`crate::fanout`]).
+    async fn fan_out(
+        &self,
+        peers: &crate::fanout::McpPeers,
+        request: &rmcp::model::CallToolRequestParams,
+        ext: &Extensions,
+    ) -> rmcp::model::CallToolResult {
+        use crate::fanout;
+        let name = request.name.as_ref();
+        let scopes = if WRITE_TOOL_NAMES.contains(&name) {
+            WRITE_SCOPES
+        } else {
+            READ_SCOPES
+        };
+        let acc = match access(ext, scopes) {
+            Ok(acc) => acc,
+            Err(e) => return fanout::to_result(Err(e), &[]),
+        };
+        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        let auth = fanout::authorization(ext);
+        let replies = peers.call_all(auth.as_ref(), name, &args).await;
+        let merged = match name {
+            "get_trace_details" => self.merge_trace(acc, &args, &replies),
+            "manage_issues" if replies.answers.is_empty() && replies.missing.is_empty() => {
+                self.manage_across_nodes(peers, auth.as_ref(), &args, &replies)
+                    .await
+            }
+            _ => fanout::merge(name, &args, &replies),
+        };
+        fanout::to_result(merged, &replies.missing)
+    }
+
+    /// `get_trace_details` from every node's events of the trace: one span tree even when
+    /// the trace's projects are processed by different nodes.
+    fn merge_trace(
+        &self,
+        acc: Access,
+        args: &Value,
+        replies: &crate::fanout::Replies,
+    ) -> Result<Value, String> {
+        if replies.answers.is_empty() {
+            return Err(crate::fanout::no_answer(replies));
+        }
+        let id = parse_id("trace_id", args["trace_id"].as_str().unwrap_or(""))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut events: Vec<records::StoredEvent> = Vec::new();
+        for answer in &replies.answers {
+            let Some(list) = answer.get("ospreyEvents") else {
+                continue;
+            };
+            let list: Vec<records::StoredEvent> =
+                serde_json::from_value(list.clone()).map_err(internal)?;
+            events.extend(list.into_iter().filter(|e| seen.insert(e.event_id.clone())));
+        }
+        // The order of the trace index: event time, then id.
+        events.sort_by(|a, b| (a.timestamp_ms, &a.event_id).cmp(&(b.timestamp_ms, &b.event_id)));
+        let visible: BTreeMap<u64, String> = self
+            .inner
+            .projects(acc)
+            .iter()
+            .map(|p| (p.id, p.slug.clone()))
+            .collect();
+        events.retain(|e| visible.contains_key(&e.project_id));
+        serde_json::to_value(trace_answer(&id, &visible, &events)?).map_err(internal)
+    }
+
+    /// `manage_issues` whose issues live on different nodes fails on every node (each lacks
+    /// some). When every issue exists somewhere, apply the change issue by issue; otherwise
+    /// answer with the nodes' error, changing nothing, as a single server would.
+    async fn manage_across_nodes(
+        &self,
+        peers: &crate::fanout::McpPeers,
+        auth: Option<&http::HeaderValue>,
+        args: &Value,
+        failed: &crate::fanout::Replies,
+    ) -> Result<Value, String> {
+        let issues: Vec<Value> = args["issues"].as_array().cloned().unwrap_or_default();
+        if issues.len() < 2 || issues.len() > 100 {
+            return Err(crate::fanout::no_answer(failed));
+        }
+        for issue in &issues {
+            let found = peers
+                .call_all(auth, "get_issue_details", &json!({ "issue": issue }))
+                .await;
+            if found.answers.is_empty() {
+                return Err(crate::fanout::no_answer(failed));
+            }
+        }
+        let mut answers = Vec::new();
+        for issue in &issues {
+            let mut one = args.clone();
+            one["issues"] = json!([issue]);
+            let replies = peers.call_all(auth, "manage_issues", &one).await;
+            if replies.answers.is_empty() {
+                return Err(crate::fanout::no_answer(&replies));
+            }
+            answers.extend(replies.answers);
+        }
+        crate::fanout::merge(
+            "manage_issues",
+            args,
+            &crate::fanout::Replies {
+                answers,
+                ..Default::default()
+            },
+        )
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for OspreyTools {
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        if let Some(peers) = self.peers.clone() {
+            if crate::fanout::fans_out(&request.name) && self.get_tool(&request.name).is_some() {
+                let result = self.fan_out(&peers, &request, &context.extensions).await;
+                return Ok(rmcp::model::CallToolResponse::Complete(result));
+            }
+        }
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(tcc).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("osprey", env!("CARGO_PKG_VERSION")))
@@ -1293,11 +1449,13 @@ impl Inner {
         })
     }
 
-    fn issue_summary(&self, rec: &IssueRecord) -> Result<IssueSummary, String> {
+    fn issue_summary(&self, rec: &IssueRecord, acc: Access) -> Result<IssueSummary, String> {
         let state = workflow::workflow(self.store(), rec.id).map_err(internal)?;
         Ok(IssueSummary::new(
             self.query.issue_from_record(rec).map_err(internal)?,
             &state,
+            rec,
+            acc,
         ))
     }
 
@@ -1402,7 +1560,7 @@ impl Inner {
         let in_range = |rec: &IssueRecord| -> Result<IssueInRange, String> {
             let t = cur.by_issue.get(&rec.id).cloned().unwrap_or_default();
             Ok(IssueInRange {
-                issue: self.issue_summary(rec)?,
+                issue: self.issue_summary(rec, acc)?,
                 events_in_range: t.events,
                 users_in_range: t.users.len() as u64,
             })
@@ -1603,14 +1761,21 @@ impl Inner {
             group_by,
             query::perf::MAX_GROUPS,
         )?;
+        let mut no_data = None;
         if cur.total.count == 0 {
-            return Err(format!(
+            let message = format!(
                 "no transactions in project {} in the last {}{}; try a longer timeRange (e.g. 7d){}",
                 project.slug,
                 args.time_range,
                 env.map(|e| format!(" in environment {e:?}")).unwrap_or_default(),
                 if prev.total.count == 0 { "" } else { " — the range before had some" }
-            ));
+            );
+            if !acc.fanout {
+                return Err(message);
+            }
+            // A query node merges this node's error events with another node's
+            // transactions, and answers with this message only if no node has any.
+            no_data = Some(message);
         }
         let row = |stats: &PerfStats| -> MetricRow {
             let mut r = MetricRow::new();
@@ -1633,6 +1798,11 @@ impl Inner {
                     _ => None,
                 };
                 r.insert(m.clone(), v);
+            }
+            if acc.fanout {
+                if let Some(errors) = stats.error_events {
+                    r.insert(crate::fanout::ERROR_EVENTS.into(), Some(errors as f64));
+                }
             }
             r
         };
@@ -1675,6 +1845,7 @@ impl Inner {
             breakdown,
             apdex_threshold_ms: project.settings.apdex_threshold_ms,
             truncated: false,
+            osprey_no_data: no_data,
         })
     }
 
@@ -1800,11 +1971,11 @@ impl Inner {
         let mut regressions = Vec::new();
         for rec in &issues {
             if rec.first_release.as_deref() == Some(args.head.as_str()) {
-                new_issues.push(self.issue_summary(rec)?);
+                new_issues.push(self.issue_summary(rec, acc)?);
             } else if rec.substatus == Some(IssueSubstatus::Regressed)
                 && rec.last_release.as_deref() == Some(args.head.as_str())
             {
-                regressions.push(self.issue_summary(rec)?);
+                regressions.push(self.issue_summary(rec, acc)?);
             }
         }
         let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
@@ -1856,6 +2027,8 @@ impl Inner {
             issues.push(IssueSummary::new(
                 self.query.issue_from_record(&row.rec).map_err(internal)?,
                 &row.state,
+                &row.rec,
+                acc,
             ));
         }
         Ok(IssuesAnswer {
@@ -1866,7 +2039,7 @@ impl Inner {
 
     fn issue_details(&self, acc: Access, args: IssueArgs) -> Result<IssueDetails, String> {
         let rec = self.issue_record(acc, &args.issue)?;
-        let issue = self.issue_summary(&rec)?;
+        let issue = self.issue_summary(&rec, acc)?;
         let latest = self.query.latest_event(rec.id).map_err(internal)?;
         let latest_event = latest.map(|e| {
             let v = serde_json::to_value(&e).unwrap_or(Value::Null);
@@ -1956,89 +2129,16 @@ impl Inner {
             .iter()
             .map(|p| (p.id, p.slug.clone()))
             .collect();
-        let events = self.query.trace_events(&id, 1_000).map_err(internal)?;
-        let mut out = Vec::new();
-        for ev in events
-            .iter()
-            .filter(|e| visible.contains_key(&e.project_id))
-        {
-            let tx = analysis::is_transaction(ev);
-            let sample = tx.then(|| analysis::tx_sample(ev)).flatten();
-            out.push(TraceEvent {
-                event_id: ev.event_id.clone(),
-                project: visible[&ev.project_id].clone(),
-                event_type: ev
-                    .event
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_owned(),
-                title: ev
-                    .event
-                    .get("title")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-                transaction: analysis::field(ev, "transaction").map(str::to_owned),
-                timestamp: iso(ev.timestamp_ms),
-                duration_ms: sample.as_ref().map(|s| s.duration_ms),
-                status: sample.map(|s| s.status),
-                span_count: ev
-                    .event
-                    .get("spans")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len),
-                issue_id: ev.issue_id.map(|i| i.to_string()),
-            });
+        let mut events = self.query.trace_events(&id, 1_000).map_err(internal)?;
+        events.retain(|e| visible.contains_key(&e.project_id));
+        let mut answer = trace_answer(&id, &visible, &events)?;
+        if acc.fanout {
+            // A trace can span projects held by different processor nodes: the query node
+            // builds the span tree from every node's events at once.
+            answer.osprey_events = Some(events);
         }
-        if out.is_empty() {
-            return Err(format!(
-                "no events of trace {} in the projects this caller can see; check the id \
-                 (contexts.trace.trace_id of an event, 32 hex characters)",
-                id.simple()
-            ));
-        }
-        let visible_events: Vec<query::trace::TraceEvent<'_>> = events
-            .iter()
-            .filter(|e| visible.contains_key(&e.project_id))
-            .map(|e| query::trace::TraceEvent {
-                project_id: e.project_id,
-                event_id: &e.event_id,
-                event: &e.event,
-            })
-            .collect();
-        let tree = query::trace::Trace::build(&id.simple().to_string(), &visible_events);
-        let spans_omitted = tree.spans.len().saturating_sub(200);
-        let spans = tree
-            .spans
-            .iter()
-            .take(200)
-            .map(|s| {
-                json!({
-                    "spanId": s.span_id, "parentSpanId": s.parent_span_id, "depth": s.depth,
-                    "kind": s.kind, "op": s.op, "description": s.description,
-                    "status": s.status, "offsetMs": s.offset_ms, "durationMs": s.duration_ms,
-                    "projectId": s.project_id, "eventId": s.event_id,
-                    "errors": s.errors.iter().map(|(id, title)| json!({"eventId": id, "title": title})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let transactions = out.iter().filter(|e| e.event_type == "transaction").count();
-        let mut projects: Vec<String> = out.iter().map(|e| e.project.clone()).collect();
-        projects.sort();
-        projects.dedup();
-        Ok(TraceAnswer {
-            trace_id: id.simple().to_string(),
-            errors: out.len() - transactions,
-            transactions,
-            events: out,
-            projects,
-            duration_ms: tree.duration_ms,
-            spans,
-            spans_omitted,
-        })
+        Ok(answer)
     }
-
     fn search_events(&self, acc: Access, args: SearchEventsArgs) -> Result<EventsAnswer, String> {
         let transactions = match args.dataset.as_str() {
             "errors" | "error" | "events" => false,
@@ -2139,8 +2239,8 @@ impl Inner {
         let rows = matched
             .iter()
             .take(limit)
-            .map(|(_, row)| {
-                fields
+            .map(|(ts, row)| {
+                let mut out: BTreeMap<String, Value> = fields
                     .iter()
                     .map(|(name, source)| {
                         let v = row
@@ -2150,7 +2250,12 @@ impl Inner {
                             .unwrap_or(Value::Null);
                         (name.clone(), v)
                     })
-                    .collect()
+                    .collect();
+                if acc.fanout {
+                    // The query node merges every node's rows newest first by this.
+                    out.insert(crate::fanout::ROW_TIME.into(), json!(ts));
+                }
+                out
             })
             .collect();
         Ok(EventsAnswer {
@@ -2674,6 +2779,92 @@ impl Inner {
 const ALERT_HELP: &str = "Examples: conditions [{\"id\": \"sentry.rules.conditions.event_frequency.EventFrequencyCondition\", \"value\": 100, \"interval\": \"1h\"}] (issue alert) or [{\"aggregate\": \"p95(transaction.duration)\", \"threshold\": 500, \"timeWindow\": 5}] (metric alert); actions [{\"id\": \"osprey.actions.webhook\", \"url\": \"https://example.com/hook\"}]";
 
 /// A stored rule in its (Sentry-shaped) JSON, with the id as a string like the API's.
+/// The `get_trace_details` answer over `events` (the trace's events the caller may see, in
+/// time order); `visible` names their projects.
+pub(crate) fn trace_answer(
+    id: &Uuid,
+    visible: &BTreeMap<u64, String>,
+    events: &[records::StoredEvent],
+) -> Result<TraceAnswer, String> {
+    let mut out = Vec::new();
+    for ev in events {
+        let tx = analysis::is_transaction(ev);
+        let sample = tx.then(|| analysis::tx_sample(ev)).flatten();
+        out.push(TraceEvent {
+            event_id: ev.event_id.clone(),
+            project: visible[&ev.project_id].clone(),
+            event_type: ev
+                .event
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_owned(),
+            title: ev
+                .event
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            transaction: analysis::field(ev, "transaction").map(str::to_owned),
+            timestamp: iso(ev.timestamp_ms),
+            duration_ms: sample.as_ref().map(|s| s.duration_ms),
+            status: sample.map(|s| s.status),
+            span_count: ev
+                .event
+                .get("spans")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            issue_id: ev.issue_id.map(|i| i.to_string()),
+        });
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "no events of trace {} in the projects this caller can see; check the id \
+                 (contexts.trace.trace_id of an event, 32 hex characters)",
+            id.simple()
+        ));
+    }
+    let visible_events: Vec<query::trace::TraceEvent<'_>> = events
+        .iter()
+        .map(|e| query::trace::TraceEvent {
+            project_id: e.project_id,
+            event_id: &e.event_id,
+            event: &e.event,
+        })
+        .collect();
+    let tree = query::trace::Trace::build(&id.simple().to_string(), &visible_events);
+    let spans_omitted = tree.spans.len().saturating_sub(200);
+    let spans = tree
+            .spans
+            .iter()
+            .take(200)
+            .map(|s| {
+                json!({
+                    "spanId": s.span_id, "parentSpanId": s.parent_span_id, "depth": s.depth,
+                    "kind": s.kind, "op": s.op, "description": s.description,
+                    "status": s.status, "offsetMs": s.offset_ms, "durationMs": s.duration_ms,
+                    "projectId": s.project_id, "eventId": s.event_id,
+                    "errors": s.errors.iter().map(|(id, title)| json!({"eventId": id, "title": title})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    let transactions = out.iter().filter(|e| e.event_type == "transaction").count();
+    let mut projects: Vec<String> = out.iter().map(|e| e.project.clone()).collect();
+    projects.sort();
+    projects.dedup();
+    Ok(TraceAnswer {
+        trace_id: id.simple().to_string(),
+        errors: out.len() - transactions,
+        transactions,
+        events: out,
+        projects,
+        duration_ms: tree.duration_ms,
+        spans,
+        spans_omitted,
+        osprey_events: None,
+    })
+}
+
 fn rule_json<T: Serialize>(rule: &T) -> Value {
     let mut v = serde_json::to_value(rule).unwrap_or(Value::Null);
     if let Some(id) = v.get("id").and_then(Value::as_u64) {
