@@ -203,10 +203,6 @@ fn kafka_err(context: &str, e: KafkaError) -> StorageError {
 /// Creates the ingest topics if they are missing (an existing topic is left as it is).
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
     config.validate()?;
-    let admin: AdminClient<DefaultClientContext> = config
-        .client_config()
-        .create()
-        .map_err(|e| kafka_err("creating the admin client", e))?;
     let max_message = config.max_message_bytes.to_string();
     let topics: Vec<NewTopic<'_>> = [&config.topics.events, &config.topics.transactions]
         .into_iter()
@@ -219,14 +215,28 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
             .set("max.message.bytes", &max_message)
         })
         .collect();
+    create_topics(config, &topics, "topics").await
+}
+
+/// Creates `topics` unless they exist (`what` names them in errors). Bounded: the brokers get
+/// 30 s for the operation and the call gives up after 60 s.
+pub(crate) async fn create_topics(
+    config: &KafkaConfig,
+    topics: &[NewTopic<'_>],
+    what: &str,
+) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config()
+        .create()
+        .map_err(|e| kafka_err("creating the admin client", e))?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = tokio::time::timeout(
         Duration::from_secs(60),
-        admin.create_topics(&topics, &options),
+        admin.create_topics(topics, &options),
     )
     .await
-    .map_err(|_| StorageError::Kafka("creating topics: no answer within 60 s".into()))?
-    .map_err(|e| kafka_err("creating topics", e))?;
+    .map_err(|_| StorageError::Kafka(format!("creating {what}: no answer within 60 s")))?
+    .map_err(|e| kafka_err(&format!("creating {what}"), e))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -35,8 +35,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -85,35 +84,13 @@ fn kafka_err(context: &str, e: KafkaError) -> StorageError {
 /// Creates the metadata topic (one partition, `cleanup.policy=compact`) if it is missing.
 pub async fn ensure_meta_topic(config: &KafkaConfig) -> Result<()> {
     config.validate()?;
-    let admin: AdminClient<DefaultClientContext> = config
-        .client_config()
-        .create()
-        .map_err(|e| kafka_err("creating the admin client", e))?;
     let topic = NewTopic::new(
         &config.topics.meta,
         1,
         TopicReplication::Fixed(config.replication_factor),
     )
     .set("cleanup.policy", "compact");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = tokio::time::timeout(
-        Duration::from_secs(60),
-        admin.create_topics([&topic], &options),
-    )
-    .await
-    .map_err(|_| StorageError::Kafka("creating the metadata topic: no answer within 60 s".into()))?
-    .map_err(|e| kafka_err("creating the metadata topic", e))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(StorageError::Kafka(format!(
-                    "creating topic {name}: {code}"
-                )))
-            }
-        }
-    }
-    Ok(())
+    crate::kafka::create_topics(config, &[topic], "the metadata topic").await
 }
 
 type DeliveryReply = mpsc::SyncSender<std::result::Result<i64, String>>;
