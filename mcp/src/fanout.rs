@@ -39,6 +39,8 @@ use crate::McpError;
 pub const FANOUT_HEADER: &str = "x-osprey-fanout";
 /// Key of the event time (unix ms) peers add to `search_events` rows.
 pub(crate) const ROW_TIME: &str = "ospreyTs";
+/// Key of a metric row's duration histogram (sparse `[bucket, count]` pairs) while merging.
+const HISTOGRAM: &str = "ospreyHistogram";
 /// Key of the error events peers add to performance metric rows.
 pub(crate) const ERROR_EVENTS: &str = "ospreyErrorEvents";
 /// Largest answer read from a peer.
@@ -282,6 +284,8 @@ fn strip_internal(v: &mut Value) {
             m.remove(ROW_TIME);
             m.remove("ospreyEvents");
             m.remove("ospreyNoData");
+            m.remove("ospreyHistograms");
+            m.remove(HISTOGRAM);
             m.remove(ERROR_EVENTS);
             m.values_mut().for_each(strip_internal);
         }
@@ -540,9 +544,26 @@ fn merge_live_rows(
     let keys: BTreeSet<&String> = live
         .iter()
         .flat_map(|r| r.as_object().into_iter().flat_map(|m| m.keys()))
-        .filter(|k| k.as_str() != "count")
+        .filter(|k| k.as_str() != "count" && k.as_str() != HISTOGRAM)
         .collect();
+    // With every part's histogram the percentiles come from their sum, exactly as one node
+    // computes them.
+    let histograms: Option<Vec<Vec<(u32, u64)>>> = live
+        .iter()
+        .map(|r| serde_json::from_value(r[HISTOGRAM].clone()).ok())
+        .collect();
+    let exact: Option<BTreeMap<&str, Option<f64>>> = histograms.map(|hs| {
+        let sum = hs
+            .iter()
+            .fold(Vec::new(), |acc, h| query::perf::add_sparse(&acc, h));
+        let q = query::perf::nearest_rank(sum.iter().copied(), &[0.5, 0.75, 0.95, 0.99]);
+        ["p50", "p75", "p95", "p99"].into_iter().zip(q).collect()
+    });
     for key in keys {
+        if let Some(v) = exact.as_ref().and_then(|e| e.get(key.as_str())) {
+            out.insert(key.clone(), json!(v));
+            continue;
+        }
         let value = if key == "throughput" {
             Some(live.iter().filter_map(|r| f(&r[key])).sum::<f64>())
         } else {
@@ -579,6 +600,30 @@ fn change_row(cur: &Map<String, Value>, prev: &Map<String, Value>) -> Map<String
 }
 
 fn merge_performance(args: &Value, answers: &[Value]) -> Value {
+    // Each row takes its histogram along (peers send them apart, the rows hold numbers only).
+    let answers: Vec<Value> = answers
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            let h = a["ospreyHistograms"].take();
+            for row in ["metrics", "previous"] {
+                if a[row].is_object() && h[row].is_array() {
+                    a[row][HISTOGRAM] = h[row].clone();
+                }
+            }
+            for g in a["breakdown"].as_array_mut().into_iter().flatten() {
+                let key = g["key"].as_str().unwrap_or("").to_owned();
+                for row in ["metrics", "previous"] {
+                    let gh = &h["breakdown"][key.as_str()][row];
+                    if g[row].is_object() && gh.is_array() {
+                        g[row][HISTOGRAM] = gh.clone();
+                    }
+                }
+            }
+            a
+        })
+        .collect();
+    let answers = answers.as_slice();
     let mut approximate = BTreeSet::new();
     let mut out = answers[0].clone();
     let metrics: Vec<&Value> = answers.iter().map(|a| &a["metrics"]).collect();
@@ -852,6 +897,31 @@ mod tests {
         assert_eq!(m["apdex"], 0.875);
         assert_eq!(m["p95"], 200.0);
         assert_eq!(merged["ospreyApproximate"], json!(["metrics.p95"]));
+    }
+
+    #[test]
+    fn a_split_performance_row_with_histograms_gets_exact_percentiles() {
+        // 30 transactions in bucket 100 on one node, 10 in bucket 200 on the other.
+        let part = |count: f64, bucket: u32, p95: f64| {
+            json!({"metrics": {"count": count, "p50": p95, "p95": p95},
+                   "previous": {"count": 0.0}, "breakdown": [],
+                   "ospreyHistograms": {"metrics": [[bucket, count as u64]], "previous": null,
+                                        "breakdown": {}}})
+        };
+        let merged = merge(
+            "get_performance_metrics",
+            &json!({}),
+            &replies(vec![part(30.0, 100, 1.0), part(10.0, 200, 2.0)]),
+        )
+        .unwrap();
+        // What one node holding all 40 would compute.
+        let one_node = query::perf::nearest_rank([(100, 30), (200, 10)].into_iter(), &[0.5, 0.95]);
+        assert_eq!(merged["metrics"]["p50"], json!(one_node[0]), "{merged}");
+        assert_eq!(merged["metrics"]["p95"], json!(one_node[1]));
+        assert_ne!(one_node[0], one_node[1]);
+        assert!(merged.get("ospreyApproximate").is_none(), "{merged}");
+        assert!(merged["metrics"].get("ospreyHistogram").is_none());
+        assert!(merged.get("ospreyHistograms").is_none());
     }
 
     #[test]

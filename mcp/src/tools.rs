@@ -609,6 +609,11 @@ pub struct PerformanceAnswer {
     #[serde(rename = "ospreyNoData", skip_serializing_if = "Option::is_none")]
     #[schemars(skip)]
     pub osprey_no_data: Option<String>,
+    /// Only in answers to a query node's fan-out: each row's duration histogram, so that a
+    /// row split over nodes gets exact percentiles from their sum.
+    #[serde(rename = "ospreyHistograms", skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub osprey_histograms: Option<Value>,
 }
 
 /// One release's side of a comparison.
@@ -1395,6 +1400,8 @@ struct PerfFilter<'a> {
     environment: Option<&'a str>,
     release: Option<&'a str>,
     transaction: Option<&'a str>,
+    /// Also return each row's duration histogram (for a query node's exact merge).
+    histograms: bool,
 }
 
 fn iso(ms: u64) -> String {
@@ -1645,6 +1652,7 @@ impl Inner {
                 transaction: filter.transaction.map(str::to_owned),
                 group_by,
                 limit,
+                histograms: filter.histograms,
                 ..PerfQuery::default()
             })
             .map_err(|e| match e {
@@ -1709,8 +1717,7 @@ impl Inner {
                     r,
                     PerfFilter {
                         environment: env,
-                        release: None,
-                        transaction: None,
+                        ..PerfFilter::default()
                     },
                     Some(GroupBy::Transaction),
                     query::perf::MAX_GROUPS,
@@ -1746,6 +1753,7 @@ impl Inner {
                 environment: env,
                 release: None,
                 transaction: tx,
+                histograms: acc.fanout,
             },
             group_by,
             limit,
@@ -1757,6 +1765,7 @@ impl Inner {
                 environment: env,
                 release: None,
                 transaction: tx,
+                histograms: acc.fanout,
             },
             group_by,
             query::perf::MAX_GROUPS,
@@ -1846,6 +1855,26 @@ impl Inner {
             apdex_threshold_ms: project.settings.apdex_threshold_ms,
             truncated: false,
             osprey_no_data: no_data,
+            osprey_histograms: acc.fanout.then(|| {
+                let breakdown: serde_json::Map<String, Value> = cur
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        let previous = previous_groups
+                            .get(g.key.as_str())
+                            .and_then(|s| s.histogram.clone());
+                        (
+                            g.key.clone(),
+                            json!({"metrics": g.stats.histogram, "previous": previous}),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "metrics": cur.total.histogram,
+                    "previous": prev.total.histogram,
+                    "breakdown": breakdown,
+                })
+            }),
         })
     }
 
@@ -1865,11 +1894,7 @@ impl Inner {
         let releases = self.perf(
             &project,
             window,
-            PerfFilter {
-                environment: None,
-                release: None,
-                transaction: None,
-            },
+            PerfFilter::default(),
             Some(GroupBy::Release),
             query::perf::MAX_GROUPS,
         )?;
