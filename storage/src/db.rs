@@ -121,12 +121,36 @@ fn db_options() -> Options {
     opts
 }
 
+/// Uncompressed bytes a last-level compaction of the events column family buffers to train
+/// its dictionary from. RocksDB's default (0) buffers a whole output file (8 MiB,
+/// `target_file_size_base` below) in memory before writing any of it; the trainer only
+/// takes 1.6 MB of samples (`set_bottommost_zstd_max_train_bytes`), so 2 MiB loses little.
+const DICT_BUFFER_BYTES: usize = 2 << 20;
+
+/// The events column family's starting options: `max_dict_buffer_bytes` has no setter in
+/// the rust-rocksdb API, so it goes through RocksDB's option-string parser; every other
+/// setting is applied on top by [`cf_options`] (the setters leave this field alone).
+fn events_base_options() -> Options {
+    let spec = format!("bottommost_compression_opts={{max_dict_buffer_bytes={DICT_BUFFER_BYTES}}}");
+    Options::default()
+        .get_options_from_string(&spec)
+        .unwrap_or_else(|e| {
+            // Only a RocksDB that no longer knows the option gets here: run with its default.
+            tracing::warn!(error = %e, "events column family: dictionary buffer limit not set");
+            Options::default()
+        })
+}
+
 fn cf_options(
     name: &'static str,
     retention_ms: &Arc<AtomicU64>,
     cache: &rocksdb::Cache,
 ) -> Options {
-    let mut opts = Options::default();
+    let mut opts = if name == cf::EVENTS {
+        events_base_options()
+    } else {
+        Options::default()
+    };
     let mut table = rocksdb::BlockBasedOptions::default();
     // One LRU block cache for every column family (`StoreOptions::block_cache_bytes`, 32 MiB):
     // it holds the blocks point lookups hit (issues, event dedup, counters read by queries).
@@ -550,8 +574,8 @@ impl Store {
 /// (64 connections, processor behind, same binary with `MALLOC_MMAP_THRESHOLD_=524288` in
 /// the environment vs without): anonymous memory after the run 116–121 MiB instead of
 /// 248–263 MiB, peak RSS 234–238 MiB instead of 288–303 MiB. Limiting the number of arenas
-/// (`M_ARENA_MAX` 2) took a little more but made allocation contend and halved accepted
-/// events/s, so it is not done. Rust code that uses another global allocator is not affected.
+/// (`M_ARENA_MAX` 2) as well took a little more but made allocation contend: accepted
+/// events/s fell from 8,100–8,500 to 4,100–4,900 in interleaved runs, so it is not done. Rust code that uses another global allocator is not affected.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn limit_malloc_retention() {
