@@ -594,3 +594,55 @@ pub fn limit_malloc_retention() {
 /// No-op where the C library is not glibc.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn limit_malloc_retention() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_usage_sees_memtables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let before = store.memory_usage().unwrap();
+        let mut batch = crate::WriteBatch::default();
+        for i in 0u32..1000 {
+            batch.put_cf(&store.cf(cf::LOG), i.to_be_bytes(), [7u8; 1000]);
+        }
+        store.write(batch, false).unwrap();
+        let after = store.memory_usage().unwrap();
+        assert!(
+            after.memtables >= before.memtables + 1_000_000,
+            "{before:?} -> {after:?}"
+        );
+    }
+
+    #[test]
+    fn events_dictionary_buffer_limit_reaches_rocksdb() {
+        // The limit goes through RocksDB's option-string parser; a silent fallback to the
+        // default (unbounded) would show here, in the OPTIONS file RocksDB writes.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .last()
+            .expect("RocksDB writes an OPTIONS file");
+        let events = options
+            .split("[CFOptions \"events\"]")
+            .nth(1)
+            .expect("events column family options");
+        let events = events.split("[CFOptions").next().unwrap_or(events);
+        let bottommost = events
+            .lines()
+            .find(|l| l.trim_start().starts_with("bottommost_compression_opts="))
+            .expect("bottommost compression options");
+        assert!(
+            bottommost.contains(&format!("max_dict_buffer_bytes={DICT_BUFFER_BYTES};")),
+            "{bottommost}"
+        );
+        assert!(bottommost.contains("enabled=true;"), "{bottommost}");
+        assert!(bottommost.contains("max_dict_bytes=16384;"), "{bottommost}");
+    }
+}
