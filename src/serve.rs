@@ -142,6 +142,29 @@ impl App {
         );
         out.push_str("# TYPE osprey_log_commits_total counter\n");
         out.push_str(&format!("osprey_log_commits_total {commits}\n"));
+        if let Ok(memory) = self.store.memory_usage() {
+            for (name, help, bytes) in [
+                (
+                    "osprey_rocksdb_memtable_bytes",
+                    "RocksDB memtables of every column family (active, immutable, pinned).",
+                    memory.memtables,
+                ),
+                (
+                    "osprey_rocksdb_block_cache_bytes",
+                    "RocksDB's shared block cache in use.",
+                    memory.block_cache,
+                ),
+                (
+                    "osprey_rocksdb_table_readers_bytes",
+                    "Index and filter blocks of open SST files, outside the block cache.",
+                    memory.table_readers,
+                ),
+            ] {
+                out.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {bytes}\n"
+                ));
+            }
+        }
         if let Some(ingest) = &self.ingest {
             ingest.render_metrics(&mut out);
         }
@@ -154,6 +177,8 @@ impl App {
 
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // Before any thread starts: RocksDB's freed memtables go back to the system.
+    storage::limit_malloc_retention();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("osprey-rt")

@@ -47,6 +47,17 @@ impl Default for StoreOptions {
     }
 }
 
+/// RocksDB's share of the process's memory ([`Store::memory_usage`]), in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Memtables of every column family: active, immutable and pinned.
+    pub memtables: u64,
+    /// The shared block cache.
+    pub block_cache: u64,
+    /// Index and filter blocks of open SST files (not in the block cache).
+    pub table_readers: u64,
+}
+
 /// How the directory was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -85,16 +96,49 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// All memtables of all column families together (RocksDB's write buffer manager): when
+/// they reach this, RocksDB flushes the column family with the oldest memtable. Sized from
+/// `osprey bench`'s memory profile: without a cap the memtables reached 85–90 MiB while the
+/// processor was behind (the log column family alone could hold 2 × 64 MiB), the largest
+/// part of a 300 MiB peak RSS. The log's own write buffer (below) stays the largest share.
+const ALL_MEMTABLES_BYTES: usize = 64 << 20;
+
 fn db_options() -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // One flush and one compaction at a time: this is a 2-core machine's budget, shared with
+    // the HTTP server and the processor.
     opts.increase_parallelism(2);
     opts.set_max_background_jobs(2);
-    // Bound the WAL so a write-heavy log cannot make the directory grow without end.
+    // One WAL for every column family, so a log append and a processor commit are ordered
+    // and recovery replays a prefix of both. The WAL is bounded so a write-heavy log cannot
+    // make the directory grow without end: past 256 MiB, the column families holding the
+    // oldest WAL are flushed.
     opts.set_max_total_wal_size(256 << 20);
     opts.set_keep_log_file_num(3);
+    opts.set_db_write_buffer_size(ALL_MEMTABLES_BYTES);
     opts
+}
+
+/// Uncompressed bytes a last-level compaction of the events column family buffers to train
+/// its dictionary from. RocksDB's default (0) buffers a whole output file (8 MiB,
+/// `target_file_size_base` below) in memory before writing any of it; the trainer only
+/// takes 1.6 MB of samples (`set_bottommost_zstd_max_train_bytes`), so 2 MiB loses little.
+const DICT_BUFFER_BYTES: usize = 2 << 20;
+
+/// The events column family's starting options: `max_dict_buffer_bytes` has no setter in
+/// the rust-rocksdb API, so it goes through RocksDB's option-string parser; every other
+/// setting is applied on top by [`cf_options`] (the setters leave this field alone).
+fn events_base_options() -> Options {
+    let spec = format!("bottommost_compression_opts={{max_dict_buffer_bytes={DICT_BUFFER_BYTES}}}");
+    Options::default()
+        .get_options_from_string(&spec)
+        .unwrap_or_else(|e| {
+            // Only a RocksDB that no longer knows the option gets here: run with its default.
+            tracing::warn!(error = %e, "events column family: dictionary buffer limit not set");
+            Options::default()
+        })
 }
 
 fn cf_options(
@@ -102,10 +146,23 @@ fn cf_options(
     retention_ms: &Arc<AtomicU64>,
     cache: &rocksdb::Cache,
 ) -> Options {
-    let mut opts = Options::default();
+    let mut opts = if name == cf::EVENTS {
+        events_base_options()
+    } else {
+        Options::default()
+    };
     let mut table = rocksdb::BlockBasedOptions::default();
+    // One LRU block cache for every column family (`StoreOptions::block_cache_bytes`, 32 MiB):
+    // it holds the blocks point lookups hit (issues, event dedup, counters read by queries).
+    // The log is read once, sequentially, and bypasses it (`LogReader`).
     table.set_block_cache(cache);
-    table.set_bloom_filter(10.0, false);
+    if name != cf::LOG {
+        // 10 bits per key, ~1 % false positives: the processor's dedup lookup of every new
+        // event id in the events column family is a miss, and the filter answers it without
+        // reading a data block. The log is only ever scanned from an offset, never looked
+        // up by key, so a filter there would be built at every flush and never used.
+        table.set_bloom_filter(10.0, false);
+    }
     if name == cf::EVENTS {
         // Stored events are uncompressed JSON values of 2–4 KB (records::encode_event_plain)
         // that share most of their text (keys, SDK and context blocks, stack frames). 32 KB
@@ -140,8 +197,14 @@ fn cf_options(
         cf::ATTACHMENTS => opts.set_compression_type(DBCompressionType::Zstd),
         _ => opts.set_compression_type(DBCompressionType::Lz4),
     }
+    // Write buffers (memtables). The log takes every accepted envelope (~5 KB each, tens of
+    // MB/s under load) and the processor usually removes it within a second or two: a
+    // memtable large enough to hold that, so most records are deleted before they are ever
+    // flushed, but bounded (two of them: one filling while the other flushes, RocksDB's
+    // default count) since all memtables share `ALL_MEMTABLES_BYTES`. The other column
+    // families take far fewer bytes per event; 16 MiB each lets a flush carry many batches.
     if name == cf::LOG {
-        opts.set_write_buffer_size(64 << 20);
+        opts.set_write_buffer_size(32 << 20);
     } else {
         opts.set_write_buffer_size(16 << 20);
     }
@@ -451,6 +514,29 @@ impl Store {
             .collect()
     }
 
+    /// Where RocksDB's memory is, in bytes: memtables of every column family (active,
+    /// immutable and pinned: `rocksdb.size-all-mem-tables`), the shared block cache
+    /// (`rocksdb.block-cache-usage`) and the SST readers' index and filter blocks held outside
+    /// it (`rocksdb.estimate-table-readers-mem`). For `/metrics`, to see what makes up the
+    /// server's resident memory.
+    pub fn memory_usage(&self) -> Result<MemoryUsage> {
+        let db = &self.inner.db;
+        let mut usage = MemoryUsage::default();
+        for name in cf::ALL {
+            let Some(handle) = self.cf_if_present(name) else {
+                continue;
+            };
+            let int = |property: &str| -> Result<u64> {
+                Ok(db.property_int_value_cf(&handle, property)?.unwrap_or(0))
+            };
+            usage.memtables += int("rocksdb.size-all-mem-tables")?;
+            usage.table_readers += int("rocksdb.estimate-table-readers-mem")?;
+            // One cache serves every column family: each reports the same figure.
+            usage.block_cache = int("rocksdb.block-cache-usage")?;
+        }
+        Ok(usage)
+    }
+
     /// Writes a batch. `sync` chooses a WAL fsync for this write.
     pub fn write(
         &self,
@@ -473,5 +559,90 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Makes glibc's malloc give RocksDB's freed memory back to the system. Call once at the
+/// start of a long-running process (the server), before its threads start.
+///
+/// RocksDB allocates each memtable in 1 MiB arena blocks through the C allocator. glibc
+/// serves blocks that size from its per-thread arenas once its adaptive mmap threshold has
+/// risen past them (it rises to the size of every mmap'd block freed), and freed arena memory
+/// below live allocations stays resident. Fixing the threshold (which also stops the trim
+/// threshold from adapting) makes every allocation of 512 KiB or more, memtable blocks
+/// included, come straight from mmap and go back on free. Measured on 50,000 loadgen errors
+/// (64 connections, processor behind, same binary with `MALLOC_MMAP_THRESHOLD_=524288` in
+/// the environment vs without): anonymous memory after the run 116–121 MiB instead of
+/// 248–263 MiB, peak RSS 234–238 MiB instead of 288–303 MiB. Limiting the number of arenas
+/// (`M_ARENA_MAX` 2) as well took a little more but made allocation contend: accepted
+/// events/s fell from 8,100–8,500 to 4,100–4,900 in interleaved runs, so it is not done. Rust code that uses another global allocator is not affected.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn limit_malloc_retention() {
+    // glibc's parameter numbers (malloc.h).
+    const M_MMAP_THRESHOLD: std::os::raw::c_int = -3;
+    extern "C" {
+        fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
+    }
+    // SAFETY: mallopt only changes allocator parameters; it is thread-safe in glibc and
+    // takes plain integers.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 512 << 10);
+    }
+}
+
+/// No-op where the C library is not glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn limit_malloc_retention() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_usage_sees_memtables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let before = store.memory_usage().unwrap();
+        let mut batch = crate::WriteBatch::default();
+        for i in 0u32..1000 {
+            batch.put_cf(&store.cf(cf::LOG), i.to_be_bytes(), [7u8; 1000]);
+        }
+        store.write(batch, false).unwrap();
+        let after = store.memory_usage().unwrap();
+        assert!(
+            after.memtables >= before.memtables + 1_000_000,
+            "{before:?} -> {after:?}"
+        );
+    }
+
+    #[test]
+    fn events_dictionary_buffer_limit_reaches_rocksdb() {
+        // The limit goes through RocksDB's option-string parser; a silent fallback to the
+        // default (unbounded) would show here, in the OPTIONS file RocksDB writes.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .last()
+            .expect("RocksDB writes an OPTIONS file");
+        let events = options
+            .split("[CFOptions \"events\"]")
+            .nth(1)
+            .expect("events column family options");
+        let events = events.split("[CFOptions").next().unwrap_or(events);
+        let bottommost = events
+            .lines()
+            .find(|l| l.trim_start().starts_with("bottommost_compression_opts="))
+            .expect("bottommost compression options");
+        assert!(
+            bottommost.contains(&format!("max_dict_buffer_bytes={DICT_BUFFER_BYTES};")),
+            "{bottommost}"
+        );
+        assert!(bottommost.contains("enabled=true;"), "{bottommost}");
+        assert!(bottommost.contains("max_dict_bytes=16384;"), "{bottommost}");
     }
 }

@@ -27,7 +27,10 @@ pub mod records;
 pub mod releases;
 pub mod workflow;
 
-pub use db::{decode_i64, encode_i64, now_ms, Durability, OpenMode, Rocks, Store, StoreOptions};
+pub use db::{
+    decode_i64, encode_i64, limit_malloc_retention, now_ms, Durability, MemoryUsage, OpenMode,
+    Rocks, Store, StoreOptions,
+};
 pub use error::{Result, StorageError};
 pub use kafka::{
     commit_kafka_offset, ensure_topics, kafka_offset, InvalidMessage, KafkaBatch, KafkaConfig,

@@ -571,8 +571,13 @@ impl LogReader {
         max_bytes: usize,
     ) -> Result<Vec<(u64, LogRecord)>> {
         let log_cf = self.store.cf(cf::LOG);
-        let iter = self.store.db().iterator_cf(
+        let mut options = rocksdb::ReadOptions::default();
+        // Each record is read once: keeping its blocks would only push the blocks that point
+        // lookups reuse (issues, event ids) out of the shared cache.
+        options.fill_cache(false);
+        let iter = self.store.db().iterator_cf_opt(
             &log_cf,
+            options,
             rocksdb::IteratorMode::From(&keys::log_offset(from), rocksdb::Direction::Forward),
         );
         let mut out = Vec::new();
