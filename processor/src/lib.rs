@@ -7,12 +7,13 @@
 //!
 //! Modules: [`normalize`] (Relay's normalization), [`scrub`] (PII), [`filters`] (inbound
 //! filters), [`grouping`] (Sentry's grouping hashes), [`issues`] (title/culprit/metadata/tags/regression), [`spans`] (streamed span items as transactions), [`perf_users`] (unique-user sketches for
-//! user misery), [`pipeline`] (the batch
+//! user misery), [`encode`] (the stored event's bytes), [`pipeline`] (the batch
 //! loop, outcomes and the exactly-once commit), [`alerts`] (issue alert rules evaluated in
 //! the batch) and [`webhook`] (their bounded, retrying delivery); [`testing`] holds the loopback
 //! webhook receiver the alert tests deliver to.
 
 pub mod alerts;
+pub mod encode;
 pub mod error;
 pub mod filters;
 pub mod grouping;

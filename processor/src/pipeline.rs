@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
-use storage::records::{self, IssueRecord, StoredEvent};
+use storage::records::{self, IssueRecord};
 use storage::{cf, encode_i64, keys, EmbeddedLog, LogRecord, Project, Store, WriteBatch};
 use uuid::Uuid;
 
@@ -792,16 +792,20 @@ impl Processor {
         let trace_id = crate::issues::pointer(&normalized.event, "/contexts/trace/trace_id")
             .and_then(Value::as_str)
             .and_then(|t| Uuid::try_parse(t).ok());
-        let stored = StoredEvent {
-            event_id: event_id.simple().to_string(),
-            project_id: project.id,
-            issue_id,
-            timestamp_ms: ts,
-            received_ms: record.received_ms,
-            hashes,
-            event: normalized.event,
-        };
-        let value = records::encode_event_plain(&stored)?;
+        // The same bytes as `records::encode_event_plain` of a `StoredEvent`, written
+        // straight from the event (encode.rs).
+        let mut id_buf = Uuid::encode_buffer();
+        let value = crate::encode::encode_stored_event(
+            &crate::encode::StoredEventHead {
+                event_id: event_id.simple().encode_lower(&mut id_buf),
+                project_id: project.id,
+                issue_id,
+                timestamp_ms: ts,
+                received_ms: record.received_ms,
+                hashes: &hashes,
+            },
+            &normalized.event,
+        );
         let store = work.store;
         work.batch.put_cf(&store.cf(cf::EVENTS), event_key, value);
         let index = store.cf(cf::INDEX);
