@@ -276,6 +276,11 @@ fn is_protocol_key(key: &str) -> bool {
             | "version"
             | "trace_id"
             | "span_id"
+            | "start_timestamp"
+            | "description"
+            | "exclusive_time"
+            | "same_process_as_parent"
+            | "origin"
             | "parent_span_id"
             | "op"
             | "status"
@@ -301,30 +306,52 @@ fn is_protocol_key(key: &str) -> bool {
     )
 }
 
-/// [`SENSITIVE_KEYS`] by their first byte, so a key position is compared only with the
-/// fragments that can start there (at most five).
-static FRAGMENTS_BY_FIRST: LazyLock<Vec<Vec<&'static [u8]>>> = LazyLock::new(|| {
-    let mut table: Vec<Vec<&'static [u8]>> = vec![Vec::new(); 256];
-    for fragment in SENSITIVE_KEYS {
-        if let Some(&first) = fragment.as_bytes().first() {
-            table[usize::from(first)].push(fragment.as_bytes());
+/// A key's 4 bytes at one position as a little-endian word with bit 5 of every byte set,
+/// which lower-cases ASCII letters (other bytes map somewhere too, so a match of words is
+/// only a candidate that the exact comparison confirms).
+#[inline]
+fn folded_word(four: &[u8]) -> u32 {
+    u32::from_le_bytes([four[0], four[1], four[2], four[3]]) | 0x2020_2020
+}
+
+/// Slot of a folded word in [`FRAGMENT_SLOTS`] (multiplicative hash, 64 slots).
+#[inline]
+fn fragment_slot(word: u32) -> usize {
+    (word.wrapping_mul(0x9E37_79B1) >> 26) as usize
+}
+
+/// For each of 64 slots, the bit set of [`SENSITIVE_KEYS`] whose first 4 bytes hash there
+/// (every fragment has at least 4). A key position whose slot is empty cannot start a
+/// fragment, which settles almost every position with one multiply and one load.
+static FRAGMENT_SLOTS: LazyLock<[u32; 64]> = LazyLock::new(|| {
+    let mut slots = [0u32; 64];
+    for (i, fragment) in SENSITIVE_KEYS.iter().enumerate() {
+        let bytes = fragment.as_bytes();
+        debug_assert!(bytes.len() >= 4 && i < 32);
+        if bytes.len() >= 4 {
+            slots[fragment_slot(folded_word(bytes))] |= 1 << i;
         }
     }
-    table
+    slots
 });
 
 /// Whether `key` contains one of [`SENSITIVE_KEYS`] (ASCII case-insensitive). Every key of
-/// every event goes through this, so each position of the key is compared only with the
-/// fragments starting with its (lower-cased) byte instead of sliding every fragment over the
-/// whole key.
+/// every event goes through this, so each 4-byte window is first looked up in
+/// [`FRAGMENT_SLOTS`]; only the fragments found there are compared byte by byte.
 fn has_sensitive_fragment(key: &str) -> bool {
     let bytes = key.as_bytes();
-    let table = &*FRAGMENTS_BY_FIRST;
-    (0..bytes.len()).any(|i| {
-        let rest = &bytes[i..];
-        table[usize::from(bytes[i].to_ascii_lowercase())]
-            .iter()
-            .any(|n| rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n))
+    let slots = &*FRAGMENT_SLOTS;
+    bytes.windows(4).enumerate().any(|(i, four)| {
+        let mut candidates = slots[fragment_slot(folded_word(four))];
+        while candidates != 0 {
+            let n = SENSITIVE_KEYS[candidates.trailing_zeros() as usize].as_bytes();
+            candidates &= candidates - 1;
+            let rest = &bytes[i..];
+            if rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n) {
+                return true;
+            }
+        }
+        false
     })
 }
 
@@ -445,10 +472,36 @@ mod tests {
             "xSRF-token",
             "ps",
             "t",
+            "API_KEY",
+            "api\x7fkey",
+            "APÏ_KEY",
+            "my_api-key_here",
+            "sessio",
+            "xx_credential",
+            "CREDENTIALS",
+            "abcprivate_key",
+            "tokentoken",
         ];
         for key in keys {
             let slow = SENSITIVE_KEYS.iter().any(|n| contains_ci(key, n));
             assert_eq!(has_sensitive_fragment(key), slow, "{key}");
+        }
+    }
+
+    #[test]
+    fn span_protocol_keys_hold_no_sensitive_fragment() {
+        // Protocol keys skip the fragment scan; that is only sound while none contains one.
+        for key in [
+            "start_timestamp",
+            "description",
+            "exclusive_time",
+            "same_process_as_parent",
+            "origin",
+            "trace_id",
+            "span_id",
+        ] {
+            assert!(is_protocol_key(key), "{key}");
+            assert!(!SENSITIVE_KEYS.iter().any(|n| contains_ci(key, n)), "{key}");
         }
     }
 

@@ -177,10 +177,38 @@ fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 }
 
 /// Lower-cased with `/` separators; borrowed when that changes nothing.
+/// Whether `bytes` is ASCII without upper-case letters or backslashes, i.e. already what
+/// [`lower_path`] would make of it. Every frame's path goes through this, so it tests 8 bytes
+/// per step (SWAR): the sums below cannot carry between bytes once all bytes are below 0x80.
+fn is_lower_slash_path(bytes: &[u8]) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        if w & HI != 0 {
+            return false;
+        }
+        // High bit set where the byte is >= b'A' and not >= b'[' (one past b'Z').
+        let upper = w.wrapping_add(ONES * (0x80 - u64::from(b'A')))
+            & !w.wrapping_add(ONES * (0x80 - u64::from(b'[')));
+        // High bit set where the byte equals b'\\' (a zero byte of the xor).
+        let x = w ^ (ONES * u64::from(b'\\'));
+        let backslash = x.wrapping_sub(ONES) & !x;
+        if (upper | backslash) & HI != 0 {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| !b.is_ascii_uppercase() && b != b'\\' && b.is_ascii())
+}
+
 fn lower_path(s: &str) -> Cow<'_, str> {
-    if s.bytes()
-        .all(|b| !b.is_ascii_uppercase() && b != b'\\' && b.is_ascii())
-    {
+    if is_lower_slash_path(s.as_bytes()) {
         return Cow::Borrowed(s);
     }
     let lower = s.to_lowercase();
@@ -495,6 +523,42 @@ impl<'a> Event<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lower_slash_path_check_matches_bytewise_check() {
+        let slow = |s: &str| {
+            s.bytes()
+                .all(|b| !b.is_ascii_uppercase() && b != b'\\' && b.is_ascii())
+        };
+        let mut cases: Vec<String> = [
+            "",
+            "a",
+            "/usr/lib/python3.12/site-packages/app/views.py",
+            "/usr/lib/python3.12/site-packages/app/Views.py",
+            "C:\\app\\main.js",
+            "https://cdn.example.com/static/js/app.min.js",
+            "/home/ünïcode/file.py",
+            "@[`{~/x",
+            "ZZZZZZZZ",
+            "AAAAAAAAa",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        // Every ASCII byte (and one non-ASCII char) at every position of a 17-byte path, so
+        // both the 8-byte steps and the tail see each.
+        for b in 0u8..128 {
+            for pos in 0..17 {
+                let mut bytes = vec![b'a'; 17];
+                bytes[pos] = b;
+                cases.push(String::from_utf8(bytes).expect("ascii"));
+            }
+        }
+        cases.push(format!("{}é", "a".repeat(15)));
+        for case in &cases {
+            assert_eq!(is_lower_slash_path(case.as_bytes()), slow(case), "{case:?}");
+        }
+    }
 
     #[test]
     fn exception_shapes_and_aliases() {
