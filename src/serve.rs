@@ -277,13 +277,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown: shutdown.clone(),
             // A query node's store holds metadata but no events: its data tools ask the
             // processor nodes, like its /api/0/.
-            peers: match kafka.as_ref().and_then(|k| k.peers()) {
-                Some(_) => Some(
-                    mcp::McpPeers::new(&config.peers, Duration::from_secs(10))
-                        .context("configuring the MCP peers")?,
-                ),
-                None => None,
-            },
+            peers: kafka
+                .as_ref()
+                .and_then(|k| k.peers())
+                .map(|p| mcp::McpPeers::new(p.clone())),
             ..Default::default()
         },
     );

@@ -28,12 +28,9 @@
 //! project, bad time range, no data) comes back as that tool error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use rmcp::model::{CallToolResult, ContentBlock, Extensions};
 use serde_json::{json, Map, Value};
-
-use crate::McpError;
 
 /// Request header marking a tool call as a query node's fan-out.
 pub const FANOUT_HEADER: &str = "x-osprey-fanout";
@@ -48,11 +45,11 @@ const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// The MCP protocol version the fan-out speaks to peers (stateless, no handshake).
 const PROTOCOL_VERSION: &str = "2025-06-18";
 
-/// The processor nodes whose `/mcp` a query node asks.
+/// The processor nodes whose `/mcp` a query node asks: the same peers, URLs and HTTP client
+/// (with its per-peer timeout) as the `/api/0/` fan-out.
 #[derive(Debug, Clone)]
 pub struct McpPeers {
-    urls: Vec<String>,
-    client: reqwest::Client,
+    peers: query::peers::Peers,
 }
 
 /// One peer's reply to a tool call.
@@ -78,25 +75,9 @@ pub(crate) struct Replies {
 }
 
 impl McpPeers {
-    /// Peers at `urls` (base URLs, `http://host:port`); each call waits at most `timeout`.
-    pub fn new(urls: &[String], timeout: Duration) -> Result<McpPeers, McpError> {
-        let mut clean = Vec::with_capacity(urls.len());
-        for url in urls {
-            let url = url.trim().trim_end_matches('/');
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(McpError::InvalidUrl(url.to_owned()));
-            }
-            clean.push(url.to_owned());
-        }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .build()
-            .map_err(|e| McpError::Session(format!("building the HTTP client: {e}")))?;
-        Ok(McpPeers {
-            urls: clean,
-            client,
-        })
+    /// The MCP side of the query node's `peers`.
+    pub fn new(peers: query::peers::Peers) -> McpPeers {
+        McpPeers { peers }
     }
 
     /// Calls tool `name` with `arguments` on every peer at once, as the caller whose
@@ -115,9 +96,10 @@ impl McpPeers {
         })
         .to_string();
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, peer) in self.urls.iter().enumerate() {
+        for (i, peer) in self.peers.urls().iter().enumerate() {
             let mut request = self
-                .client
+                .peers
+                .client()
                 .post(format!("{peer}/mcp"))
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header(http::header::ACCEPT, "application/json, text/event-stream")
@@ -149,7 +131,7 @@ impl McpPeers {
                 (i, peer, reply)
             });
         }
-        let mut done = Vec::with_capacity(self.urls.len());
+        let mut done = Vec::with_capacity(self.peers.urls().len());
         while let Some(joined) = tasks.join_next().await {
             if let Ok(reply) = joined {
                 done.push(reply);

@@ -93,6 +93,11 @@ impl Peers {
         &self.urls
     }
 
+    /// The HTTP client (with the per-peer timeout) the fan-out uses; MCP's fan-out shares it.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Answers one `/api/0/` request by fan-out and merge.
     pub async fn handle(
         &self,
