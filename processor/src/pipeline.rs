@@ -253,12 +253,7 @@ fn short_id_sequence(project_id: u64) -> String {
 }
 
 fn read_sequence(store: &Store, name: &str) -> Result<u64> {
-    let key = keys::prefixed_str(keys::meta::SEQUENCE, name);
-    Ok(store
-        .db()
-        .get_cf(&store.cf(cf::META), key)?
-        .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0))
+    Ok(store.sequence_value(name)?)
 }
 
 /// Per-batch working set.

@@ -508,12 +508,7 @@ fn commit_loop(
 
 /// The next offset `consumer` has not processed yet (0 if it never committed).
 pub fn consumer_offset(store: &Store, consumer: &str) -> Result<u64> {
-    let key = keys::prefixed_str(keys::meta::CONSUMER, consumer);
-    Ok(store
-        .db()
-        .get_cf(&store.cf(cf::META), key)?
-        .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0))
+    store.meta_u64(&keys::prefixed_str(keys::meta::CONSUMER, consumer))
 }
 
 /// Adds "`consumer` has processed everything below `next_offset`" to a processor's write

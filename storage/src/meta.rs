@@ -371,12 +371,7 @@ impl Store {
         }
         let key = keys::prefixed_str(keys::meta::SEQUENCE, sequence);
         let meta_cf = self.cf(cf::META);
-        let current = self
-            .db()
-            .get_cf(&meta_cf, &key)?
-            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
-        let next = current + 1;
+        let next = self.meta_u64(&key)? + 1;
         self.db().put_cf(&meta_cf, &key, next.to_be_bytes())?;
         Ok(next)
     }
@@ -386,7 +381,17 @@ impl Store {
     /// topic ([`Store::claim_issue_id_floor`]), so that issues made by different processor
     /// nodes never share an id or a short id and a query node can look one up by id.
     pub fn issue_id_floor(&self) -> Result<u64> {
-        let key = keys::prefixed_str(keys::meta::SEQUENCE, ISSUE_ID_FLOOR);
+        self.sequence_value(ISSUE_ID_FLOOR)
+    }
+
+    /// The last value of local sequence `name` (0 when it never advanced).
+    pub fn sequence_value(&self, name: &str) -> Result<u64> {
+        self.meta_u64(&keys::prefixed_str(keys::meta::SEQUENCE, name))
+    }
+
+    /// A big-endian u64 kept in the metadata column family under `key` (0 when absent):
+    /// sequences and consumer offsets.
+    pub fn meta_u64(&self, key: &[u8]) -> Result<u64> {
         Ok(self
             .db()
             .get_cf(&self.cf(cf::META), key)?
