@@ -36,7 +36,7 @@ use crate::issues::{self, IssueFacts};
 use crate::normalize::{self, EventType, NormalizeContext};
 use crate::scrub::Scrubber;
 use crate::security;
-use crate::transactions::TransactionFolder;
+use crate::transactions::{TransactionError, TransactionFacts, TransactionFolder};
 
 /// Outcome ids (Relay's `OutcomeId`).
 pub mod outcome {
@@ -114,6 +114,10 @@ pub struct ProcessorConfig {
     pub idle_wait: Duration,
     /// Entries kept in the hash → issue and unique-user caches (each).
     pub cache_entries: usize,
+    /// Threads for the per-event work that needs no batch state (parsing, normalizing,
+    /// scrubbing, grouping, encoding — most of an event's cost); issue assignment and the
+    /// write batch stay on the processor's thread. Default: the machine's cores, at most 4.
+    pub prepare_threads: usize,
 }
 
 impl Default for ProcessorConfig {
@@ -125,6 +129,9 @@ impl Default for ProcessorConfig {
             sync_commits: false,
             idle_wait: Duration::from_millis(200),
             cache_entries: 200_000,
+            prepare_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
         }
     }
 }
@@ -346,6 +353,217 @@ fn grouping_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
     crate::grouping::compute(event, config).hashes
 }
 
+/// Records prepared in parallel per step of a batch: bounds the prepared events (each holds
+/// its JSON tree and encoded bytes) held in memory at once.
+const PREPARE_CHUNK: usize = 256;
+
+/// Below this many records per thread, spawning threads costs more than it saves.
+const MIN_RECORDS_PER_THREAD: usize = 16;
+
+/// What the parallel stage hands the sequential one for each record.
+enum Prepared {
+    /// Not an event (attachments, spans, client reports, …): processed in order as is.
+    Other,
+    /// Rejected before any batch state is involved (unknown project, invalid JSON or event,
+    /// unreadable security report).
+    Invalid {
+        project_id: u64,
+        at_ms: u64,
+        category: u8,
+        reason: &'static str,
+    },
+    /// A normalized event.
+    Event(Box<PreparedEvent>),
+}
+
+/// An event after everything that needs no batch state.
+struct PreparedEvent {
+    project: Arc<Project>,
+    normalized: normalize::Normalized,
+    kind: PreparedKind,
+    trace_id: Option<Uuid>,
+    /// The event's compact JSON (empty for filtered events and invalid transactions).
+    body: Vec<u8>,
+}
+
+enum PreparedKind {
+    /// Dropped by this inbound filter (not scrubbed, grouped or encoded).
+    Filtered(&'static str),
+    /// A transaction's facts for the fold, or why it is invalid.
+    Transaction(std::result::Result<TransactionFacts, TransactionError>),
+    /// An error event's grouping hashes (primary first) and issue facts.
+    Error {
+        hashes: Vec<String>,
+        facts: IssueFacts,
+    },
+}
+
+/// Per-project state the parallel stage reads (built before it by
+/// `Processor::ensure_project_caches`).
+struct PrepareCaches<'a> {
+    scrubbers: &'a HashMap<u64, Scrubber>,
+    grouping: &'a HashMap<u64, GroupingConfig>,
+}
+
+/// Prepares `records` in order, on up to `threads` threads.
+fn prepare_records(
+    store: &Store,
+    records: &[LogRecord],
+    caches: &PrepareCaches<'_>,
+    threads: usize,
+) -> Vec<Prepared> {
+    let threads = threads.min(records.len() / MIN_RECORDS_PER_THREAD).max(1);
+    if threads == 1 {
+        return records
+            .iter()
+            .map(|r| prepare_record(store, r, caches))
+            .collect();
+    }
+    let per_thread = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = records.chunks(per_thread);
+        // The calling thread takes the first part itself.
+        let first = parts.next().unwrap_or(&[]);
+        let handles: Vec<_> = parts
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|r| prepare_record(store, r, caches))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out: Vec<Prepared> = first
+            .iter()
+            .map(|r| prepare_record(store, r, caches))
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                // A panic in the event work is a bug; surface it where it would have
+                // surfaced without threads.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+/// The parallel stage of one record: events and transactions (and security reports, which
+/// become events) are parsed, normalized, filtered, scrubbed, tagged, grouped and encoded;
+/// anything else is left to the sequential stage.
+fn prepare_record(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) -> Prepared {
+    match record.item_type.as_str() {
+        "event" | "transaction" => prepare_event(store, record, caches),
+        "security" => {
+            match security::report_to_event(&record.payload, &record.item_header, record.event_id) {
+                // From here on it is an event like any other.
+                Ok(event) => prepare_event(
+                    store,
+                    &LogRecord {
+                        item_type: "event".into(),
+                        payload: event.into(),
+                        ..record.clone()
+                    },
+                    caches,
+                ),
+                Err(reason) => Prepared::Invalid {
+                    project_id: record.project_id,
+                    at_ms: record.received_ms,
+                    category: category::SECURITY,
+                    reason,
+                },
+            }
+        }
+        _ => Prepared::Other,
+    }
+}
+
+fn prepare_event(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) -> Prepared {
+    let is_tx = record.item_type == "transaction";
+    let item_category = if is_tx {
+        category::TRANSACTION
+    } else {
+        category::ERROR
+    };
+    let Some(project) = store.meta().project(record.project_id) else {
+        return Prepared::Invalid {
+            project_id: record.project_id,
+            at_ms: record.received_ms,
+            category: item_category,
+            reason: "project_id",
+        };
+    };
+    let env = envelope_info(&record.envelope_header);
+    let ctx = NormalizeContext {
+        project_id: project.id,
+        key_id: record.key_id,
+        received_ms: record.received_ms,
+        sent_at_ms: env.sent_at_ms,
+        header_event_id: record.event_id,
+        client_addr: record.client_addr,
+        envelope_sdk: env.sdk.as_ref(),
+        max_past_ms: store.retention_ms(),
+        is_transaction_item: is_tx,
+    };
+    let mut normalized = match normalize::normalize(&record.payload, &ctx) {
+        Ok(n) => n,
+        Err(invalid) => {
+            tracing::debug!(reason = invalid.reason, detail = %invalid.detail, "invalid event");
+            return Prepared::Invalid {
+                project_id: project.id,
+                at_ms: record.received_ms,
+                category: item_category,
+                reason: invalid.reason,
+            };
+        }
+    };
+    let (kind, body) =
+        if let Some(filter) = filters::should_filter(&normalized.event, &project.settings) {
+            (PreparedKind::Filtered(filter), Vec::new())
+        } else {
+            match caches.scrubbers.get(&project.id) {
+                Some(scrubber) => scrubber.scrub(&mut normalized.event),
+                None => Scrubber::from_settings(&project.settings).scrub(&mut normalized.event),
+            }
+            issues::add_derived_tags(&mut normalized.event);
+            let kind = if normalized.event_type == EventType::Transaction {
+                let facts = TransactionFacts::extract(&normalized.event);
+                if facts.is_ok() {
+                    issues::annotate_transaction(&mut normalized.event);
+                }
+                PreparedKind::Transaction(facts)
+            } else {
+                let mut hashes = match caches.grouping.get(&project.id) {
+                    Some(config) => grouping_hashes(&normalized.event, config),
+                    None => grouping_hashes(&normalized.event, &grouping_config(&project)),
+                };
+                if hashes.is_empty() {
+                    // Sentry always has a hash (its fallback variant); guard against none.
+                    hashes.push(crate::grouping::hash_values(["<no grouping>"]));
+                }
+                let facts = issues::derive_facts(&normalized.event);
+                issues::annotate_event(&mut normalized.event, &facts);
+                PreparedKind::Error { hashes, facts }
+            };
+            let body = match &kind {
+                PreparedKind::Transaction(Err(_)) => Vec::new(),
+                _ => crate::encode::encode_event_body(&normalized.event),
+            };
+            (kind, body)
+        };
+    let trace_id = crate::issues::pointer(&normalized.event, "/contexts/trace/trace_id")
+        .and_then(Value::as_str)
+        .and_then(|t| Uuid::try_parse(t).ok());
+    Prepared::Event(Box::new(PreparedEvent {
+        project,
+        normalized,
+        kind,
+        trace_id,
+        body,
+    }))
+}
+
 impl Processor {
     /// A processor over `store` (must be the primary).
     pub fn new(store: Store, config: ProcessorConfig) -> Result<Processor> {
@@ -436,9 +654,24 @@ impl Processor {
             alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
         };
-        for record in records {
-            work.stats.records += 1;
-            self.process_record(&mut work, record)?;
+        // Two stages per chunk: the per-event work that needs no batch state runs on
+        // `prepare_threads` threads, then issue assignment, counters and the write batch
+        // take the records in log order on this thread.
+        for chunk in records.chunks(PREPARE_CHUNK) {
+            self.ensure_project_caches(&mut work, chunk.iter());
+            let prepared = prepare_records(
+                &self.store,
+                chunk,
+                &PrepareCaches {
+                    scrubbers: &work.scrubbers,
+                    grouping: &work.grouping,
+                },
+                self.config.prepare_threads,
+            );
+            for (record, prepared) in chunk.iter().zip(prepared) {
+                work.stats.records += 1;
+                self.apply_prepared(&mut work, record, prepared)?;
+            }
         }
         self.finish(work, guard)
     }
@@ -541,36 +774,8 @@ impl Processor {
 
     fn process_record(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
         match record.item_type.as_str() {
-            "event" | "transaction" => self.process_event(work, record),
-            "security" => {
-                match security::report_to_event(
-                    &record.payload,
-                    &record.item_header,
-                    record.event_id,
-                ) {
-                    Ok(event) => {
-                        // From here on it is an event like any other.
-                        let as_event = LogRecord {
-                            item_type: "event".into(),
-                            payload: event.into(),
-                            ..record.clone()
-                        };
-                        self.process_event(work, &as_event)
-                    }
-                    Err(reason) => {
-                        work.stats.invalid += 1;
-                        work.outcome(
-                            record.project_id,
-                            record.received_ms,
-                            outcome::INVALID,
-                            category::SECURITY,
-                            reason,
-                            1,
-                        );
-                        Ok(())
-                    }
-                }
-            }
+            // Events, transactions and security reports (which become events).
+            "event" | "transaction" | "security" => self.process_event(work, record),
             "attachment" => store_attachment(work, record),
             "span" => self.process_spans(work, record),
             "client_report" => {
@@ -629,53 +834,71 @@ impl Processor {
         Ok(())
     }
 
+    /// One event record through both stages (used for records that arrive one at a time
+    /// inside another record, such as the transactions of a `span` item).
     fn process_event(&self, work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
-        let is_tx = record.item_type == "transaction";
-        let item_category = if is_tx {
-            category::TRANSACTION
-        } else {
-            category::ERROR
-        };
-        let Some(project) = self.store.meta().project(record.project_id) else {
-            work.stats.invalid += 1;
-            work.outcome(
-                record.project_id,
-                record.received_ms,
-                outcome::INVALID,
-                item_category,
-                "project_id",
-                1,
-            );
-            return Ok(());
-        };
-        let env = envelope_info(&record.envelope_header);
-        let ctx = NormalizeContext {
-            project_id: project.id,
-            key_id: record.key_id,
-            received_ms: record.received_ms,
-            sent_at_ms: env.sent_at_ms,
-            header_event_id: record.event_id,
-            client_addr: record.client_addr,
-            envelope_sdk: env.sdk.as_ref(),
-            max_past_ms: self.store.retention_ms(),
-            is_transaction_item: is_tx,
-        };
-        let mut normalized = match normalize::normalize(&record.payload, &ctx) {
-            Ok(n) => n,
-            Err(invalid) => {
-                tracing::debug!(reason = invalid.reason, detail = %invalid.detail, "invalid event");
+        self.ensure_project_caches(work, std::iter::once(record));
+        let prepared = prepare_record(
+            &self.store,
+            record,
+            &PrepareCaches {
+                scrubbers: &work.scrubbers,
+                grouping: &work.grouping,
+            },
+        );
+        self.apply_prepared(work, record, prepared)
+    }
+
+    /// Builds the batch's scrubber and grouping configuration of every project `records`
+    /// name, so the parallel stage only reads them.
+    fn ensure_project_caches<'r>(
+        &self,
+        work: &mut Work<'_>,
+        records: impl Iterator<Item = &'r LogRecord>,
+    ) {
+        for record in records {
+            if work.scrubbers.contains_key(&record.project_id) {
+                continue;
+            }
+            let Some(project) = self.store.meta().project(record.project_id) else {
+                continue;
+            };
+            work.scrubbers
+                .insert(project.id, Scrubber::from_settings(&project.settings));
+            work.grouping
+                .insert(project.id, self.project_grouping(&project));
+        }
+    }
+
+    /// The batch-state half of an event: dedup, inbound filter outcome, transaction fold or
+    /// issue assignment and counters, alerts, then the stored event and its indexes.
+    fn apply_prepared(
+        &self,
+        work: &mut Work<'_>,
+        record: &LogRecord,
+        prepared: Prepared,
+    ) -> Result<()> {
+        let prepared = match prepared {
+            Prepared::Other => return self.process_record(work, record),
+            Prepared::Invalid {
+                project_id,
+                at_ms,
+                category,
+                reason,
+            } => {
                 work.stats.invalid += 1;
-                work.outcome(
-                    project.id,
-                    record.received_ms,
-                    outcome::INVALID,
-                    item_category,
-                    invalid.reason,
-                    1,
-                );
+                work.outcome(project_id, at_ms, outcome::INVALID, category, reason, 1);
                 return Ok(());
             }
+            Prepared::Event(prepared) => *prepared,
         };
+        let PreparedEvent {
+            project,
+            normalized,
+            kind,
+            trace_id,
+            body,
+        } = prepared;
         let ev_category = match normalized.event_type {
             EventType::Transaction => category::TRANSACTION,
             _ => category::ERROR,
@@ -696,31 +919,21 @@ impl Processor {
         }
         work.seen_events.insert(dedup_key);
 
-        if let Some(filter) = filters::should_filter(&normalized.event, &project.settings) {
-            work.stats.filtered += 1;
-            // Outcomes count when they happen (receive time), like Relay's, not event time.
-            work.outcome(
-                project.id,
-                record.received_ms,
-                outcome::FILTERED,
-                ev_category,
-                filter,
-                1,
-            );
-            return Ok(());
-        }
-        work.scrubbers
-            .entry(project.id)
-            .or_insert_with(|| Scrubber::from_settings(&project.settings))
-            .scrub(&mut normalized.event);
-        issues::add_derived_tags(&mut normalized.event);
-
-        let (issue_id, hashes) = if normalized.event_type == EventType::Transaction {
-            let folded = work.folder.add(&project, &normalized.event);
-            if let Ok(facts) = &folded {
-                work.user_folder.add(&project, facts);
+        let (issue_id, hashes) = match kind {
+            PreparedKind::Filtered(filter) => {
+                work.stats.filtered += 1;
+                // Outcomes count when they happen (receive time), like Relay's, not event time.
+                work.outcome(
+                    project.id,
+                    record.received_ms,
+                    outcome::FILTERED,
+                    ev_category,
+                    filter,
+                    1,
+                );
+                return Ok(());
             }
-            if let Err(e) = folded {
+            PreparedKind::Transaction(Err(e)) => {
                 tracing::debug!(error = %e, "invalid transaction");
                 work.stats.invalid += 1;
                 work.outcome(
@@ -733,46 +946,44 @@ impl Processor {
                 );
                 return Ok(());
             }
-            work.stats.transactions += 1;
-            issues::annotate_transaction(&mut normalized.event);
-            (None, Vec::new())
-        } else {
-            let config = work
-                .grouping
-                .entry(project.id)
-                .or_insert_with(|| self.project_grouping(&project));
-            let mut hashes = grouping_hashes(&normalized.event, config);
-            if hashes.is_empty() {
-                // Sentry always has a hash (its fallback variant); guard against none.
-                hashes.push(crate::grouping::hash_values(["<no grouping>"]));
+            PreparedKind::Transaction(Ok(facts)) => {
+                work.folder.fold(&project, &facts);
+                work.user_folder.add(&project, &facts);
+                work.stats.transactions += 1;
+                (None, Vec::new())
             }
-            let facts = issues::derive_facts(&normalized.event);
-            issues::annotate_event(&mut normalized.event, &facts);
-            let (created, regressed) = (work.stats.issues_created, work.stats.regressions);
-            let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;
-            self.count_issue(work, &project, issue_id, &normalized.event, ts)?;
-            // Issue alerts (alerts.rs): evaluate the project's rules on this event.
-            if let Some(issue) = work.issues.get(&issue_id) {
-                let event_facts = crate::alerts::EventFacts {
-                    event: &normalized.event,
-                    event_id: normalized.event_id,
-                    was_new: work.stats.issues_created > created,
-                    was_regression: work.stats.regressions > regressed,
-                    now_ms: record.received_ms,
-                };
-                self.alerts
-                    .observe(&mut work.alerts, work.store, &project, issue, &event_facts)?;
+            PreparedKind::Error { hashes, facts } => {
+                let (created, regressed) = (work.stats.issues_created, work.stats.regressions);
+                let issue_id = self.assign_issue(work, &project, &hashes, &facts, ts)?;
+                self.count_issue(work, &project, issue_id, &normalized.event, ts)?;
+                // Issue alerts (alerts.rs): evaluate the project's rules on this event.
+                if let Some(issue) = work.issues.get(&issue_id) {
+                    let event_facts = crate::alerts::EventFacts {
+                        event: &normalized.event,
+                        event_id: normalized.event_id,
+                        was_new: work.stats.issues_created > created,
+                        was_regression: work.stats.regressions > regressed,
+                        now_ms: record.received_ms,
+                    };
+                    self.alerts.observe(
+                        &mut work.alerts,
+                        work.store,
+                        &project,
+                        issue,
+                        &event_facts,
+                    )?;
+                }
+                // "Error events per minute" for the performance views, summed per batch.
+                let environment = normalized
+                    .event
+                    .get("environment")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                for key in keys::perf::error_event_keys(project.id, ts, environment) {
+                    work.count(key, 1);
+                }
+                (Some(issue_id), hashes)
             }
-            // "Error events per minute" for the performance views, summed per batch.
-            let environment = normalized
-                .event
-                .get("environment")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            for key in keys::perf::error_event_keys(project.id, ts, environment) {
-                work.count(key, 1);
-            }
-            (Some(issue_id), hashes)
         };
 
         if let Some(release) = normalized.event.get("release").and_then(Value::as_str) {
@@ -784,13 +995,10 @@ impl Processor {
             span.1 = span.1.max(ts);
         }
         let event_id = normalized.event_id;
-        let trace_id = crate::issues::pointer(&normalized.event, "/contexts/trace/trace_id")
-            .and_then(Value::as_str)
-            .and_then(|t| Uuid::try_parse(t).ok());
-        // The same bytes as `records::encode_event_plain` of a `StoredEvent`, written
-        // straight from the event (encode.rs).
+        // The same bytes as `records::encode_event_plain` of a `StoredEvent`: the head known
+        // only now (issue id, hashes) and the event's JSON written in the parallel stage.
         let mut id_buf = Uuid::encode_buffer();
-        let value = crate::encode::encode_stored_event(
+        let value = crate::encode::encode_stored_event_with_body(
             &crate::encode::StoredEventHead {
                 event_id: event_id.simple().encode_lower(&mut id_buf),
                 project_id: project.id,
@@ -799,7 +1007,7 @@ impl Processor {
                 received_ms: record.received_ms,
                 hashes: &hashes,
             },
-            &normalized.event,
+            &body,
         );
         let store = work.store;
         work.batch.put_cf(&store.cf(cf::EVENTS), event_key, value);
