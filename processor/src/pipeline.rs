@@ -654,26 +654,64 @@ impl Processor {
             alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
         };
-        // Two stages per chunk: the per-event work that needs no batch state runs on
-        // `prepare_threads` threads, then issue assignment, counters and the write batch
-        // take the records in log order on this thread.
-        for chunk in records.chunks(PREPARE_CHUNK) {
-            self.ensure_project_caches(&mut work, chunk.iter());
-            let prepared = prepare_records(
-                &self.store,
-                chunk,
-                &PrepareCaches {
-                    scrubbers: &work.scrubbers,
-                    grouping: &work.grouping,
-                },
-                self.config.prepare_threads,
-            );
-            for (record, prepared) in chunk.iter().zip(prepared) {
-                work.stats.records += 1;
-                self.apply_prepared(&mut work, record, prepared)?;
+        // Two stages per chunk of records: the per-event work that needs no batch state
+        // (`prepare_records`), then issue assignment, counters and the write batch in log
+        // order on this thread (`apply_prepared`). With more than one thread, the next
+        // chunk is prepared while this thread applies the current one.
+        self.ensure_project_caches(&mut work, records.iter());
+        // Moved out of `work` so the preparing threads can read them while this thread
+        // changes `work` (a record applied here that needs them again rebuilds them).
+        let scrubbers = std::mem::take(&mut work.scrubbers);
+        let grouping = std::mem::take(&mut work.grouping);
+        let caches = PrepareCaches {
+            scrubbers: &scrubbers,
+            grouping: &grouping,
+        };
+        let threads = self.config.prepare_threads.max(1);
+        let chunks: Vec<&[LogRecord]> = records.chunks(PREPARE_CHUNK).collect();
+        if threads == 1 || chunks.len() < 2 {
+            for chunk in chunks {
+                let prepared = prepare_records(&self.store, chunk, &caches, threads);
+                self.apply_chunk(&mut work, chunk, prepared)?;
             }
+        } else {
+            let store = &self.store;
+            let caches = &caches;
+            std::thread::scope(|scope| -> Result<()> {
+                let prepare = |i: usize| {
+                    let chunk: &[LogRecord] = chunks[i];
+                    scope.spawn(move || prepare_records(store, chunk, caches, threads))
+                };
+                let mut next = Some(prepare(0));
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let prepared = match next.take().map(|h| h.join()) {
+                        Some(Ok(prepared)) => prepared,
+                        // A panic in the event work is a bug; surface it as it would have
+                        // surfaced without threads.
+                        Some(Err(panic)) => std::panic::resume_unwind(panic),
+                        None => Vec::new(),
+                    };
+                    next = (i + 1 < chunks.len()).then(|| prepare(i + 1));
+                    self.apply_chunk(&mut work, chunk, prepared)?;
+                }
+                Ok(())
+            })?;
         }
         self.finish(work, guard)
+    }
+
+    /// The sequential stage of one chunk: `prepared` holds one entry per record, in order.
+    fn apply_chunk(
+        &self,
+        work: &mut Work<'_>,
+        chunk: &[LogRecord],
+        prepared: Vec<Prepared>,
+    ) -> Result<()> {
+        for (record, prepared) in chunk.iter().zip(prepared) {
+            work.stats.records += 1;
+            self.apply_prepared(work, record, prepared)?;
+        }
+        Ok(())
     }
 
     /// Writes a processed batch (with whatever offset the caller added) and only then
