@@ -357,10 +357,10 @@ fn grouping_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
 
 /// Records prepared in parallel per step of a batch: bounds the prepared events (each holds
 /// its JSON tree and encoded bytes) held in memory at once.
-const PREPARE_CHUNK: usize = 128;
+const PREPARE_CHUNK: usize = 32;
 
 /// Below this many records per thread, spawning threads costs more than it saves.
-const MIN_RECORDS_PER_THREAD: usize = 16;
+const MIN_RECORDS_PER_THREAD: usize = 8;
 
 /// What the parallel stage hands the sequential one for each record.
 enum Prepared {
