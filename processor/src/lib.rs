@@ -28,6 +28,7 @@ pub mod security;
 pub mod spans;
 pub mod testing;
 pub mod transactions;
+pub mod value;
 pub mod webhook;
 
 pub use error::{ProcessorError, Result};
