@@ -10,7 +10,7 @@
 //! The output must stay byte-identical to serde_json's compact form (the tests compare both),
 //! so readers of stored events cannot tell which encoder wrote them.
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 /// The parts of a stored event besides the event itself (see
 /// [`storage::records::StoredEvent`], whose field order this follows).
@@ -219,7 +219,7 @@ fn escape_of(b: u8) -> Option<Escape> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
     use storage::records::{encode_event_plain, StoredEvent};
 
     fn both(event: Value, issue_id: Option<u64>, hashes: Vec<String>) {
@@ -230,7 +230,7 @@ mod tests {
             timestamp_ms: 1_700_000_000_123,
             received_ms: 1_700_000_000_456,
             hashes,
-            event,
+            event: serde_json::Value::from(event.clone()),
         };
         let head = StoredEventHead {
             event_id: &stored.event_id,
@@ -240,7 +240,7 @@ mod tests {
             received_ms: stored.received_ms,
             hashes: &stored.hashes,
         };
-        let fast = encode_stored_event(&head, &stored.event);
+        let fast = encode_stored_event(&head, &event);
         let serde = encode_event_plain(&stored).expect("serde encodes");
         assert_eq!(
             String::from_utf8_lossy(&fast[8..]),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use serde_json::Value;
+use crate::value::Value;
 use storage::records::{self, IssueRecord};
 use storage::{cf, encode_i64, keys, EmbeddedLog, LogRecord, Project, Store, WriteBatch};
 use uuid::Uuid;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use serde::{Serialize, Serializer};
-use serde_json::{json, Value};
+use crate::value::{json, Value};
 
 /// One entry of a component: a leaf value or a child component.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,7 +30,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Serialize;
-use serde_json::{json, Value};
+use crate::value::{json, Value};
 
 pub use component::{hash_values, Component, Node};
 pub use enhancer::{Enhancements, RuleCache};
@@ -130,7 +130,7 @@ pub struct GroupingInfo {
 impl GroupingInfo {
     /// JSON form `{"variants": {NAME: {...}}, "hashes": [...]}`.
     pub fn to_json(&self) -> Value {
-        let variants: serde_json::Map<String, Value> = self
+        let variants: crate::value::Map<String, Value> = self
             .variants
             .iter()
             .map(|(name, v)| {
