@@ -143,77 +143,93 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     // Nearly every string needs no escape: find the first byte that does (if any), copy
-    // everything before it in one go, and only go byte by byte from there.
-    let clean = first_escape(bytes);
-    out.extend_from_slice(&bytes[..clean]);
-    let mut start = clean;
-    for (i, &b) in bytes.iter().enumerate().skip(clean) {
-        if let Some(escape) = escape_of(b) {
+    // everything before it in one go, and only look byte by byte (one table load each) from
+    // there, still copying the clean runs between escapes whole.
+    let mut start = first_escape(bytes);
+    out.extend_from_slice(&bytes[..start]);
+    let mut i = start;
+    while i < bytes.len() {
+        let escape = ESCAPE[usize::from(bytes[i])];
+        if escape != 0 {
             out.extend_from_slice(&bytes[start..i]);
-            escape.write(out);
+            write_escape(out, escape, bytes[i]);
             start = i + 1;
         }
+        i += 1;
     }
-    if start < bytes.len() {
-        out.extend_from_slice(&bytes[start..]);
-    }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
-/// Index of the first byte that needs escaping (`bytes.len()` when none does): eight bytes
-/// at a time, then the last few one by one.
+/// Index of the first byte that needs escaping (`bytes.len()` when none does), eight bytes
+/// at a time; the last partial chunk is padded with spaces (which need no escape), so short
+/// strings such as object keys are one test too.
 fn first_escape(bytes: &[u8]) -> usize {
     let mut at = 0;
     while at + 8 <= bytes.len() {
         let mut chunk = [0u8; 8];
         chunk.copy_from_slice(&bytes[at..at + 8]);
         if chunk_needs_escape(u64::from_le_bytes(chunk)) {
-            break;
+            return at + first_escape_in(&bytes[at..at + 8]);
         }
         at += 8;
     }
-    while at < bytes.len() {
-        let b = bytes[at];
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            return at;
-        }
-        at += 1;
+    let rest = &bytes[at..];
+    if rest.is_empty() {
+        return bytes.len();
     }
-    bytes.len()
-}
-
-/// How serde_json escapes a byte of a string.
-enum Escape {
-    Short(&'static [u8]),
-    Unicode(u8),
-}
-
-impl Escape {
-    fn write(self, out: &mut Vec<u8>) {
-        match self {
-            Escape::Short(text) => out.extend_from_slice(text),
-            Escape::Unicode(b) => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
-            }
-        }
+    let mut chunk = [b' '; 8];
+    chunk[..rest.len()].copy_from_slice(rest);
+    if chunk_needs_escape(u64::from_le_bytes(chunk)) {
+        at + first_escape_in(rest)
+    } else {
+        bytes.len()
     }
 }
 
-fn escape_of(b: u8) -> Option<Escape> {
-    Some(match b {
-        b'"' => Escape::Short(b"\\\""),
-        b'\\' => Escape::Short(b"\\\\"),
-        0x08 => Escape::Short(b"\\b"),
-        0x0c => Escape::Short(b"\\f"),
-        b'\n' => Escape::Short(b"\\n"),
-        b'\r' => Escape::Short(b"\\r"),
-        b'\t' => Escape::Short(b"\\t"),
-        0x00..=0x1f => Escape::Unicode(b),
-        _ => return None,
-    })
+/// Position of the first byte of `chunk` that needs escaping (`chunk.len()` if none: the
+/// word test may flag a chunk falsely).
+fn first_escape_in(chunk: &[u8]) -> usize {
+    chunk
+        .iter()
+        .position(|&b| ESCAPE[usize::from(b)] != 0)
+        .unwrap_or(chunk.len())
+}
+
+/// serde_json's escape of each byte: 0 = none, `u` = `\u00xx`, otherwise the character
+/// after the backslash.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+#[cold]
+fn write_escape(out: &mut Vec<u8>, escape: u8, byte: u8) {
+    if escape == b'u' {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 15)],
+        ]);
+    } else {
+        out.extend_from_slice(&[b'\\', escape]);
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +295,32 @@ mod tests {
                     s[pos] = special;
                     let s = String::from_utf8(s).expect("ascii");
                     both(json!({ "k": s.clone(), s: 1 }), Some(1), vec![]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn write_str_matches_serde_json_on_mixed_strings() {
+        // Pieces of every kind (clean ASCII runs of several lengths, each escape, control
+        // characters, multi-byte UTF-8 incl. U+2028/U+2029, which JSON leaves unescaped)
+        // combined three at a time: every run/escape boundary inside and across 8-byte chunks.
+        let pieces = [
+            "", "a", "abcdefg", "abcdefghijklm", "\"", "\\", "\n", "\r", "\t", "\u{8}",
+            "\u{c}", "\u{0}", "\u{1b}", "\u{1f}", " ", "\u{7f}", "é", "✓", "😀", "\u{2028}",
+            "\u{2029}", "\u{80}",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let s = format!("{a}{b}{c}{b}");
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8(out).expect("utf-8"),
+                        serde_json::to_string(&s).expect("serializes"),
+                        "{s:?}"
+                    );
                 }
             }
         }

@@ -286,7 +286,13 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     ev.insert("version".into(), Value::String("7".into()));
     ev.insert(
         "grouping_config".into(),
-        crate::value::json!({"id": "newstyle:2023-01-11", "enhancements": "all-platforms:2023-01-11"}),
+        Value::Object(Map::from_pairs(vec![
+            (
+                "enhancements".into(),
+                Value::String("all-platforms:2023-01-11".into()),
+            ),
+            ("id".into(), Value::String("newstyle:2023-01-11".into())),
+        ])),
     );
     ev.insert("received".into(), secs_value(ctx.received_ms as i64));
     ev.insert("errors".into(), Value::Array(errors));
