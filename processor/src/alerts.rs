@@ -21,8 +21,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use crate::value::Value;
+use parking_lot::Mutex;
 use serde_json::json;
 use storage::alerts::{
     self, level_number, Action, AlertRule, Condition, Filter, FiredAlert, LevelMatch, TagMatch,

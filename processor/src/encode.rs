@@ -164,7 +164,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// Index of the first byte that needs escaping (`bytes.len()` when none does), eight bytes
 /// at a time; the last partial chunk is padded with spaces (which need no escape), so short
 /// strings such as object keys are one test too.
-fn first_escape(bytes: &[u8]) -> usize {
+pub(crate) fn first_escape(bytes: &[u8]) -> usize {
     let mut at = 0;
     while at + 8 <= bytes.len() {
         let mut chunk = [0u8; 8];
@@ -306,9 +306,28 @@ mod tests {
         // characters, multi-byte UTF-8 incl. U+2028/U+2029, which JSON leaves unescaped)
         // combined three at a time: every run/escape boundary inside and across 8-byte chunks.
         let pieces = [
-            "", "a", "abcdefg", "abcdefghijklm", "\"", "\\", "\n", "\r", "\t", "\u{8}",
-            "\u{c}", "\u{0}", "\u{1b}", "\u{1f}", " ", "\u{7f}", "é", "✓", "😀", "\u{2028}",
-            "\u{2029}", "\u{80}",
+            "",
+            "a",
+            "abcdefg",
+            "abcdefghijklm",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "\u{8}",
+            "\u{c}",
+            "\u{0}",
+            "\u{1b}",
+            "\u{1f}",
+            " ",
+            "\u{7f}",
+            "é",
+            "✓",
+            "😀",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{80}",
         ];
         for a in pieces {
             for b in pieces {

@@ -11,8 +11,8 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, NaiveDateTime};
 use crate::value::{Map, Value};
+use chrono::{DateTime, NaiveDateTime};
 use uuid::Uuid;
 
 /// Relay's minimum clock drift before it corrects (55 minutes).
@@ -196,7 +196,7 @@ pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalize
     let text = std::str::from_utf8(payload)
         .map_err(|e| Invalid::new("invalid_json", format!("invalid UTF-8: {e}")))?;
     let value: Value =
-        serde_json::from_str(text).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
+        crate::value::from_str(text).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
     normalize_value(value, ctx)
 }
 
@@ -312,12 +312,14 @@ fn event_id(
     match ev.get("event_id") {
         Some(Value::String(s)) => match Uuid::try_parse(s.trim()) {
             Ok(id) if !id.is_nil() => return id,
-            _ => errors
-                .push(crate::value::json!({"type": "invalid_data", "name": "event_id", "value": s})),
+            _ => errors.push(
+                crate::value::json!({"type": "invalid_data", "name": "event_id", "value": s}),
+            ),
         },
         Some(Value::Null) | None => {}
-        Some(other) => errors
-            .push(crate::value::json!({"type": "invalid_data", "name": "event_id", "value": other})),
+        Some(other) => errors.push(
+            crate::value::json!({"type": "invalid_data", "name": "event_id", "value": other}),
+        ),
     }
     ctx.header_event_id.unwrap_or_else(Uuid::new_v4)
 }

@@ -14,8 +14,8 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
 use crate::value::{Map, Value};
+use regex::Regex;
 use storage::ProjectSettings;
 
 /// What replaces a scrubbed value (Sentry's marker).

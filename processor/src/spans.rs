@@ -331,7 +331,7 @@ pub struct SegmentEvents {
 
 /// Converts a `span` item's payload into transaction events (see the module docs).
 pub fn segment_transactions(payload: &[u8]) -> Result<SegmentEvents, &'static str> {
-    let value: Value = serde_json::from_slice(payload).map_err(|_| INVALID_SPAN_REASON)?;
+    let value: Value = crate::value::from_slice(payload).map_err(|_| INVALID_SPAN_REASON)?;
     let spans = item_spans(&value)?;
     let mut segments: Vec<usize> = Vec::new();
     let mut by_id: HashMap<&str, usize> = HashMap::new();

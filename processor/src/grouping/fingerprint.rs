@@ -8,8 +8,8 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
 use crate::value::Value;
+use regex::Regex;
 
 use super::enhancer::glob_to_regex;
 use super::event::{behavior_family, Event, Frame};

@@ -28,9 +28,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use crate::value::{json, Value};
 use regex::Regex;
 use serde::Serialize;
-use crate::value::{json, Value};
 
 pub use component::{hash_values, Component, Node};
 pub use enhancer::{Enhancements, RuleCache};
