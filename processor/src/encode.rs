@@ -122,10 +122,11 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the 8 bytes of `w` may need escaping (`"`, `\` or below 0x20). No false
-/// negatives; a false positive only sends the chunk through the byte-wise path.
+/// The high bit of each byte of `w` that needs escaping (`"`, `\\` or below 0x20), little
+/// endian. Borrows of the subtractions can only flag bytes *above* a byte that truly needs
+/// escaping, so the lowest set bit is always exact (and 0 means none does).
 #[inline]
-fn chunk_needs_escape(w: u64) -> bool {
+fn escape_mask(w: u64) -> u64 {
     let quote = w ^ (LOW_BITS * u64::from(b'"'));
     let backslash = w ^ (LOW_BITS * u64::from(b'\\'));
     // A byte is zero in `x` ⇒ its high bit is set in `x - LOW_BITS & !x`; bytes below 0x20
@@ -133,7 +134,7 @@ fn chunk_needs_escape(w: u64) -> bool {
     let zero_quote = quote.wrapping_sub(LOW_BITS) & !quote;
     let zero_backslash = backslash.wrapping_sub(LOW_BITS) & !backslash;
     let control = w.wrapping_sub(LOW_BITS * 0x20) & !w;
-    (zero_quote | zero_backslash | control) & HIGH_BITS != 0
+    (zero_quote | zero_backslash | control) & HIGH_BITS
 }
 
 /// Appends `s` as a JSON string with serde_json's escapes: `\"`, `\\`, `\b`, `\f`, `\n`,
@@ -161,39 +162,40 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Index of the first byte that needs escaping (`bytes.len()` when none does), eight bytes
-/// at a time; the last partial chunk is padded with spaces (which need no escape), so short
-/// strings such as object keys are one test too.
+/// Index of the first byte that needs escaping (`"`, `\\` or below 0x20; `bytes.len()` when
+/// none does), eight bytes at a time. The JSON parser uses it to find a string's end.
+#[inline]
 pub(crate) fn first_escape(bytes: &[u8]) -> usize {
     let mut at = 0;
     while at + 8 <= bytes.len() {
         let mut chunk = [0u8; 8];
         chunk.copy_from_slice(&bytes[at..at + 8]);
-        if chunk_needs_escape(u64::from_le_bytes(chunk)) {
-            return at + first_escape_in(&bytes[at..at + 8]);
+        let mask = escape_mask(u64::from_le_bytes(chunk));
+        if mask != 0 {
+            return at + (mask.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
-    let rest = &bytes[at..];
-    if rest.is_empty() {
-        return bytes.len();
+    if at == bytes.len() {
+        return at;
     }
-    let mut chunk = [b' '; 8];
-    chunk[..rest.len()].copy_from_slice(rest);
-    if chunk_needs_escape(u64::from_le_bytes(chunk)) {
-        at + first_escape_in(rest)
-    } else {
-        bytes.len()
+    if bytes.len() >= 8 {
+        // The last 8 bytes, overlapping clean ones already checked (which cannot flag).
+        let from = bytes.len() - 8;
+        let mut chunk = [0u8; 8];
+        chunk.copy_from_slice(&bytes[from..]);
+        let mask = escape_mask(u64::from_le_bytes(chunk));
+        return if mask != 0 {
+            from + (mask.trailing_zeros() / 8) as usize
+        } else {
+            bytes.len()
+        };
     }
-}
-
-/// Position of the first byte of `chunk` that needs escaping (`chunk.len()` if none: the
-/// word test may flag a chunk falsely).
-fn first_escape_in(chunk: &[u8]) -> usize {
-    chunk
+    // Shorter than a word (object keys, mostly): one table load per byte.
+    bytes
         .iter()
         .position(|&b| ESCAPE[usize::from(b)] != 0)
-        .unwrap_or(chunk.len())
+        .unwrap_or(bytes.len())
 }
 
 /// serde_json's escape of each byte: 0 = none, `u` = `\u00xx`, otherwise the character

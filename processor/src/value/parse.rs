@@ -22,6 +22,12 @@ use super::{Map, Number, Value};
 /// array or object that brings it to 0 is refused).
 const MAX_DEPTH: usize = 128;
 
+/// 10⁰ … 10¹⁹ as f64 (exact; the same literals as serde_json's table).
+const POW10: [f64; 20] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19,
+];
+
 /// Why a text is not JSON, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -48,6 +54,7 @@ impl std::error::Error for ParseError {}
 /// Parses a whole JSON text (surrounding whitespace allowed, nothing else after the value).
 pub fn from_str(text: &str) -> Result<Value, ParseError> {
     let mut p = Parser {
+        text,
         bytes: text.as_bytes(),
         pos: 0,
         depth: 0,
@@ -65,6 +72,7 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, ParseError> {
     match std::str::from_utf8(bytes) {
         Ok(text) => from_str(text),
         Err(e) => Err(Parser {
+            text: "",
             bytes,
             pos: e.valid_up_to(),
             depth: 0,
@@ -76,7 +84,9 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, ParseError> {
 type Step<T> = Result<T, &'static str>;
 
 struct Parser<'a> {
-    /// The text's bytes: valid UTF-8, so any slice between ASCII delimiters is too.
+    /// The text, for slicing strings out (no UTF-8 check needed: cut at ASCII delimiters).
+    text: &'a str,
+    /// The text's bytes.
     bytes: &'a [u8],
     pos: usize,
     depth: usize,
@@ -240,10 +250,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `bytes[from..to]` as text: both ends are at ASCII delimiters of valid UTF-8.
+    /// `text[from..to]`: both ends are at ASCII delimiters, so on char boundaries (slicing
+    /// checks only that, in O(1)); `get` keeps even a parser bug from panicking.
+    #[inline]
     fn text(&self, from: usize, to: usize) -> &'a str {
-        // Cannot fail (see above); an error here would be a parser bug, reported as one.
-        std::str::from_utf8(&self.bytes[from..to]).unwrap_or("")
+        self.text.get(from..to).unwrap_or("")
     }
 
     /// The slow path of [`Parser::string`] from the first byte that is not plain text.
@@ -366,14 +377,21 @@ impl<'a> Parser<'a> {
                 return Err("invalid number");
             }
         }
+        let mut exp_start = None;
         if let Some(b'e' | b'E') = self.peek() {
             integer = false;
+            exp_start = Some(self.pos);
             self.pos += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
             if self.digits() == 0 {
                 return Err("invalid number");
+            }
+        }
+        if !integer && exp_start.is_none() {
+            if let Some(f) = self.short_decimal(int_start, int_end, negative) {
+                return Ok(f);
             }
         }
         if integer && int_end - int_start <= 19 {
@@ -392,6 +410,24 @@ impl<'a> Parser<'a> {
             // `-0` (serde_json makes it the float -0.0) and i64::MIN: fall through.
         }
         Number::from_str(self.text(start, self.pos)).map_err(|_| "number out of range")
+    }
+
+    /// `int.frac` (no exponent) with at most 19 digits in all, computed exactly as serde_json
+    /// does (its default, non-`float_roundtrip` path): the digits as a u64 (exact: below
+    /// 10¹⁹), converted to f64, divided by the power of ten of the fraction's length.
+    /// Timestamps (`1700000000.123`) are the common case. `None`: let serde_json do it.
+    fn short_decimal(&self, int_start: usize, int_end: usize, negative: bool) -> Option<Number> {
+        let frac = self.bytes.get(int_end + 1..self.pos)?;
+        let int = self.bytes.get(int_start..int_end)?;
+        if int.len() + frac.len() > 19 {
+            return None;
+        }
+        let significand = int
+            .iter()
+            .chain(frac)
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let f = significand as f64 / POW10[frac.len()];
+        Number::from_f64(if negative { -f } else { f })
     }
 }
 
@@ -498,6 +534,55 @@ mod tests {
         ];
         for case in cases {
             same_as_serde_json(case);
+        }
+    }
+
+    #[test]
+    fn decimals_are_bit_identical_to_serde_json() {
+        // A fixed xorshift stream: digit counts 1..=20 on both sides of the point (so the
+        // 19-digit fast path and serde_json's fallback both run), signs, leading zeros.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let r = next();
+            let int_len = 1 + (r % 12) as usize;
+            let frac_len = 1 + ((r >> 8) % 12) as usize;
+            let digits = next();
+            let digit = |i: usize| char::from(b'0' + (digits.rotate_left(i as u32 * 5) % 10) as u8);
+            let mut int: String = (0..int_len).map(digit).collect();
+            if int.len() > 1 && int.starts_with('0') {
+                int.replace_range(..1, "1");
+            }
+            let mut frac: String = (int_len..int_len + frac_len).map(digit).collect();
+            if r & (1 << 21) != 0 {
+                // Small magnitudes: 0.000ddd.
+                int = "0".into();
+                frac.insert_str(0, "000");
+            }
+            let sign = if r & (1 << 20) != 0 { "-" } else { "" };
+            let text = format!("{sign}{int}.{frac}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                "{text}"
+            );
+            same_as_serde_json(&text);
+        }
+        for text in [
+            "1700000000.123",
+            "1795879839.4",
+            "0.1",
+            "0.30000000000000004",
+            "9007199254740993.5",
+            "1234567890123456789.0",
+            "-0.0",
+            "0.0000000000000000001",
+        ] {
+            same_as_serde_json(text);
         }
     }
 
