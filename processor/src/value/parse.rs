@@ -58,6 +58,8 @@ pub fn from_str(text: &str) -> Result<Value, ParseError> {
         bytes: text.as_bytes(),
         pos: 0,
         depth: 0,
+        items: Vec::new(),
+        pairs: Vec::new(),
     };
     let value = p.value().map_err(|m| p.error(m))?;
     p.skip_ws();
@@ -76,8 +78,23 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, ParseError> {
             bytes,
             pos: e.valid_up_to(),
             depth: 0,
+            items: Vec::new(),
+            pairs: Vec::new(),
         }
         .error("invalid unicode code point")),
+    }
+}
+
+/// Moves `scratch[mark..]` into an exact-size vector (one copy). `split_off(0)` would hand
+/// over the scratch vector itself with all its spare capacity, hence `append` there.
+#[inline]
+fn take_from<T>(scratch: &mut Vec<T>, mark: usize) -> Vec<T> {
+    if mark == 0 {
+        let mut out = Vec::with_capacity(scratch.len());
+        out.append(scratch);
+        out
+    } else {
+        scratch.split_off(mark)
     }
 }
 
@@ -90,6 +107,12 @@ struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Items of the arrays being parsed, innermost last: each array's go on top and move
+    /// out in one exact-size vector when it closes, instead of each array growing its own
+    /// vector by doubling (same for objects' pairs below).
+    items: Vec<Value>,
+    /// Pairs of the objects being parsed, innermost last.
+    pairs: Vec<(String, Value)>,
 }
 
 impl<'a> Parser<'a> {
@@ -168,14 +191,15 @@ impl<'a> Parser<'a> {
     }
 
     fn array(&mut self) -> Step<Value> {
-        let mut items = Vec::new();
         self.skip_ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Value::Array(items));
+            return Ok(Value::Array(Vec::new()));
         }
+        let mark = self.items.len();
         loop {
-            items.push(self.value()?);
+            let item = self.value()?;
+            self.items.push(item);
             self.skip_ws();
             match self.peek() {
                 Some(b',') => {
@@ -187,7 +211,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Value::Array(items));
+                    return Ok(Value::Array(take_from(&mut self.items, mark)));
                 }
                 Some(_) => return Err("expected `,` or `]`"),
                 None => return Err("EOF while parsing a list"),
@@ -196,12 +220,12 @@ impl<'a> Parser<'a> {
     }
 
     fn object(&mut self) -> Step<Value> {
-        let mut pairs: Vec<(String, Value)> = Vec::new();
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
             return Ok(Value::Object(Map::new()));
         }
+        let mark = self.pairs.len();
         loop {
             match self.peek() {
                 Some(b'"') => self.pos += 1,
@@ -217,7 +241,7 @@ impl<'a> Parser<'a> {
                 None => return Err("EOF while parsing an object"),
             }
             let value = self.value()?;
-            pairs.push((key, value));
+            self.pairs.push((key, value));
             self.skip_ws();
             match self.peek() {
                 Some(b',') => {
@@ -226,6 +250,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'}') => {
                     self.pos += 1;
+                    let pairs = take_from(&mut self.pairs, mark);
                     return Ok(Value::Object(Map::from_pairs(pairs)));
                 }
                 Some(_) => return Err("expected `,` or `}`"),
