@@ -210,7 +210,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         _ => Vec::new(),
     };
     for (from, to) in ALIASES {
-        if let Some(v) = ev.remove(*from) {
+        if let Some(v) = ev.remove(from) {
             ev.entry(*to).or_insert(v);
         }
     }
