@@ -1,4 +1,4 @@
-//! The processor end to end on one core: a batch of log records (the load generator's
+//! The processor end to end, on one core and with two preparing threads: a batch of log records (the load generator's
 //! realistic error events, 3–6 KB each) through parse, normalize, scrub, group, issue upsert,
 //! event compression and the RocksDB write batch, committed.
 //!
@@ -40,29 +40,41 @@ fn records(
 }
 
 fn bench_processor(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path(), &StoreOptions::default()).expect("open store");
-    store.bootstrap(None, None).expect("bootstrap");
-    let processor =
-        processor::Processor::new(store, processor::ProcessorConfig::default()).expect("processor");
-    let mut rng = StdRng::seed_from_u64(7);
     let mut group = c.benchmark_group("processor");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(10);
-    group.bench_function("errors_batch_1024", |b| {
-        b.iter_batched(
-            || records(&mut rng, "event", |r| ingest::loadgen::error_event(r, None)),
-            |batch| processor.process_and_commit(&batch).expect("batch"),
-            BatchSize::PerIteration,
-        )
-    });
-    group.bench_function("transactions_batch_1024", |b| {
-        b.iter_batched(
-            || records(&mut rng, "transaction", ingest::loadgen::transaction_event),
-            |batch| processor.process_and_commit(&batch).expect("batch"),
-            BatchSize::PerIteration,
-        )
-    });
+    // One preparing thread is the one-core figure the targets are stated in; two is what
+    // this 2-core machine's server uses by default (`ProcessorConfig::prepare_threads`).
+    for threads in [1, 2] {
+        let suffix = if threads == 1 {
+            String::new()
+        } else {
+            format!("_{threads}_threads")
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreOptions::default()).expect("open store");
+        store.bootstrap(None, None).expect("bootstrap");
+        let config = processor::ProcessorConfig {
+            prepare_threads: threads,
+            ..Default::default()
+        };
+        let processor = processor::Processor::new(store, config).expect("processor");
+        let mut rng = StdRng::seed_from_u64(7);
+        group.bench_function(format!("errors_batch_1024{suffix}"), |b| {
+            b.iter_batched(
+                || records(&mut rng, "event", |r| ingest::loadgen::error_event(r, None)),
+                |batch| processor.process_and_commit(&batch).expect("batch"),
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(format!("transactions_batch_1024{suffix}"), |b| {
+            b.iter_batched(
+                || records(&mut rng, "transaction", ingest::loadgen::transaction_event),
+                |batch| processor.process_and_commit(&batch).expect("batch"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

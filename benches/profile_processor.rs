@@ -39,7 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path(), &StoreOptions::default())?;
     store.bootstrap(None, None)?;
-    let processor = processor::Processor::new(store, processor::ProcessorConfig::default())?;
+    // One preparing thread: instruction counts per event, comparable across runs.
+    let config = processor::ProcessorConfig {
+        prepare_threads: 1,
+        ..Default::default()
+    };
+    let processor = processor::Processor::new(store, config)?;
     let mut rng = StdRng::seed_from_u64(7);
     let now = storage::now_ms();
     let mut all: Vec<Vec<LogRecord>> = (0..=batches)

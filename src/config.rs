@@ -45,6 +45,9 @@ pub struct Config {
     pub peers: Vec<String>,
     /// Alert delivery.
     pub alerts: AlertsConfig,
+    /// Threads for the processor's per-event work (parse, normalize, scrub, group, encode);
+    /// 0 = one per core, at most 4. Issue assignment and writes stay on one thread.
+    pub processor_threads: usize,
 }
 
 /// Alert delivery (`[alerts]`).
@@ -120,6 +123,7 @@ impl Default for Config {
             kafka: storage::KafkaConfig::default(),
             peers: Vec::new(),
             alerts: AlertsConfig::default(),
+            processor_threads: 0,
         }
     }
 }
@@ -150,9 +154,19 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("OSPREY_PUBLIC_URL", "public_url"),
     ("OSPREY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
     ("OSPREY_KAFKA", "kafka.brokers"),
+    ("OSPREY_PROCESSOR_THREADS", "processor_threads"),
 ];
 
 impl Config {
+    /// The processor's settings: defaults, with `processor_threads` applied when set.
+    pub fn processor_config(&self) -> processor::ProcessorConfig {
+        let mut config = processor::ProcessorConfig::default();
+        if self.processor_threads > 0 {
+            config.prepare_threads = self.processor_threads;
+        }
+        config
+    }
+
     /// Loads the file (if any), applies the environment, then the flags, and validates.
     pub fn load(
         file: Option<&Path>,
@@ -357,6 +371,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn processor_threads_come_from_the_environment_and_default_to_the_cores() {
+        let config = Config::load(None, no_env, &Overrides::default()).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config.processor_config().prepare_threads, cores.min(4));
+        let env = |k: &str| (k == "OSPREY_PROCESSOR_THREADS").then(|| "3".to_owned());
+        let config = Config::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(config.processor_threads, 3);
+        assert_eq!(config.processor_config().prepare_threads, 3);
     }
 
     #[test]

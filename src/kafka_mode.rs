@@ -65,7 +65,7 @@ impl KafkaMode {
             tracing::debug!(floor, "issue ids start above this node's floor");
             let processor = Arc::new(processor::Processor::new(
                 store.clone(),
-                processor::ProcessorConfig::default(),
+                config.processor_config(),
             )?);
             // Each processor node alerts on the projects whose partitions it owns.
             crate::serve::start_alerting(config, store, &processor, public_url, &stop)?;

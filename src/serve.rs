@@ -299,7 +299,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let processor_thread = if config.has_role(Role::Processor) && kafka.is_none() {
         let processor = Arc::new(processor::Processor::new(
             store.clone(),
-            processor::ProcessorConfig::default(),
+            config.processor_config(),
         )?);
         start_alerting(
             &config,

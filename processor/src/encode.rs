@@ -33,31 +33,53 @@ pub struct StoredEventHead<'a> {
 pub fn encode_stored_event(head: &StoredEventHead<'_>, event: &Value) -> Vec<u8> {
     // Events are a few KB: start the buffer there instead of growing it from nothing.
     let mut out = Vec::with_capacity(4096);
+    write_head(&mut out, head);
+    write_value(&mut out, event);
+    out.push(b'}');
+    out
+}
+
+/// The event's compact JSON alone, for [`encode_stored_event_with_body`]: the processor
+/// writes it in its parallel stage, before the issue id (part of the head) is known.
+pub fn encode_event_body(event: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    write_value(&mut out, event);
+    out
+}
+
+/// The same bytes as [`encode_stored_event`], from a body made by [`encode_event_body`].
+pub fn encode_stored_event_with_body(head: &StoredEventHead<'_>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 256);
+    write_head(&mut out, head);
+    out.extend_from_slice(body);
+    out.push(b'}');
+    out
+}
+
+/// Everything before the event: timestamp, then the stored event's JSON up to `"event":`.
+fn write_head(out: &mut Vec<u8>, head: &StoredEventHead<'_>) {
     out.extend_from_slice(&head.timestamp_ms.to_be_bytes());
     out.extend_from_slice(b"{\"event_id\":");
-    write_str(&mut out, head.event_id);
+    write_str(out, head.event_id);
     out.extend_from_slice(b",\"project_id\":");
-    write_u64(&mut out, head.project_id);
+    write_u64(out, head.project_id);
     out.extend_from_slice(b",\"issue_id\":");
     match head.issue_id {
-        Some(id) => write_u64(&mut out, id),
+        Some(id) => write_u64(out, id),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"timestamp_ms\":");
-    write_u64(&mut out, head.timestamp_ms);
+    write_u64(out, head.timestamp_ms);
     out.extend_from_slice(b",\"received_ms\":");
-    write_u64(&mut out, head.received_ms);
+    write_u64(out, head.received_ms);
     out.extend_from_slice(b",\"hashes\":[");
     for (i, hash) in head.hashes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(&mut out, hash);
+        write_str(out, hash);
     }
     out.extend_from_slice(b"],\"event\":");
-    write_value(&mut out, event);
-    out.push(b'}');
-    out
 }
 
 /// Appends `value` as compact JSON, like `serde_json::to_writer`.

@@ -22,6 +22,9 @@ pub enum ProcessorError {
     /// The webhook receiver's answer was not HTTP/1.x.
     #[error("malformed HTTP answer from webhook")]
     WebhookMalformed,
+    /// A worker thread of the processor could not be started.
+    #[error("starting a processor worker thread: {0}")]
+    Thread(std::io::Error),
     /// The TLS client for `https://` webhooks could not be set up or the handshake failed.
     #[error("webhook TLS: {0}")]
     WebhookTls(String),

@@ -640,3 +640,115 @@ fn python_sdk_scenarios_group_like_sentry() {
     assert_eq!(issues[0].metadata.function.as_deref(), Some("divide"));
     assert_eq!(issues[0].metadata.filename.as_deref(), Some("app.py"));
 }
+
+/// Every key and value of the column families a batch writes (not the log or the metadata,
+/// whose bootstrap keys are random per store).
+fn dump_written(store: &Store) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in cf::ALL.iter().copied() {
+        if name == cf::LOG || name == cf::META {
+            continue;
+        }
+        for item in store
+            .db()
+            .iterator_cf(&store.cf(name), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.unwrap();
+            out.push((name, k.to_vec(), v.to_vec()));
+        }
+    }
+    out
+}
+
+/// The per-event work runs on several threads, issue assignment on one: a batch must write
+/// exactly the same bytes whatever the thread count — same issue ids in the same order,
+/// same counters, duplicates and invalid records counted the same.
+#[test]
+fn parallel_preparation_writes_what_one_thread_writes() {
+    let received = now_ms();
+    let now = received as f64 / 1000.0;
+    let mut recs = Vec::new();
+    for i in 0..400u128 {
+        let payload = match i % 8 {
+            0 => error_event(
+                i + 1,
+                "KeyError",
+                &format!("missing {i}"),
+                json!({"user": {"id": format!("u{}", i % 7)}, "tags": {"shard": format!("s{}", i % 3)}, "release": "app@1"}),
+            ),
+            1 => error_event(i + 1, "ValueError", "bad", json!({"environment": "prod"})),
+            2 => serde_json::to_vec(&json!({
+                "type": "transaction",
+                "event_id": Uuid::from_u128(i + 1).simple().to_string(),
+                "transaction": format!("/route/{}", i % 5),
+                "start_timestamp": now - 0.25,
+                "timestamp": now,
+                "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2", "span_id": "fa90fdead5f74052", "op": "http.server"}},
+            }))
+            .unwrap(),
+            3 => b"{not json".to_vec(),
+            // Resends of earlier ids: duplicates, within the batch or of an earlier one.
+            4 => error_event(i - 3, "KeyError", "resent", json!({})),
+            5 => error_event(
+                i + 1,
+                &format!("Error{}", i % 11),
+                "secret",
+                json!({"request": {"headers": {"Authorization": "Bearer abc"}}, "user": {"email": format!("{}@example.com", i % 4)}}),
+            ),
+            6 => error_event(i + 1, "TypeError", "x", json!({"release": "app@2"})),
+            _ => serde_json::to_vec(&json!({"event_id": Uuid::from_u128(i + 1).simple().to_string(), "message": format!("order {i} failed")})).unwrap(),
+        };
+        let mut rec = event_record(1, received, &payload, Some("203.0.113.7".parse().unwrap()));
+        if i % 8 == 2 {
+            rec.item_type = "transaction".into();
+        }
+        recs.push(rec);
+    }
+    recs.push(event_record(
+        999,
+        received,
+        &error_event(9999, "E", "x", json!({})),
+        None,
+    ));
+    let mut dumps = Vec::new();
+    let mut stats = Vec::new();
+    for threads in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let processor = Processor::new(
+            store.clone(),
+            ProcessorConfig {
+                prepare_threads: threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Two batches; the resends (every 8th record) repeat ids of the same or an earlier
+        // batch. The first batch is two chunks of the parallel stage.
+        let first = processor.process_and_commit(&recs[..300]).unwrap();
+        let second = processor.process_and_commit(&recs[300..]).unwrap();
+        stats.push([first, second]);
+        dumps.push(dump_written(&store));
+    }
+    assert_eq!(stats[0], stats[1]);
+    let duplicates = stats[0][0].duplicates + stats[0][1].duplicates;
+    let invalid = stats[0][0].invalid + stats[0][1].invalid;
+    assert!(
+        duplicates >= 40,
+        "resends must be counted as duplicates: {stats:?}"
+    );
+    assert!(
+        invalid >= 50,
+        "broken JSON must be counted as invalid: {stats:?}"
+    );
+    assert!(dumps[0].len() > 1000, "{} entries written", dumps[0].len());
+    assert_eq!(dumps[0].len(), dumps[1].len());
+    for (one, three) in dumps[0].iter().zip(&dumps[1]) {
+        assert!(
+            one == three,
+            "column family {} differs at key {:?}",
+            one.0,
+            one.1
+        );
+    }
+}

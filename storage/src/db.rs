@@ -127,16 +127,39 @@ fn db_options() -> Options {
 /// takes 1.6 MB of samples (`set_bottommost_zstd_max_train_bytes`), so 2 MiB loses little.
 const DICT_BUFFER_BYTES: usize = 2 << 20;
 
-/// The events column family's starting options: `max_dict_buffer_bytes` has no setter in
-/// the rust-rocksdb API, so it goes through RocksDB's option-string parser; every other
-/// setting is applied on top by [`cf_options`] (the setters leave this field alone).
-fn events_base_options() -> Options {
-    let spec = format!("bottommost_compression_opts={{max_dict_buffer_bytes={DICT_BUFFER_BYTES}}}");
+/// A column family's starting options, for the settings the rust-rocksdb API has no setter
+/// for: they go through RocksDB's option-string parser, and every other setting is applied on
+/// top by [`cf_options`] (the setters leave these fields alone).
+///
+/// - events: `max_dict_buffer_bytes` ([`DICT_BUFFER_BYTES`]).
+/// - counters and index: `memtable_insert_with_hint_prefix_extractor` on the key's first byte
+///   (its kind). RocksDB then keeps one memtable insert position per kind and starts the next
+///   insert of that kind from it, walking only as far as the keys in between, instead of
+///   from the top of the skiplist (its default position hint is used only when the new key
+///   goes exactly after the previous one). The processor writes index keys in time order
+///   (one project's `p` keys follow each other) and its counters sorted by key
+///   (`Processor::finish`), so consecutive inserts of a kind land close together. Measured
+///   with callgrind (benches/profile_processor.rs, one batch): `Processor::commit` of the
+///   errors 61.6 M -> 45.1 M instructions, of the transactions 85.1 M -> 68.7 M
+///   (histograms included: they follow the folder's series order). A hint costs ~250 bytes
+///   per distinct prefix: one byte gives a handful per memtable. RocksDB ignores the hints
+///   when it inserts a write group's batches concurrently (two writers at once), which is
+///   only slower, never wrong.
+fn base_options(name: &'static str) -> Options {
+    let spec = match name {
+        cf::EVENTS => {
+            format!("bottommost_compression_opts={{max_dict_buffer_bytes={DICT_BUFFER_BYTES}}}")
+        }
+        cf::COUNTERS | cf::INDEX | cf::HISTOGRAMS => {
+            "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1".to_owned()
+        }
+        _ => return Options::default(),
+    };
     Options::default()
         .get_options_from_string(&spec)
         .unwrap_or_else(|e| {
             // Only a RocksDB that no longer knows the option gets here: run with its default.
-            tracing::warn!(error = %e, "events column family: dictionary buffer limit not set");
+            tracing::warn!(error = %e, column_family = name, option = %spec, "option not set");
             Options::default()
         })
 }
@@ -146,21 +169,30 @@ fn cf_options(
     retention_ms: &Arc<AtomicU64>,
     cache: &rocksdb::Cache,
 ) -> Options {
-    let mut opts = if name == cf::EVENTS {
-        events_base_options()
-    } else {
-        Options::default()
-    };
+    let mut opts = base_options(name);
     let mut table = rocksdb::BlockBasedOptions::default();
     // One LRU block cache for every column family (`StoreOptions::block_cache_bytes`, 32 MiB):
     // it holds the blocks point lookups hit (issues, event dedup, counters read by queries).
     // The log is read once, sequentially, and bypasses it (`LogReader`).
     table.set_block_cache(cache);
-    if name != cf::LOG {
-        // 10 bits per key, ~1 % false positives: the processor's dedup lookup of every new
-        // event id in the events column family is a miss, and the filter answers it without
-        // reading a data block. The log is only ever scanned from an offset, never looked
-        // up by key, so a filter there would be built at every flush and never used.
+    if name == cf::EVENTS {
+        // The processor's dedup lookup of every new event id is a miss that checks the
+        // filter of every level-0 file (up to 8: see the compaction trigger below) and of
+        // one last-level file. At 10 bits per key (~1 % false positives each) about 5 % of
+        // the lookups read and decompressed a 32 KB block of events for nothing, which also
+        // filled the block cache with blocks no one reads again (30 MiB of 32 in one
+        // 50,000-transaction run; zstd decompression was 1.7 % of the processor thread's
+        // samples). 16 bits per key cut false positives ~10×: Bloom for level 0 (quick to
+        // build at every flush), Ribbon below it (the same accuracy in ~30 % less memory,
+        // for the files that hold nearly every event). Measured with 50,000 events
+        // (`osprey serve` + `osprey loadgen`, /metrics at drain, two runs per mix, load
+        // 6.6–6.9): block cache 27–30 -> 6–7 MiB, peak RSS 198–200 -> 168–179 MiB.
+        table.set_hybrid_ribbon_filter(16.0, 1);
+    } else if name != cf::LOG {
+        // 10 bits per key, ~1 % false positives: lookups of issue hashes, unique users and
+        // counters are answered without reading a data block when the key is absent. The
+        // log is only ever scanned from an offset, never looked up by key, so a filter
+        // there would be built at every flush and never used.
         table.set_bloom_filter(10.0, false);
     }
     if name == cf::EVENTS {
@@ -190,6 +222,21 @@ fn cf_options(
             opts.set_bottommost_compression_options(-14, 3, 0, 16 << 10, true);
             opts.set_bottommost_zstd_max_train_bytes(100 * (16 << 10), true);
             opts.set_target_file_size_base(8 << 20);
+            // Event keys are random (project + event id), so every level-0 file overlaps
+            // the whole last level, and until the column family passes
+            // `max_bytes_for_level_base` (256 MiB) each level-0 compaction rewrites every
+            // stored event with the trained dictionary. That was a quarter of the server's
+            // CPU in `osprey bench` (perf: 24 % in compaction threads, 4.9 s CPU for 50,000
+            // errors, the zstd dictionary copy and training per output file). Compacting
+            // after 8 level-0 files instead of RocksDB's 4 halves the rewrites. Reads are
+            // point lookups, which check each extra file's bloom filter (in the block
+            // cache) first; the slowdown/stop triggers (20/36 files) stay far above.
+            // Measured on 50,000 errors (`osprey bench --events 50000 --mixes errors
+            // --compress none`, compaction CPU from RocksDB's LOG): 3 compactions, 3.74 s
+            // CPU, 43 MiB written -> 1 compaction, 1.15 s, 15 MiB; stored bytes per event
+            // unchanged (655 -> 656). (Level 1 instead of 3 for the last level saved only
+            // 0.25 s more and cost 5 % more stored bytes, so it stays at 3.)
+            opts.set_level_zero_file_num_compaction_trigger(8);
         }
         // The log holds short-lived payloads, consumed within seconds and then trimmed.
         cf::LOG => opts.set_compression_type(DBCompressionType::None),
@@ -207,6 +254,15 @@ fn cf_options(
         opts.set_write_buffer_size(32 << 20);
     } else {
         opts.set_write_buffer_size(16 << 20);
+    }
+    if matches!(name, cf::EVENTS | cf::ISSUES) {
+        // A bloom filter of whole keys in each memtable (2 % of the write buffer: ~330 KB
+        // for 16 MiB, about 10 bits per key for the issues column family's small keys). The
+        // processor looks up every new event id (events: dedup) and every (issue, user)
+        // pair (issues: unique users) and almost all of them miss; the filter answers a miss
+        // without searching the memtable's skiplist, which was two thirds of a lookup's cost.
+        opts.set_memtable_prefix_bloom_ratio(0.02);
+        opts.set_memtable_whole_key_filtering(true);
     }
     match name {
         cf::COUNTERS | cf::OUTCOMES => {
@@ -616,33 +672,90 @@ mod tests {
         );
     }
 
-    #[test]
-    fn events_dictionary_buffer_limit_reaches_rocksdb() {
-        // The limit goes through RocksDB's option-string parser; a silent fallback to the
-        // default (unbounded) would show here, in the OPTIONS file RocksDB writes.
-        let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path(), &StoreOptions::default()).unwrap());
-        let options = std::fs::read_dir(dir.path())
+    /// The options of column family `name` in the OPTIONS file RocksDB wrote for `dir`.
+    fn written_cf_options(dir: &Path, name: &str) -> String {
+        let options = std::fs::read_dir(dir)
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
             .map(|e| std::fs::read_to_string(e.path()).unwrap())
             .last()
             .expect("RocksDB writes an OPTIONS file");
-        let events = options
-            .split("[CFOptions \"events\"]")
+        let section = options
+            .split(&format!("[CFOptions \"{name}\"]"))
             .nth(1)
-            .expect("events column family options");
-        let events = events.split("[CFOptions").next().unwrap_or(events);
-        let bottommost = events
+            .unwrap_or_else(|| panic!("{name} column family options"));
+        section
+            .split("[CFOptions")
+            .next()
+            .unwrap_or(section)
+            .to_owned()
+    }
+
+    fn option_line<'a>(section: &'a str, option: &str) -> &'a str {
+        section
             .lines()
-            .find(|l| l.trim_start().starts_with("bottommost_compression_opts="))
-            .expect("bottommost compression options");
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{option}=")))
+            .unwrap_or_else(|| panic!("{option} in {section}"))
+    }
+
+    #[test]
+    fn events_dictionary_buffer_limit_reaches_rocksdb() {
+        // The limit goes through RocksDB's option-string parser; a silent fallback to the
+        // default (unbounded) would show here, in the OPTIONS file RocksDB writes.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+        let events = written_cf_options(dir.path(), cf::EVENTS);
+        let bottommost = option_line(&events, "bottommost_compression_opts");
         assert!(
             bottommost.contains(&format!("max_dict_buffer_bytes={DICT_BUFFER_BYTES};")),
             "{bottommost}"
         );
         assert!(bottommost.contains("enabled=true;"), "{bottommost}");
         assert!(bottommost.contains("max_dict_bytes=16384;"), "{bottommost}");
+        assert_eq!(
+            option_line(&events, "level0_file_num_compaction_trigger"),
+            "level0_file_num_compaction_trigger=8"
+        );
+        // The section runs on into the column family's table options.
+        assert_eq!(
+            option_line(&events, "filter_policy"),
+            "filter_policy=ribbonfilter"
+        );
+    }
+
+    #[test]
+    fn memtable_insert_hints_and_filters_reach_rocksdb() {
+        // The insert hint goes through the option-string parser too (no setter), and the
+        // string parser falls back silently (with a warning) when it rejects the option.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+        for name in [cf::COUNTERS, cf::INDEX, cf::HISTOGRAMS] {
+            let section = written_cf_options(dir.path(), name);
+            assert_eq!(
+                option_line(&section, "memtable_insert_with_hint_prefix_extractor"),
+                "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1",
+                "{name}"
+            );
+        }
+        let log = written_cf_options(dir.path(), cf::LOG);
+        assert_eq!(
+            option_line(&log, "memtable_insert_with_hint_prefix_extractor"),
+            "memtable_insert_with_hint_prefix_extractor=nullptr"
+        );
+        for name in [cf::EVENTS, cf::ISSUES] {
+            let section = written_cf_options(dir.path(), name);
+            assert_eq!(
+                option_line(&section, "memtable_whole_key_filtering"),
+                "memtable_whole_key_filtering=true",
+                "{name}"
+            );
+            assert_eq!(
+                option_line(&section, "memtable_prefix_bloom_size_ratio"),
+                "memtable_prefix_bloom_size_ratio=0.020000",
+                "{name}"
+            );
+        }
     }
 }
