@@ -71,11 +71,11 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let events: Vec<serde_json::Value> = facts
+    let events: Vec<processor::value::Value> = facts
         .iter()
         .take(20_000)
         .map(|f| {
-            json!({
+            processor::value::Value::from(json!({
                 "type": "transaction",
                 "transaction": f.name,
                 "start_timestamp": (f.timestamp_ms * 1000 - f.duration_us) as f64 / 1e6,
@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
                 "environment": f.environment,
                 "release": f.release,
                 "contexts": {"trace": {"trace_id": f.trace_id, "span_id": f.span_id, "status": "ok"}},
-            })
+            }))
         })
         .collect();
     group.throughput(Throughput::Elements(events.len() as u64));

@@ -21,8 +21,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::value::Value;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::json;
 use storage::alerts::{
     self, level_number, Action, AlertRule, Condition, Filter, FiredAlert, LevelMatch, TagMatch,
 };
@@ -489,7 +490,7 @@ mod tests {
         assert!(!level_passes("warning", LevelMatch::Gte, "error"));
         assert!(level_passes("info", LevelMatch::Lte, "warning"));
         assert!(!level_passes("bogus", LevelMatch::Eq, "error"));
-        let event = json!({"tags": [["browser", "Chrome 120"], ["os", "Linux"]]});
+        let event = crate::value::json!({"tags": [["browser", "Chrome 120"], ["os", "Linux"]]});
         assert!(tag_passes(
             &event,
             "browser",

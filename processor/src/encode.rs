@@ -10,7 +10,7 @@
 //! The output must stay byte-identical to serde_json's compact form (the tests compare both),
 //! so readers of stored events cannot tell which encoder wrote them.
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 
 /// The parts of a stored event besides the event itself (see
 /// [`storage::records::StoredEvent`], whose field order this follows).
@@ -144,10 +144,11 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the 8 bytes of `w` may need escaping (`"`, `\` or below 0x20). No false
-/// negatives; a false positive only sends the chunk through the byte-wise path.
+/// The high bit of each byte of `w` that needs escaping (`"`, `\\` or below 0x20), little
+/// endian. Borrows of the subtractions can only flag bytes *above* a byte that truly needs
+/// escaping, so the lowest set bit is always exact (and 0 means none does).
 #[inline]
-fn chunk_needs_escape(w: u64) -> bool {
+fn escape_mask(w: u64) -> u64 {
     let quote = w ^ (LOW_BITS * u64::from(b'"'));
     let backslash = w ^ (LOW_BITS * u64::from(b'\\'));
     // A byte is zero in `x` ⇒ its high bit is set in `x - LOW_BITS & !x`; bytes below 0x20
@@ -155,7 +156,7 @@ fn chunk_needs_escape(w: u64) -> bool {
     let zero_quote = quote.wrapping_sub(LOW_BITS) & !quote;
     let zero_backslash = backslash.wrapping_sub(LOW_BITS) & !backslash;
     let control = w.wrapping_sub(LOW_BITS * 0x20) & !w;
-    (zero_quote | zero_backslash | control) & HIGH_BITS != 0
+    (zero_quote | zero_backslash | control) & HIGH_BITS
 }
 
 /// Appends `s` as a JSON string with serde_json's escapes: `\"`, `\\`, `\b`, `\f`, `\n`,
@@ -165,83 +166,100 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     // Nearly every string needs no escape: find the first byte that does (if any), copy
-    // everything before it in one go, and only go byte by byte from there.
-    let clean = first_escape(bytes);
-    out.extend_from_slice(&bytes[..clean]);
-    let mut start = clean;
-    for (i, &b) in bytes.iter().enumerate().skip(clean) {
-        if let Some(escape) = escape_of(b) {
+    // everything before it in one go, and only look byte by byte (one table load each) from
+    // there, still copying the clean runs between escapes whole.
+    let mut start = first_escape(bytes);
+    out.extend_from_slice(&bytes[..start]);
+    let mut i = start;
+    while i < bytes.len() {
+        let escape = ESCAPE[usize::from(bytes[i])];
+        if escape != 0 {
             out.extend_from_slice(&bytes[start..i]);
-            escape.write(out);
+            write_escape(out, escape, bytes[i]);
             start = i + 1;
         }
+        i += 1;
     }
-    if start < bytes.len() {
-        out.extend_from_slice(&bytes[start..]);
-    }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
-/// Index of the first byte that needs escaping (`bytes.len()` when none does): eight bytes
-/// at a time, then the last few one by one.
-fn first_escape(bytes: &[u8]) -> usize {
+/// Index of the first byte that needs escaping (`"`, `\\` or below 0x20; `bytes.len()` when
+/// none does), eight bytes at a time. The JSON parser uses it to find a string's end.
+#[inline]
+pub(crate) fn first_escape(bytes: &[u8]) -> usize {
     let mut at = 0;
     while at + 8 <= bytes.len() {
         let mut chunk = [0u8; 8];
         chunk.copy_from_slice(&bytes[at..at + 8]);
-        if chunk_needs_escape(u64::from_le_bytes(chunk)) {
-            break;
+        let mask = escape_mask(u64::from_le_bytes(chunk));
+        if mask != 0 {
+            return at + (mask.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
-    while at < bytes.len() {
-        let b = bytes[at];
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            return at;
-        }
-        at += 1;
+    if at == bytes.len() {
+        return at;
     }
-    bytes.len()
-}
-
-/// How serde_json escapes a byte of a string.
-enum Escape {
-    Short(&'static [u8]),
-    Unicode(u8),
-}
-
-impl Escape {
-    fn write(self, out: &mut Vec<u8>) {
-        match self {
-            Escape::Short(text) => out.extend_from_slice(text),
-            Escape::Unicode(b) => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
-            }
-        }
+    if bytes.len() >= 8 {
+        // The last 8 bytes, overlapping clean ones already checked (which cannot flag).
+        let from = bytes.len() - 8;
+        let mut chunk = [0u8; 8];
+        chunk.copy_from_slice(&bytes[from..]);
+        let mask = escape_mask(u64::from_le_bytes(chunk));
+        return if mask != 0 {
+            from + (mask.trailing_zeros() / 8) as usize
+        } else {
+            bytes.len()
+        };
     }
+    // Shorter than a word (object keys, mostly): one table load per byte.
+    bytes
+        .iter()
+        .position(|&b| ESCAPE[usize::from(b)] != 0)
+        .unwrap_or(bytes.len())
 }
 
-fn escape_of(b: u8) -> Option<Escape> {
-    Some(match b {
-        b'"' => Escape::Short(b"\\\""),
-        b'\\' => Escape::Short(b"\\\\"),
-        0x08 => Escape::Short(b"\\b"),
-        0x0c => Escape::Short(b"\\f"),
-        b'\n' => Escape::Short(b"\\n"),
-        b'\r' => Escape::Short(b"\\r"),
-        b'\t' => Escape::Short(b"\\t"),
-        0x00..=0x1f => Escape::Unicode(b),
-        _ => return None,
-    })
+/// serde_json's escape of each byte: 0 = none, `u` = `\u00xx`, otherwise the character
+/// after the backslash.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+#[cold]
+fn write_escape(out: &mut Vec<u8>, escape: u8, byte: u8) {
+    if escape == b'u' {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 15)],
+        ]);
+    } else {
+        out.extend_from_slice(&[b'\\', escape]);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
     use storage::records::{encode_event_plain, StoredEvent};
 
     fn both(event: Value, issue_id: Option<u64>, hashes: Vec<String>) {
@@ -252,7 +270,7 @@ mod tests {
             timestamp_ms: 1_700_000_000_123,
             received_ms: 1_700_000_000_456,
             hashes,
-            event,
+            event: serde_json::Value::from(event.clone()),
         };
         let head = StoredEventHead {
             event_id: &stored.event_id,
@@ -262,7 +280,7 @@ mod tests {
             received_ms: stored.received_ms,
             hashes: &stored.hashes,
         };
-        let fast = encode_stored_event(&head, &stored.event);
+        let fast = encode_stored_event(&head, &event);
         let serde = encode_event_plain(&stored).expect("serde encodes");
         assert_eq!(
             String::from_utf8_lossy(&fast[8..]),
@@ -301,6 +319,51 @@ mod tests {
                     s[pos] = special;
                     let s = String::from_utf8(s).expect("ascii");
                     both(json!({ "k": s.clone(), s: 1 }), Some(1), vec![]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn write_str_matches_serde_json_on_mixed_strings() {
+        // Pieces of every kind (clean ASCII runs of several lengths, each escape, control
+        // characters, multi-byte UTF-8 incl. U+2028/U+2029, which JSON leaves unescaped)
+        // combined three at a time: every run/escape boundary inside and across 8-byte chunks.
+        let pieces = [
+            "",
+            "a",
+            "abcdefg",
+            "abcdefghijklm",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "\u{8}",
+            "\u{c}",
+            "\u{0}",
+            "\u{1b}",
+            "\u{1f}",
+            " ",
+            "\u{7f}",
+            "é",
+            "✓",
+            "😀",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{80}",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let s = format!("{a}{b}{c}{b}");
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8(out).expect("utf-8"),
+                        serde_json::to_string(&s).expect("serializes"),
+                        "{s:?}"
+                    );
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Inbound filters (Sentry's per-project "inbound data filters"): an event they match is
 //! dropped with outcome `filtered` and the filter's name as reason, as Relay reports it.
 
-use serde_json::Value;
+use crate::value::Value;
 use storage::ProjectSettings;
 
 /// Filter names as Relay reports them in outcomes.
@@ -128,7 +128,7 @@ pub fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     #[test]
     fn globs() {

@@ -3,7 +3,7 @@
 //! every event, the user identity behind "unique users", and the regression rule
 //! (reference/sentry-protocol.md §8.8).
 
-use serde_json::Value;
+use crate::value::Value;
 use storage::records::{IssueMetadata, IssueRecord, IssueStatus, IssueSubstatus};
 
 /// Sentry's culprit cap.
@@ -394,7 +394,7 @@ pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
     obj.insert("culprit".into(), Value::String(facts.culprit.clone()));
     obj.insert(
         "metadata".into(),
-        serde_json::to_value(&facts.metadata).unwrap_or(Value::Null),
+        serde_json::to_value(&facts.metadata).map_or(Value::Null, Value::from),
     );
     match &facts.metadata.filename {
         Some(f) => obj.insert("location".into(), Value::String(f.clone())),
@@ -411,7 +411,9 @@ pub fn annotate_transaction(event: &mut Value) {
         obj.insert("title".into(), Value::String(name.clone()));
         obj.insert("culprit".into(), Value::String(name.clone()));
         obj.insert("location".into(), Value::String(name.clone()));
-        obj.insert("metadata".into(), serde_json::json!({"title": name}));
+        let mut metadata = crate::value::Map::with_capacity(1);
+        metadata.insert("title".into(), Value::String(name));
+        obj.insert("metadata".into(), Value::Object(metadata));
     }
 }
 
@@ -508,7 +510,7 @@ pub fn apply_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
     use storage::records::Resolution;
 
     #[test]

@@ -10,7 +10,8 @@
 //! user misery), [`encode`] (the stored event's bytes), [`pipeline`] (the batch
 //! loop, outcomes and the exactly-once commit), [`alerts`] (issue alert rules evaluated in
 //! the batch) and [`webhook`] (their bounded, retrying delivery); [`testing`] holds the loopback
-//! webhook receiver the alert tests deliver to.
+//! webhook receiver the alert tests deliver to. Events are parsed into and handled as
+//! [`value::Value`], a serde_json-compatible JSON value whose objects are key-sorted vectors.
 
 pub mod alerts;
 pub mod encode;
@@ -28,6 +29,7 @@ pub mod security;
 pub mod spans;
 pub mod testing;
 pub mod transactions;
+pub mod value;
 pub mod webhook;
 
 pub use error::{ProcessorError, Result};

@@ -11,8 +11,8 @@
 
 use std::net::IpAddr;
 
+use crate::value::{Map, Value};
 use chrono::{DateTime, NaiveDateTime};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Relay's minimum clock drift before it corrects (55 minutes).
@@ -196,7 +196,7 @@ pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalize
     let text = std::str::from_utf8(payload)
         .map_err(|e| Invalid::new("invalid_json", format!("invalid UTF-8: {e}")))?;
     let value: Value =
-        serde_json::from_str(text).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
+        crate::value::from_str(text).map_err(|e| Invalid::new("invalid_json", e.to_string()))?;
     normalize_value(value, ctx)
 }
 
@@ -210,7 +210,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         _ => Vec::new(),
     };
     for (from, to) in ALIASES {
-        if let Some(v) = ev.remove(*from) {
+        if let Some(v) = ev.remove(from) {
             ev.entry(*to).or_insert(v);
         }
     }
@@ -286,7 +286,13 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     ev.insert("version".into(), Value::String("7".into()));
     ev.insert(
         "grouping_config".into(),
-        serde_json::json!({"id": "newstyle:2023-01-11", "enhancements": "all-platforms:2023-01-11"}),
+        Value::Object(Map::from_pairs(vec![
+            (
+                "enhancements".into(),
+                Value::String("all-platforms:2023-01-11".into()),
+            ),
+            ("id".into(), Value::String("newstyle:2023-01-11".into())),
+        ])),
     );
     ev.insert("received".into(), secs_value(ctx.received_ms as i64));
     ev.insert("errors".into(), Value::Array(errors));
@@ -306,12 +312,14 @@ fn event_id(
     match ev.get("event_id") {
         Some(Value::String(s)) => match Uuid::try_parse(s.trim()) {
             Ok(id) if !id.is_nil() => return id,
-            _ => errors
-                .push(serde_json::json!({"type": "invalid_data", "name": "event_id", "value": s})),
+            _ => errors.push(
+                crate::value::json!({"type": "invalid_data", "name": "event_id", "value": s}),
+            ),
         },
         Some(Value::Null) | None => {}
-        Some(other) => errors
-            .push(serde_json::json!({"type": "invalid_data", "name": "event_id", "value": other})),
+        Some(other) => errors.push(
+            crate::value::json!({"type": "invalid_data", "name": "event_id", "value": other}),
+        ),
     }
     ctx.header_event_id.unwrap_or_else(Uuid::new_v4)
 }
@@ -431,7 +439,7 @@ fn normalize_timestamps(
             match parse_timestamp(v) {
                 Some(ms) => ms,
                 None => {
-                    errors.push(serde_json::json!({"type": "invalid_data", "name": "timestamp", "value": v}));
+                    errors.push(crate::value::json!({"type": "invalid_data", "name": "timestamp", "value": v}));
                     received
                 }
             }
@@ -448,7 +456,7 @@ fn normalize_timestamps(
         let drift = received - sent_at;
         if drift.abs() >= MINIMUM_CLOCK_DRIFT_MS {
             shift = drift;
-            errors.push(serde_json::json!({
+            errors.push(crate::value::json!({
                 "type": "clock_drift",
                 "name": "timestamp",
                 "sdk_time": ms_to_iso(sent_at),
@@ -467,7 +475,7 @@ fn normalize_timestamps(
         None
     };
     if let Some(kind) = bound_error {
-        errors.push(serde_json::json!({
+        errors.push(crate::value::json!({
             "type": kind,
             "name": "timestamp",
             "sdk_time": ms_to_iso(corrected),
@@ -520,7 +528,7 @@ fn normalize_level(ev: &mut Map<String, Value>, event_type: EventType, errors: &
     };
     if level.is_none() {
         if let Some(v) = ev.get("level").filter(|v| !v.is_null()) {
-            errors.push(serde_json::json!({"type": "invalid_data", "name": "level", "value": v}));
+            errors.push(crate::value::json!({"type": "invalid_data", "name": "level", "value": v}));
         }
     }
     let level = level.unwrap_or(match event_type {
@@ -593,7 +601,7 @@ fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     ] {
         let Some(v) = ev.get(key) else { continue };
         let Some(mut s) = lenient_string(v) else {
-            errors.push(serde_json::json!({"type": "invalid_data", "name": key, "value": v}));
+            errors.push(crate::value::json!({"type": "invalid_data", "name": key, "value": v}));
             ev.remove(key);
             continue;
         };
@@ -620,7 +628,7 @@ fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         };
         if !valid {
             if !s.is_empty() {
-                errors.push(serde_json::json!({"type": "invalid_data", "name": key, "value": s}));
+                errors.push(crate::value::json!({"type": "invalid_data", "name": key, "value": s}));
             }
             ev.remove(key);
             continue;
@@ -750,7 +758,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
                 .is_some_and(|s| !s.is_empty())
         };
         if !has("type") && !has("value") {
-            errors.push(serde_json::json!({"type": "invalid_data", "name": "exception", "reason": "type or value required"}));
+            errors.push(crate::value::json!({"type": "invalid_data", "name": "exception", "reason": "type or value required"}));
             continue;
         }
         trim_field(&mut exc, "type", 256, 20);
@@ -838,7 +846,7 @@ fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
     if frames.len() > MAX_FRAMES {
         let drop = frames.len() - MAX_FRAMES;
         frames.drain(..drop);
-        let omitted = serde_json::json!([0, drop]);
+        let omitted = crate::value::json!([0, drop]);
         st_obj.insert("frames_omitted".into(), omitted);
     }
     let Some(Value::Array(frames)) = st_obj.get_mut("frames") else {
@@ -970,7 +978,7 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
                 }
             }
             _ => errors
-                .push(serde_json::json!({"type": "invalid_data", "name": format!("tags.{k}")})),
+                .push(crate::value::json!({"type": "invalid_data", "name": format!("tags.{k}")})),
         }
     }
     ev.insert("tags".into(), Value::Array(tags));
@@ -1106,7 +1114,7 @@ fn cut_depth(v: &mut Value, depth: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     const NOW: u64 = 1_700_000_000_000;
 

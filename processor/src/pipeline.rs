@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::value::Value;
 use parking_lot::{Mutex, MutexGuard};
-use serde_json::Value;
 use storage::records::{self, IssueRecord};
 use storage::{cf, encode_i64, keys, EmbeddedLog, LogRecord, Project, Store, WriteBatch};
 use uuid::Uuid;
@@ -1476,7 +1476,7 @@ fn store_attachment(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
 }
 
 fn client_report(work: &mut Work<'_>, record: &LogRecord) {
-    let Ok(report) = serde_json::from_slice::<Value>(&record.payload) else {
+    let Ok(report) = crate::value::from_slice(&record.payload) else {
         work.outcome(
             record.project_id,
             record.received_ms,

@@ -14,8 +14,8 @@
 
 use std::sync::LazyLock;
 
+use crate::value::{Map, Value};
 use regex::Regex;
-use serde_json::{Map, Value};
 use storage::ProjectSettings;
 
 /// What replaces a scrubbed value (Sentry's marker).
@@ -430,7 +430,7 @@ pub fn replace_card_numbers(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     fn default_scrubber() -> Scrubber {
         Scrubber::from_settings(&ProjectSettings::default())

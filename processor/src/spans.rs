@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use crate::value::{Map, Value};
 use uuid::Uuid;
 
 use crate::transactions::timestamp_us;
@@ -236,7 +236,7 @@ fn transaction_event(segment: &Map<String, Value>, children: &[&Map<String, Valu
     if let Some(source) = attr_str(segment, "sentry.segment.name.source") {
         ev.insert(
             "transaction_info".into(),
-            serde_json::json!({ "source": source }),
+            crate::value::json!({ "source": source }),
         );
     }
     if let Some(start) = segment.get("start_timestamp") {
@@ -276,7 +276,7 @@ fn transaction_event(segment: &Map<String, Value>, children: &[&Map<String, Valu
     ) {
         ev.insert(
             "sdk".into(),
-            serde_json::json!({"name": name, "version": version}),
+            crate::value::json!({"name": name, "version": version}),
         );
     }
     let mut trace = Map::new();
@@ -296,7 +296,7 @@ fn transaction_event(segment: &Map<String, Value>, children: &[&Map<String, Valu
     trace.insert("data".into(), Value::Object(flat_data(segment)));
     ev.insert(
         "contexts".into(),
-        serde_json::json!({ "trace": Value::Object(trace) }),
+        crate::value::json!({ "trace": Value::Object(trace) }),
     );
     ev.insert(
         "spans".into(),
@@ -331,7 +331,7 @@ pub struct SegmentEvents {
 
 /// Converts a `span` item's payload into transaction events (see the module docs).
 pub fn segment_transactions(payload: &[u8]) -> Result<SegmentEvents, &'static str> {
-    let value: Value = serde_json::from_slice(payload).map_err(|_| INVALID_SPAN_REASON)?;
+    let value: Value = crate::value::from_slice(payload).map_err(|_| INVALID_SPAN_REASON)?;
     let spans = item_spans(&value)?;
     let mut segments: Vec<usize> = Vec::new();
     let mut by_id: HashMap<&str, usize> = HashMap::new();
@@ -395,7 +395,7 @@ pub fn segment_transactions(payload: &[u8]) -> Result<SegmentEvents, &'static st
 mod tests {
     use super::*;
     use crate::transactions::TransactionFacts;
-    use serde_json::json;
+    use crate::value::json;
 
     const TRACE: &str = "9a989807f13843b3a463579f94129b65";
 

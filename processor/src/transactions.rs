@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use serde_json::Value;
+use crate::value::Value;
 use storage::keys::perf::{self as pk, Resolution};
 use storage::{cf, encode_i64, hist, keys, Project, Store, WriteBatch};
 
@@ -873,7 +873,7 @@ pub fn count_error_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     #[test]
     fn hex_ids() {

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use processor::grouping::{compute, compute_with_embedded_rules, GroupingConfig};
-use serde_json::Value;
+use processor::value::Value;
 
 /// Exact matches achieved so far; raise it when the implementation improves.
 const MIN_EXACT: usize = 87;

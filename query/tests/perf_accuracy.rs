@@ -225,7 +225,9 @@ fn percentiles_apdex_and_failure_rate_match_the_raw_data() {
         if let Some(env) = environment {
             event["environment"] = json!(env);
         }
-        let facts = folder.add(&project, &event).unwrap();
+        let facts = folder
+            .add(&project, &processor::value::Value::from(event.clone()))
+            .unwrap();
         assert_eq!(facts.duration_us, d);
         raws.push(Raw {
             end_ms: end_us / 1000,

@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let event: serde_json::Value = serde_json::from_str(&text)
+    let event: processor::value::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not JSON", args.file.display()))?;
     let info = processor::grouping::compute_with_embedded_rules(&event)?;
     if args.json {

@@ -358,12 +358,12 @@ mod tests {
             let project = store.meta().project(1).unwrap();
             let mut folder = processor::transactions::TransactionFolder::new();
             let now = storage::now_ms() as f64 / 1000.0;
-            let event = serde_json::json!({
+            let event = processor::value::Value::from(serde_json::json!({
                 "transaction": "/checkout",
                 "start_timestamp": now - 0.25,
                 "timestamp": now,
                 "contexts": {"trace": {"trace_id": "a".repeat(32), "span_id": "b".repeat(16)}},
-            });
+            }));
             folder.add(&project, &event).unwrap();
             let mut batch = storage::WriteBatch::default();
             folder.flush_into(&store, &mut batch);

@@ -14,9 +14,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::value::{json, Value};
 use md5::{Digest, Md5};
 use serde::{Serialize, Serializer};
-use serde_json::{json, Value};
 
 /// One entry of a component: a leaf value or a child component.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use crate::value::Value;
 
 use super::enhancer::GroupOp;
 use super::functions::trim_function_name;
@@ -522,7 +522,7 @@ impl<'a> Event<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     #[test]
     fn lower_slash_path_check_matches_bytewise_check() {

@@ -8,8 +8,8 @@
 
 use std::sync::LazyLock;
 
+use crate::value::Value;
 use regex::Regex;
-use serde_json::Value;
 
 use super::enhancer::glob_to_regex;
 use super::event::{behavior_family, Event, Frame};
@@ -587,7 +587,7 @@ pub fn resolve(values: &[String], event: &Event) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::value::json;
 
     #[test]
     fn text_and_json_forms_agree() {

@@ -28,9 +28,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use crate::value::{json, Value};
 use regex::Regex;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 pub use component::{hash_values, Component, Node};
 pub use enhancer::{Enhancements, RuleCache};
@@ -130,7 +130,7 @@ pub struct GroupingInfo {
 impl GroupingInfo {
     /// JSON form `{"variants": {NAME: {...}}, "hashes": [...]}`.
     pub fn to_json(&self) -> Value {
-        let variants: serde_json::Map<String, Value> = self
+        let variants: crate::value::Map<String, Value> = self
             .variants
             .iter()
             .map(|(name, v)| {

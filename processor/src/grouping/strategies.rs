@@ -312,8 +312,8 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
 
 /// Feeds a frame's `lineno`/`colno` into a memo key, keeping apart what `Value` equality
 /// (the recursion test) keeps apart: `1`, `-1`, `1.0` and `"1"` all differ.
-fn key_number(h: &mut KeyHasher, v: Option<&serde_json::Value>) {
-    use serde_json::Value;
+fn key_number(h: &mut KeyHasher, v: Option<&crate::value::Value>) {
+    use crate::value::Value;
     match v {
         None => h.update(&[0]),
         Some(Value::Number(n)) => {

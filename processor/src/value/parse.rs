@@ -1,0 +1,651 @@
+//! A JSON parser straight into [`Value`], without serde's visitor layer.
+//!
+//! It accepts exactly what `serde_json::from_str::<serde_json::Value>` accepts (RFC 8259, no
+//! extensions) and builds the same values: the same integer/float split (numbers with a
+//! fraction or exponent, `-0` and integers beyond 64 bits go through serde_json's own
+//! `Number::from_str`, so their `f64` is bit-identical), the same string unescaping
+//! (surrogate pairs; lone surrogates, raw control characters and bad escapes are errors),
+//! the last of duplicate keys, and the same nesting limit (127 levels; the 128th is refused
+//! as "recursion limit exceeded"). Invalid input is a [`ParseError`] with line and column,
+//! never a panic: every byte is read through bounds-checked accessors.
+//!
+//! Why: strings are scanned eight bytes at a time and copied in one go (the encoder's
+//! scanner), objects are collected as pairs and sorted once ([`Map::from_pairs`]), and no
+//! generic visitor calls sit between the bytes and the tree.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{Map, Number, Value};
+
+/// Nesting depth at which serde_json gives up (its `remaining_depth` starts at 128 and the
+/// array or object that brings it to 0 is refused).
+const MAX_DEPTH: usize = 128;
+
+/// 10⁰ … 10¹⁹ as f64 (exact; the same literals as serde_json's table).
+const POW10: [f64; 20] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19,
+];
+
+/// Why a text is not JSON, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// What is wrong (serde_json's wording).
+    pub message: &'static str,
+    /// 1-based line of the offending byte.
+    pub line: usize,
+    /// 1-based column (in bytes) of the offending byte.
+    pub column: usize,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.message, self.line, self.column
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses a whole JSON text (surrounding whitespace allowed, nothing else after the value).
+pub fn from_str(text: &str) -> Result<Value, ParseError> {
+    let mut p = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        depth: 0,
+        items: Vec::new(),
+        pairs: Vec::new(),
+    };
+    let value = p.value().map_err(|m| p.error(m))?;
+    p.skip_ws();
+    if p.pos < p.bytes.len() {
+        return Err(p.error("trailing characters"));
+    }
+    Ok(value)
+}
+
+/// [`from_str`] on bytes, which must be UTF-8.
+pub fn from_slice(bytes: &[u8]) -> Result<Value, ParseError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => from_str(text),
+        Err(e) => Err(Parser {
+            text: "",
+            bytes,
+            pos: e.valid_up_to(),
+            depth: 0,
+            items: Vec::new(),
+            pairs: Vec::new(),
+        }
+        .error("invalid unicode code point")),
+    }
+}
+
+/// Moves `scratch[mark..]` into an exact-size vector (one copy). `split_off(0)` would hand
+/// over the scratch vector itself with all its spare capacity, hence `append` there.
+#[inline]
+fn take_from<T>(scratch: &mut Vec<T>, mark: usize) -> Vec<T> {
+    if mark == 0 {
+        let mut out = Vec::with_capacity(scratch.len());
+        out.append(scratch);
+        out
+    } else {
+        scratch.split_off(mark)
+    }
+}
+
+type Step<T> = Result<T, &'static str>;
+
+struct Parser<'a> {
+    /// The text, for slicing strings out (no UTF-8 check needed: cut at ASCII delimiters).
+    text: &'a str,
+    /// The text's bytes.
+    bytes: &'a [u8],
+    pos: usize,
+    depth: usize,
+    /// Items of the arrays being parsed, innermost last: each array's go on top and move
+    /// out in one exact-size vector when it closes, instead of each array growing its own
+    /// vector by doubling (same for objects' pairs below).
+    items: Vec<Value>,
+    /// Pairs of the objects being parsed, innermost last.
+    pairs: Vec<(String, Value)>,
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, message: &'static str) -> ParseError {
+        let upto = &self.bytes[..self.pos.min(self.bytes.len())];
+        let line = 1 + upto.iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + upto.iter().rev().take_while(|&&b| b != b'\n').count();
+        ParseError {
+            message,
+            line,
+            column,
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes `word` (the rest of `null`/`true`/`false` after its first byte).
+    fn literal(&mut self, word: &[u8], value: Value) -> Step<Value> {
+        for &expected in word {
+            match self.peek() {
+                Some(b) if b == expected => self.pos += 1,
+                Some(_) => return Err("expected ident"),
+                None => return Err("EOF while parsing a value"),
+            }
+        }
+        Ok(value)
+    }
+
+    fn value(&mut self) -> Step<Value> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err("EOF while parsing a value"),
+            Some(b'"') => {
+                self.pos += 1;
+                self.string().map(Value::String)
+            }
+            Some(b'{') => self.nested(Self::object),
+            Some(b'[') => self.nested(Self::array),
+            Some(b'n') => {
+                self.pos += 1;
+                self.literal(b"ull", Value::Null)
+            }
+            Some(b't') => {
+                self.pos += 1;
+                self.literal(b"rue", Value::Bool(true))
+            }
+            Some(b'f') => {
+                self.pos += 1;
+                self.literal(b"alse", Value::Bool(false))
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(_) => Err("expected value"),
+        }
+    }
+
+    /// Runs `inner` one nesting level deeper, refusing serde_json's 128th level.
+    fn nested(&mut self, inner: fn(&mut Self) -> Step<Value>) -> Step<Value> {
+        self.depth += 1;
+        if self.depth >= MAX_DEPTH {
+            return Err("recursion limit exceeded");
+        }
+        self.pos += 1;
+        let value = inner(self);
+        self.depth -= 1;
+        value
+    }
+
+    fn array(&mut self) -> Step<Value> {
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(Vec::new()));
+        }
+        let mark = self.items.len();
+        loop {
+            let item = self.value()?;
+            self.items.push(item);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        return Err("trailing comma");
+                    }
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(take_from(&mut self.items, mark)));
+                }
+                Some(_) => return Err("expected `,` or `]`"),
+                None => return Err("EOF while parsing a list"),
+            }
+        }
+    }
+
+    fn object(&mut self) -> Step<Value> {
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(Map::new()));
+        }
+        let mark = self.pairs.len();
+        loop {
+            match self.peek() {
+                Some(b'"') => self.pos += 1,
+                Some(b'}') => return Err("trailing comma"),
+                Some(_) => return Err("key must be a string"),
+                None => return Err("EOF while parsing an object"),
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b':') => self.pos += 1,
+                Some(_) => return Err("expected `:`"),
+                None => return Err("EOF while parsing an object"),
+            }
+            let value = self.value()?;
+            self.pairs.push((key, value));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    let pairs = take_from(&mut self.pairs, mark);
+                    return Ok(Value::Object(Map::from_pairs(pairs)));
+                }
+                Some(_) => return Err("expected `,` or `}`"),
+                None => return Err("EOF while parsing an object"),
+            }
+        }
+    }
+
+    /// A string's contents, the opening quote already consumed.
+    fn string(&mut self) -> Step<String> {
+        let start = self.pos;
+        let clean = crate::encode::first_escape(&self.bytes[start..]);
+        self.pos = start + clean;
+        match self.peek() {
+            Some(b'"') => {
+                // The common case: no escape, one copy.
+                let text = self.text(start, self.pos);
+                self.pos += 1;
+                Ok(text.to_owned())
+            }
+            _ => self.escaped_string(start),
+        }
+    }
+
+    /// `text[from..to]`: both ends are at ASCII delimiters, so on char boundaries (slicing
+    /// checks only that, in O(1)); `get` keeps even a parser bug from panicking.
+    #[inline]
+    fn text(&self, from: usize, to: usize) -> &'a str {
+        self.text.get(from..to).unwrap_or("")
+    }
+
+    /// The slow path of [`Parser::string`] from the first byte that is not plain text.
+    fn escaped_string(&mut self, start: usize) -> Step<String> {
+        let mut out = String::with_capacity(self.pos - start + 16);
+        let mut run = start;
+        loop {
+            let clean = crate::encode::first_escape(&self.bytes[self.pos..]);
+            self.pos += clean;
+            match self.peek() {
+                None => return Err("EOF while parsing a string"),
+                Some(b'"') => {
+                    out.push_str(self.text(run, self.pos));
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    out.push_str(self.text(run, self.pos));
+                    self.pos += 1;
+                    self.escape(&mut out)?;
+                    run = self.pos;
+                }
+                Some(_) => {
+                    return Err("control character (\\u0000-\\u001F) found while parsing a string")
+                }
+            }
+        }
+    }
+
+    /// One escape after its backslash.
+    fn escape(&mut self, out: &mut String) -> Step<()> {
+        let Some(b) = self.peek() else {
+            return Err("EOF while parsing a string");
+        };
+        self.pos += 1;
+        let c = match b {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let first = self.hex4()?;
+                match first {
+                    0xD800..=0xDBFF => {
+                        if self.peek() != Some(b'\\')
+                            || self.bytes.get(self.pos + 1).copied() != Some(b'u')
+                        {
+                            return Err("lone leading surrogate in hex escape");
+                        }
+                        self.pos += 2;
+                        let second = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&second) {
+                            return Err("lone leading surrogate in hex escape");
+                        }
+                        let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                        char::from_u32(code).ok_or("invalid unicode code point")?
+                    }
+                    0xDC00..=0xDFFF => return Err("lone leading surrogate in hex escape"),
+                    _ => char::from_u32(first).ok_or("invalid unicode code point")?,
+                }
+            }
+            _ => return Err("invalid escape"),
+        };
+        out.push(c);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Step<u32> {
+        let mut n = 0;
+        for _ in 0..4 {
+            let digit = match self.peek() {
+                None => return Err("EOF while parsing a string"),
+                Some(b) => (b as char).to_digit(16).ok_or("invalid escape")?,
+            };
+            n = n * 16 + digit;
+            self.pos += 1;
+        }
+        Ok(n)
+    }
+
+    fn digits(&mut self) -> usize {
+        let from = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - from
+    }
+
+    /// A number: the grammar is checked here, the value computed here for plain integers
+    /// that fit (nearly all) and by serde_json's `Number::from_str` otherwise.
+    fn number(&mut self) -> Step<Number> {
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err("invalid number");
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err("invalid number"),
+        }
+        let int_end = self.pos;
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            integer = false;
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err("invalid number");
+            }
+        }
+        let mut exp_start = None;
+        if let Some(b'e' | b'E') = self.peek() {
+            integer = false;
+            exp_start = Some(self.pos);
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err("invalid number");
+            }
+        }
+        if !integer && exp_start.is_none() {
+            if let Some(f) = self.short_decimal(int_start, int_end, negative) {
+                return Ok(f);
+            }
+        }
+        if integer && int_end - int_start <= 19 {
+            // At most 19 digits: fits a u64 without overflow.
+            let magnitude = self.bytes[int_start..int_end]
+                .iter()
+                .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            if !negative {
+                return Ok(Number::from(magnitude));
+            }
+            if let Ok(m) = i64::try_from(magnitude) {
+                if m > 0 {
+                    return Ok(Number::from(-m));
+                }
+            }
+            // `-0` (serde_json makes it the float -0.0) and i64::MIN: fall through.
+        }
+        Number::from_str(self.text(start, self.pos)).map_err(|_| "number out of range")
+    }
+
+    /// `int.frac` (no exponent) with at most 19 digits in all, computed exactly as serde_json
+    /// does (its default, non-`float_roundtrip` path): the digits as a u64 (exact: below
+    /// 10¹⁹), converted to f64, divided by the power of ten of the fraction's length.
+    /// Timestamps (`1700000000.123`) are the common case. `None`: let serde_json do it.
+    fn short_decimal(&self, int_start: usize, int_end: usize, negative: bool) -> Option<Number> {
+        let frac = self.bytes.get(int_end + 1..self.pos)?;
+        let int = self.bytes.get(int_start..int_end)?;
+        if int.len() + frac.len() > 19 {
+            return None;
+        }
+        let significand = int
+            .iter()
+            .chain(frac)
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let f = significand as f64 / POW10[frac.len()];
+        Number::from_f64(if negative { -f } else { f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our parse and serde_json's, as serde_json values, or both errors.
+    fn same_as_serde_json(text: &str) {
+        let ours = from_str(text).map(serde_json::Value::from);
+        let theirs = serde_json::from_str::<serde_json::Value>(text);
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b, "{text:?}");
+                // Same representation too (u64 / i64 / f64) and same bits of floats.
+                assert_eq!(
+                    serde_json::to_string(a).unwrap(),
+                    serde_json::to_string(b).unwrap(),
+                    "{text:?}"
+                );
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("{text:?}: ours {ours:?}, serde_json {theirs:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_and_refuses_what_serde_json_does() {
+        let cases = [
+            "null",
+            "true",
+            "false",
+            " [ ] ",
+            "{}",
+            "{ }",
+            "[1, 2 ,3]",
+            r#"{"a":1,"a":2}"#,
+            r#"{"b":{"c":[true,false,null]},"a":"x"}"#,
+            "0",
+            "-0",
+            "-0.0",
+            "1",
+            "-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "9999999999999999999",
+            "99999999999999999999",
+            "1.5",
+            "-1.5e3",
+            "1E-7",
+            "1e+2",
+            "0.1",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "123456789.123456789",
+            "2.2250738585072011e-308",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "0x10",
+            "nul",
+            "nulll",
+            "tru",
+            "[1,]",
+            "[,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:2}",
+            "[1 2]",
+            "\"abc",
+            "\"a\\qb\"",
+            "\"\\u00e9\\u2028\\ud83d\\ude00\"",
+            "\"\\ud83d\"",
+            "\"\\ud83dx\"",
+            "\"\\ude00\"",
+            "\"\\ud83d\\u0041\"",
+            "\"\\u12\"",
+            "\"\\u12g4\"",
+            "\"tab\there\"",
+            "\"nl\nhere\"",
+            "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+            "\"é✓😀\"",
+            "[] []",
+            "{} x",
+            "",
+            "   ",
+            "[",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "[1",
+            "\"\\",
+            "\"\\u",
+            "\u{feff}1",
+            "[1]\n\t ",
+            "1 2",
+        ];
+        for case in cases {
+            same_as_serde_json(case);
+        }
+    }
+
+    #[test]
+    fn decimals_are_bit_identical_to_serde_json() {
+        // A fixed xorshift stream: digit counts 1..=20 on both sides of the point (so the
+        // 19-digit fast path and serde_json's fallback both run), signs, leading zeros.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let r = next();
+            let int_len = 1 + (r % 12) as usize;
+            let frac_len = 1 + ((r >> 8) % 12) as usize;
+            let digits = next();
+            let digit = |i: usize| char::from(b'0' + (digits.rotate_left(i as u32 * 5) % 10) as u8);
+            let mut int: String = (0..int_len).map(digit).collect();
+            if int.len() > 1 && int.starts_with('0') {
+                int.replace_range(..1, "1");
+            }
+            let mut frac: String = (int_len..int_len + frac_len).map(digit).collect();
+            if r & (1 << 21) != 0 {
+                // Small magnitudes: 0.000ddd.
+                int = "0".into();
+                frac.insert_str(0, "000");
+            }
+            let sign = if r & (1 << 20) != 0 { "-" } else { "" };
+            let text = format!("{sign}{int}.{frac}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                "{text}"
+            );
+            same_as_serde_json(&text);
+        }
+        for text in [
+            "1700000000.123",
+            "1795879839.4",
+            "0.1",
+            "0.30000000000000004",
+            "9007199254740993.5",
+            "1234567890123456789.0",
+            "-0.0",
+            "0.0000000000000000001",
+        ] {
+            same_as_serde_json(text);
+        }
+    }
+
+    #[test]
+    fn depth_limit_is_serde_json_s() {
+        for n in 120..135 {
+            same_as_serde_json(&("[".repeat(n) + &"]".repeat(n)));
+            same_as_serde_json(&("{\"a\":".repeat(n) + "1" + &"}".repeat(n)));
+            // Unclosed deep input must error, not overflow the stack.
+            assert!(from_str(&"[".repeat(n * 100)).is_err());
+        }
+    }
+
+    #[test]
+    fn long_strings_with_escapes_at_every_position() {
+        for len in 0..24 {
+            for pos in 0..len {
+                for esc in ["\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "é", "\\\\"] {
+                    let mut s = "x".repeat(len);
+                    s.insert_str(pos, esc);
+                    same_as_serde_json(&format!("{{\"k{s}\":\"{s}\"}}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_are_located_and_invalid_utf8_is_refused() {
+        let err = from_str("{\n  \"a\": tru\n}").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.to_string().starts_with("expected ident at line 2"),
+            "{err}"
+        );
+        assert!(from_slice(b"\"\xff\"").is_err());
+        assert_eq!(
+            from_slice(b"[1]").unwrap(),
+            Value::Array(vec![Value::from(1)])
+        );
+    }
+}
