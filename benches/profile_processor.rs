@@ -39,9 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path(), &StoreOptions::default())?;
     store.bootstrap(None, None)?;
-    // One preparing thread: instruction counts per event, comparable across runs.
+    // One preparing thread unless OSPREY_PROCESSOR_THREADS says otherwise: instruction
+    // counts per event, comparable across runs.
+    let prepare_threads = std::env::var("OSPREY_PROCESSOR_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let config = processor::ProcessorConfig {
-        prepare_threads: 1,
+        prepare_threads,
         ..Default::default()
     };
     let processor = processor::Processor::new(store, config)?;

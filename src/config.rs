@@ -46,7 +46,8 @@ pub struct Config {
     /// Alert delivery.
     pub alerts: AlertsConfig,
     /// Threads for the processor's per-event work (parse, normalize, scrub, group, encode);
-    /// 0 = one per core, at most 4. Issue assignment and writes stay on one thread.
+    /// 0 = one fewer than the cores (at least 1, at most 4). Issue assignment and writes
+    /// stay on one thread.
     pub processor_threads: usize,
 }
 
@@ -374,10 +375,13 @@ mod tests {
     }
 
     #[test]
-    fn processor_threads_come_from_the_environment_and_default_to_the_cores() {
+    fn processor_threads_come_from_the_environment_and_default_to_one_fewer_than_the_cores() {
         let config = Config::load(None, no_env, &Overrides::default()).unwrap();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(config.processor_config().prepare_threads, cores.min(4));
+        assert_eq!(
+            config.processor_config().prepare_threads,
+            cores.saturating_sub(1).clamp(1, 4)
+        );
         let env = |k: &str| (k == "OSPREY_PROCESSOR_THREADS").then(|| "3".to_owned());
         let config = Config::load(None, env, &Overrides::default()).unwrap();
         assert_eq!(config.processor_threads, 3);

@@ -116,8 +116,19 @@ pub struct ProcessorConfig {
     pub cache_entries: usize,
     /// Threads for the per-event work that needs no batch state (parsing, normalizing,
     /// scrubbing, grouping, encoding — most of an event's cost); issue assignment and the
-    /// write batch stay on the processor's thread. Default: the machine's cores, at most 4.
+    /// write batch stay on the processor's thread. Default: [`default_prepare_threads`].
     pub prepare_threads: usize,
+}
+
+/// One core fewer than the machine has (at least 1, at most 4): the ingest endpoint, the
+/// log's fsyncs and RocksDB's flushes and compactions need a core too. On a 2-core machine
+/// that is 1 (no worker pool): measured end to end there, a second preparing thread did not
+/// raise the processed rate and took CPU from ingest (BENCHMARKS.md, 2026-11-29 late).
+pub fn default_prepare_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .clamp(1, 4)
 }
 
 impl Default for ProcessorConfig {
@@ -129,9 +140,7 @@ impl Default for ProcessorConfig {
             sync_commits: false,
             idle_wait: Duration::from_millis(200),
             cache_entries: 200_000,
-            prepare_threads: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4),
+            prepare_threads: default_prepare_threads(),
         }
     }
 }
