@@ -699,24 +699,6 @@ impl Value {
         }
         Some(target)
     }
-
-    /// Mutable [`Value::pointer`].
-    pub fn pointer_mut(&mut self, pointer: &str) -> Option<&mut Value> {
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        let rest = pointer.strip_prefix('/')?;
-        let mut target = self;
-        for token in rest.split('/') {
-            let token = unescape_token(token);
-            target = match target {
-                Value::Object(m) => m.get_mut(&token)?,
-                Value::Array(a) => a.get_mut(parse_index(&token)?)?,
-                _ => return None,
-            };
-        }
-        Some(target)
-    }
 }
 
 fn unescape_token(token: &str) -> Cow<'_, str> {
@@ -1242,7 +1224,7 @@ mod tests {
         assert_eq!(v["n"], -1.5);
         v["new"]["deep"] = json!(true);
         assert_eq!(v.pointer("/new/deep"), Some(&Value::Bool(true)));
-        *v.pointer_mut("/a/b/0").unwrap() = "s".into();
+        v["a"]["b"][0] = "s".into();
         assert_eq!(v["a"]["b"][0].as_str(), Some("s"));
         assert_eq!(v["a"].take()["b"][0], "s");
         assert!(v["a"].is_null());
