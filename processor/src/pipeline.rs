@@ -371,7 +371,8 @@ fn grouping_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
 /// its JSON tree and encoded bytes) held in memory at once.
 const PREPARE_CHUNK: usize = 32;
 
-/// Below this many records per thread, spawning threads costs more than it saves.
+/// A chunk is split over the workers in parts of at least this many records: below that,
+/// handing a part over costs more than it saves.
 const MIN_RECORDS_PER_THREAD: usize = 8;
 
 /// What the parallel stage hands the sequential one for each record.
@@ -778,7 +779,7 @@ impl Processor {
             releases: HashMap::new(),
         };
         // Two stages per chunk of records: the per-event work that needs no batch state
-        // (`prepare_records`), then issue assignment, counters and the write batch in log
+        // (`prepare_record`), then issue assignment, counters and the write batch in log
         // order on this thread (`apply_prepared`). With the worker pool, the next chunk is
         // prepared while this thread applies the current one.
         self.ensure_project_caches(&mut work, records.iter());
