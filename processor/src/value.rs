@@ -143,14 +143,6 @@ impl Map {
         self.position(key).map(|i| &mut self.entries[i].1)
     }
 
-    /// The stored key and value of `key`.
-    pub fn get_key_value(&self, key: &str) -> Option<(&String, &Value)> {
-        self.find(key).ok().map(|i| {
-            let (k, v) = &self.entries[i];
-            (k, v)
-        })
-    }
-
     /// Whether `key` is present.
     #[inline]
     pub fn contains_key(&self, key: &str) -> bool {
@@ -322,17 +314,6 @@ impl<'a> Entry<'a> {
         match self {
             Entry::Vacant(e) => e.insert(default()),
             Entry::Occupied(e) => e.into_mut(),
-        }
-    }
-
-    /// Applies `f` to a present value.
-    pub fn and_modify<F: FnOnce(&mut Value)>(self, f: F) -> Self {
-        match self {
-            Entry::Occupied(mut e) => {
-                f(e.get_mut());
-                Entry::Occupied(e)
-            }
-            vacant => vacant,
         }
     }
 }
@@ -582,24 +563,9 @@ impl Value {
         matches!(self, Value::Object(_))
     }
 
-    /// Whether this is a number representable as u64.
-    pub fn is_u64(&self) -> bool {
-        matches!(self, Value::Number(n) if n.is_u64())
-    }
-
     /// Whether this is a number representable as i64.
     pub fn is_i64(&self) -> bool {
         matches!(self, Value::Number(n) if n.is_i64())
-    }
-
-    /// Whether this is a float number.
-    pub fn is_f64(&self) -> bool {
-        matches!(self, Value::Number(n) if n.is_f64())
-    }
-
-    /// `Some(())` for `null`.
-    pub fn as_null(&self) -> Option<()> {
-        self.is_null().then_some(())
     }
 
     /// The boolean, if this is one.
