@@ -15,9 +15,7 @@
 //! Durations are kept in microseconds (an HDR histogram holds integers, and sub-millisecond
 //! spans are common); the query layer reports milliseconds.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
+use crate::fast_hash::FastMap;
 use crate::value::Value;
 use storage::keys::perf::{self as pk, Resolution};
 use storage::{cf, encode_i64, hist, keys, Project, Store, WriteBatch};
@@ -319,48 +317,6 @@ fn user_key(user: &Value) -> Option<String> {
     None
 }
 
-/// A small multiplicative hasher for the folder's maps: its keys are short and not
-/// attacker-chosen in a way that matters (a collision costs time in one batch, not safety).
-#[derive(Default, Clone, Copy)]
-struct FoldHasher(u64);
-
-impl FoldHasher {
-    #[inline]
-    fn mix(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.mix(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.mix(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.mix(u64::from(v));
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.mix(u64::from(v));
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.mix(v);
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.mix(v as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
-
 /// One (project, environment, release, transaction) series of the current batch.
 struct Series {
     project_id: u64,
@@ -458,7 +414,7 @@ pub struct TransactionFolder {
     series: Vec<Series>,
     minute_ids: FastMap<(u32, u64), u32>,
     minutes: Vec<MinuteAgg>,
-    measurement_ids: HashMap<String, u32>,
+    measurement_ids: FastMap<String, u32>,
     measurement_names: Vec<String>,
     scratch: Vec<u8>,
 }
