@@ -590,27 +590,21 @@ impl TransactionFolder {
                 );
             };
 
-        // Level 1: full series minutes, written directly and added to the minute rollups of
-        // the other masks and to the full series' hours and days.
+        // Level 1: full series minutes, added to the minute rollups of the other masks and
+        // to the full series' hours and days.
         let mut minute_rollups: FastMap<RollupKey, Rollup> = FastMap::default();
         let mut coarse: FastMap<RollupKey, Rollup> = FastMap::default();
-        let mut one = Rollup::default();
+        let mut all: Vec<(RollupKey, Rollup)> = Vec::with_capacity(self.minutes.len() * 3);
         for agg in &mut self.minutes {
+            let mut one = Rollup::default();
             agg.indexes.sort_unstable();
             run_lengths(&agg.indexes, &mut one.buckets);
             agg.measurements.sort_unstable();
-            one.measurements.clear();
             for w in agg.measurements.chunk_by(|a, b| a == b) {
                 one.measurements.push((w[0].0, w[0].1, w.len() as u64));
             }
             one.counters = agg.counters.clone();
             let ids = &series_targets[agg.series as usize];
-            write(
-                &mut writer,
-                batch,
-                (ids[0].0, ids[0].1, Resolution::Minute, agg.start_ms),
-                &one,
-            );
             for &(id, apdex_key) in &ids[1..] {
                 minute_rollups
                     .entry((id, apdex_key, Resolution::Minute, agg.start_ms))
@@ -623,21 +617,34 @@ impl TransactionFolder {
                     .or_default()
                     .absorb(&one);
             }
+            all.push(((ids[0].0, ids[0].1, Resolution::Minute, agg.start_ms), one));
         }
-        // Level 2: rollup minutes, written and added to their hours and days.
+        // Level 2: rollup minutes, added to their hours and days.
         for (key, mut agg) in minute_rollups {
             agg.normalize();
-            write(&mut writer, batch, key, &agg);
             for res in [Resolution::Hour, Resolution::Day] {
                 coarse
                     .entry((key.0, key.1, res, res.bucket_start(key.3)))
                     .or_default()
                     .absorb(&agg);
             }
+            all.push((key, agg));
         }
         for (key, mut agg) in coarse {
             agg.normalize();
-            write(&mut writer, batch, key, &agg);
+            all.push((key, agg));
+        }
+        // Written in key order (kind, project, bucket start, dims): RocksDB keeps a memtable
+        // insert hint per key kind (storage's prefix extractor), so a merge just after the
+        // previous one of its kind skips most of the skiplist search. In series order every
+        // merge searched the memtable from the top (~1,100 instructions each).
+        let order = |key: &RollupKey| {
+            let (project_id, dims) = &targets[key.0 as usize];
+            (key.2.duration_kind(), *project_id, key.3, dims.as_slice())
+        };
+        all.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
+        for (key, agg) in &all {
+            write(&mut writer, batch, *key, agg);
         }
         self.series_ids.clear();
         self.series.clear();
