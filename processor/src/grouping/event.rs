@@ -55,6 +55,9 @@ pub struct Stacktrace<'a> {
     pub frames: Vec<Frame<'a>>,
     /// `+group`/`-group` decisions of the stack-trace rules.
     pub group_ops: Vec<GroupOp>,
+    /// Memo key of the stack trace as parsed (set with the rules' outcome; `None` when it
+    /// is not memoized): its component trees are remembered under it.
+    pub memo_key: Option<u128>,
 }
 
 /// One exception of the chain.
@@ -311,6 +314,7 @@ fn parse_stacktrace<'a>(v: &'a Value, platform: Option<&str>) -> Option<Stacktra
     let frames = v.get("frames")?.as_array()?;
     Some(Stacktrace {
         group_ops: Vec::new(),
+        memo_key: None,
         frames: frames
             .iter()
             .filter(|f| f.is_object())

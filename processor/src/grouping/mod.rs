@@ -257,7 +257,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 mechanism: m.as_deref(),
             })
             .unwrap_or_default();
-        st.group_ops = enhancer::DEFAULT.apply_to_frames_cached(
+        (st.group_ops, st.memo_key) = enhancer::DEFAULT.apply_to_frames_cached(
             project,
             &config.rule_cache,
             &mut st.frames,
@@ -361,7 +361,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 let mut parts: Vec<&str> = Vec::new();
                 for v in &values {
                     if fingerprint::is_default(v) {
-                        parts.extend(root.contributing_values());
+                        parts.extend(root.contributing_chunks());
                     } else {
                         parts.push(v);
                     }
@@ -518,5 +518,76 @@ mod tests {
                 hash_values(["lib", "f", "app", "g", "E"])
             ]
         );
+    }
+
+    /// The memo replays a stack trace's rule outcome and trees for a stack trace seen
+    /// before: each pair below differs in one frame input (or the platform) that changes
+    /// the result, so a key that left that input out would replay the first event's trees
+    /// for the second.
+    #[test]
+    fn memo_replays_only_identical_stack_traces() {
+        let frame = json!({"module": "app.views", "function": "get", "filename": "app/views.py",
+            "abs_path": "/srv/app/views.py", "lineno": 10, "in_app": true,
+            "context_line": "return x"});
+        let with = |platform: &str, key: &str, value: Value| {
+            let mut f = frame.clone();
+            if value.is_null() {
+                f.as_object_mut().map(|o| o.remove(key));
+            } else {
+                f[key] = value;
+            }
+            // Two frames: equal neighbours make the second a recursion frame.
+            json!({"platform": platform, "exception": {"values": [{"type": "E", "value": "v",
+                "stacktrace": {"frames": [frame.clone(), f]}}]}})
+        };
+        let py = |k: &str, v: Value| with("python", k, v);
+        let js = |k: &str, v: Value| with("javascript", k, v);
+        let pairs = [
+            (py("lineno", json!(10)), py("lineno", json!(11))),
+            (py("lineno", json!(10)), py("lineno", json!("10"))),
+            (js("colno", json!(null)), js("colno", json!(4))),
+            (
+                py("context_line", json!("a")),
+                py("context_line", json!("b")),
+            ),
+            (py("function", json!("get")), py("function", json!("post"))),
+            (py("module", json!("app.views")), py("module", json!(null))),
+            (py("module", json!(null)), py("filename", json!("other.py"))),
+            (py("in_app", json!(true)), py("in_app", json!(false))),
+            (
+                js("abs_path", json!("/srv/app/views.py")),
+                js("abs_path", json!("http://x/a.js")),
+            ),
+            (
+                js("data", json!({})),
+                js("data", json!({"sourcemap": "a.map"})),
+            ),
+            (
+                py("in_app", json!(true)),
+                py("data", json!({"orig_in_app": 0})),
+            ),
+            (
+                py("platform", json!("python")),
+                py("platform", json!("native")),
+            ),
+            (
+                with("csharp", "raw_function", json!(null)),
+                with("csharp", "raw_function", json!("get_raw")),
+            ),
+            (py("lineno", json!(10)), with("native", "lineno", json!(10))),
+        ];
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            let fresh_a = compute(a, &GroupingConfig::default()).render_text();
+            let fresh_b = compute(b, &GroupingConfig::default()).render_text();
+            assert_ne!(fresh_a, fresh_b, "pair {i}: the change must matter");
+            let warm = GroupingConfig::default();
+            assert_eq!(compute(a, &warm).render_text(), fresh_a, "pair {i}");
+            assert_eq!(compute(b, &warm).render_text(), fresh_b, "pair {i}");
+            assert_eq!(
+                compute(a, &warm).render_text(),
+                fresh_a,
+                "pair {i} replayed"
+            );
+        }
     }
 }
