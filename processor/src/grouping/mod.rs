@@ -197,6 +197,16 @@ fn component_variant(component: Component) -> Variant {
 
 /// Groups one event. Pure: no I/O, no allocation beyond the result and scratch data.
 pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
+    group(event, config, false)
+}
+
+/// The contributing hashes of one event, primary first: exactly `compute(..).hashes`,
+/// without work that only the variants' display needs (see [`strategies::Ctx::hashes_only`]).
+pub fn compute_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
+    group(event, config, true).hashes
+}
+
+fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingInfo {
     let mut ev = Event::from_json(event);
     let mut variants: BTreeMap<String, Variant> = BTreeMap::new();
 
@@ -270,6 +280,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     let ctx = strategies::Ctx {
         event: &ev,
         memo: Some(&config.rule_cache),
+        hashes_only,
     };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
@@ -501,6 +512,7 @@ mod tests {
         for ev in &junk {
             let info = compute(ev, &GroupingConfig::default());
             assert!(!info.hashes.is_empty(), "{ev}");
+            assert_eq!(compute_hashes(ev, &GroupingConfig::default()), info.hashes);
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Ctx<'a> {
     pub event: &'a Event<'a>,
     /// Where stack-trace component trees are remembered across events (the config's memo).
     pub memo: Option<&'a RuleCache>,
+    /// Only the hashes will be read: text that cannot reach a hash (the value of an
+    /// exception whose stack trace contributes in every variant) need not be computed.
+    pub hashes_only: bool,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -402,9 +405,19 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
         Some(st) => stacktrace_variants(st, ctx),
         None => vec![("app", Component::empty("stacktrace"))],
     };
-    // The value is parameterized once and shared by the variants.
+    // The value is parameterized once and shared by the variants. It does not contribute
+    // where the stack trace does, and nothing switches a node back on later, so when only
+    // hashes are wanted and the stack trace contributes everywhere, its text is left as is.
+    // (Alone in the event: exception-group filtering compares whole trees, values included.)
+    let value_unused = ctx.hashes_only
+        && ctx.event.exceptions.as_ref().is_some_and(|l| l.len() == 1)
+        && st_variants.iter().all(|(_, st)| st.contributes);
     let mut value_base = Component::empty("value");
-    if let Some(raw) = &e.value {
+    if value_unused {
+        if let Some(raw) = e.value.as_deref().filter(|v| !v.is_empty()) {
+            value_base = Component::leaf("value", raw);
+        }
+    } else if let Some(raw) = &e.value {
         let normalized = normalize_message(raw);
         if !normalized.is_empty() {
             let changed = &normalized != raw;
