@@ -834,7 +834,7 @@ pub(crate) fn stack_key(
             in_app,
             sourcemap,
             category,
-            // Derived by the parser from `abs_path`/`filename` and `package`.
+            // Derived from `abs_path`/`filename` and `package` (`Frame::fill_rule_paths`).
             path_lc: _,
             package_lc: _,
         } = f;
@@ -984,6 +984,9 @@ impl Enhancements {
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
     ) -> Vec<GroupOp> {
+        for f in frames.iter_mut() {
+            f.fill_rule_paths();
+        }
         let families = families_present(frames, platform);
         let by_function = function_index(frames);
         let mut hits = Vec::new();

@@ -210,7 +210,7 @@ fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingI
     let mut ev = Event::from_json(event);
     let mut variants: BTreeMap<String, Variant> = BTreeMap::new();
 
-    if let Some(checksum) = ev.checksum.clone() {
+    if let Some(checksum) = ev.checksum.as_deref().map(str::to_owned) {
         if CHECKSUM_RE.is_match(&checksum) {
             variants.insert(
                 "checksum".into(),
@@ -250,7 +250,8 @@ fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingI
     }
 
     // Stack-trace rules (in-app, categories), per stack trace with its exception's data.
-    let exc_data: Vec<(Option<String>, Option<String>, Option<String>)> = ev
+    // (Cheap copies: the strings are borrowed from the event JSON.)
+    let exc_data: Vec<_> = ev
         .exceptions
         .iter()
         .flatten()

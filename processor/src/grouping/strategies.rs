@@ -393,7 +393,7 @@ fn finish_stacktrace_variant(
 }
 
 fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
-    let mut type_c = Component::leaves("type", e.ty.iter().cloned().collect());
+    let mut type_c = Component::leaves("type", e.ty.iter().map(|t| t.to_string()).collect());
     if e.synthetic {
         type_c.set(false, "ignored because exception is synthetic");
     }
