@@ -781,13 +781,20 @@ impl KeyHasher {
     }
 }
 
-/// Feeds an optional string into the key hash, length-prefixed so fields cannot run together.
+/// Feeds an optional string into the key hash behind a header that keeps fields from running
+/// together: 0 when absent, else the length + 1 as four bytes (lengths that do not fit add
+/// their full eight-byte length after the marker `u32::MAX`).
 pub(crate) fn key_str(h: &mut KeyHasher, s: Option<&str>) {
     match s {
-        None => h.update(&[0]),
+        None => h.update(&0u32.to_le_bytes()),
         Some(s) => {
-            h.update(&[1]);
-            h.update(&(s.len() as u64).to_le_bytes());
+            match u32::try_from(s.len()) {
+                Ok(n) if n < u32::MAX - 1 => h.update(&(n + 1).to_le_bytes()),
+                _ => {
+                    h.update(&u32::MAX.to_le_bytes());
+                    h.update(&(s.len() as u64).to_le_bytes());
+                }
+            }
             h.update(s.as_bytes());
         }
     }
@@ -820,6 +827,21 @@ pub(crate) fn stack_key(
     }
     h.update(&(frames.len() as u64).to_le_bytes());
     for f in frames {
+        // Room for the frame's fields up front: the writes below then only copy.
+        h.0.reserve(
+            [
+                &f.function,
+                &f.raw_function,
+                &f.module,
+                &f.filename,
+                &f.abs_path,
+            ]
+            .iter()
+            .chain([&f.package, &f.platform, &f.context_line].iter())
+            .map(|s| s.as_deref().map_or(0, str::len))
+            .sum::<usize>()
+                + 96,
+        );
         let Frame {
             function,
             raw_function,

@@ -295,8 +295,9 @@ fn parse_frame<'a>(v: &'a Value, platform: Option<&str>) -> Frame<'a> {
     if f.raw_function.is_none() {
         if let Some(func) = &f.function {
             let trimmed = trim_function_name(func, f.platform.as_deref().or(platform));
-            if trimmed.as_str() != func.as_ref() {
-                f.raw_function = f.function.replace(Cow::Owned(trimmed));
+            if trimmed != func.as_ref() {
+                let trimmed = Cow::Owned(trimmed.into_owned());
+                f.raw_function = f.function.replace(trimmed);
             }
         }
     }

@@ -182,7 +182,7 @@ fn function_component(
             .map(str::to_owned)
     } else {
         match (&f.function, &f.raw_function) {
-            (Some(func), None) => Some(trim_function_name(func, platform)),
+            (Some(func), None) => Some(trim_function_name(func, platform).into_owned()),
             (Some(func), Some(_)) => Some(func.to_string()),
             (None, raw) => raw.as_deref().map(str::to_owned),
         }
