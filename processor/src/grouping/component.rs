@@ -53,9 +53,10 @@ pub struct Component {
     pub hint: Option<Cow<'static, str>>,
     /// Leaf values or children, in hashing order.
     pub values: Vec<Node>,
-    /// What [`Component::seal`] precomputed; dropped by every `&mut self` method. Fields are
-    /// public, so a direct write after sealing would go unnoticed: only trees that are
-    /// finished (memoized stack traces) are sealed.
+    /// What [`Component::seal`] precomputed. Every `&mut self` method drops it, and it is
+    /// ignored once `values` no longer holds exactly the sealed children (a child changed in
+    /// place is copied first, so it no longer matches); the node's own `contributes` is
+    /// tested on every use, and only contributing nodes are sealed.
     #[serde(skip)]
     sealed: Option<Arc<Sealed>>,
 }
@@ -64,10 +65,11 @@ pub struct Component {
 struct Sealed {
     bytes: Box<str>,
     md5: Md5,
-    /// Addresses of the (shared) children when sealed. Clones of the node share them; a
-    /// child changed through a clone is copied first (copy on write) and so gets a new
-    /// address, and a replaced or resized list differs too: any of these voids the seal.
-    children: Box<[usize]>,
+    /// The children when sealed, held so that they stay shared: a child changed through
+    /// any holder is copied first (copy on write) and so is no longer the same allocation,
+    /// and a replaced or resized list differs too. Any of these voids the seal (and, held
+    /// here, a sealed child's address cannot be reused by another node).
+    children: Box<[Arc<Component>]>,
 }
 
 impl std::fmt::Debug for Sealed {
@@ -246,7 +248,7 @@ impl Component {
         if !self.contributes {
             return;
         }
-        let Some(children) = self.child_addresses() else {
+        let Some(children) = self.sealed_children() else {
             return;
         };
         let mut bytes = Vec::with_capacity(2048);
@@ -264,12 +266,12 @@ impl Component {
         }));
     }
 
-    /// Addresses of the children, `None` when there are leaf values.
-    fn child_addresses(&self) -> Option<Box<[usize]>> {
+    /// The children, `None` when there are leaf values.
+    fn sealed_children(&self) -> Option<Box<[Arc<Component>]>> {
         self.values
             .iter()
             .map(|n| match n {
-                Node::Component(c) => Some(Arc::as_ptr(c) as usize),
+                Node::Component(c) => Some(Arc::clone(c)),
                 Node::Value(_) => None,
             })
             .collect()
@@ -283,8 +285,8 @@ impl Component {
                 .children
                 .iter()
                 .zip(&self.values)
-                .all(|(&a, n)| match n {
-                    Node::Component(c) => Arc::as_ptr(c) as usize == a,
+                .all(|(a, n)| match n {
+                    Node::Component(c) => Arc::ptr_eq(a, c),
                     Node::Value(_) => false,
                 });
         same.then_some(sealed)
