@@ -603,4 +603,50 @@ mod tests {
             );
         }
     }
+
+    /// `compute_hashes` skips the exception value's parameterization only where the value
+    /// cannot reach a hash; where it can (no contributing frame, no stack trace, chained
+    /// exceptions), the hashes still follow the value.
+    #[test]
+    fn hashes_only_follows_the_value_where_it_counts() {
+        let contributing = json!([{"module": "lib", "function": "f", "in_app": true}]);
+        // Frames with nothing to hash: the stack trace does not contribute.
+        let empty = json!([{"lineno": 1}, {"lineno": 2}]);
+        let event = |frames: &Value, value: &str, chained: bool| {
+            let mut values = vec![json!({"type": "E", "value": value,
+                "stacktrace": {"frames": frames}})];
+            if chained {
+                values.insert(0, json!({"type": "Cause", "value": value}));
+            }
+            json!({"platform": "python", "exception": {"values": values}})
+        };
+        let config = GroupingConfig::default();
+        for (frames, chained, value_counts) in [
+            (&contributing, false, false),
+            (&contributing, true, true),
+            (&empty, false, true),
+            (&empty, true, true),
+        ] {
+            let a = event(frames, "order 17 failed", chained);
+            let b = event(frames, "order 18 failed", chained);
+            let c = event(frames, "another failure", chained);
+            for ev in [&a, &b, &c] {
+                assert_eq!(compute_hashes(ev, &config), compute(ev, &config).hashes);
+            }
+            // Parameterized alike: the same hashes; another text: other hashes exactly
+            // where the value contributes.
+            assert_eq!(compute_hashes(&a, &config), compute_hashes(&b, &config));
+            assert_eq!(
+                compute_hashes(&a, &config) != compute_hashes(&c, &config),
+                value_counts,
+                "{frames} chained {chained}"
+            );
+        }
+        // No stack trace: type and value are the whole hash input.
+        let bare = |v: &str| json!({"exception": {"values": [{"type": "E", "value": v}]}});
+        let (x, y, z) = (bare("id 5 gone"), bare("id 7 gone"), bare("other"));
+        assert_eq!(compute_hashes(&x, &config), compute(&x, &config).hashes);
+        assert_eq!(compute_hashes(&x, &config), compute_hashes(&y, &config));
+        assert_ne!(compute_hashes(&x, &config), compute_hashes(&z, &config));
+    }
 }
