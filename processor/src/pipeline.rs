@@ -378,7 +378,7 @@ fn grouping_config(project: &Project) -> GroupingConfig {
 
 /// Contributing grouping hashes of a normalized, scrubbed event, primary first.
 fn grouping_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
-    crate::grouping::compute(event, config).hashes
+    crate::grouping::compute_hashes(event, config)
 }
 
 /// Records prepared in parallel per step of a batch: bounds the prepared events (each holds

@@ -675,16 +675,6 @@ pub struct GroupOp {
     rule: Arc<str>,
 }
 
-impl GroupOp {
-    /// Feeds the decision (range, flag and the rule text its hint quotes) into a memo key.
-    pub(crate) fn key(&self, h: &mut KeyHasher) {
-        h.update(&(self.start as u64).to_le_bytes());
-        h.update(&(self.end as u64).to_le_bytes());
-        h.update(&[u8::from(self.flag)]);
-        key_str(h, Some(&self.rule));
-    }
-}
-
 /// Applies group decisions to frame components (in rule order).
 pub fn apply_group_ops(ops: &[GroupOp], components: &mut [Component]) {
     for op in ops {
@@ -731,15 +721,16 @@ struct RuleOutcome {
 ///
 /// Applying ~350 rules to every frame is the most expensive part of grouping, yet the stack
 /// traces of one release repeat heavily: the same code path fails the same way. The outcome
-/// depends only on what the rules can read (each frame's function, module, paths, package,
-/// platform and incoming in-app flag, the event platform and, when some rule tests them, the
-/// exception's type, value and mechanism), so it is keyed by a 128-bit hash of exactly those
-/// fields and replayed on a hit. The memo is bounded: when full it starts over.
+/// depends only on the frames as parsed, the event platform and, when some rule tests them,
+/// the exception's type, value and mechanism, so it is keyed by a 128-bit hash of those
+/// ([`stack_key`]) and replayed on a hit. The memo is bounded: when full it starts over.
 ///
 /// It also remembers the `app`/`system` component trees built for a stack trace (after the
-/// rules), keyed by everything the tree builder reads (see `strategies::stacktrace_variants`):
-/// the trees share their children, so a replay costs a few reference counts instead of
-/// rebuilding and later freeing some hundred nodes per event.
+/// rules) under the same key, which covers every frame field the tree builder reads: one
+/// key per stack trace serves both memos. The trees share their children, so a replay costs
+/// a few reference counts instead of rebuilding and later freeing some hundred nodes per
+/// event. (When project rules test the exception, the key includes the exception's value,
+/// so stack traces with varying messages then miss both memos.)
 #[derive(Default)]
 pub struct RuleCache {
     entries: parking_lot::Mutex<HashMap<u128, Arc<RuleOutcome>>>,
@@ -790,14 +781,133 @@ impl KeyHasher {
     }
 }
 
-/// Feeds an optional string into the key hash, length-prefixed so fields cannot run together.
+/// Feeds an optional string into the key hash behind a header that keeps fields from running
+/// together: 0 when absent, else the length + 1 as four bytes (lengths that do not fit add
+/// their full eight-byte length after the marker `u32::MAX`).
 pub(crate) fn key_str(h: &mut KeyHasher, s: Option<&str>) {
     match s {
-        None => h.update(&[0]),
+        None => h.update(&0u32.to_le_bytes()),
         Some(s) => {
-            h.update(&[1]);
-            h.update(&(s.len() as u64).to_le_bytes());
+            match u32::try_from(s.len()) {
+                Ok(n) if n < u32::MAX - 1 => h.update(&(n + 1).to_le_bytes()),
+                _ => {
+                    h.update(&u32::MAX.to_le_bytes());
+                    h.update(&(s.len() as u64).to_le_bytes());
+                }
+            }
             h.update(s.as_bytes());
+        }
+    }
+}
+
+/// The memo key of one stack trace as the event parser produced it (before stack-trace
+/// rules): a 128-bit hash of every frame field, the event platform and, when `exc` is given
+/// (some rule tests the exception), the exception's type, value and mechanism.
+///
+/// Everything grouping derives from a stack trace (the rules' in-app flags, categories and
+/// group decisions, then the `app`/`system` component trees) is a function of exactly these
+/// inputs and of the rule sets, which are fixed per [`RuleCache`]. The frame is destructured
+/// field by field, so a field added to [`Frame`] does not compile until it is either keyed
+/// or shown to be derived from keyed ones.
+pub(crate) fn stack_key(
+    frames: &[Frame],
+    platform: Option<&str>,
+    exc: Option<&ExceptionData<'_>>,
+) -> u128 {
+    let mut h = KeyHasher::new();
+    key_str(&mut h, platform);
+    match exc {
+        None => h.update(&[0]),
+        Some(e) => {
+            h.update(&[1]);
+            key_str(&mut h, e.ty);
+            key_str(&mut h, e.value);
+            key_str(&mut h, e.mechanism);
+        }
+    }
+    h.update(&(frames.len() as u64).to_le_bytes());
+    for f in frames {
+        // Room for the frame's fields up front: the writes below then only copy.
+        h.0.reserve(
+            [
+                &f.function,
+                &f.raw_function,
+                &f.module,
+                &f.filename,
+                &f.abs_path,
+            ]
+            .iter()
+            .chain([&f.package, &f.platform, &f.context_line].iter())
+            .map(|s| s.as_deref().map_or(0, str::len))
+            .sum::<usize>()
+                + 96,
+        );
+        let Frame {
+            function,
+            raw_function,
+            module,
+            filename,
+            abs_path,
+            package,
+            platform,
+            context_line,
+            lineno,
+            colno,
+            in_app,
+            sourcemap,
+            category,
+            // Derived from `abs_path`/`filename` and `package` (`Frame::fill_rule_paths`).
+            path_lc: _,
+            package_lc: _,
+        } = f;
+        for s in [
+            function,
+            raw_function,
+            module,
+            filename,
+            abs_path,
+            package,
+            platform,
+            context_line,
+        ] {
+            key_str(&mut h, s.as_deref());
+        }
+        key_number(&mut h, *lineno);
+        key_number(&mut h, *colno);
+        key_str(&mut h, category.as_deref());
+        h.update(&[
+            match in_app {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            },
+            u8::from(*sourcemap),
+        ]);
+    }
+    h.digest128()
+}
+
+/// Feeds a frame's `lineno`/`colno` into a memo key, keeping apart what `Value` equality
+/// (the recursion test) keeps apart: `1`, `-1`, `1.0` and `"1"` all differ.
+fn key_number(h: &mut KeyHasher, v: Option<&crate::value::Value>) {
+    use crate::value::Value;
+    match v {
+        None => h.update(&[0]),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                h.update(&[1]);
+                h.update(&u.to_le_bytes());
+            } else if let Some(i) = n.as_i64() {
+                h.update(&[2]);
+                h.update(&i.to_le_bytes());
+            } else {
+                h.update(&[3]);
+                h.update(&n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
+            }
+        }
+        Some(other) => {
+            h.update(&[4]);
+            key_str(h, Some(&other.to_string()));
         }
     }
 }
@@ -806,6 +916,10 @@ impl Enhancements {
     /// Like [`Enhancements::apply_to_frames`] but replays the outcome for a stack trace seen
     /// before (see [`RuleCache`]). `self` must be the same rule set for every call with one
     /// cache (the defaults), `project` likewise per cache.
+    ///
+    /// Also returns the stack trace's memo key ([`stack_key`], taken before the rules
+    /// changed the frames), under which the component trees of the stack trace are
+    /// remembered too; `None` when the frames cannot be memoized.
     pub fn apply_to_frames_cached(
         &self,
         project: Option<&Enhancements>,
@@ -813,33 +927,14 @@ impl Enhancements {
         frames: &mut [Frame],
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
-    ) -> Vec<GroupOp> {
+    ) -> (Vec<GroupOp>, Option<u128>) {
         // Frames come out of the event parser without categories: only rules set them, and
         // the key below does not cover them.
         if frames.iter().any(|f| f.category.is_some()) {
-            return self.apply_to_frames(project, frames, platform, exc);
+            return (self.apply_to_frames(project, frames, platform, exc), None);
         }
-        let mut h = KeyHasher::new();
-        key_str(&mut h, platform);
-        if self.reads_exception || project.is_some_and(|p| p.reads_exception) {
-            key_str(&mut h, exc.ty);
-            key_str(&mut h, exc.value);
-            key_str(&mut h, exc.mechanism);
-        }
-        h.update(&(frames.len() as u64).to_le_bytes());
-        for f in frames.iter() {
-            key_str(&mut h, f.function.as_deref());
-            key_str(&mut h, f.module.as_deref());
-            key_str(&mut h, f.path_lc.as_deref());
-            key_str(&mut h, f.package_lc.as_deref());
-            key_str(&mut h, f.platform.as_deref());
-            h.update(&[match f.in_app {
-                None => 0,
-                Some(false) => 1,
-                Some(true) => 2,
-            }]);
-        }
-        let key = h.digest128();
+        let reads_exception = self.reads_exception || project.is_some_and(|p| p.reads_exception);
+        let key = stack_key(frames, platform, reads_exception.then_some(exc));
         let hit = cache.entries.lock().get(&key).cloned();
         if let Some(outcome) = hit {
             for ((f, app), cat) in frames
@@ -850,7 +945,7 @@ impl Enhancements {
                 f.in_app = Some(*app);
                 f.category.clone_from(cat);
             }
-            return outcome.ops.clone();
+            return (outcome.ops.clone(), Some(key));
         }
         let ops = self.apply_to_frames(project, frames, platform, exc);
         let outcome = Arc::new(RuleOutcome {
@@ -863,7 +958,7 @@ impl Enhancements {
             entries.clear();
         }
         entries.insert(key, outcome);
-        ops
+        (ops, Some(key))
     }
 
     /// Parses rule text, one rule per line; `#` starts a comment.
@@ -911,6 +1006,9 @@ impl Enhancements {
         platform: Option<&str>,
         exc: &ExceptionData<'_>,
     ) -> Vec<GroupOp> {
+        for f in frames.iter_mut() {
+            f.fill_rule_paths();
+        }
         let families = families_present(frames, platform);
         let by_function = function_index(frames);
         let mut hits = Vec::new();
@@ -1038,5 +1136,122 @@ mod tests {
         assert_eq!(frames[1].category.as_deref(), Some("x"));
         assert!(Enhancements::parse("function:x +bogus").is_err());
         assert!(Enhancements::parse("nokey -app").is_err());
+    }
+
+    #[test]
+    fn stack_key_covers_every_parsed_input() {
+        use crate::value::json;
+        let (one, two, one_f, one_s) = (json!(1), json!(2), json!(1.0), json!("1"));
+        let base = Frame {
+            function: Some("f".into()),
+            raw_function: Some("rf".into()),
+            module: Some("m".into()),
+            filename: Some("a.py".into()),
+            abs_path: Some("/a.py".into()),
+            package: Some("p".into()),
+            platform: Some("python".into()),
+            context_line: Some("x".into()),
+            lineno: Some(&one),
+            colno: Some(&one),
+            in_app: Some(true),
+            ..Frame::default()
+        };
+        let exc = ExceptionData {
+            ty: Some("E"),
+            value: Some("v"),
+            mechanism: Some("m"),
+        };
+        let key = |frames: &[Frame], platform: Option<&str>, exc: Option<&ExceptionData>| {
+            stack_key(frames, platform, exc)
+        };
+        let mut keys = vec![key(std::slice::from_ref(&base), Some("python"), Some(&exc))];
+        // One change per input field (and per shape a field can take).
+        type Change = for<'f> fn(&mut Frame<'f>);
+        let changes: Vec<(&str, Change)> = vec![
+            ("function", |f| f.function = Some("g".into())),
+            ("function none", |f| f.function = None),
+            ("raw_function", |f| f.raw_function = Some("rg".into())),
+            ("raw_function none", |f| f.raw_function = None),
+            ("module", |f| f.module = Some("n".into())),
+            ("filename", |f| f.filename = Some("b.py".into())),
+            ("abs_path", |f| f.abs_path = Some("/b.py".into())),
+            ("package", |f| f.package = Some("q".into())),
+            ("platform", |f| f.platform = Some("javascript".into())),
+            ("context_line", |f| f.context_line = Some("y".into())),
+            ("context_line none", |f| f.context_line = None),
+            ("in_app false", |f| f.in_app = Some(false)),
+            ("in_app none", |f| f.in_app = None),
+            ("sourcemap", |f| f.sourcemap = true),
+            ("category", |f| f.category = Some("c".into())),
+            ("lineno none", |f| f.lineno = None),
+            ("colno none", |f| f.colno = None),
+            // Fields running together: "f" + "m" must differ from "fm" + "".
+            ("shifted text", |f| {
+                f.function = Some("fm".into());
+                f.module = Some("".into());
+            }),
+        ];
+        for (name, change) in &changes {
+            let mut f = base.clone();
+            change(&mut f);
+            let changed = key(&[f], Some("python"), Some(&exc));
+            assert_ne!(keys[0], changed, "{name}");
+            keys.push(changed);
+        }
+        // Numbers differing in value or in type (`1`, `1.0`, `"1"` differ for recursion).
+        for n in [&two, &one_f, &one_s] {
+            let mut f = base.clone();
+            f.lineno = Some(n);
+            keys.push(key(&[f.clone()], Some("python"), Some(&exc)));
+            f.lineno = Some(&one);
+            f.colno = Some(n);
+            keys.push(key(&[f], Some("python"), Some(&exc)));
+        }
+        // Event platform, exception data (present or not, each field), frame count/order.
+        keys.push(key(
+            std::slice::from_ref(&base),
+            Some("javascript"),
+            Some(&exc),
+        ));
+        keys.push(key(std::slice::from_ref(&base), None, Some(&exc)));
+        keys.push(key(std::slice::from_ref(&base), Some("python"), None));
+        for e in [
+            ExceptionData {
+                ty: Some("F"),
+                ..exc
+            },
+            ExceptionData {
+                value: Some("w"),
+                ..exc
+            },
+            ExceptionData {
+                mechanism: Some("n"),
+                ..exc
+            },
+        ] {
+            keys.push(key(std::slice::from_ref(&base), Some("python"), Some(&e)));
+        }
+        let mut other = base.clone();
+        other.function = Some("h".into());
+        keys.push(key(
+            &[base.clone(), other.clone()],
+            Some("python"),
+            Some(&exc),
+        ));
+        keys.push(key(&[other, base.clone()], Some("python"), Some(&exc)));
+        keys.push(key(&[], Some("python"), Some(&exc)));
+        let distinct: std::collections::HashSet<u128> = keys.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            keys.len(),
+            "every input change gives a new key"
+        );
+        // Derived fields are not keyed: the parser computes them from keyed ones.
+        let mut derived = base.clone();
+        derived.path_lc = Some("/a.py".into());
+        assert_eq!(
+            key(&[derived], Some("python"), Some(&exc)),
+            key(&[base], Some("python"), Some(&exc))
+        );
     }
 }

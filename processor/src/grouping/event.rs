@@ -43,10 +43,26 @@ pub struct Frame<'a> {
     pub sourcemap: bool,
     /// Category assigned by stack-trace rules.
     pub category: Option<String>,
-    /// `abs_path` (else `filename`) lower-cased with `/` separators, for path rules.
+    /// `abs_path` (else `filename`) lower-cased with `/` separators, for path rules (see
+    /// [`Frame::fill_rule_paths`]).
     pub path_lc: Option<Cow<'a, str>>,
     /// `package` lower-cased with `/` separators, for package rules.
     pub package_lc: Option<Cow<'a, str>>,
+}
+
+impl<'a> Frame<'a> {
+    /// Sets `path_lc` and `package_lc` from the paths. Only stack-trace rules read them, so
+    /// they are filled when the rules run rather than by the parser: a stack trace whose rule
+    /// outcome is replayed from the memo never needs them.
+    pub fn fill_rule_paths(&mut self) {
+        let lower = |p: Option<&Cow<'a, str>>| match p {
+            Some(Cow::Borrowed(b)) => Some(lower_path(b)),
+            Some(Cow::Owned(o)) => Some(Cow::Owned(lower_path(o).into_owned())),
+            None => None,
+        };
+        self.path_lc = lower(self.abs_path.as_ref().or(self.filename.as_ref()));
+        self.package_lc = lower(self.package.as_ref());
+    }
 }
 
 /// A stack trace, frames ordered oldest call first (crash site last).
@@ -55,16 +71,19 @@ pub struct Stacktrace<'a> {
     pub frames: Vec<Frame<'a>>,
     /// `+group`/`-group` decisions of the stack-trace rules.
     pub group_ops: Vec<GroupOp>,
+    /// Memo key of the stack trace as parsed (set with the rules' outcome; `None` when it
+    /// is not memoized): its component trees are remembered under it.
+    pub memo_key: Option<u128>,
 }
 
 /// One exception of the chain.
 #[derive(Debug, Clone, Default)]
 pub struct Exception<'a> {
-    pub ty: Option<String>,
-    pub value: Option<String>,
+    pub ty: Option<Cow<'a, str>>,
+    pub value: Option<Cow<'a, str>>,
     pub stacktrace: Option<Stacktrace<'a>>,
     pub synthetic: bool,
-    pub mechanism_type: Option<String>,
+    pub mechanism_type: Option<Cow<'a, str>>,
     pub exception_id: Option<i64>,
     pub parent_id: Option<i64>,
     pub is_exception_group: bool,
@@ -91,7 +110,7 @@ pub struct Csp {
 /// The grouping-relevant view of an event.
 #[derive(Debug, Clone, Default)]
 pub struct Event<'a> {
-    pub platform: Option<String>,
+    pub platform: Option<Cow<'a, str>>,
     pub exceptions: Option<Vec<Exception<'a>>>,
     pub threads: Option<Vec<Thread<'a>>>,
     pub stacktrace: Option<Stacktrace<'a>>,
@@ -104,17 +123,17 @@ pub struct Event<'a> {
     /// `(salt, hostname)` for HPKP / Expect-CT / Expect-Staple reports.
     pub cert_report: Option<(&'static str, Option<String>)>,
     pub fingerprint: Option<Vec<String>>,
-    pub checksum: Option<String>,
-    pub level: Option<String>,
-    pub logger: Option<String>,
-    pub transaction: Option<String>,
-    pub release: Option<String>,
-    pub sdk_name: Option<String>,
+    pub checksum: Option<Cow<'a, str>>,
+    pub level: Option<Cow<'a, str>>,
+    pub logger: Option<Cow<'a, str>>,
+    pub transaction: Option<Cow<'a, str>>,
+    pub release: Option<Cow<'a, str>>,
+    pub sdk_name: Option<Cow<'a, str>>,
     /// Tag pairs, borrowed from the event where they are strings.
     pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
+fn field_of<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
     names
         .iter()
         .find_map(|n| v.get(*n))
@@ -272,24 +291,13 @@ fn parse_frame<'a>(v: &'a Value, platform: Option<&str>) -> Frame<'a> {
             f.filename = Some(filename);
         }
     }
-    f.path_lc = match (&f.abs_path, &f.filename) {
-        (Some(p), _) | (None, Some(p)) => Some(match p {
-            Cow::Borrowed(b) => lower_path(b),
-            Cow::Owned(o) => Cow::Owned(lower_path(o).into_owned()),
-        }),
-        (None, None) => None,
-    };
-    f.package_lc = match &f.package {
-        Some(Cow::Borrowed(b)) => Some(lower_path(b)),
-        Some(Cow::Owned(o)) => Some(Cow::Owned(lower_path(o).into_owned())),
-        None => None,
-    };
     // Sentry stores trimmed names in `function` and keeps the original in `raw_function`.
     if f.raw_function.is_none() {
         if let Some(func) = &f.function {
             let trimmed = trim_function_name(func, f.platform.as_deref().or(platform));
-            if trimmed.as_str() != func.as_ref() {
-                f.raw_function = f.function.replace(Cow::Owned(trimmed));
+            if trimmed != func.as_ref() {
+                let trimmed = Cow::Owned(trimmed.into_owned());
+                f.raw_function = f.function.replace(trimmed);
             }
         }
     }
@@ -311,6 +319,7 @@ fn parse_stacktrace<'a>(v: &'a Value, platform: Option<&str>) -> Option<Stacktra
     let frames = v.get("frames")?.as_array()?;
     Some(Stacktrace {
         group_ops: Vec::new(),
+        memo_key: None,
         frames: frames
             .iter()
             .filter(|f| f.is_object())
@@ -321,15 +330,19 @@ fn parse_stacktrace<'a>(v: &'a Value, platform: Option<&str>) -> Option<Stacktra
 }
 
 fn parse_exception<'a>(v: &'a Value, platform: Option<&str>) -> Exception<'a> {
-    let mut ty = text(v, "type").filter(|s| !s.is_empty());
-    let mut value = text(v, "value");
+    let mut ty = v
+        .get("type")
+        .and_then(scalar_text)
+        .filter(|s| !s.is_empty());
+    let mut value = v.get("value").and_then(scalar_text);
     // Relay splits "Type: value" when no type was sent.
     if ty.is_none() {
         if let Some(val) = &value {
             if let Some((t, rest)) = val.split_once(':') {
                 if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                    ty = Some(t.to_owned());
-                    value = Some(rest.trim().to_owned());
+                    let (t, rest) = (t.to_owned(), rest.trim().to_owned());
+                    ty = Some(Cow::Owned(t));
+                    value = Some(Cow::Owned(rest));
                 }
             }
         }
@@ -348,12 +361,12 @@ fn parse_exception<'a>(v: &'a Value, platform: Option<&str>) -> Exception<'a> {
     Exception {
         ty,
         value,
-        stacktrace: field(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform)),
+        stacktrace: field_of(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform)),
         synthetic: mech
             .and_then(|m| m.get("synthetic"))
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        mechanism_type: mech.and_then(|m| text(m, "type")),
+        mechanism_type: mech.and_then(|m| m.get("type")).and_then(scalar_text),
         exception_id: mech
             .and_then(|m| m.get("exception_id"))
             .and_then(Value::as_i64),
@@ -368,6 +381,73 @@ fn parse_exception<'a>(v: &'a Value, platform: Option<&str>) -> Exception<'a> {
     }
 }
 
+// Slots of the top-level event keys grouping reads (see `Event::from_json`).
+const T_PLATFORM: usize = 0;
+const T_EXCEPTION: usize = 1;
+const T_EXCEPTION_ALIAS: usize = 2;
+const T_THREADS: usize = 3;
+const T_THREADS_ALIAS: usize = 4;
+const T_STACKTRACE: usize = 5;
+const T_STACKTRACE_ALIAS: usize = 6;
+const T_LOGENTRY: usize = 7;
+const T_MESSAGE_IFACE: usize = 8;
+const T_LOGENTRY_IFACE: usize = 9;
+const T_MESSAGE: usize = 10;
+const T_CSP: usize = 11;
+const T_CSP_ALIAS: usize = 12;
+const T_HPKP: usize = 13;
+const T_HPKP_ALIAS: usize = 14;
+const T_EXPECTCT: usize = 15;
+const T_EXPECTCT_ALIAS: usize = 16;
+const T_EXPECTSTAPLE: usize = 17;
+const T_EXPECTSTAPLE_ALIAS: usize = 18;
+const T_TEMPLATE: usize = 19;
+const T_TEMPLATE_ALIAS: usize = 20;
+const T_FINGERPRINT: usize = 21;
+const T_TAGS: usize = 22;
+const T_CHECKSUM: usize = 23;
+const T_LEVEL: usize = 24;
+const T_LOGGER: usize = 25;
+const T_TRANSACTION: usize = 26;
+const T_RELEASE: usize = 27;
+const T_SDK: usize = 28;
+const TOP_KEYS: usize = 29;
+
+fn top_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "platform" => T_PLATFORM,
+        "exception" => T_EXCEPTION,
+        "sentry.interfaces.Exception" => T_EXCEPTION_ALIAS,
+        "threads" => T_THREADS,
+        "sentry.interfaces.Threads" => T_THREADS_ALIAS,
+        "stacktrace" => T_STACKTRACE,
+        "sentry.interfaces.Stacktrace" => T_STACKTRACE_ALIAS,
+        "logentry" => T_LOGENTRY,
+        "sentry.interfaces.Message" => T_MESSAGE_IFACE,
+        "sentry.interfaces.LogEntry" => T_LOGENTRY_IFACE,
+        "message" => T_MESSAGE,
+        "csp" => T_CSP,
+        "sentry.interfaces.Csp" => T_CSP_ALIAS,
+        "hpkp" => T_HPKP,
+        "sentry.interfaces.Hpkp" => T_HPKP_ALIAS,
+        "expectct" => T_EXPECTCT,
+        "sentry.interfaces.ExpectCT" => T_EXPECTCT_ALIAS,
+        "expectstaple" => T_EXPECTSTAPLE,
+        "sentry.interfaces.ExpectStaple" => T_EXPECTSTAPLE_ALIAS,
+        "template" => T_TEMPLATE,
+        "sentry.interfaces.Template" => T_TEMPLATE_ALIAS,
+        "fingerprint" => T_FINGERPRINT,
+        "tags" => T_TAGS,
+        "checksum" => T_CHECKSUM,
+        "level" => T_LEVEL,
+        "logger" => T_LOGGER,
+        "transaction" => T_TRANSACTION,
+        "release" => T_RELEASE,
+        "sdk" => T_SDK,
+        _ => return None,
+    })
+}
+
 fn hostname_report(v: &Value) -> Option<String> {
     text(v, "hostname")
 }
@@ -376,9 +456,23 @@ impl<'a> Event<'a> {
     /// Extracts the grouping view of `v` (an event JSON object; anything else yields an empty
     /// event).
     pub fn from_json(v: &'a Value) -> Event<'a> {
-        let platform = text(v, "platform");
+        // One pass over the event's keys (it has a few dozen) picks out the ~30 that grouping
+        // reads, instead of a map search per name and alias.
+        let mut top: [Option<&'a Value>; TOP_KEYS] = [None; TOP_KEYS];
+        if let Value::Object(map) = v {
+            for (key, x) in map {
+                if let Some(i) = top_index(key.as_str()) {
+                    top[i] = Some(x);
+                }
+            }
+        }
+        // The first of `names` that is present, unless it is null (like `field`).
+        let field = |names: &[usize]| names.iter().find_map(|&i| top[i]).filter(|x| !x.is_null());
+        let top_text = |i: usize| top[i].and_then(scalar_text);
+
+        let platform = top_text(T_PLATFORM);
         let p = platform.as_deref();
-        let exceptions = field(v, &["exception", "sentry.interfaces.Exception"]).map(|e| {
+        let exceptions = field(&[T_EXCEPTION, T_EXCEPTION_ALIAS]).map(|e| {
             match values_list(e) {
                 Some(list) => list
                     .iter()
@@ -392,7 +486,7 @@ impl<'a> Event<'a> {
                 None => Vec::new(),
             }
         });
-        let threads = field(v, &["threads", "sentry.interfaces.Threads"])
+        let threads = field(&[T_THREADS, T_THREADS_ALIAS])
             .and_then(values_list)
             .map(|list| {
                 list.iter()
@@ -400,21 +494,17 @@ impl<'a> Event<'a> {
                     .map(|t| Thread {
                         crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
                         current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
-                        stacktrace: field(t, &["stacktrace"]).and_then(|s| parse_stacktrace(s, p)),
+                        stacktrace: field_of(t, &["stacktrace"])
+                            .and_then(|s| parse_stacktrace(s, p)),
                     })
                     .collect()
             });
-        let stacktrace = field(v, &["stacktrace", "sentry.interfaces.Stacktrace"])
-            .and_then(|s| parse_stacktrace(s, p));
+        let stacktrace =
+            field(&[T_STACKTRACE, T_STACKTRACE_ALIAS]).and_then(|s| parse_stacktrace(s, p));
 
         let (mut log_message, mut log_formatted) = (None, None);
-        for key in [
-            "logentry",
-            "sentry.interfaces.Message",
-            "sentry.interfaces.LogEntry",
-            "message",
-        ] {
-            match v.get(key) {
+        for key in [T_LOGENTRY, T_MESSAGE_IFACE, T_LOGENTRY_IFACE, T_MESSAGE] {
+            match top[key] {
                 Some(Value::String(s)) if !s.is_empty() => {
                     log_formatted = Some(s.clone());
                     break;
@@ -430,7 +520,7 @@ impl<'a> Event<'a> {
             }
         }
 
-        let csp = field(v, &["csp", "sentry.interfaces.Csp"]).map(|c| {
+        let csp = field(&[T_CSP, T_CSP_ALIAS]).map(|c| {
             let violated = text(c, "violated_directive");
             let effective = text(c, "effective_directive")
                 .filter(|s| !s.is_empty())
@@ -445,22 +535,21 @@ impl<'a> Event<'a> {
                 blocked_uri: text(c, "blocked_uri"),
             }
         });
-        let cert_report = if let Some(h) = field(v, &["hpkp", "sentry.interfaces.Hpkp"]) {
+        let cert_report = if let Some(h) = field(&[T_HPKP, T_HPKP_ALIAS]) {
             Some(("hpkp", hostname_report(h)))
-        } else if let Some(h) = field(v, &["expectct", "sentry.interfaces.ExpectCT"]) {
+        } else if let Some(h) = field(&[T_EXPECTCT, T_EXPECTCT_ALIAS]) {
             Some(("expect-ct", hostname_report(h)))
         } else {
-            field(v, &["expectstaple", "sentry.interfaces.ExpectStaple"])
+            field(&[T_EXPECTSTAPLE, T_EXPECTSTAPLE_ALIAS])
                 .map(|h| ("expect-staple", hostname_report(h)))
         };
-        let template = field(v, &["template", "sentry.interfaces.Template"])
+        let template = field(&[T_TEMPLATE, T_TEMPLATE_ALIAS])
             .map(|t| (text(t, "filename"), text(t, "context_line")));
 
-        let fingerprint = v
-            .get("fingerprint")
+        let fingerprint = top[T_FINGERPRINT]
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(value_text).collect::<Vec<_>>());
-        let tags = match v.get("tags") {
+        let tags = match top[T_TAGS] {
             Some(Value::Object(m)) => m
                 .iter()
                 .filter_map(|(k, val)| value_cow(val).map(|s| (Cow::Borrowed(k.as_str()), s)))
@@ -484,12 +573,12 @@ impl<'a> Event<'a> {
             csp,
             cert_report,
             fingerprint,
-            checksum: text(v, "checksum").filter(|s| !s.is_empty()),
-            level: text(v, "level"),
-            logger: text(v, "logger"),
-            transaction: text(v, "transaction"),
-            release: text(v, "release"),
-            sdk_name: v.get("sdk").and_then(|s| text(s, "name")),
+            checksum: top_text(T_CHECKSUM).filter(|s| !s.is_empty()),
+            level: top_text(T_LEVEL),
+            logger: top_text(T_LOGGER),
+            transaction: top_text(T_TRANSACTION),
+            release: top_text(T_RELEASE),
+            sdk_name: top[T_SDK].and_then(|s| s.get("name")).and_then(scalar_text),
             tags,
             platform,
         }
@@ -586,7 +675,8 @@ mod tests {
             {"abs_path": "http://example.com/foo/bar.js?x=1"}, {"abs_path": "/tmp/a.py"},
             {"abs_path": "C:\\App\\Main.PY", "package": "Lib"}]}});
         let e = Event::from_json(&v);
-        let st = e.stacktrace.unwrap();
+        let mut st = e.stacktrace.unwrap();
+        st.frames.iter_mut().for_each(Frame::fill_rule_paths);
         assert_eq!(st.frames[0].filename.as_deref(), Some("/foo/bar.js"));
         assert_eq!(st.frames[1].filename.as_deref(), Some("/tmp/a.py"));
         // Rule paths are lower-cased with `/` separators, borrowed when already so.

@@ -511,17 +511,26 @@ fn variable(event: &Event, name: &str) -> Option<String> {
     let or = |v: Option<String>, dflt: &str| Some(v.unwrap_or_else(|| dflt.to_owned()));
     match name {
         "default" => None,
-        "transaction" => or(event.transaction.clone(), "<no-transaction>"),
+        "transaction" => or(
+            event.transaction.as_deref().map(str::to_owned),
+            "<no-transaction>",
+        ),
         "message" => or(
             event
                 .log_formatted
                 .clone()
                 .or(event.log_message.clone())
-                .or(last_exc.and_then(|e| e.value.clone())),
+                .or(last_exc.and_then(|e| e.value.as_deref().map(str::to_owned))),
             "<no-message>",
         ),
-        "type" | "error.type" => or(last_exc.and_then(|e| e.ty.clone()), "<no-type>"),
-        "value" | "error.value" => or(last_exc.and_then(|e| e.value.clone()), "<no-value>"),
+        "type" | "error.type" => or(
+            last_exc.and_then(|e| e.ty.as_deref().map(str::to_owned)),
+            "<no-type>",
+        ),
+        "value" | "error.value" => or(
+            last_exc.and_then(|e| e.value.as_deref().map(str::to_owned)),
+            "<no-value>",
+        ),
         "function" | "stack.function" => or(
             frame().and_then(|f| f.function.as_deref().map(str::to_owned)),
             "<no-function>",
@@ -551,8 +560,8 @@ fn variable(event: &Event, name: &str) -> Option<String> {
             }),
             "<no-package>",
         ),
-        "level" => or(event.level.clone(), "<no-level>"),
-        "logger" => or(event.logger.clone(), "<no-logger>"),
+        "level" => or(event.level.as_deref().map(str::to_owned), "<no-level>"),
+        "logger" => or(event.logger.as_deref().map(str::to_owned), "<no-logger>"),
         n if n.starts_with("tags.") => {
             let key = &n[5..];
             or(

@@ -3,6 +3,7 @@
 //! types, templates (`<T>`), lambda and anonymous-namespace noise, Rust hashes, glibc symbol
 //! versions and Windows decoration, keeping only the name token.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -27,15 +28,16 @@ static LAMBDA_ANCHORED: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ANON_NAMESPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\?A0x[a-f0-9]{8}::"));
 
-/// Normalizes a function name for `platform`.
-pub fn trim_function_name(function: &str, platform: Option<&str>) -> String {
+/// Normalizes a function name for `platform`; borrowed when only cut short or unchanged
+/// (every frame's name goes through here, and most platforms keep it as is).
+pub fn trim_function_name<'a>(function: &'a str, platform: Option<&str>) -> Cow<'a, str> {
     if platform == Some("csharp") {
-        return function.split(" (").next().unwrap_or(function).to_owned();
+        return Cow::Borrowed(function.split(" (").next().unwrap_or(function));
     }
     if behavior_family(platform) == "native" {
-        return trim_native(function, platform);
+        return Cow::Owned(trim_native(function, platform));
     }
-    function.to_owned()
+    Cow::Borrowed(function)
 }
 
 /// Removes every top-level `start ... end` group (nesting aware), replacing it by what
@@ -251,7 +253,7 @@ mod tests {
 
     #[test]
     fn native_names() {
-        let n = |f: &str| trim_function_name(f, Some("native"));
+        let n = |f: &str| trim_function_name(f, Some("native")).into_owned();
         assert_eq!(n("void foo::bar(int, char const*) const"), "foo::bar");
         assert_eq!(
             n("std::vector<int>::push_back(int const&)"),

@@ -197,10 +197,20 @@ fn component_variant(component: Component) -> Variant {
 
 /// Groups one event. Pure: no I/O, no allocation beyond the result and scratch data.
 pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
+    group(event, config, false)
+}
+
+/// The contributing hashes of one event, primary first: exactly `compute(..).hashes`,
+/// without work that only the variants' display needs (see [`strategies::Ctx::hashes_only`]).
+pub fn compute_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
+    group(event, config, true).hashes
+}
+
+fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingInfo {
     let mut ev = Event::from_json(event);
     let mut variants: BTreeMap<String, Variant> = BTreeMap::new();
 
-    if let Some(checksum) = ev.checksum.clone() {
+    if let Some(checksum) = ev.checksum.as_deref().map(str::to_owned) {
         if CHECKSUM_RE.is_match(&checksum) {
             variants.insert(
                 "checksum".into(),
@@ -240,7 +250,8 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     }
 
     // Stack-trace rules (in-app, categories), per stack trace with its exception's data.
-    let exc_data: Vec<(Option<String>, Option<String>, Option<String>)> = ev
+    // (Cheap copies: the strings are borrowed from the event JSON.)
+    let exc_data: Vec<_> = ev
         .exceptions
         .iter()
         .flatten()
@@ -257,7 +268,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 mechanism: m.as_deref(),
             })
             .unwrap_or_default();
-        st.group_ops = enhancer::DEFAULT.apply_to_frames_cached(
+        (st.group_ops, st.memo_key) = enhancer::DEFAULT.apply_to_frames_cached(
             project,
             &config.rule_cache,
             &mut st.frames,
@@ -270,6 +281,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
     let ctx = strategies::Ctx {
         event: &ev,
         memo: Some(&config.rule_cache),
+        hashes_only,
     };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
@@ -361,7 +373,7 @@ pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
                 let mut parts: Vec<&str> = Vec::new();
                 for v in &values {
                     if fingerprint::is_default(v) {
-                        parts.extend(root.contributing_values());
+                        parts.extend(root.contributing_chunks());
                     } else {
                         parts.push(v);
                     }
@@ -501,6 +513,7 @@ mod tests {
         for ev in &junk {
             let info = compute(ev, &GroupingConfig::default());
             assert!(!info.hashes.is_empty(), "{ev}");
+            assert_eq!(compute_hashes(ev, &GroupingConfig::default()), info.hashes);
         }
     }
 
@@ -518,5 +531,122 @@ mod tests {
                 hash_values(["lib", "f", "app", "g", "E"])
             ]
         );
+    }
+
+    /// The memo replays a stack trace's rule outcome and trees for a stack trace seen
+    /// before: each pair below differs in one frame input (or the platform) that changes
+    /// the result, so a key that left that input out would replay the first event's trees
+    /// for the second.
+    #[test]
+    fn memo_replays_only_identical_stack_traces() {
+        let frame = json!({"module": "app.views", "function": "get", "filename": "app/views.py",
+            "abs_path": "/srv/app/views.py", "lineno": 10, "in_app": true,
+            "context_line": "return x"});
+        let with = |platform: &str, key: &str, value: Value| {
+            let mut f = frame.clone();
+            if value.is_null() {
+                f.as_object_mut().map(|o| o.remove(key));
+            } else {
+                f[key] = value;
+            }
+            // Two frames: equal neighbours make the second a recursion frame.
+            json!({"platform": platform, "exception": {"values": [{"type": "E", "value": "v",
+                "stacktrace": {"frames": [frame.clone(), f]}}]}})
+        };
+        let py = |k: &str, v: Value| with("python", k, v);
+        let js = |k: &str, v: Value| with("javascript", k, v);
+        let pairs = [
+            (py("lineno", json!(10)), py("lineno", json!(11))),
+            (py("lineno", json!(10)), py("lineno", json!("10"))),
+            (js("colno", json!(null)), js("colno", json!(4))),
+            (
+                py("context_line", json!("a")),
+                py("context_line", json!("b")),
+            ),
+            (py("function", json!("get")), py("function", json!("post"))),
+            (py("module", json!("app.views")), py("module", json!(null))),
+            (py("module", json!(null)), py("filename", json!("other.py"))),
+            (py("in_app", json!(true)), py("in_app", json!(false))),
+            (
+                js("abs_path", json!("/srv/app/views.py")),
+                js("abs_path", json!("http://x/a.js")),
+            ),
+            (
+                js("data", json!({})),
+                js("data", json!({"sourcemap": "a.map"})),
+            ),
+            (
+                py("in_app", json!(true)),
+                py("data", json!({"orig_in_app": 0})),
+            ),
+            (
+                py("platform", json!("python")),
+                py("platform", json!("native")),
+            ),
+            (
+                with("csharp", "raw_function", json!(null)),
+                with("csharp", "raw_function", json!("get_raw")),
+            ),
+            (py("lineno", json!(10)), with("native", "lineno", json!(10))),
+        ];
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            let fresh_a = compute(a, &GroupingConfig::default()).render_text();
+            let fresh_b = compute(b, &GroupingConfig::default()).render_text();
+            assert_ne!(fresh_a, fresh_b, "pair {i}: the change must matter");
+            let warm = GroupingConfig::default();
+            assert_eq!(compute(a, &warm).render_text(), fresh_a, "pair {i}");
+            assert_eq!(compute(b, &warm).render_text(), fresh_b, "pair {i}");
+            assert_eq!(
+                compute(a, &warm).render_text(),
+                fresh_a,
+                "pair {i} replayed"
+            );
+        }
+    }
+
+    /// `compute_hashes` skips the exception value's parameterization only where the value
+    /// cannot reach a hash; where it can (no contributing frame, no stack trace, chained
+    /// exceptions), the hashes still follow the value.
+    #[test]
+    fn hashes_only_follows_the_value_where_it_counts() {
+        let contributing = json!([{"module": "lib", "function": "f", "in_app": true}]);
+        // Frames with nothing to hash: the stack trace does not contribute.
+        let empty = json!([{"lineno": 1}, {"lineno": 2}]);
+        let event = |frames: &Value, value: &str, chained: bool| {
+            let mut values = vec![json!({"type": "E", "value": value,
+                "stacktrace": {"frames": frames}})];
+            if chained {
+                values.insert(0, json!({"type": "Cause", "value": value}));
+            }
+            json!({"platform": "python", "exception": {"values": values}})
+        };
+        let config = GroupingConfig::default();
+        for (frames, chained, value_counts) in [
+            (&contributing, false, false),
+            (&contributing, true, true),
+            (&empty, false, true),
+            (&empty, true, true),
+        ] {
+            let a = event(frames, "order 17 failed", chained);
+            let b = event(frames, "order 18 failed", chained);
+            let c = event(frames, "another failure", chained);
+            for ev in [&a, &b, &c] {
+                assert_eq!(compute_hashes(ev, &config), compute(ev, &config).hashes);
+            }
+            // Parameterized alike: the same hashes; another text: other hashes exactly
+            // where the value contributes.
+            assert_eq!(compute_hashes(&a, &config), compute_hashes(&b, &config));
+            assert_eq!(
+                compute_hashes(&a, &config) != compute_hashes(&c, &config),
+                value_counts,
+                "{frames} chained {chained}"
+            );
+        }
+        // No stack trace: type and value are the whole hash input.
+        let bare = |v: &str| json!({"exception": {"values": [{"type": "E", "value": v}]}});
+        let (x, y, z) = (bare("id 5 gone"), bare("id 7 gone"), bare("other"));
+        assert_eq!(compute_hashes(&x, &config), compute(&x, &config).hashes);
+        assert_eq!(compute_hashes(&x, &config), compute_hashes(&y, &config));
+        assert_ne!(compute_hashes(&x, &config), compute_hashes(&z, &config));
     }
 }

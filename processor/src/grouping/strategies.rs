@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::component::Component;
-use super::enhancer::{apply_group_ops, key_str, KeyHasher, RuleCache};
+use super::enhancer::{apply_group_ops, RuleCache};
 use super::event::{behavior_family, Csp, Event, Exception, Frame, Stacktrace};
 use super::functions::trim_function_name;
 use super::parameterize::normalize_message;
@@ -44,6 +44,9 @@ pub struct Ctx<'a> {
     pub event: &'a Event<'a>,
     /// Where stack-trace component trees are remembered across events (the config's memo).
     pub memo: Option<&'a RuleCache>,
+    /// Only the hashes will be read: text that cannot reach a hash (the value of an
+    /// exception whose stack trace contributes in every variant) need not be computed.
+    pub hashes_only: bool,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -179,7 +182,7 @@ fn function_component(
             .map(str::to_owned)
     } else {
         match (&f.function, &f.raw_function) {
-            (Some(func), None) => Some(trim_function_name(func, platform)),
+            (Some(func), None) => Some(trim_function_name(func, platform).into_owned()),
             (Some(func), Some(_)) => Some(func.to_string()),
             (None, raw) => raw.as_deref().map(str::to_owned),
         }
@@ -310,83 +313,23 @@ fn is_recursion(a: &Frame, b: Option<&Frame>) -> bool {
         && a.colno == b.colno
 }
 
-/// Feeds a frame's `lineno`/`colno` into a memo key, keeping apart what `Value` equality
-/// (the recursion test) keeps apart: `1`, `-1`, `1.0` and `"1"` all differ.
-fn key_number(h: &mut KeyHasher, v: Option<&crate::value::Value>) {
-    use crate::value::Value;
-    match v {
-        None => h.update(&[0]),
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                h.update(&[1]);
-                h.update(&u.to_le_bytes());
-            } else if let Some(i) = n.as_i64() {
-                h.update(&[2]);
-                h.update(&i.to_le_bytes());
-            } else {
-                h.update(&[3]);
-                h.update(&n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
-            }
-        }
-        Some(other) => {
-            h.update(&[4]);
-            key_str(h, Some(&other.to_string()));
-        }
-    }
-}
-
-/// Memo key of [`stacktrace_variants`]: a 128-bit hash of everything it reads (every field
-/// of every frame after the stack-trace rules, the rules' group decisions, the event
-/// platform).
-fn stacktrace_key(st: &Stacktrace, platform: Option<&str>) -> u128 {
-    let mut h = KeyHasher::new();
-    key_str(&mut h, platform);
-    h.update(&(st.group_ops.len() as u64).to_le_bytes());
-    for op in &st.group_ops {
-        op.key(&mut h);
-    }
-    h.update(&(st.frames.len() as u64).to_le_bytes());
-    for f in &st.frames {
-        for s in [
-            f.function.as_deref(),
-            f.raw_function.as_deref(),
-            f.module.as_deref(),
-            f.filename.as_deref(),
-            f.abs_path.as_deref(),
-            f.package.as_deref(),
-            f.platform.as_deref(),
-            f.context_line.as_deref(),
-            f.category.as_deref(),
-            f.path_lc.as_deref(),
-            f.package_lc.as_deref(),
-        ] {
-            key_str(&mut h, s);
-        }
-        key_number(&mut h, f.lineno);
-        key_number(&mut h, f.colno);
-        h.update(&[
-            match f.in_app {
-                None => 0,
-                Some(false) => 1,
-                Some(true) => 2,
-            },
-            u8::from(f.sourcemap),
-        ]);
-    }
-    h.digest128()
-}
-
 /// The `app` and `system` trees of one stack trace, replayed from the config's memo when
-/// the same stack trace (as the trees see it) was grouped before.
+/// the same stack trace was grouped before. The key ([`Stacktrace::memo_key`], see
+/// `enhancer::stack_key`) covers the frames as parsed, so it also covers everything the tree
+/// builder reads: the frames after the rules and the rules' group decisions are functions of
+/// the keyed inputs and the config's rule sets.
 fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
-    let Some(memo) = ctx.memo else {
+    let (Some(memo), Some(key)) = (ctx.memo, st.memo_key) else {
         return build_stacktrace_variants(st, ctx);
     };
-    let key = stacktrace_key(st, ctx.event.platform.as_deref());
     if let Some(v) = memo.variants(key) {
         return v;
     }
-    let v = build_stacktrace_variants(st, ctx);
+    let mut v = build_stacktrace_variants(st, ctx);
+    // Replays of these trees are hashed for every event that carries the stack trace.
+    for (_, c) in &mut v {
+        c.seal();
+    }
     memo.remember_variants(key, &v);
     v
 }
@@ -450,7 +393,7 @@ fn finish_stacktrace_variant(
 }
 
 fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
-    let mut type_c = Component::leaves("type", e.ty.iter().cloned().collect());
+    let mut type_c = Component::leaves("type", e.ty.iter().map(|t| t.to_string()).collect());
     if e.synthetic {
         type_c.set(false, "ignored because exception is synthetic");
     }
@@ -462,9 +405,19 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
         Some(st) => stacktrace_variants(st, ctx),
         None => vec![("app", Component::empty("stacktrace"))],
     };
-    // The value is parameterized once and shared by the variants.
+    // The value is parameterized once and shared by the variants. It does not contribute
+    // where the stack trace does, and nothing switches a node back on later, so when only
+    // hashes are wanted and the stack trace contributes everywhere, its text is left as is.
+    // (Alone in the event: exception-group filtering compares whole trees, values included.)
+    let value_unused = ctx.hashes_only
+        && ctx.event.exceptions.as_ref().is_some_and(|l| l.len() == 1)
+        && st_variants.iter().all(|(_, st)| st.contributes);
     let mut value_base = Component::empty("value");
-    if let Some(raw) = &e.value {
+    if value_unused {
+        if let Some(raw) = e.value.as_deref().filter(|v| !v.is_empty()) {
+            value_base = Component::leaf("value", raw);
+        }
+    } else if let Some(raw) = &e.value {
         let normalized = normalize_message(raw);
         if !normalized.is_empty() {
             let changed = &normalized != raw;
@@ -674,7 +627,7 @@ fn postprocess_stack_variants(mut vars: Variants) -> Variants {
     let app_input: Option<Vec<&str>> = vars
         .iter()
         .find(|(n, c)| *n == "app" && c.contributes)
-        .map(|(_, c)| c.contributing_values());
+        .map(|(_, c)| c.contributing_chunks());
     let system_matches: Vec<bool> = vars
         .iter()
         .map(|(n, c)| {
@@ -682,7 +635,7 @@ fn postprocess_stack_variants(mut vars: Variants) -> Variants {
                 && c.contributes
                 && app_input
                     .as_deref()
-                    .is_some_and(|app| same_concatenation(app, &c.contributing_values()))
+                    .is_some_and(|app| same_concatenation(app, &c.contributing_chunks()))
         })
         .collect();
     drop(app_input);
