@@ -120,8 +120,19 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, key);
-        out.push(b':');
+        match key.known() {
+            // A known key has nothing to escape (the key table's test checks): no scan.
+            Some(text) => {
+                out.reserve(text.len() + 3);
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b"\":");
+            }
+            None => {
+                write_str(out, key);
+                out.push(b':');
+            }
+        }
         write_value(out, child);
     }
     out.push(b'}');
@@ -165,23 +176,29 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // Nearly every string needs no escape: find the first byte that does (if any), copy
-    // everything before it in one go, and only look byte by byte (one table load each) from
-    // there, still copying the clean runs between escapes whole.
-    let mut start = first_escape(bytes);
-    out.extend_from_slice(&bytes[..start]);
-    let mut i = start;
-    while i < bytes.len() {
-        let escape = ESCAPE[usize::from(bytes[i])];
+    // Nearly every string needs no escape: find the first byte that does (if any) and copy
+    // everything before it in one go; only a string with escapes goes on byte by byte.
+    let clean = first_escape(bytes);
+    out.extend_from_slice(&bytes[..clean]);
+    if clean < bytes.len() {
+        write_escaped(out, bytes, clean);
+    }
+    out.push(b'"');
+}
+
+/// The rest of [`write_str`] from `bytes[start]`, the first byte that needs escaping: one
+/// table load per byte, clean runs between escapes still copied whole.
+#[cold]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], mut start: usize) {
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        let escape = ESCAPE[usize::from(b)];
         if escape != 0 {
-            out.extend_from_slice(&bytes[start..i]);
-            write_escape(out, escape, bytes[i]);
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+            write_escape(out, escape, b);
             start = i + 1;
         }
-        i += 1;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
 }
 
 /// Index of the first byte that needs escaping (`"`, `\\` or below 0x20; `bytes.len()` when

@@ -46,6 +46,15 @@ impl Key {
         }
     }
 
+    /// The key's text if it is a known key (no byte of which needs escaping in JSON).
+    #[inline]
+    pub(crate) fn known(&self) -> Option<&'static str> {
+        match self.0 {
+            Repr::Known(s) => Some(s),
+            Repr::Owned(_) => None,
+        }
+    }
+
     /// The key's text as a `String`.
     pub fn into_string(self) -> String {
         match self.0 {
@@ -477,6 +486,8 @@ mod tests {
         let mut longest_probe = 0;
         for &k in KNOWN {
             assert!(!k.is_empty() && k.len() <= KNOWN_MAX_LEN, "{k:?}");
+            // The encoder writes known keys without looking for bytes to escape.
+            assert_eq!(crate::encode::first_escape(k.as_bytes()), k.len(), "{k:?}");
             let found = known(k).expect("known key found");
             assert_eq!(found, k);
             let first = KNOWN.iter().position(|&x| x == k).expect("listed");
