@@ -426,24 +426,72 @@ const KNOWN_MAX_LEN: usize = 32;
 /// number of keys, so probes stay short and there is always an empty slot).
 const SLOTS: usize = 512;
 
-/// A cheap hash of a key: its length and three of its bytes (enough to spread the known keys,
-/// see the test; a collision only costs another probe).
-#[inline]
-const fn slot_of(b: &[u8]) -> usize {
-    let len = b.len();
-    let h = (len as u32).wrapping_mul(0x9E37_79B1)
-        ^ (b[0] as u32).wrapping_mul(0x85EB_CA77)
-        ^ (b[len - 1] as u32).wrapping_mul(0xC2B2_AE3D)
-        ^ (b[len / 2] as u32).wrapping_mul(0x27D4_EB2F);
-    (h >> 23) as usize & (SLOTS - 1)
+/// The first eight bytes of a key (little endian, zero past its end) and, for keys longer
+/// than eight bytes, its last eight: comparing these two words and the length compares a
+/// key of up to 16 bytes (nearly all) without a byte loop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Words {
+    head: u64,
+    tail: u64,
 }
+
+/// [`Words`] of `b` (`const`, for the tables; at run time too when no window is at hand).
+#[inline]
+const fn words_of(b: &[u8]) -> Words {
+    let mut head = 0u64;
+    let mut i = 0;
+    while i < b.len() && i < 8 {
+        head |= (b[i] as u64) << (8 * i);
+        i += 1;
+    }
+    Words {
+        head,
+        tail: tail_of(b),
+    }
+}
+
+/// The last eight bytes of `b` if it is longer than eight, else 0.
+#[inline]
+const fn tail_of(b: &[u8]) -> u64 {
+    let len = b.len();
+    if len <= 8 {
+        return 0;
+    }
+    let mut tail = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        tail |= (b[len - 8 + i] as u64) << (8 * i);
+        i += 1;
+    }
+    tail
+}
+
+/// A key's slot: a multiplicative hash of its words and length (a collision only costs
+/// another probe; the test bounds the longest probe sequence).
+#[inline]
+const fn slot_of(words: Words, len: usize) -> usize {
+    let h =
+        (words.head ^ words.tail.rotate_left(29) ^ len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 55) as usize & (SLOTS - 1)
+}
+
+/// [`Words`] of each known key, by index.
+static KNOWN_WORDS: [Words; KNOWN.len()] = {
+    let mut words = [Words { head: 0, tail: 0 }; KNOWN.len()];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        words[k] = words_of(KNOWN[k].as_bytes());
+        k += 1;
+    }
+    words
+};
 
 /// Index + 1 into [`KNOWN`] of the key in each slot, 0 = empty; built at compile time.
 static TABLE: [u8; SLOTS] = {
     let mut table = [0u8; SLOTS];
     let mut k = 0;
     while k < KNOWN.len() {
-        let mut slot = slot_of(KNOWN[k].as_bytes());
+        let mut slot = slot_of(KNOWN_WORDS[k], KNOWN[k].len());
         while table[slot] != 0 {
             slot = (slot + 1) & (SLOTS - 1);
         }
@@ -456,24 +504,60 @@ static TABLE: [u8; SLOTS] = {
 /// The static copy of `text` if it is a known key.
 #[inline]
 fn known(text: &str) -> Option<&'static str> {
-    let b = text.as_bytes();
-    if b.is_empty() || b.len() > KNOWN_MAX_LEN {
+    if text.is_empty() || text.len() > KNOWN_MAX_LEN {
         return None;
     }
-    let mut slot = slot_of(b);
+    known_by_words(text, words_of(text.as_bytes()))
+}
+
+/// [`known`] given the key's [`Words`].
+#[inline]
+fn known_by_words(text: &str, words: Words) -> Option<&'static str> {
+    let len = text.len();
+    let mut slot = slot_of(words, len);
     // Bounded: the table has empty slots (see SLOTS), so a probe sequence ends well before.
     for _ in 0..SLOTS {
-        let entry = *TABLE.get(slot)?;
+        let entry = usize::from(*TABLE.get(slot)?);
         if entry == 0 {
             return None;
         }
-        let candidate = *KNOWN.get(usize::from(entry) - 1)?;
-        if super::eq_key(candidate.as_bytes(), b) {
+        let candidate = *KNOWN.get(entry - 1)?;
+        if *KNOWN_WORDS.get(entry - 1)? == words
+            && candidate.len() == len
+            // Head and tail cover keys up to 16 bytes; longer ones compare their middle too.
+            && (len <= 16 || candidate.as_bytes().get(8..len - 8) == text.as_bytes().get(8..len - 8))
+        {
             return Some(candidate);
         }
         slot = (slot + 1) & (SLOTS - 1);
     }
     None
+}
+
+impl Key {
+    /// [`Key::new`] for a key read out of a larger text: `window` holds the eight bytes of
+    /// that text starting at the key (little endian; bytes past the key are masked off
+    /// here), which saves assembling the key's first word byte by byte.
+    #[inline]
+    pub(super) fn new_with_window(text: &str, window: u64) -> Key {
+        let len = text.len();
+        if len == 0 || len > KNOWN_MAX_LEN {
+            return Key(Repr::Owned(Box::from(text)));
+        }
+        let head = if len >= 8 {
+            window
+        } else {
+            window & ((1u64 << (8 * len)) - 1)
+        };
+        let words = Words {
+            head,
+            tail: tail_of(text.as_bytes()),
+        };
+        match known_by_words(text, words) {
+            Some(k) => Key(Repr::Known(k)),
+            None => Key(Repr::Owned(Box::from(text))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -496,7 +580,7 @@ mod tests {
                 Some(first),
                 "duplicate {k:?}"
             );
-            let mut slot = slot_of(k.as_bytes());
+            let mut slot = slot_of(words_of(k.as_bytes()), k.len());
             let mut probes = 1;
             while usize::from(TABLE[slot]) != first + 1 {
                 slot = (slot + 1) & (SLOTS - 1);
@@ -516,6 +600,27 @@ mod tests {
             "a".repeat(40).as_str(),
         ] {
             assert_eq!(known(unknown), None, "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn window_lookup_matches_plain_lookup() {
+        let text = "{\"filename\":1,\"in_app\":2,\"abs_path\":3,\"stack_start\":4,\"my_key\":5,\"os\":6,\"transaction_info\":7,\"transaction_infx\":8}";
+        let b = text.as_bytes();
+        for (i, _) in text
+            .match_indices('"')
+            .filter(|(i, _)| b[i - 1] == b'{' || b[i - 1] == b',')
+        {
+            let start = i + 1;
+            let end = start + text[start..].find('"').expect("closing quote");
+            let key = &text[start..end];
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[start..start + 8]);
+            let windowed = Key::new_with_window(key, u64::from_le_bytes(w));
+            let plain = Key::new(key);
+            assert_eq!(windowed, plain);
+            assert_eq!(windowed.known(), plain.known(), "{key}");
+            assert_eq!(windowed.known().is_some(), KNOWN.contains(&key), "{key}");
         }
     }
 

@@ -285,7 +285,16 @@ impl<'a> Parser<'a> {
             Some(b'"') => {
                 let text = self.text(start, self.pos);
                 self.pos += 1;
-                Ok(Key::new(text))
+                // The key's first eight bytes in one load (the text goes on past the key
+                // nearly always; at its very end the key is assembled byte by byte).
+                Ok(match self.bytes.get(start..start + 8) {
+                    Some(window) => {
+                        let mut word = [0u8; 8];
+                        word.copy_from_slice(window);
+                        Key::new_with_window(text, u64::from_le_bytes(word))
+                    }
+                    None => Key::new(text),
+                })
             }
             _ => self.escaped_string(start).map(Key::from),
         }
