@@ -9,11 +9,10 @@
 //! per batch; like the folder, it pre-aggregates the batch so each (series, bucket) gets one
 //! operand per resolution and rollup.
 
-use std::collections::HashMap;
-
 use storage::keys::perf::{self as pk, Resolution};
 use storage::{cf, hist, keys, Project, Store, WriteBatch};
 
+use crate::fast_hash::FastMap;
 use crate::transactions::TransactionFacts;
 
 /// The sketch slot of a user key (`id:…`, `email:…`, …).
@@ -40,9 +39,9 @@ struct MinuteSlots {
 /// Per-batch user sketches (see the module docs).
 #[derive(Default)]
 pub struct UserFolder {
-    series: HashMap<SeriesKey, u32>,
+    series: FastMap<SeriesKey, u32>,
     keys: Vec<SeriesKey>,
-    minutes: HashMap<(u32, u64), MinuteSlots>,
+    minutes: FastMap<(u32, u64), MinuteSlots>,
 }
 
 impl std::fmt::Debug for UserFolder {
@@ -73,11 +72,15 @@ impl UserFolder {
             release: pk::clamp_dim(facts.release.as_deref().unwrap_or("")).to_string(),
             transaction: transaction.to_string(),
         };
-        let next = self.keys.len() as u32;
-        let id = *self.series.entry(key.clone()).or_insert(next);
-        if id == next {
-            self.keys.push(key);
-        }
+        let id = match self.series.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = self.keys.len() as u32;
+                self.series.insert(key.clone(), id);
+                self.keys.push(key);
+                id
+            }
+        };
         let settings = &project.settings;
         let t_ms = settings
             .transaction_thresholds
@@ -100,7 +103,7 @@ impl UserFolder {
             return;
         }
         // (project, users kind, bucket start, dims + suffix) → slots.
-        let mut targets: HashMap<(u64, u8, u64, Vec<u8>), Vec<u32>> = HashMap::new();
+        let mut targets: FastMap<(u64, u8, u64, Vec<u8>), Vec<u32>> = FastMap::default();
         for ((series, minute), slots) in self.minutes.drain() {
             let key = &self.keys[series as usize];
             for mask in pk::ROLLUP_MASKS {

@@ -17,7 +17,7 @@
 //! only when that key is new. Exact beats HyperLogLog here because the membership read is
 //! cheap (bloom filters, a cache) and the API shows small numbers where HLL error shows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use storage::{cf, encode_i64, keys, EmbeddedLog, LogRecord, Project, Store, Writ
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::fast_hash::{FastMap, FastSet};
 use crate::filters;
 use crate::grouping::GroupingConfig;
 use crate::issues::{self, IssueFacts};
@@ -229,8 +230,8 @@ struct State {
     next_issue_id: u64,
     /// Next short id number per project.
     short_ids: HashMap<u64, u64>,
-    hash_cache: HashMap<(u64, String), u64>,
-    user_cache: HashSet<(u64, u64)>,
+    hash_cache: FastMap<(u64, String), u64>,
+    user_cache: FastSet<(u64, u64)>,
 }
 
 /// The processor. Share it with `Arc`; [`Processor::spawn_embedded`] runs it on its own
@@ -283,12 +284,14 @@ struct Work<'a> {
     batch: WriteBatch,
     stats: BatchStats,
     delta: StateDelta,
-    seen_events: HashSet<(u64, Uuid)>,
-    hashes: HashMap<(u64, String), u64>,
-    issues: HashMap<u64, IssueRecord>,
-    users: HashSet<(u64, u64)>,
-    counters: HashMap<Vec<u8>, i64>,
-    outcomes: HashMap<Vec<u8>, i64>,
+    seen_events: FastSet<(u64, Uuid)>,
+    hashes: FastMap<(u64, String), u64>,
+    issues: FastMap<u64, IssueRecord>,
+    users: FastSet<(u64, u64)>,
+    counters: FastMap<Vec<u8>, i64>,
+    /// Reused to build counter keys (see [`Work::count_slice`]).
+    key_scratch: Vec<u8>,
+    outcomes: FastMap<Vec<u8>, i64>,
     scrubbers: HashMap<u64, Scrubber>,
     grouping: HashMap<u64, GroupingConfig>,
     next_issue_id: u64,
@@ -303,6 +306,17 @@ struct Work<'a> {
 impl Work<'_> {
     fn count(&mut self, key: Vec<u8>, n: i64) {
         *self.counters.entry(key).or_insert(0) += n;
+    }
+
+    /// [`Work::count`] for a borrowed key: most counters of a batch repeat (the same issue's
+    /// tag values), so the key is only copied the first time.
+    fn count_slice(&mut self, key: &[u8], n: i64) {
+        match self.counters.get_mut(key) {
+            Some(total) => *total += n,
+            None => {
+                self.counters.insert(key.to_vec(), n);
+            }
+        }
     }
 
     fn outcome(
@@ -696,8 +710,8 @@ impl Processor {
             state: Mutex::new(State {
                 next_issue_id,
                 short_ids: HashMap::new(),
-                hash_cache: HashMap::new(),
-                user_cache: HashSet::new(),
+                hash_cache: FastMap::default(),
+                user_cache: FastSet::default(),
             }),
             alerts: crate::alerts::AlertEngine::new(crate::alerts::AlertConfig::default()),
             grouping: Mutex::new(HashMap::new()),
@@ -763,12 +777,13 @@ impl Processor {
             batch: WriteBatch::default(),
             stats: BatchStats::default(),
             delta: StateDelta::default(),
-            seen_events: HashSet::new(),
-            hashes: HashMap::new(),
-            issues: HashMap::new(),
-            users: HashSet::new(),
-            counters: HashMap::new(),
-            outcomes: HashMap::new(),
+            seen_events: FastSet::default(),
+            hashes: FastMap::default(),
+            issues: FastMap::default(),
+            users: FastSet::default(),
+            counters: FastMap::default(),
+            key_scratch: Vec::new(),
+            outcomes: FastMap::default(),
             scrubbers: HashMap::new(),
             grouping: HashMap::new(),
             next_issue_id,
@@ -1335,20 +1350,21 @@ impl Processor {
         event: &Value,
         ts: u64,
     ) -> Result<()> {
-        work.count(
-            keys::issue_counter(keys::counters::ISSUE_EVENTS, issue_id).to_vec(),
+        work.count_slice(
+            &keys::issue_counter(keys::counters::ISSUE_EVENTS, issue_id),
             1,
         );
-        work.count(
-            keys::issue_hourly(project.id, keys::hour_start(ts), issue_id),
+        work.count_slice(
+            &keys::issue_hourly(project.id, keys::hour_start(ts), issue_id),
             1,
         );
-        let pairs: Vec<Vec<u8>> = issues::tag_pairs(event)
-            .map(|(k, v)| keys::issue_tag(issue_id, k, v))
-            .collect();
-        for key in pairs {
-            work.count(key, 1);
+        let mut key = std::mem::take(&mut work.key_scratch);
+        for (k, v) in issues::tag_pairs(event) {
+            key.clear();
+            keys::push_issue_tag(&mut key, issue_id, k, v);
+            work.count_slice(&key, 1);
         }
+        work.key_scratch = key;
         if let Some(user) = issues::user_tag(event) {
             let user_hash = xxhash_rust::xxh3::xxh3_64(user.as_bytes());
             let member = (issue_id, user_hash);

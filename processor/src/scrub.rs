@@ -165,6 +165,12 @@ impl Scrubber {
 
     fn walk_object(&self, map: &mut Map<String, Value>, depth: usize) {
         for (key, child) in map.iter_mut() {
+            if child.is_string() && is_id_key(key) {
+                // Trace, span and event ids: hex the protocol defines, never PII (Relay's
+                // schema marks them `pii = "false"`), and a span id of 16 digits that
+                // happened to pass Luhn must not be filtered out of the trace tree.
+                continue;
+            }
             if self.enabled && self.is_sensitive_key(key) {
                 filter_all(child);
             } else {
@@ -236,6 +242,14 @@ fn filter_all(value: &mut Value) {
         Value::Null => {}
         other => *other = Value::String(FILTERED.into()),
     }
+}
+
+/// Keys whose string values are protocol ids (hex), left as they are.
+fn is_id_key(key: &str) -> bool {
+    matches!(
+        key,
+        "trace_id" | "span_id" | "parent_span_id" | "segment_id" | "event_id" | "profile_id"
+    )
 }
 
 /// Field names of the event protocol's interfaces (frames, exceptions, breadcrumbs, …).
@@ -563,6 +577,27 @@ mod tests {
             assert!(is_protocol_key(key), "{key}");
             assert!(!SENSITIVE_KEYS.iter().any(|n| contains_ci(key, n)), "{key}");
         }
+    }
+
+    #[test]
+    fn ids_are_not_scrubbed_but_their_neighbours_are() {
+        // 16 digits passing Luhn: a card number anywhere else, a span id here.
+        let mut ev = json!({
+            "spans": [{"span_id": "4111111111111111", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                       "description": "charge 4111111111111111", "data": {"password": "x"}}],
+            "contexts": {"trace": {"span_id": "4111111111111111", "parent_span_id": "4111111111111111"}},
+        });
+        default_scrubber().scrub(&mut ev);
+        let span = &ev["spans"][0];
+        assert_eq!(span["span_id"], "4111111111111111");
+        assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span["description"], "charge [Filtered]");
+        assert_eq!(span["data"]["password"], FILTERED);
+        assert_eq!(ev["contexts"]["trace"]["span_id"], "4111111111111111");
+        assert_eq!(
+            ev["contexts"]["trace"]["parent_span_id"],
+            "4111111111111111"
+        );
     }
 
     #[test]

@@ -246,11 +246,15 @@ fn two_processors_match_embedded_and_a_leaver_hands_over_without_recounting() {
     // A leaves: B takes A's partitions and starts where A's committed offsets end (A's results
     // stay in A's store and are served from there by a query node's fan-out), so across the two
     // stores every event is still counted exactly once: nothing is read twice.
+    // Every partition of both topics: B owned half of them (`config.partitions`) before A
+    // left, so waiting for that count would pass before the hand-over, or never once B had
+    // already taken the other half.
     a.stop();
+    let all_partitions = 2 * config.partitions as usize;
     wait_for(
         "the survivor to own every partition",
         Duration::from_secs(120),
-        || b.owned.load(Ordering::Acquire) == config.partitions as usize,
+        || b.owned.load(Ordering::Acquire) == all_partitions,
     );
     // Give B time to (wrongly) re-read anything before checking that it did not.
     std::thread::sleep(Duration::from_secs(3));

@@ -224,9 +224,18 @@ pub fn issue_counter(kind: u8, issue_id: u64) -> [u8; 9] {
 /// Tag facet counter: `t` + issue id + key + `0x00` + value. Tag keys never contain `0x00`
 /// (normalization restricts them to `a-zA-Z0-9_.:-`).
 pub fn issue_tag(issue_id: u64, tag_key: &str, tag_value: &str) -> Vec<u8> {
-    let mut key = issue_tag_prefix(issue_id, tag_key);
-    key.extend_from_slice(tag_value.as_bytes());
+    let mut key = Vec::with_capacity(10 + tag_key.len() + tag_value.len());
+    push_issue_tag(&mut key, issue_id, tag_key, tag_value);
     key
+}
+
+/// [`issue_tag`] appended to `out` (the processor reuses one buffer for every tag of a batch).
+pub fn push_issue_tag(out: &mut Vec<u8>, issue_id: u64, tag_key: &str, tag_value: &str) {
+    out.push(counters::ISSUE_TAG);
+    out.extend_from_slice(&issue_id.to_be_bytes());
+    out.extend_from_slice(tag_key.as_bytes());
+    out.push(0);
+    out.extend_from_slice(tag_value.as_bytes());
 }
 
 /// Prefix of every value counter of one tag key of an issue (ends with the `0x00`).
