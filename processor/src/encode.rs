@@ -211,10 +211,8 @@ pub(crate) fn first_escape(bytes: &[u8]) -> usize {
     let mut at = 0;
     for pair in pairs.by_ref() {
         let (a, b) = pair.split_at(8);
-        let low = escape_mask(word(a));
-        let high = escape_mask(word(b));
-        if low | high != 0 {
-            return at + first_flagged(low, high);
+        if let Some(i) = flagged_16(word(a), word(b)) {
+            return at + i;
         }
         at += 16;
     }
@@ -254,13 +252,57 @@ fn word(b: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Offset of the first flagged byte of a 16-byte step, given both words' masks (not both 0).
+/// Offset of the first byte needing an escape among the 16 bytes `low` (first eight, little
+/// endian) and `high`, if any.
 #[inline]
-fn first_flagged(low: u64, high: u64) -> usize {
+#[allow(unsafe_code)]
+fn flagged_16(low: u64, high: u64) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: the only precondition of calling a `#[target_feature(enable = "sse2")]`
+        // function is that the CPU has SSE2; this branch is compiled only when the build
+        // target already assumes SSE2 everywhere (`target_feature = "sse2"`, true of every
+        // x86-64 target), so every CPU this binary runs on has it.
+        unsafe { sse2_flagged_16(low, high) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        swar_flagged_16(low, high)
+    }
+}
+
+/// [`flagged_16`] with SSE2: the 16 bytes compared at once, about a third of the
+/// instructions of [`swar_flagged_16`]. The intrinsics themselves are safe inside a function
+/// with the feature enabled.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn sse2_flagged_16(low: u64, high: u64) -> Option<usize> {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_set_epi64x,
+    };
+    // Bit casts of the words (the intrinsics take i64).
+    let v = _mm_set_epi64x(high as i64, low as i64);
+    // Unsigned `b <= 0x1f` is `min(b, 0x1f) == b`.
+    let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+    let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+    let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+    let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(control, quote), backslash));
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+/// [`flagged_16`] with word arithmetic (any architecture; tested against the SSE2 version).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+#[inline]
+fn swar_flagged_16(low: u64, high: u64) -> Option<usize> {
+    let (low, high) = (escape_mask(low), escape_mask(high));
     if low != 0 {
-        (low.trailing_zeros() / 8) as usize
+        Some((low.trailing_zeros() / 8) as usize)
+    } else if high != 0 {
+        Some(8 + (high.trailing_zeros() / 8) as usize)
     } else {
-        8 + (high.trailing_zeros() / 8) as usize
+        None
     }
 }
 
@@ -364,6 +406,26 @@ mod tests {
                     let s = String::from_utf8(s).expect("ascii");
                     both(json!({ "k": s.clone(), s: 1 }), Some(1), vec![]);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn both_16_byte_scans_agree() {
+        // Every byte value at every position of a clean 16-byte block, and two flagged bytes
+        // (the first one wins): the SSE2 scan against the word arithmetic.
+        for pos in 0..16 {
+            for b in 0..=255u8 {
+                let mut block = [b'a'; 16];
+                block[pos] = b;
+                let (low, high) = (word(&block[..8]), word(&block[8..]));
+                let expected = block.iter().position(|&x| ESCAPE[usize::from(x)] != 0);
+                assert_eq!(swar_flagged_16(low, high), expected, "{block:?}");
+                assert_eq!(flagged_16(low, high), expected, "{block:?}");
+                block[15] = b'"';
+                let (low, high) = (word(&block[..8]), word(&block[8..]));
+                let expected = block.iter().position(|&x| ESCAPE[usize::from(x)] != 0);
+                assert_eq!(flagged_16(low, high), expected, "{block:?}");
             }
         }
     }
