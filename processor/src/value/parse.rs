@@ -472,10 +472,9 @@ impl<'a> Parser<'a> {
         if int.len() + frac.len() > 19 {
             return None;
         }
-        let significand = int
-            .iter()
-            .chain(frac)
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        // Two plain folds: a chained iterator's fold checks which half it is in per digit.
+        let digit = |n: u64, &d: &u8| n * 10 + u64::from(d - b'0');
+        let significand = frac.iter().fold(int.iter().fold(0u64, digit), digit);
         let f = significand as f64 / POW10[frac.len()];
         Number::from_f64(if negative { -f } else { f })
     }
