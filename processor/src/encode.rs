@@ -126,7 +126,9 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
                 out.reserve(text.len() + 3);
                 out.push(b'"');
                 out.extend_from_slice(text.as_bytes());
-                out.extend_from_slice(b"\":");
+                // Two pushes, not a two-byte `extend_from_slice` (a call and a memcpy).
+                out.push(b'"');
+                out.push(b':');
             }
             None => {
                 write_str(out, key);
