@@ -102,46 +102,67 @@ impl UserFolder {
         if self.minutes.is_empty() {
             return;
         }
-        // (project, users kind, bucket start, dims + suffix) → slots.
-        let mut targets: FastMap<(u64, u8, u64, Vec<u8>), Vec<u32>> = FastMap::default();
+        // Every (project, dims + suffix) the batch touches, interned once per series, mask
+        // and suffix, so the per-minute work below hashes small tuples and copies no keys.
+        let mut targets: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut target_ids: FastMap<(u64, Vec<u8>), u32> = FastMap::default();
+        let series_targets: Vec<[[u32; 2]; pk::ROLLUP_MASKS.len()]> = self
+            .keys
+            .iter()
+            .map(|key| {
+                pk::ROLLUP_MASKS.map(|mask| {
+                    [pk::USERS_ALL, pk::USERS_MISERABLE].map(|suffix| {
+                        let mut rest = Vec::new();
+                        pk::push_dims(
+                            &mut rest,
+                            mask,
+                            &key.environment,
+                            &key.release,
+                            &key.transaction,
+                        );
+                        rest.push(suffix);
+                        let target = (key.project_id, rest);
+                        if let Some(&id) = target_ids.get(&target) {
+                            return id;
+                        }
+                        let id = targets.len() as u32;
+                        target_ids.insert(target.clone(), id);
+                        targets.push(target);
+                        id
+                    })
+                })
+            })
+            .collect();
+        // (target, users kind, bucket start) → slots.
+        let mut sketches: FastMap<(u32, u8, u64), Vec<u32>> = FastMap::default();
         for ((series, minute), slots) in self.minutes.drain() {
-            let key = &self.keys[series as usize];
-            for mask in pk::ROLLUP_MASKS {
-                let mut dims = Vec::new();
-                pk::push_dims(
-                    &mut dims,
-                    mask,
-                    &key.environment,
-                    &key.release,
-                    &key.transaction,
-                );
-                for (suffix, list) in [
-                    (pk::USERS_ALL, &slots.all),
-                    (pk::USERS_MISERABLE, &slots.miserable),
-                ] {
+            for by_suffix in &series_targets[series as usize] {
+                for (target, list) in by_suffix.iter().zip([&slots.all, &slots.miserable]) {
                     if list.is_empty() {
                         continue;
                     }
-                    let mut rest = dims.clone();
-                    rest.push(suffix);
                     for res in Resolution::ALL {
-                        targets
-                            .entry((
-                                key.project_id,
-                                res.users_kind(),
-                                res.bucket_start(minute),
-                                rest.clone(),
-                            ))
+                        sketches
+                            .entry((*target, res.users_kind(), res.bucket_start(minute)))
                             .or_default()
                             .extend_from_slice(list);
                     }
                 }
             }
         }
+        // In key order (kind, project, bucket start, dims): RocksDB's memtable insert hint
+        // per key kind then starts each merge next to the previous one.
+        let mut sketches: Vec<_> = sketches.into_iter().collect();
+        let order = |&(target, kind, start): &(u32, u8, u64)| {
+            let (project_id, rest) = &targets[target as usize];
+            (kind, *project_id, start, rest.as_slice())
+        };
+        sketches.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
         let hist_cf = store.cf(cf::HISTOGRAMS);
         let mut pairs: Vec<(u32, u64)> = Vec::new();
         let mut value = Vec::new();
-        for ((project_id, kind, start, rest), mut slots) in targets {
+        for ((target, kind, start), mut slots) in sketches {
+            let (project_id, rest) = &targets[target as usize];
             slots.sort_unstable();
             slots.dedup();
             pairs.clear();
@@ -149,7 +170,7 @@ impl UserFolder {
             hist::encode_sparse(&pairs, &mut value);
             batch.merge_cf(
                 &hist_cf,
-                keys::bucketed(kind, project_id, start, &rest),
+                keys::bucketed(kind, *project_id, start, rest),
                 &value,
             );
         }
