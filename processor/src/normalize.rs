@@ -947,7 +947,7 @@ pub fn normalize_tag_value(value: &Value) -> Option<String> {
 
 fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     let raw: Vec<(String, Value)> = match ev.remove("tags") {
-        Some(Value::Object(o)) => o.into_iter().collect(),
+        Some(Value::Object(o)) => o.into_iter().map(|(k, v)| (k.into_string(), v)).collect(),
         Some(Value::Array(a)) => a
             .into_iter()
             .filter_map(|pair| match pair {
@@ -1031,7 +1031,10 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                 .into_iter()
                 .filter_map(|(k, v)| {
                     let v = lenient_string(&v)?;
-                    Some(Value::Array(vec![Value::String(k), Value::String(v)]))
+                    Some(Value::Array(vec![
+                        Value::String(k.into_string()),
+                        Value::String(v),
+                    ]))
                 })
                 .collect();
             r.insert("headers".into(), Value::Array(pairs));
@@ -1078,7 +1081,7 @@ fn normalize_contexts(ev: &mut Map<String, Value>) {
     for (name, c) in map.iter_mut() {
         if let Some(obj) = c.as_object_mut() {
             obj.entry("type")
-                .or_insert_with(|| Value::String(name.clone()));
+                .or_insert_with(|| Value::from(name.as_str()));
             if name == "trace" {
                 obj.entry("status")
                     .or_insert_with(|| Value::String("unknown".into()));

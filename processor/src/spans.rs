@@ -178,7 +178,7 @@ fn flat_data(span: &Map<String, Value>) -> Map<String, Value> {
             Value::Object(o) if o.contains_key("value") => o["value"].clone(),
             other => other.clone(),
         };
-        data.insert(k.clone(), value);
+        data.insert(k.as_str().to_owned(), value);
     }
     data
 }

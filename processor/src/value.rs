@@ -21,12 +21,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 pub use serde_json::Number;
 
+mod key;
 mod parse;
+pub use key::Key;
 pub use parse::{from_slice, from_str, ParseError};
 
 /// A JSON value (see the module docs).
@@ -50,10 +53,11 @@ pub enum Value {
 /// A JSON object: `(key, value)` pairs sorted by key, keys unique.
 ///
 /// The type parameters only exist so that `Map<String, Value>` (serde_json's spelling) names
-/// this type too; every method is on `Map<String, Value>`.
+/// this type too; every method is on `Map<String, Value>`, whose keys are [`Key`]s.
 #[derive(Clone, Default, PartialEq)]
 pub struct Map<K = String, V = Value> {
-    entries: Vec<(K, V)>,
+    entries: Vec<(Key, V)>,
+    spelling: PhantomData<K>,
 }
 
 /// Builds a [`Value`] with `serde_json::json!` syntax (through `serde_json::Value`: for tests
@@ -70,6 +74,7 @@ impl Map {
     pub fn new() -> Map {
         Map {
             entries: Vec::new(),
+            spelling: PhantomData,
         }
     }
 
@@ -77,6 +82,7 @@ impl Map {
     pub fn with_capacity(n: usize) -> Map {
         Map {
             entries: Vec::with_capacity(n),
+            spelling: PhantomData,
         }
     }
 
@@ -85,12 +91,15 @@ impl Map {
     /// One stable sort, then one pass dropping the earlier duplicates: O(n log n) however the
     /// keys come (inserting one by one into the sorted vector would be O(n²) on a large
     /// object, which a hostile payload could exploit).
-    pub fn from_pairs(mut entries: Vec<(String, Value)>) -> Map {
+    pub fn from_pairs(mut entries: Vec<(Key, Value)>) -> Map {
         if !entries.is_sorted_by(|a, b| cmp_key(a.0.as_bytes(), b.0.as_bytes()).is_lt()) {
             entries.sort_by(|a, b| cmp_key(a.0.as_bytes(), b.0.as_bytes()));
             dedup_keep_last(&mut entries);
         }
-        Map { entries }
+        Map {
+            entries,
+            spelling: PhantomData,
+        }
     }
 
     /// Where `key` is (`Ok`) or would be inserted (`Err`).
@@ -149,8 +158,21 @@ impl Map {
         self.position(key).is_some()
     }
 
-    /// Sets `key` to `value`, returning the previous value.
+    /// Sets `key` to `value`, returning the previous value. (`String`, not `impl Into<Key>`,
+    /// so that callers' `"key".into()` needs no annotation; a known key's `String` is freed
+    /// here and the static text stored instead.)
     pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (Key::from(key), value));
+                None
+            }
+        }
+    }
+
+    /// [`Map::insert`] with a key already in its stored form.
+    fn insert_key(&mut self, key: Key, value: Value) -> Option<Value> {
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
@@ -166,12 +188,12 @@ impl Map {
     }
 
     /// Removes `key`, returning the stored key and its value.
-    pub fn remove_entry(&mut self, key: &str) -> Option<(String, Value)> {
+    pub fn remove_entry(&mut self, key: &str) -> Option<(Key, Value)> {
         self.position(key).map(|i| self.entries.remove(i))
     }
 
     /// The entry of `key`, for in-place insert-or-update.
-    pub fn entry<S: Into<String>>(&mut self, key: S) -> Entry<'_> {
+    pub fn entry<S: Into<Key>>(&mut self, key: S) -> Entry<'_> {
         let key = key.into();
         match self.find(&key) {
             Ok(index) => Entry::Occupied(OccupiedEntry {
@@ -187,7 +209,7 @@ impl Map {
     }
 
     /// Keeps only the pairs for which `keep` returns true (in key order).
-    pub fn retain<F: FnMut(&String, &mut Value) -> bool>(&mut self, mut keep: F) {
+    pub fn retain<F: FnMut(&Key, &mut Value) -> bool>(&mut self, mut keep: F) {
         self.entries.retain_mut(|(k, v)| keep(k, v));
     }
 
@@ -251,7 +273,7 @@ fn eq_key(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Drops, in a key-sorted vector (stable sort), every pair followed by one with the same key.
-fn dedup_keep_last(entries: &mut Vec<(String, Value)>) {
+fn dedup_keep_last(entries: &mut Vec<(Key, Value)>) {
     let len = entries.len();
     if len < 2 {
         return;
@@ -281,20 +303,20 @@ pub enum Entry<'a> {
 
 /// An absent key of a [`Map`].
 pub struct VacantEntry<'a> {
-    entries: &'a mut Vec<(String, Value)>,
+    entries: &'a mut Vec<(Key, Value)>,
     index: usize,
-    key: String,
+    key: Key,
 }
 
 /// A present key of a [`Map`].
 pub struct OccupiedEntry<'a> {
-    entries: &'a mut Vec<(String, Value)>,
+    entries: &'a mut Vec<(Key, Value)>,
     index: usize,
 }
 
 impl<'a> Entry<'a> {
     /// The entry's key.
-    pub fn key(&self) -> &String {
+    pub fn key(&self) -> &Key {
         match self {
             Entry::Vacant(e) => &e.key,
             Entry::Occupied(e) => e.key(),
@@ -320,7 +342,7 @@ impl<'a> Entry<'a> {
 
 impl<'a> VacantEntry<'a> {
     /// The key.
-    pub fn key(&self) -> &String {
+    pub fn key(&self) -> &Key {
         &self.key
     }
 
@@ -333,7 +355,7 @@ impl<'a> VacantEntry<'a> {
 
 impl<'a> OccupiedEntry<'a> {
     /// The key.
-    pub fn key(&self) -> &String {
+    pub fn key(&self) -> &Key {
         &self.entries[self.index].0
     }
 
@@ -391,28 +413,28 @@ macro_rules! iterator {
 
 iterator!(
     /// Pairs of a [`Map`].
-    Iter<'a>, std::slice::Iter<'a, (String, Value)>, (&'a String, &'a Value), |(k, v)| (k, v)
+    Iter<'a>, std::slice::Iter<'a, (Key, Value)>, (&'a Key, &'a Value), |(k, v)| (k, v)
 );
 iterator!(
     /// Pairs of a [`Map`], values mutable.
-    IterMut<'a>, std::slice::IterMut<'a, (String, Value)>, (&'a String, &'a mut Value),
+    IterMut<'a>, std::slice::IterMut<'a, (Key, Value)>, (&'a Key, &'a mut Value),
     |(k, v)| (&*k, v)
 );
 iterator!(
     /// Keys of a [`Map`].
-    Keys<'a>, std::slice::Iter<'a, (String, Value)>, &'a String, |(k, _)| k
+    Keys<'a>, std::slice::Iter<'a, (Key, Value)>, &'a Key, |(k, _)| k
 );
 iterator!(
     /// Values of a [`Map`].
-    Values<'a>, std::slice::Iter<'a, (String, Value)>, &'a Value, |(_, v)| v
+    Values<'a>, std::slice::Iter<'a, (Key, Value)>, &'a Value, |(_, v)| v
 );
 iterator!(
     /// Values of a [`Map`], mutable.
-    ValuesMut<'a>, std::slice::IterMut<'a, (String, Value)>, &'a mut Value, |(_, v)| v
+    ValuesMut<'a>, std::slice::IterMut<'a, (Key, Value)>, &'a mut Value, |(_, v)| v
 );
 
 impl<'a> IntoIterator for &'a Map {
-    type Item = (&'a String, &'a Value);
+    type Item = (&'a Key, &'a Value);
     type IntoIter = Iter<'a>;
     fn into_iter(self) -> Iter<'a> {
         self.iter()
@@ -420,7 +442,7 @@ impl<'a> IntoIterator for &'a Map {
 }
 
 impl<'a> IntoIterator for &'a mut Map {
-    type Item = (&'a String, &'a mut Value);
+    type Item = (&'a Key, &'a mut Value);
     type IntoIter = IterMut<'a>;
     fn into_iter(self) -> IterMut<'a> {
         self.iter_mut()
@@ -428,18 +450,18 @@ impl<'a> IntoIterator for &'a mut Map {
 }
 
 impl IntoIterator for Map {
-    type Item = (String, Value);
-    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    type Item = (Key, Value);
+    type IntoIter = std::vec::IntoIter<(Key, Value)>;
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }
 }
 
-impl Extend<(String, Value)> for Map {
-    fn extend<T: IntoIterator<Item = (String, Value)>>(&mut self, iter: T) {
-        let mut iter = iter.into_iter();
+impl<K: Into<Key>> Extend<(K, Value)> for Map {
+    fn extend<T: IntoIterator<Item = (K, Value)>>(&mut self, iter: T) {
+        let mut iter = iter.into_iter().map(|(k, v)| (k.into(), v));
         if self.entries.is_empty() {
-            let pairs: Vec<(String, Value)> = iter.collect();
+            let pairs: Vec<(Key, Value)> = iter.collect();
             *self = Map::from_pairs(pairs);
             return;
         }
@@ -452,13 +474,13 @@ impl Extend<(String, Value)> for Map {
             *self = Map::from_pairs(pairs);
         } else {
             for (k, v) in iter.by_ref() {
-                self.insert(k, v);
+                self.insert_key(k, v);
             }
         }
     }
 }
 
-impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Map {
+impl<K: Into<Key>, V: Into<Value>> FromIterator<(K, V)> for Map {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Map {
         Map::from_pairs(
             iter.into_iter()
@@ -683,7 +705,7 @@ fn parse_index(s: &str) -> Option<usize> {
     s.parse().ok()
 }
 
-/// What a [`Value`] can be indexed with: `&str`/`String` (object keys) and `usize` (array
+/// What a [`Value`] can be indexed with: `&str`/`String`/[`Key`] (object keys) and `usize` (array
 /// positions).
 pub trait Index: private::Sealed {
     /// The value at this index, if any.
@@ -700,6 +722,7 @@ mod private {
     impl Sealed for usize {}
     impl Sealed for str {}
     impl Sealed for String {}
+    impl Sealed for super::Key {}
     impl<T: ?Sized + Sealed> Sealed for &T {}
 }
 
@@ -756,6 +779,17 @@ impl Index for str {
 }
 
 impl Index for String {
+    fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value> {
+        self.as_str().index_into(v)
+    }
+    fn index_into_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
+        self.as_str().index_into_mut(v)
+    }
+    fn index_or_insert<'v>(&self, v: &'v mut Value) -> &'v mut Value {
+        self.as_str().index_or_insert(v)
+    }
+}
+impl Index for Key {
     fn index_into<'v>(&self, v: &'v Value) -> Option<&'v Value> {
         self.as_str().index_into(v)
     }
@@ -962,7 +996,9 @@ impl From<serde_json::Value> for Value {
             serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
             // serde_json's map iterates in key order: the pairs arrive sorted.
             serde_json::Value::Object(m) => Value::Object(Map::from_pairs(
-                m.into_iter().map(|(k, v)| (k, Value::from(v))).collect(),
+                m.into_iter()
+                    .map(|(k, v)| (Key::from(k), Value::from(v)))
+                    .collect(),
             )),
         }
     }
@@ -978,7 +1014,7 @@ impl From<Value> for serde_json::Value {
             Value::Array(a) => serde_json::Value::Array(a.into_iter().map(Into::into).collect()),
             Value::Object(m) => serde_json::Value::Object(
                 m.into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::from(v)))
+                    .map(|(k, v)| (k.into_string(), serde_json::Value::from(v)))
                     .collect(),
             ),
         }
@@ -1002,7 +1038,7 @@ impl Serialize for Map {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.len()))?;
         for (k, v) in self {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(k.as_str(), v)?;
         }
         map.end()
     }
@@ -1077,11 +1113,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut pairs: Vec<(String, Value)> =
+        let mut pairs: Vec<(Key, Value)> =
             Vec::with_capacity(access.size_hint().unwrap_or(0).min(64));
-        while let Some(key) = access.next_key::<String>()? {
+        while let Some(key) = access.next_key::<Cow<'de, str>>()? {
             let value = access.next_value()?;
-            pairs.push((key, value));
+            pairs.push((Key::from(key), value));
         }
         Ok(Value::Object(Map::from_pairs(pairs)))
     }
@@ -1106,7 +1142,7 @@ mod tests {
         );
         assert_eq!(Value::from(theirs.clone()), ours);
         assert_eq!(serde_json::Value::from(ours.clone()), theirs);
-        let keys: Vec<&String> = ours.as_object().unwrap().keys().collect();
+        let keys: Vec<&Key> = ours.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["", "a", "ab", "b"]);
         assert_eq!(ours.to_string(), theirs.to_string());
     }

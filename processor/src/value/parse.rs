@@ -16,7 +16,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Map, Number, Value};
+use super::{Key, Map, Number, Value};
 
 /// Nesting depth at which serde_json gives up (its `remaining_depth` starts at 128 and the
 /// array or object that brings it to 0 is refused).
@@ -112,7 +112,7 @@ struct Parser<'a> {
     /// vector by doubling (same for objects' pairs below).
     items: Vec<Value>,
     /// Pairs of the objects being parsed, innermost last.
-    pairs: Vec<(String, Value)>,
+    pairs: Vec<(Key, Value)>,
 }
 
 impl<'a> Parser<'a> {
@@ -233,7 +233,7 @@ impl<'a> Parser<'a> {
                 Some(_) => return Err("key must be a string"),
                 None => return Err("EOF while parsing an object"),
             }
-            let key = self.string()?;
+            let key = self.key()?;
             self.skip_ws();
             match self.peek() {
                 Some(b':') => self.pos += 1,
@@ -272,6 +272,31 @@ impl<'a> Parser<'a> {
                 Ok(text.to_owned())
             }
             _ => self.escaped_string(start),
+        }
+    }
+
+    /// An object key, the opening quote already consumed: like [`Parser::string`], but a
+    /// known key (see [`Key`]) is not copied at all.
+    fn key(&mut self) -> Step<Key> {
+        let start = self.pos;
+        let clean = crate::encode::first_escape(&self.bytes[start..]);
+        self.pos = start + clean;
+        match self.peek() {
+            Some(b'"') => {
+                let text = self.text(start, self.pos);
+                self.pos += 1;
+                // The key's first eight bytes in one load (the text goes on past the key
+                // nearly always; at its very end the key is assembled byte by byte).
+                Ok(match self.bytes.get(start..start + 8) {
+                    Some(window) => {
+                        let mut word = [0u8; 8];
+                        word.copy_from_slice(window);
+                        Key::new_with_window(text, u64::from_le_bytes(word))
+                    }
+                    None => Key::new(text),
+                })
+            }
+            _ => self.escaped_string(start).map(Key::from),
         }
     }
 
@@ -447,10 +472,9 @@ impl<'a> Parser<'a> {
         if int.len() + frac.len() > 19 {
             return None;
         }
-        let significand = int
-            .iter()
-            .chain(frac)
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        // Two plain folds: a chained iterator's fold checks which half it is in per digit.
+        let digit = |n: u64, &d: &u8| n * 10 + u64::from(d - b'0');
+        let significand = frac.iter().fold(int.iter().fold(0u64, digit), digit);
         let f = significand as f64 / POW10[frac.len()];
         Number::from_f64(if negative { -f } else { f })
     }
