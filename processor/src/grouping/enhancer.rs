@@ -734,22 +734,56 @@ struct RuleOutcome {
 #[derive(Default)]
 pub struct RuleCache {
     entries: parking_lot::Mutex<HashMap<u128, Arc<RuleOutcome>>>,
-    variants: parking_lot::Mutex<HashMap<u128, super::strategies::Variants>>,
+    variants: parking_lot::Mutex<VariantMemo>,
+}
+
+/// Most frames the remembered component trees of one [`RuleCache`] may hold together. The
+/// entry count alone would not bound memory: a tree costs a few hundred bytes per frame,
+/// and a client can send thousands of distinct stack traces of hundreds of frames each.
+/// At a few hundred bytes per frame, 32,768 frames keep one project's trees to roughly
+/// 10–20 MB, and still hold 1,000 distinct stack traces of 30 frames.
+pub(crate) const VARIANT_MEMO_FRAMES: usize = 32_768;
+
+/// The trees part of a [`RuleCache`], with the frames they hold.
+#[derive(Default)]
+struct VariantMemo {
+    trees: HashMap<u128, super::strategies::Variants>,
+    frames: usize,
 }
 
 impl RuleCache {
     /// The component trees remembered under `key`, if any.
     pub(crate) fn variants(&self, key: u128) -> Option<super::strategies::Variants> {
-        self.variants.lock().get(&key).cloned()
+        self.variants.lock().trees.get(&key).cloned()
     }
 
-    /// Remembers component trees under `key` (bounded like the rule outcomes).
-    pub(crate) fn remember_variants(&self, key: u128, variants: &super::strategies::Variants) {
-        let mut map = self.variants.lock();
-        if map.len() >= RULE_CACHE_ENTRIES {
-            map.clear();
+    /// Remembers the component trees of a stack trace of `frames` frames under `key`. Bounded
+    /// like the rule outcomes, and by [`VARIANT_MEMO_FRAMES`]: when either is reached the memo
+    /// starts over; a stack trace larger than the whole budget is not remembered.
+    pub(crate) fn remember_variants(
+        &self,
+        key: u128,
+        variants: &super::strategies::Variants,
+        frames: usize,
+    ) {
+        if frames > VARIANT_MEMO_FRAMES {
+            return;
         }
-        map.insert(key, variants.clone());
+        let mut memo = self.variants.lock();
+        if memo.trees.len() >= RULE_CACHE_ENTRIES || memo.frames + frames > VARIANT_MEMO_FRAMES {
+            memo.trees.clear();
+            memo.frames = 0;
+        }
+        if memo.trees.insert(key, variants.clone()).is_none() {
+            memo.frames += frames;
+        }
+    }
+
+    /// Stack traces and frames whose trees are remembered.
+    #[cfg(test)]
+    pub(crate) fn remembered_trees(&self) -> (usize, usize) {
+        let memo = self.variants.lock();
+        (memo.trees.len(), memo.frames)
     }
 }
 

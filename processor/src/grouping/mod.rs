@@ -604,6 +604,40 @@ mod tests {
         }
     }
 
+    /// The remembered trees stay within their frame budget however many distinct stack
+    /// traces arrive, and a stack trace seen again is still replayed.
+    #[test]
+    fn remembered_trees_are_bounded_by_frames() {
+        let config = GroupingConfig::default();
+        let event = |n: usize| {
+            let frames: Vec<Value> = (0..200)
+                .map(|i| {
+                    json!({"module": format!("m{n}"), "function": format!("f{i}"),
+                    "in_app": true})
+                })
+                .collect();
+            json!({"platform": "python", "exception": {"values": [{"type": "E", "value": "v",
+                "stacktrace": {"frames": frames}}]}})
+        };
+        let mut most = 0;
+        for n in 0..400 {
+            compute(&event(n), &config);
+            let (_, frames) = config.rule_cache.remembered_trees();
+            most = most.max(frames);
+        }
+        // 400 × 200 frames arrived; the budget held.
+        assert!(most <= enhancer::VARIANT_MEMO_FRAMES, "{most}");
+        assert!(
+            most >= enhancer::VARIANT_MEMO_FRAMES - 200,
+            "{most}: the memo was used"
+        );
+        let last = compute(&event(399), &config).render_text();
+        assert_eq!(
+            last,
+            compute(&event(399), &GroupingConfig::default()).render_text()
+        );
+    }
+
     /// `compute_hashes` skips the exception value's parameterization only where the value
     /// cannot reach a hash; where it can (no contributing frame, no stack trace, chained
     /// exceptions), the hashes still follow the value.

@@ -330,7 +330,7 @@ fn stacktrace_variants(st: &Stacktrace, ctx: &Ctx<'_>) -> Variants {
     for (_, c) in &mut v {
         c.seal();
     }
-    memo.remember_variants(key, &v);
+    memo.remember_variants(key, &v, st.frames.len());
     v
 }
 
