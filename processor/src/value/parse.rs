@@ -261,42 +261,46 @@ impl<'a> Parser<'a> {
 
     /// A string's contents, the opening quote already consumed.
     fn string(&mut self) -> Step<String> {
-        let start = self.pos;
-        let clean = crate::encode::first_escape(&self.bytes[start..]);
-        self.pos = start + clean;
-        match self.peek() {
-            Some(b'"') => {
-                // The common case: no escape, one copy.
-                let text = self.text(start, self.pos);
-                self.pos += 1;
-                Ok(text.to_owned())
-            }
-            _ => self.escaped_string(start),
+        match self.plain_text() {
+            // The common case: no escape, one copy.
+            Ok((_, text)) => Ok(text.to_owned()),
+            Err(start) => self.escaped_string(start),
         }
     }
 
     /// An object key, the opening quote already consumed: like [`Parser::string`], but a
     /// known key (see [`Key`]) is not copied at all.
     fn key(&mut self) -> Step<Key> {
+        match self.plain_text() {
+            // The key's first eight bytes in one load (the text goes on past the key nearly
+            // always; at its very end the key is assembled byte by byte).
+            Ok((start, text)) => Ok(match self.bytes.get(start..start + 8) {
+                Some(window) => {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(window);
+                    Key::new_with_window(text, u64::from_le_bytes(word))
+                }
+                None => Key::new(text),
+            }),
+            Err(start) => self.escaped_string(start).map(Key::from),
+        }
+    }
+
+    /// Scans a string's contents (the opening quote consumed) up to the first byte that is
+    /// not plain text. When that is the closing quote, consumes it and returns where the
+    /// contents start and the contents; otherwise returns where they start, for
+    /// [`Parser::escaped_string`].
+    #[inline(always)]
+    fn plain_text(&mut self) -> Result<(usize, &'a str), usize> {
         let start = self.pos;
         let clean = crate::encode::first_escape(&self.bytes[start..]);
         self.pos = start + clean;
-        match self.peek() {
-            Some(b'"') => {
-                let text = self.text(start, self.pos);
-                self.pos += 1;
-                // The key's first eight bytes in one load (the text goes on past the key
-                // nearly always; at its very end the key is assembled byte by byte).
-                Ok(match self.bytes.get(start..start + 8) {
-                    Some(window) => {
-                        let mut word = [0u8; 8];
-                        word.copy_from_slice(window);
-                        Key::new_with_window(text, u64::from_le_bytes(word))
-                    }
-                    None => Key::new(text),
-                })
-            }
-            _ => self.escaped_string(start).map(Key::from),
+        if self.peek() == Some(b'"') {
+            let text = self.text(start, self.pos);
+            self.pos += 1;
+            Ok((start, text))
+        } else {
+            Err(start)
         }
     }
 
