@@ -1,8 +1,9 @@
 //! Real Sentry clients against a real `osprey serve`: the Python sentry-sdk, @sentry/node,
 //! the Rust `sentry` crate and `sentry-cli send-event` each deliver an error (and a
-//! transaction where the client can send one), every HTTP answer they get is 2xx, and after
-//! the server stops every item is durably in its data directory — still in the ingest log, or
-//! already processed into the events table.
+//! transaction where the client can send one), every HTTP answer they get is 2xx, after the
+//! server stops every item is durably in its data directory — still in the ingest log, or
+//! already processed into the events table — and once it runs again the processor keeps every
+//! item: each is readable through Sentry's event API.
 //!
 //! The tools come from `scripts/test`; run through it (or export what it exports).
 
@@ -71,8 +72,57 @@ fn assert_all_2xx(what: &str, report: &Value, at_least: usize) {
     }
 }
 
-/// Stops the server, then checks that each sent item is stored in its data directory.
+/// How long the processor may take to make a sent item readable through the API.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until each sent item is processed and kept: readable through Sentry's event API. An
+/// item the processor drops (as an invalid transaction, say) fails here, whenever the
+/// processor gets to it; checking only the data directory after stopping let such a drop pass
+/// whenever the server stopped before processing the item.
+fn assert_processed(server: &OspreyServer, sent: &[Sent]) {
+    for item in sent {
+        let path = format!(
+            "/api/0/projects/default/default/events/{}/",
+            item.id.simple()
+        );
+        let deadline = std::time::Instant::now() + PROCESS_DEADLINE;
+        loop {
+            let (status, body) = server.api_get(&path);
+            if status == 200 {
+                assert_eq!(
+                    body.get("eventID").and_then(Value::as_str),
+                    Some(item.id.simple().to_string().as_str()),
+                    "{}: GET {path} answered another event: {body}",
+                    item.what
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: {} ({}) is still not readable at {path} after {PROCESS_DEADLINE:?} \
+                 (last answer {status} {body}); the processor dropped or never reached it\n\
+                 --- server log ---\n{}",
+                item.what,
+                item.id,
+                item.item_type,
+                server.log_tail(60)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Stops the server at once and checks that each sent item is stored in its data directory
+/// (still in the log, or processed), then starts it again and checks that the processor keeps
+/// every item (see [`assert_processed`]).
 fn assert_stored(server: &mut OspreyServer, sent: &[Sent]) {
+    assert_durable(server, sent);
+    server.start_again();
+    assert_processed(server, sent);
+}
+
+/// Stops the server, then checks that each sent item is stored in its data directory.
+fn assert_durable(server: &mut OspreyServer, sent: &[Sent]) {
     server.stop();
     let wanted: Vec<(u64, Uuid)> = sent.iter().map(|s| (DEFAULT_PROJECT, s.id)).collect();
     let found: HashMap<Uuid, Found> = find_items(server.data_dir(), &wanted);

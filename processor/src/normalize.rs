@@ -382,30 +382,44 @@ fn ms_to_iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Rewrites a timestamp field in place as float seconds shifted by `shift_ms`; unparsable
-/// values are removed.
-/// Parses a timestamp like [`parse_timestamp`], to unix microseconds: rewritten timestamps
-/// keep the SDK's sub-millisecond precision, or transaction and span durations (end − start)
-/// would be off by up to a millisecond.
-fn parse_timestamp_us(v: &Value) -> Option<i64> {
+/// Parses a timestamp in any form [`parse_timestamp`] accepts into unix microseconds, rounded
+/// to the nearest one whatever the form. Rewritten timestamps keep the SDK's sub-millisecond
+/// precision, or transaction and span durations (end − start) would be off by up to a
+/// millisecond. Both forms round (never truncate) because SDKs mix them within one span: the
+/// Rust SDK writes `start_timestamp` as float seconds and `timestamp` as RFC 3339 with
+/// nanoseconds, and truncating one while rounding the other made a span shorter than a
+/// microsecond end before it started.
+pub fn parse_timestamp_us(v: &Value) -> Option<i64> {
     let ms = parse_timestamp(v)?;
     let us = match v {
-        Value::Number(n) => (n.as_f64()? * 1e6).round() as i64,
+        Value::Number(n) => {
+            // Whole seconds and the fraction apart: `secs * 1e6` in one step rounds in the
+            // 53-bit product (1795940937.1108644 × 1e6 comes out as …864.5, then …865).
+            let secs = n.as_f64()?;
+            let whole = secs.trunc();
+            whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64
+        }
         Value::String(s) => {
             let s = s.trim();
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                .map(|n| n.and_utc().timestamp_micros())
-                .or_else(|_| DateTime::parse_from_rfc3339(s).map(|d| d.timestamp_micros()))
+            let parsed = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|n| n.and_utc())
+                .or_else(|_| DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()))
                 .or_else(|_| {
-                    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-                        .map(|n| n.and_utc().timestamp_micros())
+                    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc())
                 })
-                .ok()?
+                .ok()?;
+            // Sub-second nanoseconds may reach 1,999,999,999 in a leap second; rounding them
+            // up to the next microsecond is the nearest instant either way.
+            let micros = (i64::from(parsed.timestamp_subsec_nanos()) + 500) / 1000;
+            parsed
+                .timestamp()
+                .checked_mul(1_000_000)?
+                .checked_add(micros)?
         }
         _ => return None,
     };
     // Same instant as the millisecond parse (guards against any parser disagreement).
-    ((us - ms * 1000).abs() < 1000).then_some(us)
+    ((us - ms * 1000).abs() <= 1000).then_some(us)
 }
 
 fn secs_value_us(us: i64) -> Value {
@@ -414,15 +428,38 @@ fn secs_value_us(us: i64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn shift_field(obj: &mut Map<String, Value>, key: &str, shift_ms: i64) {
+/// How far a span's end may precede its start and still count as zero-length: float seconds
+/// carry only about 0.24 µs at today's epoch, so an SDK's sub-microsecond span (the Rust SDK
+/// finishes an empty child span ~50 ns after starting it) can come out a microsecond inverted
+/// once both ends are whole microseconds. A real inversion is far larger and is still refused.
+const FLOAT_SECONDS_SLACK_US: i64 = 1;
+
+/// Rewrites a timestamp field in place as float seconds shifted by `shift_ms`, returning the
+/// microseconds written; unparsable values are removed.
+fn shift_field(obj: &mut Map<String, Value>, key: &str, shift_ms: i64) -> Option<i64> {
     // Rewritten in place (no new key string, no second search): this runs twice per span.
-    let Some(v) = obj.get_mut(key) else {
-        return;
-    };
+    let v = obj.get_mut(key)?;
     match parse_timestamp_us(v) {
-        Some(us) => *v = secs_value_us(us + shift_ms * 1000),
+        Some(us) => {
+            let shifted = us + shift_ms * 1000;
+            *v = secs_value_us(shifted);
+            Some(shifted)
+        }
         None => {
             obj.remove(key);
+            None
+        }
+    }
+}
+
+/// Sets `timestamp` to `start` when it precedes it by no more than float seconds' precision
+/// ([`FLOAT_SECONDS_SLACK_US`]).
+fn close_float_gap(obj: &mut Map<String, Value>, start_us: Option<i64>, end_us: Option<i64>) {
+    if let (Some(start), Some(end)) = (start_us, end_us) {
+        if end < start && start - end <= FLOAT_SECONDS_SLACK_US {
+            if let Some(v) = obj.get_mut("timestamp") {
+                *v = secs_value_us(start);
+            }
         }
     }
 }
@@ -487,11 +524,15 @@ fn normalize_timestamps(
         shift_field(ev, "timestamp", shift);
     }
     ts += shift;
-    shift_field(ev, "start_timestamp", shift);
+    if let Some(start) = shift_field(ev, "start_timestamp", shift) {
+        let end = ev.get("timestamp").and_then(parse_timestamp_us);
+        close_float_gap(ev, Some(start), end);
+    }
     if let Some(Value::Array(spans)) = ev.get_mut("spans") {
         for span in spans.iter_mut().filter_map(Value::as_object_mut) {
-            shift_field(span, "start_timestamp", shift);
-            shift_field(span, "timestamp", shift);
+            let start = shift_field(span, "start_timestamp", shift);
+            let end = shift_field(span, "timestamp", shift);
+            close_float_gap(span, start, end);
         }
     }
     if let Some(values) = ev
@@ -1254,6 +1295,87 @@ mod tests {
             346_914
         );
         assert_eq!(n.timestamp_ms as i64, end_us.div_euclid(1000));
+    }
+
+    /// A transaction with one span from `start` (float seconds) to `end` (either form).
+    fn one_span_transaction(start: Value, end: Value) -> Value {
+        json!({"type": "transaction", "start_timestamp": start.clone(), "timestamp": end.clone(),
+               "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2",
+                                      "span_id": "fa90fdead5f74053"}},
+               "spans": [{"start_timestamp": start, "timestamp": end,
+                          "trace_id": "4c79f60c11214eb38604f4ae0781bfb2",
+                          "span_id": "fa90fdead5f74052"}]})
+    }
+
+    /// The Rust SDK's spans: `start_timestamp` as float seconds, `timestamp` as RFC 3339 with
+    /// nanoseconds. A span shorter than a microsecond must still end at or after its start once
+    /// both are microseconds, and the transaction holding it must stay valid (it used to be
+    /// dropped as `invalid_transaction` about half the time).
+    #[test]
+    fn mixed_forms_of_one_sub_microsecond_span_keep_their_order() {
+        let mut c = ctx();
+        c.is_transaction_item = true;
+        let base_s = c.received_ms as i64 / 1000 - 5;
+        let mut cases: Vec<(Value, Value)> = [456_700u32, 456_400, 999_900, 0, 499_900]
+            .into_iter()
+            .map(|start_ns| {
+                let start = base_s as f64 + f64::from(start_ns) / 1e9;
+                let end_iso = chrono::DateTime::from_timestamp(base_s, start_ns + 200)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+                    .to_string();
+                (json!(start), json!(end_iso))
+            })
+            .collect();
+        // A span the Rust SDK sent: the float start is 1795940937.1108644008…, its product
+        // with 1e6 rounds to …864.5 in f64, and the span ends 66 ns later in the string.
+        cases.push((
+            json!(1_795_940_937.110_864_4),
+            json!("2026-11-29T08:28:57.110864466Z"),
+        ));
+        // The float's own error (~0.12 µs) can put the start just past a later end.
+        cases.push((
+            json!(1_795_940_937.110_864_6),
+            json!("2026-11-29T08:28:57.110864466Z"),
+        ));
+        for (start, end) in cases {
+            let n = normalize_value(one_span_transaction(start.clone(), end.clone()), &c).unwrap();
+            let span = &n.event["spans"][0];
+            let (s, e) = (
+                span["start_timestamp"].as_f64().unwrap(),
+                span["timestamp"].as_f64().unwrap(),
+            );
+            assert!(e >= s, "{start} .. {end}: span {s} .. {e}");
+            crate::transactions::TransactionFacts::extract(&n.event)
+                .unwrap_or_else(|e| panic!("{start} .. {end}: {e}"));
+        }
+        // An end truly before its start (by 5 µs) is still refused.
+        let n = normalize_value(
+            one_span_transaction(
+                json!(1_795_940_937.110_869_5),
+                json!("2026-11-29T08:28:57.110864466Z"),
+            ),
+            &c,
+        )
+        .unwrap();
+        assert!(crate::transactions::TransactionFacts::extract(&n.event).is_err());
+        // Both forms round to the nearest microsecond.
+        assert_eq!(
+            parse_timestamp_us(&json!("2023-11-14T22:13:20.123456500Z")),
+            Some(1_700_000_000_123_457)
+        );
+        assert_eq!(
+            parse_timestamp_us(&json!(1_700_000_000.123_457_2)),
+            Some(1_700_000_000_123_457)
+        );
+        assert_eq!(
+            parse_timestamp_us(&json!(1_795_940_937.110_864_4)),
+            Some(1_795_940_937_110_864)
+        );
+        assert_eq!(
+            parse_timestamp_us(&json!("2023-11-14 22:13:20.000000499")),
+            Some(1_700_000_000_000_000)
+        );
     }
 
     #[test]

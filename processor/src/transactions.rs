@@ -222,28 +222,11 @@ fn validate_span(span: &Value) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A Sentry timestamp as unix microseconds: a number of seconds, a naive ISO datetime (UTC) or
-/// an RFC 3339 string. Times before 1970 are rejected.
+/// A Sentry timestamp as unix microseconds (any form [`crate::normalize::parse_timestamp_us`]
+/// reads, rounded the same way so that a span's two ends compare truly). Times before 1970 are
+/// rejected.
 pub fn timestamp_us(value: &Value) -> Option<i64> {
-    let us = match value {
-        Value::Number(n) => {
-            let secs = n.as_f64()?;
-            if !secs.is_finite() || !(0.0..1e12).contains(&secs) {
-                return None;
-            }
-            (secs * 1e6).round() as i64
-        }
-        Value::String(s) => {
-            let s = s.trim();
-            let parsed = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                .map(|naive| naive.and_utc())
-                .or_else(|_| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()))
-                .ok()?;
-            parsed.timestamp_micros()
-        }
-        _ => return None,
-    };
-    (us >= 0).then_some(us)
+    crate::normalize::parse_timestamp_us(value).filter(|&us| us >= 0)
 }
 
 /// A hex id of `len` digits (a dashed UUID is accepted for 32), lowercased; all-zero is invalid.
