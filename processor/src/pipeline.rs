@@ -94,6 +94,7 @@ pub mod category {
             "attachment_item" => 22,
             "log_item" => 23,
             "log_byte" => 24,
+            "trace_metric" => 33,
             _ => 255,
         }
     }
@@ -955,8 +956,9 @@ impl Processor {
                 client_report(work, record);
                 Ok(())
             }
-            _ => {
+            other => {
                 work.stats.skipped += 1;
+                unsupported_item(work, record, other);
                 Ok(())
             }
         }
@@ -1453,8 +1455,6 @@ impl Processor {
     }
 }
 
-/// Client reports become outcomes: discarded → `client_discard`, rate limited →
-/// `rate_limited`, filtered → `filtered`, with the SDK's reason and category.
 /// Keeps an attachment item under its event (the envelope's event id). Replays write the same
 /// key (the id hashes header and content), so a crash never stores it twice.
 fn store_attachment(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
@@ -1501,6 +1501,53 @@ fn store_attachment(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
     Ok(())
 }
 
+/// An item of a product osprey keeps no data for: sessions (release health), cron
+/// check-ins, logs, trace metrics, user feedback, profiles, replays, metric buckets. The SDK
+/// was answered 200, as Relay answers; Relay drops an item whose product is disabled for the
+/// project with outcome `invalid`, reason `feature_disabled`, in the item's category, and so
+/// does osprey: the drop is counted in the outcomes instead of vanishing. Types with no data
+/// category (unknown to osprey, as to Relay) are dropped without an outcome, as Relay does.
+fn unsupported_item(work: &mut Work<'_>, record: &LogRecord, item_type: &str) {
+    let cat = match item_type {
+        "session" | "sessions" => category::SESSION,
+        "check_in" => category::from_name("monitor"),
+        "log" => category::from_name("log_item"),
+        "trace_metric" => category::from_name("trace_metric"),
+        "feedback" | "user_report" => category::from_name("feedback"),
+        "profile" => category::from_name("profile"),
+        "profile_chunk" => category::from_name("profile_chunk"),
+        "replay_event" | "replay_recording" => category::from_name("replay"),
+        "replay_video" => category::from_name("replay_video"),
+        "statsd" | "metric_buckets" => category::from_name("metric_bucket"),
+        "form_data" | "unreal_report" => category::ERROR,
+        "nel" => category::SECURITY,
+        _ => return,
+    };
+    // Container items (logs, trace metrics) count their items, as Relay's outcomes do.
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Header {
+        item_count: Option<u32>,
+    }
+    let header: Header = serde_json::from_slice(&record.item_header).unwrap_or_default();
+    let quantity = header.item_count.unwrap_or(1).max(1);
+    tracing::debug!(
+        item_type,
+        quantity,
+        "dropping an item of a product osprey does not keep (outcome feature_disabled)"
+    );
+    work.outcome(
+        record.project_id,
+        record.received_ms,
+        outcome::INVALID,
+        cat,
+        "feature_disabled",
+        i64::from(quantity),
+    );
+}
+
+/// Client reports become outcomes: discarded → `client_discard`, rate limited →
+/// `rate_limited`, filtered → `filtered`, with the SDK's reason and category.
 fn client_report(work: &mut Work<'_>, record: &LogRecord) {
     let Ok(report) = crate::value::from_slice(&record.payload) else {
         work.outcome(

@@ -447,6 +447,77 @@ fn filters_invalid_items_and_client_reports_become_outcomes() {
     assert_eq!(count_cf(&store, cf::EVENTS), 0);
 }
 
+/// Items of products osprey keeps no data for (sessions, check-ins, logs, feedback, …) are
+/// answered 200 by ingest like Relay; the processor must count each drop as Relay does
+/// (outcome `invalid`, reason `feature_disabled`, the item's category and item count), not
+/// lose it without a trace. An unknown item type has no category and no outcome.
+#[test]
+fn items_of_unsupported_products_become_feature_disabled_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let received_ms = now_ms();
+    let item = |ty: &str, header: &str, payload: &[u8]| {
+        let mut r = record(payload.to_vec());
+        r.received_ms = received_ms;
+        r.item_type = ty.into();
+        r.item_header = Bytes::from(header.to_owned());
+        r
+    };
+    let records = vec![
+        item(
+            "session",
+            r#"{"type":"session"}"#,
+            br#"{"sid":"7c7b6585-5e6c-4fd6-9a34-3c1e0d9b8b6a","status":"exited"}"#,
+        ),
+        item(
+            "sessions",
+            r#"{"type":"sessions"}"#,
+            br#"{"aggregates":[{"started":"2020-02-07T14:16:00Z","exited":2}]}"#,
+        ),
+        item(
+            "check_in",
+            r#"{"type":"check_in"}"#,
+            br#"{"check_in_id":"83a7c03ed0a04e1b97e2e3b18d38f244","monitor_slug":"job","status":"ok"}"#,
+        ),
+        item(
+            "log",
+            r#"{"type":"log","item_count":3,"content_type":"application/vnd.sentry.items.log+json"}"#,
+            br#"{"items":[{},{},{}]}"#,
+        ),
+        item(
+            "feedback",
+            r#"{"type":"feedback"}"#,
+            br#"{"contexts":{"feedback":{"message":"great"}}}"#,
+        ),
+        item("some_future_item", r#"{"type":"some_future_item"}"#, b"{}"),
+    ];
+    let stats = processor.process_and_commit(&records).unwrap();
+    assert_eq!(
+        (stats.accepted, stats.invalid, stats.skipped),
+        (0, 0, 6),
+        "{stats:?}"
+    );
+    let hour = keys::hour_start(received_ms);
+    let get = |c: u8| {
+        store
+            .db()
+            .get_cf(
+                &store.cf(cf::OUTCOMES),
+                keys::outcome(1, hour, outcome::INVALID, c, "feature_disabled"),
+            )
+            .unwrap()
+            .map(|v| decode_i64(&v))
+    };
+    assert_eq!(get(category::SESSION), Some(2));
+    assert_eq!(get(category::from_name("monitor")), Some(1));
+    assert_eq!(get(category::from_name("log_item")), Some(3));
+    assert_eq!(get(category::from_name("feedback")), Some(1));
+    // Four categories, nothing for the unknown type.
+    assert_eq!(count_cf(&store, cf::OUTCOMES), 4);
+    assert_eq!(count_cf(&store, cf::EVENTS), 0);
+}
+
 #[test]
 fn transactions_are_stored_and_indexed_by_trace() {
     let dir = tempfile::tempdir().unwrap();
