@@ -368,6 +368,16 @@ fn rust_sentry_crate_error_message_and_transaction_are_stored() {
         db.finish();
         let http = transaction.start_child("http.client", "GET /prices");
         http.finish();
+        // The crate sends the whole URL; Relay moves its query and fragment into their fields.
+        transaction.set_request(sentry::protocol::Request {
+            url: Some(
+                "http://shop.example/checkout?cart=42&step=pay#summary"
+                    .parse()
+                    .expect("a valid URL"),
+            ),
+            method: Some("GET".into()),
+            ..Default::default()
+        });
         transaction.finish();
         (error_id, message_id)
     });
@@ -404,4 +414,24 @@ fn rust_sentry_crate_error_message_and_transaction_are_stored() {
             },
         ],
     );
+    let path = format!(
+        "/api/0/projects/default/default/events/{}/",
+        transaction_id.simple()
+    );
+    let (status, event) = server.api_get(&path);
+    assert_eq!(status, 200, "GET {path}: {event}");
+    let request = event["entries"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["type"] == "request"))
+        .unwrap_or_else(|| panic!("the Rust SDK transaction has no request entry: {event}"));
+    assert_eq!(
+        request["data"]["url"], "http://shop.example/checkout",
+        "{request}"
+    );
+    assert_eq!(
+        request["data"]["query"],
+        serde_json::json!([["cart", "42"], ["step", "pay"]]),
+        "{request}"
+    );
+    assert_eq!(request["data"]["fragment"], "summary", "{request}");
 }

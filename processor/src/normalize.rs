@@ -1080,7 +1080,40 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                 .collect();
             r.insert("headers".into(), Value::Array(pairs));
         }
+        split_request_url(r);
         trim_field(r, "url", 256, 40);
+    }
+}
+
+/// Relay's URL normalization: the query string and fragment of `request.url` move into
+/// `query_string` and `fragment`, and the URL keeps only what comes before them. SDKs that
+/// send the full URL (the Rust crate, @sentry/node) then show the same request as those that
+/// split it themselves (Python), and the URL's length cap no longer cuts into a query string
+/// that would fit. Fields the SDK set take precedence over the URL's parts, as in Relay.
+fn split_request_url(r: &mut Map<String, Value>) {
+    let Some(Value::String(url)) = r.get_mut("url") else {
+        return;
+    };
+    let Some(cut) = url.find(['?', '#']) else {
+        return;
+    };
+    let rest = url.split_off(cut);
+    // A `?` after the `#` belongs to the fragment (`/a#x?y` has no query).
+    let (query, fragment) = match rest.strip_prefix('?') {
+        Some(after) => match after.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (after, None),
+        },
+        None => ("", rest.strip_prefix('#')),
+    };
+    let unset = |r: &Map<String, Value>, key: &str| matches!(r.get(key), None | Some(Value::Null));
+    if !query.is_empty() && unset(r, "query_string") {
+        r.insert("query_string".into(), Value::String(query.to_owned()));
+    }
+    if let Some(fragment) = fragment.filter(|f| !f.is_empty()) {
+        if unset(r, "fragment") {
+            r.insert("fragment".into(), Value::String(fragment.to_owned()));
+        }
     }
 }
 
@@ -1452,6 +1485,43 @@ mod tests {
         let st = &n.event["exception"]["values"][0]["stacktrace"];
         assert_eq!(st["frames"].as_array().unwrap().len(), 250);
         assert_eq!(st["frames"][249]["function"], "f299");
+    }
+
+    /// The Rust crate and @sentry/node send `request.url` with its query string (and maybe a
+    /// fragment); Relay moves both into their own fields, keeping fields the SDK already set.
+    #[test]
+    fn request_url_query_and_fragment_move_to_their_fields() {
+        let req = |request: Value| {
+            let n = norm(json!({"message": "m", "request": request}));
+            n.event.get("request").cloned().unwrap_or_default()
+        };
+        assert_eq!(
+            req(json!({"url": "http://x.io/probe?a=1&b=2#top", "method": "GET"})),
+            json!({"url": "http://x.io/probe", "method": "GET", "query_string": "a=1&b=2", "fragment": "top"})
+        );
+        // What the SDK set wins; the URL still loses its query and fragment.
+        assert_eq!(
+            req(json!({"url": "/p?x=1#f", "query_string": "y=2", "fragment": "g"})),
+            json!({"url": "/p", "query_string": "y=2", "fragment": "g"})
+        );
+        // A `?` inside the fragment is not a query; empty parts set nothing.
+        assert_eq!(
+            req(json!({"url": "http://x.io/a#frag?b=1"})),
+            json!({"url": "http://x.io/a", "fragment": "frag?b=1"})
+        );
+        assert_eq!(
+            req(json!({"url": "http://x.io/a?"})),
+            json!({"url": "http://x.io/a"})
+        );
+        assert_eq!(
+            req(json!({"url": "http://x.io/a"})),
+            json!({"url": "http://x.io/a"})
+        );
+        // A long query no longer makes the URL hit its 256-character cap.
+        let long = format!("http://x.io/search?q={}", "z".repeat(400));
+        let r = req(json!({"url": long}));
+        assert_eq!(r["url"], json!("http://x.io/search"));
+        assert_eq!(r["query_string"].as_str().map(str::len), Some(402));
     }
 
     #[test]
