@@ -244,6 +244,9 @@ enum Route {
     Security(u64),
     /// `/api/{id}/minidump/`: native crash uploads.
     Minidump(u64),
+    /// `/api/{id}/cron/{slug}[/{sentry_key}]/`: HTTP check-ins of cron monitors (the slug
+    /// and key are read from the path again by [`cron_path`]).
+    Cron(u64),
 }
 
 fn parse_route(path: &str) -> Result<Route, IngestError> {
@@ -258,12 +261,73 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         "store" => |id| Route::Store(Some(id)),
         "security" | "csp-report" => Route::Security,
         "minidump" => Route::Minidump,
+        cron if cron_path(cron).is_some() => Route::Cron,
         _ => return Err(IngestError::NotFound),
     };
     let project_id = project
         .parse::<u64>()
         .map_err(|_| IngestError::BadProject)?;
     Ok(make(project_id))
+}
+
+/// The monitor slug and the optional public key of a cron check-in path's tail
+/// (`cron/{slug}` or `cron/{slug}/{sentry_key}`, trailing slash already removed).
+fn cron_path(endpoint: &str) -> Option<(&str, Option<&str>)> {
+    let rest = endpoint.strip_prefix("cron/")?;
+    let (slug, key) = match rest.split_once('/') {
+        Some((slug, key)) => (slug, Some(key)),
+        None => (rest, None),
+    };
+    let segment_ok = |s: &str| !s.is_empty() && !s.contains('/');
+    (segment_ok(slug) && key.is_none_or(segment_ok)).then_some((slug, key))
+}
+
+/// The `check_in` item of an HTTP check-in, built as Relay builds it: a JSON body (when the
+/// content type says JSON) is the check-in itself, otherwise the query carries `status`,
+/// `check_in_id`, `environment` and `duration`; the slug always comes from the path. A
+/// check-in without a `status` is a bad request.
+fn cron_check_in(
+    slug: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Bytes, IngestError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim().starts_with("application/json"));
+    let mut check_in = if is_json {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => return Err(IngestError::InvalidJson("check-in is not an object".into())),
+            Err(e) => return Err(IngestError::InvalidJson(format!("{e}"))),
+        }
+    } else {
+        let mut map = serde_json::Map::new();
+        for (k, v) in query.map(auth::query_pairs).into_iter().flatten() {
+            let value = match &*k {
+                "status" | "check_in_id" | "environment" => serde_json::Value::from(v.as_ref()),
+                "duration" => match v.parse::<f64>() {
+                    Ok(d) if d.is_finite() => serde_json::Value::from(d),
+                    _ => return Err(IngestError::InvalidJson(format!("duration {v:?}"))),
+                },
+                _ => continue,
+            };
+            map.insert(k.into_owned(), value);
+        }
+        map
+    };
+    if !check_in
+        .get("status")
+        .is_some_and(serde_json::Value::is_string)
+    {
+        return Err(IngestError::InvalidJson("check-in without a status".into()));
+    }
+    check_in
+        .entry("check_in_id")
+        .or_insert_with(|| Uuid::nil().simple().to_string().into());
+    check_in.insert("monitor_slug".into(), slug.into());
+    Ok(Bytes::from(serde_json::Value::Object(check_in).to_string()))
 }
 
 fn now_ms() -> u64 {
@@ -526,6 +590,7 @@ impl IngestService {
         }
         let is_get = request.method == Method::GET;
         let is_minidump = matches!(route, Ok(Route::Minidump(_)));
+        let is_cron = matches!(route, Ok(Route::Cron(_)));
         let mut category = None;
         let result = match route {
             Ok(route) => self.process(route, request, &mut category).await,
@@ -535,7 +600,14 @@ impl IngestService {
             Ok(accepted) => {
                 self.metrics.accept_request();
                 self.metrics.observe_latency(start.elapsed());
-                let mut resp = if is_minidump {
+                let mut resp = if is_cron {
+                    // Relay's answer to a check-in: 202, nothing to read.
+                    IngestResponse {
+                        status: StatusCode::ACCEPTED,
+                        headers: HeaderMap::new(),
+                        body: Bytes::new(),
+                    }
+                } else if is_minidump {
                     // Crash reporters read the hyphenated event id as plain text.
                     let id = accepted.event_id.map(|id| id.hyphenated().to_string());
                     let mut r = IngestResponse {
@@ -608,19 +680,34 @@ impl IngestService {
     ) -> Result<Accepted, IngestError> {
         let IngestRequest {
             method,
+            path,
             query,
             headers,
             body,
             client_addr,
-            ..
         } = request;
         match (route, &method) {
             (Route::Envelope(_) | Route::Security(_) | Route::Minidump(_), &Method::POST)
-            | (Route::Store(_), &Method::POST | &Method::GET) => {}
+            | (Route::Store(_) | Route::Cron(_), &Method::POST | &Method::GET) => {}
             _ => return Err(IngestError::MethodNotAllowed),
         }
+        if let Route::Cron(project_id) = route {
+            *category = Some(DataCategory::Monitor);
+            return self
+                .handle_cron(
+                    project_id,
+                    &path,
+                    query.as_deref(),
+                    &headers,
+                    body,
+                    client_addr,
+                )
+                .await;
+        }
         let path_project = match route {
-            Route::Envelope(id) | Route::Security(id) | Route::Minidump(id) => Some(id),
+            Route::Envelope(id) | Route::Security(id) | Route::Minidump(id) | Route::Cron(id) => {
+                Some(id)
+            }
             Route::Store(id) => id,
         };
         let is_envelope = matches!(route, Route::Envelope(_))
@@ -927,6 +1014,64 @@ impl IngestService {
         }
     }
 
+    /// An HTTP check-in (`/api/{id}/cron/{slug}[/{sentry_key}]/`): the key from the path or
+    /// the usual auth, one `check_in` item through the envelope path. As in Relay a rate limit
+    /// never reaches the client (crons retry), so only a bad request or a server fault fails.
+    async fn handle_cron(
+        &self,
+        project_id: u64,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: Bytes,
+        client_addr: Option<IpAddr>,
+    ) -> Result<Accepted, IngestError> {
+        let tail = path
+            .strip_prefix("/api/")
+            .map(|rest| rest.strip_suffix('/').unwrap_or(rest))
+            .and_then(|rest| rest.split_once('/'))
+            .map_or("", |(_, endpoint)| endpoint);
+        let (slug, path_key) = cron_path(tail).ok_or(IngestError::NotFound)?;
+        let auth = match path_key {
+            Some(key) => Auth {
+                public_key: key.to_owned(),
+                version: auth::PROTOCOL_VERSION,
+                client: None,
+                secret: None,
+            },
+            None => match auth::auth_from_request(headers, query)? {
+                Some((auth, _)) => auth,
+                None => return Err(IngestError::MissingAuth),
+            },
+        };
+        let (key, _) = self.resolve_key(&auth, Some(project_id))?;
+        let body = if body.len() > self.config.limits.max_event_size {
+            return Err(IngestError::BodyTooLarge(DetailError(format!(
+                "length limit exceeded ({} bytes)",
+                self.config.limits.max_event_size
+            ))));
+        } else {
+            let encodings = decode::encodings(headers)?;
+            if encodings.is_empty() {
+                body
+            } else {
+                decode::decode_body(&encodings, body, self.config.limits.max_event_size)?
+            }
+        };
+        let payload = cron_check_in(slug, query, headers, &body)?;
+        let envelope = Envelope::from_store_payload(Uuid::new_v4(), ItemType::CheckIn, payload);
+        match self
+            .handle_envelope(envelope, &key, client_addr, true)
+            .await
+        {
+            Err(IngestError::RateLimited(_)) => Ok(Accepted {
+                event_id: None,
+                rate_limits: RateLimits::default(),
+            }),
+            other => other,
+        }
+    }
+
     /// Validates the key and version, then finds the key and its project (403 if unusable).
     fn resolve_key(
         &self,
@@ -1114,6 +1259,16 @@ mod tests {
         );
         assert_eq!(parse_route("/api/store/").unwrap(), Route::Store(None));
         assert_eq!(parse_route("/api/7/security/").unwrap(), Route::Security(7));
+        assert_eq!(parse_route("/api/3/cron/job/").unwrap(), Route::Cron(3));
+        assert_eq!(parse_route("/api/3/cron/job/abc").unwrap(), Route::Cron(3));
+        assert_eq!(cron_path("cron/job/abc"), Some(("job", Some("abc"))));
+        assert_eq!(cron_path("cron/job"), Some(("job", None)));
+        for bad in ["/api/3/cron/", "/api/3/cron//k/", "/api/3/cron/job/k/x/"] {
+            assert!(
+                matches!(parse_route(bad), Err(IngestError::NotFound)),
+                "{bad}"
+            );
+        }
         assert_eq!(
             parse_route("/api/7/csp-report").unwrap(),
             Route::Security(7)

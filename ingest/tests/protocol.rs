@@ -916,3 +916,100 @@ async fn forwarded_for_only_when_trusted() {
         );
     }
 }
+
+/// Relay's `/api/{id}/cron/{slug}[/{sentry_key}]/` (HTTP check-ins, `curl` from a crontab):
+/// GET or POST, the key in the path or in the usual auth, the check-in in the query or as a
+/// JSON body. Every accepted check-in is a 202 with one `check_in` record in the log, and a
+/// rate limit is never answered (crons would retry); osprey used to answer 404.
+#[tokio::test]
+async fn cron_check_ins_over_http_are_202_and_logged() {
+    let config = IngestConfig {
+        rate_limits: serde_json::from_str(r#"{"window_secs":3600,"project":{"monitor":3}}"#)
+            .unwrap(),
+        ..Default::default()
+    };
+    let (svc, log) = service(config);
+    let get = |path: &str| Req {
+        method: Method::GET,
+        ..post(path)
+    };
+    // Key in the path, check-in in the query.
+    let resp = svc
+        .ingest(
+            get(&format!("/api/1/cron/nightly-backup/{KEY}/"))
+                .query("status=in_progress&check_in_id=83a7c03ed0a04e1b97e2e3b18d38f244&environment=prod&duration=1.5")
+                .build(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{resp:?}");
+    assert!(resp.body.is_empty());
+    // The usual auth (`sentry_key` query), no trailing slash, a JSON body.
+    let resp = svc
+        .ingest(
+            post("/api/1/cron/nightly-backup")
+                .query(&format!("sentry_key={KEY}"))
+                .header("content-type", "application/json")
+                .body(r#"{"status":"ok","duration":2.0,"monitor_slug":"ignored"}"#)
+                .build(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{resp:?}");
+    {
+        let records = log.records.lock();
+        assert_eq!(records.len(), 2);
+        assert!(records
+            .iter()
+            .all(|r| r.item_type == "check_in" && r.project_id == 1));
+        let first: serde_json::Value = serde_json::from_slice(&records[0].payload).unwrap();
+        assert_eq!(
+            first,
+            serde_json::json!({"status": "in_progress", "check_in_id": "83a7c03ed0a04e1b97e2e3b18d38f244",
+                "environment": "prod", "duration": 1.5, "monitor_slug": "nightly-backup"})
+        );
+        let second: serde_json::Value = serde_json::from_slice(&records[1].payload).unwrap();
+        assert_eq!(second["status"], "ok");
+        assert_eq!(second["monitor_slug"], "nightly-backup");
+    }
+    // Bad requests stay bad: no status, no key, a key of another project, a malformed path.
+    let no_status = svc
+        .ingest(
+            get(&format!("/api/1/cron/job/{KEY}/"))
+                .query("environment=prod")
+                .build(),
+        )
+        .await;
+    assert_eq!(no_status.status, StatusCode::BAD_REQUEST);
+    let no_key = svc
+        .ingest(get("/api/1/cron/job/").query("status=ok").build())
+        .await;
+    assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+    let wrong_project = svc
+        .ingest(
+            get(&format!("/api/2/cron/job/{KEY}/"))
+                .query("status=ok")
+                .build(),
+        )
+        .await;
+    assert_eq!(wrong_project.status, StatusCode::FORBIDDEN);
+    let too_deep = svc
+        .ingest(
+            get(&format!("/api/1/cron/job/{KEY}/x/"))
+                .query("status=ok")
+                .build(),
+        )
+        .await;
+    assert_eq!(too_deep.status, StatusCode::NOT_FOUND);
+    // The third check-in uses up the limit of 3; the fourth is dropped, still answered 202.
+    for _ in 0..2 {
+        let resp = svc
+            .ingest(
+                get(&format!("/api/1/cron/job/{KEY}"))
+                    .query("status=error")
+                    .build(),
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::ACCEPTED, "{resp:?}");
+        assert!(resp.headers.get("x-sentry-rate-limits").is_none());
+    }
+    assert_eq!(log.records.lock().len(), 3);
+}
