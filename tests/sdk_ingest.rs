@@ -216,6 +216,65 @@ fn node_sentry_sdk_streamed_spans_are_accepted() {
     assert_stored(&mut server, &sent);
 }
 
+/// Spans in a trace tree from the trace API, the roots' descendants included.
+fn trace_span_count(nodes: &Value) -> usize {
+    nodes.as_array().map_or(0, |list| {
+        list.iter()
+            .filter(|n| n.get("span_id").is_some())
+            .map(|n| 1 + trace_span_count(&n["children"]))
+            .sum()
+    })
+}
+
+/// @sentry/node's span buffer flushes a trace every 1000 spans (and every 5 s), so a segment
+/// with 1200 children arrives as a span item of 1000 children and, later, one with the rest
+/// and the segment span. Every child must end up in the segment's transaction: the trace
+/// shows all 1201 spans (osprey used to drop the 1000 that came first).
+#[test]
+fn node_sentry_sdk_segment_streamed_in_several_envelopes_keeps_every_span() {
+    const CHILDREN: usize = 1200;
+    let server = OspreyServer::start(ServerOptions::default());
+    let children = CHILDREN.to_string();
+    let out = run_node(
+        "node_stream_segment.js",
+        &[server.dsn(), children.as_str()],
+        &[],
+    );
+    out.assert_success();
+    let report = out.json();
+    assert_all_2xx("@sentry/node (large streamed segment)", &report, 2);
+    assert!(
+        report["span_items"]
+            .as_array()
+            .is_some_and(|i| i.len() >= 2),
+        "the SDK sent the segment in one item; this test needs it split: {report}"
+    );
+    let trace_id = report["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace id: {report}"));
+    let path = format!("/api/0/organizations/default/trace/{trace_id}/");
+    let deadline = std::time::Instant::now() + PROCESS_DEADLINE;
+    loop {
+        let (status, body) = server.api_get(&path);
+        let spans = if status == 200 {
+            trace_span_count(&body)
+        } else {
+            0
+        };
+        if spans == CHILDREN + 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path}: {spans} of {} spans after {PROCESS_DEADLINE:?} (last answer {status})\n\
+             --- server log ---\n{}",
+            CHILDREN + 1,
+            server.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn sentry_cli_send_event_is_stored() {
     let mut server = OspreyServer::start(ServerOptions::default());

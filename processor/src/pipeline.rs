@@ -302,7 +302,18 @@ struct Work<'a> {
     alerts: crate::alerts::BatchAlerts,
     /// Releases seen in this batch: (project, version) → (first, last) event time.
     releases: HashMap<(u64, String), (u64, u64)>,
+    /// Streamed children of this batch still waiting for their segment span, by (project,
+    /// trace, segment span id): their index keys and v1 spans.
+    pending_spans: HashMap<(u64, Uuid, u64), Vec<PendingChild>>,
+    /// Set while a streamed segment's transaction goes through [`Processor::process_event`].
+    storing_segment: bool,
+    /// Stored values of the segments' transactions written in this batch, by event key: late
+    /// children of this batch are appended to them ([`Processor::attach_late_spans`]).
+    segment_values: HashMap<[u8; 24], Vec<u8>>,
 }
+
+/// A streamed child waiting for its segment in this batch: its pending-index key and v1 span.
+type PendingChild = ([u8; 49], Value);
 
 impl Work<'_> {
     fn count(&mut self, key: Vec<u8>, n: i64) {
@@ -793,6 +804,9 @@ impl Processor {
             user_folder: crate::perf_users::UserFolder::new(),
             alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
+            pending_spans: HashMap::new(),
+            storing_segment: false,
+            segment_values: HashMap::new(),
         };
         // Two stages per chunk of records: the per-event work that needs no batch state
         // (`prepare_record`), then issue assignment, counters and the write batch in log
@@ -986,7 +1000,12 @@ impl Processor {
         if converted.transactions.is_empty() {
             work.stats.skipped += 1;
         }
-        for event in &converted.transactions {
+        self.keep_pending_spans(work, record.project_id, converted.pending);
+        let mut transactions = converted.transactions;
+        for event in &mut transactions {
+            self.take_pending_spans(work, record.project_id, event)?;
+        }
+        for event in &transactions {
             // Encoding a `Value` cannot fail (string keys only); never stall the batch on it.
             let Ok(payload) = serde_json::to_vec(event) else {
                 work.stats.invalid += 1;
@@ -1003,7 +1022,138 @@ impl Processor {
                 payload: bytes::Bytes::from(payload),
                 ..record.clone()
             };
-            self.process_event(work, &synthetic)?;
+            work.storing_segment = true;
+            let result = self.process_event(work, &synthetic);
+            work.storing_segment = false;
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Children whose segment span has not arrived yet: kept (in this batch's map, and in the
+    /// index for later batches) until [`Processor::take_pending_spans`] finds their segment.
+    fn keep_pending_spans(
+        &self,
+        work: &mut Work<'_>,
+        project_id: u64,
+        pending: Vec<crate::spans::PendingSpan>,
+    ) {
+        let index = self.store.cf(cf::INDEX);
+        for p in pending {
+            let key =
+                keys::pending_span(project_id, &p.trace_id, p.segment_id, p.end_ms, p.span_id);
+            // Encoding a `Value` cannot fail (string keys only).
+            let Ok(bytes) = serde_json::to_vec(&p.span) else {
+                continue;
+            };
+            work.batch.put_cf(&index, key, bytes);
+            let list = work
+                .pending_spans
+                .entry((project_id, p.trace_id, p.segment_id))
+                .or_default();
+            // Bounded like a transaction's children: more could never be attached.
+            if list.len() < crate::spans::MAX_CHILD_SPANS {
+                list.push((key, p.span));
+            }
+        }
+    }
+
+    /// Adds to a streamed segment's transaction the children that came before it (earlier in
+    /// this batch or in earlier batches) and deletes them from the pending index.
+    fn take_pending_spans(
+        &self,
+        work: &mut Work<'_>,
+        project_id: u64,
+        event: &mut Value,
+    ) -> Result<()> {
+        let Some((trace_id, segment_id)) = crate::spans::segment_of_transaction(event) else {
+            return Ok(());
+        };
+        let index = self.store.cf(cf::INDEX);
+        let prefix = keys::pending_span_prefix(project_id, &trace_id, segment_id);
+        let mut found: Vec<PendingChild> = work
+            .pending_spans
+            .remove(&(project_id, trace_id, segment_id))
+            .unwrap_or_default();
+        let mode = rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.store.db().iterator_cf(&index, mode) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || found.len() >= crate::spans::MAX_CHILD_SPANS {
+                break;
+            }
+            let (Ok(key), Ok(span)) = (
+                <[u8; 49]>::try_from(&key[..]),
+                crate::value::from_slice(&value),
+            ) else {
+                continue;
+            };
+            if !found.iter().any(|(k, _)| *k == key) {
+                found.push((key, span));
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut spans = Vec::with_capacity(found.len());
+        for (key, span) in found {
+            work.batch.delete_cf(&index, key);
+            spans.push(span);
+        }
+        let overflow = crate::spans::attach_pending(event, spans);
+        if overflow > 0 {
+            tracing::debug!(
+                overflow,
+                "segment has more children than a transaction keeps"
+            );
+        }
+        Ok(())
+    }
+
+    /// Streamed children of this batch whose segment's transaction is already stored (in an
+    /// earlier batch, or earlier in this one): the SDK sends its buffered spans concurrently,
+    /// so the item with the segment can be logged before an item with its first children.
+    /// The stored transaction gets them appended (up to [`crate::spans::MAX_CHILD_SPANS`]);
+    /// children of a segment not seen yet stay pending for [`Processor::take_pending_spans`].
+    fn attach_late_spans(&self, work: &mut Work<'_>) -> Result<()> {
+        let groups = std::mem::take(&mut work.pending_spans);
+        let store = work.store;
+        let events = store.cf(cf::EVENTS);
+        let index = store.cf(cf::INDEX);
+        for ((project_id, trace_id, segment_id), children) in groups {
+            let event_id = crate::spans::segment_event_id(
+                &trace_id.simple().to_string(),
+                &format!("{segment_id:016x}"),
+            );
+            let key = keys::event(project_id, &event_id);
+            let value = match work.segment_values.get(&key) {
+                Some(v) => Some(v.clone()),
+                None => store.db().get_cf(&events, key)?,
+            };
+            let Some(value) = value else {
+                continue;
+            };
+            let Ok(mut stored) = records::decode_event(&value) else {
+                continue;
+            };
+            let Some(spans) = stored
+                .event
+                .get_mut("spans")
+                .and_then(serde_json::Value::as_array_mut)
+            else {
+                continue;
+            };
+            let room = crate::spans::MAX_CHILD_SPANS.saturating_sub(spans.len());
+            for (_, span) in children.iter().take(room) {
+                if let Ok(span) = serde_json::to_value(span) {
+                    spans.push(span);
+                }
+            }
+            let value = records::encode_event_plain(&stored)?;
+            work.batch.put_cf(&events, key, &value);
+            work.segment_values.insert(key, value);
+            for (pending_key, _) in &children {
+                work.batch.delete_cf(&index, pending_key);
+            }
         }
         Ok(())
     }
@@ -1184,6 +1334,10 @@ impl Processor {
             &body,
         );
         let store = work.store;
+        if work.storing_segment {
+            // Children of this segment may still come later in this batch.
+            work.segment_values.insert(event_key, value.clone());
+        }
         work.batch.put_cf(&store.cf(cf::EVENTS), event_key, value);
         let index = store.cf(cf::INDEX);
         if let Some(issue_id) = issue_id {
@@ -1398,6 +1552,7 @@ impl Processor {
     }
 
     fn finish(&self, mut work: Work<'_>, guard: MutexGuard<'static, ()>) -> Result<BatchOutcome> {
+        self.attach_late_spans(&mut work)?;
         let store = work.store;
         work.folder.flush_into(store, &mut work.batch);
         work.user_folder.flush_into(store, &mut work.batch);

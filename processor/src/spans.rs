@@ -16,9 +16,12 @@
 //! The event id is derived from (trace id, span id), so a span item replayed from the log
 //! after a crash is deduplicated like any other event: exactly once holds for these too.
 //!
-//! Limitation: spans are attached to a segment only when they arrive in the same item as it
-//! (the Node SDK flushes a segment's spans together when the segment ends); a child span sent
-//! on its own is not stored.
+//! Children usually travel with their segment, but the Node SDK's buffer flushes a trace every
+//! 5 s and every 1000 spans, so the children of a long or large segment can come in earlier
+//! items. Those name their segment (`sentry.segment.id`) and come back as
+//! [`SegmentEvents::pending`]; the pipeline keeps them in the index until the segment's item
+//! arrives and then adds them to its transaction ([`attach_pending`]). A child that ends after
+//! its segment's transaction was stored stays pending until retention removes it.
 
 use std::collections::HashMap;
 
@@ -324,9 +327,56 @@ fn child_is_valid(span: &Map<String, Value>) -> bool {
 pub struct SegmentEvents {
     /// One transaction event per segment span, with its children.
     pub transactions: Vec<Value>,
-    /// Spans not attached to any segment of the item (their segment ends later or was sent
-    /// before), and malformed children.
+    /// Spans not attached to any segment of the item and not pending either (no segment id,
+    /// malformed, or over [`MAX_CHILD_SPANS`]).
     pub unattached: usize,
+    /// Valid children whose segment span is not in this item: the SDK sent them before their
+    /// segment ended (its buffer flushes a trace every 5 s and every 1000 spans). The pipeline
+    /// keeps them until the segment arrives ([`storage::keys::index::PENDING_SPAN`]).
+    pub pending: Vec<PendingSpan>,
+}
+
+/// A child span waiting for its segment span (see [`SegmentEvents::pending`]).
+#[derive(Debug)]
+pub struct PendingSpan {
+    /// The trace.
+    pub trace_id: Uuid,
+    /// The segment span's id, as a number.
+    pub segment_id: u64,
+    /// The span's own id, as a number.
+    pub span_id: u64,
+    /// When the span ended (unix ms): its retention clock.
+    pub end_ms: u64,
+    /// The span in the v1 shape a transaction's `spans` hold.
+    pub span: Value,
+}
+
+/// A 16-digit hex span id as a number.
+fn span_id_u64(id: &str) -> Option<u64> {
+    (id.len() == 16)
+        .then(|| u64::from_str_radix(id, 16).ok())
+        .flatten()
+}
+
+/// The segment id and trace id of a transaction event built here (or of any transaction
+/// event): `contexts.trace.span_id` and `trace_id`.
+pub fn segment_of_transaction(event: &Value) -> Option<(Uuid, u64)> {
+    let trace = event.get("contexts")?.get("trace")?;
+    let trace_id = Uuid::try_parse(trace.get("trace_id")?.as_str()?).ok()?;
+    let segment_id = span_id_u64(trace.get("span_id")?.as_str()?)?;
+    Some((trace_id, segment_id))
+}
+
+/// Adds children that arrived earlier to a transaction event built here, up to
+/// [`MAX_CHILD_SPANS`] in all; returns how many did not fit.
+pub fn attach_pending(event: &mut Value, pending: Vec<Value>) -> usize {
+    let Some(Value::Array(spans)) = event.get_mut("spans") else {
+        return pending.len();
+    };
+    let room = MAX_CHILD_SPANS.saturating_sub(spans.len());
+    let overflow = pending.len().saturating_sub(room);
+    spans.extend(pending.into_iter().take(room));
+    overflow
 }
 
 /// Converts a `span` item's payload into transaction events (see the module docs).
@@ -365,6 +415,7 @@ pub fn segment_transactions(payload: &[u8]) -> Result<SegmentEvents, &'static st
     };
     let mut children: HashMap<usize, Vec<&Map<String, Value>>> = HashMap::new();
     let mut unattached = 0;
+    let mut pending = Vec::new();
     for (i, span) in spans.iter().enumerate() {
         if is_segment(span) {
             continue;
@@ -378,6 +429,10 @@ pub fn segment_transactions(payload: &[u8]) -> Result<SegmentEvents, &'static st
                     unattached += 1;
                 }
             }
+            None if child_is_valid(span) => match pending_span(span) {
+                Some(p) => pending.push(p),
+                None => unattached += 1,
+            },
             _ => unattached += 1,
         }
     }
@@ -388,6 +443,25 @@ pub fn segment_transactions(payload: &[u8]) -> Result<SegmentEvents, &'static st
     Ok(SegmentEvents {
         transactions,
         unattached,
+        pending,
+    })
+}
+
+/// A valid child whose segment is elsewhere, when it names its segment (v2
+/// `sentry.segment.id`, v1 `segment_id`).
+fn pending_span(span: &Map<String, Value>) -> Option<PendingSpan> {
+    let segment_id = attr_str(span, "sentry.segment.id")
+        .or_else(|| str_field(span, "segment_id"))
+        .and_then(span_id_u64)?;
+    let trace_id = Uuid::try_parse(str_field(span, "trace_id")?).ok()?;
+    let span_id = span_id_u64(str_field(span, "span_id")?)?;
+    let end_ms = end_of(span).and_then(timestamp_us)? / 1000;
+    Some(PendingSpan {
+        trace_id,
+        segment_id,
+        span_id,
+        end_ms: u64::try_from(end_ms).ok()?,
+        span: child_span(span),
     })
 }
 
@@ -420,6 +494,42 @@ mod tests {
              "parent_span_id": "2222222222222222", "start_timestamp": 1.0, "end_timestamp": 2.0,
              "is_segment": false, "status": "ok"}
         ]})
+    }
+
+    /// A valid child whose segment is not in the item is pending when it names its segment
+    /// (`sentry.segment.id`), and unattached when it does not.
+    #[test]
+    fn children_without_their_segment_are_pending() {
+        let item = json!({"version": 2, "items": [
+            {"name": "early", "span_id": "939ce64563a0dede", "trace_id": TRACE,
+             "parent_span_id": "9bc45bfdfa883b06", "start_timestamp": 1795879839.36,
+             "end_timestamp": 1795879839.4, "is_segment": false, "status": "ok",
+             "attributes": {"sentry.op": {"value": "db", "type": "string"},
+                            "sentry.segment.id": {"value": "9bc45bfdfa883b06", "type": "string"}}},
+            {"name": "anonymous", "span_id": "1111111111111111", "trace_id": TRACE,
+             "parent_span_id": "2222222222222222", "start_timestamp": 1.0, "end_timestamp": 2.0,
+             "is_segment": false, "status": "ok"}
+        ]});
+        let out = segment_transactions(&serde_json::to_vec(&item).unwrap()).unwrap();
+        assert!(out.transactions.is_empty());
+        assert_eq!(out.unattached, 1);
+        assert_eq!(out.pending.len(), 1);
+        let p = &out.pending[0];
+        assert_eq!(p.trace_id, Uuid::try_parse(TRACE).unwrap());
+        assert_eq!(p.segment_id, 0x9bc4_5bfd_fa88_3b06);
+        assert_eq!(p.span_id, 0x939c_e645_63a0_dede);
+        assert_eq!(p.end_ms, 1_795_879_839_400);
+        assert_eq!(p.span["description"], json!("early"));
+        assert_eq!(p.span["op"], json!("db"));
+
+        let mut tx = json!({"contexts": {"trace": {"trace_id": TRACE, "span_id": "9bc45bfdfa883b06"}},
+                            "spans": [{"span_id": "aaaaaaaaaaaaaaaa"}]});
+        assert_eq!(
+            segment_of_transaction(&tx),
+            Some((Uuid::try_parse(TRACE).unwrap(), 0x9bc4_5bfd_fa88_3b06))
+        );
+        assert_eq!(attach_pending(&mut tx, vec![p.span.clone()]), 0);
+        assert_eq!(tx["spans"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]

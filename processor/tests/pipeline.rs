@@ -823,3 +823,123 @@ fn parallel_preparation_writes_what_one_thread_writes() {
         );
     }
 }
+
+/// @sentry/node streams spans through a per-trace buffer that flushes every 5 s and every
+/// 1000 spans: the children of a long or large segment come in other `span` items than the
+/// one holding their segment span, sent concurrently, so logged before or after it. They must
+/// end up in the segment's transaction in every order, in one batch or across batches.
+#[test]
+fn streamed_children_sent_apart_from_their_segment_join_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let now = now_ms() as f64 / 1000.0;
+    let span_item = |trace: &str, segment: &str, children: &[&str], with_segment: bool| {
+        let mut items: Vec<serde_json::Value> = children
+            .iter()
+            .map(|id| {
+                json!({"name": format!("child {id}"), "span_id": id, "trace_id": trace,
+                       "parent_span_id": segment, "start_timestamp": now - 0.5,
+                       "end_timestamp": now - 0.4, "is_segment": false, "status": "ok",
+                       "attributes": {"sentry.op": {"value": "db", "type": "string"},
+                                      "sentry.segment.id": {"value": segment, "type": "string"}}})
+            })
+            .collect();
+        if with_segment {
+            items.push(
+                json!({"name": "GET /long", "span_id": segment, "trace_id": trace,
+                "start_timestamp": now - 1.0, "end_timestamp": now, "is_segment": true,
+                "status": "ok",
+                "attributes": {"sentry.op": {"value": "http.server", "type": "string"},
+                               "sentry.segment.id": {"value": segment, "type": "string"}}}),
+            );
+        }
+        let mut r = record(serde_json::to_vec(&json!({"version": 2, "items": items})).unwrap());
+        r.item_type = "span".into();
+        r.item_header = Bytes::from_static(
+            b"{\"type\":\"span\",\"content_type\":\"application/vnd.sentry.items.span.v2+json\"}",
+        );
+        r
+    };
+    let children_of = |trace: &str, segment: &str| -> Vec<String> {
+        let id = processor::spans::segment_event_id(trace, segment);
+        let stored = records::load_event(&store, 1, &id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no transaction for segment {segment}"));
+        let mut ids: Vec<String> = stored.event["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["span_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // Children in one batch, their segment (with one more child) in a later batch.
+    let trace_a = "4c79f60c11214eb38604f4ae0781bfb2";
+    let seg_a = "aaaaaaaaaaaaaaa1";
+    processor
+        .process_and_commit(&[span_item(
+            trace_a,
+            seg_a,
+            &["1000000000000001", "1000000000000002"],
+            false,
+        )])
+        .unwrap();
+    processor
+        .process_and_commit(&[span_item(trace_a, seg_a, &["1000000000000003"], true)])
+        .unwrap();
+    assert_eq!(
+        children_of(trace_a, seg_a),
+        ["1000000000000001", "1000000000000002", "1000000000000003"]
+    );
+
+    // Both items in one batch.
+    let trace_b = "5d79f60c11214eb38604f4ae0781bfb2";
+    let seg_b = "bbbbbbbbbbbbbbb1";
+    processor
+        .process_and_commit(&[
+            span_item(trace_b, seg_b, &["2000000000000001"], false),
+            span_item(trace_b, seg_b, &[], true),
+        ])
+        .unwrap();
+    assert_eq!(children_of(trace_b, seg_b), ["2000000000000001"]);
+
+    // The SDK sends its buffered items concurrently: the segment's item can be logged first.
+    // Children after their stored segment, in a later batch and in the same batch.
+    let trace_c = "6e79f60c11214eb38604f4ae0781bfb2";
+    let seg_c = "ccccccccccccccc1";
+    processor
+        .process_and_commit(&[span_item(trace_c, seg_c, &["3000000000000001"], true)])
+        .unwrap();
+    processor
+        .process_and_commit(&[span_item(
+            trace_c,
+            seg_c,
+            &["3000000000000002", "3000000000000003"],
+            false,
+        )])
+        .unwrap();
+    assert_eq!(
+        children_of(trace_c, seg_c),
+        ["3000000000000001", "3000000000000002", "3000000000000003"]
+    );
+    let trace_d = "7f79f60c11214eb38604f4ae0781bfb2";
+    let seg_d = "ddddddddddddddd1";
+    processor
+        .process_and_commit(&[
+            span_item(trace_d, seg_d, &[], true),
+            span_item(trace_d, seg_d, &["4000000000000001"], false),
+        ])
+        .unwrap();
+    assert_eq!(children_of(trace_d, seg_d), ["4000000000000001"]);
+
+    // Nothing stays pending once the segments arrived.
+    let pending = store
+        .db()
+        .iterator_cf(&store.cf(cf::INDEX), rocksdb::IteratorMode::Start)
+        .filter(|kv| kv.as_ref().unwrap().0[0] == keys::index::PENDING_SPAN)
+        .count();
+    assert_eq!(pending, 0);
+}

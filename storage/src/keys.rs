@@ -51,6 +51,12 @@ pub mod index {
     /// Alert throttle: `l` + rule id + issue id; value = last fired ms (u64 BE). Expires with
     /// retention by the time in its value (a throttle is at most 30 days).
     pub const ALERT_THROTTLE: u8 = b'l';
+    /// A streamed span that arrived before its segment span (the SDK flushes a long or large
+    /// segment's finished children early): `s` + project id + trace id (16 bytes) + segment
+    /// span id (u64 BE) + end ms + span id (u64 BE); value = the span as a transaction child
+    /// (JSON). Taken into the segment's transaction when that arrives; expires with retention
+    /// otherwise. See [`super::pending_span`].
+    pub const PENDING_SPAN: u8 = b's';
 }
 
 /// Prefix bytes of the tables inside the `issues` column family. None of them expires: an
@@ -141,6 +147,31 @@ pub fn index_trace(trace_id: &Uuid, ts_ms: u64, event_id: &Uuid) -> [u8; 41] {
     key
 }
 
+/// The prefix of the pending spans of one segment (see [`index::PENDING_SPAN`]).
+pub fn pending_span_prefix(project_id: u64, trace_id: &Uuid, segment_id: u64) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = index::PENDING_SPAN;
+    key[1..9].copy_from_slice(&project_id.to_be_bytes());
+    key[9..25].copy_from_slice(trace_id.as_bytes());
+    key[25..33].copy_from_slice(&segment_id.to_be_bytes());
+    key
+}
+
+/// A pending span's key (see [`index::PENDING_SPAN`]).
+pub fn pending_span(
+    project_id: u64,
+    trace_id: &Uuid,
+    segment_id: u64,
+    end_ms: u64,
+    span_id: u64,
+) -> [u8; 49] {
+    let mut key = [0u8; 49];
+    key[..33].copy_from_slice(&pending_span_prefix(project_id, trace_id, segment_id));
+    key[33..41].copy_from_slice(&end_ms.to_be_bytes());
+    key[41..].copy_from_slice(&span_id.to_be_bytes());
+    key
+}
+
 /// Stored event values start with the event's timestamp (ms, BE) so retention can read it
 /// without decompressing; the rest is the zstd-compressed JSON.
 pub const EVENT_VALUE_TS_LEN: usize = 8;
@@ -160,6 +191,7 @@ pub fn timestamp_of(cf_name: &str, key: &[u8], value: &[u8]) -> Option<u64> {
             &index::TRACE => be_u64_at(key, 17),
             &index::ALERT_FIRED => be_u64_at(key, 9),
             &index::ALERT_THROTTLE => be_u64_at(value, 0),
+            &index::PENDING_SPAN => be_u64_at(key, 33),
             _ => None,
         },
         // Time-bucketed aggregates put the bucket start right after a 1-byte kind and an
