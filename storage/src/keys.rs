@@ -629,6 +629,12 @@ mod tests {
         assert_eq!(timestamp_of(cf::INDEX, &a, &[]), Some(1_000));
         let t = index_trace(&Uuid::from_u128(9), 3_000, &id);
         assert_eq!(timestamp_of(cf::INDEX, &t, &[]), Some(3_000));
+        // Pending streamed spans expire by their end time and group under their segment.
+        let trace = Uuid::from_u128(9);
+        let p = pending_span(5, &trace, 0xaa, 4_000, 0xbb);
+        assert_eq!(timestamp_of(cf::INDEX, &p, &[]), Some(4_000));
+        assert!(p.starts_with(&pending_span_prefix(5, &trace, 0xaa)));
+        assert!(!p.starts_with(&pending_span_prefix(5, &trace, 0xab)));
     }
 
     #[test]
