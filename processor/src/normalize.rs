@@ -390,15 +390,10 @@ fn ms_to_iso(ms: i64) -> String {
 /// nanoseconds, and truncating one while rounding the other made a span shorter than a
 /// microsecond end before it started.
 pub fn parse_timestamp_us(v: &Value) -> Option<i64> {
-    let ms = parse_timestamp(v)?;
     let us = match v {
-        Value::Number(n) => {
-            // Whole seconds and the fraction apart: `secs * 1e6` in one step rounds in the
-            // 53-bit product (1795940937.1108644 × 1e6 comes out as …864.5, then …865).
-            let secs = n.as_f64()?;
-            let whole = secs.trunc();
-            whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64
-        }
+        // Float seconds: the common case (every span has two), computed without the
+        // millisecond parse, which cannot disagree with it (see `float_secs_to_us`).
+        Value::Number(n) => return float_secs_to_us(n.as_f64()?),
         Value::String(s) => {
             let s = s.trim();
             let parsed = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
@@ -419,7 +414,29 @@ pub fn parse_timestamp_us(v: &Value) -> Option<i64> {
         _ => return None,
     };
     // Same instant as the millisecond parse (guards against any parser disagreement).
+    let ms = parse_timestamp(v)?;
     ((us - ms * 1000).abs() <= 1000).then_some(us)
+}
+
+/// Float seconds as unix microseconds, for [`parse_timestamp_us`]: `None` where
+/// [`parse_timestamp`] refuses the number (not finite, or outside 0..=1e11 s).
+///
+/// Whole seconds and the fraction apart: `secs * 1e6` in one step rounds in the 53-bit
+/// product (1795940937.1108644 × 1e6 comes out as …864.5, then …865). Integer casts instead
+/// of `f64::trunc`/`round` (software routines on baseline x86-64): in 0..=1e11 `as i64`
+/// truncates exactly like `trunc`, `x − ⌊x⌋` is exact for non-negative `x`, and rounding half
+/// away from zero is `⌊x⌋ + (x − ⌊x⌋ ≥ 0.5)`. The result is within half a microsecond (plus
+/// the float's error, far below 1 µs here) of `secs`, and the millisecond parse within half a
+/// millisecond, so the agreement check of the string path can never fail for a number.
+#[inline]
+fn float_secs_to_us(secs: f64) -> Option<i64> {
+    if !secs.is_finite() || !(0.0..=1e11).contains(&secs) {
+        return None;
+    }
+    let whole = secs as i64;
+    let frac_us = (secs - whole as f64) * 1e6;
+    let floor = frac_us as i64;
+    Some(whole * 1_000_000 + floor + i64::from(frac_us - floor as f64 >= 0.5))
 }
 
 fn secs_value_us(us: i64) -> Value {
@@ -1311,6 +1328,65 @@ mod tests {
     /// nanoseconds. A span shorter than a microsecond must still end at or after its start once
     /// both are microseconds, and the transaction holding it must stay valid (it used to be
     /// dropped as `invalid_transaction` about half the time).
+    /// The float path of [`parse_timestamp_us`] as it was written first: the millisecond
+    /// parse, `trunc`/`round`, and the agreement check.
+    fn float_secs_to_us_reference(secs: f64) -> Option<i64> {
+        let v = Value::Number(serde_json::Number::from_f64(secs)?);
+        let ms = parse_timestamp(&v)?;
+        let whole = secs.trunc();
+        let us = whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64;
+        ((us - ms * 1000).abs() <= 1000).then_some(us)
+    }
+
+    #[test]
+    fn float_timestamps_match_the_reference_path() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            0.4999999999999999,
+            1e-7,
+            1.0000005,
+            1_795_940_937.110_864_4,
+            1_795_940_937.110_864_6,
+            1_700_000_000.123_457_2,
+            1_700_000_000.000_000_5,
+            1e11,
+            1e11 + 1.0,
+            99_999_999_999.999_99,
+            -1.0,
+            -1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+        ];
+        for _ in 0..300_000 {
+            let r = next();
+            cases.push(match r % 4 {
+                // Today's epoch with every fraction: µs ties (x.5 µs) are the edge.
+                0 => 1.7e9 + (next() % 200_000_000) as f64 / 1e6 + (r >> 8) as f64 / 2e19,
+                1 => (next() % 2_000_000_000_000_000) as f64 / 1e6 + 0.5e-6,
+                // Any bits at all (NaN, infinities, negatives, subnormals included).
+                2 => f64::from_bits(next()),
+                _ => (r >> 11) as f64 / (1u64 << 53) as f64 * 1.2e11,
+            });
+        }
+        for secs in cases {
+            let expected = float_secs_to_us_reference(secs);
+            assert_eq!(float_secs_to_us(secs), expected, "{secs:e}");
+            if let Some(n) = serde_json::Number::from_f64(secs) {
+                assert_eq!(parse_timestamp_us(&Value::Number(n)), expected, "{secs:e}");
+            }
+        }
+    }
+
     #[test]
     fn mixed_forms_of_one_sub_microsecond_span_keep_their_order() {
         let mut c = ctx();
