@@ -166,6 +166,12 @@ const ALIASES: &[(&str, &str)] = &[
     ("client_sdk", "sdk"),
 ];
 
+/// Whether `key` may be one of [`ALIASES`]' old names (every one of which passes).
+#[inline]
+fn may_be_alias(key: &str) -> bool {
+    key.starts_with("sentry.") || key == "message" || key == "client_sdk"
+}
+
 /// The 19 platforms Relay accepts; anything else becomes `other`.
 const PLATFORMS: &[&str] = &[
     "as3",
@@ -209,23 +215,24 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         Some(Value::Array(a)) => a.into_iter().take(100).collect(),
         _ => Vec::new(),
     };
-    for (from, to) in ALIASES {
-        if let Some(v) = ev.remove(from) {
-            ev.entry(*to).or_insert(v);
+    // One pass over the keys decides whether any alias is there (rarely: `message` on some
+    // error events), instead of eleven searches for keys that are almost never present.
+    if ev.keys().any(|k| may_be_alias(k)) {
+        for (from, to) in ALIASES {
+            if let Some(v) = ev.remove(from) {
+                ev.entry(*to).or_insert(v);
+            }
         }
     }
     ev.retain(|k, _| KNOWN_KEYS.contains(&k.as_str()));
 
     let event_id = event_id(&mut ev, ctx, &mut errors);
-    ev.insert(
-        "event_id".into(),
-        Value::String(event_id.simple().to_string()),
-    );
+    ev.insert_str("event_id", Value::String(event_id.simple().to_string()));
 
     normalize_logentry(&mut ev);
     normalize_exceptions(&mut ev, &mut errors);
     let event_type = infer_type(&ev, ctx);
-    ev.insert("type".into(), Value::String(event_type.as_str().into()));
+    ev.insert_str("type", Value::String(event_type.as_str().into()));
 
     normalize_breadcrumbs(&mut ev);
     let timestamp_ms = normalize_timestamps(&mut ev, ctx, &mut errors);
@@ -245,7 +252,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             cut_depth(v, MAX_EXTRA_DEPTH - 1);
         }
     } else {
-        ev.insert("extra".into(), Value::Object(Map::new()));
+        ev.insert_str("extra", Value::Object(Map::new()));
     }
     if !ev.get("fingerprint").is_some_and(Value::is_array) {
         ev.remove("fingerprint");
@@ -272,7 +279,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     if ev.get("sdk").is_none_or(|s| !s.is_object()) {
         match ctx.envelope_sdk {
             Some(sdk) if sdk.is_object() => {
-                ev.insert("sdk".into(), sdk.clone());
+                ev.insert_str("sdk", sdk.clone());
             }
             _ => {
                 ev.remove("sdk");
@@ -281,11 +288,11 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     }
     ev.entry("logger")
         .or_insert_with(|| Value::String(String::new()));
-    ev.insert("project".into(), Value::from(ctx.project_id));
-    ev.insert("key_id".into(), Value::String(ctx.key_id.to_string()));
-    ev.insert("version".into(), Value::String("7".into()));
-    ev.insert(
-        "grouping_config".into(),
+    ev.insert_str("project", Value::from(ctx.project_id));
+    ev.insert_str("key_id", Value::String(ctx.key_id.to_string()));
+    ev.insert_str("version", Value::String("7".into()));
+    ev.insert_str(
+        "grouping_config",
         Value::Object(Map::from_pairs(vec![
             (
                 "enhancements".into(),
@@ -294,8 +301,8 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             ("id".into(), Value::String("newstyle:2023-01-11".into())),
         ])),
     );
-    ev.insert("received".into(), secs_value(ctx.received_ms as i64));
-    ev.insert("errors".into(), Value::Array(errors));
+    ev.insert_str("received", secs_value(ctx.received_ms as i64));
+    ev.insert_str("errors", Value::Array(errors));
     Ok(Normalized {
         event: Value::Object(ev),
         event_id,
@@ -503,7 +510,7 @@ fn normalize_timestamps(
         .get("timestamp")
         .and_then(parse_timestamp_us)
         .map_or_else(|| secs_value(ts), secs_value_us);
-    ev.insert("timestamp".into(), precise);
+    ev.insert_str("timestamp", precise);
     // Clock drift: the SDK's clock is off by received − sent_at; correct only large drifts.
     let mut shift = 0i64;
     if let Some(sent_at) = ctx.sent_at_ms {
@@ -593,7 +600,7 @@ fn normalize_level(ev: &mut Map<String, Value>, event_type: EventType, errors: &
         EventType::Transaction => "info",
         _ => "error",
     });
-    ev.insert("level".into(), Value::String(level.into()));
+    ev.insert_str("level", Value::String(level.into()));
 }
 
 fn normalize_platform(ev: &mut Map<String, Value>) {
@@ -604,7 +611,7 @@ fn normalize_platform(ev: &mut Map<String, Value>) {
         .filter(|p| PLATFORMS.contains(p))
         .unwrap_or("other")
         .to_owned();
-    ev.insert("platform".into(), Value::String(platform));
+    ev.insert_str("platform", Value::String(platform));
 }
 
 /// Cuts `s` to `max` characters (ending in `...`) if it is longer than `max + allowance`.
@@ -713,7 +720,7 @@ fn normalize_logentry(ev: &mut Map<String, Value>) {
     let mut obj = match le {
         Value::String(s) => {
             let mut m = Map::new();
-            m.insert("formatted".into(), Value::String(s));
+            m.insert_str("formatted", Value::String(s));
             m
         }
         Value::Object(m) => m,
@@ -734,14 +741,14 @@ fn normalize_logentry(ev: &mut Map<String, Value>) {
                 Some(Value::Array(params)) => format_params(msg, params),
                 _ => msg.clone(),
             };
-            obj.insert("formatted".into(), Value::String(formatted));
+            obj.insert_str("formatted", Value::String(formatted));
         }
     }
     let empty = |k: &str| obj.get(k).and_then(Value::as_str).is_none_or(str::is_empty);
     if empty("formatted") && empty("message") {
         return;
     }
-    ev.insert("logentry".into(), Value::Object(obj));
+    ev.insert_str("logentry", Value::Object(obj));
 }
 
 /// Fills `%s` (and `{}`) placeholders with positional params, as Relay's logentry does.
@@ -805,8 +812,8 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         if ty_empty {
             if let Some(Value::String(value)) = exc.get("value") {
                 if let Some((ty, rest)) = split_type_value(value) {
-                    exc.insert("type".into(), Value::String(ty));
-                    exc.insert("value".into(), Value::String(rest));
+                    exc.insert_str("type", Value::String(ty));
+                    exc.insert_str("value", Value::String(rest));
                 }
             }
         }
@@ -827,7 +834,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
             {
-                mech.insert("type".into(), Value::String("generic".into()));
+                mech.insert_str("type", Value::String("generic".into()));
             }
         } else if exc.get("mechanism").is_some() {
             exc.remove("mechanism");
@@ -841,12 +848,12 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     if out.len() == 1 {
         if let (Some(st), Some(exc)) = (top, out[0].as_object_mut()) {
             if !exc.contains_key("stacktrace") {
-                exc.insert("stacktrace".into(), st);
+                exc.insert_str("stacktrace", st);
                 normalize_stacktrace_in(exc, "stacktrace");
             }
         }
     } else if let Some(st) = top {
-        ev.insert("stacktrace".into(), st);
+        ev.insert_str("stacktrace", st);
         normalize_stacktrace_in(ev, "stacktrace");
     }
     if let Some(threads) = ev.remove("threads") {
@@ -862,11 +869,11 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
             normalize_stacktrace_in(t, "stacktrace");
         }
         if !list.is_empty() {
-            ev.insert("threads".into(), values_object(list));
+            ev.insert_str("threads", values_object(list));
         }
     }
     if !out.is_empty() {
-        ev.insert("exception".into(), values_object(out));
+        ev.insert_str("exception", values_object(out));
     }
 }
 
@@ -874,7 +881,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
 /// list into a fresh `Value`: a deep copy of every exception and frame.)
 fn values_object(list: Vec<Value>) -> Value {
     let mut m = Map::new();
-    m.insert("values".into(), Value::Array(list));
+    m.insert_str("values", Value::Array(list));
     Value::Object(m)
 }
 
@@ -905,7 +912,7 @@ fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
         let drop = frames.len() - MAX_FRAMES;
         frames.drain(..drop);
         let omitted = crate::value::json!([0, drop]);
-        st_obj.insert("frames_omitted".into(), omitted);
+        st_obj.insert_str("frames_omitted", omitted);
     }
     let Some(Value::Array(frames)) = st_obj.get_mut("frames") else {
         return;
@@ -947,11 +954,11 @@ fn normalize_frame(frame: &mut Map<String, Value>) {
     match (filename, abs_path) {
         (Some(f), None) => {
             let f = f.to_owned();
-            frame.insert("abs_path".into(), Value::String(f));
+            frame.insert_str("abs_path", Value::String(f));
         }
         (None, Some(a)) => {
             let f = filename_from_abs_path(a);
-            frame.insert("filename".into(), Value::String(f));
+            frame.insert_str("filename", Value::String(f));
         }
         _ => {}
     }
@@ -991,7 +998,12 @@ pub fn normalize_tag_key(key: &str) -> Option<String> {
 
 /// Normalizes one tag value; `None` = drop the tag.
 pub fn normalize_tag_value(value: &Value) -> Option<String> {
-    let mut v = lenient_string(value)?;
+    normalize_tag_string(lenient_string(value)?)
+}
+
+/// [`normalize_tag_value`] of a string value, reusing its buffer (derived tags are built as
+/// strings first: no copy of each).
+pub fn normalize_tag_string(mut v: String) -> Option<String> {
     let t = v.trim();
     if t.len() != v.len() {
         v = t.to_owned();
@@ -1039,7 +1051,7 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
                 .push(crate::value::json!({"type": "invalid_data", "name": format!("tags.{k}")})),
         }
     }
-    ev.insert("tags".into(), Value::Array(tags));
+    ev.insert_str("tags", Value::Array(tags));
 }
 
 fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContext<'_>) {
@@ -1049,13 +1061,13 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
             Some(u) => {
                 if u.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
                     match &client_ip {
-                        Some(ip) => u.insert("ip_address".into(), ip.clone()),
+                        Some(ip) => u.insert_str("ip_address", ip.clone()),
                         None => u.remove("ip_address"),
                     };
                 }
                 if let Some(id) = u.get("id").filter(|v| v.is_number()) {
                     let s = id.to_string();
-                    u.insert("id".into(), Value::String(s));
+                    u.insert_str("id", Value::String(s));
                 }
                 trim_field(u, "email", 75, 0);
                 if u.is_empty() {
@@ -1075,7 +1087,7 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         if let Some(Value::Object(env)) = r.get_mut("env") {
             if env.get("REMOTE_ADDR").and_then(Value::as_str) == Some("{{auto}}") {
                 match &client_ip {
-                    Some(ip) => env.insert("REMOTE_ADDR".into(), ip.clone()),
+                    Some(ip) => env.insert_str("REMOTE_ADDR", ip.clone()),
                     None => env.remove("REMOTE_ADDR"),
                 };
             }
@@ -1095,7 +1107,7 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                     ]))
                 })
                 .collect();
-            r.insert("headers".into(), Value::Array(pairs));
+            r.insert_str("headers", Value::Array(pairs));
         }
         trim_field(r, "url", 256, 40);
     }
@@ -1113,7 +1125,7 @@ fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
     let mut list: Vec<Value> = list.into_iter().filter(Value::is_object).collect();
     for crumb in list.iter_mut().filter_map(Value::as_object_mut) {
         if let Some(ms) = crumb.get("timestamp").and_then(parse_timestamp) {
-            crumb.insert("timestamp".into(), secs_value(ms));
+            crumb.insert_str("timestamp", secs_value(ms));
         }
         trim_field(crumb, "message", 8192, 200);
         if let Some(Value::String(l)) = crumb.get_mut("level") {
@@ -1123,7 +1135,7 @@ fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
         }
     }
     if !list.is_empty() {
-        ev.insert("breadcrumbs".into(), values_object(list));
+        ev.insert_str("breadcrumbs", values_object(list));
     }
 }
 
@@ -1385,6 +1397,19 @@ mod tests {
                 assert_eq!(parse_timestamp_us(&Value::Number(n)), expected, "{secs:e}");
             }
         }
+    }
+
+    #[test]
+    fn every_alias_passes_the_alias_pre_check() {
+        for (from, to) in ALIASES {
+            assert!(may_be_alias(from), "{from}");
+            assert!(!may_be_alias(to), "{to}");
+        }
+        // And the aliases are still applied.
+        let n = norm(json!({"sentry.interfaces.Message": {"formatted": "m"},
+                            "client_sdk": {"name": "s", "version": "1"}}));
+        assert_eq!(n.event["logentry"]["formatted"], "m");
+        assert_eq!(n.event["sdk"]["name"], "s");
     }
 
     #[test]
