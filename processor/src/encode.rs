@@ -42,7 +42,14 @@ pub fn encode_stored_event(head: &StoredEventHead<'_>, event: &Value) -> Vec<u8>
 /// The event's compact JSON alone, for [`encode_stored_event_with_body`]: the processor
 /// writes it in its parallel stage, before the issue id (part of the head) is known.
 pub fn encode_event_body(event: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4096);
+    encode_event_body_sized(event, 4096)
+}
+
+/// [`encode_event_body`] into a buffer of `capacity` bytes to start with: the processor
+/// passes a bound from the received payload's size, so a large event (a transaction with
+/// dozens of spans) is not copied through a chain of doubling reallocations.
+pub fn encode_event_body_sized(event: &Value, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     write_value(&mut out, event);
     out
 }

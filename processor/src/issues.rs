@@ -364,7 +364,7 @@ pub fn add_derived_tags(event: &mut Value) {
         if present {
             continue;
         }
-        if let Some(v) = crate::normalize::normalize_tag_value(&Value::String(v)) {
+        if let Some(v) = crate::normalize::normalize_tag_string(v) {
             list.push(Value::Array(vec![
                 Value::String(k.to_owned()),
                 Value::String(v),
@@ -390,14 +390,14 @@ pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
     let Some(obj) = event.as_object_mut() else {
         return;
     };
-    obj.insert("title".into(), Value::String(facts.title.clone()));
-    obj.insert("culprit".into(), Value::String(facts.culprit.clone()));
-    obj.insert(
-        "metadata".into(),
+    obj.insert_str("title", Value::String(facts.title.clone()));
+    obj.insert_str("culprit", Value::String(facts.culprit.clone()));
+    obj.insert_str(
+        "metadata",
         serde_json::to_value(&facts.metadata).map_or(Value::Null, Value::from),
     );
     match &facts.metadata.filename {
-        Some(f) => obj.insert("location".into(), Value::String(f.clone())),
+        Some(f) => obj.insert_str("location", Value::String(f.clone())),
         None => obj.remove("location"),
     };
 }
@@ -408,12 +408,12 @@ pub fn annotate_transaction(event: &mut Value) {
         .unwrap_or("<unlabeled transaction>")
         .to_owned();
     if let Some(obj) = event.as_object_mut() {
-        obj.insert("title".into(), Value::String(name.clone()));
-        obj.insert("culprit".into(), Value::String(name.clone()));
-        obj.insert("location".into(), Value::String(name.clone()));
+        obj.insert_str("title", Value::String(name.clone()));
+        obj.insert_str("culprit", Value::String(name.clone()));
+        obj.insert_str("location", Value::String(name.clone()));
         let mut metadata = crate::value::Map::with_capacity(1);
-        metadata.insert("title".into(), Value::String(name));
-        obj.insert("metadata".into(), Value::Object(metadata));
+        metadata.insert_str("title", Value::String(name));
+        obj.insert_str("metadata", Value::Object(metadata));
     }
 }
 

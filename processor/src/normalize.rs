@@ -166,6 +166,12 @@ const ALIASES: &[(&str, &str)] = &[
     ("client_sdk", "sdk"),
 ];
 
+/// Whether `key` may be one of [`ALIASES`]' old names (every one of which passes).
+#[inline]
+fn may_be_alias(key: &str) -> bool {
+    key.starts_with("sentry.") || key == "message" || key == "client_sdk"
+}
+
 /// The 19 platforms Relay accepts; anything else becomes `other`.
 const PLATFORMS: &[&str] = &[
     "as3",
@@ -209,23 +215,24 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         Some(Value::Array(a)) => a.into_iter().take(100).collect(),
         _ => Vec::new(),
     };
-    for (from, to) in ALIASES {
-        if let Some(v) = ev.remove(from) {
-            ev.entry(*to).or_insert(v);
+    // One pass over the keys decides whether any alias is there (rarely: `message` on some
+    // error events), instead of eleven searches for keys that are almost never present.
+    if ev.keys().any(|k| may_be_alias(k)) {
+        for (from, to) in ALIASES {
+            if let Some(v) = ev.remove(from) {
+                ev.entry(*to).or_insert(v);
+            }
         }
     }
     ev.retain(|k, _| KNOWN_KEYS.contains(&k.as_str()));
 
     let event_id = event_id(&mut ev, ctx, &mut errors);
-    ev.insert(
-        "event_id".into(),
-        Value::String(event_id.simple().to_string()),
-    );
+    ev.insert_str("event_id", Value::String(event_id.simple().to_string()));
 
     normalize_logentry(&mut ev);
     normalize_exceptions(&mut ev, &mut errors);
     let event_type = infer_type(&ev, ctx);
-    ev.insert("type".into(), Value::String(event_type.as_str().into()));
+    ev.insert_str("type", Value::String(event_type.as_str().into()));
 
     normalize_breadcrumbs(&mut ev);
     let timestamp_ms = normalize_timestamps(&mut ev, ctx, &mut errors);
@@ -245,7 +252,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             cut_depth(v, MAX_EXTRA_DEPTH - 1);
         }
     } else {
-        ev.insert("extra".into(), Value::Object(Map::new()));
+        ev.insert_str("extra", Value::Object(Map::new()));
     }
     if !ev.get("fingerprint").is_some_and(Value::is_array) {
         ev.remove("fingerprint");
@@ -272,7 +279,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     if ev.get("sdk").is_none_or(|s| !s.is_object()) {
         match ctx.envelope_sdk {
             Some(sdk) if sdk.is_object() => {
-                ev.insert("sdk".into(), sdk.clone());
+                ev.insert_str("sdk", sdk.clone());
             }
             _ => {
                 ev.remove("sdk");
@@ -281,11 +288,11 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     }
     ev.entry("logger")
         .or_insert_with(|| Value::String(String::new()));
-    ev.insert("project".into(), Value::from(ctx.project_id));
-    ev.insert("key_id".into(), Value::String(ctx.key_id.to_string()));
-    ev.insert("version".into(), Value::String("7".into()));
-    ev.insert(
-        "grouping_config".into(),
+    ev.insert_str("project", Value::from(ctx.project_id));
+    ev.insert_str("key_id", Value::String(ctx.key_id.to_string()));
+    ev.insert_str("version", Value::String("7".into()));
+    ev.insert_str(
+        "grouping_config",
         Value::Object(Map::from_pairs(vec![
             (
                 "enhancements".into(),
@@ -294,8 +301,8 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             ("id".into(), Value::String("newstyle:2023-01-11".into())),
         ])),
     );
-    ev.insert("received".into(), secs_value(ctx.received_ms as i64));
-    ev.insert("errors".into(), Value::Array(errors));
+    ev.insert_str("received", secs_value(ctx.received_ms as i64));
+    ev.insert_str("errors", Value::Array(errors));
     Ok(Normalized {
         event: Value::Object(ev),
         event_id,
@@ -390,15 +397,10 @@ fn ms_to_iso(ms: i64) -> String {
 /// nanoseconds, and truncating one while rounding the other made a span shorter than a
 /// microsecond end before it started.
 pub fn parse_timestamp_us(v: &Value) -> Option<i64> {
-    let ms = parse_timestamp(v)?;
     let us = match v {
-        Value::Number(n) => {
-            // Whole seconds and the fraction apart: `secs * 1e6` in one step rounds in the
-            // 53-bit product (1795940937.1108644 × 1e6 comes out as …864.5, then …865).
-            let secs = n.as_f64()?;
-            let whole = secs.trunc();
-            whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64
-        }
+        // Float seconds: the common case (every span has two), computed without the
+        // millisecond parse, which cannot disagree with it (see `float_secs_to_us`).
+        Value::Number(n) => return float_secs_to_us(n.as_f64()?),
         Value::String(s) => {
             let s = s.trim();
             let parsed = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
@@ -419,7 +421,29 @@ pub fn parse_timestamp_us(v: &Value) -> Option<i64> {
         _ => return None,
     };
     // Same instant as the millisecond parse (guards against any parser disagreement).
+    let ms = parse_timestamp(v)?;
     ((us - ms * 1000).abs() <= 1000).then_some(us)
+}
+
+/// Float seconds as unix microseconds, for [`parse_timestamp_us`]: `None` where
+/// [`parse_timestamp`] refuses the number (not finite, or outside 0..=1e11 s).
+///
+/// Whole seconds and the fraction apart: `secs * 1e6` in one step rounds in the 53-bit
+/// product (1795940937.1108644 × 1e6 comes out as …864.5, then …865). Integer casts instead
+/// of `f64::trunc`/`round` (software routines on baseline x86-64): in 0..=1e11 `as i64`
+/// truncates exactly like `trunc`, `x − ⌊x⌋` is exact for non-negative `x`, and rounding half
+/// away from zero is `⌊x⌋ + (x − ⌊x⌋ ≥ 0.5)`. The result is within half a microsecond (plus
+/// the float's error, far below 1 µs here) of `secs`, and the millisecond parse within half a
+/// millisecond, so the agreement check of the string path can never fail for a number.
+#[inline]
+fn float_secs_to_us(secs: f64) -> Option<i64> {
+    if !secs.is_finite() || !(0.0..=1e11).contains(&secs) {
+        return None;
+    }
+    let whole = secs as i64;
+    let frac_us = (secs - whole as f64) * 1e6;
+    let floor = frac_us as i64;
+    Some(whole * 1_000_000 + floor + i64::from(frac_us - floor as f64 >= 0.5))
 }
 
 fn secs_value_us(us: i64) -> Value {
@@ -464,6 +488,47 @@ fn close_float_gap(obj: &mut Map<String, Value>, start_us: Option<i64>, end_us: 
     }
 }
 
+/// What `shift_field(span, "start_timestamp")`, `shift_field(span, "timestamp")` and
+/// [`close_float_gap`] do, with one pass over the span's keys (one `match` on each key's text)
+/// instead of two searches plus one: every span of a transaction comes through here.
+fn shift_span(span: &mut Map<String, Value>, shift_ms: i64) {
+    let (mut start_v, mut end_v) = (None, None);
+    for (key, value) in span.iter_mut() {
+        match key.as_str() {
+            "start_timestamp" => start_v = Some(value),
+            "timestamp" => end_v = Some(value),
+            _ => {}
+        }
+    }
+    let (start_present, end_present) = (start_v.is_some(), end_v.is_some());
+    let start_us = start_v.and_then(|v| shift_value(v, shift_ms));
+    let end_us = end_v.and_then(|v| {
+        let end_us = shift_value(v, shift_ms);
+        // `close_float_gap`: an end within float precision before its start closes to it.
+        if let (Some(start), Some(end)) = (start_us, end_us) {
+            if end < start && start - end <= FLOAT_SECONDS_SLACK_US {
+                *v = secs_value_us(start);
+            }
+        }
+        end_us
+    });
+    // Unparsable ends are removed, as `shift_field` does.
+    if start_present && start_us.is_none() {
+        span.remove("start_timestamp");
+    }
+    if end_present && end_us.is_none() {
+        span.remove("timestamp");
+    }
+}
+
+/// The value part of [`shift_field`]: rewrites a parsable timestamp as float seconds shifted
+/// by `shift_ms` and returns its microseconds; leaves anything else alone.
+fn shift_value(v: &mut Value, shift_ms: i64) -> Option<i64> {
+    let shifted = parse_timestamp_us(v)? + shift_ms * 1000;
+    *v = secs_value_us(shifted);
+    Some(shifted)
+}
+
 fn normalize_timestamps(
     ev: &mut Map<String, Value>,
     ctx: &NormalizeContext<'_>,
@@ -486,7 +551,7 @@ fn normalize_timestamps(
         .get("timestamp")
         .and_then(parse_timestamp_us)
         .map_or_else(|| secs_value(ts), secs_value_us);
-    ev.insert("timestamp".into(), precise);
+    ev.insert_str("timestamp", precise);
     // Clock drift: the SDK's clock is off by received − sent_at; correct only large drifts.
     let mut shift = 0i64;
     if let Some(sent_at) = ctx.sent_at_ms {
@@ -530,9 +595,7 @@ fn normalize_timestamps(
     }
     if let Some(Value::Array(spans)) = ev.get_mut("spans") {
         for span in spans.iter_mut().filter_map(Value::as_object_mut) {
-            let start = shift_field(span, "start_timestamp", shift);
-            let end = shift_field(span, "timestamp", shift);
-            close_float_gap(span, start, end);
+            shift_span(span, shift);
         }
     }
     if let Some(values) = ev
@@ -576,7 +639,7 @@ fn normalize_level(ev: &mut Map<String, Value>, event_type: EventType, errors: &
         EventType::Transaction => "info",
         _ => "error",
     });
-    ev.insert("level".into(), Value::String(level.into()));
+    ev.insert_str("level", Value::String(level.into()));
 }
 
 fn normalize_platform(ev: &mut Map<String, Value>) {
@@ -587,7 +650,7 @@ fn normalize_platform(ev: &mut Map<String, Value>) {
         .filter(|p| PLATFORMS.contains(p))
         .unwrap_or("other")
         .to_owned();
-    ev.insert("platform".into(), Value::String(platform));
+    ev.insert_str("platform", Value::String(platform));
 }
 
 /// Cuts `s` to `max` characters (ending in `...`) if it is longer than `max + allowance`.
@@ -696,7 +759,7 @@ fn normalize_logentry(ev: &mut Map<String, Value>) {
     let mut obj = match le {
         Value::String(s) => {
             let mut m = Map::new();
-            m.insert("formatted".into(), Value::String(s));
+            m.insert_str("formatted", Value::String(s));
             m
         }
         Value::Object(m) => m,
@@ -717,14 +780,14 @@ fn normalize_logentry(ev: &mut Map<String, Value>) {
                 Some(Value::Array(params)) => format_params(msg, params),
                 _ => msg.clone(),
             };
-            obj.insert("formatted".into(), Value::String(formatted));
+            obj.insert_str("formatted", Value::String(formatted));
         }
     }
     let empty = |k: &str| obj.get(k).and_then(Value::as_str).is_none_or(str::is_empty);
     if empty("formatted") && empty("message") {
         return;
     }
-    ev.insert("logentry".into(), Value::Object(obj));
+    ev.insert_str("logentry", Value::Object(obj));
 }
 
 /// Fills `%s` (and `{}`) placeholders with positional params, as Relay's logentry does.
@@ -788,8 +851,8 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         if ty_empty {
             if let Some(Value::String(value)) = exc.get("value") {
                 if let Some((ty, rest)) = split_type_value(value) {
-                    exc.insert("type".into(), Value::String(ty));
-                    exc.insert("value".into(), Value::String(rest));
+                    exc.insert_str("type", Value::String(ty));
+                    exc.insert_str("value", Value::String(rest));
                 }
             }
         }
@@ -810,7 +873,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
             {
-                mech.insert("type".into(), Value::String("generic".into()));
+                mech.insert_str("type", Value::String("generic".into()));
             }
         } else if exc.get("mechanism").is_some() {
             exc.remove("mechanism");
@@ -824,12 +887,12 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     if out.len() == 1 {
         if let (Some(st), Some(exc)) = (top, out[0].as_object_mut()) {
             if !exc.contains_key("stacktrace") {
-                exc.insert("stacktrace".into(), st);
+                exc.insert_str("stacktrace", st);
                 normalize_stacktrace_in(exc, "stacktrace");
             }
         }
     } else if let Some(st) = top {
-        ev.insert("stacktrace".into(), st);
+        ev.insert_str("stacktrace", st);
         normalize_stacktrace_in(ev, "stacktrace");
     }
     if let Some(threads) = ev.remove("threads") {
@@ -845,11 +908,11 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
             normalize_stacktrace_in(t, "stacktrace");
         }
         if !list.is_empty() {
-            ev.insert("threads".into(), values_object(list));
+            ev.insert_str("threads", values_object(list));
         }
     }
     if !out.is_empty() {
-        ev.insert("exception".into(), values_object(out));
+        ev.insert_str("exception", values_object(out));
     }
 }
 
@@ -857,7 +920,7 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
 /// list into a fresh `Value`: a deep copy of every exception and frame.)
 fn values_object(list: Vec<Value>) -> Value {
     let mut m = Map::new();
-    m.insert("values".into(), Value::Array(list));
+    m.insert_str("values", Value::Array(list));
     Value::Object(m)
 }
 
@@ -888,7 +951,7 @@ fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
         let drop = frames.len() - MAX_FRAMES;
         frames.drain(..drop);
         let omitted = crate::value::json!([0, drop]);
-        st_obj.insert("frames_omitted".into(), omitted);
+        st_obj.insert_str("frames_omitted", omitted);
     }
     let Some(Value::Array(frames)) = st_obj.get_mut("frames") else {
         return;
@@ -930,11 +993,11 @@ fn normalize_frame(frame: &mut Map<String, Value>) {
     match (filename, abs_path) {
         (Some(f), None) => {
             let f = f.to_owned();
-            frame.insert("abs_path".into(), Value::String(f));
+            frame.insert_str("abs_path", Value::String(f));
         }
         (None, Some(a)) => {
             let f = filename_from_abs_path(a);
-            frame.insert("filename".into(), Value::String(f));
+            frame.insert_str("filename", Value::String(f));
         }
         _ => {}
     }
@@ -974,7 +1037,12 @@ pub fn normalize_tag_key(key: &str) -> Option<String> {
 
 /// Normalizes one tag value; `None` = drop the tag.
 pub fn normalize_tag_value(value: &Value) -> Option<String> {
-    let mut v = lenient_string(value)?;
+    normalize_tag_string(lenient_string(value)?)
+}
+
+/// [`normalize_tag_value`] of a string value, reusing its buffer (derived tags are built as
+/// strings first: no copy of each).
+pub fn normalize_tag_string(mut v: String) -> Option<String> {
     let t = v.trim();
     if t.len() != v.len() {
         v = t.to_owned();
@@ -1022,7 +1090,7 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
                 .push(crate::value::json!({"type": "invalid_data", "name": format!("tags.{k}")})),
         }
     }
-    ev.insert("tags".into(), Value::Array(tags));
+    ev.insert_str("tags", Value::Array(tags));
 }
 
 fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContext<'_>) {
@@ -1032,13 +1100,13 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
             Some(u) => {
                 if u.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
                     match &client_ip {
-                        Some(ip) => u.insert("ip_address".into(), ip.clone()),
+                        Some(ip) => u.insert_str("ip_address", ip.clone()),
                         None => u.remove("ip_address"),
                     };
                 }
                 if let Some(id) = u.get("id").filter(|v| v.is_number()) {
                     let s = id.to_string();
-                    u.insert("id".into(), Value::String(s));
+                    u.insert_str("id", Value::String(s));
                 }
                 trim_field(u, "email", 75, 0);
                 if u.is_empty() {
@@ -1058,7 +1126,7 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         if let Some(Value::Object(env)) = r.get_mut("env") {
             if env.get("REMOTE_ADDR").and_then(Value::as_str) == Some("{{auto}}") {
                 match &client_ip {
-                    Some(ip) => env.insert("REMOTE_ADDR".into(), ip.clone()),
+                    Some(ip) => env.insert_str("REMOTE_ADDR", ip.clone()),
                     None => env.remove("REMOTE_ADDR"),
                 };
             }
@@ -1078,7 +1146,7 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                     ]))
                 })
                 .collect();
-            r.insert("headers".into(), Value::Array(pairs));
+            r.insert_str("headers", Value::Array(pairs));
         }
         split_request_url(r);
         trim_field(r, "url", 256, 40);
@@ -1129,7 +1197,7 @@ fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
     let mut list: Vec<Value> = list.into_iter().filter(Value::is_object).collect();
     for crumb in list.iter_mut().filter_map(Value::as_object_mut) {
         if let Some(ms) = crumb.get("timestamp").and_then(parse_timestamp) {
-            crumb.insert("timestamp".into(), secs_value(ms));
+            crumb.insert_str("timestamp", secs_value(ms));
         }
         trim_field(crumb, "message", 8192, 200);
         if let Some(Value::String(l)) = crumb.get_mut("level") {
@@ -1139,7 +1207,7 @@ fn normalize_breadcrumbs(ev: &mut Map<String, Value>) {
         }
     }
     if !list.is_empty() {
-        ev.insert("breadcrumbs".into(), values_object(list));
+        ev.insert_str("breadcrumbs", values_object(list));
     }
 }
 
@@ -1344,6 +1412,141 @@ mod tests {
     /// nanoseconds. A span shorter than a microsecond must still end at or after its start once
     /// both are microseconds, and the transaction holding it must stay valid (it used to be
     /// dropped as `invalid_transaction` about half the time).
+    /// The float path of [`parse_timestamp_us`] as it was written first: the millisecond
+    /// parse, `trunc`/`round`, and the agreement check.
+    fn float_secs_to_us_reference(secs: f64) -> Option<i64> {
+        let v = Value::Number(serde_json::Number::from_f64(secs)?);
+        let ms = parse_timestamp(&v)?;
+        let whole = secs.trunc();
+        let us = whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64;
+        ((us - ms * 1000).abs() <= 1000).then_some(us)
+    }
+
+    #[test]
+    fn float_timestamps_match_the_reference_path() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            0.4999999999999999,
+            1e-7,
+            1.0000005,
+            1_795_940_937.110_864_4,
+            1_795_940_937.110_864_6,
+            1_700_000_000.123_457_2,
+            1_700_000_000.000_000_5,
+            1e11,
+            1e11 + 1.0,
+            99_999_999_999.999_99,
+            -1.0,
+            -1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+        ];
+        for _ in 0..300_000 {
+            let r = next();
+            cases.push(match r % 4 {
+                // Today's epoch with every fraction: µs ties (x.5 µs) are the edge.
+                0 => 1.7e9 + (next() % 200_000_000) as f64 / 1e6 + (r >> 8) as f64 / 2e19,
+                1 => (next() % 2_000_000_000_000_000) as f64 / 1e6 + 0.5e-6,
+                // Any bits at all (NaN, infinities, negatives, subnormals included).
+                2 => f64::from_bits(next()),
+                _ => (r >> 11) as f64 / (1u64 << 53) as f64 * 1.2e11,
+            });
+        }
+        for secs in cases {
+            let expected = float_secs_to_us_reference(secs);
+            assert_eq!(float_secs_to_us(secs), expected, "{secs:e}");
+            if let Some(n) = serde_json::Number::from_f64(secs) {
+                assert_eq!(parse_timestamp_us(&Value::Number(n)), expected, "{secs:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_span_shift_matches_the_field_by_field_path() {
+        let mut state = 0x1405_7b7e_f767_814fu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let base = 1_795_940_937.0;
+        let forms = move |r: u64| -> Option<Value> {
+            let us = (r >> 8) % 3_000_000;
+            Some(match r % 9 {
+                0 => return None,
+                1 => json!(base + us as f64 / 1e6),
+                2 => json!(base + us as f64 / 1e6 + 3e-7),
+                3 => json!(chrono::DateTime::from_timestamp(
+                    base as i64,
+                    (us * 1000 % 1_000_000_000) as u32 + 466
+                )
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+                .to_string()),
+                4 => json!("not a time"),
+                5 => json!(-5.0),
+                6 => Value::Null,
+                7 => json!(true),
+                _ => json!(base + (us % 3) as f64 / 1e7),
+            })
+        };
+        for i in 0..20_000 {
+            let mut span = Map::new();
+            span.insert("op".into(), json!("db"));
+            if let Some(v) = forms(next()) {
+                span.insert("start_timestamp".into(), v);
+            }
+            if let Some(v) = forms(next()) {
+                span.insert("timestamp".into(), v);
+            }
+            if i % 3 == 0 {
+                // Keys parsed with an escape (built from a String, off the fast path).
+                span = match crate::value::from_str(
+                    &serde_json::to_string(&Value::Object(span))
+                        .unwrap()
+                        .replace("\"timestamp\"", "\"time\\u0073tamp\""),
+                ) {
+                    Ok(Value::Object(m)) => m,
+                    other => panic!("{other:?}"),
+                };
+            }
+            let shift = [0, 3_600_000, -7_200_000][i % 3];
+            let mut expected = span.clone();
+            let start = shift_field(&mut expected, "start_timestamp", shift);
+            let end = shift_field(&mut expected, "timestamp", shift);
+            close_float_gap(&mut expected, start, end);
+            shift_span(&mut span, shift);
+            assert_eq!(
+                serde_json::to_string(&Value::Object(span)).unwrap(),
+                serde_json::to_string(&Value::Object(expected)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn every_alias_passes_the_alias_pre_check() {
+        for (from, to) in ALIASES {
+            assert!(may_be_alias(from), "{from}");
+            assert!(!may_be_alias(to), "{to}");
+        }
+        // And the aliases are still applied.
+        let n = norm(json!({"sentry.interfaces.Message": {"formatted": "m"},
+                            "client_sdk": {"name": "s", "version": "1"}}));
+        assert_eq!(n.event["logentry"]["formatted"], "m");
+        assert_eq!(n.event["sdk"]["name"], "s");
+    }
+
     #[test]
     fn mixed_forms_of_one_sub_microsecond_span_keep_their_order() {
         let mut c = ctx();

@@ -684,7 +684,12 @@ fn prepare_event(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) 
             };
             let body = match &kind {
                 PreparedKind::Transaction(Err(_)) => Vec::new(),
-                _ => crate::encode::encode_event_body(&normalized.event),
+                // Normalization adds a few hundred bytes of fields to what was received
+                // and rewrites little else; the payload is bounded by ingest's item limit.
+                _ => crate::encode::encode_event_body_sized(
+                    &normalized.event,
+                    record.payload.len() + record.payload.len() / 8 + 1024,
+                ),
             };
             (kind, body)
         };

@@ -256,9 +256,50 @@ fn is_hex_id(value: &Value, len: usize) -> bool {
         s.bytes().filter(digits).count() == len
             && s.bytes().filter(digits).all(|b| b.is_ascii_hexdigit())
             && s.bytes().filter(digits).any(|b| b != b'0')
+    } else if len.is_multiple_of(8) {
+        s.len() == len && plain_hex_id(s.as_bytes())
     } else {
         s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
     }
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that lies strictly between `above` and `below`, for
+/// words of ASCII bytes (bit-twiddling "has between": per byte, `(b & 127) + 127 − above`
+/// and `127 + below − (b & 127)` neither carry nor borrow into the next byte, so every
+/// byte's answer is exact).
+#[inline(always)]
+fn bytes_between(w: u64, above: u8, below: u8) -> u64 {
+    let low7 = w & (LOW_BITS * 127);
+    (LOW_BITS * (127 + u64::from(below)) - low7)
+        & !w
+        & (low7 + LOW_BITS * (127 - u64::from(above)))
+        & HIGH_BITS
+}
+
+/// Whether `bytes` (a multiple of 8 long) are all hex digits, not all `0`: the plain branch
+/// of [`is_hex_id`], 8 bytes per step (trace and span ids of every span are checked).
+fn plain_hex_id(bytes: &[u8]) -> bool {
+    let mut nonzero = 0u64;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // ASCII only (the range test below is exact for ASCII bytes).
+        if w & HIGH_BITS != 0 {
+            return false;
+        }
+        let digits = bytes_between(w, b'0' - 1, b'9' + 1);
+        // Letters case-folded: `| 0x20` maps `A`–`F` to `a`–`f` and nothing else into them.
+        let letters = bytes_between(w | (LOW_BITS * 0x20), b'a' - 1, b'f' + 1);
+        if digits | letters != HIGH_BITS {
+            return false;
+        }
+        nonzero |= w ^ (LOW_BITS * u64::from(b'0'));
+    }
+    bytes.len().is_multiple_of(8) && nonzero != 0
 }
 
 /// Status code from a status string (with Relay's aliases) or number; anything else is `unknown`.
@@ -842,6 +883,58 @@ mod tests {
         assert_eq!(id(json!("89abcdef0123456g"), 16), None);
         assert_eq!(id(json!("é9abcdef0123456"), 16), None);
         assert_eq!(id(json!(12), 16), None);
+    }
+
+    /// [`is_hex_id`]'s plain branch as first written, byte by byte.
+    fn is_hex_id_reference(s: &str, len: usize) -> bool {
+        s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
+    }
+
+    #[test]
+    fn word_wise_hex_ids_match_the_byte_wise_check() {
+        let check = |s: &str| {
+            for len in [16, 32] {
+                assert_eq!(
+                    is_hex_id(&Value::String(s.to_owned()), len),
+                    is_hex_id_reference(s, len),
+                    "{s:?} ({len})"
+                );
+            }
+        };
+        // Every byte value (as a char where it is one) at every position of both lengths.
+        let base = "0123456789abcdefABCDEF0123456789";
+        for len in [16, 32] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = base.as_bytes()[..len].to_vec();
+                    bytes[pos] = b;
+                    if let Ok(s) = String::from_utf8(bytes) {
+                        check(&s);
+                    }
+                    let mut s: String = base[..len].to_owned();
+                    s.replace_range(pos..pos + 1, char::from(b).encode_utf8(&mut [0; 4]));
+                    check(&s);
+                    if let Some(cut) = s.get(..len) {
+                        check(cut);
+                    }
+                }
+                // All zeros but one byte, and all zeros.
+                let mut zeros = vec![b'0'; len];
+                check(std::str::from_utf8(&zeros).unwrap());
+                zeros[pos] = b'1';
+                check(std::str::from_utf8(&zeros).unwrap());
+            }
+        }
+        for s in [
+            "",
+            "0",
+            "abc",
+            "0123456789abcdef0",
+            "g123456789abcdef",
+            "é123456789abcde",
+        ] {
+            check(s);
+        }
     }
 
     fn txn() -> Value {

@@ -171,6 +171,20 @@ impl Map {
         }
     }
 
+    /// [`Map::insert`] with a borrowed key: nothing is allocated for a known key (see
+    /// [`Key`]), and nothing at all when `key` is already present. For the literal keys the
+    /// processor sets on every event, where `"key".into()` allocated a `String` only for a
+    /// known key to free it again.
+    pub fn insert_str(&mut self, key: &str, value: Value) -> Option<Value> {
+        match self.find(key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (Key::new(key), value));
+                None
+            }
+        }
+    }
+
     /// [`Map::insert`] with a key already in its stored form.
     fn insert_key(&mut self, key: Key, value: Value) -> Option<Value> {
         match self.find(&key) {
@@ -1183,6 +1197,41 @@ mod tests {
         assert!(err.to_string().contains("recursion limit"), "{err}");
         let ok = "[".repeat(100) + &"]".repeat(100);
         assert!(serde_json::from_str::<Value>(&ok).is_ok());
+    }
+
+    #[test]
+    fn insert_str_is_insert() {
+        // The borrowed-key form against the owned one, for known and other keys, new and
+        // present ones.
+        let (mut a, mut b) = (Map::new(), Map::new());
+        for (i, k) in [
+            "m",
+            "type",
+            "b-unknown",
+            "m",
+            "type",
+            "zz",
+            "b-unknown",
+            "a",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(
+                a.insert_str(k, Value::from(i)),
+                b.insert(k.to_owned(), Value::from(i))
+            );
+            assert_eq!(
+                a.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+                b.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+            );
+        }
+        assert_eq!(a.len(), 5);
+        assert!(a.keys().zip(a.keys().skip(1)).all(|(x, y)| x < y));
     }
 
     #[test]
