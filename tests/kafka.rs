@@ -24,22 +24,62 @@ fn broker() -> String {
     }
 }
 
-struct Node(Child);
+/// A running `osprey serve` node and the port it listens on.
+struct Node {
+    child: Child,
+    port: u16,
+}
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
+/// Starts a node with no extra arguments; see [`node_with`].
 fn node(role: &str, port: u16, data: &std::path::Path, run: &str) -> Node {
     node_with(role, port, data, run, &[])
 }
 
 const TOKEN: &str = "osprey-e2e-admin-token-0123456789abcdef";
 
+/// How long a node may take to answer `/health` (it creates its topics first).
+const NODE_START: Duration = Duration::from_secs(90);
+
+/// Starts a node on `port`, or on a fresh port when `port` was taken in the meantime (a port
+/// `free_port` released can go to any connection of the tests running beside this one), and
+/// waits until it answers `/health`. Callers read the port from [`Node::port`].
 fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&str]) -> Node {
+    let mut port = port;
+    for _attempt in 0..3 {
+        match launch(role, port, data, run, args) {
+            Ok(node) => return node,
+            Err(log) if log.contains("binding 127.0.0.1:") => port = free_port(),
+            Err(log) => panic!("{role} node exited while starting\n{log}"),
+        }
+    }
+    panic!(
+        "{role} node found no free port in 3 tries\n{}",
+        node_log_tail(data, 40)
+    )
+}
+
+/// Starts a node on exactly `port` (a restart that its peers know by port) and waits until it
+/// answers `/health`.
+fn node_on(role: &str, port: u16, data: &std::path::Path, run: &str) -> Node {
+    launch(role, port, data, run, &[])
+        .unwrap_or_else(|log| panic!("{role} node exited while starting\n{log}"))
+}
+
+/// One start: the node once it answers `/health`, or its output when it exits first.
+fn launch(
+    role: &str,
+    port: u16,
+    data: &std::path::Path,
+    run: &str,
+    args: &[&str],
+) -> Result<Node, String> {
     let config = data.with_extension("toml");
     std::fs::write(
         &config,
@@ -49,6 +89,7 @@ fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&
         ),
     )
     .unwrap();
+    let log = std::fs::File::create(node_log_path(data)).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_osprey"))
         .args(["serve", "--role", role, "--config"])
         .arg(&config)
@@ -58,11 +99,56 @@ fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&
         .arg(data)
         .env("OSPREY_DEFAULT_KEY", KEY)
         .env("OSPREY_DURABILITY", "os")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    Node(child)
+    let mut node = Node { child, port };
+    let deadline = Instant::now() + NODE_START;
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            return Err(format!("exit {status}\n{}", node_log_tail(data, 40)));
+        }
+        if http_status(port, "/health") == 200 {
+            return Ok(node);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{role} node did not answer /health within {NODE_START:?}\n{}",
+            node_log_tail(data, 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status of `GET path` on a local port (0 when nothing answers).
+fn http_status(port: u16, path: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where [`node_with`] writes a node's output: beside its data directory.
+fn node_log_path(data: &std::path::Path) -> std::path::PathBuf {
+    data.with_extension("log")
+}
+
+/// The last `lines` lines of a node's output, for failure messages.
+fn node_log_tail(data: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(node_log_path(data)).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// POSTs one envelope; returns the HTTP status (0 when the node does not answer yet).
@@ -92,14 +178,22 @@ fn post_envelope_to(port: u16, project: &str, key: &str, event_id: &str, message
         .unwrap_or(0)
 }
 
-/// `osprey issues --json` on a data directory (read-only, beside the running node).
-fn issues(data: &std::path::Path) -> Vec<serde_json::Value> {
+/// `osprey issues --json` on a data directory (read-only, beside the running node); the
+/// command's error output when it fails.
+fn issues(data: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_osprey"))
         .args(["issues", "--json", "--data"])
         .arg(data)
         .output()
         .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+    if !out.status.success() {
+        return Err(format!(
+            "osprey issues exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("osprey issues printed no JSON: {e}"))
 }
 
 #[test]
@@ -107,8 +201,9 @@ fn ingest_node_to_kafka_to_processor_node() {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (ingest_port, proc_port) = (free_port(), free_port());
-    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
     let _processor = node("processor", proc_port, &dir.path().join("processor"), &run);
+    let ingest_port = ingest.port;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut sent = 0u32;
@@ -128,8 +223,12 @@ fn ingest_node_to_kafka_to_processor_node() {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last_error = String::new();
     loop {
-        let found = issues(&dir.path().join("processor"));
+        let found = issues(&dir.path().join("processor")).unwrap_or_else(|e| {
+            last_error = e;
+            Vec::new()
+        });
         let mut counts: Vec<(String, String)> = found
             .iter()
             .map(|i| {
@@ -149,7 +248,10 @@ fn ingest_node_to_kafka_to_processor_node() {
         }
         assert!(
             Instant::now() < deadline,
-            "processor node has {counts:?}, expected {expected:?}"
+            "processor node has {counts:?}, expected {expected:?} (last read error: \
+             {last_error:?})\n--- processor node ---\n{}\n--- ingest node ---\n{}",
+            node_log_tail(&dir.path().join("processor"), 60),
+            node_log_tail(&dir.path().join("ingest"), 30)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -202,17 +304,19 @@ fn processor_killed_under_load_every_accepted_event_counted_once_through_the_que
     let (ingest_port, p1_port, p2_port, query_port) =
         (free_port(), free_port(), free_port(), free_port());
     let (p1_data, p2_data) = (dir.path().join("p1"), dir.path().join("p2"));
-    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
     let mut p1 = node("processor", p1_port, &p1_data, &run);
     let mut p2 = node("processor", p2_port, &p2_data, &run);
+    let (ingest_port, p1_port, p2_port) = (ingest.port, p1.port, p2.port);
     let peers = format!("http://127.0.0.1:{p1_port},http://127.0.0.1:{p2_port}");
-    let _query = node_with(
+    let query = node_with(
         "query",
         query_port,
         &dir.path().join("query"),
         &run,
         &["--peers", &peers],
     );
+    let query_port = query.port;
 
     // Load: one thread keeps sending until told to stop, counting what was accepted.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -264,8 +368,8 @@ fn processor_killed_under_load_every_accepted_event_counted_once_through_the_que
     } else {
         (&mut p2, p2_port, &p2_data)
     };
-    killed.0.kill().unwrap(); // SIGKILL
-    killed.0.wait().unwrap();
+    killed.child.kill().unwrap(); // SIGKILL
+    killed.child.wait().unwrap();
     let before_takeover = api_issue_counts(if owner == 1 { p2_port } else { p1_port })
         .map(|(c, _)| c.values().sum::<u64>())
         .unwrap_or(0);
@@ -295,7 +399,7 @@ fn processor_killed_under_load_every_accepted_event_counted_once_through_the_que
     let accepted = loader.join().unwrap();
 
     // The killed node comes back on its data directory: its results are served again.
-    *killed = node("processor", killed_port, killed_data, &run);
+    *killed = node_on("processor", killed_port, killed_data, &run);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some((counts, partial)) = api_issue_counts(query_port) {
@@ -389,17 +493,19 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
     });
     let (ingest_port, p1_port, p2_port, query_port) =
         (free_port(), free_port(), free_port(), free_port());
-    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
-    let _p1 = node("processor", p1_port, &dir.path().join("p1"), &run);
-    let _p2 = node("processor", p2_port, &dir.path().join("p2"), &run);
+    let ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let p1 = node("processor", p1_port, &dir.path().join("p1"), &run);
+    let p2 = node("processor", p2_port, &dir.path().join("p2"), &run);
+    let (ingest_port, p1_port, p2_port) = (ingest.port, p1.port, p2.port);
     let peers = format!("http://127.0.0.1:{p1_port},http://127.0.0.1:{p2_port}");
-    let _query = node_with(
+    let query = node_with(
         "query",
         query_port,
         &dir.path().join("query"),
         &run,
         &["--peers", &peers],
     );
+    let query_port = query.port;
 
     // One plan for both: errors of four types over two releases, transactions of three names.
     let start_us = (std::time::SystemTime::now()
@@ -542,10 +648,9 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
         holds_data(full) && !holds_data(empty),
         "one node holds the project"
     );
-    let mcp_query_port = free_port();
-    let _mcp_query = node_with(
+    let mcp_query = node_with(
         "query",
-        mcp_query_port,
+        free_port(),
         &dir.path().join("mcp-query"),
         &run,
         &[
@@ -553,6 +658,7 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
             &format!("http://127.0.0.1:{empty},http://127.0.0.1:{full}"),
         ],
     );
+    let mcp_query_port = mcp_query.port;
     eventually(60, "the second query node answers", || {
         api_json(mcp_query_port, perf_path).is_some_and(|p| p["total"]["count"] == 90)
     });
@@ -720,21 +826,23 @@ fn metadata_made_on_one_node_works_on_every_node() {
     let hooks =
         processor::testing::WebhookReceiver::start(processor::testing::ReceiverMode::Ok).unwrap();
     let (ingest_port, processor_port, query_port) = (free_port(), free_port(), free_port());
-    let _ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
-    let _processor = node(
+    let ingest = node("ingest", ingest_port, &dir.path().join("ingest"), &run);
+    let processor = node(
         "processor",
         processor_port,
         &dir.path().join("processor"),
         &run,
     );
+    let (ingest_port, processor_port) = (ingest.port, processor.port);
     let peer = format!("http://127.0.0.1:{processor_port}");
-    let _query = node_with(
+    let query = node_with(
         "query",
         query_port,
         &dir.path().join("query"),
         &run,
         &["--peers", &peer],
     );
+    let query_port = query.port;
     for port in [ingest_port, processor_port, query_port] {
         eventually(90, &format!("node on {port} answers"), || {
             common::http()
@@ -914,8 +1022,8 @@ fn metadata_made_on_one_node_works_on_every_node() {
     );
 
     // A node that joins now has all of it by the time it answers its first request.
-    let late_port = free_port();
-    let _late = node("processor", late_port, &dir.path().join("late"), &run);
+    let late = node("processor", free_port(), &dir.path().join("late"), &run);
+    let late_port = late.port;
     let mut first = None;
     eventually(90, "the late node answers", || {
         let answer = api_call(
