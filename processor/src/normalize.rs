@@ -1024,11 +1024,16 @@ fn filename_from_abs_path(abs: &str) -> String {
     abs.to_owned()
 }
 
+/// Relay's `MaxChars::TagKey` and `MaxChars::TagValue` (Sentry's `MAX_TAG_KEY_LENGTH` and
+/// `MAX_TAG_VALUE_LENGTH`), in characters.
+const MAX_TAG_KEY_CHARS: usize = 200;
+const MAX_TAG_VALUE_CHARS: usize = 200;
+
 /// Normalizes one tag key the way Relay validates it; `None` = drop the tag.
 pub fn normalize_tag_key(key: &str) -> Option<String> {
     let key = key.trim().replace(' ', "-");
     let ok = !key.is_empty()
-        && key.chars().count() <= 200
+        && key.chars().count() <= MAX_TAG_KEY_CHARS
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
@@ -1078,6 +1083,20 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     let mut seen = std::collections::HashSet::new();
     for (k, v) in raw.into_iter().take(1000) {
         if v.is_null() {
+            continue;
+        }
+        // A client's tag whose key or value is longer than Relay's limit is dropped with a
+        // `value_too_long` error, not truncated (Relay's `normalize_event_tags`): a cut value
+        // would be searched and counted as a value the SDK never sent. Only tags osprey derives
+        // itself (`normalize_tag_string`) are shortened.
+        let too_long = k.trim().chars().count() > MAX_TAG_KEY_CHARS
+            || lenient_string(&v).is_some_and(|v| v.trim().chars().count() > MAX_TAG_VALUE_CHARS);
+        if too_long {
+            let mut name = k;
+            trim_chars(&mut name, MAX_TAG_KEY_CHARS, 0);
+            errors.push(
+                crate::value::json!({"type": "value_too_long", "name": format!("tags.{name}")}),
+            );
             continue;
         }
         match (normalize_tag_key(&k), normalize_tag_value(&v)) {
@@ -1621,11 +1640,26 @@ mod tests {
         assert_eq!(n.event["tags"], json!([["a-b", "1"], ["ok", "True"]]));
         let n = norm(json!({"tags": [["k", "v"], ["k", "w"], "x:y"]}));
         assert_eq!(n.event["tags"], json!([["k", "v"], ["x", "y"]]));
-        let long = "v".repeat(300);
-        let n = norm(json!({"tags": {"k": long}}));
-        let v = n.event["tags"][0][1].as_str().unwrap();
-        assert_eq!(v.chars().count(), 200);
-        assert!(v.ends_with("..."));
+        // Relay drops (does not truncate) a tag whose value or key is longer than 200
+        // characters, and records a `value_too_long` error: a truncated value would be a tag
+        // value the SDK never sent. Exactly 200 characters (multi-byte ones too) is kept.
+        let long = "v".repeat(201);
+        let max = "é".repeat(200);
+        let long_key = "k".repeat(201);
+        let n = norm(json!({"tags": [["k", long], ["ok", "1"], ["max", max], [long_key, "x"]]}));
+        assert_eq!(n.event["tags"], json!([["ok", "1"], ["max", max]]));
+        let errors = n.event["errors"].as_array().unwrap();
+        let too_long: Vec<_> = errors
+            .iter()
+            .filter(|e| e["type"] == "value_too_long")
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            too_long,
+            vec!["tags.k".to_owned(), format!("tags.{}...", "k".repeat(197))]
+        );
+        let n = norm(json!({"tags": [["k", "v".repeat(300)]]}));
+        assert_eq!(n.event["tags"], json!([]));
     }
 
     #[test]
