@@ -1153,9 +1153,10 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         if let Some(Value::String(m)) = r.get_mut("method") {
             *m = m.to_ascii_uppercase();
         }
-        // Headers may come as pairs; keep Relay's canonical pair list.
-        if let Some(Value::Object(h)) = r.remove("headers") {
-            let pairs: Vec<Value> = h
+        // Headers may come as an object; keep Relay's canonical pair list (headers already
+        // sent as pairs stay as they are).
+        if let Some(Value::Object(h)) = r.get_mut("headers") {
+            let pairs: Vec<Value> = std::mem::take(h)
                 .into_iter()
                 .filter_map(|(k, v)| {
                     let v = lenient_string(&v)?;
@@ -1167,9 +1168,119 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                 .collect();
             r.insert_str("headers", Value::Array(pairs));
         }
+        normalize_cookies(r);
         split_request_url(r);
         trim_field(r, "url", 256, 40);
     }
+}
+
+/// Relay's cookie normalization (`normalize_cookies` in its request normalizer): cookies end
+/// up in `request.cookies` as `[name, value]` pairs. SDKs that only forward the request's
+/// `Cookie` header (@sentry/node's request data, hand-built events) get it parsed into
+/// `cookies` when they set none, and the header is then dropped, as it is when explicit
+/// cookies are given. A header that does not parse (a pair without `=`, an empty name) stays a
+/// header, as in Relay. A `cookies` string is parsed the same way, keeping the pairs that
+/// parse; an object becomes pairs.
+fn normalize_cookies(r: &mut Map<String, Value>) {
+    let cookie_header = |r: &Map<String, Value>| match r.get("headers") {
+        Some(Value::Array(headers)) => headers.iter().position(|h| {
+            h.get(0)
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.eq_ignore_ascii_case("cookie"))
+        }),
+        _ => None,
+    };
+    let remove_header = |r: &mut Map<String, Value>, at: usize| {
+        if let Some(Value::Array(headers)) = r.get_mut("headers") {
+            headers.remove(at);
+        }
+    };
+    match r.get_mut("cookies") {
+        None | Some(Value::Null) => {
+            let Some(at) = cookie_header(r) else {
+                return;
+            };
+            let parsed = r
+                .get("headers")
+                .and_then(|h| h.get(at))
+                .and_then(|h| h.get(1))
+                .and_then(Value::as_str)
+                .map(|raw| parse_cookies(raw).collect::<Option<Vec<Value>>>());
+            if let Some(Some(pairs)) = parsed {
+                r.insert_str("cookies", Value::Array(pairs));
+                remove_header(r, at);
+            }
+        }
+        Some(cookies) => {
+            match cookies {
+                Value::String(raw) => {
+                    let pairs = parse_cookies(raw).flatten().collect();
+                    *cookies = Value::Array(pairs);
+                }
+                Value::Object(map) => {
+                    let pairs = std::mem::take(map)
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            let v = lenient_string(&v)?;
+                            Some(Value::Array(vec![
+                                Value::String(k.into_string()),
+                                Value::String(v),
+                            ]))
+                        })
+                        .collect();
+                    *cookies = Value::Array(pairs);
+                }
+                _ => {}
+            }
+            if let Some(at) = cookie_header(r) {
+                remove_header(r, at);
+            }
+        }
+    }
+}
+
+/// The `name=value` pairs of a `Cookie` header as `[name, value]` arrays, `None` for a part
+/// that is not a cookie. Like the `cookie` crate Relay uses: parts split at `;`, blank parts
+/// skipped, name and value trimmed and percent-decoded, the name non-empty.
+fn parse_cookies(raw: &str) -> impl Iterator<Item = Option<Value>> + '_ {
+    raw.split(';')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (name, value) = part.split_once('=')?;
+            let name = percent_decode(name.trim())?;
+            if name.is_empty() {
+                return None;
+            }
+            let value = percent_decode(value.trim())?;
+            Some(Value::Array(vec![
+                Value::String(name),
+                Value::String(value),
+            ]))
+        })
+}
+
+/// `%XX` escapes decoded; a `%` not followed by two hex digits is kept as it is. `None` when
+/// the decoded bytes are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Relay's URL normalization: the query string and fragment of `request.url` move into
@@ -1759,6 +1870,53 @@ mod tests {
         let r = req(json!({"url": long}));
         assert_eq!(r["url"], json!("http://x.io/search"));
         assert_eq!(r["query_string"].as_str().map(str::len), Some(402));
+    }
+
+    /// Relay moves the `Cookie` header into `request.cookies` (as pairs) when the SDK set no
+    /// cookies, drops the header when it did, and parses a `cookies` string into pairs.
+    #[test]
+    fn cookie_header_moves_into_cookies() {
+        let req = |request: Value| {
+            let n = norm(json!({"message": "m", "request": request}));
+            n.event.get("request").cloned().unwrap_or_default()
+        };
+        // Headers sent as pairs (Node, Rust) are kept as they are (they were dropped before).
+        assert_eq!(
+            req(json!({"headers": [["Accept", "*/*"], ["X-A", "1"]]})),
+            json!({"headers": [["Accept", "*/*"], ["X-A", "1"]]})
+        );
+        assert_eq!(
+            req(
+                json!({"headers": [["Accept", "*/*"], ["cookie", " a=b; c = d%20e;;theme=\"x\" "]]})
+            ),
+            json!({"headers": [["Accept", "*/*"]], "cookies": [["a", "b"], ["c", "d e"], ["theme", "\"x\""]]})
+        );
+        // Headers sent as an object (Python) become pairs first; the header is found too.
+        assert_eq!(
+            req(json!({"headers": {"Cookie": "s=1", "Host": "h"}})),
+            json!({"headers": [["Host", "h"]], "cookies": [["s", "1"]]})
+        );
+        // Cookies the SDK set win; the header is dropped.
+        assert_eq!(
+            req(json!({"headers": [["Cookie", "a=b"]], "cookies": {"z": "y", "n": 1}})),
+            json!({"headers": [], "cookies": [["n", "1"], ["z", "y"]]})
+        );
+        // A header that is not a cookie list stays a header.
+        assert_eq!(
+            req(json!({"headers": [["Cookie", "a=b; junk"]]})),
+            json!({"headers": [["Cookie", "a=b; junk"]]})
+        );
+        assert_eq!(
+            req(json!({"headers": [["Cookie", "=v"]]})),
+            json!({"headers": [["Cookie", "=v"]]})
+        );
+        // A string of cookies keeps the pairs that parse.
+        assert_eq!(
+            req(json!({"cookies": "a=1; bad; b=%zz"})),
+            json!({"cookies": [["a", "1"], ["b", "%zz"]]})
+        );
+        assert_eq!(percent_decode("%C3%A9%"), Some("é%".into()));
+        assert_eq!(percent_decode("%FF"), None);
     }
 
     #[test]
