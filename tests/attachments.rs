@@ -87,3 +87,95 @@ fn python_sdk_attachments_are_listed_and_downloadable() {
     let resp = http().get(server.url(&base)).send().expect("GET no token");
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+/// The legacy upload of older SDKs and sentry-native: the event goes to the store endpoint,
+/// its files to `POST /api/{project}/events/{event_id}/attachments/` as a multipart form.
+/// Relay answers 201; the files are then listed under the event and download byte for byte.
+#[test]
+fn legacy_multipart_attachment_upload_is_listed_and_downloadable() {
+    const BOUNDARY: &str = "----legacy-attachments-9c1e";
+    let server = OspreyServer::start(ServerOptions::default());
+    let event_id = uuid::Uuid::new_v4().simple().to_string();
+    let auth = format!("sentry_key={}&sentry_version=7", server.default_key());
+    let resp = http()
+        .post(server.url(&format!("/api/1/store/?{auth}")))
+        .header("Content-Type", "application/json")
+        .body(format!(
+            r#"{{"event_id":"{event_id}","message":"native crash","level":"fatal"}}"#
+        ))
+        .send()
+        .expect("POST store");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let log = b"native: frame 0\nnative: frame 1\n".to_vec();
+    let config: Vec<u8> = (0..3).flat_map(|_| 0u8..=255).collect();
+    let mut body = Vec::new();
+    for (name, filename, content_type, data) in [
+        ("log", "native.log", Some("text/plain"), &log),
+        ("cfg", "config.bin", None, &config),
+    ] {
+        let mut head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\""
+        );
+        if let Some(ct) = content_type {
+            head.push_str(&format!("\r\nContent-Type: {ct}"));
+        }
+        head.push_str("\r\n\r\n");
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let resp = http()
+        .post(server.url(&format!("/api/1/events/{event_id}/attachments/?{auth}")))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .expect("POST attachments");
+    assert_eq!(resp.status().as_u16(), 201);
+    assert!(resp.bytes().expect("body").is_empty());
+
+    let base = format!("/api/0/projects/default/default/events/{event_id}/attachments/");
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let listed: Vec<Value> = loop {
+        let resp = http()
+            .get(server.url(&base))
+            .bearer_auth(server.admin_token())
+            .send()
+            .expect("GET attachments");
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let list: Vec<Value> = resp.json().expect("attachment list JSON");
+        if list.len() >= 2 {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attachments not listed in time: {list:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+    for (name, mimetype, bytes) in [
+        ("native.log", "text/plain", &log),
+        ("config.bin", "application/octet-stream", &config),
+    ] {
+        let item = listed
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {listed:#?}"));
+        assert_eq!(item["type"], "event.attachment", "{item}");
+        assert_eq!(item["mimetype"], mimetype, "{item}");
+        assert_eq!(item["size"], bytes.len(), "{item}");
+        let id = item["id"].as_str().expect("attachment id");
+        let resp = http()
+            .get(server.url(&format!("{base}{id}/?download=1")))
+            .bearer_auth(server.admin_token())
+            .send()
+            .expect("download");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(&resp.bytes().expect("body").to_vec(), bytes, "{name}");
+    }
+}

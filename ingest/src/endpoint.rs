@@ -244,6 +244,10 @@ enum Route {
     Security(u64),
     /// `/api/{id}/minidump/`: native crash uploads.
     Minidump(u64),
+    /// `/api/{id}/events/{event_id}/attachments/`: the legacy multipart attachment upload of
+    /// older SDKs and sentry-native (the event id is read from the path again by
+    /// [`attachments_event_id`]).
+    Attachments(u64),
     /// `/api/{id}/cron/{slug}[/{sentry_key}]/`: HTTP check-ins of cron monitors (the slug
     /// and key are read from the path again by [`cron_path`]).
     Cron(u64),
@@ -261,6 +265,7 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         "store" => |id| Route::Store(Some(id)),
         "security" | "csp-report" => Route::Security,
         "minidump" => Route::Minidump,
+        events if attachments_event_id(events).is_some() => Route::Attachments,
         cron if cron_path(cron).is_some() => Route::Cron,
         _ => return Err(IngestError::NotFound),
     };
@@ -268,6 +273,15 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         .parse::<u64>()
         .map_err(|_| IngestError::BadProject)?;
     Ok(make(project_id))
+}
+
+/// The event id segment of an attachments path's tail (`events/{event_id}/attachments`,
+/// trailing slash already removed); whether it is a valid id is checked when it is used.
+fn attachments_event_id(endpoint: &str) -> Option<&str> {
+    let id = endpoint
+        .strip_prefix("events/")?
+        .strip_suffix("/attachments")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 /// The monitor slug and the optional public key of a cron check-in path's tail
@@ -590,6 +604,7 @@ impl IngestService {
         }
         let is_get = request.method == Method::GET;
         let is_minidump = matches!(route, Ok(Route::Minidump(_)));
+        let is_attachments = matches!(route, Ok(Route::Attachments(_)));
         let is_cron = matches!(route, Ok(Route::Cron(_)));
         let mut category = None;
         let result = match route {
@@ -600,7 +615,14 @@ impl IngestService {
             Ok(accepted) => {
                 self.metrics.accept_request();
                 self.metrics.observe_latency(start.elapsed());
-                let mut resp = if is_cron {
+                let mut resp = if is_attachments {
+                    // Relay's answer to an attachment upload: 201, nothing to read.
+                    IngestResponse {
+                        status: StatusCode::CREATED,
+                        headers: HeaderMap::new(),
+                        body: Bytes::new(),
+                    }
+                } else if is_cron {
                     // Relay's answer to a check-in: 202, nothing to read.
                     IngestResponse {
                         status: StatusCode::ACCEPTED,
@@ -687,7 +709,13 @@ impl IngestService {
             client_addr,
         } = request;
         match (route, &method) {
-            (Route::Envelope(_) | Route::Security(_) | Route::Minidump(_), &Method::POST)
+            (
+                Route::Envelope(_)
+                | Route::Security(_)
+                | Route::Minidump(_)
+                | Route::Attachments(_),
+                &Method::POST,
+            )
             | (Route::Store(_) | Route::Cron(_), &Method::POST | &Method::GET) => {}
             _ => return Err(IngestError::MethodNotAllowed),
         }
@@ -705,9 +733,11 @@ impl IngestService {
                 .await;
         }
         let path_project = match route {
-            Route::Envelope(id) | Route::Security(id) | Route::Minidump(id) | Route::Cron(id) => {
-                Some(id)
-            }
+            Route::Envelope(id)
+            | Route::Security(id)
+            | Route::Minidump(id)
+            | Route::Attachments(id)
+            | Route::Cron(id) => Some(id),
             Route::Store(id) => id,
         };
         let is_envelope = matches!(route, Route::Envelope(_))
@@ -746,6 +776,9 @@ impl IngestService {
         }
         let cap = if is_envelope || matches!(route, Route::Minidump(_)) {
             self.config.limits.max_envelope_size
+        } else if matches!(route, Route::Attachments(_)) {
+            // Relay bounds this route's whole body by the attachments limit.
+            self.config.limits.max_attachments_size
         } else {
             self.config.limits.max_event_size
         };
@@ -802,6 +835,18 @@ impl IngestService {
         }
         let (key, project) = resolved.ok_or(IngestError::MissingAuth)?;
 
+        if matches!(route, Route::Attachments(_)) {
+            *category = Some(DataCategory::Attachment);
+            if !origin_allowed(&project.settings.allowed_domains, &headers) {
+                return Err(IngestError::EventRejected(DiscardReason::Cors));
+            }
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            return self
+                .handle_attachments(&path, decoded, content_type, &key, client_addr)
+                .await;
+        }
         if matches!(route, Route::Minidump(_)) {
             *category = Some(DataCategory::Error);
             if !origin_allowed(&project.settings.allowed_domains, &headers) {
@@ -1012,6 +1057,69 @@ impl IngestService {
             }),
             other => other,
         }
+    }
+
+    /// A legacy attachment upload (`/api/{id}/events/{event_id}/attachments/`): every file
+    /// part of the form becomes an `event.attachment` item of the event named in the path, in
+    /// one envelope through the usual limits and rate limits, as Relay's attachments endpoint
+    /// does. The event itself was (or will be) sent on its own.
+    async fn handle_attachments(
+        &self,
+        path: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+        key: &ProjectKey,
+        client_addr: Option<IpAddr>,
+    ) -> Result<Accepted, IngestError> {
+        let event_id = path
+            .strip_prefix("/api/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, tail)| tail.strip_suffix('/').unwrap_or(tail))
+            .and_then(attachments_event_id)
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| {
+                IngestError::InvalidBody(DetailError("invalid event id in the path".into()))
+            })?;
+        let files = {
+            let cap_each = self.config.limits.max_attachment_size;
+            let content_type = content_type.map(str::to_owned);
+            tokio::task::spawn_blocking(move || {
+                minidump::attachment_files(content_type.as_deref(), &body, cap_each)
+            })
+            .await
+            .map_err(|e| IngestError::InvalidBody(DetailError::new(e)))??
+        };
+        if files.is_empty() {
+            return Err(IngestError::EmptyEnvelope);
+        }
+        let mut items = Vec::with_capacity(files.len());
+        for file in files {
+            let header = serde_json::json!({
+                "type": "attachment",
+                "length": file.bytes.len(),
+                "filename": file.filename,
+                "content_type": file.content_type,
+                "attachment_type": "event.attachment",
+            });
+            items.push(Item {
+                ty: ItemType::Attachment,
+                header: Bytes::from(
+                    serde_json::to_vec(&header)
+                        .map_err(|e| IngestError::InvalidBody(DetailError::new(e)))?,
+                ),
+                payload: file.bytes,
+                item_count: None,
+                attachment_type: Some("event.attachment".into()),
+            });
+        }
+        let envelope = Envelope {
+            header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
+            event_id: Some(event_id),
+            event_id_generated: false,
+            dsn: None,
+            items,
+        };
+        self.handle_envelope(envelope, key, client_addr, true).await
     }
 
     /// An HTTP check-in (`/api/{id}/cron/{slug}[/{sentry_key}]/`): the key from the path or
@@ -1278,6 +1386,26 @@ mod tests {
             Err(IngestError::BadProject)
         ));
         assert_eq!(parse_route("/api/1/minidump").unwrap(), Route::Minidump(1));
+        assert_eq!(
+            parse_route("/api/3/events/9ec79c33ec9942ab8353589fcb2e04dc/attachments/").unwrap(),
+            Route::Attachments(3)
+        );
+        assert_eq!(
+            attachments_event_id("events/abc/attachments"),
+            Some("abc"),
+            "the id is validated when the upload is handled"
+        );
+        for bad in [
+            "/api/3/events//attachments/",
+            "/api/3/events/a/b/attachments/",
+            "/api/3/events/abc/",
+            "/api/3/events/abc/attachment/",
+        ] {
+            assert!(
+                matches!(parse_route(bad), Err(IngestError::NotFound)),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             parse_route("/api/1/unreal/"),
             Err(IngestError::NotFound)

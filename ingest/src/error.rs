@@ -69,6 +69,14 @@ pub enum IngestError {
     /// A crash upload that is not a minidump or whose form is broken.
     #[error("invalid minidump upload: {0}")]
     InvalidMinidump(String),
+    /// A form upload to the attachments route that is not `multipart/form-data` or whose form
+    /// is broken (Relay's `InvalidMultipart`).
+    #[error("invalid multipart data")]
+    InvalidMultipart(#[source] DetailError),
+    /// An upload that carries no item at all (Relay's `EmptyEnvelope`): an attachments form
+    /// without a file part.
+    #[error("empty envelope")]
+    EmptyEnvelope,
     /// Envelope framing or header errors.
     #[error("invalid event envelope")]
     InvalidEnvelope(#[from] EnvelopeError),
@@ -156,6 +164,8 @@ impl IngestError {
             | IngestError::InvalidJson(_)
             | IngestError::InvalidSecurityReport(_)
             | IngestError::InvalidMinidump(_)
+            | IngestError::InvalidMultipart(_)
+            | IngestError::EmptyEnvelope
             | IngestError::InvalidEnvelope(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -180,6 +190,8 @@ impl IngestError {
             IngestError::InvalidJson(_) => "invalid_json",
             IngestError::InvalidSecurityReport(_) => "invalid_security_report",
             IngestError::InvalidMinidump(_) => "invalid_minidump",
+            IngestError::InvalidMultipart(_) => "invalid_multipart",
+            IngestError::EmptyEnvelope => "empty_envelope",
             IngestError::InvalidEnvelope(_) => "invalid_envelope",
             IngestError::BodyTooLarge(_) => "too_large",
             IngestError::Overflow(_) => "too_large_item",

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::decode::{self, Encoding};
-use crate::error::IngestError;
+use crate::error::{DetailError, IngestError};
 
 /// Parts one upload may have (Crashpad sends a handful).
 const MAX_PARTS: usize = 64;
@@ -122,6 +122,45 @@ pub fn parse_upload(
     }
     check_signature(&upload.minidump)?;
     Ok(upload)
+}
+
+/// The file parts of a form posted to the legacy attachments route
+/// (`/api/{project_id}/events/{event_id}/attachments/`, older SDKs and sentry-native), each
+/// an attachment of that event, as Relay reads them: a part with a file name is a file (its
+/// `Content-Type`, else `application/octet-stream`), text fields carry nothing kept. A file
+/// over `cap_each` bytes is an overflow; a body that is no form, a broken form.
+pub fn attachment_files(
+    content_type: Option<&str>,
+    body: &Bytes,
+    cap_each: usize,
+) -> Result<Vec<UploadFile>, IngestError> {
+    let broken = |e: IngestError| match e {
+        IngestError::InvalidMinidump(why) => IngestError::InvalidMultipart(DetailError(why)),
+        other => other,
+    };
+    let boundary = content_type.and_then(multipart_boundary).ok_or_else(|| {
+        IngestError::InvalidMultipart(DetailError(
+            "expected a multipart/form-data body with a boundary".into(),
+        ))
+    })?;
+    let mut files = Vec::new();
+    for part in multipart_parts(body, &boundary).map_err(broken)? {
+        let Some(filename) = part.filename else {
+            continue;
+        };
+        if part.data.len() > cap_each {
+            return Err(IngestError::Overflow("attachment".into()));
+        }
+        files.push(UploadFile {
+            filename,
+            content_type: Some(
+                part.content_type
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+            ),
+            bytes: body.slice_ref(part.data),
+        });
+    }
+    Ok(files)
 }
 
 /// `sentry` (JSON), `sentry[key][sub]` (one value) or anything else (extra).

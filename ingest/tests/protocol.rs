@@ -1013,3 +1013,137 @@ async fn cron_check_ins_over_http_are_202_and_logged() {
     }
     assert_eq!(log.records.lock().len(), 3);
 }
+
+/// One form part: field name, file name, content type, bytes.
+type FormPart<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` body.
+fn form(boundary: &str, parts: &[FormPart<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content_type, data) in parts {
+        let mut head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"");
+        if let Some(f) = filename {
+            head.push_str(&format!("; filename=\"{f}\""));
+        }
+        if let Some(ct) = content_type {
+            head.push_str(&format!("\r\nContent-Type: {ct}"));
+        }
+        head.push_str("\r\n\r\n");
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// The legacy attachment upload of older SDKs and sentry-native: Relay answers 201 with no
+/// body and turns every file part into an `event.attachment` of the event in the path.
+#[tokio::test]
+async fn legacy_attachment_upload_is_201_and_logged() {
+    let config = IngestConfig {
+        limits: ingest::Limits {
+            max_attachment_size: 1000,
+            max_attachments_size: 4000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (svc, log) = service(config);
+    let boundary = "sentry-native-7f3a";
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let binary: Vec<u8> = (0u8..=255).chain(b"\r\n--x\r\n".iter().copied()).collect();
+    let body = form(
+        boundary,
+        &[
+            ("note", None, None, b"ignored text field"),
+            (
+                "log",
+                Some("app.log"),
+                Some("text/plain"),
+                b"line 1\nline 2\n",
+            ),
+            ("blob", Some("state.bin"), None, &binary),
+        ],
+    );
+    let path = format!("/api/1/events/{EVENT_ID}/attachments/");
+    let upload = |path: &str, body: Vec<u8>| {
+        post(path)
+            .auth(KEY)
+            .header("content-type", &content_type)
+            .body(body)
+            .build()
+    };
+    let resp = svc.ingest(upload(&path, body.clone())).await;
+    assert_eq!(resp.status, StatusCode::CREATED, "{:?}", resp.detail());
+    assert!(resp.body.is_empty());
+    {
+        let records = log.records.lock();
+        assert_eq!(records.len(), 2);
+        for r in records.iter() {
+            assert_eq!(r.item_type, "attachment");
+            assert_eq!(r.project_id, 1);
+            assert_eq!(r.event_id.unwrap().simple().to_string(), EVENT_ID);
+        }
+        let header = |i: usize| -> serde_json::Value {
+            serde_json::from_slice(&records[i].item_header).unwrap()
+        };
+        assert_eq!(header(0)["filename"], "app.log");
+        assert_eq!(header(0)["content_type"], "text/plain");
+        assert_eq!(header(0)["attachment_type"], "event.attachment");
+        assert_eq!(&records[0].payload[..], b"line 1\nline 2\n");
+        assert_eq!(header(1)["filename"], "state.bin");
+        assert_eq!(header(1)["content_type"], "application/octet-stream");
+        assert_eq!(&records[1].payload[..], &binary[..]);
+    }
+    assert_eq!(svc.metrics().accepted_items(DataCategory::Attachment), 2);
+
+    // A hyphenated event id and no trailing slash are the same route.
+    let hyphenated = uuid::Uuid::parse_str(EVENT_ID).unwrap().hyphenated();
+    let resp = svc
+        .ingest(upload(
+            &format!("/api/1/events/{hyphenated}/attachments"),
+            body.clone(),
+        ))
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED, "{:?}", resp.detail());
+
+    // Bad uploads: Relay's statuses, nothing logged.
+    let before = log.records.lock().len();
+    let no_auth = post(&path)
+        .header("content-type", &content_type)
+        .body(body.clone())
+        .build();
+    assert_eq!(svc.ingest(no_auth).await.status, StatusCode::UNAUTHORIZED);
+    let resp = svc
+        .ingest(upload("/api/1/events/not-an-id/attachments/", body.clone()))
+        .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    let not_a_form = post(&path)
+        .auth(KEY)
+        .header("content-type", "application/octet-stream")
+        .body(binary.clone())
+        .build();
+    let resp = svc.ingest(not_a_form).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.detail().as_deref(), Some("invalid multipart data"));
+    let no_file = form(boundary, &[("note", None, None, b"text only")]);
+    let resp = svc.ingest(upload(&path, no_file)).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.detail().as_deref(), Some("empty envelope"));
+    let big_file = form(boundary, &[("f", Some("big.bin"), None, &[7u8; 1001])]);
+    let resp = svc.ingest(upload(&path, big_file)).await;
+    assert_eq!(resp.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let big_body = form(boundary, &[("f", Some("a.bin"), None, &[7u8; 4100])]);
+    let resp = svc.ingest(upload(&path, big_body)).await;
+    assert_eq!(resp.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let get = Req {
+        method: Method::GET,
+        ..post(&path).auth(KEY)
+    };
+    assert_eq!(
+        svc.ingest(get.build()).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(log.records.lock().len(), before);
+}

@@ -1024,11 +1024,16 @@ fn filename_from_abs_path(abs: &str) -> String {
     abs.to_owned()
 }
 
+/// Relay's `MaxChars::TagKey` and `MaxChars::TagValue` (Sentry's `MAX_TAG_KEY_LENGTH` and
+/// `MAX_TAG_VALUE_LENGTH`), in characters.
+const MAX_TAG_KEY_CHARS: usize = 200;
+const MAX_TAG_VALUE_CHARS: usize = 200;
+
 /// Normalizes one tag key the way Relay validates it; `None` = drop the tag.
 pub fn normalize_tag_key(key: &str) -> Option<String> {
     let key = key.trim().replace(' ', "-");
     let ok = !key.is_empty()
-        && key.chars().count() <= 200
+        && key.chars().count() <= MAX_TAG_KEY_CHARS
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
@@ -1078,6 +1083,20 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     let mut seen = std::collections::HashSet::new();
     for (k, v) in raw.into_iter().take(1000) {
         if v.is_null() {
+            continue;
+        }
+        // A client's tag whose key or value is longer than Relay's limit is dropped with a
+        // `value_too_long` error, not truncated (Relay's `normalize_event_tags`): a cut value
+        // would be searched and counted as a value the SDK never sent. Only tags osprey derives
+        // itself (`normalize_tag_string`) are shortened.
+        let too_long = k.trim().chars().count() > MAX_TAG_KEY_CHARS
+            || lenient_string(&v).is_some_and(|v| v.trim().chars().count() > MAX_TAG_VALUE_CHARS);
+        if too_long {
+            let mut name = k;
+            trim_chars(&mut name, MAX_TAG_KEY_CHARS, 0);
+            errors.push(
+                crate::value::json!({"type": "value_too_long", "name": format!("tags.{name}")}),
+            );
             continue;
         }
         match (normalize_tag_key(&k), normalize_tag_value(&v)) {
@@ -1134,9 +1153,10 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         if let Some(Value::String(m)) = r.get_mut("method") {
             *m = m.to_ascii_uppercase();
         }
-        // Headers may come as pairs; keep Relay's canonical pair list.
-        if let Some(Value::Object(h)) = r.remove("headers") {
-            let pairs: Vec<Value> = h
+        // Headers may come as an object; keep Relay's canonical pair list (headers already
+        // sent as pairs stay as they are).
+        if let Some(Value::Object(h)) = r.get_mut("headers") {
+            let pairs: Vec<Value> = std::mem::take(h)
                 .into_iter()
                 .filter_map(|(k, v)| {
                     let v = lenient_string(&v)?;
@@ -1148,9 +1168,119 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                 .collect();
             r.insert_str("headers", Value::Array(pairs));
         }
+        normalize_cookies(r);
         split_request_url(r);
         trim_field(r, "url", 256, 40);
     }
+}
+
+/// Relay's cookie normalization (`normalize_cookies` in its request normalizer): cookies end
+/// up in `request.cookies` as `[name, value]` pairs. SDKs that only forward the request's
+/// `Cookie` header (@sentry/node's request data, hand-built events) get it parsed into
+/// `cookies` when they set none, and the header is then dropped, as it is when explicit
+/// cookies are given. A header that does not parse (a pair without `=`, an empty name) stays a
+/// header, as in Relay. A `cookies` string is parsed the same way, keeping the pairs that
+/// parse; an object becomes pairs.
+fn normalize_cookies(r: &mut Map<String, Value>) {
+    let cookie_header = |r: &Map<String, Value>| match r.get("headers") {
+        Some(Value::Array(headers)) => headers.iter().position(|h| {
+            h.get(0)
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.eq_ignore_ascii_case("cookie"))
+        }),
+        _ => None,
+    };
+    let remove_header = |r: &mut Map<String, Value>, at: usize| {
+        if let Some(Value::Array(headers)) = r.get_mut("headers") {
+            headers.remove(at);
+        }
+    };
+    match r.get_mut("cookies") {
+        None | Some(Value::Null) => {
+            let Some(at) = cookie_header(r) else {
+                return;
+            };
+            let parsed = r
+                .get("headers")
+                .and_then(|h| h.get(at))
+                .and_then(|h| h.get(1))
+                .and_then(Value::as_str)
+                .map(|raw| parse_cookies(raw).collect::<Option<Vec<Value>>>());
+            if let Some(Some(pairs)) = parsed {
+                r.insert_str("cookies", Value::Array(pairs));
+                remove_header(r, at);
+            }
+        }
+        Some(cookies) => {
+            match cookies {
+                Value::String(raw) => {
+                    let pairs = parse_cookies(raw).flatten().collect();
+                    *cookies = Value::Array(pairs);
+                }
+                Value::Object(map) => {
+                    let pairs = std::mem::take(map)
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            let v = lenient_string(&v)?;
+                            Some(Value::Array(vec![
+                                Value::String(k.into_string()),
+                                Value::String(v),
+                            ]))
+                        })
+                        .collect();
+                    *cookies = Value::Array(pairs);
+                }
+                _ => {}
+            }
+            if let Some(at) = cookie_header(r) {
+                remove_header(r, at);
+            }
+        }
+    }
+}
+
+/// The `name=value` pairs of a `Cookie` header as `[name, value]` arrays, `None` for a part
+/// that is not a cookie. Like the `cookie` crate Relay uses: parts split at `;`, blank parts
+/// skipped, name and value trimmed and percent-decoded, the name non-empty.
+fn parse_cookies(raw: &str) -> impl Iterator<Item = Option<Value>> + '_ {
+    raw.split(';')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (name, value) = part.split_once('=')?;
+            let name = percent_decode(name.trim())?;
+            if name.is_empty() {
+                return None;
+            }
+            let value = percent_decode(value.trim())?;
+            Some(Value::Array(vec![
+                Value::String(name),
+                Value::String(value),
+            ]))
+        })
+}
+
+/// `%XX` escapes decoded; a `%` not followed by two hex digits is kept as it is. `None` when
+/// the decoded bytes are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Relay's URL normalization: the query string and fragment of `request.url` move into
@@ -1621,11 +1751,26 @@ mod tests {
         assert_eq!(n.event["tags"], json!([["a-b", "1"], ["ok", "True"]]));
         let n = norm(json!({"tags": [["k", "v"], ["k", "w"], "x:y"]}));
         assert_eq!(n.event["tags"], json!([["k", "v"], ["x", "y"]]));
-        let long = "v".repeat(300);
-        let n = norm(json!({"tags": {"k": long}}));
-        let v = n.event["tags"][0][1].as_str().unwrap();
-        assert_eq!(v.chars().count(), 200);
-        assert!(v.ends_with("..."));
+        // Relay drops (does not truncate) a tag whose value or key is longer than 200
+        // characters, and records a `value_too_long` error: a truncated value would be a tag
+        // value the SDK never sent. Exactly 200 characters (multi-byte ones too) is kept.
+        let long = "v".repeat(201);
+        let max = "é".repeat(200);
+        let long_key = "k".repeat(201);
+        let n = norm(json!({"tags": [["k", long], ["ok", "1"], ["max", max], [long_key, "x"]]}));
+        assert_eq!(n.event["tags"], json!([["ok", "1"], ["max", max]]));
+        let errors = n.event["errors"].as_array().unwrap();
+        let too_long: Vec<_> = errors
+            .iter()
+            .filter(|e| e["type"] == "value_too_long")
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            too_long,
+            vec!["tags.k".to_owned(), format!("tags.{}...", "k".repeat(197))]
+        );
+        let n = norm(json!({"tags": [["k", "v".repeat(300)]]}));
+        assert_eq!(n.event["tags"], json!([]));
     }
 
     #[test]
@@ -1725,6 +1870,53 @@ mod tests {
         let r = req(json!({"url": long}));
         assert_eq!(r["url"], json!("http://x.io/search"));
         assert_eq!(r["query_string"].as_str().map(str::len), Some(402));
+    }
+
+    /// Relay moves the `Cookie` header into `request.cookies` (as pairs) when the SDK set no
+    /// cookies, drops the header when it did, and parses a `cookies` string into pairs.
+    #[test]
+    fn cookie_header_moves_into_cookies() {
+        let req = |request: Value| {
+            let n = norm(json!({"message": "m", "request": request}));
+            n.event.get("request").cloned().unwrap_or_default()
+        };
+        // Headers sent as pairs (Node, Rust) are kept as they are (they were dropped before).
+        assert_eq!(
+            req(json!({"headers": [["Accept", "*/*"], ["X-A", "1"]]})),
+            json!({"headers": [["Accept", "*/*"], ["X-A", "1"]]})
+        );
+        assert_eq!(
+            req(
+                json!({"headers": [["Accept", "*/*"], ["cookie", " a=b; c = d%20e;;theme=\"x\" "]]})
+            ),
+            json!({"headers": [["Accept", "*/*"]], "cookies": [["a", "b"], ["c", "d e"], ["theme", "\"x\""]]})
+        );
+        // Headers sent as an object (Python) become pairs first; the header is found too.
+        assert_eq!(
+            req(json!({"headers": {"Cookie": "s=1", "Host": "h"}})),
+            json!({"headers": [["Host", "h"]], "cookies": [["s", "1"]]})
+        );
+        // Cookies the SDK set win; the header is dropped.
+        assert_eq!(
+            req(json!({"headers": [["Cookie", "a=b"]], "cookies": {"z": "y", "n": 1}})),
+            json!({"headers": [], "cookies": [["n", "1"], ["z", "y"]]})
+        );
+        // A header that is not a cookie list stays a header.
+        assert_eq!(
+            req(json!({"headers": [["Cookie", "a=b; junk"]]})),
+            json!({"headers": [["Cookie", "a=b; junk"]]})
+        );
+        assert_eq!(
+            req(json!({"headers": [["Cookie", "=v"]]})),
+            json!({"headers": [["Cookie", "=v"]]})
+        );
+        // A string of cookies keeps the pairs that parse.
+        assert_eq!(
+            req(json!({"cookies": "a=1; bad; b=%zz"})),
+            json!({"cookies": [["a", "1"], ["b", "%zz"]]})
+        );
+        assert_eq!(percent_decode("%C3%A9%"), Some("é%".into()));
+        assert_eq!(percent_decode("%FF"), None);
     }
 
     #[test]

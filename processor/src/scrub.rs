@@ -10,7 +10,9 @@
 //! - with `scrub_ip_addresses`, `user.ip_address` is removed and IP addresses in strings
 //!   become `[ip]`.
 //!
-//! Cookies are credentials by nature: `request.cookies` is filtered whole.
+//! Cookies are credentials by nature: every value of `request.cookies` is filtered (stricter
+//! than Relay, which filters only cookies with sensitive names such as `sessionid` or
+//! `csrftoken`); the cookie names stay, as in Relay.
 
 use std::sync::LazyLock;
 
@@ -172,7 +174,11 @@ impl Scrubber {
                 continue;
             }
             if self.enabled && self.is_sensitive_key(key) {
-                filter_all(child);
+                if key.eq_ignore_ascii_case("cookies") {
+                    filter_cookies(child);
+                } else {
+                    filter_all(child);
+                }
             } else {
                 self.walk(child, depth + 1);
             }
@@ -198,7 +204,7 @@ impl Scrubber {
 /// `request.cookies` whole, and `key=value` pairs of `query_string` (and of the URL).
 fn scrub_request_specials(scrubber: &Scrubber, req: &mut Map<String, Value>) {
     if let Some(cookies) = req.get_mut("cookies") {
-        filter_all(cookies);
+        filter_cookies(cookies);
     }
     if let Some(Value::String(q)) = req.get_mut("query_string") {
         if let Some(new) = scrub_query(scrubber, q) {
@@ -241,6 +247,24 @@ fn filter_all(value: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(filter_all),
         Value::Null => {}
         other => *other = Value::String(FILTERED.into()),
+    }
+}
+
+/// Filters every value of a cookie jar (`request.cookies`, a response context's `cookies`)
+/// and keeps the cookie names, as Relay's scrubbing leaves them: normalization turns the jar
+/// (and a `Cookie` header) into `[name, value]` pairs, and a name-blind [`filter_all`] would
+/// erase the names as well.
+fn filter_cookies(value: &mut Value) {
+    match value {
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                match item {
+                    Value::Array(pair) if is_pair(pair) => filter_all(&mut pair[1]),
+                    other => filter_all(other),
+                }
+            }
+        }
+        other => filter_all(other),
     }
 }
 
@@ -623,6 +647,33 @@ mod tests {
             None,
             "glued to a letter"
         );
+    }
+
+    /// Normalization turns a `Cookie` header into `request.cookies` pairs: every value is
+    /// filtered, the names stay (a name-blind filter used to erase them too).
+    #[test]
+    fn cookie_pairs_keep_names_and_lose_values() {
+        let mut ev = json!({
+            "request": {"cookies": [["sessionid", "x"], ["theme", "dark"], ["n", 5]]},
+            "contexts": {"response": {"type": "response", "cookies": [["a", "b"]]}},
+        });
+        default_scrubber().scrub(&mut ev);
+        assert_eq!(
+            ev["request"]["cookies"],
+            json!([
+                ["sessionid", FILTERED],
+                ["theme", FILTERED],
+                ["n", FILTERED]
+            ])
+        );
+        assert_eq!(
+            ev["contexts"]["response"]["cookies"],
+            json!([["a", FILTERED]])
+        );
+        // A pair list under any other sensitive key is filtered whole, names included.
+        let mut ev = json!({"extra": {"password": ["user", "hunter2"]}});
+        default_scrubber().scrub(&mut ev);
+        assert_eq!(ev["extra"]["password"], json!([FILTERED, FILTERED]));
     }
 
     #[test]
