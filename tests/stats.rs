@@ -1,7 +1,8 @@
 //! Sentry's org stats endpoint (`GET /api/0/organizations/{org}/stats_v2/`) on a running
 //! `osprey serve`: real envelopes go in over HTTP (stored errors, events the processor refuses
 //! as invalid JSON, and a profile, a product osprey does not keep), and the endpoint counts
-//! them by outcome, category and reason as Sentry's would.
+//! them by outcome, category and reason as Sentry's would; the per-project stats endpoint
+//! counts the received errors.
 
 mod common;
 
@@ -131,6 +132,18 @@ fn stats_v2_counts_accepted_and_invalid_traffic_by_outcome_and_category() {
         }]),
         "{reasons}"
     );
+
+    // The older per-project counts: errors received (stored, filtered or rate limited; the
+    // invalid ones are not "received" in Sentry's sense) over the last day.
+    let (status, points) = server.api_get("/api/0/projects/default/default/stats/?stat=received");
+    assert_eq!(status, 200, "{points}");
+    let received: i64 = points
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p[1].as_i64())
+        .sum();
+    assert_eq!(received, 3, "{points}");
 
     // Sentry's validation, over HTTP.
     let (status, bad) =

@@ -18,7 +18,8 @@
 //!   node holding the project's transactions; split over nodes, counters add (count, apdex,
 //!   failure rate and error events stay exact) and percentiles are count-weighted means named
 //!   in `ospreyApproximate`;
-//! - org stats (`/organizations/{org}/stats_v2/`) add per group (`by`) and per interval;
+//! - org stats (`/organizations/{org}/stats_v2/`) add per group (`by`) and per interval,
+//!   project stats (`/projects/{org}/{project}/stats/`) per timestamp;
 //! - other lists are unions by `id`; single objects come from the first node that has them.
 //!
 //! A peer that does not answer (connection refused, timeout, 5xx) does not fail the request:
@@ -26,7 +27,7 @@
 //! objects, `"ospreyPartial": {"missing": [...]}`.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -290,6 +291,7 @@ pub fn merge(
                 merge_performance(ok, param("sort"), param("asc"), limit)
             }
             ["organizations", _, "stats_v2"] => merge_outcome_stats(ok),
+            ["projects", _, _, "stats"] => merge_points(ok),
             _ => merge_generic(ok),
         }
     };
@@ -449,6 +451,20 @@ fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate
 }
 
 /// Union of lists by `id` (first node wins); else the first node's object.
+/// Project stats (`[[unix_seconds, count], …]`) of several nodes: counts at the same time add.
+fn merge_points(answers: Vec<Value>) -> Value {
+    let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+    for point in answers.iter().filter_map(Value::as_array).flatten() {
+        if let (Some(t), Some(n)) = (point[0].as_i64(), point[1].as_i64()) {
+            *sums.entry(t).or_insert(0) += n;
+        }
+    }
+    json!(sums
+        .into_iter()
+        .map(|(t, n)| json!([t, n]))
+        .collect::<Vec<_>>())
+}
+
 /// Sums by field name (`sum(quantity)` → a total or a series).
 type StatsSums = Map<String, Value>;
 
@@ -791,6 +807,16 @@ mod tests {
         assert_eq!(groups[1]["series"]["sum(quantity)"], json!([0, 1, 0]));
         assert_eq!(groups[2]["by"], json!({"outcome": "filtered"}));
         assert_eq!(groups[2]["series"]["sum(quantity)"], json!([0, 7, 0]));
+        let (_, points, _) = merge(
+            &Method::GET,
+            "/api/0/projects/default/web/stats/",
+            "stat=received",
+            vec![
+                ok("a", json!([[3600, 1], [7200, 2]])),
+                ok("b", json!([[7200, 5], [10800, 1]])),
+            ],
+        );
+        assert_eq!(points, json!([[3600, 1], [7200, 7], [10800, 1]]));
         // Totals only (grouped by project): no series appear.
         let p = |n: i64| json!({"start": "s", "end": "e", "groups": [{"by": {"project": 1}, "totals": {"sum(quantity)": n}}]});
         let (_, merged, _) = merge(&Method::GET, path, "", vec![ok("a", p(2)), ok("b", p(3))]);

@@ -18,6 +18,13 @@
 //!
 //! The answer is `{start, end, intervals, groups: [{by, totals, series}]}`; a bad parameter is
 //! 400 with `{"detail": …}`. Needs `org:read`.
+//!
+//! Also `GET /projects/{org}/{project}/stats/`, Sentry's older per-project counts of error
+//! events: `[[unix_seconds, count], …]` for `stat` = `received` (accepted, filtered and rate
+//! limited, Sentry's "total received"), `rejected` (rate limited), `blacklisted` (filtered),
+//! `generated` (accepted) or an inbound filter's name (`localhost`, `release-version`,
+//! `error-message`: filtered by it), with `since`/`until` (unix seconds; default the last day)
+//! and `resolution` `1h` (default) or `1d` (osprey's counters are hourly, so no `10s`).
 
 use std::collections::BTreeSet;
 
@@ -41,6 +48,14 @@ pub(super) fn route(
     method: &http::Method,
     segs: &[&str],
 ) -> ApiResult<Option<ApiResponse>> {
+    if let ["projects", org, project, "stats"] = segs {
+        if method != http::Method::GET {
+            return Err(super::not_allowed(method));
+        }
+        let (_, project) = ctx.project(org, project)?;
+        ctx.require_any(&["project:read", "org:read"])?;
+        return project_stats(ctx, project.id, now_ms()).map(Some);
+    }
     let ["organizations", org, "stats_v2"] = segs else {
         return Ok(None);
     };
@@ -135,6 +150,70 @@ fn stats_query(ctx: &Ctx<'_>, org: &Organization, now: u64) -> ApiResult<StatsQu
         end_ms,
         interval_ms,
     })
+}
+
+/// `GET /projects/{org}/{project}/stats/`: one series of error-event counts.
+fn project_stats(ctx: &Ctx<'_>, project_id: u64, now: u64) -> ApiResult<ApiResponse> {
+    let param = |name: &str| ctx.req.param(name).filter(|v| !v.is_empty());
+    let stat = param("stat").unwrap_or("received");
+    let (outcomes, reason): (&[u8], Option<&str>) = match stat {
+        "received" => (&[0, 1, 2], None),
+        "rejected" => (&[2], None),
+        "blacklisted" => (&[1], None),
+        "generated" => (&[0], None),
+        "localhost" | "release-version" | "error-message" => (&[1], Some(stat)),
+        other => return Err(bad(format!("Invalid stat: {other}"))),
+    };
+    let interval = match param("resolution").unwrap_or("1h") {
+        "1h" => HOUR,
+        "1d" => DAY,
+        _ => return Err(bad("Invalid resolution")),
+    };
+    let seconds = |name: &str| -> ApiResult<Option<u64>> {
+        match param(name) {
+            None => Ok(None),
+            Some(t) => t
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e11)
+                .map(|s| Some((s * 1000.0) as u64))
+                .ok_or_else(|| bad(format!("Invalid {name}: \"{t}\""))),
+        }
+    };
+    let until = seconds("until")?.unwrap_or(now);
+    let since = seconds("since")?.unwrap_or(until.saturating_sub(DAY - 1_000));
+    if since > until {
+        return Err(bad("since must not be after until"));
+    }
+    // Buckets from the one holding `since` through the one holding `until`.
+    let start = since - since % interval;
+    let end = (until - until % interval).saturating_add(interval);
+    if (end - start) / interval > MAX_STATS_INTERVALS {
+        return Err(bad("Invalid resolution: too many points for this range"));
+    }
+    let query = StatsQuery {
+        fields: vec![StatsField::Quantity],
+        group_by: Vec::new(),
+        projects: vec![project_id],
+        categories: Some([0, 1, 3].into()),
+        outcomes: Some(outcomes.iter().copied().collect()),
+        reasons: reason.map(|r| [r.to_owned()].into()),
+        start_ms: start,
+        end_ms: end,
+        interval_ms: interval,
+    };
+    let stats = ctx.query.outcome_stats(&query)?;
+    let series = stats
+        .groups
+        .first()
+        .map(|g| g.series.clone())
+        .unwrap_or_default();
+    let points: Vec<serde_json::Value> = series
+        .iter()
+        .enumerate()
+        .map(|(i, n)| serde_json::json!([(start + i as u64 * interval) / 1000, n]))
+        .collect();
+    Ok(ApiResponse::ok(serde_json::Value::Array(points)))
 }
 
 /// The organization's projects the request names (`-1` or none = all of them).
@@ -346,6 +425,59 @@ mod tests {
         );
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["intervals"].as_array().unwrap().len(), 90);
+    }
+
+    #[test]
+    fn project_stats_counts_error_outcomes_per_hour() {
+        let (f, hour) = fixture();
+        let path = |q: &str| format!("/api/0/projects/default/default/stats/?{q}");
+        let series = |q: &str| -> Vec<(u64, i64)> {
+            let resp = f.get(&path(q));
+            assert_eq!(resp.status.as_u16(), 200, "{q}: {}", resp.body);
+            resp.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap(), p[1].as_i64().unwrap()))
+                .collect()
+        };
+        let since = (hour - HOUR) / 1000;
+        let until = hour / 1000 + 10;
+        let q = |stat: &str| format!("stat={stat}&since={since}&until={until}");
+        // received = accepted + filtered (+ rate limited) errors; not the transactions, not
+        // the invalid one.
+        assert_eq!(
+            series(&q("received")),
+            vec![(since, 2), (hour / 1000, 3 + 6)]
+        );
+        assert_eq!(
+            series(&q("blacklisted")),
+            vec![(since, 0), (hour / 1000, 6)]
+        );
+        assert_eq!(series(&q("localhost")), vec![(since, 0), (hour / 1000, 6)]);
+        assert_eq!(series(&q("generated")), vec![(since, 2), (hour / 1000, 3)]);
+        assert_eq!(series(&q("rejected")), vec![(since, 0), (hour / 1000, 0)]);
+        // Default: the last day (less a second, as Sentry) by hour, from the hour holding
+        // its start through the current hour: 25 points, 24 in an hour's last second.
+        let day = series("");
+        assert!((24..=25).contains(&day.len()), "{day:?}");
+        assert_eq!(day.last(), Some(&(hour / 1000, 9)));
+        let daily = series("resolution=1d");
+        assert_eq!(daily.iter().map(|p| p.1).sum::<i64>(), 11);
+        for bad in [
+            "stat=nope",
+            "resolution=10s",
+            "since=x",
+            "since=20&until=10",
+        ] {
+            let resp = f.get(&path(bad));
+            assert_eq!(resp.status.as_u16(), 400, "{bad}: {}", resp.body);
+            assert!(resp.body["detail"].is_string());
+        }
+        assert_eq!(
+            f.get("/api/0/projects/default/nope/stats/").status.as_u16(),
+            404
+        );
     }
 
     #[test]
