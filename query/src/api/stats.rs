@@ -17,7 +17,10 @@
 //!   [`MAX_STATS_INTERVALS`](crate::outcomes::MAX_STATS_INTERVALS) intervals.
 //!
 //! The answer is `{start, end, intervals, groups: [{by, totals, series}]}`; a bad parameter is
-//! 400 with `{"detail": …}`. Needs `org:read`.
+//! 400 with `{"detail": …}`. Needs `org:read`. The counts are what the processor recorded
+//! (accepted, filtered, invalid, and client reports that reach the log); osprey keeps one
+//! quantity per counter, so `sum(times_seen)` equals `sum(quantity)` (for attachments both
+//! are bytes).
 //!
 //! Also `GET /projects/{org}/{project}/stats/`, Sentry's older per-project counts of error
 //! events: `[[unix_seconds, count], …]` for `stat` = `received` (accepted, filtered and rate
