@@ -18,6 +18,8 @@
 //!   node holding the project's transactions; split over nodes, counters add (count, apdex,
 //!   failure rate and error events stay exact) and percentiles are count-weighted means named
 //!   in `ospreyApproximate`;
+//! - org stats (`/organizations/{org}/stats_v2/`) add per group (`by`) and per interval,
+//!   project stats (`/projects/{org}/{project}/stats/`) per timestamp;
 //! - other lists are unions by `id`; single objects come from the first node that has them.
 //!
 //! A peer that does not answer (connection refused, timeout, 5xx) does not fail the request:
@@ -25,7 +27,7 @@
 //! objects, `"ospreyPartial": {"missing": [...]}`.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -288,6 +290,8 @@ pub fn merge(
             ["projects", _, _, "performance"] => {
                 merge_performance(ok, param("sort"), param("asc"), limit)
             }
+            ["organizations", _, "stats_v2"] => merge_outcome_stats(ok),
+            ["projects", _, _, "stats"] => merge_points(ok),
             _ => merge_generic(ok),
         }
     };
@@ -447,6 +451,107 @@ fn merged_stats(a: &crate::perf::PerfStats, b: &crate::perf::PerfStats) -> crate
 }
 
 /// Union of lists by `id` (first node wins); else the first node's object.
+/// Project stats (`[[unix_seconds, count], …]`) of several nodes: counts at the same time add.
+fn merge_points(answers: Vec<Value>) -> Value {
+    let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+    for point in answers.iter().filter_map(Value::as_array).flatten() {
+        if let (Some(t), Some(n)) = (point[0].as_i64(), point[1].as_i64()) {
+            *sums.entry(t).or_insert(0) += n;
+        }
+    }
+    json!(sums
+        .into_iter()
+        .map(|(t, n)| json!([t, n]))
+        .collect::<Vec<_>>())
+}
+
+/// Sums by field name (`sum(quantity)` → a total or a series).
+type StatsSums = Map<String, Value>;
+
+/// Org stats (`/organizations/{org}/stats_v2/`) of several nodes: each node counted the
+/// outcomes of the records it processed, so the same group's totals and per-interval values
+/// add. Nodes resolve a relative range at slightly different instants; the series are
+/// aligned on the union of the intervals (ISO strings sort as times).
+fn merge_outcome_stats(answers: Vec<Value>) -> Value {
+    let mut intervals: Vec<String> = answers
+        .iter()
+        .flat_map(|a| a["intervals"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    intervals.sort();
+    intervals.dedup();
+    let has_series = answers.iter().any(|a| a.get("intervals").is_some());
+    let mut start: Option<String> = None;
+    let mut end: Option<String> = None;
+    // Groups in first-seen order, keyed by their `by`.
+    let mut groups: Vec<(Value, StatsSums, StatsSums)> = Vec::new();
+    for answer in &answers {
+        if let Some(s) = answer["start"].as_str() {
+            if start.as_deref().is_none_or(|cur| s < cur) {
+                start = Some(s.to_owned());
+            }
+        }
+        if let Some(e) = answer["end"].as_str() {
+            if end.as_deref().is_none_or(|cur| e > cur) {
+                end = Some(e.to_owned());
+            }
+        }
+        let own: Vec<usize> = answer["intervals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let t = v.as_str().unwrap_or_default();
+                intervals
+                    .binary_search_by(|x| x.as_str().cmp(t))
+                    .unwrap_or(0)
+            })
+            .collect();
+        for g in answer["groups"].as_array().into_iter().flatten() {
+            let by = g["by"].clone();
+            let idx = match groups.iter().position(|(b, _, _)| *b == by) {
+                Some(i) => i,
+                None => {
+                    groups.push((by, Map::new(), Map::new()));
+                    groups.len() - 1
+                }
+            };
+            let (_, totals, series) = &mut groups[idx];
+            for (field, v) in g["totals"].as_object().into_iter().flatten() {
+                let sum = totals.get(field).and_then(Value::as_i64).unwrap_or(0)
+                    + v.as_i64().unwrap_or(0);
+                totals.insert(field.clone(), json!(sum));
+            }
+            for (field, values) in g["series"].as_object().into_iter().flatten() {
+                let slot = series
+                    .entry(field.clone())
+                    .or_insert_with(|| json!(vec![0i64; intervals.len()]));
+                for (i, v) in values.as_array().into_iter().flatten().enumerate() {
+                    let Some(&at) = own.get(i) else { break };
+                    if let Some(cell) = slot.get_mut(at) {
+                        *cell = json!(cell.as_i64().unwrap_or(0) + v.as_i64().unwrap_or(0));
+                    }
+                }
+            }
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(by, totals, series)| {
+            let mut g = json!({"by": by, "totals": totals});
+            if has_series {
+                g["series"] = Value::Object(series);
+            }
+            g
+        })
+        .collect();
+    let mut out = json!({"start": start, "end": end, "groups": groups});
+    if has_series {
+        out["intervals"] = json!(intervals);
+    }
+    out
+}
+
 fn merge_generic(mut answers: Vec<Value>) -> Value {
     if answers.iter().all(Value::is_array) {
         let mut seen = std::collections::HashSet::new();
@@ -657,6 +762,69 @@ mod tests {
         json!({"id": id, "shortId": format!("P-{id}"), "ospreyHash": hash, "project": {"id": "1"},
                "count": count.to_string(), "userCount": 1, "firstSeen": first, "lastSeen": last,
                "title": format!("t{id}")})
+    }
+
+    #[test]
+    fn org_stats_of_two_nodes_add_per_group_and_interval() {
+        let a = json!({
+            "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T02:00:00Z",
+            "intervals": ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"],
+            "groups": [
+                {"by": {"outcome": "accepted"}, "totals": {"sum(quantity)": 5},
+                 "series": {"sum(quantity)": [2, 3]}},
+                {"by": {"outcome": "invalid"}, "totals": {"sum(quantity)": 1},
+                 "series": {"sum(quantity)": [0, 1]}}
+            ]
+        });
+        // The other node resolved "now" an hour later.
+        let b = json!({
+            "start": "2026-01-01T01:00:00Z", "end": "2026-01-01T03:00:00Z",
+            "intervals": ["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"],
+            "groups": [
+                {"by": {"outcome": "accepted"}, "totals": {"sum(quantity)": 10},
+                 "series": {"sum(quantity)": [4, 6]}},
+                {"by": {"outcome": "filtered"}, "totals": {"sum(quantity)": 7},
+                 "series": {"sum(quantity)": [7, 0]}}
+            ]
+        });
+        let path = "/api/0/organizations/default/stats_v2/";
+        let (status, merged, missing) = merge(
+            &Method::GET,
+            path,
+            "field=sum(quantity)&groupBy=outcome&category=error",
+            vec![ok("a", a), ok("b", b)],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert!(missing.is_empty());
+        assert_eq!(merged["start"], "2026-01-01T00:00:00Z");
+        assert_eq!(merged["end"], "2026-01-01T03:00:00Z");
+        assert_eq!(merged["intervals"].as_array().map(Vec::len), Some(3));
+        let groups = merged["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0]["by"], json!({"outcome": "accepted"}));
+        assert_eq!(groups[0]["totals"]["sum(quantity)"], 15);
+        assert_eq!(groups[0]["series"]["sum(quantity)"], json!([2, 7, 6]));
+        assert_eq!(groups[1]["series"]["sum(quantity)"], json!([0, 1, 0]));
+        assert_eq!(groups[2]["by"], json!({"outcome": "filtered"}));
+        assert_eq!(groups[2]["series"]["sum(quantity)"], json!([0, 7, 0]));
+        let (_, points, _) = merge(
+            &Method::GET,
+            "/api/0/projects/default/web/stats/",
+            "stat=received",
+            vec![
+                ok("a", json!([[3600, 1], [7200, 2]])),
+                ok("b", json!([[7200, 5], [10800, 1]])),
+            ],
+        );
+        assert_eq!(points, json!([[3600, 1], [7200, 7], [10800, 1]]));
+        // Totals only (grouped by project): no series appear.
+        let p = |n: i64| json!({"start": "s", "end": "e", "groups": [{"by": {"project": 1}, "totals": {"sum(quantity)": n}}]});
+        let (_, merged, _) = merge(&Method::GET, path, "", vec![ok("a", p(2)), ok("b", p(3))]);
+        assert_eq!(
+            merged["groups"],
+            json!([{"by": {"project": 1}, "totals": {"sum(quantity)": 5}}])
+        );
+        assert!(merged.get("intervals").is_none());
     }
 
     #[test]
