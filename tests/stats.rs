@@ -72,6 +72,14 @@ fn stats_v2_counts_accepted_and_invalid_traffic_by_outcome_and_category() {
         post_envelope(&server, envelope("event", "{\"message\": not json"));
     }
     post_envelope(&server, envelope("profile", "{\"version\":\"1\"}"));
+    // What the SDK itself dropped, as its client report says.
+    post_envelope(
+        &server,
+        envelope(
+            "client_report",
+            r#"{"timestamp":1700000000,"discarded_events":[{"reason":"queue_overflow","category":"error","quantity":4}]}"#,
+        ),
+    );
 
     // Two hours, so that an hour boundary passing during the test loses nothing.
     let path = "/api/0/organizations/default/stats_v2/?field=sum(quantity)&groupBy=outcome&groupBy=category&statsPeriod=2h&interval=1h&project=-1";
@@ -81,7 +89,11 @@ fn stats_v2_counts_accepted_and_invalid_traffic_by_outcome_and_category() {
         assert_eq!(status, 200, "{body}");
         let done = total(&body, json!({"outcome": "accepted", "category": "error"})) >= 3
             && total(&body, json!({"outcome": "invalid", "category": "error"})) >= 2
-            && total(&body, json!({"outcome": "invalid", "category": "profile"})) >= 1;
+            && total(&body, json!({"outcome": "invalid", "category": "profile"})) >= 1
+            && total(
+                &body,
+                json!({"outcome": "client_discard", "category": "error"}),
+            ) >= 4;
         if done || Instant::now() > deadline {
             break body;
         }
@@ -102,7 +114,15 @@ fn stats_v2_counts_accepted_and_invalid_traffic_by_outcome_and_category() {
         1,
         "{body}"
     );
-    assert_eq!(body["groups"].as_array().map(Vec::len), Some(3), "{body}");
+    assert_eq!(
+        total(
+            &body,
+            json!({"outcome": "client_discard", "category": "error"})
+        ),
+        4,
+        "{body}"
+    );
+    assert_eq!(body["groups"].as_array().map(Vec::len), Some(4), "{body}");
     assert_eq!(
         body["intervals"].as_array().map(Vec::len),
         Some(2),

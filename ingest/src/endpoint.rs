@@ -1269,11 +1269,15 @@ impl IngestService {
         for item in envelope.items {
             if item.ty == ItemType::ClientReport {
                 match outcomes::parse_client_report(&item.payload) {
+                    // Counted on `/metrics` now, and logged so that the processor adds them to
+                    // the project's outcomes (Sentry's stats API counts client discards).
                     Ok(list) => self.metrics.client_outcomes(&list),
                     // Client reports are best effort on both sides: a broken one is dropped.
-                    Err(e) => tracing::debug!(error = %e, "ignoring client report"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "ignoring client report");
+                        continue;
+                    }
                 }
-                continue;
             }
             records.push(LogRecord {
                 project_id: key.project_id,

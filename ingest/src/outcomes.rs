@@ -1,8 +1,10 @@
 //! Client reports → outcomes (sentry-protocol.md §9).
 //!
-//! A `client_report` item says how many items the SDK itself dropped and why. Ingest does not
-//! log these items; it sums them per (outcome, reason, category) into counters exposed on
-//! `/metrics`, as Relay turns them into `client_discard` / `rate_limited` / `filtered` outcomes.
+//! A `client_report` item says how many items the SDK itself dropped and why. Ingest sums them
+//! per (outcome, reason, category) into counters exposed on `/metrics`, and logs each report
+//! that parses, so that the processor records them as the project's `client_discard` /
+//! `rate_limited` / `filtered` outcomes, as Relay does (they show in the stats API). A report
+//! that does not parse is dropped.
 
 use serde::Deserialize;
 

@@ -582,7 +582,7 @@ async fn preflight_and_unknown_items() {
 }
 
 #[tokio::test]
-async fn client_reports_become_outcomes_not_log_records() {
+async fn client_reports_are_counted_and_logged_for_the_processor() {
     let (svc, log) = service(IngestConfig::default());
     let report = r#"{"timestamp":1700000000,"discarded_events":[{"reason":"queue_overflow","category":"error","quantity":5},{"reason":"sample_rate","category":"transaction","quantity":2}]}"#;
     let body = format!("{{}}\n{{\"type\":\"client_report\"}}\n{report}\n");
@@ -598,7 +598,26 @@ async fn client_reports_become_outcomes_not_log_records() {
     assert_eq!(json(&resp), serde_json::json!({}));
     svc.ingest(post("/api/1/envelope/").auth(KEY).body(body).build())
         .await;
-    assert!(log.records.lock().is_empty());
+    // Both reports are logged as they came, for the processor's outcomes.
+    {
+        let records = log.records.lock();
+        assert_eq!(records.len(), 2);
+        for record in records.iter() {
+            assert_eq!(record.item_type, "client_report");
+            assert_eq!(&record.payload[..], report.as_bytes());
+        }
+    }
+    // A report that does not parse is dropped, not logged.
+    let resp = svc
+        .ingest(
+            post("/api/1/envelope/")
+                .auth(KEY)
+                .body("{}\n{\"type\":\"client_report\"}\n{not json\n")
+                .build(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(log.records.lock().len(), 2);
     assert_eq!(
         svc.metrics()
             .client_outcome("client_discard", "queue_overflow", "error"),
