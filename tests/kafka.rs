@@ -131,12 +131,7 @@ fn http_status(port: u16, path: &str) -> u16 {
     if s.write_all(req.as_bytes()).is_err() {
         return 0;
     }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    read_status(s)
 }
 
 /// Where [`node_with`] writes a node's output: beside its data directory.
@@ -170,6 +165,11 @@ fn post_envelope_to(port: u16, project: &str, key: &str, event_id: &str, message
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
+    read_status(s)
+}
+
+/// Reads a whole HTTP/1.1 answer and returns its status (0 when there is none).
+fn read_status(mut s: TcpStream) -> u16 {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.split(' ')

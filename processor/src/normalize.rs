@@ -1156,22 +1156,27 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
         // Headers may come as an object; keep Relay's canonical pair list (headers already
         // sent as pairs stay as they are).
         if let Some(Value::Object(h)) = r.get_mut("headers") {
-            let pairs: Vec<Value> = std::mem::take(h)
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let v = lenient_string(&v)?;
-                    Some(Value::Array(vec![
-                        Value::String(k.into_string()),
-                        Value::String(v),
-                    ]))
-                })
-                .collect();
+            let pairs = object_to_pairs(std::mem::take(h));
             r.insert_str("headers", Value::Array(pairs));
         }
         normalize_cookies(r);
         split_request_url(r);
         trim_field(r, "url", 256, 40);
     }
+}
+
+/// An object's entries as Relay's `[name, value]` pairs (headers, cookies); values that are not
+/// text-like are dropped.
+fn object_to_pairs(map: Map<String, Value>) -> Vec<Value> {
+    map.into_iter()
+        .filter_map(|(k, v)| {
+            let v = lenient_string(&v)?;
+            Some(Value::Array(vec![
+                Value::String(k.into_string()),
+                Value::String(v),
+            ]))
+        })
+        .collect()
 }
 
 /// Relay's cookie normalization (`normalize_cookies` in its request normalizer): cookies end
@@ -1218,17 +1223,7 @@ fn normalize_cookies(r: &mut Map<String, Value>) {
                     *cookies = Value::Array(pairs);
                 }
                 Value::Object(map) => {
-                    let pairs = std::mem::take(map)
-                        .into_iter()
-                        .filter_map(|(k, v)| {
-                            let v = lenient_string(&v)?;
-                            Some(Value::Array(vec![
-                                Value::String(k.into_string()),
-                                Value::String(v),
-                            ]))
-                        })
-                        .collect();
-                    *cookies = Value::Array(pairs);
+                    *cookies = Value::Array(object_to_pairs(std::mem::take(map)));
                 }
                 _ => {}
             }
