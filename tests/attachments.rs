@@ -13,6 +13,28 @@ use serde_json::Value;
 /// How long processing of the one event may take.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The attachment list at `base` once it holds at least `count` entries (bounded by
+/// [`DRAIN_TIMEOUT`]).
+fn wait_for_attachments(server: &OspreyServer, base: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let resp = http()
+            .get(server.url(base))
+            .bearer_auth(server.admin_token())
+            .send()
+            .expect("GET attachments");
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let list: Vec<Value> = resp.json().expect("attachment list JSON");
+        if list.len() >= count {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attachments not listed in time: {list:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
 #[test]
 fn python_sdk_attachments_are_listed_and_downloadable() {
     let server = OspreyServer::start(ServerOptions::default());
@@ -25,24 +47,7 @@ fn python_sdk_attachments_are_listed_and_downloadable() {
         .to_owned();
     let base = format!("/api/0/projects/default/default/events/{event_id}/attachments/");
 
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    let listed: Vec<Value> = loop {
-        let resp = http()
-            .get(server.url(&base))
-            .bearer_auth(server.admin_token())
-            .send()
-            .expect("GET attachments");
-        assert!(resp.status().is_success(), "{}", resp.status());
-        let list: Vec<Value> = resp.json().expect("attachment list JSON");
-        if list.len() >= 2 {
-            break list;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "attachments not listed in time: {list:?}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    };
+    let listed = wait_for_attachments(&server, &base, 2);
     assert_eq!(listed.len(), 2, "{listed:#?}");
 
     let expected_log = b"12:00:01 starting\n12:00:02 loading cart\n12:00:03 boom\n".to_vec();
@@ -139,24 +144,7 @@ fn legacy_multipart_attachment_upload_is_listed_and_downloadable() {
     assert!(resp.bytes().expect("body").is_empty());
 
     let base = format!("/api/0/projects/default/default/events/{event_id}/attachments/");
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    let listed: Vec<Value> = loop {
-        let resp = http()
-            .get(server.url(&base))
-            .bearer_auth(server.admin_token())
-            .send()
-            .expect("GET attachments");
-        assert!(resp.status().is_success(), "{}", resp.status());
-        let list: Vec<Value> = resp.json().expect("attachment list JSON");
-        if list.len() >= 2 {
-            break list;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "attachments not listed in time: {list:?}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    };
+    let listed = wait_for_attachments(&server, &base, 2);
     assert_eq!(listed.len(), 2, "{listed:#?}");
     for (name, mimetype, bytes) in [
         ("native.log", "text/plain", &log),

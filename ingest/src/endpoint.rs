@@ -1029,19 +1029,7 @@ impl IngestService {
             },
         ];
         for file in &upload.files {
-            items.push(Item {
-                ty: ItemType::Attachment,
-                header: item_header(serde_json::json!({
-                    "type": "attachment",
-                    "length": file.bytes.len(),
-                    "filename": file.filename,
-                    "content_type": file.content_type,
-                    "attachment_type": "event.attachment",
-                }))?,
-                payload: file.bytes.clone(),
-                item_count: None,
-                attachment_type: Some("event.attachment".into()),
-            });
+            items.push(attachment_item(file.clone())?);
         }
         let envelope = Envelope {
             header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
@@ -1092,26 +1080,10 @@ impl IngestService {
         if files.is_empty() {
             return Err(IngestError::EmptyEnvelope);
         }
-        let mut items = Vec::with_capacity(files.len());
-        for file in files {
-            let header = serde_json::json!({
-                "type": "attachment",
-                "length": file.bytes.len(),
-                "filename": file.filename,
-                "content_type": file.content_type,
-                "attachment_type": "event.attachment",
-            });
-            items.push(Item {
-                ty: ItemType::Attachment,
-                header: Bytes::from(
-                    serde_json::to_vec(&header)
-                        .map_err(|e| IngestError::InvalidBody(DetailError::new(e)))?,
-                ),
-                payload: file.bytes,
-                item_count: None,
-                attachment_type: Some("event.attachment".into()),
-            });
-        }
+        let items = files
+            .into_iter()
+            .map(attachment_item)
+            .collect::<Result<Vec<Item>, IngestError>>()?;
         let envelope = Envelope {
             header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
             event_id: Some(event_id),
@@ -1355,6 +1327,28 @@ fn store_envelope(decoded: Bytes, cap: usize) -> Result<Envelope, IngestError> {
     };
     let event_id = minimal.event_id.unwrap_or_else(Uuid::new_v4);
     Ok(Envelope::from_store_payload(event_id, ty, payload))
+}
+
+/// One uploaded file (minidump upload, legacy attachment route) as an `event.attachment`
+/// envelope item of its event.
+fn attachment_item(file: minidump::UploadFile) -> Result<Item, IngestError> {
+    let header = serde_json::json!({
+        "type": "attachment",
+        "length": file.bytes.len(),
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "attachment_type": "event.attachment",
+    });
+    Ok(Item {
+        ty: ItemType::Attachment,
+        header: Bytes::from(
+            serde_json::to_vec(&header)
+                .map_err(|e| IngestError::InvalidBody(DetailError::new(e)))?,
+        ),
+        payload: file.bytes,
+        item_count: None,
+        attachment_type: Some("event.attachment".into()),
+    })
 }
 
 #[cfg(test)]
