@@ -13,6 +13,19 @@ use serde_json::Value;
 /// How long processing of the one event may take.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The entry of `listed` named `name`, checked to be an event attachment of `mimetype` and
+/// `size` bytes.
+fn listed_file<'a>(listed: &'a [Value], name: &str, mimetype: &str, size: usize) -> &'a Value {
+    let item = listed
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {listed:#?}"));
+    assert_eq!(item["type"], "event.attachment", "{item}");
+    assert_eq!(item["mimetype"], mimetype, "{item}");
+    assert_eq!(item["size"], size, "{item}");
+    item
+}
+
 /// The attachment list at `base` once it holds at least `count` entries (bounded by
 /// [`DRAIN_TIMEOUT`]).
 fn wait_for_attachments(server: &OspreyServer, base: &str, count: usize) -> Vec<Value> {
@@ -56,13 +69,7 @@ fn python_sdk_attachments_are_listed_and_downloadable() {
         ("app.log", "text/plain", &expected_log),
         ("state.bin", "application/octet-stream", &expected_bin),
     ] {
-        let item = listed
-            .iter()
-            .find(|a| a["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not listed: {listed:#?}"));
-        assert_eq!(item["type"], "event.attachment", "{item}");
-        assert_eq!(item["mimetype"], mimetype, "{item}");
-        assert_eq!(item["size"], bytes.len(), "{item}");
+        let item = listed_file(&listed, name, mimetype, bytes.len());
         assert_eq!(item["event_id"], event_id.replace('-', ""), "{item}");
         let id = item["id"].as_str().expect("attachment id");
 
@@ -150,13 +157,7 @@ fn legacy_multipart_attachment_upload_is_listed_and_downloadable() {
         ("native.log", "text/plain", &log),
         ("config.bin", "application/octet-stream", &config),
     ] {
-        let item = listed
-            .iter()
-            .find(|a| a["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not listed: {listed:#?}"));
-        assert_eq!(item["type"], "event.attachment", "{item}");
-        assert_eq!(item["mimetype"], mimetype, "{item}");
-        assert_eq!(item["size"], bytes.len(), "{item}");
+        let item = listed_file(&listed, name, mimetype, bytes.len());
         let id = item["id"].as_str().expect("attachment id");
         let resp = http()
             .get(server.url(&format!("{base}{id}/?download=1")))

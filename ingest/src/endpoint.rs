@@ -835,29 +835,27 @@ impl IngestService {
         }
         let (key, project) = resolved.ok_or(IngestError::MissingAuth)?;
 
-        if matches!(route, Route::Attachments(_)) {
-            *category = Some(DataCategory::Attachment);
+        // Multipart uploads: the legacy attachment route and native crash reports.
+        let multipart_category = match &route {
+            Route::Attachments(_) => Some(DataCategory::Attachment),
+            Route::Minidump(_) => Some(DataCategory::Error),
+            _ => None,
+        };
+        if let Some(multipart_category) = multipart_category {
+            *category = Some(multipart_category);
             if !origin_allowed(&project.settings.allowed_domains, &headers) {
                 return Err(IngestError::EventRejected(DiscardReason::Cors));
             }
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
-            return self
-                .handle_attachments(&path, decoded, content_type, &key, client_addr)
-                .await;
-        }
-        if matches!(route, Route::Minidump(_)) {
-            *category = Some(DataCategory::Error);
-            if !origin_allowed(&project.settings.allowed_domains, &headers) {
-                return Err(IngestError::EventRejected(DiscardReason::Cors));
-            }
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            return self
-                .handle_minidump(decoded, content_type, &key, client_addr)
-                .await;
+            return if matches!(route, Route::Attachments(_)) {
+                self.handle_attachments(&path, decoded, content_type, &key, client_addr)
+                    .await
+            } else {
+                self.handle_minidump(decoded, content_type, &key, client_addr)
+                    .await
+            };
         }
         if matches!(route, Route::Security(_)) {
             *category = Some(DataCategory::Security);
