@@ -128,7 +128,7 @@ fn feedback_event(
             .and_then(|e| bounded(e.event.get("environment"), feedback::MAX_SHORT_FIELD))
     });
     let user = user
-        .filter(|u| serde_json::to_vec(u).map_or(false, |b| b.len() <= MAX_USER_JSON))
+        .filter(|u| serde_json::to_vec(u).is_ok_and(|b| b.len() <= MAX_USER_JSON))
         .cloned();
     Ok(Ok(FeedbackRecord {
         id: id.simple().to_string(),
