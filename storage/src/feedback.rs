@@ -358,7 +358,12 @@ pub fn user_report_record(
             .and_then(|v| v.as_str())
             .map(|s| s.to_owned()),
         release: None,
-        user: None,
+        // Sentry shows the user of the event a report is about.
+        user: event
+            .as_ref()
+            .and_then(|e| e.event.get("user"))
+            .filter(|u| u.is_object())
+            .cloned(),
         received_ms,
     }))
 }
@@ -517,7 +522,7 @@ mod tests {
             timestamp_ms: t,
             received_ms: t,
             hashes: vec![],
-            event: serde_json::json!({"environment": "prod"}),
+            event: serde_json::json!({"environment": "prod", "user": {"id": "u1"}}),
         };
         let mut batch = WriteBatch::default();
         batch.put_cf(
@@ -539,6 +544,7 @@ mod tests {
             (rec.issue_id, rec.environment.as_deref()),
             (Some(12), Some("prod"))
         );
+        assert_eq!(rec.user, Some(serde_json::json!({"id": "u1"})));
         // Not stored yet: no issue, resolved later from the event.
         let other = UserReport {
             event_id: Uuid::from_u128(78),
