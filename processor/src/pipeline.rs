@@ -975,6 +975,26 @@ impl Processor {
                 client_report(work, record);
                 Ok(())
             }
+            "user_report" | "feedback" => {
+                let (outcome_id, reason) =
+                    match crate::feedback::store_item(work.store, &mut work.batch, record)? {
+                        Ok(()) => (outcome::ACCEPTED, ""),
+                        Err(refusal) => {
+                            work.stats.invalid += 1;
+                            (outcome::INVALID, refusal.reason())
+                        }
+                    };
+                let feedback = category::from_name("feedback");
+                work.outcome(
+                    record.project_id,
+                    record.received_ms,
+                    outcome_id,
+                    feedback,
+                    reason,
+                    1,
+                );
+                Ok(())
+            }
             other => {
                 work.stats.skipped += 1;
                 unsupported_item(work, record, other);
@@ -1662,7 +1682,7 @@ fn store_attachment(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
 }
 
 /// An item of a product osprey keeps no data for: sessions (release health), cron
-/// check-ins, logs, trace metrics, user feedback, profiles, replays, metric buckets. The SDK
+/// check-ins, logs, trace metrics, profiles, replays, metric buckets. The SDK
 /// was answered 200, as Relay answers; Relay drops an item whose product is disabled for the
 /// project with outcome `invalid`, reason `feature_disabled`, in the item's category, and so
 /// does osprey: the drop is counted in the outcomes instead of vanishing. Types with no data
@@ -1673,7 +1693,6 @@ fn unsupported_item(work: &mut Work<'_>, record: &LogRecord, item_type: &str) {
         "check_in" => category::from_name("monitor"),
         "log" => category::from_name("log_item"),
         "trace_metric" => category::from_name("trace_metric"),
-        "feedback" | "user_report" => category::from_name("feedback"),
         "profile" => category::from_name("profile"),
         "profile_chunk" => category::from_name("profile_chunk"),
         "replay_event" | "replay_recording" => category::from_name("replay"),
