@@ -215,8 +215,11 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], mut start: usize) {
 #[inline]
 #[allow(unsafe_code)]
 pub(crate) fn first_escape(bytes: &[u8]) -> usize {
+    if bytes.len() < 16 {
+        return short_first_escape(bytes);
+    }
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    if bytes.len() >= 16 {
+    {
         // The parser passes the whole rest of the payload, so this is its every call: 16
         // bytes loaded straight from the slice, not assembled from two copied words.
         let len = bytes.len();
@@ -236,14 +239,24 @@ pub(crate) fn first_escape(bytes: &[u8]) -> usize {
         // The last 16 bytes, overlapping clean ones already checked (which cannot flag).
         // SAFETY: `len >= 16`: bytes `len - 16 .. len` are inside `bytes`.
         let lanes = unsafe { sse2_escape_lanes(bytes.as_ptr().add(len - 16)) };
-        return if lanes != 0 {
+        if lanes != 0 {
             len - 16 + lanes.trailing_zeros() as usize
         } else {
             len
-        };
+        }
     }
-    // Two words per step (one branch per 16 bytes); `chunks_exact` lets the loads go without
-    // bounds checks.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        words_first_escape(bytes)
+    }
+}
+
+/// [`first_escape`] of at least 16 bytes with word arithmetic (any architecture; tested
+/// against a byte loop like the SSE2 path).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn words_first_escape(bytes: &[u8]) -> usize {
+    // Two words per step (one branch per 16 bytes); `chunks_exact` lets the loads go
+    // without bounds checks.
     let mut pairs = bytes.chunks_exact(16);
     let mut at = 0;
     for pair in pairs.by_ref() {
@@ -253,32 +266,47 @@ pub(crate) fn first_escape(bytes: &[u8]) -> usize {
         }
         at += 16;
     }
-    let rest = pairs.remainder();
-    if rest.len() >= 8 {
-        let mask = escape_mask(word(&rest[..8]));
-        if mask != 0 {
-            return at + (mask.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
     if at == bytes.len() {
         return at;
     }
-    if bytes.len() >= 8 {
-        // The last 8 bytes, overlapping clean ones already checked (which cannot flag).
-        let from = bytes.len() - 8;
-        let mask = escape_mask(word(&bytes[from..]));
-        return if mask != 0 {
-            from + (mask.trailing_zeros() / 8) as usize
-        } else {
-            bytes.len()
+    // The last 16 bytes, overlapping clean ones already checked (which cannot flag).
+    let from = bytes.len() - 16;
+    let tail = &bytes[from..];
+    flagged_16(word(tail), word(&tail[8..])).map_or(bytes.len(), |i| from + i)
+}
+
+/// [`first_escape`] of fewer than 16 bytes (most strings the encoder writes): the string in
+/// two overlapping loads checked at once, the lowest flagged lane mapped back to its byte.
+#[inline]
+fn short_first_escape(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    if len >= 8 {
+        // Lanes 0..8 are bytes 0..8, lanes 8..16 bytes len-8..len.
+        return match flagged_16(word(bytes), word(&bytes[len - 8..])) {
+            Some(lane) if lane < 8 => lane,
+            Some(lane) => lane + len - 16,
+            None => len,
         };
     }
-    // Shorter than a word (object keys, mostly): one table load per byte.
+    if len >= 4 {
+        // Bytes 0..4 in the low half of a word, bytes len-4..len in the high half; the
+        // lowest flagged lane is exact (see `escape_mask`).
+        let half = |b: &[u8]| {
+            let mut h = [0u8; 4];
+            h.copy_from_slice(&b[..4]);
+            u64::from(u32::from_le_bytes(h))
+        };
+        let mask = escape_mask(half(bytes) | half(&bytes[len - 4..]) << 32);
+        if mask == 0 {
+            return len;
+        }
+        let lane = (mask.trailing_zeros() / 8) as usize;
+        return if lane < 4 { lane } else { lane + len - 8 };
+    }
     bytes
         .iter()
         .position(|&b| ESCAPE[usize::from(b)] != 0)
-        .unwrap_or(bytes.len())
+        .unwrap_or(len)
 }
 
 /// The first eight bytes of `b` (which has at least eight) as a little-endian word.
@@ -469,6 +497,9 @@ mod tests {
                         bytes[pos] = byte;
                         let expected = naive(&bytes).unwrap_or(len);
                         assert_eq!(first_escape(&bytes), expected, "{bytes:?}");
+                        if len >= 16 {
+                            assert_eq!(words_first_escape(&bytes), expected, "{bytes:?}");
+                        }
                     }
                 }
             }
