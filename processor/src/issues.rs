@@ -203,11 +203,16 @@ pub fn culprit(event: &Value, platform: &str) -> String {
         .filter(|c| !c.is_empty())
         .or_else(|| str_at(event, "/request/url").map(str::to_owned))
         .unwrap_or_default();
+    if c.len() <= MAX_CULPRIT {
+        // At most MAX_CULPRIT bytes is at most as many characters: nothing to cut, no copy.
+        return c;
+    }
     truncatechars(&c, MAX_CULPRIT)
 }
 
 fn stacktrace_culprit(stacktrace: &Value, platform: &str) -> Option<String> {
     let frames = stacktrace.get("frames")?.as_array()?;
+    // The newest frame that is not in-app, formatted only if no in-app frame gives one.
     let mut default = None;
     for frame in frames.iter().rev() {
         if frame.get("in_app").and_then(Value::as_bool) == Some(true) {
@@ -216,10 +221,10 @@ fn stacktrace_culprit(stacktrace: &Value, platform: &str) -> Option<String> {
                 return Some(c);
             }
         } else if default.is_none() {
-            default = Some(frame_culprit(frame, platform));
+            default = Some(frame);
         }
     }
-    default
+    default.map(|frame| frame_culprit(frame, platform))
 }
 
 fn frame_culprit(frame: &Value, platform: &str) -> String {
@@ -255,7 +260,11 @@ fn frame_culprit(frame: &Value, platform: &str) -> String {
 
 /// Sentry's user tag value: `id:…`, else `username:…`, `email:…`, `ip:…`.
 pub fn user_tag(event: &Value) -> Option<String> {
-    let user = event.get("user")?;
+    user_tag_of(event.get("user")?)
+}
+
+/// [`user_tag`] of the event's `user` object.
+fn user_tag_of(user: &Value) -> Option<String> {
     for (field, prefix) in [
         ("id", "id"),
         ("username", "username"),
@@ -277,76 +286,119 @@ pub fn user_tag(event: &Value) -> Option<String> {
 /// url, user, handled, mechanism, os/browser/runtime/device from contexts) to `tags`.
 /// Tags the SDK sent keep their value.
 pub fn add_derived_tags(event: &mut Value) {
-    // Tag keys are static and fields are looked up directly (no JSON pointers, one lookup
-    // of `contexts`): this runs for every event.
+    // Tag keys are static and the event's fields are read in one pass over its top-level
+    // keys (a binary search per field cost more than the rest): this runs for every event.
     let mut derived: Vec<(&'static str, String)> = Vec::with_capacity(20);
-    let mut push = |k: &'static str, v: Option<String>| {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            derived.push((k, v));
+    {
+        let Some(obj) = event.as_object() else {
+            return;
+        };
+        // The top-level strings tagged as they are, in the order their tags are added.
+        const TOP: [&str; 8] = [
+            "level",
+            "logger",
+            "environment",
+            "release",
+            "dist",
+            "server_name",
+            "site",
+            "transaction",
+        ];
+        let mut top: [Option<&str>; 8] = [None; 8];
+        let (mut request, mut user, mut exception, mut contexts) = (None, None, None, None);
+        for (key, value) in obj.iter() {
+            let slot = match key.as_str() {
+                "level" => 0,
+                "logger" => 1,
+                "environment" => 2,
+                "release" => 3,
+                "dist" => 4,
+                "server_name" => 5,
+                "site" => 6,
+                "transaction" => 7,
+                "request" => {
+                    request = Some(value);
+                    continue;
+                }
+                "user" => {
+                    user = Some(value);
+                    continue;
+                }
+                "exception" => {
+                    exception = Some(value);
+                    continue;
+                }
+                "contexts" => {
+                    contexts = Some(value);
+                    continue;
+                }
+                _ => continue,
+            };
+            top[slot] = value.as_str();
         }
-    };
-    let top = |k: &str| {
-        event
-            .get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let s = |k: &str| top(k).map(str::to_owned);
-    push("level", s("level"));
-    push("logger", s("logger"));
-    push("environment", s("environment"));
-    push("release", s("release"));
-    push("dist", s("dist"));
-    push("server_name", s("server_name"));
-    push("site", s("site"));
-    push("transaction", s("transaction"));
-    push(
-        "url",
-        event
-            .get("request")
-            .and_then(|r| r.get("url"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
-    );
-    push("user", user_tag(event));
-    if let Some(exc) = main_exception(event) {
-        if let Some(h) = pointer(exc, "/mechanism/handled").and_then(Value::as_bool) {
-            push("handled", Some(if h { "yes" } else { "no" }.into()));
+        let mut push = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                derived.push((k, v));
+            }
+        };
+        for (tag, value) in TOP.into_iter().zip(top) {
+            push(tag, value.filter(|s| !s.is_empty()).map(str::to_owned));
         }
         push(
-            "mechanism",
-            pointer(exc, "/mechanism/type")
+            "url",
+            request
+                .and_then(|r| r.get("url"))
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .filter(|s| !s.is_empty())
+                .map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
         );
-    }
-    let contexts = event.get("contexts");
-    let ctx = |context: &str, field: &str| {
-        contexts
-            .and_then(|c| c.get(context))
-            .and_then(|c| c.get(field))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    for (tag, name_tag, context) in [
-        ("os", "os.name", "os"),
-        ("browser", "browser.name", "browser"),
-        ("runtime", "runtime.name", "runtime"),
-    ] {
-        let name = ctx(context, "name");
-        let version = ctx(context, "version");
-        let full = match (&name, &version) {
-            (Some(n), Some(v)) => Some(format!("{n} {v}")),
-            (Some(n), None) => Some(n.clone()),
-            _ => None,
+        push("user", user.and_then(user_tag_of));
+        let main_exception = exception
+            .and_then(|e| e.get("values"))
+            .and_then(Value::as_array)
+            .and_then(|values| values.last());
+        if let Some(exc) = main_exception {
+            let mechanism = exc.get("mechanism");
+            if let Some(h) = mechanism
+                .and_then(|m| m.get("handled"))
+                .and_then(Value::as_bool)
+            {
+                push("handled", Some(if h { "yes" } else { "no" }.into()));
+            }
+            push(
+                "mechanism",
+                mechanism
+                    .and_then(|m| m.get("type"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            );
+        }
+        let ctx = |context: &str, field: &str| {
+            contexts
+                .and_then(|c| c.get(context))
+                .and_then(|c| c.get(field))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
         };
-        push(tag, full);
-        push(name_tag, name);
+        for (tag, name_tag, context) in [
+            ("os", "os.name", "os"),
+            ("browser", "browser.name", "browser"),
+            ("runtime", "runtime.name", "runtime"),
+        ] {
+            let name = ctx(context, "name");
+            let version = ctx(context, "version");
+            let full = match (&name, &version) {
+                (Some(n), Some(v)) => Some(format!("{n} {v}")),
+                (Some(n), None) => Some(n.clone()),
+                _ => None,
+            };
+            push(tag, full);
+            push(name_tag, name);
+        }
+        push("device", ctx("device", "model"));
+        push("device.family", ctx("device", "family"));
     }
-    push("device", ctx("device", "model"));
-    push("device.family", ctx("device", "family"));
 
     let Some(obj) = event.as_object_mut() else {
         return;
