@@ -56,8 +56,15 @@ pub(crate) fn pointer<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
         })
 }
 
-fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    pointer(v, path)
+/// The value under the object keys `keys` in turn (what [`pointer`] finds for a path of
+/// those names, without parsing a path: the fixed paths of every event go here).
+pub(crate) fn path<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().try_fold(v, |target, key| target.get(*key))
+}
+
+/// The non-empty string under `keys` (see [`path`]).
+fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    path(v, keys)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -74,7 +81,7 @@ pub fn truncatechars(s: &str, max: usize) -> String {
 
 /// The exception the issue is about: the last one (the one raised).
 fn main_exception(event: &Value) -> Option<&Value> {
-    pointer(event, "/exception/values")
+    path(event, &["exception", "values"])
         .and_then(Value::as_array)?
         .last()
 }
@@ -97,7 +104,7 @@ fn crash_frame(stacktrace: &Value) -> Option<&Value> {
 
 /// Derives title, culprit and metadata.
 pub fn derive_facts(event: &Value) -> IssueFacts {
-    let platform = str_at(event, "/platform").unwrap_or("other").to_owned();
+    let platform = str_at(event, &["platform"]).unwrap_or("other").to_owned();
     let is_error = event.get("type").and_then(Value::as_str) == Some("error");
     let (event_type, title, metadata) = match main_exception(event).filter(|_| is_error) {
         Some(exc) => {
@@ -111,7 +118,7 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
                     exc.get("value").and_then(Value::as_str).unwrap_or(""),
                     1024,
                 )),
-                unhandled: pointer(exc, "/mechanism/handled").and_then(Value::as_bool)
+                unhandled: path(exc, &["mechanism", "handled"]).and_then(Value::as_bool)
                     == Some(false),
                 ..Default::default()
             };
@@ -139,8 +146,8 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
             ("error".to_owned(), title, meta)
         }
         None => {
-            let message = str_at(event, "/logentry/formatted")
-                .or_else(|| str_at(event, "/logentry/message"))
+            let message = str_at(event, &["logentry", "formatted"])
+                .or_else(|| str_at(event, &["logentry", "message"]))
                 .map(str::trim)
                 .unwrap_or("");
             let title = if message.is_empty() {
@@ -160,24 +167,24 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
         title,
         culprit: culprit(event, &platform),
         metadata,
-        level: str_at(event, "/level").unwrap_or("error").to_owned(),
+        level: str_at(event, &["level"]).unwrap_or("error").to_owned(),
         platform,
-        logger: str_at(event, "/logger").unwrap_or("").to_owned(),
-        release: str_at(event, "/release").map(str::to_owned),
+        logger: str_at(event, &["logger"]).unwrap_or("").to_owned(),
+        release: str_at(event, &["release"]).map(str::to_owned),
     }
 }
 
 /// `culprit` or `transaction` if given, else generated from the stack or the request URL.
 pub fn culprit(event: &Value, platform: &str) -> String {
-    if let Some(c) = str_at(event, "/culprit").or_else(|| str_at(event, "/transaction")) {
+    if let Some(c) = str_at(event, &["culprit"]).or_else(|| str_at(event, &["transaction"])) {
         return truncatechars(c, MAX_CULPRIT);
     }
-    let exceptions = pointer(event, "/exception/values").and_then(Value::as_array);
+    let exceptions = path(event, &["exception", "values"]).and_then(Value::as_array);
     let stacktrace = match exceptions.filter(|e| !e.is_empty()) {
         Some(excs) => {
             let synthetic = excs
                 .last()
-                .and_then(|e| pointer(e, "/mechanism/synthetic"))
+                .and_then(|e| path(e, &["mechanism", "synthetic"]))
                 .and_then(Value::as_bool)
                 == Some(true);
             if synthetic {
@@ -201,7 +208,7 @@ pub fn culprit(event: &Value, platform: &str) -> String {
     let from_stack = stacktrace.and_then(|st| stacktrace_culprit(st, platform));
     let c = from_stack
         .filter(|c| !c.is_empty())
-        .or_else(|| str_at(event, "/request/url").map(str::to_owned))
+        .or_else(|| str_at(event, &["request", "url"]).map(str::to_owned))
         .unwrap_or_default();
     if c.len() <= MAX_CULPRIT {
         // At most MAX_CULPRIT bytes is at most as many characters: nothing to cut, no copy.
@@ -456,7 +463,7 @@ pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
 
 /// A transaction's title and culprit are its name (Sentry's `TransactionEvent`).
 pub fn annotate_transaction(event: &mut Value) {
-    let name = str_at(event, "/transaction")
+    let name = str_at(event, &["transaction"])
         .unwrap_or("<unlabeled transaction>")
         .to_owned();
     if let Some(obj) = event.as_object_mut() {
@@ -583,6 +590,19 @@ mod tests {
             "/missing",
         ] {
             assert_eq!(pointer(&v, p), v.pointer(p), "{p}");
+        }
+        // Paths of names: `path` finds what the pointer finds, and nothing through arrays.
+        for keys in [
+            &["a", "b"][..],
+            &["a", "", "e"],
+            &["0"],
+            &["a", "b", "0"],
+            &["a", "missing"],
+            &[],
+        ] {
+            let text: String = keys.iter().map(|k| format!("/{k}")).collect();
+            let expected = v.pointer(&text).filter(|_| text != "/a/b/0");
+            assert_eq!(path(&v, keys), expected, "{text}");
         }
     }
 

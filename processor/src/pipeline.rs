@@ -693,7 +693,7 @@ fn prepare_event(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) 
             };
             (kind, body)
         };
-    let trace_id = crate::issues::pointer(&normalized.event, "/contexts/trace/trace_id")
+    let trace_id = crate::issues::path(&normalized.event, &["contexts", "trace", "trace_id"])
         .and_then(Value::as_str)
         .and_then(|t| Uuid::try_parse(t).ok());
     Prepared::Event(Box::new(PreparedEvent {
