@@ -451,14 +451,31 @@ pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
     };
     obj.insert_str("title", Value::String(facts.title.clone()));
     obj.insert_str("culprit", Value::String(facts.culprit.clone()));
-    obj.insert_str(
-        "metadata",
-        serde_json::to_value(&facts.metadata).map_or(Value::Null, Value::from),
-    );
+    obj.insert_str("metadata", metadata_value(&facts.metadata));
     match &facts.metadata.filename {
         Some(f) => obj.insert_str("location", Value::String(f.clone())),
         None => obj.remove("location"),
     };
+}
+
+/// `metadata` as the object its serde form is (`skip_serializing_if` fields left out), built
+/// directly: through `serde_json::Value` it was two trees per event.
+fn metadata_value(meta: &IssueMetadata) -> Value {
+    let mut pairs: Vec<(crate::value::Key, Value)> = Vec::with_capacity(6);
+    let mut text = |key: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            pairs.push((crate::value::Key::new(key), Value::String(v.clone())));
+        }
+    };
+    text("type", &meta.exception_type);
+    text("value", &meta.value);
+    text("filename", &meta.filename);
+    text("function", &meta.function);
+    text("title", &meta.title);
+    if meta.unhandled {
+        pairs.push((crate::value::Key::new("unhandled"), Value::Bool(true)));
+    }
+    Value::Object(crate::value::Map::from_pairs(pairs))
 }
 
 /// A transaction's title and culprit are its name (Sentry's `TransactionEvent`).
@@ -603,6 +620,39 @@ mod tests {
             let text: String = keys.iter().map(|k| format!("/{k}")).collect();
             let expected = v.pointer(&text).filter(|_| text != "/a/b/0");
             assert_eq!(path(&v, keys), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn metadata_value_is_the_serde_form() {
+        let full = IssueMetadata {
+            exception_type: Some("ValueError".into()),
+            value: Some("bad \"x\"".into()),
+            filename: Some("a.py".into()),
+            function: Some("f".into()),
+            title: Some("t".into()),
+            unhandled: true,
+        };
+        let cases = [
+            IssueMetadata::default(),
+            full.clone(),
+            IssueMetadata {
+                unhandled: false,
+                filename: None,
+                ..full.clone()
+            },
+            IssueMetadata {
+                title: Some(String::new()),
+                ..IssueMetadata::default()
+            },
+        ];
+        for meta in cases {
+            let via_serde = serde_json::to_value(&meta).map_or(Value::Null, Value::from);
+            assert_eq!(metadata_value(&meta), via_serde, "{meta:?}");
+            assert_eq!(
+                serde_json::to_string(&metadata_value(&meta)).unwrap(),
+                serde_json::to_string(&via_serde).unwrap()
+            );
         }
     }
 
