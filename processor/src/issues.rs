@@ -416,6 +416,8 @@ pub fn add_derived_tags(event: &mut Value) {
     let Some(list) = tags.as_array_mut() else {
         return;
     };
+    // Room for every derived tag at once, not by doubling from the SDK's few.
+    list.reserve(derived.len());
     for (k, v) in derived {
         let present = list
             .iter()
