@@ -211,11 +211,52 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], mut start: usize) {
 }
 
 /// Index of the first byte that needs escaping (`"`, `\\` or below 0x20; `bytes.len()` when
-/// none does), eight bytes at a time. The JSON parser uses it to find a string's end.
+/// none does), sixteen bytes at a time. The JSON parser uses it to find a string's end.
 #[inline]
+#[allow(unsafe_code)]
 pub(crate) fn first_escape(bytes: &[u8]) -> usize {
-    // Two words per step (one branch per 16 bytes); `chunks_exact` lets the loads go without
-    // bounds checks.
+    if bytes.len() < 16 {
+        return short_first_escape(bytes);
+    }
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // The parser passes the whole rest of the payload, so this is its every call: 16
+        // bytes loaded straight from the slice, not assembled from two copied words.
+        let len = bytes.len();
+        let mut at = 0;
+        while at + 16 <= len {
+            // SAFETY: `at + 16 <= len`, so the 16 bytes read are inside `bytes`; SSE2 is
+            // assumed by the build target (see `flagged_16`).
+            let lanes = unsafe { sse2_escape_lanes(bytes.as_ptr().add(at)) };
+            if lanes != 0 {
+                return at + lanes.trailing_zeros() as usize;
+            }
+            at += 16;
+        }
+        if at == len {
+            return len;
+        }
+        // The last 16 bytes, overlapping clean ones already checked (which cannot flag).
+        // SAFETY: `len >= 16`: bytes `len - 16 .. len` are inside `bytes`.
+        let lanes = unsafe { sse2_escape_lanes(bytes.as_ptr().add(len - 16)) };
+        if lanes != 0 {
+            len - 16 + lanes.trailing_zeros() as usize
+        } else {
+            len
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        words_first_escape(bytes)
+    }
+}
+
+/// [`first_escape`] of at least 16 bytes with word arithmetic (any architecture; tested
+/// against a byte loop like the SSE2 path).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn words_first_escape(bytes: &[u8]) -> usize {
+    // Two words per step (one branch per 16 bytes); `chunks_exact` lets the loads go
+    // without bounds checks.
     let mut pairs = bytes.chunks_exact(16);
     let mut at = 0;
     for pair in pairs.by_ref() {
@@ -225,32 +266,47 @@ pub(crate) fn first_escape(bytes: &[u8]) -> usize {
         }
         at += 16;
     }
-    let rest = pairs.remainder();
-    if rest.len() >= 8 {
-        let mask = escape_mask(word(&rest[..8]));
-        if mask != 0 {
-            return at + (mask.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
     if at == bytes.len() {
         return at;
     }
-    if bytes.len() >= 8 {
-        // The last 8 bytes, overlapping clean ones already checked (which cannot flag).
-        let from = bytes.len() - 8;
-        let mask = escape_mask(word(&bytes[from..]));
-        return if mask != 0 {
-            from + (mask.trailing_zeros() / 8) as usize
-        } else {
-            bytes.len()
+    // The last 16 bytes, overlapping clean ones already checked (which cannot flag).
+    let from = bytes.len() - 16;
+    let tail = &bytes[from..];
+    flagged_16(word(tail), word(&tail[8..])).map_or(bytes.len(), |i| from + i)
+}
+
+/// [`first_escape`] of fewer than 16 bytes (most strings the encoder writes): the string in
+/// two overlapping loads checked at once, the lowest flagged lane mapped back to its byte.
+#[inline]
+fn short_first_escape(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    if len >= 8 {
+        // Lanes 0..8 are bytes 0..8, lanes 8..16 bytes len-8..len.
+        return match flagged_16(word(bytes), word(&bytes[len - 8..])) {
+            Some(lane) if lane < 8 => lane,
+            Some(lane) => lane + len - 16,
+            None => len,
         };
     }
-    // Shorter than a word (object keys, mostly): one table load per byte.
+    if len >= 4 {
+        // Bytes 0..4 in the low half of a word, bytes len-4..len in the high half; the
+        // lowest flagged lane is exact (see `escape_mask`).
+        let half = |b: &[u8]| {
+            let mut h = [0u8; 4];
+            h.copy_from_slice(&b[..4]);
+            u64::from(u32::from_le_bytes(h))
+        };
+        let mask = escape_mask(half(bytes) | half(&bytes[len - 4..]) << 32);
+        if mask == 0 {
+            return len;
+        }
+        let lane = (mask.trailing_zeros() / 8) as usize;
+        return if lane < 4 { lane } else { lane + len - 8 };
+    }
     bytes
         .iter()
         .position(|&b| ESCAPE[usize::from(b)] != 0)
-        .unwrap_or(bytes.len())
+        .unwrap_or(len)
 }
 
 /// The first eight bytes of `b` (which has at least eight) as a little-endian word.
@@ -299,6 +355,28 @@ fn sse2_flagged_16(low: u64, high: u64) -> Option<usize> {
     let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
     let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(control, quote), backslash));
     (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+/// One bit per byte of the 16 bytes at `p` that needs escaping (lowest bit = first byte).
+///
+/// # Safety
+///
+/// `p .. p + 16` must be readable (no alignment needed) and the CPU must have SSE2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+#[allow(unsafe_code)]
+unsafe fn sse2_escape_lanes(p: *const u8) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: the caller guarantees 16 readable bytes at `p`; `loadu` takes any alignment.
+    let v = unsafe { _mm_loadu_si128(p.cast()) };
+    let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+    let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+    let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+    _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(control, quote), backslash)) as u32
 }
 
 /// [`flagged_16`] with word arithmetic (any architecture; tested against the SSE2 version).
@@ -404,11 +482,37 @@ mod tests {
     }
 
     #[test]
+    fn first_escape_matches_a_byte_loop() {
+        // Each byte value (high bytes and 0x20 must not flag) at every position of strings
+        // on both sides of the 16-byte step and its overlapping tail, with a clean prefix of
+        // high bytes too.
+        let naive = |b: &[u8]| b.iter().position(|&x| ESCAPE[usize::from(x)] != 0);
+        for len in 0..50 {
+            for pos in 0..len {
+                for byte in [
+                    b'"', b'\\', 0u8, 0x1f, 0x20, b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff,
+                ] {
+                    for fill in [b'x', 0xe9u8] {
+                        let mut bytes = vec![fill; len];
+                        bytes[pos] = byte;
+                        let expected = naive(&bytes).unwrap_or(len);
+                        assert_eq!(first_escape(&bytes), expected, "{bytes:?}");
+                        if len >= 16 {
+                            assert_eq!(words_first_escape(&bytes), expected, "{bytes:?}");
+                        }
+                    }
+                }
+            }
+            assert_eq!(first_escape(&vec![b'a'; len]), len);
+        }
+    }
+
+    #[test]
     fn every_escape_position_in_a_chunk() {
         // Each special byte at every offset of strings of several lengths: the chunked scan
         // must never skip one.
         for special in [b'"', b'\\', b'\n', 0x01u8, 0x1f, b'\t'] {
-            for len in 1..20 {
+            for len in 1..40 {
                 for pos in 0..len {
                     let mut s = vec![b'x'; len];
                     s[pos] = special;

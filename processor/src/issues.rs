@@ -56,8 +56,15 @@ pub(crate) fn pointer<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
         })
 }
 
-fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    pointer(v, path)
+/// The value under the object keys `keys` in turn (what [`pointer`] finds for a path of
+/// those names, without parsing a path: the fixed paths of every event go here).
+pub(crate) fn path<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().try_fold(v, |target, key| target.get(*key))
+}
+
+/// The non-empty string under `keys` (see [`path`]).
+fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    path(v, keys)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -74,7 +81,7 @@ pub fn truncatechars(s: &str, max: usize) -> String {
 
 /// The exception the issue is about: the last one (the one raised).
 fn main_exception(event: &Value) -> Option<&Value> {
-    pointer(event, "/exception/values")
+    path(event, &["exception", "values"])
         .and_then(Value::as_array)?
         .last()
 }
@@ -97,7 +104,7 @@ fn crash_frame(stacktrace: &Value) -> Option<&Value> {
 
 /// Derives title, culprit and metadata.
 pub fn derive_facts(event: &Value) -> IssueFacts {
-    let platform = str_at(event, "/platform").unwrap_or("other").to_owned();
+    let platform = str_at(event, &["platform"]).unwrap_or("other").to_owned();
     let is_error = event.get("type").and_then(Value::as_str) == Some("error");
     let (event_type, title, metadata) = match main_exception(event).filter(|_| is_error) {
         Some(exc) => {
@@ -111,7 +118,7 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
                     exc.get("value").and_then(Value::as_str).unwrap_or(""),
                     1024,
                 )),
-                unhandled: pointer(exc, "/mechanism/handled").and_then(Value::as_bool)
+                unhandled: path(exc, &["mechanism", "handled"]).and_then(Value::as_bool)
                     == Some(false),
                 ..Default::default()
             };
@@ -139,8 +146,8 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
             ("error".to_owned(), title, meta)
         }
         None => {
-            let message = str_at(event, "/logentry/formatted")
-                .or_else(|| str_at(event, "/logentry/message"))
+            let message = str_at(event, &["logentry", "formatted"])
+                .or_else(|| str_at(event, &["logentry", "message"]))
                 .map(str::trim)
                 .unwrap_or("");
             let title = if message.is_empty() {
@@ -160,24 +167,24 @@ pub fn derive_facts(event: &Value) -> IssueFacts {
         title,
         culprit: culprit(event, &platform),
         metadata,
-        level: str_at(event, "/level").unwrap_or("error").to_owned(),
+        level: str_at(event, &["level"]).unwrap_or("error").to_owned(),
         platform,
-        logger: str_at(event, "/logger").unwrap_or("").to_owned(),
-        release: str_at(event, "/release").map(str::to_owned),
+        logger: str_at(event, &["logger"]).unwrap_or("").to_owned(),
+        release: str_at(event, &["release"]).map(str::to_owned),
     }
 }
 
 /// `culprit` or `transaction` if given, else generated from the stack or the request URL.
 pub fn culprit(event: &Value, platform: &str) -> String {
-    if let Some(c) = str_at(event, "/culprit").or_else(|| str_at(event, "/transaction")) {
+    if let Some(c) = str_at(event, &["culprit"]).or_else(|| str_at(event, &["transaction"])) {
         return truncatechars(c, MAX_CULPRIT);
     }
-    let exceptions = pointer(event, "/exception/values").and_then(Value::as_array);
+    let exceptions = path(event, &["exception", "values"]).and_then(Value::as_array);
     let stacktrace = match exceptions.filter(|e| !e.is_empty()) {
         Some(excs) => {
             let synthetic = excs
                 .last()
-                .and_then(|e| pointer(e, "/mechanism/synthetic"))
+                .and_then(|e| path(e, &["mechanism", "synthetic"]))
                 .and_then(Value::as_bool)
                 == Some(true);
             if synthetic {
@@ -201,13 +208,18 @@ pub fn culprit(event: &Value, platform: &str) -> String {
     let from_stack = stacktrace.and_then(|st| stacktrace_culprit(st, platform));
     let c = from_stack
         .filter(|c| !c.is_empty())
-        .or_else(|| str_at(event, "/request/url").map(str::to_owned))
+        .or_else(|| str_at(event, &["request", "url"]).map(str::to_owned))
         .unwrap_or_default();
+    if c.len() <= MAX_CULPRIT {
+        // At most MAX_CULPRIT bytes is at most as many characters: nothing to cut, no copy.
+        return c;
+    }
     truncatechars(&c, MAX_CULPRIT)
 }
 
 fn stacktrace_culprit(stacktrace: &Value, platform: &str) -> Option<String> {
     let frames = stacktrace.get("frames")?.as_array()?;
+    // The newest frame that is not in-app, formatted only if no in-app frame gives one.
     let mut default = None;
     for frame in frames.iter().rev() {
         if frame.get("in_app").and_then(Value::as_bool) == Some(true) {
@@ -216,10 +228,10 @@ fn stacktrace_culprit(stacktrace: &Value, platform: &str) -> Option<String> {
                 return Some(c);
             }
         } else if default.is_none() {
-            default = Some(frame_culprit(frame, platform));
+            default = Some(frame);
         }
     }
-    default
+    default.map(|frame| frame_culprit(frame, platform))
 }
 
 fn frame_culprit(frame: &Value, platform: &str) -> String {
@@ -255,7 +267,11 @@ fn frame_culprit(frame: &Value, platform: &str) -> String {
 
 /// Sentry's user tag value: `id:…`, else `username:…`, `email:…`, `ip:…`.
 pub fn user_tag(event: &Value) -> Option<String> {
-    let user = event.get("user")?;
+    user_tag_of(event.get("user")?)
+}
+
+/// [`user_tag`] of the event's `user` object.
+fn user_tag_of(user: &Value) -> Option<String> {
     for (field, prefix) in [
         ("id", "id"),
         ("username", "username"),
@@ -277,76 +293,119 @@ pub fn user_tag(event: &Value) -> Option<String> {
 /// url, user, handled, mechanism, os/browser/runtime/device from contexts) to `tags`.
 /// Tags the SDK sent keep their value.
 pub fn add_derived_tags(event: &mut Value) {
-    // Tag keys are static and fields are looked up directly (no JSON pointers, one lookup
-    // of `contexts`): this runs for every event.
+    // Tag keys are static and the event's fields are read in one pass over its top-level
+    // keys (a binary search per field cost more than the rest): this runs for every event.
     let mut derived: Vec<(&'static str, String)> = Vec::with_capacity(20);
-    let mut push = |k: &'static str, v: Option<String>| {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            derived.push((k, v));
+    {
+        let Some(obj) = event.as_object() else {
+            return;
+        };
+        // The top-level strings tagged as they are, in the order their tags are added.
+        const TOP: [&str; 8] = [
+            "level",
+            "logger",
+            "environment",
+            "release",
+            "dist",
+            "server_name",
+            "site",
+            "transaction",
+        ];
+        let mut top: [Option<&str>; 8] = [None; 8];
+        let (mut request, mut user, mut exception, mut contexts) = (None, None, None, None);
+        for (key, value) in obj.iter() {
+            let slot = match key.as_str() {
+                "level" => 0,
+                "logger" => 1,
+                "environment" => 2,
+                "release" => 3,
+                "dist" => 4,
+                "server_name" => 5,
+                "site" => 6,
+                "transaction" => 7,
+                "request" => {
+                    request = Some(value);
+                    continue;
+                }
+                "user" => {
+                    user = Some(value);
+                    continue;
+                }
+                "exception" => {
+                    exception = Some(value);
+                    continue;
+                }
+                "contexts" => {
+                    contexts = Some(value);
+                    continue;
+                }
+                _ => continue,
+            };
+            top[slot] = value.as_str();
         }
-    };
-    let top = |k: &str| {
-        event
-            .get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let s = |k: &str| top(k).map(str::to_owned);
-    push("level", s("level"));
-    push("logger", s("logger"));
-    push("environment", s("environment"));
-    push("release", s("release"));
-    push("dist", s("dist"));
-    push("server_name", s("server_name"));
-    push("site", s("site"));
-    push("transaction", s("transaction"));
-    push(
-        "url",
-        event
-            .get("request")
-            .and_then(|r| r.get("url"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
-    );
-    push("user", user_tag(event));
-    if let Some(exc) = main_exception(event) {
-        if let Some(h) = pointer(exc, "/mechanism/handled").and_then(Value::as_bool) {
-            push("handled", Some(if h { "yes" } else { "no" }.into()));
+        let mut push = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                derived.push((k, v));
+            }
+        };
+        for (tag, value) in TOP.into_iter().zip(top) {
+            push(tag, value.filter(|s| !s.is_empty()).map(str::to_owned));
         }
         push(
-            "mechanism",
-            pointer(exc, "/mechanism/type")
+            "url",
+            request
+                .and_then(|r| r.get("url"))
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .filter(|s| !s.is_empty())
+                .map(|u| u.split(['?', '#']).next().unwrap_or("").to_owned()),
         );
-    }
-    let contexts = event.get("contexts");
-    let ctx = |context: &str, field: &str| {
-        contexts
-            .and_then(|c| c.get(context))
-            .and_then(|c| c.get(field))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    for (tag, name_tag, context) in [
-        ("os", "os.name", "os"),
-        ("browser", "browser.name", "browser"),
-        ("runtime", "runtime.name", "runtime"),
-    ] {
-        let name = ctx(context, "name");
-        let version = ctx(context, "version");
-        let full = match (&name, &version) {
-            (Some(n), Some(v)) => Some(format!("{n} {v}")),
-            (Some(n), None) => Some(n.clone()),
-            _ => None,
+        push("user", user.and_then(user_tag_of));
+        let main_exception = exception
+            .and_then(|e| e.get("values"))
+            .and_then(Value::as_array)
+            .and_then(|values| values.last());
+        if let Some(exc) = main_exception {
+            let mechanism = exc.get("mechanism");
+            if let Some(h) = mechanism
+                .and_then(|m| m.get("handled"))
+                .and_then(Value::as_bool)
+            {
+                push("handled", Some(if h { "yes" } else { "no" }.into()));
+            }
+            push(
+                "mechanism",
+                mechanism
+                    .and_then(|m| m.get("type"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            );
+        }
+        let ctx = |context: &str, field: &str| {
+            contexts
+                .and_then(|c| c.get(context))
+                .and_then(|c| c.get(field))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
         };
-        push(tag, full);
-        push(name_tag, name);
+        for (tag, name_tag, context) in [
+            ("os", "os.name", "os"),
+            ("browser", "browser.name", "browser"),
+            ("runtime", "runtime.name", "runtime"),
+        ] {
+            let name = ctx(context, "name");
+            let version = ctx(context, "version");
+            let full = match (&name, &version) {
+                (Some(n), Some(v)) => Some(format!("{n} {v}")),
+                (Some(n), None) => Some(n.clone()),
+                _ => None,
+            };
+            push(tag, full);
+            push(name_tag, name);
+        }
+        push("device", ctx("device", "model"));
+        push("device.family", ctx("device", "family"));
     }
-    push("device", ctx("device", "model"));
-    push("device.family", ctx("device", "family"));
 
     let Some(obj) = event.as_object_mut() else {
         return;
@@ -357,6 +416,8 @@ pub fn add_derived_tags(event: &mut Value) {
     let Some(list) = tags.as_array_mut() else {
         return;
     };
+    // Room for every derived tag at once, not by doubling from the SDK's few.
+    list.reserve(derived.len());
     for (k, v) in derived {
         let present = list
             .iter()
@@ -392,19 +453,36 @@ pub fn annotate_event(event: &mut Value, facts: &IssueFacts) {
     };
     obj.insert_str("title", Value::String(facts.title.clone()));
     obj.insert_str("culprit", Value::String(facts.culprit.clone()));
-    obj.insert_str(
-        "metadata",
-        serde_json::to_value(&facts.metadata).map_or(Value::Null, Value::from),
-    );
+    obj.insert_str("metadata", metadata_value(&facts.metadata));
     match &facts.metadata.filename {
         Some(f) => obj.insert_str("location", Value::String(f.clone())),
         None => obj.remove("location"),
     };
 }
 
+/// `metadata` as the object its serde form is (`skip_serializing_if` fields left out), built
+/// directly: through `serde_json::Value` it was two trees per event.
+fn metadata_value(meta: &IssueMetadata) -> Value {
+    let mut pairs: Vec<(crate::value::Key, Value)> = Vec::with_capacity(6);
+    let mut text = |key: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            pairs.push((crate::value::Key::new(key), Value::String(v.clone())));
+        }
+    };
+    text("type", &meta.exception_type);
+    text("value", &meta.value);
+    text("filename", &meta.filename);
+    text("function", &meta.function);
+    text("title", &meta.title);
+    if meta.unhandled {
+        pairs.push((crate::value::Key::new("unhandled"), Value::Bool(true)));
+    }
+    Value::Object(crate::value::Map::from_pairs(pairs))
+}
+
 /// A transaction's title and culprit are its name (Sentry's `TransactionEvent`).
 pub fn annotate_transaction(event: &mut Value) {
-    let name = str_at(event, "/transaction")
+    let name = str_at(event, &["transaction"])
         .unwrap_or("<unlabeled transaction>")
         .to_owned();
     if let Some(obj) = event.as_object_mut() {
@@ -531,6 +609,52 @@ mod tests {
             "/missing",
         ] {
             assert_eq!(pointer(&v, p), v.pointer(p), "{p}");
+        }
+        // Paths of names: `path` finds what the pointer finds, and nothing through arrays.
+        for keys in [
+            &["a", "b"][..],
+            &["a", "", "e"],
+            &["0"],
+            &["a", "b", "0"],
+            &["a", "missing"],
+            &[],
+        ] {
+            let text: String = keys.iter().map(|k| format!("/{k}")).collect();
+            let expected = v.pointer(&text).filter(|_| text != "/a/b/0");
+            assert_eq!(path(&v, keys), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn metadata_value_is_the_serde_form() {
+        let full = IssueMetadata {
+            exception_type: Some("ValueError".into()),
+            value: Some("bad \"x\"".into()),
+            filename: Some("a.py".into()),
+            function: Some("f".into()),
+            title: Some("t".into()),
+            unhandled: true,
+        };
+        let cases = [
+            IssueMetadata::default(),
+            full.clone(),
+            IssueMetadata {
+                unhandled: false,
+                filename: None,
+                ..full.clone()
+            },
+            IssueMetadata {
+                title: Some(String::new()),
+                ..IssueMetadata::default()
+            },
+        ];
+        for meta in cases {
+            let via_serde = serde_json::to_value(&meta).map_or(Value::Null, Value::from);
+            assert_eq!(metadata_value(&meta), via_serde, "{meta:?}");
+            assert_eq!(
+                serde_json::to_string(&metadata_value(&meta)).unwrap(),
+                serde_json::to_string(&via_serde).unwrap()
+            );
         }
     }
 

@@ -693,7 +693,7 @@ fn prepare_event(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) 
             };
             (kind, body)
         };
-    let trace_id = crate::issues::pointer(&normalized.event, "/contexts/trace/trace_id")
+    let trace_id = crate::issues::path(&normalized.event, &["contexts", "trace", "trace_id"])
         .and_then(Value::as_str)
         .and_then(|t| Uuid::try_parse(t).ok());
     Prepared::Event(Box::new(PreparedEvent {
@@ -1598,10 +1598,16 @@ impl Processor {
         // of the search from the top. In hash-map order each of the ~12 counter merges per
         // error event (mostly tag facets) searched the whole memtable.
         let counters_cf = store.cf(cf::COUNTERS);
-        let mut counters: Vec<_> = work.counters.iter().collect();
-        counters.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (key, n) in counters {
-            work.batch.merge_cf(&counters_cf, key, encode_i64(*n));
+        // Sorted on the keys' first 16 bytes as one integer first: most pairs differ there
+        // (kind, issue id, start of the tag key), so most comparisons need no `memcmp` call.
+        let mut counters: Vec<(u128, &[u8], i64)> = work
+            .counters
+            .iter()
+            .map(|(key, n)| (key_prefix(key), key.as_slice(), *n))
+            .collect();
+        counters.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        for (_, key, n) in counters {
+            work.batch.merge_cf(&counters_cf, key, encode_i64(n));
         }
         let outcomes_cf = store.cf(cf::OUTCOMES);
         for (key, n) in &work.outcomes {
@@ -1633,6 +1639,16 @@ impl Processor {
             _guard: guard,
         })
     }
+}
+
+/// The first 16 bytes of `key` (zero-padded) as a big-endian integer: for two keys whose
+/// prefixes differ, the integers order as the keys do; equal prefixes leave the order to the
+/// whole keys.
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut head = [0u8; 16];
+    let n = key.len().min(16);
+    head[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(head)
 }
 
 /// Keeps an attachment item under its event (the envelope's event id). Replays write the same
@@ -1785,5 +1801,43 @@ pub fn event_record(
         item_header: bytes::Bytes::from_static(b"{\"type\":\"event\"}"),
         client_addr,
         payload: bytes::Bytes::copy_from_slice(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_prefix;
+
+    #[test]
+    fn counter_order_by_prefix_then_key_is_byte_order() {
+        // Keys around the 16-byte boundary, prefixes of each other, zero bytes at the end.
+        let mut keys: Vec<Vec<u8>> = vec![
+            b"t\0\0\0\0\0\0\0\x01browser\0Chrome".to_vec(),
+            b"t\0\0\0\0\0\0\0\x01browser\0".to_vec(),
+            b"t\0\0\0\0\0\0\0\x01browser".to_vec(),
+            b"t\0\0\0\0\0\0\0\x01browser.name\0Chrome".to_vec(),
+            b"t\0\0\0\0\0\0\0\x01browse".to_vec(),
+            b"t\0\0\0\0\0\0\0\x02a".to_vec(),
+            b"a".to_vec(),
+            b"a\0".to_vec(),
+            b"a\0\0".to_vec(),
+            Vec::new(),
+            vec![0xff; 20],
+            vec![0xff; 16],
+            vec![0xff; 15],
+            vec![0xff; 33],
+            vec![0xff; 32],
+            [vec![0xff; 32], vec![0]].concat(),
+            [vec![0xff; 31], vec![0]].concat(),
+        ];
+        let mut expected = keys.clone();
+        expected.sort();
+        keys.reverse();
+        keys.sort_unstable_by(|a, b| {
+            key_prefix(a)
+                .cmp(&key_prefix(b))
+                .then_with(|| a.as_slice().cmp(b.as_slice()))
+        });
+        assert_eq!(keys, expected);
     }
 }

@@ -414,9 +414,77 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Number of ASCII digits in `bytes`, eight bytes per step: every string of an event of 13
-/// bytes or more is counted, and a byte at a time that was a sixth of the scrubber's work.
+/// Number of ASCII digits in `bytes`: every string of an event of 13 bytes or more is
+/// counted (a byte at a time, that was a sixth of the scrubber's work). 16 bytes per step
+/// with SSE2, the tail as one overlapping 16-byte window; eight per step elsewhere.
+#[inline]
+#[allow(unsafe_code)]
 fn count_digits(bytes: &[u8]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if bytes.len() >= 8 {
+        // SAFETY: calling a `#[target_feature(enable = "sse2")]` function only requires a
+        // CPU with SSE2; this branch is compiled only for targets that assume SSE2
+        // everywhere (`target_feature = "sse2"`, every x86-64 target).
+        return unsafe { sse2_count_digits(bytes) };
+    }
+    swar_count_digits(bytes)
+}
+
+/// The digit lanes of the 16 bytes `low` (first eight, little endian) and `high`, one bit
+/// per byte.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn sse2_digit_lanes(low: u64, high: u64) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x,
+        _mm_sub_epi8,
+    };
+    // Bit casts of the words (the intrinsics take i64).
+    let v = _mm_set_epi64x(high as i64, low as i64);
+    // A digit is a byte whose distance above `0` is at most 9, unsigned:
+    // `min(d, 9) == d`.
+    let d = _mm_sub_epi8(v, _mm_set1_epi8(b'0' as i8));
+    let digit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    _mm_movemask_epi8(digit) as u32
+}
+
+/// [`count_digits`] of at least eight bytes with SSE2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn sse2_count_digits(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if len < 16 {
+        // Bytes 0..8 in lanes 0..8, bytes len-8..len in lanes 8..16: the lanes of bytes
+        // seen twice (8 - (len - 8) of them, from lane 8 up) are dropped.
+        let overlap = 16 - len;
+        let lanes = sse2_digit_lanes(word(0), word(len - 8));
+        return (lanes & !(((1u32 << overlap) - 1) << 8)).count_ones() as usize;
+    }
+    let mut count = 0;
+    let mut at = 0;
+    while at + 16 <= len {
+        count += sse2_digit_lanes(word(at), word(at + 8)).count_ones();
+        at += 16;
+    }
+    let rest = len - at;
+    if rest > 0 {
+        // The last 16 bytes; only their top `rest` lanes are new.
+        let lanes = sse2_digit_lanes(word(len - 16), word(len - 8));
+        count += (lanes >> (16 - rest)).count_ones();
+    }
+    count as usize
+}
+
+/// [`count_digits`] eight bytes per step with word arithmetic (any architecture; tested
+/// against a byte loop, as the SSE2 version is).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn swar_count_digits(bytes: &[u8]) -> usize {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut count = 0;
@@ -528,10 +596,26 @@ mod tests {
                 }
             }
         }
+        // Mostly non-digits, one digit anywhere: the overlapping tail windows count it once.
+        for len in 0..40 {
+            for pos in 0..len {
+                for base in [b'.', b'/', b':', 0xff, 0x80] {
+                    let mut bytes = vec![base; len];
+                    bytes[pos] = b'0' + (pos % 10) as u8;
+                    assert_eq!(count_digits(&bytes), 1, "{bytes:?}");
+                    assert_eq!(swar_count_digits(&bytes), 1, "{bytes:?}");
+                }
+            }
+        }
         let long: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let naive = long.iter().filter(|b| b.is_ascii_digit()).count();
         assert_eq!(count_digits(&long), naive);
+        assert_eq!(swar_count_digits(&long), naive);
         assert_eq!(count_digits(&[b'5'; 4099]), 4099);
+        for len in 0..64 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            assert_eq!(count_digits(&bytes), swar_count_digits(&bytes), "{bytes:?}");
+        }
     }
 
     #[test]
