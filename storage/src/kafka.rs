@@ -875,11 +875,22 @@ impl ConsumeContext {
         }
     }
 
-    /// The group's committed offsets (and owners) of the partitions in `tpl`.
+    /// The group's committed offsets (and owners) of the partitions in `tpl`. Errors are
+    /// retried for up to [`GROUP_QUERY_TIMEOUT`]: a coordinator that is moving or loading
+    /// (after a broker restart) answers `NotCoordinator` for a moment.
     fn committed(consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<Committed> {
-        let list = consumer
-            .committed_offsets(tpl.clone(), GROUP_QUERY_TIMEOUT)
-            .map_err(|e| kafka_err("reading the group's committed offsets", e))?;
+        let deadline = Instant::now() + GROUP_QUERY_TIMEOUT;
+        let list = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match consumer.committed_offsets(tpl.clone(), left.max(Duration::from_millis(100))) {
+                Ok(list) => break list,
+                Err(e) if Instant::now() + Duration::from_millis(200) < deadline => {
+                    tracing::debug!(error = %e, "reading the group's committed offsets; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(kafka_err("reading the group's committed offsets", e)),
+            }
+        };
         let mut out = HashMap::new();
         for elem in list.elements() {
             if let Offset::Offset(o) = elem.offset() {
