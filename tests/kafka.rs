@@ -123,7 +123,12 @@ fn launch(
         if let Some(status) = node.child.try_wait().unwrap() {
             return Err(format!("exit {status}\n{}", node_log_tail(data, 40)));
         }
-        if http_status(port, "/health") == 200 {
+        // The port may have gone to another test's node meanwhile, which answers /health
+        // too: the node is ours once its own output says it bound the port.
+        let bound = format!("Listening on http://127.0.0.1:{port}\n");
+        if http_status(port, "/health") == 200
+            && std::fs::read_to_string(node_log_path(data)).is_ok_and(|log| log.contains(&bound))
+        {
             return Ok(node);
         }
         assert!(
