@@ -529,7 +529,8 @@ fn processor_exiting_between_its_two_commits_counts_every_event_once() {
     }
 
     // p1 comes back: it counts the batch it took, and nobody counts anything twice.
-    p1 = node_on("processor", p1_port, &p1_data, &run);
+    p1 = node("processor", p1_port, &p1_data, &run);
+    let p1_port = p1.port;
     send(5);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
