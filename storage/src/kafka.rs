@@ -1251,6 +1251,11 @@ impl KafkaConsumer {
         let (low, high) = reader
             .fetch_watermarks(&topic, partition, GROUP_QUERY_TIMEOUT)
             .map_err(|e| kafka_err("reading a partition's bounds", e))?;
+        if low < 0 || high < low {
+            return Err(StorageError::Kafka(format!(
+                "{topic}/{partition} has no valid bounds yet ({low}..{high})"
+            )));
+        }
         // Below `low` retention removed the records; above `high` there is nothing (the log
         // was truncated): the range is settled once what exists of it is read.
         let (start, end) = (from.max(low), to.min(high));

@@ -45,11 +45,24 @@ fn config(tag: &str) -> KafkaConfig {
     }
 }
 
+/// The receive time of the records this process makes. Recent on purpose: a record's receive
+/// time is its Kafka timestamp, and the broker's time-based retention (7 days) deletes
+/// records older than that at its next check, in the middle of a test.
+fn base_ms() -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    })
+}
+
 fn record(project_id: u64, i: u64, item_type: &str) -> LogRecord {
     LogRecord {
         project_id,
         key_id: 9,
-        received_ms: 1_700_000_000_000 + i,
+        received_ms: base_ms() + i,
         event_id: Some(Uuid::from_u128(((project_id as u128) << 64) | i as u128)),
         item_type: item_type.into(),
         envelope_header: Bytes::from_static(
@@ -215,12 +228,25 @@ fn member(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let consumer = KafkaConsumer::new(&config, &store).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(150);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(150);
+        let mut generation = 0;
         while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
             let batch = consumer
                 .next_batch(16, 1 << 20, Duration::from_millis(200))
                 .expect("next_batch");
             owned.store(consumer.assignment().len(), Ordering::Release);
+            // Shown when the test fails: when this member's partitions changed.
+            if consumer.generation() != generation {
+                generation = consumer.generation();
+                eprintln!(
+                    "{} at {:?}: generation {generation}, owns {:?}, owes {:?}",
+                    consumer.node_id(),
+                    started.elapsed(),
+                    consumer.assignment(),
+                    consumer.owed()
+                );
+            }
             // A commit that failed with its answer lost leaves the batch owed: it is read
             // again here, before anything else.
             while let Some(owed) = consumer.next_owed_batch(16, 1 << 20).expect("owed") {
@@ -252,7 +278,10 @@ fn member(
 fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({limit:?})"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
