@@ -51,9 +51,21 @@ const NODE_START: Duration = Duration::from_secs(90);
 /// `free_port` released can go to any connection of the tests running beside this one), and
 /// waits until it answers `/health`. Callers read the port from [`Node::port`].
 fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&str]) -> Node {
+    node_with_env(role, port, data, run, args, &[])
+}
+
+/// [`node_with`] with extra environment variables (fault injection).
+fn node_with_env(
+    role: &str,
+    port: u16,
+    data: &std::path::Path,
+    run: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Node {
     let mut port = port;
     for _attempt in 0..3 {
-        match launch(role, port, data, run, args) {
+        match launch(role, port, data, run, args, env) {
             Ok(node) => return node,
             Err(log) if log.contains("binding 127.0.0.1:") => port = free_port(),
             Err(log) => panic!("{role} node exited while starting\n{log}"),
@@ -68,7 +80,7 @@ fn node_with(role: &str, port: u16, data: &std::path::Path, run: &str, args: &[&
 /// Starts a node on exactly `port` (a restart that its peers know by port) and waits until it
 /// answers `/health`.
 fn node_on(role: &str, port: u16, data: &std::path::Path, run: &str) -> Node {
-    launch(role, port, data, run, &[])
+    launch(role, port, data, run, &[], &[])
         .unwrap_or_else(|log| panic!("{role} node exited while starting\n{log}"))
 }
 
@@ -79,6 +91,7 @@ fn launch(
     data: &std::path::Path,
     run: &str,
     args: &[&str],
+    env: &[(&str, &str)],
 ) -> Result<Node, String> {
     let config = data.with_extension("toml");
     std::fs::write(
@@ -99,6 +112,7 @@ fn launch(
         .arg(data)
         .env("OSPREY_DEFAULT_KEY", KEY)
         .env("OSPREY_DURABILITY", "os")
+        .envs(env.iter().copied())
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
@@ -109,7 +123,12 @@ fn launch(
         if let Some(status) = node.child.try_wait().unwrap() {
             return Err(format!("exit {status}\n{}", node_log_tail(data, 40)));
         }
-        if http_status(port, "/health") == 200 {
+        // The port may have gone to another test's node meanwhile, which answers /health
+        // too: the node is ours once its own output says it bound the port.
+        let bound = format!("Listening on http://127.0.0.1:{port}\n");
+        if http_status(port, "/health") == 200
+            && std::fs::read_to_string(node_log_path(data)).is_ok_and(|log| log.contains(&bound))
+        {
             return Ok(node);
         }
         assert!(
@@ -422,6 +441,132 @@ fn processor_killed_under_load_every_accepted_event_counted_once_through_the_que
     std::thread::sleep(Duration::from_secs(3));
     let (counts, partial) = api_issue_counts(query_port).unwrap();
     assert_eq!((counts, partial), (accepted, None));
+}
+
+/// The sum of the issue counts a node's API answers (0 while it does not answer).
+fn api_total(port: u16) -> u64 {
+    api_issue_counts(port)
+        .map(|(c, _)| c.values().sum())
+        .unwrap_or(0)
+}
+
+/// The window between a batch's two commits, hit exactly: processor p1 exits (fault
+/// injection, `OSPREY_TEST_EXIT_AFTER_GROUP_COMMIT`) right after taking its second batch
+/// from the group and before writing it; p2 takes every partition over and goes on; p1
+/// comes back on its data directory. p2 must not count p1's batch, and p1 must count it
+/// once: through the query API the counts equal the accepted events. (With the former order
+/// — local write, then group commit — p2 counted that batch a second time.)
+#[test]
+fn processor_exiting_between_its_two_commits_counts_every_event_once() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (p1_data, p2_data) = (dir.path().join("p1"), dir.path().join("p2"));
+    let ingest = node("ingest", free_port(), &dir.path().join("ingest"), &run);
+    let ingest_port = ingest.port;
+    let mut p1 = node_with_env(
+        "processor",
+        free_port(),
+        &p1_data,
+        &run,
+        &[],
+        &[("OSPREY_TEST_EXIT_AFTER_GROUP_COMMIT", "2")],
+    );
+    let logs = |what: &str| {
+        format!(
+            "{what}\n--- p1 ---\n{}\n--- p2 ---\n{}",
+            node_log_tail(&p1_data, 40),
+            node_log_tail(&p2_data, 40)
+        )
+    };
+    let mut accepted = 0u64;
+    let mut send = |n: u64| {
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sent < n {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            if post_envelope(ingest_port, &id, "crash window") == 200 {
+                sent += 1;
+            } else {
+                assert!(Instant::now() < deadline, "the ingest node accepts nothing");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        accepted += n;
+    };
+
+    // Events one at a time until p1 has exited inside its second batch.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = p1.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            logs("p1 did not exit at its second group commit")
+        );
+        send(1);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(137), "{}", logs("p1's exit"));
+    let p1_port = p1.port;
+    let p2 = node("processor", free_port(), &p2_data, &run);
+    let p2_port = p2.port;
+
+    // p2 takes the partitions over (after p1's session times out) and counts new events.
+    send(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api_total(p2_port) < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            logs(&format!(
+                "p2 counted {} of the new events",
+                api_total(p2_port)
+            ))
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // p1 comes back: it counts the batch it took, and nobody counts anything twice.
+    p1 = node("processor", p1_port, &p1_data, &run);
+    let p1_port = p1.port;
+    send(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (c1, c2) = (api_total(p1_port), api_total(p2_port));
+        assert!(
+            c1 + c2 <= accepted,
+            "{}",
+            logs(&format!(
+                "counted {c1} + {c2} of {accepted} accepted: counted twice"
+            ))
+        );
+        if c1 + c2 == accepted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            logs(&format!("counted {c1} + {c2} of {accepted} accepted"))
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        std::fs::read_to_string(node_log_path(&p1_data))
+            .unwrap()
+            .contains("re-read owed offsets"),
+        "{}",
+        logs("p1 re-read its batch")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        api_total(p1_port) + api_total(p2_port),
+        accepted,
+        "{}",
+        logs("stays exact")
+    );
+    drop(p1);
 }
 
 /// Sends `envelope`-wrapped probes to `port` until one is accepted (bounded): a node that
@@ -806,6 +951,28 @@ fn api_call(
     }
 }
 
+/// [`eventually`], with the last lines of the logs of the nodes on `nodes` (data
+/// directories) in the failure message.
+fn eventually_logged(
+    nodes: &[std::path::PathBuf],
+    secs: u64,
+    what: &str,
+    mut probe: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !probe() {
+        if Instant::now() >= deadline {
+            let logs: String = nodes
+                .iter()
+                .filter(|d| node_log_path(d).exists())
+                .map(|d| format!("\n--- {} ---\n{}", d.display(), node_log_tail(d, 40)))
+                .collect();
+            panic!("{what}: not within {secs} s{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Polls `probe` every 200 ms until it holds, for at most `secs`.
 fn eventually(secs: u64, what: &str, mut probe: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -823,6 +990,8 @@ fn metadata_made_on_one_node_works_on_every_node() {
     use serde_json::json;
     let run = format!("meta-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
+    // The nodes' data directories: their logs go into every failure message.
+    let nodes = ["ingest", "processor", "query", "late"].map(|n| dir.path().join(n));
     let hooks =
         processor::testing::WebhookReceiver::start(processor::testing::ReceiverMode::Ok).unwrap();
     let (ingest_port, processor_port, query_port) = (free_port(), free_port(), free_port());
@@ -844,7 +1013,7 @@ fn metadata_made_on_one_node_works_on_every_node() {
     );
     let query_port = query.port;
     for port in [ingest_port, processor_port, query_port] {
-        eventually(90, &format!("node on {port} answers"), || {
+        eventually_logged(&nodes, 90, &format!("node on {port} answers"), || {
             common::http()
                 .get(format!("http://127.0.0.1:{port}/health/ready"))
                 .send()
@@ -905,7 +1074,7 @@ fn metadata_made_on_one_node_works_on_every_node() {
     // The ingest node takes the new key; the processor node files the event under the new
     // project and fires the rule made on the query node.
     let event_id = "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ed";
-    eventually(30, "the ingest node accepts the new key", || {
+    eventually_logged(&nodes, 30, "the ingest node accepts the new key", || {
         post_envelope_to(
             ingest_port,
             &project_id,
@@ -914,12 +1083,16 @@ fn metadata_made_on_one_node_works_on_every_node() {
             "checkout failed",
         ) == 200
     });
-    eventually(60, "the alert rule fires on the processor node", || {
-        !hooks.on("/shop").is_empty()
-    });
+    eventually_logged(
+        &nodes,
+        60,
+        "the alert rule fires on the processor node",
+        || !hooks.on("/shop").is_empty(),
+    );
     // The token made on the query node reads the new project's issue on the processor node.
     let issues_path = "/api/0/projects/default/shop/issues/";
-    eventually(
+    eventually_logged(
+        &nodes,
         30,
         "the reader token sees the issue on the processor node",
         || {
@@ -1005,7 +1178,7 @@ fn metadata_made_on_one_node_works_on_every_node() {
         "{report}"
     );
     assert_eq!(report["results"][1]["isError"], false, "{report}");
-    eventually(60, "the captured event becomes an issue", || {
+    eventually_logged(&nodes, 60, "the captured event becomes an issue", || {
         let report = mcp_over_http(
             query_port,
             &reader,
@@ -1025,7 +1198,7 @@ fn metadata_made_on_one_node_works_on_every_node() {
     let late = node("processor", free_port(), &dir.path().join("late"), &run);
     let late_port = late.port;
     let mut first = None;
-    eventually(90, "the late node answers", || {
+    eventually_logged(&nodes, 90, "the late node answers", || {
         let answer = api_call(
             late_port,
             Method::GET,
@@ -1056,14 +1229,19 @@ fn metadata_made_on_one_node_works_on_every_node() {
         None,
     );
     assert!(status == 204 || status == 200, "{status} {body}");
-    eventually(30, "the ingest node refuses the deleted key", || {
-        let status = post_envelope_to(
-            ingest_port,
-            &project_id,
-            &public_key,
-            "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ee",
-            "after the delete",
-        );
-        status == 401 || status == 403
-    });
+    eventually_logged(
+        &nodes,
+        30,
+        "the ingest node refuses the deleted key",
+        || {
+            let status = post_envelope_to(
+                ingest_port,
+                &project_id,
+                &public_key,
+                "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ee",
+                "after the delete",
+            );
+            status == 401 || status == 403
+        },
+    );
 }

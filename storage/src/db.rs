@@ -457,6 +457,16 @@ impl Store {
         self.inner.meta_publisher.get()
     }
 
+    /// In Kafka mode, waits (at most `timeout`) until this node has applied the shared
+    /// metadata topic up to where it ended when called: see
+    /// [`crate::meta_topic::MetaPublisher::catch_up`]. Without shared metadata, at once.
+    pub fn catch_up_meta(&self, timeout: std::time::Duration) -> Result<()> {
+        match self.meta_publisher() {
+            Some(publisher) => publisher.catch_up(timeout),
+            None => Ok(()),
+        }
+    }
+
     /// Whether metadata is shared with other nodes through Kafka.
     pub fn shares_metadata(&self) -> bool {
         self.inner.meta_publisher.get().is_some()

@@ -14,24 +14,55 @@
 //! one partition and therefore on one processor. The value is [`LogRecord::encode`]: project,
 //! key id, received time, client address, envelope header (with `sdk`), item header, payload.
 //!
-//! **Consumer.** Offsets live in the processor's own RocksDB, written in the same write batch
-//! as the results ([`KafkaBatch::add_to_write_batch`]), and are then committed to the group
-//! synchronously, before the next poll ([`KafkaConsumer::commit_offsets`]). On every
-//! (re)assignment the consumer seeks each partition to the later of the two (the beginning
-//! when neither exists). Each node's store therefore holds the results of the offset ranges
-//! it processed, and the ranges of all nodes tile the partition without overlap: a partition
-//! that moves to another live node continues there at the exact offset where this node's
-//! results end, and this node keeps (and serves, through query fan-out) what it processed.
-//! The one gap in that tiling: a node killed between its local commit and the group commit
-//! leaves its last batch counted locally and re-read by the next owner (at most one batch,
-//! a window of one commit round trip); dedup by event id absorbs it only when the same node
-//! re-reads it. A message that does not decode is not a crash loop: it is counted
-//! as an `invalid` outcome with reason `kafka_decode` in the same write batch and skipped.
+//! **Consumer.** Every processor node keeps its results in its own RocksDB and, in the same
+//! write batch, each partition's next offset ([`KafkaBatch::add_to_write_batch`]); the
+//! consumer group keeps committed offsets as well. The two cannot change atomically, so
+//! each batch goes through them in this order:
+//!
+//! 1. **group first**: [`KafkaConsumer::commit_group`] commits the offsets after the batch,
+//!    synchronously, with [`Owners`] as commit metadata: the turns of the nodes that owned
+//!    the partition, each a node id ([`kafka_node_id`], random, kept in the data directory)
+//!    and the offset its turn started at;
+//! 2. **then locally**: results and offsets in one write batch.
+//!
+//! The group commit is where offsets become a node's: a member that lost the partition in a
+//! rebalance is refused (the commit carries the group generation), and every later owner
+//! starts at or after it. A node that stops between 1 and 2 therefore *owes* the offsets
+//! from its store's offset to the end of its last turn ([`Owners::owed`]), and nobody else
+//! will read them. It finds that out itself, from the group's metadata and its own offset,
+//! when its consumer starts (for every partition, whoever owns it now) and at every
+//! assignment, and re-reads exactly those offsets ([`KafkaConsumer::next_owed_batch`],
+//! written locally, not committed again) before it processes anything else. The cases:
+//!
+//! - *Killed after 1, before 2, restarted on its data directory*: the group's last turn of
+//!   this node is `[s, e)` and its store's offset `L < e`: it re-reads `[max(L, s), e)`, once.
+//!   That holds whether it gets the partition back or not, and whether another node has
+//!   continued the partition meanwhile (that node started at `e`; what follows is its turn).
+//! - *Killed after 2*: its store's offset is the group's: nothing owed, nothing re-read.
+//! - *Killed before 1*: the batch is nobody's yet; the partition's next owner (this node
+//!   again, or another) starts at the group's offset and reads it.
+//! - *The group commit fails while alive* (rebalance under way, fenced member, coordinator
+//!   moving): nothing is written; [`KafkaConsumer::recover_failed_commit`] asks the group
+//!   (the commit may have been applied with its answer lost): applied, the batch is owed;
+//!   not applied, the partition is rewound to the group's offset (or left to its new owner).
+//! - *The local write fails after 1*: the processor re-creates the consumer, which finds the
+//!   debt at start, as after a crash.
+//! - *A partition moves between live nodes*: the old owner's last group commit is where its
+//!   results end; the new owner starts there. Nothing needs to be handed over at revocation.
+//!
+//! On every (re)assignment the consumer seeks each partition to the later of the store's
+//! and the group's offsets (the beginning when neither exists): normally the group's, since
+//! it is committed first; the store's where the group has none. What is not covered: a node
+//! whose data directory is lost never re-reads its debt (its results are lost with it
+//! anyway), and a node that comes back after its partition changed owners [`MAX_TURNS`] more
+//! times has lost its last turn from the list, so its debt (one batch at most) is not re-read.
+//! A message that does not decode is not a crash loop: it is counted as an `invalid` outcome
+//! with reason `kafka_decode` in the same write batch and skipped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -624,6 +655,50 @@ impl KafkaBatch {
         }
     }
 
+    /// Records and rejects in the batch.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.invalid.len()
+    }
+
+    /// Adds one polled message: a record, or a reject when it does not decode. Returns the
+    /// payload's size.
+    fn push_message<M: Message>(&mut self, topic: Arc<str>, message: &M) -> usize {
+        let (partition, offset) = (message.partition(), message.offset());
+        self.note_offset(&topic, partition, offset);
+        let payload = message.payload().unwrap_or_default();
+        match LogRecord::decode(Bytes::copy_from_slice(payload)) {
+            Ok(record) => self.records.push(KafkaRecord {
+                topic,
+                partition,
+                offset,
+                record,
+            }),
+            Err(e) => {
+                let project_id = message
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.parse().ok())
+                    .unwrap_or(0);
+                let timestamp_ms = message
+                    .timestamp()
+                    .to_millis()
+                    .filter(|&t| t > 0)
+                    .map(|t| t as u64)
+                    .unwrap_or_else(now_ms);
+                tracing::warn!(topic = &*topic, partition, offset, error = %e, "skipping a message that is not a log record");
+                self.invalid.push(InvalidMessage {
+                    topic,
+                    partition,
+                    offset,
+                    project_id,
+                    timestamp_ms,
+                    detail: e.to_string(),
+                });
+            }
+        }
+        payload.len()
+    }
+
     fn note_offset(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
         let next = self
             .next_offsets
@@ -633,15 +708,129 @@ impl KafkaBatch {
     }
 }
 
+/// The first word of osprey's group commit metadata ([`Owners`]); other metadata is ignored.
+const OWNERS_PREFIX: &str = "osprey-owners/1";
+
+/// Turns kept in a partition's [`Owners`]: about 55 bytes each, well inside the 4 KiB of
+/// commit metadata brokers accept by default (`offset.metadata.max.bytes`).
+const MAX_TURNS: usize = 16;
+
+/// How long re-reading one owed range may take before the batch fails (and is retried).
+const OWED_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a question to the group coordinator or a partition leader may take.
+const GROUP_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who took which offsets of one partition from the group: the turns of the nodes that
+/// owned it, oldest first, each `(node id, first offset of the turn)`. A turn ends where the
+/// next one starts, the last one at the group's committed offset. The list travels in the
+/// metadata of every group commit (`osprey-owners/1 NODE@OFFSET NODE@OFFSET …`), so each
+/// new owner continues it; the last [`MAX_TURNS`] turns are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owners {
+    turns: Vec<(String, i64)>,
+}
+
+impl Owners {
+    /// Reads commit metadata. Anything that is not osprey's list (an admin tool's offset
+    /// reset, a commit from before this format) has no turns.
+    pub fn parse(metadata: &str) -> Owners {
+        let mut words = metadata.split(' ');
+        if words.next() != Some(OWNERS_PREFIX) {
+            return Owners::default();
+        }
+        let mut turns: Vec<(String, i64)> = Vec::new();
+        for word in words.take(MAX_TURNS * 4) {
+            let parsed = word
+                .rsplit_once('@')
+                .and_then(|(node, start)| Some((node, start.parse::<i64>().ok()?)));
+            match parsed {
+                Some((node, start))
+                    if !node.is_empty()
+                        && start >= 0
+                        && turns.last().is_none_or(|(_, prev)| *prev <= start) =>
+                {
+                    turns.push((node.to_owned(), start))
+                }
+                _ => return Owners::default(),
+            }
+        }
+        let extra = turns.len().saturating_sub(MAX_TURNS);
+        turns.drain(..extra);
+        Owners { turns }
+    }
+
+    /// The metadata text of a commit.
+    pub fn encode(&self) -> String {
+        let mut out = String::from(OWNERS_PREFIX);
+        for (node, start) in &self.turns {
+            out.push_str(&format!(" {node}@{start}"));
+        }
+        out
+    }
+
+    /// The offsets `node` took from the group in its last turn (up to the next turn's start,
+    /// or up to `committed` when its turn is the last) that its store, whose next offset is
+    /// `local`, does not have: `[from, to)`, or `None` when nothing is owed.
+    pub fn owed(&self, node: &str, local: Option<i64>, committed: i64) -> Option<(i64, i64)> {
+        let i = self.turns.iter().rposition(|(n, _)| n == node)?;
+        let start = self.turns[i].1;
+        let end = self.turns.get(i + 1).map_or(committed, |(_, next)| *next);
+        let from = local.map_or(start, |l| l.max(start));
+        (from < end).then_some((from, end))
+    }
+
+    /// `node` owns the partition from offset `start` on: a new turn, unless the last turn
+    /// is already its own (it continues that turn).
+    pub fn continue_with(&mut self, node: &str, start: i64) {
+        if self.turns.last().is_some_and(|(n, _)| n == node) {
+            return;
+        }
+        // A turn at or after `start` held no offsets (a later turn starts at the committed
+        // offset, and `start` is never below it).
+        self.turns.retain(|(_, s)| *s < start);
+        self.turns.push((node.to_owned(), start));
+        let extra = self.turns.len().saturating_sub(MAX_TURNS);
+        self.turns.drain(..extra);
+    }
+}
+
+/// This data directory's node id in the consumer group's commit metadata: 32 hex
+/// characters, made at the first call and kept in the store (a copied data directory would
+/// share it, so never start two nodes from copies of one).
+pub fn kafka_node_id(store: &Store) -> Result<String> {
+    let key = keys::kafka_node_id();
+    let meta = store.cf(cf::META);
+    if let Some(v) = store.db().get_cf(&meta, &key)? {
+        if let Ok(id) = String::from_utf8(v) {
+            if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(id);
+            }
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut batch = WriteBatch::default();
+    batch.put_cf(&meta, &key, id.as_bytes());
+    drop(meta);
+    store.write(batch, true)?;
+    Ok(id)
+}
+
 #[derive(Default)]
 struct Assignment {
-    partitions: HashSet<(String, i32)>,
+    /// The partitions this member owns, each with the [`Owners`] its group commits carry.
+    partitions: HashMap<(String, i32), Owners>,
     generation: u64,
 }
 
 struct ConsumeContext {
     store: Store,
+    /// [`kafka_node_id`].
+    node: String,
     assignment: Mutex<Assignment>,
+    /// Ranges `[from, to)` this node took from the group and has not written to its store,
+    /// by partition (see the module docs).
+    owed: Mutex<BTreeMap<(String, i32), (i64, i64)>>,
 }
 
 impl ClientContext for ConsumeContext {
@@ -650,106 +839,134 @@ impl ClientContext for ConsumeContext {
     }
 }
 
+/// A partition's committed offset in the group and the [`Owners`] of its metadata.
+type Committed = HashMap<(String, i32), (i64, Owners)>;
+
 impl ConsumeContext {
-    /// The offset to start `topic`/`partition` at: the later of ours and the group's committed
-    /// offset (`committed`, `None` when Kafka has none), else the beginning of what Kafka keeps.
-    ///
-    /// Ours alone is not enough once partitions move between live nodes: a partition that
-    /// comes back to this node after another node processed more of it must not be re-read
-    /// from our older offset (the other node already counted those events, and keeps them),
-    /// and a partition this node never owned must start where its previous owner stopped,
-    /// not at the beginning. Kafka's committed offset alone is not enough either: it is
-    /// written just after the local batch, so after a crash ours can be ahead of it.
-    fn start_offset(&self, topic: &str, partition: i32, committed: Option<i64>) -> Offset {
-        let local = match kafka_offset(&self.store, topic, partition) {
-            Ok(local) => local,
-            Err(e) => {
-                tracing::error!(error = %e, topic, partition, "cannot read the stored offset; using the group's");
-                None
+    /// This store's next offset of `topic`/`partition` (`None`: never processed, or unreadable).
+    fn local_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        kafka_offset(&self.store, topic, partition).unwrap_or_else(|e| {
+            tracing::error!(error = %e, topic, partition, "cannot read the stored offset");
+            None
+        })
+    }
+
+    /// Records (or clears) what this node owes of `topic`/`partition`, given the group's
+    /// answer for it (`None`: the group has no committed offset).
+    fn note_debt(&self, topic: &str, partition: i32, group: Option<&(i64, Owners)>) {
+        let local = self.local_offset(topic, partition);
+        let debt = group.and_then(|(committed, owners)| owners.owed(&self.node, local, *committed));
+        let key = (topic.to_owned(), partition);
+        let mut owed = self.owed.lock();
+        match debt {
+            Some((from, to)) => {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    from,
+                    to,
+                    "offsets this node committed to the group were not processed; re-reading them"
+                );
+                owed.insert(key, (from, to));
             }
-        };
-        match local.max(committed) {
-            Some(next) => Offset::Offset(next),
-            None => Offset::Beginning,
+            None => {
+                owed.remove(&key);
+            }
         }
     }
 
-    /// The group's committed offsets of the partitions in `tpl` (empty when Kafka cannot say
-    /// in time: the local offsets then decide, as before the group had any).
-    fn committed(
-        consumer: &BaseConsumer<Self>,
-        tpl: &TopicPartitionList,
-    ) -> HashMap<(String, i32), i64> {
-        let mut out = HashMap::new();
-        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-            Ok(list) => {
-                for elem in list.elements() {
-                    if let Offset::Offset(o) = elem.offset() {
-                        out.insert((elem.topic().to_owned(), elem.partition()), o);
-                    }
+    /// The group's committed offsets (and owners) of the partitions in `tpl`. Errors are
+    /// retried for up to [`GROUP_QUERY_TIMEOUT`]: a coordinator that is moving or loading
+    /// (after a broker restart) answers `NotCoordinator` for a moment.
+    fn committed(consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<Committed> {
+        let deadline = Instant::now() + GROUP_QUERY_TIMEOUT;
+        let list = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match consumer.committed_offsets(tpl.clone(), left.max(Duration::from_millis(100))) {
+                Ok(list) => break list,
+                Err(e) if Instant::now() + Duration::from_millis(200) < deadline => {
+                    tracing::debug!(error = %e, "reading the group's committed offsets; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
                 }
+                Err(e) => return Err(kafka_err("reading the group's committed offsets", e)),
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the group's committed offsets; using the local ones")
+        };
+        let mut out = HashMap::new();
+        for elem in list.elements() {
+            if let Offset::Offset(o) = elem.offset() {
+                // Metadata in this group is only ever written by osprey (UTF-8 text).
+                let owners = Owners::parse(elem.metadata());
+                out.insert((elem.topic().to_owned(), elem.partition()), (o, owners));
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Positions the newly assigned partitions. Each starts at the later of this store's
+    /// offset and the group's committed offset (the beginning when neither exists): the
+    /// group's, normally (it is committed first, so it is never behind ours, and a partition
+    /// that comes back after another node processed more of it must not be re-read from our
+    /// older offset); ours only where the group has none (the group forgot it, or a
+    /// different group), so a restarted node never re-reads what it has.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let committed = match Self::committed(consumer, tpl) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "using the local offsets alone");
+                None
+            }
+        };
+        let mut assignment = self.assignment.lock();
+        let mut positioned = TopicPartitionList::new();
+        for elem in tpl.elements() {
+            let (topic, partition) = (elem.topic(), elem.partition());
+            let group = committed
+                .as_ref()
+                .and_then(|c| c.get(&(topic.to_owned(), partition)));
+            if committed.is_some() {
+                self.note_debt(topic, partition, group);
+            }
+            let start = self
+                .local_offset(topic, partition)
+                .max(group.map(|(o, _)| *o));
+            let offset = start.map_or(Offset::Beginning, Offset::Offset);
+            let mut owners = group.map(|(_, o)| o.clone()).unwrap_or_default();
+            owners.continue_with(&self.node, start.unwrap_or(0));
+            if let Err(e) = positioned.add_partition_offset(topic, partition, offset) {
+                tracing::error!(error = %e, topic, partition, "cannot position partition");
+            }
+            tracing::info!(topic, partition, ?offset, "kafka partition assigned");
+            assignment
+                .partitions
+                .insert((topic.to_owned(), partition), owners);
+        }
+        if let Err(e) = consumer.assign(&positioned) {
+            tracing::error!(error = %e, "kafka assign failed");
+            assignment.partitions.clear();
+        }
     }
 }
 
 impl ConsumerContext for ConsumeContext {
     // The default handler assigns what the group coordinator handed out at Kafka's committed
-    // offsets; ours assigns the same partitions at the offsets in the local store.
+    // offsets; ours positions them as [`ConsumeContext::assign`] says and notes debts.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let mut assignment = self.assignment.lock();
-        assignment.generation += 1;
-        assignment.partitions.clear();
+        {
+            let mut assignment = self.assignment.lock();
+            assignment.generation += 1;
+            assignment.partitions.clear();
+        }
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let committed = Self::committed(consumer, tpl);
-                let mut positioned = TopicPartitionList::new();
-                for elem in tpl.elements() {
-                    let (topic, partition) = (elem.topic(), elem.partition());
-                    let group = committed.get(&(topic.to_owned(), partition)).copied();
-                    let offset = self.start_offset(topic, partition, group);
-                    if let Err(e) = positioned.add_partition_offset(topic, partition, offset) {
-                        tracing::error!(error = %e, topic, partition, "cannot position partition");
-                    }
-                    tracing::info!(topic, partition, ?offset, "kafka partition assigned");
-                    assignment.partitions.insert((topic.to_owned(), partition));
-                }
-                if let Err(e) = consumer.assign(&positioned) {
-                    tracing::error!(error = %e, "kafka assign failed");
-                    assignment.partitions.clear();
-                }
-            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Nothing to hand over: every batch's offsets reached the group before its
+                // results were written, so the group is already where this node stops.
                 tracing::info!(count = tpl.count(), "kafka partitions revoked");
-                // A group commit after the last batch can fail while the group is already
-                // rebalancing; here, still a member of the old generation, this node hands
-                // its revoked partitions over at the offsets its results end at.
-                let mut handover = TopicPartitionList::new();
-                for elem in tpl.elements() {
-                    if let Ok(Some(next)) =
-                        kafka_offset(&self.store, elem.topic(), elem.partition())
-                    {
-                        let _ = handover.add_partition_offset(
-                            elem.topic(),
-                            elem.partition(),
-                            Offset::Offset(next),
-                        );
-                    }
-                }
-                if handover.count() > 0 {
-                    if let Err(e) = consumer.commit(&handover, CommitMode::Sync) {
-                        tracing::warn!(error = %e, "handing over the revoked partitions' offsets failed");
-                    }
-                }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "kafka unassign failed");
                 }
@@ -766,13 +983,20 @@ impl ConsumerContext for ConsumeContext {
 pub struct KafkaConsumer {
     consumer: BaseConsumer<ConsumeContext>,
     topics: [Arc<str>; 2],
+    config: KafkaConfig,
+    /// Re-reads owed ranges: partitions assigned by hand, never in the group, made on
+    /// first use.
+    reader: Mutex<Option<BaseConsumer>>,
 }
 
 impl KafkaConsumer {
     /// Joins the group and subscribes to both ingest topics; offsets come from `store`.
+    /// Before joining it asks the group what this node owes of every partition (whoever
+    /// owns them now): [`KafkaConsumer::next_owed_batch`] hands those ranges out first.
     pub fn new(config: &KafkaConfig, store: &Store) -> Result<KafkaConsumer> {
         config.validate()?;
         store.ensure_writable()?;
+        let node = kafka_node_id(store)?;
         let mut client = config.client_config();
         client
             .set("group.id", &config.group_id)
@@ -794,17 +1018,61 @@ impl KafkaConsumer {
         let consumer: BaseConsumer<ConsumeContext> = client
             .create_with_context(ConsumeContext {
                 store: store.clone(),
+                node,
                 assignment: Mutex::new(Assignment::default()),
+                owed: Mutex::new(BTreeMap::new()),
             })
             .map_err(|e| kafka_err("creating the consumer", e))?;
         let topics: [Arc<str>; 2] = [
             Arc::from(config.topics.events.as_str()),
             Arc::from(config.topics.transactions.as_str()),
         ];
-        consumer
-            .subscribe(&[&topics[0], &topics[1]])
+        let this = KafkaConsumer {
+            consumer,
+            topics,
+            config: config.clone(),
+            reader: Mutex::new(None),
+        };
+        this.find_debts()?;
+        this.consumer
+            .subscribe(&[&this.topics[0], &this.topics[1]])
             .map_err(|e| kafka_err("subscribing", e))?;
-        Ok(KafkaConsumer { consumer, topics })
+        Ok(this)
+    }
+
+    /// This member's node id ([`kafka_node_id`]).
+    pub fn node_id(&self) -> &str {
+        &self.consumer.context().node
+    }
+
+    /// Notes what this node owes of every partition of both topics.
+    fn find_debts(&self) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for topic in &self.topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), GROUP_QUERY_TIMEOUT)
+                .map_err(|e| kafka_err("reading the topics' partitions", e))?;
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    tpl.add_partition(t.name(), p.id());
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        let context = self.consumer.context();
+        let committed = ConsumeContext::committed(&self.consumer, &tpl)?;
+        for elem in tpl.elements() {
+            let (topic, partition) = (elem.topic(), elem.partition());
+            context.note_debt(
+                topic,
+                partition,
+                committed.get(&(topic.to_owned(), partition)),
+            );
+        }
+        Ok(())
     }
 
     /// The partitions this member owns now, sorted.
@@ -815,7 +1083,7 @@ impl KafkaConsumer {
             .assignment
             .lock()
             .partitions
-            .iter()
+            .keys()
             .cloned()
             .collect();
         parts.sort();
@@ -825,6 +1093,17 @@ impl KafkaConsumer {
     /// How many rebalances this member went through.
     pub fn generation(&self) -> u64 {
         self.consumer.context().assignment.lock().generation
+    }
+
+    /// The ranges `(topic, partition, from, to)` this node owes (see the module docs).
+    pub fn owed(&self) -> Vec<(String, i32, i64, i64)> {
+        self.consumer
+            .context()
+            .owed
+            .lock()
+            .iter()
+            .map(|((t, p), (from, to))| (t.clone(), *p, *from, *to))
+            .collect()
     }
 
     fn topic_arc(&self, name: &str) -> Arc<str> {
@@ -848,7 +1127,7 @@ impl KafkaConsumer {
         let mut bytes = 0usize;
         let generation = self.generation();
         let mut timeout = wait;
-        while batch.records.len() + batch.invalid.len() < max_records.max(1) && bytes < max_bytes {
+        while batch.len() < max_records.max(1) && bytes < max_bytes {
             let Some(polled) = self.consumer.poll(timeout) else {
                 break;
             };
@@ -863,45 +1142,12 @@ impl KafkaConsumer {
                     break;
                 }
             };
-            let topic = self.topic_arc(message.topic());
-            let (partition, offset) = (message.partition(), message.offset());
-            batch.note_offset(&topic, partition, offset);
-            let payload = message.payload().unwrap_or_default();
-            bytes += payload.len();
-            match LogRecord::decode(Bytes::copy_from_slice(payload)) {
-                Ok(record) => batch.records.push(KafkaRecord {
-                    topic,
-                    partition,
-                    offset,
-                    record,
-                }),
-                Err(e) => {
-                    let project_id = message
-                        .key()
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                        .and_then(|k| k.parse().ok())
-                        .unwrap_or(0);
-                    let timestamp_ms = message
-                        .timestamp()
-                        .to_millis()
-                        .filter(|&t| t > 0)
-                        .map(|t| t as u64)
-                        .unwrap_or_else(now_ms);
-                    tracing::warn!(topic = &*topic, partition, offset, error = %e, "skipping a message that is not a log record");
-                    batch.invalid.push(InvalidMessage {
-                        topic,
-                        partition,
-                        offset,
-                        project_id,
-                        timestamp_ms,
-                        detail: e.to_string(),
-                    });
-                }
-            }
+            bytes += batch.push_message(self.topic_arc(message.topic()), &message);
         }
         if self.generation() != generation {
-            let owned = self.consumer.context().assignment.lock().partitions.clone();
-            let keep = |t: &Arc<str>, p: i32| owned.contains(&(t.to_string(), p));
+            let assignment = self.consumer.context().assignment.lock();
+            let keep =
+                |t: &Arc<str>, p: i32| assignment.partitions.contains_key(&(t.to_string(), p));
             batch.records.retain(|r| keep(&r.topic, r.partition));
             batch.invalid.retain(|r| keep(&r.topic, r.partition));
             batch.next_offsets.retain(|(t, p), _| keep(t, *p));
@@ -909,17 +1155,27 @@ impl KafkaConsumer {
         Ok(batch)
     }
 
-    /// Tells the group the offsets after `batch`; call right after the local commit of the
-    /// batch and before the next [`KafkaConsumer::next_batch`]. It is synchronous so that
-    /// when this member serves a rebalance (inside the next poll) and gives a partition
-    /// away, the new owner starts exactly where this node's results end. A failure is
-    /// returned but is not fatal: the next batch's commit covers it, and a node that gets
-    /// the partition back prefers its own (later) stored offset.
-    pub fn commit_offsets(&self, batch: &KafkaBatch) -> Result<()> {
+    /// Takes `batch` from the group: commits the offsets after it, synchronously, with this
+    /// node's [`Owners`] as metadata. Call it right after [`KafkaConsumer::next_batch`] and
+    /// before the batch's results are written: from here on the offsets are this node's
+    /// (module docs). On an error nothing may be written; call
+    /// [`KafkaConsumer::recover_failed_commit`].
+    pub fn commit_group(&self, batch: &KafkaBatch) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in batch.next_offsets() {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(next))
-                .map_err(|e| kafka_err("listing offsets to commit", e))?;
+        {
+            let assignment = self.consumer.context().assignment.lock();
+            for (topic, partition, next) in batch.next_offsets() {
+                let Some(owners) = assignment.partitions.get(&(topic.to_owned(), partition)) else {
+                    return Err(StorageError::Kafka(format!(
+                        "{topic}/{partition} is no longer assigned to this node"
+                    )));
+                };
+                tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+                    .map_err(|e| kafka_err("listing offsets to commit", e))?;
+                if let Some(mut elem) = tpl.find_partition(topic, partition) {
+                    elem.set_metadata(owners.encode());
+                }
+            }
         }
         if tpl.count() == 0 {
             return Ok(());
@@ -929,8 +1185,162 @@ impl KafkaConsumer {
             .map_err(|e| kafka_err("committing offsets to the group", e))
     }
 
-    /// [`KafkaConsumer::commit_offsets`] without waiting (tools and benchmarks that do not
-    /// share partitions with other members); failures are logged.
+    /// After [`KafkaConsumer::commit_group`] failed (and nothing was written): asks the
+    /// group what it has, since a commit can be applied without its answer arriving. Applied:
+    /// the batch is owed ([`KafkaConsumer::next_owed_batch`]). Not applied: each partition
+    /// this node still owns goes back to where the group is, so the batch is read again (or
+    /// by the partition's next owner). An error here means the caller cannot know; it must
+    /// re-create the consumer (which asks again at start).
+    pub fn recover_failed_commit(&self, batch: &KafkaBatch) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, _) in batch.next_offsets() {
+            tpl.add_partition(topic, partition);
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        let context = self.consumer.context();
+        let committed = ConsumeContext::committed(&self.consumer, &tpl)?;
+        for (topic, partition, _) in batch.next_offsets() {
+            let group = committed.get(&(topic.to_owned(), partition));
+            context.note_debt(topic, partition, group);
+            let owned = context
+                .assignment
+                .lock()
+                .partitions
+                .contains_key(&(topic.to_owned(), partition));
+            if !owned {
+                continue;
+            }
+            let back = context
+                .local_offset(topic, partition)
+                .max(group.map(|(o, _)| *o))
+                .map_or(Offset::Beginning, Offset::Offset);
+            self.consumer
+                .seek(topic, partition, back, GROUP_QUERY_TIMEOUT)
+                .map_err(|e| kafka_err("rewinding after a failed group commit", e))?;
+        }
+        Ok(())
+    }
+
+    /// The next piece (up to `max_records` records, about `max_bytes`) of a range this node
+    /// took from the group and has not written (`None`: nothing owed). Write it to the store
+    /// with its offsets ([`KafkaBatch::add_to_write_batch`]) and do not commit it to the
+    /// group (the group has it). Process every owed piece before the batch
+    /// [`KafkaConsumer::next_batch`] returned: the owed offsets come before it.
+    pub fn next_owed_batch(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<KafkaBatch>> {
+        let context = self.consumer.context();
+        let Some(((topic, partition), (from, to))) = context
+            .owed
+            .lock()
+            .iter()
+            .next()
+            .map(|(k, v)| (k.clone(), *v))
+        else {
+            return Ok(None);
+        };
+        let mut reader = self.reader.lock();
+        let reader = match &mut *reader {
+            Some(r) => r,
+            empty => empty.insert(self.make_reader()?),
+        };
+        let (low, high) = reader
+            .fetch_watermarks(&topic, partition, GROUP_QUERY_TIMEOUT)
+            .map_err(|e| kafka_err("reading a partition's bounds", e))?;
+        if low < 0 || high < low {
+            return Err(StorageError::Kafka(format!(
+                "{topic}/{partition} has no valid bounds yet ({low}..{high})"
+            )));
+        }
+        // Below `low` retention removed the records; above `high` there is nothing (the log
+        // was truncated): the range is settled once what exists of it is read.
+        let (start, end) = (from.max(low), to.min(high));
+        let topic_arc = self.topic_arc(&topic);
+        let mut batch = KafkaBatch::default();
+        let mut next = start;
+        if start < end {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(start))
+                .map_err(|e| kafka_err("positioning the re-read", e))?;
+            reader
+                .assign(&tpl)
+                .map_err(|e| kafka_err("positioning the re-read", e))?;
+            let deadline = Instant::now() + OWED_READ_TIMEOUT;
+            let mut bytes = 0usize;
+            while next < end && batch.len() < max_records.max(1) && bytes < max_bytes {
+                if Instant::now() > deadline {
+                    return Err(StorageError::Kafka(format!(
+                        "re-reading {topic}/{partition} offsets {next}..{end}: not within {} s",
+                        OWED_READ_TIMEOUT.as_secs()
+                    )));
+                }
+                let message = match reader.poll(Duration::from_millis(200)) {
+                    None => continue,
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka re-read");
+                        continue;
+                    }
+                };
+                if message.topic() != topic || message.partition() != partition {
+                    continue;
+                }
+                let offset = message.offset();
+                if offset >= end {
+                    next = end;
+                    break;
+                }
+                if offset < next {
+                    continue;
+                }
+                next = offset + 1;
+                bytes += batch.push_message(Arc::clone(&topic_arc), &message);
+            }
+        }
+        let mut owed = context.owed.lock();
+        if next >= end {
+            owed.remove(&(topic.clone(), partition));
+            batch.next_offsets.insert((topic_arc, partition), to);
+        } else if let Some(range) = owed.get_mut(&(topic.clone(), partition)) {
+            range.0 = next;
+        }
+        tracing::info!(
+            topic,
+            partition,
+            from,
+            next,
+            to,
+            records = batch.len(),
+            "re-read owed offsets"
+        );
+        Ok(Some(batch))
+    }
+
+    fn make_reader(&self) -> Result<BaseConsumer> {
+        let mut client = self.config.client_config();
+        client
+            // Assigned by hand; this group id is never joined and nothing is committed.
+            .set("group.id", format!("{}-reread", self.config.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "fetch.message.max.bytes",
+                (self.config.max_message_bytes + 64 * 1024).to_string(),
+            );
+        client
+            .create()
+            .map_err(|e| kafka_err("creating the re-read consumer", e))
+    }
+
+    /// Commits the offsets after `batch` to the group without waiting and without owners,
+    /// for tools and benchmarks that are the only member of their group and write their
+    /// offsets locally first; failures are logged. The processor uses
+    /// [`KafkaConsumer::commit_group`].
     pub fn commit_async(&self, batch: &KafkaBatch) {
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, next) in batch.next_offsets() {
@@ -985,6 +1395,72 @@ mod tests {
         for other in ["event", "attachment", "client_report", "session", "x"] {
             assert_eq!(config.topic_for(other), "ingest-events");
         }
+    }
+
+    #[test]
+    fn owners_round_trip_and_ignore_foreign_metadata() {
+        let mut owners = Owners::default();
+        owners.continue_with("aaaa", 0);
+        owners.continue_with("aaaa", 40); // the same node continues its turn
+        owners.continue_with("bbbb", 120);
+        let text = owners.encode();
+        assert_eq!(text, "osprey-owners/1 aaaa@0 bbbb@120");
+        assert_eq!(Owners::parse(&text), owners);
+        for foreign in [
+            "",
+            "x",
+            "osprey-owners/1 aaaa",
+            "osprey-owners/1 a@9 b@3",
+            "osprey-owners/1 @4",
+        ] {
+            assert_eq!(Owners::parse(foreign), Owners::default(), "{foreign:?}");
+        }
+        // The list keeps the last turns only.
+        for i in 0..40 {
+            owners.continue_with(&format!("n{i}"), 200 + i);
+        }
+        let parsed = Owners::parse(&owners.encode());
+        assert_eq!(parsed.turns.len(), MAX_TURNS);
+        assert_eq!(parsed.turns.last().unwrap(), &("n39".to_owned(), 239));
+    }
+
+    #[test]
+    fn a_node_owes_what_it_took_and_did_not_write_of_its_last_turn() {
+        // A owned [0, 120), B [120, 300), A again [300, committed).
+        let owners = Owners::parse("osprey-owners/1 aaaa@0 bbbb@120 aaaa@300");
+        // A killed after its group commit to 340, before writing 310..340.
+        assert_eq!(owners.owed("aaaa", Some(310), 340), Some((310, 340)));
+        // A never wrote anything in its second turn: from the turn's start, not from its
+        // old offset (B's offsets are B's).
+        assert_eq!(owners.owed("aaaa", Some(120), 340), Some((300, 340)));
+        assert_eq!(owners.owed("aaaa", None, 340), Some((300, 340)));
+        // Written: nothing owed.
+        assert_eq!(owners.owed("aaaa", Some(340), 340), None);
+        // B's last turn ended where A's began: B owes what it did not write of it.
+        assert_eq!(owners.owed("bbbb", Some(280), 340), Some((280, 300)));
+        assert_eq!(owners.owed("bbbb", Some(300), 340), None);
+        // A node that never owned the partition owes nothing.
+        assert_eq!(owners.owed("cccc", None, 340), None);
+        // A new owner's turn starts where it starts reading.
+        let mut next = owners.clone();
+        next.continue_with("cccc", 340);
+        assert_eq!(next.owed("aaaa", Some(310), 400), Some((310, 340)));
+        assert_eq!(next.owed("cccc", Some(400), 400), None);
+    }
+
+    #[test]
+    fn the_node_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::StoreOptions::default()).unwrap();
+        let id = kafka_node_id(&store).unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(kafka_node_id(&store).unwrap(), id);
+        drop(store);
+        let store = Store::open(dir.path(), &crate::StoreOptions::default()).unwrap();
+        assert_eq!(kafka_node_id(&store).unwrap(), id);
+        let other = tempfile::tempdir().unwrap();
+        let other = Store::open(other.path(), &crate::StoreOptions::default()).unwrap();
+        assert_ne!(kafka_node_id(&other).unwrap(), id);
     }
 
     #[test]

@@ -304,6 +304,13 @@ pub fn kafka_consumer(topic: &str, partition: i32) -> Vec<u8> {
     prefixed_str(meta::CONSUMER, &format!("kafka:{topic}:{partition}"))
 }
 
+/// META key of this data directory's Kafka node id (under [`meta::CONSUMER`]): `c` +
+/// `kafka-node-id`; value = 32 hex characters. It names this node in the consumer group's
+/// commit metadata (see `kafka.rs`), so it is local, never replicated.
+pub fn kafka_node_id() -> Vec<u8> {
+    prefixed_str(meta::CONSUMER, "kafka-node-id")
+}
+
 /// Outcome counter: bucketed `O` + project + hour start + outcome id + category id + reason.
 pub fn outcome(
     project_id: u64,

@@ -34,8 +34,9 @@ pub use db::{
 };
 pub use error::{Result, StorageError};
 pub use kafka::{
-    commit_kafka_offset, ensure_topics, kafka_offset, InvalidMessage, KafkaBatch, KafkaConfig,
-    KafkaConsumer, KafkaLog, KafkaLogStats, KafkaRecord, KafkaTopics, KAFKA_DECODE_REASON,
+    commit_kafka_offset, ensure_topics, kafka_node_id, kafka_offset, InvalidMessage, KafkaBatch,
+    KafkaConfig, KafkaConsumer, KafkaLog, KafkaLogStats, KafkaRecord, KafkaTopics, Owners,
+    KAFKA_DECODE_REASON,
 };
 pub use log::{
     commit_consumed, consumer_offset, AppendTicket, EmbeddedLog, EmbeddedLogOptions, Log,

@@ -39,7 +39,7 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::db::Store;
@@ -123,6 +123,9 @@ pub struct MetaPublisher {
     retry_after_secs: u64,
     /// The latest offset at which this node published each key (see "Order" above).
     own_latest: Arc<Mutex<HashMap<Vec<u8>, i64>>>,
+    /// The offset of the last record whose effect this node's store and caches show (the
+    /// follower's, -1 before the first).
+    applied: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for MetaPublisher {
@@ -134,7 +137,11 @@ impl std::fmt::Debug for MetaPublisher {
 }
 
 impl MetaPublisher {
-    fn new(config: &KafkaConfig, own_latest: Arc<Mutex<HashMap<Vec<u8>, i64>>>) -> Result<Self> {
+    fn new(
+        config: &KafkaConfig,
+        own_latest: Arc<Mutex<HashMap<Vec<u8>, i64>>>,
+        applied: Arc<AtomicI64>,
+    ) -> Result<Self> {
         let mut client = config.client_config();
         client
             .set("enable.idempotence", "true")
@@ -152,6 +159,7 @@ impl MetaPublisher {
             topic: config.topics.meta.clone(),
             retry_after_secs: config.retry_after_secs,
             own_latest,
+            applied,
         })
     }
 
@@ -193,6 +201,32 @@ impl MetaPublisher {
         Ok(offset.max(0) as u64 + FIRST_REPLICATED_ID)
     }
 
+    /// Waits until this node has applied every record the topic had when called (its high
+    /// watermark then), at most `timeout`. A record acknowledged before some event was
+    /// accepted is below that mark once the event is read, so a processor that calls this
+    /// per batch knows every project, key and alert rule made before the batch's events.
+    pub fn catch_up(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (_low, high) = self
+            .producer
+            .client()
+            .fetch_watermarks(&self.topic, PARTITION, timeout)
+            .map_err(|e| kafka_err("reading the metadata topic's end", e))?;
+        loop {
+            let applied = self.applied.load(Ordering::Acquire);
+            if applied >= high - 1 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StorageError::Kafka(format!(
+                    "metadata topic applied up to offset {applied}, its end is {high}: not within {} ms",
+                    timeout.as_millis()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn unavailable(&self) -> StorageError {
         StorageError::Backpressure {
             retry_after_secs: self.retry_after_secs,
@@ -223,7 +257,8 @@ impl MetaFollower {
 
     fn start_blocking(config: &KafkaConfig, store: &Store) -> Result<MetaFollower> {
         let own_latest = Arc::new(Mutex::new(HashMap::new()));
-        let publisher = MetaPublisher::new(config, Arc::clone(&own_latest))?;
+        let applied = Arc::new(AtomicI64::new(-1));
+        let publisher = MetaPublisher::new(config, Arc::clone(&own_latest), Arc::clone(&applied))?;
         let mut client = config.client_config();
         client
             // Partitions are assigned by hand; the group id is never joined.
@@ -249,7 +284,6 @@ impl MetaFollower {
         let (_low, high) = consumer
             .fetch_watermarks(&topic, PARTITION, Duration::from_secs(30))
             .map_err(|e| kafka_err("reading the metadata topic's end", e))?;
-        let applied = Arc::new(AtomicI64::new(-1));
         if high <= 0 {
             seed(store, &publisher)?;
         } else {
@@ -276,7 +310,8 @@ impl MetaFollower {
         })
     }
 
-    /// The offset of the last record applied (-1 before the first).
+    /// The offset of the last record applied to the store and its caches (-1 before the
+    /// first).
     pub fn applied_offset(&self) -> i64 {
         self.applied.load(Ordering::Acquire)
     }
@@ -396,6 +431,7 @@ fn follow(
     while !stop.load(Ordering::Acquire) {
         let mut batch = WriteBatch::default();
         let mut changes = 0usize;
+        let mut last = None;
         let mut timeout = Duration::from_millis(200);
         // At most 1,000 records per write, so a long backlog still reloads the caches
         // now and then instead of holding every change back until the end.
@@ -411,7 +447,7 @@ fn follow(
                     break;
                 }
             };
-            applied.store(message.offset(), Ordering::Release);
+            last = Some(message.offset());
             let Some(key) = message.key().filter(|k| is_replicated(k)) else {
                 continue;
             };
@@ -429,14 +465,22 @@ fn follow(
             }
             changes += 1;
         }
-        if changes == 0 {
-            continue;
+        if changes > 0 {
+            tracing::debug!(changes, "applying metadata records from the topic");
+            if let Err(e) = store.write(batch, true).and_then(|()| store.reload_meta()) {
+                // The records are re-read from the topic at the next start; until then this
+                // node keeps its previous view.
+                tracing::error!(error = %e, "applying metadata from the topic failed");
+            }
         }
-        tracing::debug!(changes, "applying metadata records from the topic");
-        if let Err(e) = store.write(batch, true).and_then(|()| store.reload_meta()) {
-            // The records are re-read from the topic at the next start; until then this
-            // node keeps its previous view.
-            tracing::error!(error = %e, "applying metadata from the topic failed");
+        // Only now are the records' effects visible ([`MetaPublisher::catch_up`] waits for
+        // this). With nothing new, the position covers offsets compaction left empty.
+        let reached = match last {
+            Some(offset) => Some(offset),
+            None => position(&consumer).map(|next| next - 1),
+        };
+        if let Some(reached) = reached {
+            applied.fetch_max(reached, Ordering::AcqRel);
         }
     }
 }

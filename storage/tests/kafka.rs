@@ -45,11 +45,24 @@ fn config(tag: &str) -> KafkaConfig {
     }
 }
 
+/// The receive time of the records this process makes. Recent on purpose: a record's receive
+/// time is its Kafka timestamp, and the broker's time-based retention (7 days) deletes
+/// records older than that at its next check, in the middle of a test.
+fn base_ms() -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    })
+}
+
 fn record(project_id: u64, i: u64, item_type: &str) -> LogRecord {
     LogRecord {
         project_id,
         key_id: 9,
-        received_ms: 1_700_000_000_000 + i,
+        received_ms: base_ms() + i,
         event_id: Some(Uuid::from_u128(((project_id as u128) << 64) | i as u128)),
         item_type: item_type.into(),
         envelope_header: Bytes::from_static(
@@ -202,8 +215,8 @@ async fn produce_range(log: &KafkaLog, from: u64, to: u64) -> HashSet<Uuid> {
     sent
 }
 
-/// One processor-like member: each batch goes to the local store (offsets included) and
-/// then to the group, as `Processor::kafka_step` does, until `stop`. Returns the member's
+/// One processor-like member: each batch goes to the group and then to the local store
+/// (offsets included), as `Processor::kafka_step` does, until `stop`. Returns the member's
 /// read ids (a member may re-read its own records after a rebalance: dedup absorbs that, so
 /// the ids are a set) and publishes its assignment size in `owned`.
 fn member(
@@ -215,19 +228,47 @@ fn member(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let consumer = KafkaConsumer::new(&config, &store).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(150);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(150);
+        let mut generation = 0;
         while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
             let batch = consumer
                 .next_batch(16, 1 << 20, Duration::from_millis(200))
                 .expect("next_batch");
             owned.store(consumer.assignment().len(), Ordering::Release);
+            // Shown when the test fails: when this member's partitions changed.
+            if consumer.generation() != generation {
+                generation = consumer.generation();
+                eprintln!(
+                    "{} at {:?}: generation {generation}, owns {:?}, owes {:?}",
+                    consumer.node_id(),
+                    started.elapsed(),
+                    consumer.assignment(),
+                    consumer.owed()
+                );
+            }
+            // A commit that failed with its answer lost leaves the batch owed: it is read
+            // again here, before anything else.
+            while let Some(owed) = consumer.next_owed_batch(16, 1 << 20).expect("owed") {
+                let mut wb = WriteBatch::default();
+                owed.add_to_write_batch(&store, &mut wb);
+                store.write(wb, true).unwrap();
+                let mut read = read.lock().unwrap();
+                read.extend(owed.records.iter().map(|r| r.record.event_id.unwrap()));
+            }
             if batch.is_empty() {
+                continue;
+            }
+            if let Err(e) = consumer.commit_group(&batch) {
+                // A rebalance under way: nothing is written, the partition goes back to the
+                // group's offset (here or at its new owner).
+                eprintln!("group commit failed: {e}");
+                consumer.recover_failed_commit(&batch).unwrap();
                 continue;
             }
             let mut wb = WriteBatch::default();
             batch.add_to_write_batch(&store, &mut wb);
             store.write(wb, true).unwrap();
-            consumer.commit_offsets(&batch).expect("group commit");
             let mut read = read.lock().unwrap();
             read.extend(batch.records.iter().map(|r| r.record.event_id.unwrap()));
         }
@@ -237,7 +278,10 @@ fn member(
 fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({limit:?})"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -332,6 +376,166 @@ async fn partitions_moving_between_live_members_are_read_once_overall() {
         ends += a_off.max(b_off);
     }
     assert_eq!(ends, 400);
+}
+
+/// Reads batches as the processor does (group commit, then the store) until `want` records
+/// are read or `limit` passes; owed ranges first. Returns the ids read.
+fn consume_as_processor(
+    consumer: &KafkaConsumer,
+    store: &Store,
+    want: usize,
+    limit: Duration,
+) -> Vec<Uuid> {
+    let deadline = Instant::now() + limit;
+    let mut ids = Vec::new();
+    let write = |batch: &storage::KafkaBatch, ids: &mut Vec<Uuid>| {
+        let mut wb = WriteBatch::default();
+        batch.add_to_write_batch(store, &mut wb);
+        store.write(wb, true).unwrap();
+        ids.extend(batch.records.iter().map(|r| r.record.event_id.unwrap()));
+    };
+    while ids.len() < want && Instant::now() < deadline {
+        let batch = consumer
+            .next_batch(8, 1 << 20, Duration::from_millis(300))
+            .expect("next_batch");
+        while let Some(owed) = consumer.next_owed_batch(8, 1 << 20).expect("owed") {
+            write(&owed, &mut ids);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match consumer.commit_group(&batch) {
+            Ok(()) => write(&batch, &mut ids),
+            Err(e) => {
+                eprintln!("group commit failed: {e}");
+                consumer.recover_failed_commit(&batch).unwrap();
+            }
+        }
+    }
+    ids
+}
+
+/// The window between a batch's group commit and its local write, made deterministic: node
+/// A takes a batch from the group and stops before writing it; node B takes the partitions
+/// over (and goes further, adding its own turns); A comes back on its store. B never reads
+/// A's batch (the group has it as A's), and A re-reads exactly that batch, once: every
+/// record is in exactly one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_taken_from_the_group_but_not_written_is_read_again_by_its_node_only() {
+    let config = setup("owed").await;
+    let log = KafkaLog::new(&config).unwrap();
+    let mut sent = produce_range(&log, 0, 60).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store_a = Store::open(dir_a.path(), &StoreOptions::default()).unwrap();
+    let store_b = Store::open(dir_b.path(), &StoreOptions::default()).unwrap();
+
+    // A: some batches the whole way, then one taken from the group and never written.
+    let (written_a, lost) = {
+        let (c, s) = (config.clone(), store_a.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer = KafkaConsumer::new(&c, &s).unwrap();
+            assert!(consumer.owed().is_empty());
+            let written = consume_as_processor(&consumer, &s, 20, Duration::from_secs(60));
+            assert!(written.len() >= 20, "A read {}", written.len());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let lost = loop {
+                let batch = consumer
+                    .next_batch(8, 1 << 20, Duration::from_millis(300))
+                    .unwrap();
+                if !batch.is_empty() {
+                    consumer.commit_group(&batch).expect("group commit");
+                    break batch;
+                }
+                assert!(Instant::now() < deadline, "no batch for A to lose");
+            };
+            let lost_ranges: Vec<(String, i32, i64, i64)> = {
+                let mut first: std::collections::BTreeMap<(String, i32), i64> = Default::default();
+                for r in &lost.records {
+                    let e = first
+                        .entry((r.topic.to_string(), r.partition))
+                        .or_insert(r.offset);
+                    *e = (*e).min(r.offset);
+                }
+                lost.next_offsets()
+                    .map(|(t, p, next)| (t.to_owned(), p, first[&(t.to_owned(), p)], next))
+                    .collect()
+            };
+            let ids: HashSet<Uuid> = lost
+                .records
+                .iter()
+                .map(|r| r.record.event_id.unwrap())
+                .collect();
+            (written, (ids, lost_ranges))
+        })
+        .await
+        .unwrap()
+    };
+    let (lost_ids, lost_ranges) = lost;
+    assert!(!lost_ids.is_empty());
+
+    // B takes every partition over, reads the rest and more, and never A's lost batch.
+    sent.extend(produce_range(&log, 60, 90).await);
+    let want_b = 90 - written_a.len() - lost_ids.len();
+    let read_b = {
+        let (c, s) = (config.clone(), store_b.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer = KafkaConsumer::new(&c, &s).unwrap();
+            let mut ids = consume_as_processor(&consumer, &s, want_b, Duration::from_secs(60));
+            ids.extend(consume_as_processor(
+                &consumer,
+                &s,
+                usize::MAX,
+                Duration::from_secs(2),
+            ));
+            assert!(consumer.owed().is_empty(), "B owes nothing");
+            ids
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(read_b.len(), want_b, "B read the rest once");
+    assert!(
+        read_b.iter().all(|id| !lost_ids.contains(id)),
+        "B read A's batch: it would be counted twice"
+    );
+
+    // A comes back: it owes exactly its lost batch and reads it, whoever owns the partitions.
+    let reread = {
+        let (c, s) = (config.clone(), store_a.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer = KafkaConsumer::new(&c, &s).unwrap();
+            let mut owed = consumer.owed();
+            owed.sort();
+            let mut want = lost_ranges.clone();
+            want.sort();
+            assert_eq!(owed, want, "A owes its lost batch");
+            let mut ids = Vec::new();
+            while let Some(batch) = consumer.next_owed_batch(3, 1 << 20).unwrap() {
+                let mut wb = WriteBatch::default();
+                batch.add_to_write_batch(&s, &mut wb);
+                s.write(wb, true).unwrap();
+                ids.extend(batch.records.iter().map(|r| r.record.event_id.unwrap()));
+            }
+            assert!(consumer.owed().is_empty());
+            for (topic, partition, _, next) in &want {
+                assert!(kafka_offset(&s, topic, *partition).unwrap() >= Some(*next));
+            }
+            ids
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(reread.len(), lost_ids.len(), "each lost record once");
+    assert_eq!(reread.iter().copied().collect::<HashSet<_>>(), lost_ids);
+
+    let all: Vec<Uuid> = written_a
+        .iter()
+        .chain(&read_b)
+        .chain(&reread)
+        .copied()
+        .collect();
+    assert_eq!(all.len(), 90, "every record in exactly one store");
+    assert_eq!(all.into_iter().collect::<HashSet<_>>(), sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -734,6 +938,19 @@ async fn metadata_topic_shares_writes_deletes_and_ids_across_nodes() {
             want.sort_unstable();
             have == want
         });
+    }
+
+    // Whatever B wrote before A's catch_up (the processor's call before each batch) is
+    // applied on A when it returns: no polling.
+    for i in 0..5 {
+        let key = b
+            .create_key(shop.id, &format!("caught up {i}"), None)
+            .unwrap();
+        a.catch_up_meta(Duration::from_secs(10)).unwrap();
+        assert!(
+            a.meta().key(&key.public_key).is_some(),
+            "key {i} made on B is not applied on A after catch_up"
+        );
     }
 
     // A key and an alert rule made on B work on A; deleting on A removes them on B.
