@@ -364,6 +364,80 @@ impl QueryService {
     }
 }
 
+/// Release health of one project (optionally one release and one environment) over a range:
+/// what the per-release stats endpoint and the MCP tool show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseHealth {
+    /// Sessions started.
+    pub sessions: i64,
+    /// Errored sessions (crashed and abnormal ones included).
+    pub sessions_errored: i64,
+    /// Crashed sessions.
+    pub sessions_crashed: i64,
+    /// Abnormal sessions.
+    pub sessions_abnormal: i64,
+    /// Distinct users with a session.
+    pub users: i64,
+    /// Distinct users with a crashed session.
+    pub users_crashed: i64,
+    /// 1 − crashed / sessions (`None` without sessions).
+    pub crash_free_sessions: Option<f64>,
+    /// 1 − crashed users / users (`None` without users).
+    pub crash_free_users: Option<f64>,
+}
+
+impl QueryService {
+    /// [`ReleaseHealth`] of `project_id` in `[start_ms, end_ms)`, widened to whole hours
+    /// (sessions are counted per hour).
+    pub fn release_health(
+        &self,
+        project_id: u64,
+        release: Option<&str>,
+        environment: Option<&str>,
+        (start_ms, end_ms): (u64, u64),
+    ) -> Result<ReleaseHealth> {
+        const HOUR: u64 = 3_600_000;
+        let start = keys::hour_start(start_ms);
+        let end = end_ms.div_ceil(HOUR).saturating_mul(HOUR).max(start + HOUR);
+        let query = SessionsQuery {
+            fields: vec![SessionsField::Sessions, SessionsField::Users],
+            group_by: Vec::new(),
+            projects: vec![project_id],
+            environments: environment.map(str::to_owned).into_iter().collect(),
+            releases: release.map(str::to_owned).into_iter().collect(),
+            start_ms: start,
+            end_ms: end,
+            interval_ms: end - start,
+            query_text: String::new(),
+        };
+        let answer = self.sessions(&query)?;
+        Ok(answer
+            .groups
+            .first()
+            .map(ReleaseHealth::of_group)
+            .unwrap_or_default())
+    }
+}
+
+impl ReleaseHealth {
+    /// The totals of one group of a [`SessionsAnswer`] (users need a user field asked for).
+    pub fn of_group(group: &SessionsGroup) -> ReleaseHealth {
+        let s = group.totals;
+        let u = group.user_totals.unwrap_or_default();
+        ReleaseHealth {
+            sessions: s.started,
+            sessions_errored: s.errored.min(s.started),
+            sessions_crashed: s.crashed,
+            sessions_abnormal: s.abnormal,
+            users: u.started,
+            users_crashed: u.crashed,
+            crash_free_sessions: s.crash_rate().map(|r| 1.0 - r),
+            crash_free_users: u.crash_rate().map(|r| 1.0 - r),
+        }
+    }
+}
+
 fn new_tally(buckets: usize, want_users: bool) -> GroupTally {
     GroupTally {
         totals: SessionCounts::default(),
