@@ -122,7 +122,7 @@ fn timestamp_ms(v: &serde_json::Value) -> Option<u64> {
     match v {
         serde_json::Value::Number(n) => {
             let secs = n.as_f64()?;
-            (secs.is_finite() && (0.0..1e11).contains(&secs)).then(|| (secs * 1000.0) as u64)
+            (secs.is_finite() && (0.0..1e11).contains(&secs)).then_some((secs * 1000.0) as u64)
         }
         serde_json::Value::String(s) => u64::try_from(parse_timestamp_str(s)?).ok(),
         _ => None,
