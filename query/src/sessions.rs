@@ -605,6 +605,126 @@ impl SessionsAnswer {
     }
 }
 
+/// Answers of several processor nodes (a query node's fan-out, `crate::peers`) as one. A
+/// project's sessions are folded on the one node that processes its partition, so the same
+/// group (`by`) from several nodes means different projects: `sum(session)` and
+/// `count_unique(user)` add (users of different projects are different users). A rate comes
+/// from the one node with data for the group; when several nodes have data, it is their mean
+/// weighted by sessions (or users) when the answer has them, and the field is named in
+/// `ospreyApproximate`. Series are aligned on the union of the nodes' intervals.
+pub(crate) fn merge_node_answers(answers: Vec<serde_json::Value>) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut intervals: Vec<String> = answers
+        .iter()
+        .flat_map(|a| a["intervals"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    intervals.sort();
+    intervals.dedup();
+    let slot = |t: &Value| {
+        intervals
+            .binary_search_by(|x| x.as_str().cmp(t.as_str().unwrap_or_default()))
+            .ok()
+    };
+    // Per group (first-seen order): per field, per cell (0 = totals, 1.. = intervals), the
+    // nodes' (value, weight).
+    type Cells = BTreeMap<String, Vec<Vec<(Value, f64)>>>;
+    let mut groups: Vec<(Value, Cells)> = Vec::new();
+    for answer in &answers {
+        let own: Vec<Option<usize>> = answer["intervals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(slot)
+            .collect();
+        for g in answer["groups"].as_array().into_iter().flatten() {
+            let at = match groups.iter().position(|(b, _)| *b == g["by"]) {
+                Some(i) => i,
+                None => {
+                    groups.push((g["by"].clone(), BTreeMap::new()));
+                    groups.len() - 1
+                }
+            };
+            let cells = &mut groups[at].1;
+            for (field, total) in g["totals"].as_object().into_iter().flatten() {
+                let weight_field = if field.ends_with("(user)") {
+                    "count_unique(user)"
+                } else {
+                    "sum(session)"
+                };
+                let entry = cells
+                    .entry(field.clone())
+                    .or_insert_with(|| vec![Vec::new(); intervals.len() + 1]);
+                let weight = g["totals"][weight_field].as_f64().unwrap_or(1.0);
+                entry[0].push((total.clone(), weight));
+                let series = g["series"][field].as_array().cloned().unwrap_or_default();
+                let weights = g["series"][weight_field].as_array().cloned();
+                for (i, v) in series.into_iter().enumerate() {
+                    let Some(Some(cell)) = own.get(i) else {
+                        continue;
+                    };
+                    let w = weights
+                        .as_ref()
+                        .and_then(|w| w.get(i))
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1.0);
+                    entry[cell + 1].push((v, w));
+                }
+            }
+        }
+    }
+    let mut approximate: Vec<String> = Vec::new();
+    let mut combine = |field: &str, parts: &[(Value, f64)]| -> Value {
+        if SessionsField::parse(field).is_some_and(|f| !f.is_rate()) {
+            return json!(parts.iter().filter_map(|(v, _)| v.as_i64()).sum::<i64>());
+        }
+        let with_data: Vec<(f64, f64)> = parts
+            .iter()
+            .filter_map(|(v, w)| v.as_f64().map(|v| (v, *w)))
+            .filter(|(_, w)| *w > 0.0)
+            .collect();
+        match with_data.as_slice() {
+            [] => Value::Null,
+            [(v, _)] => json!(v),
+            many => {
+                if !approximate.iter().any(|a| a == field) {
+                    approximate.push(field.to_owned());
+                }
+                let weight: f64 = many.iter().map(|(_, w)| w).sum();
+                json!(many.iter().map(|(v, w)| v * w).sum::<f64>() / weight)
+            }
+        }
+    };
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(by, cells)| {
+            let mut totals = Map::new();
+            let mut series = Map::new();
+            for (field, parts) in &cells {
+                totals.insert(field.clone(), combine(field, &parts[0]));
+                let points: Vec<Value> = parts[1..].iter().map(|p| combine(field, p)).collect();
+                series.insert(field.clone(), Value::Array(points));
+            }
+            json!({"by": by, "totals": totals, "series": series})
+        })
+        .collect();
+    let first = answers.first().cloned().unwrap_or_default();
+    let mut out = json!({
+        "start": intervals.first().cloned().or_else(|| first["start"].as_str().map(str::to_owned)),
+        "end": first["end"],
+        "intervals": intervals,
+        "groups": groups,
+        "query": first["query"],
+    });
+    if let Some(end) = answers.iter().filter_map(|a| a["end"].as_str()).max() {
+        out["end"] = json!(end);
+    }
+    if !approximate.is_empty() {
+        out["ospreyApproximate"] = json!(approximate);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,5 +755,43 @@ mod tests {
             Some(SessionsGroupBy::Status)
         );
         assert_eq!(SessionsField::parse("sum(sessions)"), None);
+    }
+
+    #[test]
+    fn node_answers_add_counts_and_keep_single_node_rates() {
+        use serde_json::json;
+        let node = |by: &str, sessions: i64, rate: Option<f64>| {
+            json!({
+                "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T02:00:00Z",
+                "intervals": ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"],
+                "groups": [{"by": {"release": by},
+                            "totals": {"sum(session)": sessions, "crash_free_rate(session)": rate},
+                            "series": {"sum(session)": [0, sessions], "crash_free_rate(session)": [null, rate]}}],
+                "query": "",
+            })
+        };
+        // Release a on node 1 only (node 2 answers it empty), release b on both.
+        let mut second = node("a", 0, None);
+        second["groups"]
+            .as_array_mut()
+            .unwrap()
+            .push(node("b", 2, Some(1.0))["groups"][0].clone());
+        let mut first = node("a", 10, Some(0.9));
+        first["groups"]
+            .as_array_mut()
+            .unwrap()
+            .push(node("b", 2, Some(0.5))["groups"][0].clone());
+        let merged = merge_node_answers(vec![first, second]);
+        let a = &merged["groups"][0];
+        assert_eq!(a["totals"]["sum(session)"], 10);
+        assert_eq!(a["totals"]["crash_free_rate(session)"], 0.9);
+        assert_eq!(a["series"]["sum(session)"], json!([0, 10]));
+        let b = &merged["groups"][1];
+        assert_eq!(b["totals"]["sum(session)"], 4);
+        assert_eq!(b["totals"]["crash_free_rate(session)"], 0.75);
+        assert_eq!(
+            merged["ospreyApproximate"],
+            json!(["crash_free_rate(session)"])
+        );
     }
 }
