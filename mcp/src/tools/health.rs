@@ -265,16 +265,25 @@ mod tests {
             let numbers = json!({
                 "sessions": sessions, "sessionsErrored": crashed, "sessionsCrashed": crashed,
                 "sessionsAbnormal": 0, "users": sessions, "usersCrashed": crashed,
-                "crashFreeSessions": null, "crashFreeUsers": null,
+                "crashFreeSessions": 100.0 * (1.0 - crashed as f64 / sessions as f64),
+                "crashFreeUsers": 100.0 * (1.0 - crashed as f64 / sessions as f64),
             });
             let mut row = numbers.clone();
             row["release"] = json!(release);
             json!({"project": "default", "total": numbers, "releases": [row], "releasesOmitted": 0})
         };
-        let merged = merge_release_health(&[node(8, 2, "a@1"), node(2, 0, "a@2")]);
+        // Release a@1 is on both nodes (two projects), a@2 on the second only.
+        let mut second = node(2, 0, "a@2");
+        second["releases"]
+            .as_array_mut()
+            .unwrap()
+            .push(node(2, 2, "a@1")["releases"][0].clone());
+        let merged = merge_release_health(&[node(8, 2, "a@1"), second]);
         assert_eq!(merged["total"]["sessions"], 10);
         assert_eq!(merged["total"]["crashFreeSessions"], 80.0);
         assert_eq!(merged["releases"][0]["release"], "a@1");
+        assert_eq!(merged["releases"][0]["sessions"], 10);
+        assert_eq!(merged["releases"][0]["crashFreeSessions"], 60.0);
         assert_eq!(merged["releases"][1]["crashFreeUsers"], 100.0);
     }
 }
