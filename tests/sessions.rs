@@ -224,3 +224,53 @@ fn python_sdk_sessions_answer_crash_free_rates_like_sentry() {
         "{outcomes}"
     );
 }
+
+#[test]
+fn node_sdk_request_sessions_are_aggregated_like_sentry() {
+    let server = OspreyServer::start(ServerOptions::default());
+    let release = "node-app@1.0";
+    let out = common::run_node("node_sessions.js", &[server.dsn(), release], &[]);
+    out.assert_success();
+    let sent = out.json();
+    assert!(
+        sent["items"]
+            .as_array()
+            .is_some_and(|i| i.contains(&json!("sessions"))),
+        "{sent}"
+    );
+    let query = format!(
+        "field=sum(session)&field=crash_free_rate(session)&field=crash_free_rate(user)&query=release:{release}&statsPeriod=2h"
+    );
+    let body = wait_for(&server, &query, |b| total(b, "sum(session)") == 4);
+    // Four requests: two fine, one errored, one crashed.
+    assert_eq!(total(&body, "sum(session)"), 4, "{body}");
+    assert!(
+        (rate(&total(&body, "crash_free_rate(session)")) - 0.75).abs() < 1e-9,
+        "{body}"
+    );
+    // Request-mode aggregates carry no users: no user rate.
+    assert_eq!(total(&body, "crash_free_rate(user)"), Value::Null, "{body}");
+    let (status, by_status) = server.api_get(&format!(
+        "{ORG_SESSIONS}?field=sum(session)&groupBy=session.status&query=release:{release}&statsPeriod=2h"
+    ));
+    assert_eq!(status, 200, "{by_status}");
+    let split: Vec<(String, i64)> = by_status["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["by"]["session.status"].as_str().unwrap().to_owned(),
+                g["totals"]["sum(session)"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("healthy", 2),
+        ("errored", 1),
+        ("crashed", 1),
+        ("abnormal", 0),
+    ]
+    .map(|(s, n)| (s.to_owned(), n));
+    assert_eq!(split, expected, "{by_status}");
+}
