@@ -174,3 +174,58 @@ fn stats_v2_counts_accepted_and_invalid_traffic_by_outcome_and_category() {
         "{bad}"
     );
 }
+
+/// Ingest's own 429s are outcomes too: Relay records items it refuses over a quota as
+/// `rate_limited` with the quota's reason, per category and quantity. osprey sums them at the
+/// edge and the stats endpoint shows them next to the accepted ones.
+#[test]
+fn stats_v2_counts_ingest_rate_limits_with_their_reason() {
+    let server = OspreyServer::start(ServerOptions {
+        config: Some(
+            "[ingest.rate_limits]\nwindow_secs = 3600\n\n[ingest.rate_limits.project]\nerror = 2\n"
+                .into(),
+        ),
+        ..ServerOptions::default()
+    });
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let resp = common::http()
+            .post(server.url("/api/1/envelope/"))
+            .header(
+                "X-Sentry-Auth",
+                format!(
+                    "Sentry sentry_version=7, sentry_key={}",
+                    server.default_key()
+                ),
+            )
+            .body(envelope("event", &error_event(&format!("limited {i}"))))
+            .send()
+            .expect("ingest request");
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+
+    let path = "/api/0/organizations/default/stats_v2/?field=sum(quantity)&groupBy=outcome&groupBy=reason&category=error&statsPeriod=2h&interval=1h";
+    let limited = json!({"outcome": "rate_limited", "reason": "project_quota"});
+    let accepted = |body: &Value| -> i64 {
+        body["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["by"]["outcome"] == "accepted")
+            .filter_map(|g| g["totals"]["sum(quantity)"].as_i64())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = server.api_get(path);
+        assert_eq!(status, 200, "{body}");
+        if (total(&body, limited.clone()) >= 3 && accepted(&body) >= 2) || Instant::now() > deadline
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(total(&body, limited), 3, "{body}");
+    assert_eq!(accepted(&body), 2, "{body}");
+}

@@ -431,6 +431,8 @@ pub struct IngestService {
     log: Arc<dyn Log>,
     config: IngestConfig,
     limiter: RateLimiter,
+    /// Items refused by `limiter`, summed into `rate_limited` outcomes.
+    rejections: Arc<crate::rejections::Rejections>,
     metrics: Metrics,
 }
 
@@ -442,11 +444,13 @@ impl IngestService {
         config: IngestConfig,
     ) -> IngestService {
         let limiter = RateLimiter::new(&config.rate_limits);
+        let rejections = crate::rejections::Rejections::new(Arc::clone(&log));
         IngestService {
             projects: Arc::new(projects),
             log,
             config,
             limiter,
+            rejections,
             metrics: Metrics::default(),
         }
     }
@@ -454,6 +458,12 @@ impl IngestService {
     /// The service's counters (tests, embedding).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Appends the rate-limit refusals summed so far to the log now, instead of at the next
+    /// periodic flush (tests, shutdown).
+    pub fn flush_rejections(&self) {
+        self.rejections.flush();
     }
 
     /// The configuration in use.
@@ -1209,6 +1219,7 @@ impl IngestService {
         let (accepted, rate_limits) =
             self.limiter
                 .check(key.project_id, key.key_id, key_limit, &only);
+        self.rejections.flush_if_due();
         if rate_limits.is_limited() {
             let mut drop = vec![false; envelope.items.len()];
             for ((i, demand), ok) in demands.iter().zip(&accepted) {
@@ -1216,6 +1227,13 @@ impl IngestService {
                     drop[*i] = true;
                     self.metrics
                         .reject("rate_limited", Some(demand.category), 1);
+                    self.rejections.add(
+                        key.project_id,
+                        key.key_id,
+                        demand.category,
+                        crate::rejections::refusal_reason(&rate_limits, demand.category),
+                        demand.quantity,
+                    );
                 }
             }
             let mut index = 0;

@@ -3,7 +3,7 @@
 //! What it does for one request (design.md §1): authenticate the DSN key in every form Relay
 //! accepts ([`auth`]), remove `Content-Encoding` with a cap on the decoded size ([`decode`]),
 //! parse the envelope's header lines as zero-copy slices of one buffer ([`envelope`]), apply
-//! rate limits ([`rate_limit`]) and Relay's size limits ([`limits`]), count client reports as
+//! rate limits ([`rate_limit`]; refusals become `rate_limited` outcomes: [`rejections`]) and Relay's size limits ([`limits`]), count client reports as
 //! outcomes ([`outcomes`]), and append the items to the durable log, answering 200 only once
 //! the log has them ([`endpoint`]). Every refusal is Relay's status and JSON body ([`error`]).
 //!
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod minidump;
 pub mod outcomes;
 pub mod rate_limit;
+pub mod rejections;
 pub mod security;
 
 pub use endpoint::{

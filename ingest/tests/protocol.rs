@@ -704,10 +704,22 @@ async fn rate_limits_429_and_partial_200() {
         .to_str()
         .unwrap()
         .contains(":error:project"));
+    // The refused items are summed into one rate-limited client report (flushed about once a
+    // second; the test flushes now), which the processor records as `rate_limited` outcomes.
+    svc.flush_rejections();
     let records = log.records.lock();
-    assert_eq!(records.len(), 4);
-    assert_eq!(records[3].item_type, "session");
+    let (reports, items): (Vec<&LogRecord>, Vec<&LogRecord>) =
+        records.iter().partition(|r| r.item_type == "client_report");
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[3].item_type, "session");
     assert_eq!(svc.metrics().rejected("rate_limited", "error"), 2);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!((reports[0].project_id, reports[0].key_id), (1, 10));
+    let report: serde_json::Value = serde_json::from_slice(&reports[0].payload).unwrap();
+    assert_eq!(
+        report["rate_limited_events"],
+        serde_json::json!([{"reason": "project_quota", "category": "error", "quantity": 2}])
+    );
 }
 
 #[tokio::test]

@@ -241,11 +241,34 @@ pub(crate) fn merge(tool: &str, args: &Value, replies: &Replies) -> Result<Value
         "list_alerts" => merge_alerts(args, answers),
         "manage_issues" => merge_managed(answers),
         "track_release" => merge_tracked(answers),
+        "list_user_feedback" => merge_feedback(args, answers),
         // Single objects: the first node that has it (issue ids are unique across nodes).
         _ => answers[0].clone(),
     };
     strip_internal(&mut merged);
     Ok(merged)
+}
+
+/// `list_user_feedback` from several nodes: one newest-first list, cut to the limit.
+fn merge_feedback(args: &Value, answers: &[Value]) -> Value {
+    let limit = args["limit"].as_u64().unwrap_or(25).clamp(1, 100) as usize;
+    let mut all: Vec<Value> = answers
+        .iter()
+        .flat_map(|a| a["feedback"].as_array().cloned().unwrap_or_default())
+        .collect();
+    // ISO 8601 times in one format sort as text.
+    all.sort_by(|a, b| {
+        b["dateCreated"]
+            .as_str()
+            .unwrap_or("")
+            .cmp(a["dateCreated"].as_str().unwrap_or(""))
+    });
+    let truncated = all.len() > limit
+        || answers
+            .iter()
+            .any(|a| a["truncated"].as_bool() == Some(true));
+    all.truncate(limit);
+    json!({"feedback": all, "truncated": truncated})
 }
 
 /// The error for a call no node answered.

@@ -49,6 +49,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "track_release",
     "configure_alert",
     "list_alerts",
+    "list_user_feedback",
 ];
 
 /// The tools that change data: annotated `read_only_hint = false`, they need a write scope.
@@ -396,9 +397,59 @@ pub struct SearchEventsArgs {
     pub limit: Option<usize>,
 }
 
+/// Arguments of `list_user_feedback`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct UserFeedbackArgs {
+    /// Project slug (e.g. "default") or numeric id; `find_projects` lists them. Needed unless
+    /// `issue` is given.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Only the feedback of this issue: numeric id ("42") or short id ("DEFAULT-1A").
+    #[serde(default)]
+    pub issue: Option<String>,
+    /// Most feedback, newest first (default 25, at most 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
 // ---------------------------------------------------------------------------------------
 // Answers
 // ---------------------------------------------------------------------------------------
+
+/// One user feedback.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackInfo {
+    /// Its id (32 hex).
+    pub id: String,
+    /// "user_report" (legacy report about one event) or "feedback" (new-style feedback).
+    pub kind: String,
+    /// What the user wrote.
+    pub comments: String,
+    /// The user's name, if given.
+    pub name: Option<String>,
+    /// The user's email, if given.
+    pub email: Option<String>,
+    /// When it was received (ISO 8601).
+    pub date_created: String,
+    /// The event it is about, if any (`get_event` shows it).
+    pub event_id: Option<String>,
+    /// The issue of that event (numeric id), once the event is processed.
+    pub issue_id: Option<String>,
+    /// The page it was given on (new-style feedback).
+    pub url: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+}
+
+/// Answer of `list_user_feedback`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UserFeedbackAnswer {
+    /// Newest first.
+    pub feedback: Vec<FeedbackInfo>,
+    /// True when more feedback matched than `limit`.
+    pub truncated: bool,
+}
 
 /// A project.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -1191,6 +1242,19 @@ impl OspreyTools {
     }
 
     #[tool(
+        description = "User feedback (what users wrote in a feedback widget or crash-report dialog), newest first, of a project or of one issue, each with the event and issue it is about.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_user_feedback(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<UserFeedbackArgs>,
+    ) -> Result<Json<UserFeedbackAnswer>, String> {
+        self.call(&ext, READ_SCOPES, args, Inner::user_feedback)
+            .await
+    }
+
+    #[tool(
         description = "Change issues in bulk (action \"bulk_update\"): resolve, unresolve or ignore them, assign them, label them with tags, and add a note to their activity.",
         annotations(
             read_only_hint = false,
@@ -1403,8 +1467,9 @@ impl ServerHandler for OspreyTools {
                  for a time range (timeRange like 1h, 24h, 7d), search_issues and \
                  get_issue_details to dig in, track_release, compare_releases and \
                  get_release_health (crash-free sessions and users) around a deploy, \
-                 manage_issues to resolve, ignore, assign, label or annotate, and \
-                 configure_alert / list_alerts for alert rules and what fired.",
+                 manage_issues to resolve, ignore, assign, label or annotate, \
+                 configure_alert / list_alerts for alert rules and what fired, and \
+                 list_user_feedback for what users wrote about a project or an issue.",
             )
     }
 }
@@ -2600,6 +2665,60 @@ impl Inner {
             issue_rules,
             metric_rules,
             fired,
+        })
+    }
+
+    fn user_feedback(
+        &self,
+        acc: Access,
+        args: UserFeedbackArgs,
+    ) -> Result<UserFeedbackAnswer, String> {
+        let limit = args.limit.unwrap_or(25).clamp(1, 100);
+        let (items, truncated) = match (&args.issue, &args.project) {
+            (Some(issue), _) => {
+                let rec = self.issue_record(acc, issue)?;
+                self.query
+                    .issue_feedback(&rec, None, 0, limit)
+                    .map_err(internal)?
+            }
+            (None, Some(project)) => {
+                let project = self.project(acc, project)?;
+                self.query
+                    .project_feedback(
+                        project.id,
+                        &query::feedback::FeedbackFilter::default(),
+                        0,
+                        limit,
+                    )
+                    .map_err(internal)?
+            }
+            (None, None) => {
+                return Err("pass `project` (slug or id) or `issue` (id or short id)".into())
+            }
+        };
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let feedback = items
+            .into_iter()
+            .map(|f| FeedbackInfo {
+                id: f.record.id.clone(),
+                kind: match f.record.kind {
+                    storage::feedback::FeedbackKind::UserReport => "user_report",
+                    storage::feedback::FeedbackKind::Feedback => "feedback",
+                }
+                .into(),
+                name: nonempty(&f.record.name),
+                email: nonempty(&f.record.email),
+                date_created: iso(f.record.received_ms),
+                event_id: f.record.event_id.clone(),
+                issue_id: f.issue_id.map(|i| i.to_string()),
+                url: f.record.url.clone(),
+                environment: f.record.environment.clone(),
+                comments: f.record.comments,
+            })
+            .collect();
+        Ok(UserFeedbackAnswer {
+            feedback,
+            truncated,
         })
     }
 

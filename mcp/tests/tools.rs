@@ -875,3 +875,68 @@ async fn release_health_from_processed_sessions() {
     .await;
     assert!(e.contains("timeRange"), "{e}");
 }
+
+/// `list_user_feedback`: a project's feedback newest first, and an issue's, with the issue a
+/// report came before its event is linked to once the event is processed.
+#[tokio::test]
+async fn user_feedback_of_a_project_and_an_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    store.bootstrap(None, None).unwrap();
+    let p = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let feedback_item = |ty: &str, payload: Value, at: u64| {
+        let mut r = event_record(1, at, payload.to_string().as_bytes(), None);
+        r.item_type = ty.into();
+        r.item_header = bytes::Bytes::from(format!("{{\"type\":\"{ty}\"}}"));
+        r
+    };
+    let event = Uuid::from_u128(100).simple().to_string();
+    p.process_and_commit(&[feedback_item(
+        "user_report",
+        json!({"event_id": event, "name": "Ann", "email": "ann@example.com",
+               "comments": "Checkout crashed"}),
+        now() - 2,
+    )])
+    .unwrap();
+    p.process_and_commit(&[error(100, "ZeroDivisionError", "1.0", "u1", MIN, json!({}))])
+        .unwrap();
+    p.process_and_commit(&[feedback_item(
+        "feedback",
+        json!({"contexts": {"feedback": {"message": "Dark mode please",
+                                         "url": "https://shop.example.com/"}}}),
+        now() - 1,
+    )])
+    .unwrap();
+    let issue = all_issues(&store)[0].id.to_string();
+    let tools = mcp::OspreyTools::new(QueryService::new(store.clone()), None);
+    let client = connect(tools).await;
+
+    let all = ok(&client, "list_user_feedback", json!({"project": "default"})).await;
+    let list = all["feedback"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{all}");
+    assert_eq!(list[0]["comments"], "Dark mode please");
+    assert_eq!(list[0]["kind"], "feedback");
+    assert_eq!(list[0]["url"], "https://shop.example.com/");
+    assert_eq!(list[1]["comments"], "Checkout crashed");
+    assert_eq!(list[1]["issueId"], issue.as_str());
+    assert_eq!(list[1]["eventId"], event.as_str());
+    assert_eq!(all["truncated"], false);
+    let one = ok(
+        &client,
+        "list_user_feedback",
+        json!({"project": "default", "limit": 1}),
+    )
+    .await;
+    assert_eq!(one["truncated"], true);
+
+    let of_issue = ok(&client, "list_user_feedback", json!({"issue": issue})).await;
+    let list = of_issue["feedback"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{of_issue}");
+    assert_eq!(list[0]["name"], "Ann");
+
+    let e = err(&client, "list_user_feedback", json!({})).await;
+    assert!(e.contains("project"), "{e}");
+    let e = err(&client, "list_user_feedback", json!({"project": "nope"})).await;
+    assert!(e.contains("Known projects"), "{e}");
+    client.cancel().await.unwrap();
+}

@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod encode;
 pub mod error;
 pub mod fast_hash;
+pub mod feedback;
 pub mod filters;
 pub mod grouping;
 pub mod issues;

@@ -162,7 +162,7 @@ pub struct BatchStats {
     pub invalid: u64,
     /// Already stored (same project and event id).
     pub duplicates: u64,
-    /// Item types the processor does not store (attachments, sessions, …) and client reports.
+    /// Item types the processor does not store (check-ins, profiles, …) and client reports.
     pub skipped: u64,
     /// Issues created.
     pub issues_created: u64,
@@ -979,6 +979,26 @@ impl Processor {
                 client_report(work, record);
                 Ok(())
             }
+            "user_report" | "feedback" => {
+                let (outcome_id, reason) =
+                    match crate::feedback::store_item(work.store, &mut work.batch, record)? {
+                        Ok(()) => (outcome::ACCEPTED, ""),
+                        Err(refusal) => {
+                            work.stats.invalid += 1;
+                            (outcome::INVALID, refusal.reason())
+                        }
+                    };
+                let feedback = category::from_name("feedback");
+                work.outcome(
+                    record.project_id,
+                    record.received_ms,
+                    outcome_id,
+                    feedback,
+                    reason,
+                    1,
+                );
+                Ok(())
+            }
             other => {
                 work.stats.skipped += 1;
                 unsupported_item(work, record, other);
@@ -1695,16 +1715,16 @@ fn process_session(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
 }
 
 /// An item of a product osprey keeps no data for: cron check-ins, logs, trace metrics,
-/// user feedback, profiles, replays, metric buckets. The SDK was answered 200, as Relay
-/// answers; Relay drops an item whose product is disabled for the project with outcome
-/// `invalid`, reason `feature_disabled`, in the item's category, and so does osprey: the drop is counted in the outcomes instead of vanishing. Types with no data
-/// category (unknown to osprey, as to Relay) are dropped without an outcome, as Relay does.
+/// profiles, replays, metric buckets. The SDK was answered 200, as Relay answers; Relay drops
+/// an item whose product is disabled for the project with outcome `invalid`, reason
+/// `feature_disabled`, in the item's category, and so does osprey: the drop is counted in the
+/// outcomes instead of vanishing. Types with no data category (unknown to osprey, as to
+/// Relay) are dropped without an outcome, as Relay does.
 fn unsupported_item(work: &mut Work<'_>, record: &LogRecord, item_type: &str) {
     let cat = match item_type {
         "check_in" => category::from_name("monitor"),
         "log" => category::from_name("log_item"),
         "trace_metric" => category::from_name("trace_metric"),
-        "feedback" | "user_report" => category::from_name("feedback"),
         "profile" => category::from_name("profile"),
         "profile_chunk" => category::from_name("profile_chunk"),
         "replay_event" | "replay_recording" => category::from_name("replay"),

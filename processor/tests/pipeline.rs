@@ -447,7 +447,7 @@ fn filters_invalid_items_and_client_reports_become_outcomes() {
     assert_eq!(count_cf(&store, cf::EVENTS), 0);
 }
 
-/// Items of products osprey keeps no data for (check-ins, logs, feedback, …) are
+/// Items of products osprey keeps no data for (check-ins, logs, profiles, …) are
 /// answered 200 by ingest like Relay; the processor must count each drop as Relay does
 /// (outcome `invalid`, reason `feature_disabled`, the item's category and item count), not
 /// lose it without a trace. An unknown item type has no category and no outcome.
@@ -476,9 +476,9 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
             br#"{"items":[{},{},{}]}"#,
         ),
         item(
-            "feedback",
-            r#"{"type":"feedback"}"#,
-            br#"{"contexts":{"feedback":{"message":"great"}}}"#,
+            "profile",
+            r#"{"type":"profile"}"#,
+            br#"{"version":"1","profile":{"samples":[]}}"#,
         ),
         item("some_future_item", r#"{"type":"some_future_item"}"#, b"{}"),
     ];
@@ -501,7 +501,7 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
     };
     assert_eq!(get(category::from_name("monitor")), Some(1));
     assert_eq!(get(category::from_name("log_item")), Some(3));
-    assert_eq!(get(category::from_name("feedback")), Some(1));
+    assert_eq!(get(category::from_name("profile")), Some(1));
     // Three categories, nothing for the unknown type.
     assert_eq!(count_cf(&store, cf::OUTCOMES), 3);
     assert_eq!(count_cf(&store, cf::EVENTS), 0);

@@ -1,7 +1,7 @@
 //! osprey's query layer: one library API ([`QueryService`]) that the HTTP API, the CLI and MCP
 //! all use, answering from the stored issues, events, counters and histograms.
 //!
-//! Modules: [`issues`], [`events`], [`search`] (Sentry's search syntax), [`perf`]
+//! Modules: [`issues`], [`events`], [`feedback`] (user feedback), [`search`] (Sentry's search syntax), [`perf`]
 //! (transaction histograms), [`trace`], [`outcomes`] (accepted/filtered/invalid/… counters,
 //! also summed for Sentry's org stats endpoint `GET /api/0/organizations/{org}/stats_v2/`),
 //! [`sessions`] (release health: sessions, users, crash-free rates for
@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod events;
+pub mod feedback;
 pub mod issues;
 pub mod outcomes;
 pub mod peers;

@@ -295,6 +295,10 @@ pub fn merge(
             ["organizations", _, "stats_v2"] => merge_outcome_stats(ok),
             ["organizations", _, "sessions"] => crate::sessions::merge_node_answers(ok),
             ["projects", _, _, "stats"] => merge_points(ok),
+            ["projects", _, _, "user-feedback" | "user-reports"]
+            | [.., "issues", _, "user-feedback" | "user-reports"] => {
+                newest_first(merge_generic(ok), limit)
+            }
             _ => merge_generic(ok),
         }
     };
@@ -555,6 +559,18 @@ fn merge_outcome_stats(answers: Vec<Value>) -> Value {
     out
 }
 
+/// A list of objects with `dateCreated` (user feedback), newest first, cut at `limit`.
+fn newest_first(list: Value, limit: Option<usize>) -> Value {
+    let Value::Array(mut items) = list else {
+        return list;
+    };
+    // ISO 8601 times written alike sort as text.
+    let created = |v: &Value| v["dateCreated"].as_str().unwrap_or("").to_owned();
+    items.sort_by_key(|v| std::cmp::Reverse(created(v)));
+    items.truncate(limit.unwrap_or(100));
+    Value::Array(items)
+}
+
 fn merge_generic(mut answers: Vec<Value>) -> Value {
     if answers.iter().all(Value::is_array) {
         let mut seen = std::collections::HashSet::new();
@@ -765,6 +781,19 @@ mod tests {
         json!({"id": id, "shortId": format!("P-{id}"), "ospreyHash": hash, "project": {"id": "1"},
                "count": count.to_string(), "userCount": 1, "firstSeen": first, "lastSeen": last,
                "title": format!("t{id}")})
+    }
+
+    #[test]
+    fn user_feedback_of_two_nodes_is_one_newest_first_page() {
+        let a = json!([{"id": "a2", "dateCreated": "2026-01-01T00:00:02Z"},
+                       {"id": "a1", "dateCreated": "2026-01-01T00:00:01Z"}]);
+        let b = json!([{"id": "b3", "dateCreated": "2026-01-01T00:00:03Z"}]);
+        let merged = newest_first(merge_generic(vec![a, b]), Some(2));
+        assert_eq!(
+            merged,
+            json!([{"id": "b3", "dateCreated": "2026-01-01T00:00:03Z"},
+                   {"id": "a2", "dateCreated": "2026-01-01T00:00:02Z"}])
+        );
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub mod index {
     /// (JSON). Taken into the segment's transaction when that arrives; expires with retention
     /// otherwise. See [`super::pending_span`].
     pub const PENDING_SPAN: u8 = b's';
+    /// User feedback by project and id: `f` + project id + feedback id (16 bytes); value =
+    /// received ms (BE u64) + JSON. See `feedback.rs`.
+    pub const FEEDBACK: u8 = b'f';
+    /// User feedback of a project by time: `q` + project id + received ms + feedback id.
+    pub const FEEDBACK_TIME: u8 = b'q';
 }
 
 /// Prefix bytes of the tables inside the `issues` column family. None of them expires: an
@@ -192,6 +197,8 @@ pub fn timestamp_of(cf_name: &str, key: &[u8], value: &[u8]) -> Option<u64> {
             &index::ALERT_FIRED => be_u64_at(key, 9),
             &index::ALERT_THROTTLE => be_u64_at(value, 0),
             &index::PENDING_SPAN => be_u64_at(key, 33),
+            &index::FEEDBACK => be_u64_at(value, 0),
+            &index::FEEDBACK_TIME => be_u64_at(key, 9),
             _ => None,
         },
         // Time-bucketed aggregates put the bucket start right after a 1-byte kind and an

@@ -17,6 +17,7 @@ pub mod attachments;
 pub mod cf;
 mod db;
 mod error;
+pub mod feedback;
 pub mod hist;
 pub mod kafka;
 pub mod keys;

@@ -270,7 +270,7 @@ fn parse_event_id(text: &str) -> ApiResult<Uuid> {
 }
 
 /// The issue `id` (numeric or short id) if it belongs to the token's organization.
-fn find_issue(
+pub(super) fn find_issue(
     ctx: &Ctx<'_>,
     org: Option<&str>,
     id: &str,
@@ -315,7 +315,11 @@ fn assignee_json(a: &StoredAssignee) -> Value {
 }
 
 /// The issue in Sentry's shape, with the workflow fields filled in.
-fn issue_json(ctx: &Ctx<'_>, rec: &IssueRecord, state: &IssueWorkflow) -> ApiResult<Value> {
+pub(super) fn issue_json(
+    ctx: &Ctx<'_>,
+    rec: &IssueRecord,
+    state: &IssueWorkflow,
+) -> ApiResult<Value> {
     let mut issue = ctx.query.issue_from_record(rec)?;
     issue.absolutize(ctx.base_url());
     let mut v = serde_json::to_value(issue)?;
@@ -353,7 +357,7 @@ fn issue_detail(ctx: &Ctx<'_>, _org: &Organization, rec: &IssueRecord) -> ApiRes
     v["activity"] = Value::Array(activity.iter().take(100).map(activity_json).collect());
     v["participants"] = json!([]);
     v["seenBy"] = json!([]);
-    v["userReportCount"] = json!(0);
+    v["userReportCount"] = json!(ctx.query.issue_feedback_count(rec)?);
     Ok(v)
 }
 

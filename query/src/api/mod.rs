@@ -12,6 +12,7 @@
 
 pub mod alerts;
 mod discover;
+pub mod feedback;
 mod issues;
 mod orgs;
 mod performance;
@@ -586,6 +587,10 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
         return Ok(resp);
     }
     if let Some(resp) = releases::route(ctx, method, segs)? {
+        return Ok(resp);
+    }
+    // Before the issues: `issues/{id}/user-reports/` is an issue sub-resource path.
+    if let Some(resp) = feedback::route(ctx, method, segs)? {
         return Ok(resp);
     }
     if let Some(resp) = issues::route(ctx, method, segs)? {

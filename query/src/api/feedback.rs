@@ -1,0 +1,424 @@
+//! User feedback (Sentry's user reports):
+//! - `GET /projects/{org}/{project}/user-feedback/` (also `user-reports/`): the project's
+//!   feedback, newest first, in Sentry's `UserReportWithGroupSerializer` shape (with `issue`).
+//!   `environment=` filters; `status=unresolved` keeps only feedback of unresolved issues, as
+//!   Sentry's default does. osprey's default is every feedback (also new-style feedback that
+//!   is about no event), so that a widget's feedback is listed too.
+//! - `POST` on the same path: Sentry's legacy submission `{event_id, name, email, comments}`,
+//!   validated like Sentry's serializer (400 with per-field messages) and `save_userreport`
+//!   (409 when the event is over 30 minutes old or the report may no longer change); 200 with
+//!   the report.
+//! - `GET /organizations/{org}/issues/{id}/user-reports/` (also `user-feedback/`, and under
+//!   `/issues/{id}/`): an issue's feedback, newest first, in `UserReportSerializer`'s shape.
+
+use http::Method;
+use serde_json::{json, Value};
+use storage::feedback::{self, FeedbackKind, Refusal, UserReport};
+use storage::{cf, encode_i64, keys, WriteBatch};
+use uuid::Uuid;
+
+use super::issues::{find_issue, issue_json};
+use super::util::{iso, Page};
+use super::{not_allowed, ApiError, ApiResponse, ApiResult, Ctx};
+use crate::feedback::{FeedbackFilter, LinkedFeedback};
+
+const READ: &[&str] = &["event:read", "project:read"];
+const WRITE: &[&str] = &["event:write", "project:write"];
+
+/// Feedback's outcome category (Relay's `feedback`, 14).
+const FEEDBACK_CATEGORY: u8 = 14;
+
+pub(super) fn route(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    segs: &[&str],
+) -> ApiResult<Option<ApiResponse>> {
+    let resp = match segs {
+        ["projects", org, project, "user-feedback" | "user-reports"] => match *method {
+            Method::GET => project_list(ctx, org, project)?,
+            Method::POST => submit(ctx, org, project)?,
+            _ => return Err(not_allowed(method)),
+        },
+        ["organizations", org, "issues", id, "user-reports" | "user-feedback"] => {
+            issue_list(ctx, Some(org), id, method)?
+        }
+        ["issues" | "groups", id, "user-reports" | "user-feedback"] => {
+            issue_list(ctx, None, id, method)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(resp))
+}
+
+/// Sentry's `EventUser` shape of a feedback event's `user`.
+fn user_json(user: &Value) -> Value {
+    let field = |k: &str| user.get(k).cloned().unwrap_or(Value::Null);
+    let id = user.get("id").map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let (tag, identifier) = match (&id, user.get("username"), user.get("email")) {
+        (Some(id), _, _) => (format!("id:{id}"), Value::String(id.clone())),
+        (None, Some(Value::String(u)), _) => (format!("username:{u}"), Value::String(u.clone())),
+        (None, None, Some(Value::String(e))) => (format!("email:{e}"), Value::String(e.clone())),
+        _ => (String::new(), Value::Null),
+    };
+    json!({
+        "id": id,
+        "tagValue": tag,
+        "identifier": identifier,
+        "username": field("username"),
+        "email": field("email"),
+        "name": field("name"),
+        "ipAddress": field("ip_address"),
+        "avatarUrl": null,
+    })
+}
+
+/// Sentry's `UserReportSerializer` shape (plus osprey's `kind`, `url` and `source`).
+pub fn feedback_json(f: &LinkedFeedback) -> Value {
+    let r = &f.record;
+    let event_id = r.event_id.clone();
+    json!({
+        "id": r.id,
+        "eventID": event_id,
+        // Sentry shows the email where no name was given.
+        "name": if r.name.is_empty() { &r.email } else { &r.name },
+        "email": r.email,
+        "comments": r.comments,
+        "dateCreated": iso(r.received_ms),
+        "user": r.user.as_ref().map(user_json),
+        "event": {"id": event_id, "eventID": event_id},
+        "kind": match r.kind {
+            FeedbackKind::UserReport => "user_report",
+            FeedbackKind::Feedback => "feedback",
+        },
+        "url": r.url,
+        "source": r.source,
+        "environment": r.environment,
+    })
+}
+
+/// [`feedback_json`] with the serialized issue (`UserReportWithGroupSerializer`).
+fn with_issue(ctx: &Ctx<'_>, f: &LinkedFeedback) -> ApiResult<Value> {
+    let mut v = feedback_json(f);
+    let issue = match f.issue_id {
+        Some(id) => match storage::records::load_issue(ctx.store, id)? {
+            Some(rec) => {
+                let state = storage::workflow::workflow(ctx.store, rec.id)?;
+                issue_json(ctx, &rec, &state)?
+            }
+            None => Value::Null,
+        },
+        None => Value::Null,
+    };
+    v["issue"] = issue;
+    Ok(v)
+}
+
+fn environment(ctx: &Ctx<'_>) -> Option<String> {
+    ctx.req
+        .param("environment")
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+}
+
+fn project_list(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
+    let (_, project) = ctx.project(org, project)?;
+    ctx.require_any(READ)?;
+    let unresolved_only = match ctx.req.param("status") {
+        None | Some("") => false,
+        Some("unresolved") => true,
+        Some(_) => {
+            return Ok(ApiResponse {
+                status: http::StatusCode::BAD_REQUEST,
+                body: json!({"status": "Invalid status choice"}),
+                link: None,
+                file: None,
+            })
+        }
+    };
+    let filter = FeedbackFilter {
+        environment: environment(ctx),
+        unresolved_only,
+        issue_id: None,
+    };
+    let page = Page::from_request(ctx.req, 100)?;
+    let (items, more) =
+        ctx.query
+            .project_feedback(project.id, &filter, page.offset, page.per_page)?;
+    let body = items
+        .iter()
+        .map(|f| with_issue(ctx, f))
+        .collect::<ApiResult<Vec<Value>>>()?;
+    Ok(ApiResponse::page(body, page.link(ctx.req, more)))
+}
+
+fn issue_list(ctx: &Ctx<'_>, org: Option<&str>, id: &str, method: &Method) -> ApiResult {
+    let (_, rec) = find_issue(ctx, org, id)?;
+    ctx.require_any(READ)?;
+    if method != Method::GET {
+        return Err(not_allowed(method));
+    }
+    let page = Page::from_request(ctx.req, 100)?;
+    let (items, more) =
+        ctx.query
+            .issue_feedback(&rec, environment(ctx), page.offset, page.per_page)?;
+    let body = items.iter().map(feedback_json).collect();
+    Ok(ApiResponse::page(body, page.link(ctx.req, more)))
+}
+
+/// One field of the submission as Django REST framework's `CharField` reads it: required, not
+/// blank, at most `max` characters; numbers are taken as text.
+fn field(
+    body: &Value,
+    key: &str,
+    max: Option<usize>,
+    errors: &mut serde_json::Map<String, Value>,
+) -> String {
+    let mut fail = |m: String| {
+        errors.insert(key.to_owned(), json!([m]));
+        String::new()
+    };
+    let text = match body.get(key) {
+        None => return fail("This field is required.".into()),
+        Some(Value::Null) => return fail("This field may not be null.".into()),
+        Some(Value::String(s)) => s.clone(),
+        Some(n @ Value::Number(_)) => n.to_string(),
+        Some(_) => return fail("Not a valid string.".into()),
+    };
+    if text.trim().is_empty() {
+        return fail("This field may not be blank.".into());
+    }
+    if let Some(max) = max {
+        if text.chars().count() > max {
+            return fail(format!(
+                "Ensure this field has no more than {max} characters."
+            ));
+        }
+    }
+    text
+}
+
+fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
+    let (_, project) = ctx.project(org, project)?;
+    ctx.require_any(WRITE)?;
+    let body = ctx.req.json_body()?;
+    let mut errors = serde_json::Map::new();
+    let name = field(&body, "name", Some(feedback::MAX_NAME), &mut errors);
+    let email = field(&body, "email", Some(feedback::MAX_EMAIL), &mut errors);
+    if !errors.contains_key("email") && !feedback::plausible_email(&email) {
+        errors.insert("email".into(), json!(["Enter a valid email address."]));
+    }
+    let comments = field(&body, "comments", None, &mut errors);
+    let event_id = field(&body, "event_id", Some(32), &mut errors);
+    if !errors.is_empty() {
+        return Ok(ApiResponse {
+            status: http::StatusCode::BAD_REQUEST,
+            body: Value::Object(errors),
+            link: None,
+            file: None,
+        });
+    }
+    let Ok(event_id) = Uuid::try_parse(event_id.trim()) else {
+        return Err(ApiError::BadRequest("Invalid Event ID".into()));
+    };
+    let mut report = UserReport {
+        event_id,
+        name,
+        email,
+        comments,
+    };
+    feedback::validate_user_report(&mut report).map_err(|r| ApiError::BadRequest(r.into()))?;
+    ctx.store.ensure_writable()?;
+    let now = storage::now_ms();
+    let record = match feedback::user_report_record(ctx.store, project.id, &report, now)? {
+        Ok(record) => record,
+        Err(Refusal::Conflict(_)) => {
+            return Err(ApiError::Conflict(
+                "Feedback for this event cannot be modified.".into(),
+            ))
+        }
+        Err(Refusal::Invalid(reason)) => return Err(ApiError::BadRequest(reason.into())),
+    };
+    let mut batch = WriteBatch::default();
+    feedback::put(ctx.store, &mut batch, &record)?;
+    // Counted like feedback that came through an envelope.
+    batch.merge_cf(
+        &ctx.store.cf(cf::OUTCOMES),
+        keys::outcome(project.id, keys::hour_start(now), 0, FEEDBACK_CATEGORY, ""),
+        encode_i64(1),
+    );
+    ctx.store.write(batch, true)?;
+    let issue_id = feedback::resolve_issue(ctx.store, &record)?;
+    let linked = LinkedFeedback { record, issue_id };
+    Ok(ApiResponse::ok(with_issue(ctx, &linked)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::Fixture;
+    use bytes::Bytes;
+    use http::{Method, StatusCode};
+    use processor::pipeline::event_record;
+    use processor::{Processor, ProcessorConfig};
+    use serde_json::{json, Value};
+    use storage::LogRecord;
+    use uuid::Uuid;
+
+    fn error(id: &Uuid) -> LogRecord {
+        let ev = json!({
+            "event_id": id.simple().to_string(),
+            "timestamp": storage::now_ms() as f64 / 1000.0,
+            "environment": "prod",
+            "exception": {"values": [{"type": "ValueError", "value": "bad cart"}]},
+        });
+        event_record(1, storage::now_ms(), ev.to_string().as_bytes(), None)
+    }
+
+    fn item(ty: &str, payload: Value, received_ms: u64) -> LogRecord {
+        LogRecord {
+            item_type: ty.into(),
+            item_header: Bytes::from(format!("{{\"type\":\"{ty}\"}}")),
+            payload: Bytes::from(payload.to_string()),
+            ..event_record(1, received_ms, b"{}", None)
+        }
+    }
+
+    #[test]
+    fn list_submit_and_issue_feedback() {
+        let f = Fixture::new();
+        let processor = Processor::new(f.store.clone(), ProcessorConfig::default()).unwrap();
+        let event = Uuid::from_u128(0xabc);
+        let now = storage::now_ms();
+        // Feedback first, its event afterwards; then a widget feedback about no event.
+        processor
+            .process_and_commit(&[item(
+                "user_report",
+                json!({"event_id": event.simple().to_string(), "email": "ann@example.com",
+                       "comments": "Cart emptied itself"}),
+                now,
+            )])
+            .unwrap();
+        processor.process_and_commit(&[error(&event)]).unwrap();
+        processor
+            .process_and_commit(&[item(
+                "feedback",
+                json!({"contexts": {"feedback": {"message": "Love the new UI", "name": "Bo"}}}),
+                now + 1,
+            )])
+            .unwrap();
+        let issue_id = storage::records::load_event(&f.store, 1, &event)
+            .unwrap()
+            .unwrap()
+            .issue_id
+            .unwrap();
+
+        let list = f.get("/api/0/projects/default/default/user-feedback/");
+        assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+        let items = list.body.as_array().unwrap().clone();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0]["comments"], "Love the new UI");
+        assert_eq!(items[0]["issue"], Value::Null);
+        assert_eq!(items[0]["name"], "Bo");
+        let report = &items[1];
+        assert_eq!(report["eventID"], event.simple().to_string());
+        assert_eq!(report["event"]["id"], event.simple().to_string());
+        assert_eq!(
+            report["name"], "ann@example.com",
+            "no name: the email, as Sentry"
+        );
+        assert_eq!(report["issue"]["id"], issue_id.to_string());
+        assert!(report["dateCreated"].as_str().unwrap().ends_with('Z'));
+        assert!(list
+            .link
+            .unwrap()
+            .contains("rel=\"next\"; results=\"false\""));
+
+        // Sentry's status filter keeps feedback of unresolved issues only.
+        let unresolved = f.get("/api/0/projects/default/default/user-feedback/?status=unresolved");
+        assert_eq!(unresolved.body.as_array().unwrap().len(), 1);
+        let bad = f.get("/api/0/projects/default/default/user-feedback/?status=nope");
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let paged = f.get("/api/0/projects/default/default/user-feedback/?per_page=1");
+        assert_eq!(paged.body.as_array().unwrap().len(), 1);
+        assert!(paged
+            .link
+            .unwrap()
+            .contains("rel=\"next\"; results=\"true\""));
+
+        // The issue's feedback: by numeric id and both path spellings.
+        for path in [
+            format!("/api/0/organizations/default/issues/{issue_id}/user-reports/"),
+            format!("/api/0/issues/{issue_id}/user-feedback/"),
+        ] {
+            let r = f.get(&path);
+            assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
+            let items = r.body.as_array().unwrap();
+            assert_eq!(items.len(), 1, "{path}");
+            assert_eq!(items[0]["comments"], "Cart emptied itself");
+        }
+        let detail = f.get(&format!("/api/0/organizations/default/issues/{issue_id}/"));
+        assert_eq!(detail.body["userReportCount"], 1);
+
+        // The legacy submission: replaces the report (within 5 minutes) and answers it.
+        let posted = f.post(
+            "/api/0/projects/default/default/user-feedback/",
+            json!({"event_id": event.simple().to_string(), "name": "Ann",
+                   "email": "ann@example.com", "comments": "Cart emptied itself twice"}),
+        );
+        assert_eq!(posted.status, StatusCode::OK, "{:?}", posted.body);
+        assert_eq!(posted.body["issue"]["id"], issue_id.to_string());
+        assert_eq!(posted.body["name"], "Ann");
+        let r = f.get(&format!("/api/0/issues/{issue_id}/user-reports/"));
+        let items = r.body.as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["comments"], "Cart emptied itself twice");
+
+        // Sentry's serializer errors, per field.
+        let invalid = f.post(
+            "/api/0/projects/default/default/user-feedback/",
+            json!({"event_id": event.hyphenated().to_string(), "email": "nope", "comments": ""}),
+        );
+        assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+        assert_eq!(invalid.body["name"], json!(["This field is required."]));
+        assert_eq!(
+            invalid.body["email"],
+            json!(["Enter a valid email address."])
+        );
+        assert_eq!(
+            invalid.body["comments"],
+            json!(["This field may not be blank."])
+        );
+        assert_eq!(
+            invalid.body["event_id"],
+            json!(["Ensure this field has no more than 32 characters."])
+        );
+        // Reading needs a read scope; writing a write scope.
+        let reader = f.token(1, &["event:read"]);
+        let denied = f.call(
+            Method::POST,
+            "/api/0/projects/default/default/user-feedback/",
+            Some(&reader),
+            Some(json!({"event_id": event.simple().to_string(), "name": "A",
+                        "email": "a@b.io", "comments": "x"})),
+        );
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        let nobody = f.token(1, &["org:read"]);
+        let denied = f.call(
+            Method::GET,
+            "/api/0/projects/default/default/user-feedback/",
+            Some(&nobody),
+            None,
+        );
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            f.get("/api/0/projects/default/nope/user-feedback/").status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            f.get("/api/0/issues/999999/user-reports/").status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
