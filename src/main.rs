@@ -33,6 +33,8 @@ enum Command {
     Event(cli::issues::EventArgs),
     /// Performance of transactions: count, tpm, percentiles, apdex, failure rate.
     Perf(cli::perf::Args),
+    /// Release health: sessions, crashes, crash-free sessions and users per release.
+    Health(cli::health::Args),
     /// Print a trace's span tree with timings.
     Trace(cli::trace::Args),
     /// MCP server on stdio, over a data directory or bridged to a server's /mcp.
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Command::Issues(args) => cli::issues::run(args),
         Command::Event(args) => cli::issues::run_event(args),
         Command::Perf(args) => cli::perf::run(args),
+        Command::Health(args) => cli::health::run(args),
         Command::Trace(args) => cli::trace::run(args),
         Command::Mcp(args) => cli::mcp::run(args),
         Command::Token(args) => cli::token::run(args),

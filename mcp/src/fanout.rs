@@ -235,6 +235,7 @@ pub(crate) fn merge(tool: &str, args: &Value, replies: &Replies) -> Result<Value
             merged
         }
         "compare_releases" => merge_release_comparison(answers),
+        "get_release_health" => crate::tools::merge_release_health(answers),
         "search_issues" => merge_issue_search(args, answers),
         "search_events" => merge_events(args, answers),
         "list_alerts" => merge_alerts(args, answers),

@@ -27,6 +27,10 @@ use query::perf::{GroupBy, PerfError, PerfQuery, PerfStats, TimeRange};
 
 use crate::analysis::{self, EventFilter};
 
+mod health;
+pub(crate) use health::merge_release_health;
+use health::{ReleaseHealthAnswer, ReleaseHealthArgs};
+
 /// Every tool osprey's MCP server lists. Clients' tests and the fuzz target take the names
 /// from here; `mcp/tests/tools.rs` checks that the server lists exactly these.
 pub const TOOL_NAMES: &[&str] = &[
@@ -34,6 +38,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "get_error_analysis",
     "get_performance_metrics",
     "compare_releases",
+    "get_release_health",
     "search_issues",
     "get_issue_details",
     "get_event",
@@ -1149,6 +1154,19 @@ impl OspreyTools {
     }
 
     #[tool(
+        description = "Release health of a project over a time range: sessions, errored/crashed/abnormal sessions, users, and crash-free session and user rates (percent), for one release or the project with its releases that had the most sessions.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_release_health(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<ReleaseHealthArgs>,
+    ) -> Result<Json<ReleaseHealthAnswer>, String> {
+        self.call(&ext, READ_SCOPES, args, Inner::release_health)
+            .await
+    }
+
+    #[tool(
         description = "Search issues with Sentry's search syntax (is:unresolved, level:error, release:X, firstRelease:X, assigned:me, has:key, tag:value, firstSeen:-24h, times_seen:>10, free text…), sorted by date, new, freq or user.",
         annotations(read_only_hint = true)
     )]
@@ -1447,9 +1465,10 @@ impl ServerHandler for OspreyTools {
                 "osprey: errors and performance of your applications (Sentry-compatible). \
                  Start with find_projects; then get_error_analysis / get_performance_metrics \
                  for a time range (timeRange like 1h, 24h, 7d), search_issues and \
-                 get_issue_details to dig in, track_release and compare_releases around a \
-                 deploy, manage_issues to resolve, ignore, assign, label or annotate, and \
-                 configure_alert / list_alerts for alert rules and what fired, \
+                 get_issue_details to dig in, track_release, compare_releases and \
+                 get_release_health (crash-free sessions and users) around a deploy, \
+                 manage_issues to resolve, ignore, assign, label or annotate, \
+                 configure_alert / list_alerts for alert rules and what fired, and \
                  list_user_feedback for what users wrote about a project or an issue.",
             )
     }

@@ -793,6 +793,89 @@ async fn a_follower_reads_fresh_data_and_refuses_writes() {
     client.cancel().await.unwrap();
 }
 
+/// A `session` or `sessions` item of project 1, as ingest logs it.
+fn session_item(item_type: &str, payload: Value) -> LogRecord {
+    let mut r = event_record(1, now(), &serde_json::to_vec(&payload).unwrap(), None);
+    r.item_type = item_type.into();
+    r.item_header = bytes::Bytes::from(format!("{{\"type\":\"{item_type}\"}}"));
+    r
+}
+
+#[tokio::test]
+async fn release_health_from_processed_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    store.bootstrap(None, None).unwrap();
+    let started = (now() - 2 * MIN) as f64 / 1000.0;
+    let update = |sid: u128, did: &str, release: &str, status: &str| {
+        session_item(
+            "session",
+            json!({"sid": Uuid::from_u128(sid).to_string(), "did": did, "init": true,
+                   "started": started, "status": status,
+                   "attrs": {"release": release, "environment": "production"}}),
+        )
+    };
+    let records = vec![
+        update(1, "u1", "1.0", "exited"),
+        update(2, "u2", "1.0", "crashed"),
+        update(3, "u3", "1.0", "exited"),
+        update(4, "u3", "1.0", "exited"),
+        update(5, "u4", "2.0", "exited"),
+        session_item(
+            "sessions",
+            json!({"aggregates": [{"started": started, "exited": 3, "errored": 1}],
+                   "attrs": {"release": "2.0", "environment": "production"}}),
+        ),
+    ];
+    let p = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    p.process_and_commit(&records).unwrap();
+    let client = connect(mcp::OspreyTools::new(QueryService::new(store), None)).await;
+
+    let one = ok(
+        &client,
+        "get_release_health",
+        json!({"project": "default", "release": "1.0", "timeRange": "1h"}),
+    )
+    .await;
+    assert_eq!(one["total"]["sessions"], 4, "{one}");
+    assert_eq!(one["total"]["sessionsCrashed"], 1, "{one}");
+    assert_eq!(one["total"]["users"], 3, "{one}");
+    assert_eq!(one["total"]["crashFreeSessions"], 75.0, "{one}");
+    let free_users = one["total"]["crashFreeUsers"].as_f64().unwrap();
+    assert!((free_users - 66.667).abs() < 1e-9, "{one}");
+    assert_eq!(one["releases"], json!([]));
+
+    let all = ok(
+        &client,
+        "get_release_health",
+        json!({"project": "default", "environment": "production"}),
+    )
+    .await;
+    assert_eq!(all["total"]["sessions"], 9, "{all}");
+    assert_eq!(all["total"]["sessionsErrored"], 2, "{all}");
+    let releases: Vec<(&str, i64)> = all["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["release"].as_str().unwrap(),
+                r["sessions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(releases, [("2.0", 5), ("1.0", 4)], "{all}");
+    assert_eq!(all["releases"][0]["crashFreeSessions"], 100.0, "{all}");
+
+    let e = err(
+        &client,
+        "get_release_health",
+        json!({"project": "default", "timeRange": "forever"}),
+    )
+    .await;
+    assert!(e.contains("timeRange"), "{e}");
+}
+
 /// `list_user_feedback`: a project's feedback newest first, and an issue's, with the issue a
 /// report came before its event is linked to once the event is processed.
 #[tokio::test]

@@ -28,6 +28,7 @@ pub mod perf_users;
 pub mod pipeline;
 pub mod scrub;
 pub mod security;
+pub mod sessions;
 pub mod spans;
 pub mod testing;
 pub mod transactions;

@@ -162,7 +162,7 @@ pub struct BatchStats {
     pub invalid: u64,
     /// Already stored (same project and event id).
     pub duplicates: u64,
-    /// Item types the processor does not store (attachments, sessions, …) and client reports.
+    /// Item types the processor does not store (check-ins, profiles, …) and client reports.
     pub skipped: u64,
     /// Issues created.
     pub issues_created: u64,
@@ -299,6 +299,8 @@ struct Work<'a> {
     short_ids: HashMap<u64, u64>,
     folder: TransactionFolder,
     user_folder: crate::perf_users::UserFolder,
+    /// Release health counts of this batch (`sessions.rs`).
+    sessions: crate::sessions::SessionFolder,
     alerts: crate::alerts::BatchAlerts,
     /// Releases seen in this batch: (project, version) → (first, last) event time.
     releases: HashMap<(u64, String), (u64, u64)>,
@@ -807,6 +809,7 @@ impl Processor {
             short_ids,
             folder: TransactionFolder::new(),
             user_folder: crate::perf_users::UserFolder::new(),
+            sessions: crate::sessions::SessionFolder::new(),
             alerts: crate::alerts::BatchAlerts::default(),
             releases: HashMap::new(),
             pending_spans: HashMap::new(),
@@ -970,6 +973,7 @@ impl Processor {
             "event" | "transaction" | "security" => self.process_event(work, record),
             "attachment" => store_attachment(work, record),
             "span" => self.process_spans(work, record),
+            "session" | "sessions" => process_session(work, record),
             "client_report" => {
                 work.stats.skipped += 1;
                 client_report(work, record);
@@ -1581,6 +1585,7 @@ impl Processor {
         let store = work.store;
         work.folder.flush_into(store, &mut work.batch);
         work.user_folder.flush_into(store, &mut work.batch);
+        work.sessions.flush_into(store, &mut work.batch);
         // Fired issue alerts: history + throttle marks go into this batch.
         work.delta.alerts =
             self.alerts
@@ -1697,15 +1702,42 @@ fn store_attachment(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
     Ok(())
 }
 
-/// An item of a product osprey keeps no data for: sessions (release health), cron
-/// check-ins, logs, trace metrics, profiles, replays, metric buckets. The SDK
-/// was answered 200, as Relay answers; Relay drops an item whose product is disabled for the
-/// project with outcome `invalid`, reason `feature_disabled`, in the item's category, and so
-/// does osprey: the drop is counted in the outcomes instead of vanishing. Types with no data
-/// category (unknown to osprey, as to Relay) are dropped without an outcome, as Relay does.
+/// A `session` or `sessions` item: folded into the release health counters
+/// (`sessions.rs`), outcome `accepted` or `invalid` with the reason, category `session`.
+fn process_session(work: &mut Work<'_>, record: &LogRecord) -> Result<()> {
+    let folded = work.sessions.add_item(
+        work.store,
+        record.project_id,
+        &record.item_type,
+        &record.payload,
+        record.received_ms,
+    )?;
+    let (id, reason) = match folded {
+        crate::sessions::Folded::Accepted => (outcome::ACCEPTED, ""),
+        crate::sessions::Folded::Rejected(reason) => {
+            work.stats.invalid += 1;
+            (outcome::INVALID, reason)
+        }
+    };
+    work.outcome(
+        record.project_id,
+        record.received_ms,
+        id,
+        category::SESSION,
+        reason,
+        1,
+    );
+    Ok(())
+}
+
+/// An item of a product osprey keeps no data for: cron check-ins, logs, trace metrics,
+/// profiles, replays, metric buckets. The SDK was answered 200, as Relay answers; Relay drops
+/// an item whose product is disabled for the project with outcome `invalid`, reason
+/// `feature_disabled`, in the item's category, and so does osprey: the drop is counted in the
+/// outcomes instead of vanishing. Types with no data category (unknown to osprey, as to
+/// Relay) are dropped without an outcome, as Relay does.
 fn unsupported_item(work: &mut Work<'_>, record: &LogRecord, item_type: &str) {
     let cat = match item_type {
-        "session" | "sessions" => category::SESSION,
         "check_in" => category::from_name("monitor"),
         "log" => category::from_name("log_item"),
         "trace_metric" => category::from_name("trace_metric"),

@@ -447,7 +447,7 @@ fn filters_invalid_items_and_client_reports_become_outcomes() {
     assert_eq!(count_cf(&store, cf::EVENTS), 0);
 }
 
-/// Items of products osprey keeps no data for (sessions, check-ins, logs, profiles, …) are
+/// Items of products osprey keeps no data for (check-ins, logs, profiles, …) are
 /// answered 200 by ingest like Relay; the processor must count each drop as Relay does
 /// (outcome `invalid`, reason `feature_disabled`, the item's category and item count), not
 /// lose it without a trace. An unknown item type has no category and no outcome.
@@ -465,16 +465,6 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
         r
     };
     let records = vec![
-        item(
-            "session",
-            r#"{"type":"session"}"#,
-            br#"{"sid":"7c7b6585-5e6c-4fd6-9a34-3c1e0d9b8b6a","status":"exited"}"#,
-        ),
-        item(
-            "sessions",
-            r#"{"type":"sessions"}"#,
-            br#"{"aggregates":[{"started":"2020-02-07T14:16:00Z","exited":2}]}"#,
-        ),
         item(
             "check_in",
             r#"{"type":"check_in"}"#,
@@ -495,7 +485,7 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
     let stats = processor.process_and_commit(&records).unwrap();
     assert_eq!(
         (stats.accepted, stats.invalid, stats.skipped),
-        (0, 0, 6),
+        (0, 0, 4),
         "{stats:?}"
     );
     let hour = keys::hour_start(received_ms);
@@ -509,13 +499,73 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
             .unwrap()
             .map(|v| decode_i64(&v))
     };
-    assert_eq!(get(category::SESSION), Some(2));
     assert_eq!(get(category::from_name("monitor")), Some(1));
     assert_eq!(get(category::from_name("log_item")), Some(3));
     assert_eq!(get(category::from_name("profile")), Some(1));
-    // Four categories, nothing for the unknown type.
-    assert_eq!(count_cf(&store, cf::OUTCOMES), 4);
+    // Three categories, nothing for the unknown type.
+    assert_eq!(count_cf(&store, cf::OUTCOMES), 3);
     assert_eq!(count_cf(&store, cf::EVENTS), 0);
+}
+
+/// Release health items are kept (`processor::sessions`): accepted ones are outcome
+/// `accepted`, category `session`; a session without a release is `invalid`
+/// (`missing_release`), as Relay drops it.
+#[test]
+fn session_items_are_folded_with_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let received_ms = now_ms();
+    let started = chrono::DateTime::from_timestamp_millis(received_ms as i64 - 1000)
+        .unwrap()
+        .to_rfc3339();
+    let item = |ty: &str, payload: Value| {
+        let mut r = record(serde_json::to_vec(&payload).unwrap());
+        r.received_ms = received_ms;
+        r.item_type = ty.into();
+        r.item_header = Bytes::from(format!("{{\"type\":\"{ty}\"}}"));
+        r
+    };
+    let records = vec![
+        item(
+            "session",
+            json!({"sid": "7c7b6585-5e6c-4fd6-9a34-3c1e0d9b8b6a", "init": true, "started": started,
+                   "status": "crashed", "attrs": {"release": "app@1"}}),
+        ),
+        item(
+            "sessions",
+            json!({"aggregates": [{"started": started, "exited": 2}], "attrs": {"release": "app@1"}}),
+        ),
+        item(
+            "session",
+            json!({"sid": "8c7b6585-5e6c-4fd6-9a34-3c1e0d9b8b6a", "started": started, "status": "exited"}),
+        ),
+    ];
+    let stats = processor.process_and_commit(&records).unwrap();
+    assert_eq!(stats.invalid, 1, "{stats:?}");
+    let hour = keys::hour_start(received_ms);
+    let get = |o: u8, reason: &str| {
+        store
+            .db()
+            .get_cf(
+                &store.cf(cf::OUTCOMES),
+                keys::outcome(1, hour, o, category::SESSION, reason),
+            )
+            .unwrap()
+            .map(|v| decode_i64(&v))
+    };
+    assert_eq!(get(outcome::ACCEPTED, ""), Some(2));
+    assert_eq!(get(outcome::INVALID, "missing_release"), Some(1));
+    let started_hour = keys::hour_start(received_ms - 1000);
+    let sessions = |metric: u8| {
+        counter(
+            &store,
+            &storage::sessions::counter_key(1, started_hour, "app@1", "", metric),
+        )
+    };
+    assert_eq!(sessions(storage::sessions::metric::STARTED), 3);
+    assert_eq!(sessions(storage::sessions::metric::CRASHED), 1);
+    assert_eq!(sessions(storage::sessions::metric::ERRORED), 1);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Modules: [`issues`], [`events`], [`feedback`] (user feedback), [`search`] (Sentry's search syntax), [`perf`]
 //! (transaction histograms), [`trace`], [`outcomes`] (accepted/filtered/invalid/… counters,
 //! also summed for Sentry's org stats endpoint `GET /api/0/organizations/{org}/stats_v2/`),
-//! [`api`] (the `/api/0/` HTTP surface) and [`peers`] (a query node's fan-out and merge).
+//! [`sessions`] (release health: sessions, users, crash-free rates for
+//! `GET /api/0/organizations/{org}/sessions/`), [`api`] (the `/api/0/` HTTP surface) and [`peers`] (a query node's fan-out and merge).
 
 pub mod api;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod outcomes;
 pub mod peers;
 pub mod perf;
 pub mod search;
+pub mod sessions;
 pub mod trace;
 
 use storage::Store;

@@ -231,7 +231,7 @@ pub struct OutcomeStats {
 }
 
 /// Sentry's `isoformat_z`: seconds precision with a `Z`.
-fn iso_seconds(ms: u64) -> String {
+pub(crate) fn iso_seconds(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()

@@ -20,6 +20,8 @@
 //!   in `ospreyApproximate`;
 //! - org stats (`/organizations/{org}/stats_v2/`) add per group (`by`) and per interval,
 //!   project stats (`/projects/{org}/{project}/stats/`) per timestamp;
+//! - release health (`/organizations/{org}/sessions/`): sums add per group, rates come from
+//!   the node holding the group (`crate::sessions::merge_node_answers`);
 //! - other lists are unions by `id`; single objects come from the first node that has them.
 //!
 //! A peer that does not answer (connection refused, timeout, 5xx) does not fail the request:
@@ -291,6 +293,7 @@ pub fn merge(
                 merge_performance(ok, param("sort"), param("asc"), limit)
             }
             ["organizations", _, "stats_v2"] => merge_outcome_stats(ok),
+            ["organizations", _, "sessions"] => crate::sessions::merge_node_answers(ok),
             ["projects", _, _, "stats"] => merge_points(ok),
             ["projects", _, _, "user-feedback" | "user-reports"]
             | [.., "issues", _, "user-feedback" | "user-reports"] => {

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod bench;
 pub mod grouping;
+pub mod health;
 pub mod issues;
 pub mod loadgen;
 pub mod mcp;

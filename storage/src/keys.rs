@@ -735,10 +735,12 @@ mod tests {
             .iter()
             .flat_map(|r| [r.counter_kind(), r.error_kind()])
             .chain([counters::ISSUE_HOURLY])
+            .chain([crate::sessions::COUNTER_KIND, crate::sessions::MEMBER_KIND])
             .collect();
         let histograms: Vec<u8> = all
             .iter()
             .flat_map(|r| [r.duration_kind(), r.measurement_kind(), r.users_kind()])
+            .chain([crate::sessions::USERS_KIND])
             .collect();
         for kinds in [counters, histograms] {
             let unique: std::collections::HashSet<u8> = kinds.iter().copied().collect();

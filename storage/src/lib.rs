@@ -26,6 +26,7 @@ mod meta;
 pub mod meta_topic;
 pub mod records;
 pub mod releases;
+pub mod sessions;
 pub mod workflow;
 
 pub use db::{

@@ -17,6 +17,7 @@ mod issues;
 mod orgs;
 mod performance;
 mod releases;
+mod sessions;
 mod stats;
 mod traces;
 pub mod util;
@@ -577,6 +578,9 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
         return Ok(resp);
     }
     if let Some(resp) = stats::route(ctx, method, segs)? {
+        return Ok(resp);
+    }
+    if let Some(resp) = sessions::route(ctx, method, segs)? {
         return Ok(resp);
     }
     if let Some(resp) = performance::route(ctx, method, segs)? {

@@ -671,6 +671,7 @@ struct ReleaseNumbers {
     failure_rate: Option<f64>,
     p95_ms: Option<f64>,
     scan_limited: bool,
+    health: crate::sessions::ReleaseHealth,
 }
 
 impl ReleaseNumbers {
@@ -685,6 +686,11 @@ impl ReleaseNumbers {
             "failureRate": self.failure_rate,
             "p95": self.p95_ms,
             "ospreyScanLimited": self.scan_limited,
+            // Release health, as Sentry's `healthData`: crash-free rates in percent.
+            "sessions": self.health.sessions,
+            "sessionsCrashed": self.health.sessions_crashed,
+            "crashFreeSessions": self.health.crash_free_sessions.map(|r| r * 100.0),
+            "crashFreeUsers": self.health.crash_free_users.map(|r| r * 100.0),
         })
     }
 }
@@ -695,7 +701,9 @@ impl ReleaseNumbers {
 ///   shows it: id, email, username or IP) over its error events and transactions, counted
 ///   exactly from the stored events (at most [`super::discover::MAX_SCANNED`] read, newest
 ///   first; `ospreyScanLimited` says when the window held more);
-/// - transactions, failure rate and p95: from the release's transaction histograms.
+/// - transactions, failure rate and p95: from the release's transaction histograms;
+/// - sessions, crashed sessions and crash-free sessions/users (percent): from the release
+///   health counters (`crate::sessions`), over the window widened to whole hours.
 fn release_numbers(
     ctx: &Ctx<'_>,
     org: &Organization,
@@ -742,12 +750,15 @@ fn release_numbers(
         failure_rate: perf.total.failure_rate,
         p95_ms: perf.total.p95_ms,
         scan_limited,
+        health: ctx
+            .query
+            .release_health(project.id, Some(version), None, (start_ms, end_ms))?,
     })
 }
 
 /// `GET /projects/{org}/{project}/releases/{version}/stats/[?statsPeriod=30d|start=&end=]
-/// [&previous=VERSION]`: the release's new issues, events, users, transactions, failure rate
-/// and p95, next to the same numbers of the previous release (semantic-version order when
+/// [&previous=VERSION]`: the release's new issues, events, users, transactions, failure rate,
+/// p95 and release health (sessions, crash-free sessions and users), next to the same numbers of the previous release (semantic-version order when
 /// the versions parse, else creation order; `previous=` picks another) and the changes.
 fn release_stats(
     ctx: &Ctx<'_>,
@@ -812,6 +823,10 @@ fn release_stats(
             "transactions": count(current.transactions, b.transactions),
             "failureRate": diff(current.failure_rate, b.failure_rate),
             "p95": diff(current.p95_ms, b.p95_ms),
+            "crashFreeSessions": diff(
+                current.health.crash_free_sessions.map(|r| r * 100.0),
+                b.health.crash_free_sessions.map(|r| r * 100.0),
+            ),
         })
     });
     Ok(ApiResponse::ok(json!({

@@ -220,7 +220,7 @@ fn project_stats(ctx: &Ctx<'_>, project_id: u64, now: u64) -> ApiResult<ApiRespo
 }
 
 /// The organization's projects the request names (`-1` or none = all of them).
-fn projects(ctx: &Ctx<'_>, org: &Organization) -> ApiResult<Vec<u64>> {
+pub(super) fn projects(ctx: &Ctx<'_>, org: &Organization) -> ApiResult<Vec<u64>> {
     let meta = ctx.store.meta();
     let all = || meta.projects_of_org(org.id).iter().map(|p| p.id).collect();
     let mut wanted = BTreeSet::new();
@@ -243,7 +243,7 @@ fn projects(ctx: &Ctx<'_>, org: &Organization) -> ApiResult<Vec<u64>> {
 /// `[start, end)` and the interval, in ms: the requested range rounded out to whole
 /// intervals as Sentry rounds it (the end up to the next interval boundary, the length up to
 /// a whole number of intervals).
-fn range(ctx: &Ctx<'_>, now: u64) -> ApiResult<(u64, u64, u64)> {
+pub(super) fn range(ctx: &Ctx<'_>, now: u64) -> ApiResult<(u64, u64, u64)> {
     let param = |name: &str| ctx.req.param(name).filter(|v| !v.is_empty());
     let interval_text = param("interval").unwrap_or("1h");
     let interval = parse_duration(interval_text)
