@@ -33,6 +33,20 @@ fn wait_for(server: &OspreyServer, query: &str, done: impl Fn(&Value) -> bool) -
     }
 }
 
+/// Each group of an answer as (its value of column `by`, its totals of `fields`).
+fn group_totals(body: &Value, by: &str, fields: &[&str]) -> Vec<(String, Vec<i64>)> {
+    body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let name = g["by"][by].as_str().unwrap().to_owned();
+            let totals = fields.iter().map(|f| g["totals"][*f].as_i64().unwrap());
+            (name, totals.collect())
+        })
+        .collect()
+}
+
 fn rate(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a rate: {v}"))
 }
@@ -93,25 +107,18 @@ fn python_sdk_sessions_answer_crash_free_rates_like_sentry() {
         "{ORG_SESSIONS}?field=sum(session)&field=count_unique(user)&groupBy=session.status&query=release:{RELEASE}&statsPeriod=2h"
     ));
     assert_eq!(status, 200, "{by_status}");
-    let split: Vec<(String, i64, i64)> = by_status["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            (
-                g["by"]["session.status"].as_str().unwrap().to_owned(),
-                g["totals"]["sum(session)"].as_i64().unwrap(),
-                g["totals"]["count_unique(user)"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let split = group_totals(
+        &by_status,
+        "session.status",
+        &["sum(session)", "count_unique(user)"],
+    );
     let expected = [
         ("healthy", 2, 1),
         ("errored", 2, 1),
         ("crashed", 1, 1),
         ("abnormal", 0, 0),
     ]
-    .map(|(s, n, u)| (s.to_owned(), n, u));
+    .map(|(s, n, u)| (s.to_owned(), vec![n, u]));
     assert_eq!(split, expected, "{by_status}");
 
     // By release: the second release's one healthy session.
@@ -120,20 +127,10 @@ fn python_sdk_sessions_answer_crash_free_rates_like_sentry() {
         "field=sum(session)&field=crash_free_rate(session)&groupBy=release&statsPeriod=2h&orderBy=-sum(session)",
         |b| b["groups"].as_array().is_some_and(|g| g.len() == 2),
     );
-    let releases: Vec<(String, i64)> = by_release["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            (
-                g["by"]["release"].as_str().unwrap().to_owned(),
-                g["totals"]["sum(session)"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let releases = group_totals(&by_release, "release", &["sum(session)"]);
     assert_eq!(
         releases,
-        [(RELEASE.to_owned(), 5), (OTHER.to_owned(), 1)],
+        [(RELEASE.to_owned(), vec![5]), (OTHER.to_owned(), vec![1])],
         "{by_release}"
     );
     assert_eq!(
@@ -254,23 +251,13 @@ fn node_sdk_request_sessions_are_aggregated_like_sentry() {
         "{ORG_SESSIONS}?field=sum(session)&groupBy=session.status&query=release:{release}&statsPeriod=2h"
     ));
     assert_eq!(status, 200, "{by_status}");
-    let split: Vec<(String, i64)> = by_status["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            (
-                g["by"]["session.status"].as_str().unwrap().to_owned(),
-                g["totals"]["sum(session)"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let split = group_totals(&by_status, "session.status", &["sum(session)"]);
     let expected = [
         ("healthy", 2),
         ("errored", 1),
         ("crashed", 1),
         ("abnormal", 0),
     ]
-    .map(|(s, n)| (s.to_owned(), n));
+    .map(|(s, n)| (s.to_owned(), vec![n]));
     assert_eq!(split, expected, "{by_status}");
 }

@@ -145,6 +145,34 @@ pub struct SessionsQuery {
     pub query_text: String,
 }
 
+impl SessionsQuery {
+    /// Sessions and users of `project_id` (optionally one release and one environment) in
+    /// `[start_ms, end_ms)` widened to whole hours (sessions are counted per hour), as one
+    /// interval, grouped by `group_by`: the question behind release health.
+    pub fn health(
+        project_id: u64,
+        release: Option<&str>,
+        environment: Option<&str>,
+        (start_ms, end_ms): (u64, u64),
+        group_by: Vec<SessionsGroupBy>,
+    ) -> SessionsQuery {
+        const HOUR: u64 = 3_600_000;
+        let start = keys::hour_start(start_ms);
+        let end = end_ms.div_ceil(HOUR).saturating_mul(HOUR).max(start + HOUR);
+        SessionsQuery {
+            fields: vec![SessionsField::Sessions, SessionsField::Users],
+            group_by,
+            projects: vec![project_id],
+            environments: environment.map(str::to_owned).into_iter().collect(),
+            releases: release.map(str::to_owned).into_iter().collect(),
+            start_ms: start,
+            end_ms: end,
+            interval_ms: end - start,
+            query_text: String::new(),
+        }
+    }
+}
+
 /// Session counts of one set of hours.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionCounts {
@@ -397,20 +425,13 @@ impl QueryService {
         environment: Option<&str>,
         (start_ms, end_ms): (u64, u64),
     ) -> Result<ReleaseHealth> {
-        const HOUR: u64 = 3_600_000;
-        let start = keys::hour_start(start_ms);
-        let end = end_ms.div_ceil(HOUR).saturating_mul(HOUR).max(start + HOUR);
-        let query = SessionsQuery {
-            fields: vec![SessionsField::Sessions, SessionsField::Users],
-            group_by: Vec::new(),
-            projects: vec![project_id],
-            environments: environment.map(str::to_owned).into_iter().collect(),
-            releases: release.map(str::to_owned).into_iter().collect(),
-            start_ms: start,
-            end_ms: end,
-            interval_ms: end - start,
-            query_text: String::new(),
-        };
+        let query = SessionsQuery::health(
+            project_id,
+            release,
+            environment,
+            (start_ms, end_ms),
+            Vec::new(),
+        );
         let answer = self.sessions(&query)?;
         Ok(answer
             .groups

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use query::sessions::{ReleaseHealth, SessionsField, SessionsGroupBy, SessionsQuery};
+use query::sessions::{ReleaseHealth, SessionsGroupBy, SessionsQuery};
 use query::QueryService;
 use storage::Store;
 
@@ -43,20 +43,13 @@ pub fn rows(
     environment: Option<&str>,
     (start, end): (u64, u64),
 ) -> anyhow::Result<Vec<Row>> {
-    const HOUR: u64 = 3_600_000;
-    let start = storage::keys::hour_start(start);
-    let end = end.div_ceil(HOUR) * HOUR;
-    let answer = query.sessions(&SessionsQuery {
-        fields: vec![SessionsField::Sessions, SessionsField::Users],
-        group_by: vec![SessionsGroupBy::Release],
-        projects: vec![project_id],
-        environments: environment.map(str::to_owned).into_iter().collect(),
-        releases: release.map(str::to_owned).into_iter().collect(),
-        start_ms: start,
-        end_ms: end,
-        interval_ms: end - start,
-        query_text: String::new(),
-    })?;
+    let answer = query.sessions(&SessionsQuery::health(
+        project_id,
+        release,
+        environment,
+        (start, end),
+        vec![SessionsGroupBy::Release],
+    ))?;
     let mut rows: Vec<Row> = answer
         .groups
         .iter()
