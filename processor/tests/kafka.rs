@@ -5,6 +5,8 @@
 //! The broker's address comes from `OSPREY_TEST_KAFKA` (see `scripts/kafka.sh`); without it
 //! the test fails and says so.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,20 +17,9 @@ use processor::{Processor, ProcessorConfig};
 use serde_json::json;
 use storage::records::IssueRecord;
 use storage::{
-    cf, decode_i64, keys, KafkaConfig, KafkaConsumer, KafkaLog, KafkaTopics, Log, LogRecord, Store,
-    StoreOptions,
+    cf, decode_i64, keys, KafkaConfig, KafkaConsumer, KafkaLog, Log, LogRecord, Store, StoreOptions,
 };
 use uuid::Uuid;
-
-fn broker() -> String {
-    match std::env::var("OSPREY_TEST_KAFKA") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => panic!(
-            "OSPREY_TEST_KAFKA is not set: start a broker with `scripts/kafka.sh start` and \
-             export the address it prints (the test command does both)"
-        ),
-    }
-}
 
 /// A store with the default project and projects 2..=4, the same ids on every node (what
 /// shared metadata gives a cluster).
@@ -176,25 +167,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn two_processors_match_embedded_and_a_leaver_hands_over_without_recounting() {
-    let run = Uuid::new_v4().simple().to_string();
-    let config = KafkaConfig {
-        brokers: broker(),
-        topics: KafkaTopics {
-            events: format!("p-events-{run}"),
-            transactions: format!("p-tx-{run}"),
-            meta: format!("p-meta-{run}"),
-        },
-        partitions: 4,
-        group_id: format!("p-group-{run}"),
-        session_timeout_ms: 6_000,
-        ..Default::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(storage::ensure_topics(&config)).unwrap();
+    let (config, rt) = common::fresh_kafka("p", 4);
 
     let records = events();
     // Embedded baseline: the same records through the same pipeline, one store.

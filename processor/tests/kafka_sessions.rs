@@ -5,6 +5,8 @@
 //! The broker's address comes from `OSPREY_TEST_KAFKA` (see `scripts/kafka.sh`); without it
 //! the test fails and says so.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -12,20 +14,10 @@ use processor::pipeline::event_record;
 use processor::{Processor, ProcessorConfig};
 use serde_json::json;
 use storage::{
-    cf, decode_i64, keys, sessions as sk, KafkaConfig, KafkaConsumer, KafkaLog, KafkaTopics, Log,
-    LogRecord, Store, StoreOptions,
+    cf, decode_i64, keys, sessions as sk, KafkaConsumer, KafkaLog, Log, LogRecord, Store,
+    StoreOptions,
 };
 use uuid::Uuid;
-
-fn broker() -> String {
-    match std::env::var("OSPREY_TEST_KAFKA") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => panic!(
-            "OSPREY_TEST_KAFKA is not set: start a broker with `scripts/kafka.sh start` and \
-             export the address it prints (the test command does both)"
-        ),
-    }
-}
 
 fn open(dir: &std::path::Path) -> Store {
     let store = Store::open(dir, &StoreOptions::default()).unwrap();
@@ -106,25 +98,7 @@ fn health(store: &Store) -> BTreeMap<Vec<u8>, Vec<u64>> {
 
 #[test]
 fn kafka_folds_sessions_like_the_embedded_processor() {
-    let run = Uuid::new_v4().simple().to_string();
-    let config = KafkaConfig {
-        brokers: broker(),
-        topics: KafkaTopics {
-            events: format!("s-events-{run}"),
-            transactions: format!("s-tx-{run}"),
-            meta: format!("s-meta-{run}"),
-        },
-        partitions: 2,
-        group_id: format!("s-group-{run}"),
-        session_timeout_ms: 6_000,
-        ..Default::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(storage::ensure_topics(&config)).unwrap();
+    let (config, rt) = common::fresh_kafka("s", 2);
     let records = sessions(storage::now_ms());
 
     let base_dir = tempfile::tempdir().unwrap();
