@@ -177,19 +177,8 @@ fn python_sdk_sessions_answer_crash_free_rates_like_sentry() {
         "{{}}\n{{\"type\":\"session\",\"length\":{}}}\n{payload}\n",
         payload.len()
     );
-    let resp = common::http()
-        .post(server.url("/api/1/envelope/"))
-        .header(
-            "X-Sentry-Auth",
-            format!(
-                "Sentry sentry_version=7, sentry_key={}",
-                server.default_key()
-            ),
-        )
-        .body(envelope)
-        .send()
-        .expect("ingest request");
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, text) = server.post_envelope(envelope);
+    assert_eq!(status, 200, "{text}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let outcomes = loop {
         let (status, body) = server.api_get(

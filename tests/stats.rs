@@ -13,19 +13,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn post_envelope(server: &OspreyServer, body: Vec<u8>) {
-    let resp = common::http()
-        .post(server.url("/api/1/envelope/"))
-        .header(
-            "X-Sentry-Auth",
-            format!(
-                "Sentry sentry_version=7, sentry_key={}",
-                server.default_key()
-            ),
-        )
-        .body(body)
-        .send()
-        .expect("ingest request");
-    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text());
+    let (status, text) = server.post_envelope(body);
+    assert_eq!(status, 200, "{text}");
 }
 
 /// An envelope with one item of `item_type` whose payload is `payload`.

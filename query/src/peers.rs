@@ -475,11 +475,9 @@ fn merge_points(answers: Vec<Value>) -> Value {
 /// Sums by field name (`sum(quantity)` → a total or a series).
 type StatsSums = Map<String, Value>;
 
-/// Org stats (`/organizations/{org}/stats_v2/`) of several nodes: each node counted the
-/// outcomes of the records it processed, so the same group's totals and per-interval values
-/// add. Nodes resolve a relative range at slightly different instants; the series are
-/// aligned on the union of the intervals (ISO strings sort as times).
-fn merge_outcome_stats(answers: Vec<Value>) -> Value {
+/// The `intervals` of several nodes' answers as one sorted list without repeats (ISO
+/// strings sort as times): nodes resolve a relative range at slightly different instants.
+pub(crate) fn union_of_intervals(answers: &[Value]) -> Vec<String> {
     let mut intervals: Vec<String> = answers
         .iter()
         .flat_map(|a| a["intervals"].as_array().cloned().unwrap_or_default())
@@ -487,6 +485,15 @@ fn merge_outcome_stats(answers: Vec<Value>) -> Value {
         .collect();
     intervals.sort();
     intervals.dedup();
+    intervals
+}
+
+/// Org stats (`/organizations/{org}/stats_v2/`) of several nodes: each node counted the
+/// outcomes of the records it processed, so the same group's totals and per-interval values
+/// add. Nodes resolve a relative range at slightly different instants; the series are
+/// aligned on the union of the intervals (ISO strings sort as times).
+fn merge_outcome_stats(answers: Vec<Value>) -> Value {
+    let intervals = union_of_intervals(&answers);
     let has_series = answers.iter().any(|a| a.get("intervals").is_some());
     let mut start: Option<String> = None;
     let mut end: Option<String> = None;

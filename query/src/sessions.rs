@@ -635,13 +635,7 @@ impl SessionsAnswer {
 /// `ospreyApproximate`. Series are aligned on the union of the nodes' intervals.
 pub(crate) fn merge_node_answers(answers: Vec<serde_json::Value>) -> serde_json::Value {
     use serde_json::{json, Map, Value};
-    let mut intervals: Vec<String> = answers
-        .iter()
-        .flat_map(|a| a["intervals"].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    intervals.sort();
-    intervals.dedup();
+    let intervals = crate::peers::union_of_intervals(&answers);
     let slot = |t: &Value| {
         intervals
             .binary_search_by(|x| x.as_str().cmp(t.as_str().unwrap_or_default()))

@@ -432,6 +432,22 @@ impl OspreyServer {
             serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
         )
     }
+
+    /// POSTs an envelope to the default project with the default key, as an SDK does;
+    /// returns the status and the body text.
+    pub fn post_envelope(&self, body: impl Into<reqwest::blocking::Body>) -> (u16, String) {
+        let resp = http()
+            .post(self.url("/api/1/envelope/"))
+            .header(
+                "X-Sentry-Auth",
+                format!("Sentry sentry_version=7, sentry_key={}", self.default_key()),
+            )
+            .body(body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST envelope: {e}\n{}", self.log_tail(40)));
+        let status = resp.status().as_u16();
+        (status, resp.text().unwrap_or_default())
+    }
 }
 
 enum LaunchError {
