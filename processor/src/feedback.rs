@@ -13,6 +13,9 @@
 //! `contexts.feedback.message` of at most 4096 characters; its name, email and URL are cut to
 //! their bounds rather than refused (Sentry does not refuse them either).
 //!
+//! What is stored is scrubbed with the project's data-scrubbing settings, as its events are
+//! (`Scrubber::scrub_feedback`).
+//!
 //! osprey does not make each feedback event an issue of its own, as Sentry's issue platform
 //! does: osprey's issues are groups of errors, and a per-feedback issue would crowd the issue
 //! list and its alerts. Feedback is listed per project and per issue instead.
@@ -32,17 +35,18 @@ pub fn store_item(
     batch: &mut WriteBatch,
     record: &LogRecord,
 ) -> storage::Result<Result<(), Refusal>> {
-    if store.meta().project(record.project_id).is_none() {
+    let Some(project) = store.meta().project(record.project_id) else {
         return Ok(Err(Refusal::Invalid("project_id")));
-    }
+    };
     let prepared = match record.item_type.as_str() {
         "user_report" => user_report(store, record)?,
         _ => feedback_event(store, record)?,
     };
-    let feedback = match prepared {
+    let mut feedback = match prepared {
         Ok(f) => f,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    crate::scrub::Scrubber::from_settings(&project.settings).scrub_feedback(&mut feedback);
     feedback::put(store, batch, &feedback)?;
     Ok(Ok(()))
 }
@@ -232,5 +236,20 @@ mod tests {
             Err(Refusal::Invalid("project_id"))
         );
         assert_eq!(store_item(&store, &mut batch, &good).unwrap(), Ok(()));
+
+        // What is stored is scrubbed with the project's rules (defaults: card numbers).
+        let carded = item(
+            "feedback",
+            json!({
+                "event_id": "abababababababababababababababab",
+                "contexts": {"feedback": {"message": "charged twice on 4111 1111 1111 1111"}},
+            }),
+        );
+        let mut batch = WriteBatch::default();
+        assert_eq!(store_item(&store, &mut batch, &carded).unwrap(), Ok(()));
+        store.write(batch, false).unwrap();
+        let id = Uuid::try_parse("abababababababababababababababab").unwrap();
+        let stored = feedback::get(&store, 1, &id).unwrap().unwrap();
+        assert_eq!(stored.comments, "charged twice on [Filtered]");
     }
 }

@@ -141,6 +141,39 @@ impl Scrubber {
         }
     }
 
+    /// Scrubs a user feedback with the rules of its project's events: card numbers (and,
+    /// with `scrub_ip_addresses`, IP addresses) in what the user wrote, their name and the
+    /// page URL; sensitive query parameters of that URL; the `user` object as an event's
+    /// `user`. The contact email stays: it is what the user gave to be answered on, and
+    /// Relay's default rules keep emails too.
+    pub fn scrub_feedback(&self, feedback: &mut storage::feedback::FeedbackRecord) {
+        if !self.enabled && !self.scrub_ip {
+            return;
+        }
+        self.scrub_string(&mut feedback.comments);
+        self.scrub_string(&mut feedback.name);
+        if let Some(url) = feedback.url.as_mut() {
+            if self.enabled {
+                if let Some((base, query)) = url.split_once('?') {
+                    if let Some(new) = scrub_query(self, query) {
+                        *url = format!("{base}?{new}");
+                    }
+                }
+            }
+            self.scrub_string(url);
+        }
+        if let Some(user) = feedback.user.take() {
+            let mut holder = Map::with_capacity(1);
+            holder.insert("user".to_owned(), Value::from(user));
+            let mut holder = Value::Object(holder);
+            self.scrub(&mut holder);
+            feedback.user = holder
+                .as_object_mut()
+                .and_then(|h| h.remove("user"))
+                .map(serde_json::Value::from);
+        }
+    }
+
     fn walk(&self, value: &mut Value, depth: usize) {
         // Normalization bounds nesting of what matters; this bound only protects the stack.
         if depth > 64 {
@@ -800,6 +833,61 @@ mod tests {
         assert_eq!(ev["tags"][0][1], FILTERED);
         assert_eq!(ev["tags"][1][1], "Firefox");
         assert_eq!(ev["event_id"], "0123");
+    }
+
+    #[test]
+    fn feedback_is_scrubbed_like_an_event() {
+        let settings = ProjectSettings {
+            scrub_ip_addresses: true,
+            ..Default::default()
+        };
+        let mut feedback = storage::feedback::FeedbackRecord {
+            id: "f".repeat(32),
+            kind: storage::feedback::FeedbackKind::Feedback,
+            project_id: 1,
+            event_id: None,
+            issue_id: None,
+            name: "Ann 4111 1111 1111 1111".into(),
+            email: "ann@example.com".into(),
+            comments: "my card 4111-1111-1111-1111 was charged twice, from 10.1.2.3".into(),
+            url: Some("https://shop.example.com/pay?token=abc&item=7".into()),
+            source: None,
+            environment: None,
+            release: None,
+            user: Some(serde_json::json!({
+                "ip_address": "10.1.2.3",
+                "email": "ann@example.com",
+                "data": {"api_key": "k-123", "plan": "pro"},
+            })),
+            received_ms: 0,
+        };
+        Scrubber::from_settings(&settings).scrub_feedback(&mut feedback);
+        assert_eq!(
+            feedback.comments,
+            "my card [Filtered] was charged twice, from [ip]"
+        );
+        assert_eq!(feedback.name, "Ann [Filtered]");
+        assert_eq!(feedback.email, "ann@example.com");
+        assert_eq!(
+            feedback.url.as_deref(),
+            Some("https://shop.example.com/pay?token=[Filtered]&item=7")
+        );
+        let user = feedback.user.as_ref().unwrap();
+        assert!(user.get("ip_address").is_none());
+        assert_eq!(user["email"], "ann@example.com");
+        assert_eq!(user["data"]["api_key"], FILTERED);
+        assert_eq!(user["data"]["plan"], "pro");
+
+        // With scrubbing off, nothing changes.
+        let off = Scrubber::from_settings(&ProjectSettings {
+            scrub_data: false,
+            ..Default::default()
+        });
+        let mut kept = feedback.clone();
+        kept.comments = "card 4111 1111 1111 1111".into();
+        let before = kept.clone();
+        off.scrub_feedback(&mut kept);
+        assert_eq!(kept, before);
     }
 
     #[test]

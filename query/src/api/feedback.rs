@@ -232,7 +232,7 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     feedback::validate_user_report(&mut report).map_err(|r| ApiError::BadRequest(r.into()))?;
     ctx.store.ensure_writable()?;
     let now = storage::now_ms();
-    let record = match feedback::user_report_record(ctx.store, project.id, &report, now)? {
+    let mut record = match feedback::user_report_record(ctx.store, project.id, &report, now)? {
         Ok(record) => record,
         Err(Refusal::Conflict(_)) => {
             return Err(ApiError::Conflict(
@@ -241,6 +241,8 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
         }
         Err(Refusal::Invalid(reason)) => return Err(ApiError::BadRequest(reason.into())),
     };
+    // Scrubbed as the same report sent by an SDK would be.
+    processor::scrub::Scrubber::from_settings(&project.settings).scrub_feedback(&mut record);
     let mut batch = WriteBatch::default();
     feedback::put(ctx.store, &mut batch, &record)?;
     // Counted like feedback that came through an envelope.
@@ -374,6 +376,16 @@ mod tests {
         let items = r.body.as_array().unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0]["comments"], "Cart emptied itself twice");
+        // A card number in the comments is scrubbed before it is stored, as from an SDK.
+        let carded = f.post(
+            "/api/0/projects/default/default/user-feedback/",
+            json!({"event_id": event.simple().to_string(), "name": "Ann",
+                   "email": "ann@example.com", "comments": "charged 4111 1111 1111 1111 twice"}),
+        );
+        assert_eq!(carded.status, StatusCode::OK, "{:?}", carded.body);
+        assert_eq!(carded.body["comments"], "charged [Filtered] twice");
+        let r = f.get(&format!("/api/0/issues/{issue_id}/user-reports/"));
+        assert_eq!(r.body[0]["comments"], "charged [Filtered] twice");
 
         // Sentry's serializer errors, per field.
         let invalid = f.post(
