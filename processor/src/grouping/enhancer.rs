@@ -813,6 +813,11 @@ impl KeyHasher {
         self.0.extend_from_slice(bytes);
     }
 
+    /// Room for `additional` more bytes, so that the updates after it only copy.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     /// xxh3-128 of everything fed in.
     pub(crate) fn digest128(&self) -> u128 {
         xxhash_rust::xxh3::xxh3_128(&self.0)

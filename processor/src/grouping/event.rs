@@ -263,22 +263,34 @@ pub(crate) enum FrameField {
 /// The keys of a frame's `data` that [`parse_frame`] reads.
 pub(crate) const FRAME_DATA_KEYS: [&str; 2] = ["sourcemap", "orig_in_app"];
 
+#[inline]
 pub(crate) fn frame_field(key: &str) -> Option<FrameField> {
-    Some(match key {
-        "function" => FrameField::Function,
-        "raw_function" => FrameField::RawFunction,
-        "module" => FrameField::Module,
-        "filename" => FrameField::Filename,
-        "abs_path" => FrameField::AbsPath,
-        "package" => FrameField::Package,
-        "platform" => FrameField::Platform,
-        "context_line" => FrameField::ContextLine,
-        "lineno" => FrameField::Lineno,
-        "colno" => FrameField::Colno,
-        "in_app" => FrameField::InApp,
-        "data" => FrameField::Data,
-        _ => return None,
-    })
+    // By length first: every key of every frame comes through here, and most are one of
+    // these, so each is settled by one comparison of known length.
+    match key.len() {
+        4 => (key == "data").then_some(FrameField::Data),
+        5 => (key == "colno").then_some(FrameField::Colno),
+        6 => match key {
+            "module" => Some(FrameField::Module),
+            "lineno" => Some(FrameField::Lineno),
+            "in_app" => Some(FrameField::InApp),
+            _ => None,
+        },
+        7 => (key == "package").then_some(FrameField::Package),
+        8 => match key {
+            "function" => Some(FrameField::Function),
+            "filename" => Some(FrameField::Filename),
+            "abs_path" => Some(FrameField::AbsPath),
+            "platform" => Some(FrameField::Platform),
+            _ => None,
+        },
+        12 => match key {
+            "raw_function" => Some(FrameField::RawFunction),
+            "context_line" => Some(FrameField::ContextLine),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn parse_frame<'a>(v: &'a Value, platform: Option<&str>) -> Frame<'a> {
@@ -719,6 +731,44 @@ mod tests {
         cases.push(format!("{}é", "a".repeat(15)));
         for case in &cases {
             assert_eq!(is_lower_slash_path(case.as_bytes()), slow(case), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn frame_fields_are_exactly_the_parsed_keys() {
+        let fields = [
+            ("function", FrameField::Function),
+            ("raw_function", FrameField::RawFunction),
+            ("module", FrameField::Module),
+            ("filename", FrameField::Filename),
+            ("abs_path", FrameField::AbsPath),
+            ("package", FrameField::Package),
+            ("platform", FrameField::Platform),
+            ("context_line", FrameField::ContextLine),
+            ("lineno", FrameField::Lineno),
+            ("colno", FrameField::Colno),
+            ("in_app", FrameField::InApp),
+            ("data", FrameField::Data),
+        ];
+        for (key, field) in fields {
+            assert_eq!(frame_field(key), Some(field), "{key}");
+        }
+        // Keys of the same lengths, and frame keys grouping does not read.
+        for key in [
+            "date",
+            "colnu",
+            "modulo",
+            "in_apps",
+            "packages",
+            "Function",
+            "vars",
+            "pre_context",
+            "instruction_addr",
+            "symbol",
+            "",
+            "context_linE",
+        ] {
+            assert_eq!(frame_field(key), None, "{key}");
         }
     }
 

@@ -242,6 +242,9 @@ fn key_id(h: &mut KeyHasher, id: Option<i64>) {
 /// Feeds a stack trace's frames as received: for every frame, each field the parser reads.
 /// Frames the parser skips (not objects) are marked too, so the encoding stays a superset of
 /// what the parsed frames depend on.
+///
+/// This runs for every frame of every event that can be memoized, so strings (most frame
+/// fields) take one header write and one copy.
 fn key_stacktrace(h: &mut KeyHasher, st: Option<&Stacktrace<'_>>) {
     let Some(st) = st else {
         h.update(&[0]);
@@ -249,6 +252,8 @@ fn key_stacktrace(h: &mut KeyHasher, st: Option<&Stacktrace<'_>>) {
     };
     h.update(&[1]);
     h.update(&(st.raw_frames.len() as u64).to_le_bytes());
+    // About what a frame of a few paths and names takes; a larger one grows the buffer.
+    h.reserve(st.raw_frames.len() * 192);
     for frame in st.raw_frames {
         let Value::Object(map) = frame else {
             h.update(&[0xF1]);
@@ -259,14 +264,40 @@ fn key_stacktrace(h: &mut KeyHasher, st: Option<&Stacktrace<'_>>) {
             let Some(field) = frame_field(key.as_str()) else {
                 continue;
             };
-            // Field tags 1..=12; 0xFF ends the frame.
-            h.update(&[field as u8 + 1]);
-            if field == FrameField::Data {
-                for k in FRAME_DATA_KEYS {
-                    key_raw(h, x.get(k));
+            // Field tags 1..=12; 0xFF ends the frame. After a tag comes the value: a string
+            // as 10 + two length bytes or 11 + eight, anything else as `key_raw`, whose first
+            // byte is never 10 or 11.
+            let tag = field as u8 + 1;
+            match x {
+                _ if field == FrameField::Data => {
+                    h.update(&[tag]);
+                    for k in FRAME_DATA_KEYS {
+                        key_raw(h, x.get(k));
+                    }
                 }
-            } else {
-                key_raw(h, Some(x));
+                Value::String(s) => match u16::try_from(s.len()) {
+                    Ok(n) => {
+                        let [lo, hi] = n.to_le_bytes();
+                        h.update(&[tag, 10, lo, hi]);
+                        h.update(s.as_bytes());
+                    }
+                    Err(_) => {
+                        h.update(&[tag, 11]);
+                        h.update(&(s.len() as u64).to_le_bytes());
+                        h.update(s.as_bytes());
+                    }
+                },
+                // Line and column numbers, in one write (`key_raw`'s encoding).
+                Value::Number(n) if n.is_u64() => {
+                    let mut bytes = [tag, 3, 0, 0, 0, 0, 0, 0, 0, 0];
+                    bytes[2..].copy_from_slice(&n.as_u64().unwrap_or(0).to_le_bytes());
+                    h.update(&bytes);
+                }
+                Value::Bool(b) => h.update(&[tag, 2, u8::from(*b)]),
+                _ => {
+                    h.update(&[tag]);
+                    key_raw(h, Some(x));
+                }
             }
         }
         h.update(&[0xFF]);
@@ -503,7 +534,9 @@ mod tests {
             (
                 "data.orig_in_app",
                 none,
-                base.clone(),
+                edited(&base, |ev| {
+                    frame_mut(ev, 0)["data"] = json!({"orig_in_app": 0})
+                }),
                 Box::new(set_frame(0, "data", json!({"orig_in_app": 1}))),
             ),
             (
@@ -537,7 +570,7 @@ mod tests {
             (
                 "data.sourcemap",
                 none,
-                js.clone(),
+                edited(&js, |ev| frame_mut(ev, 1)["data"] = json!({"x": 1})),
                 Box::new(set_frame(1, "data", json!({"sourcemap": "app.js.map"}))),
             ),
             (
