@@ -427,11 +427,12 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
     {
         return false;
     }
-    // Exception matchers must all hold for one exception.
-    let exc: Vec<&Matcher> = by(rule, &[Kind::Type, Kind::Value]).collect();
-    if !exc.is_empty() {
+    // Exception matchers must all hold for one exception. (Iterated in place: this runs for
+    // the built-in rules on every event, and a list per rule cost two allocations.)
+    const EXCEPTION: &[Kind] = &[Kind::Type, Kind::Value];
+    if by(rule, EXCEPTION).next().is_some() {
         let any = event.exceptions.iter().flatten().any(|e| {
-            exc.iter().all(|m| {
+            by(rule, EXCEPTION).all(|m| {
                 let v = if m.kind == Kind::Type {
                     e.ty.as_deref()
                 } else {
@@ -444,19 +445,15 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
             return false;
         }
     }
-    let frm: Vec<&Matcher> = by(
-        rule,
-        &[
-            Kind::Function,
-            Kind::Path,
-            Kind::Module,
-            Kind::Package,
-            Kind::App,
-        ],
-    )
-    .collect();
-    if !frm.is_empty()
-        && !all_frames(event).any(|f| frm.iter().all(|m| check(m, frame_match(m, f))))
+    const FRAME: &[Kind] = &[
+        Kind::Function,
+        Kind::Path,
+        Kind::Module,
+        Kind::Package,
+        Kind::App,
+    ];
+    if by(rule, FRAME).next().is_some()
+        && !all_frames(event).any(|f| by(rule, FRAME).all(|m| check(m, frame_match(m, f))))
     {
         return false;
     }

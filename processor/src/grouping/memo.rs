@@ -9,7 +9,7 @@
 //! What the key covers, and why that is everything the result depends on:
 //!
 //! - the project's stack-trace rules (their text's hash; the defaults are fixed) — the memo
-//!   lives in the config's [`RuleCache`], like the stack-trace memos;
+//!   lives in the config's [`super::RuleCache`], like the stack-trace memos;
 //! - the outcome of the fingerprint rules (which rule matched and the fingerprint it leaves):
 //!   the rules are matched for every event on a view of it without parsed frames, so what
 //!   they read (messages, tags, level, release, SDK, exception values...) is covered by their
