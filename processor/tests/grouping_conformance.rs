@@ -43,6 +43,8 @@ fn grouping_hashes_match_sentry_snapshots() {
     let mut exact = 0;
     let mut primary = 0;
     let mut failures = Vec::new();
+    // Fixtures without rules of their own, grouped again below through one shared config.
+    let mut plain: Vec<(String, Value, Vec<String>)> = Vec::new();
     for name in &names {
         let read = |file: String| -> Value {
             let text =
@@ -71,12 +73,24 @@ fn grouping_hashes_match_sentry_snapshots() {
             info.render_text(),
             "{name}: replayed"
         );
-        // The pipeline's hashes-only path skips display-only work: same hashes.
+        // The pipeline's hashes-only path skips display-only work: same hashes, also when
+        // replayed from the config's memo of whole results.
         assert_eq!(
             compute_hashes(&input, &config),
             info.hashes,
             "{name}: hashes only"
         );
+        assert_eq!(
+            compute_hashes(&input, &config),
+            info.hashes,
+            "{name}: hashes only, replayed"
+        );
+        let has_rules = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+        if !has_rules(input.get("_fingerprinting_rules"))
+            && !has_rules(input.get("_grouping").and_then(|g| g.get("enhancements")))
+        {
+            plain.push((name.clone(), input.clone(), info.hashes.clone()));
+        }
         let want: Vec<String> = expected["contributing_hashes"]
             .as_array()
             .map(|a| {
@@ -119,6 +133,19 @@ fn grouping_hashes_match_sentry_snapshots() {
             }
         }
         failures.push(report);
+    }
+    // All rule-less fixtures through one config, twice: every memo sees the whole corpus, so a
+    // key that confused two fixtures would hand one the other's hashes.
+    assert!(plain.len() > 50, "{} fixtures without rules", plain.len());
+    let shared = GroupingConfig::default();
+    for pass in 0..2 {
+        for (name, input, want) in &plain {
+            assert_eq!(
+                &compute_hashes(input, &shared),
+                want,
+                "{name}: shared memo, pass {pass}"
+            );
+        }
     }
     for f in &failures {
         println!("{f}");

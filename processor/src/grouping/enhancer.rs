@@ -214,6 +214,8 @@ pub struct Enhancements {
     rules: Vec<Rule>,
     /// Whether some rule tests the exception's type, value or mechanism.
     reads_exception: bool,
+    /// xxh3-128 of the rule text parsed: which rule set this is, for memo keys.
+    identity: u128,
 }
 
 /// Sentry's default rules of config `newstyle:2023-01-11`.
@@ -735,6 +737,8 @@ struct RuleOutcome {
 pub struct RuleCache {
     entries: parking_lot::Mutex<HashMap<u128, Arc<RuleOutcome>>>,
     variants: parking_lot::Mutex<VariantMemo>,
+    /// Whole grouping results (`super::memo`).
+    pub(crate) results: super::memo::ResultMemo,
 }
 
 /// Most frames the remembered component trees of one [`RuleCache`] may hold together. The
@@ -809,6 +813,11 @@ impl KeyHasher {
         self.0.extend_from_slice(bytes);
     }
 
+    /// Room for `additional` more bytes, so that the updates after it only copy.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     /// xxh3-128 of everything fed in.
     pub(crate) fn digest128(&self) -> u128 {
         xxhash_rust::xxh3::xxh3_128(&self.0)
@@ -836,19 +845,23 @@ pub(crate) fn key_str(h: &mut KeyHasher, s: Option<&str>) {
 
 /// The memo key of one stack trace as the event parser produced it (before stack-trace
 /// rules): a 128-bit hash of every frame field, the event platform and, when `exc` is given
-/// (some rule tests the exception), the exception's type, value and mechanism.
+/// (some rule tests the exception), the exception's type, value and mechanism, and which
+/// project rules apply (the hash of their text).
 ///
 /// Everything grouping derives from a stack trace (the rules' in-app flags, categories and
 /// group decisions, then the `app`/`system` component trees) is a function of exactly these
-/// inputs and of the rule sets, which are fixed per [`RuleCache`]. The frame is destructured
+/// inputs and of the rule sets (the defaults are fixed). The frame is destructured
 /// field by field, so a field added to [`Frame`] does not compile until it is either keyed
 /// or shown to be derived from keyed ones.
 pub(crate) fn stack_key(
     frames: &[Frame],
     platform: Option<&str>,
     exc: Option<&ExceptionData<'_>>,
+    project: Option<&Enhancements>,
 ) -> u128 {
     let mut h = KeyHasher::new();
+    // Which project rules: a config cloned with other rules still shares the memo.
+    h.update(&project.map_or(0, Enhancements::identity).to_le_bytes());
     key_str(&mut h, platform);
     match exc {
         None => h.update(&[0]),
@@ -968,7 +981,7 @@ impl Enhancements {
             return (self.apply_to_frames(project, frames, platform, exc), None);
         }
         let reads_exception = self.reads_exception || project.is_some_and(|p| p.reads_exception);
-        let key = stack_key(frames, platform, reads_exception.then_some(exc));
+        let key = stack_key(frames, platform, reads_exception.then_some(exc), project);
         let hit = cache.entries.lock().get(&key).cloned();
         if let Some(outcome) = hit {
             for ((f, app), cat) in frames
@@ -1011,7 +1024,18 @@ impl Enhancements {
         Ok(Enhancements {
             rules,
             reads_exception,
+            identity: xxhash_rust::xxh3::xxh3_128(text.as_bytes()),
         })
+    }
+
+    /// Whether some rule tests the exception's type, value or mechanism.
+    pub(crate) fn reads_exception(&self) -> bool {
+        self.reads_exception
+    }
+
+    /// A 128-bit hash of the rule text this set was parsed from.
+    pub(crate) fn identity(&self) -> u128 {
+        self.identity
     }
 
     /// Number of rules.
@@ -1196,7 +1220,7 @@ mod tests {
             mechanism: Some("m"),
         };
         let key = |frames: &[Frame], platform: Option<&str>, exc: Option<&ExceptionData>| {
-            stack_key(frames, platform, exc)
+            stack_key(frames, platform, exc, None)
         };
         let mut keys = vec![key(std::slice::from_ref(&base), Some("python"), Some(&exc))];
         // One change per input field (and per shape a field can take).

@@ -74,6 +74,9 @@ pub struct Stacktrace<'a> {
     /// Memo key of the stack trace as parsed (set with the rules' outcome; `None` when it
     /// is not memoized): its component trees are remembered under it.
     pub memo_key: Option<u128>,
+    /// The `frames` list as received: what [`Event::without_frames`] keeps instead of
+    /// parsing it, for the whole-result memo key (`super::memo`).
+    pub raw_frames: &'a [Value],
 }
 
 /// One exception of the chain.
@@ -238,6 +241,58 @@ fn lower_path(s: &str) -> Cow<'_, str> {
     })
 }
 
+/// The frame keys [`parse_frame`] reads. The whole-result memo key (`super::memo`) hashes
+/// the value of every key this maps, so a key added here is keyed there too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameField {
+    Function,
+    RawFunction,
+    Module,
+    Filename,
+    AbsPath,
+    Package,
+    Platform,
+    ContextLine,
+    Lineno,
+    Colno,
+    InApp,
+    /// Only [`FRAME_DATA_KEYS`] of it are read.
+    Data,
+}
+
+/// The keys of a frame's `data` that [`parse_frame`] reads.
+pub(crate) const FRAME_DATA_KEYS: [&str; 2] = ["sourcemap", "orig_in_app"];
+
+#[inline]
+pub(crate) fn frame_field(key: &str) -> Option<FrameField> {
+    // By length first: every key of every frame comes through here, and most are one of
+    // these, so each is settled by one comparison of known length.
+    match key.len() {
+        4 => (key == "data").then_some(FrameField::Data),
+        5 => (key == "colno").then_some(FrameField::Colno),
+        6 => match key {
+            "module" => Some(FrameField::Module),
+            "lineno" => Some(FrameField::Lineno),
+            "in_app" => Some(FrameField::InApp),
+            _ => None,
+        },
+        7 => (key == "package").then_some(FrameField::Package),
+        8 => match key {
+            "function" => Some(FrameField::Function),
+            "filename" => Some(FrameField::Filename),
+            "abs_path" => Some(FrameField::AbsPath),
+            "platform" => Some(FrameField::Platform),
+            _ => None,
+        },
+        12 => match key {
+            "raw_function" => Some(FrameField::RawFunction),
+            "context_line" => Some(FrameField::ContextLine),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn parse_frame<'a>(v: &'a Value, platform: Option<&str>) -> Frame<'a> {
     let mut f = Frame::default();
     let mut data: Option<&Value> = None;
@@ -245,30 +300,33 @@ fn parse_frame<'a>(v: &'a Value, platform: Option<&str>) -> Frame<'a> {
     // field: this runs for every frame of every event.
     if let Value::Object(map) = v {
         for (key, x) in map {
+            let Some(field) = frame_field(key.as_str()) else {
+                continue;
+            };
             let non_empty = || scalar_text(x).filter(|s| !s.is_empty());
-            match key.as_str() {
-                "function" => f.function = non_empty(),
-                "raw_function" => f.raw_function = non_empty(),
-                "module" => f.module = scalar_text(x),
-                "filename" => f.filename = non_empty(),
-                "abs_path" => f.abs_path = non_empty(),
-                "package" => f.package = scalar_text(x),
-                "platform" => f.platform = scalar_text(x),
-                "context_line" => f.context_line = scalar_text(x),
-                "lineno" => f.lineno = (!x.is_null()).then_some(x),
-                "colno" => f.colno = (!x.is_null()).then_some(x),
-                "in_app" => f.in_app = x.as_bool(),
-                "data" => data = Some(x),
-                _ => {}
+            match field {
+                FrameField::Function => f.function = non_empty(),
+                FrameField::RawFunction => f.raw_function = non_empty(),
+                FrameField::Module => f.module = scalar_text(x),
+                FrameField::Filename => f.filename = non_empty(),
+                FrameField::AbsPath => f.abs_path = non_empty(),
+                FrameField::Package => f.package = scalar_text(x),
+                FrameField::Platform => f.platform = scalar_text(x),
+                FrameField::ContextLine => f.context_line = scalar_text(x),
+                FrameField::Lineno => f.lineno = (!x.is_null()).then_some(x),
+                FrameField::Colno => f.colno = (!x.is_null()).then_some(x),
+                FrameField::InApp => f.in_app = x.as_bool(),
+                FrameField::Data => data = Some(x),
             }
         }
     }
+    let [sourcemap, orig_in_app] = FRAME_DATA_KEYS;
     f.sourcemap = data
-        .and_then(|d| d.get("sourcemap"))
+        .and_then(|d| d.get(sourcemap))
         .is_some_and(|s| !s.is_null());
     // Restore the SDK's in_app when an earlier pass of stack-trace rules changed it.
     if let Some(orig) = data
-        .and_then(|d| d.get("orig_in_app"))
+        .and_then(|d| d.get(orig_in_app))
         .and_then(Value::as_i64)
     {
         f.in_app = match orig {
@@ -315,21 +373,36 @@ fn url_path(url: &str) -> Option<&str> {
     Some(&path[..end])
 }
 
-fn parse_stacktrace<'a>(v: &'a Value, platform: Option<&str>) -> Option<Stacktrace<'a>> {
+/// Whether [`Event::from_json`] parses the frames of stack traces or only keeps them raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameMode {
+    Parse,
+    Raw,
+}
+
+fn parse_stacktrace<'a>(
+    v: &'a Value,
+    platform: Option<&str>,
+    mode: FrameMode,
+) -> Option<Stacktrace<'a>> {
     let frames = v.get("frames")?.as_array()?;
     Some(Stacktrace {
         group_ops: Vec::new(),
         memo_key: None,
-        frames: frames
-            .iter()
-            .filter(|f| f.is_object())
-            .take(MAX_FRAMES)
-            .map(|f| parse_frame(f, platform))
-            .collect(),
+        raw_frames: frames,
+        frames: match mode {
+            FrameMode::Parse => frames
+                .iter()
+                .filter(|f| f.is_object())
+                .take(MAX_FRAMES)
+                .map(|f| parse_frame(f, platform))
+                .collect(),
+            FrameMode::Raw => Vec::new(),
+        },
     })
 }
 
-fn parse_exception<'a>(v: &'a Value, platform: Option<&str>) -> Exception<'a> {
+fn parse_exception<'a>(v: &'a Value, platform: Option<&str>, mode: FrameMode) -> Exception<'a> {
     let mut ty = v
         .get("type")
         .and_then(scalar_text)
@@ -361,7 +434,7 @@ fn parse_exception<'a>(v: &'a Value, platform: Option<&str>) -> Exception<'a> {
     Exception {
         ty,
         value,
-        stacktrace: field_of(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform)),
+        stacktrace: field_of(v, &["stacktrace"]).and_then(|s| parse_stacktrace(s, platform, mode)),
         synthetic: mech
             .and_then(|m| m.get("synthetic"))
             .and_then(Value::as_bool)
@@ -456,6 +529,18 @@ impl<'a> Event<'a> {
     /// Extracts the grouping view of `v` (an event JSON object; anything else yields an empty
     /// event).
     pub fn from_json(v: &'a Value) -> Event<'a> {
+        Event::parse(v, FrameMode::Parse)
+    }
+
+    /// [`Event::from_json`] without parsing frames: every stack trace has no `frames`, only
+    /// its [`Stacktrace::raw_frames`]. Everything else is exactly as `from_json` makes it.
+    /// What the whole-result memo (`super::memo`) reads before it knows whether the event
+    /// has to be grouped at all.
+    pub fn without_frames(v: &'a Value) -> Event<'a> {
+        Event::parse(v, FrameMode::Raw)
+    }
+
+    fn parse(v: &'a Value, mode: FrameMode) -> Event<'a> {
         // One pass over the event's keys (it has a few dozen) picks out the ~30 that grouping
         // reads, instead of a map search per name and alias.
         let mut top: [Option<&'a Value>; TOP_KEYS] = [None; TOP_KEYS];
@@ -477,11 +562,11 @@ impl<'a> Event<'a> {
                 Some(list) => list
                     .iter()
                     .filter(|x| x.is_object())
-                    .map(|x| parse_exception(x, p))
+                    .map(|x| parse_exception(x, p, mode))
                     .collect(),
                 // Legacy: a single exception object.
                 None if e.get("type").is_some() || e.get("value").is_some() => {
-                    vec![parse_exception(e, p)]
+                    vec![parse_exception(e, p, mode)]
                 }
                 None => Vec::new(),
             }
@@ -495,12 +580,12 @@ impl<'a> Event<'a> {
                         crashed: t.get("crashed").and_then(Value::as_bool).unwrap_or(false),
                         current: t.get("current").and_then(Value::as_bool).unwrap_or(false),
                         stacktrace: field_of(t, &["stacktrace"])
-                            .and_then(|s| parse_stacktrace(s, p)),
+                            .and_then(|s| parse_stacktrace(s, p, mode)),
                     })
                     .collect()
             });
         let stacktrace =
-            field(&[T_STACKTRACE, T_STACKTRACE_ALIAS]).and_then(|s| parse_stacktrace(s, p));
+            field(&[T_STACKTRACE, T_STACKTRACE_ALIAS]).and_then(|s| parse_stacktrace(s, p, mode));
 
         let (mut log_message, mut log_formatted) = (None, None);
         for key in [T_LOGENTRY, T_MESSAGE_IFACE, T_LOGENTRY_IFACE, T_MESSAGE] {
@@ -646,6 +731,44 @@ mod tests {
         cases.push(format!("{}é", "a".repeat(15)));
         for case in &cases {
             assert_eq!(is_lower_slash_path(case.as_bytes()), slow(case), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn frame_fields_are_exactly_the_parsed_keys() {
+        let fields = [
+            ("function", FrameField::Function),
+            ("raw_function", FrameField::RawFunction),
+            ("module", FrameField::Module),
+            ("filename", FrameField::Filename),
+            ("abs_path", FrameField::AbsPath),
+            ("package", FrameField::Package),
+            ("platform", FrameField::Platform),
+            ("context_line", FrameField::ContextLine),
+            ("lineno", FrameField::Lineno),
+            ("colno", FrameField::Colno),
+            ("in_app", FrameField::InApp),
+            ("data", FrameField::Data),
+        ];
+        for (key, field) in fields {
+            assert_eq!(frame_field(key), Some(field), "{key}");
+        }
+        // Keys of the same lengths, and frame keys grouping does not read.
+        for key in [
+            "date",
+            "colnu",
+            "modulo",
+            "in_apps",
+            "packages",
+            "Function",
+            "vars",
+            "pre_context",
+            "instruction_addr",
+            "symbol",
+            "",
+            "context_linE",
+        ] {
+            assert_eq!(frame_field(key), None, "{key}");
         }
     }
 

@@ -325,6 +325,19 @@ impl FingerprintRules {
         self.rules.is_empty()
     }
 
+    /// Whether some rule tests stack frames (function, path, module, package, app): only
+    /// then does matching read the event's frames.
+    pub(crate) fn reads_frames(&self) -> bool {
+        self.rules.iter().any(|r| {
+            r.matchers.iter().any(|m| {
+                matches!(
+                    m.kind,
+                    Kind::Function | Kind::Path | Kind::Module | Kind::Package | Kind::App
+                )
+            })
+        })
+    }
+
     /// The first rule matching `event`.
     pub fn first_match(&self, event: &Event) -> Option<&FingerprintRule> {
         self.rules.iter().find(|r| rule_matches(r, event))
@@ -402,11 +415,24 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
             .filter(move |m| kinds.contains(&m.kind))
     }
     let check = |m: &Matcher, ok: bool| ok != m.negated;
-    // Exception matchers must all hold for one exception.
-    let exc: Vec<&Matcher> = by(rule, &[Kind::Type, Kind::Value]).collect();
-    if !exc.is_empty() {
+    // The platform family first: it costs nothing to test, and Sentry's built-in rules are
+    // all for one family, so other events skip their regexes. (Every matcher must hold and
+    // none has side effects, so the order does not change the outcome.)
+    let family = behavior_family(event.platform.as_deref());
+    if rule
+        .matchers
+        .iter()
+        .filter(|m| m.kind == Kind::Family)
+        .any(|m| !check(m, m.pattern.split(',').any(|f| f == "all" || f == family)))
+    {
+        return false;
+    }
+    // Exception matchers must all hold for one exception. (Iterated in place: this runs for
+    // the built-in rules on every event, and a list per rule cost two allocations.)
+    const EXCEPTION: &[Kind] = &[Kind::Type, Kind::Value];
+    if by(rule, EXCEPTION).next().is_some() {
         let any = event.exceptions.iter().flatten().any(|e| {
-            exc.iter().all(|m| {
+            by(rule, EXCEPTION).all(|m| {
                 let v = if m.kind == Kind::Type {
                     e.ty.as_deref()
                 } else {
@@ -419,19 +445,15 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
             return false;
         }
     }
-    let frm: Vec<&Matcher> = by(
-        rule,
-        &[
-            Kind::Function,
-            Kind::Path,
-            Kind::Module,
-            Kind::Package,
-            Kind::App,
-        ],
-    )
-    .collect();
-    if !frm.is_empty()
-        && !all_frames(event).any(|f| frm.iter().all(|m| check(m, frame_match(m, f))))
+    const FRAME: &[Kind] = &[
+        Kind::Function,
+        Kind::Path,
+        Kind::Module,
+        Kind::Package,
+        Kind::App,
+    ];
+    if by(rule, FRAME).next().is_some()
+        && !all_frames(event).any(|f| by(rule, FRAME).all(|m| check(m, frame_match(m, f))))
     {
         return false;
     }
@@ -440,10 +462,8 @@ fn rule_matches(rule: &FingerprintRule, event: &Event) -> bool {
             Kind::Message => messages(event).iter().any(|s| m.regex.is_match(s)),
             Kind::Logger => m_str(m, event.logger.as_deref()),
             Kind::Level => m_str(m, event.level.as_deref()),
-            Kind::Family => {
-                let fam = behavior_family(event.platform.as_deref());
-                m.pattern.split(',').any(|f| f == "all" || f == fam)
-            }
+            // Tested above.
+            Kind::Family => continue,
             Kind::Sdk => m_str(m, event.sdk_name.as_deref()),
             Kind::Release => m_str(m, event.release.as_deref()),
             Kind::Tag => event
@@ -614,6 +634,26 @@ mod tests {
         let bar = json!({"exception": {"values": [{"type": "Bar", "value": "a bad thing"}]}});
         let other = Event::from_json(&bar);
         assert!(t.first_match(&other).is_none());
+    }
+
+    #[test]
+    fn family_matchers_hold_with_their_negation() {
+        let rules = FingerprintRules::parse_text(
+            "!family:javascript type:E -> not-js\nfamily:native,javascript type:E -> js-or-native",
+        )
+        .unwrap();
+        let event = |platform: &str| json!({"platform": platform, "exception": {"values": [{"type": "E"}]}});
+        let matched = |platform: &str| {
+            let v = event(platform);
+            rules
+                .first_match(&Event::from_json(&v))
+                .map(|r| r.fingerprint[0].clone())
+        };
+        assert_eq!(matched("python").as_deref(), Some("not-js"));
+        assert_eq!(matched("javascript").as_deref(), Some("js-or-native"));
+        assert_eq!(matched("cocoa").as_deref(), Some("not-js"));
+        let f = json!({"platform": "javascript", "exception": {"values": [{"type": "F"}]}});
+        assert!(rules.first_match(&Event::from_json(&f)).is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod enhancer;
 mod event;
 mod fingerprint;
 mod functions;
+mod memo;
 mod parameterize;
 mod strategies;
 
@@ -197,16 +198,46 @@ fn component_variant(component: Component) -> Variant {
 
 /// Groups one event. Pure: no I/O, no allocation beyond the result and scratch data.
 pub fn compute(event: &Value, config: &GroupingConfig) -> GroupingInfo {
-    group(event, config, false)
+    group(event, config, false).0
 }
 
 /// The contributing hashes of one event, primary first: exactly `compute(..).hashes`,
-/// without work that only the variants' display needs (see [`strategies::Ctx::hashes_only`]).
+/// without work that only the variants' display needs (see [`strategies::Ctx::hashes_only`]),
+/// and replayed from the config's memo of whole results when an event with the same
+/// grouping inputs was grouped before (see [`memo`]).
 pub fn compute_hashes(event: &Value, config: &GroupingConfig) -> Vec<String> {
-    group(event, config, true).hashes
+    memo::hashes(event, config)
 }
 
-fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingInfo {
+/// What [`group`] read besides the inputs the whole-result memo key covers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reads {
+    /// A strategy read an exception value or the message (see
+    /// [`strategies::Ctx::read_text`]): the result may depend on text the memo key leaves out.
+    text: bool,
+}
+
+/// The project or built-in fingerprint rule that applies to `ev`, and whether it is a
+/// built-in one: project rules first, then built-ins (which leave a purely custom client
+/// fingerprint alone).
+fn match_fingerprint_rules<'c>(
+    ev: &Event<'_>,
+    config: &'c GroupingConfig,
+) -> Option<(&'c FingerprintRule, bool)> {
+    if let Some(rule) = config.fingerprinting_rules.first_match(ev) {
+        return Some((rule, false));
+    }
+    let client_is_custom = ev
+        .fingerprint
+        .as_ref()
+        .is_some_and(|f| !f.is_empty() && !f.iter().any(|v| fingerprint::is_default(v)));
+    if client_is_custom {
+        return None;
+    }
+    fingerprint::BUILTIN.first_match(ev).map(|r| (r, true))
+}
+
+fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> (GroupingInfo, Reads) {
     let mut ev = Event::from_json(event);
     let mut variants: BTreeMap<String, Variant> = BTreeMap::new();
 
@@ -229,25 +260,14 @@ fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingI
                 checksum_variant(VariantType::HashedChecksum, hashed, checksum),
             );
         }
-        return finish(variants);
+        return (finish(variants), Reads::default());
     }
 
-    // Server-side fingerprint rules: project rules first, then built-ins (which leave a
-    // purely custom client fingerprint alone).
-    let client_fp = ev.fingerprint.clone().filter(|f| !f.is_empty());
-    let client_is_custom = client_fp
-        .as_ref()
-        .is_some_and(|f| !f.iter().any(|v| fingerprint::is_default(v)));
-    let mut matched_rule: Option<(String, bool)> = None;
-    if let Some(rule) = config.fingerprinting_rules.first_match(&ev) {
+    // Server-side fingerprint rules.
+    let matched_rule = match_fingerprint_rules(&ev, config).map(|(rule, builtin)| {
         ev.fingerprint = Some(rule.fingerprint.clone());
-        matched_rule = Some((rule.text.clone(), false));
-    } else if !client_is_custom {
-        if let Some(rule) = fingerprint::BUILTIN.first_match(&ev) {
-            ev.fingerprint = Some(rule.fingerprint.clone());
-            matched_rule = Some((rule.text.clone(), true));
-        }
-    }
+        (rule.text.clone(), builtin)
+    });
 
     // Stack-trace rules (in-app, categories), per stack trace with its exception's data.
     // (Cheap copies: the strings are borrowed from the event JSON.)
@@ -282,6 +302,7 @@ fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingI
         event: &ev,
         memo: Some(&config.rule_cache),
         hashes_only,
+        read_text: Default::default(),
     };
     let mut by_variant: Vec<(&'static str, Vec<Component>)> = Vec::new();
     let mut winner: Option<String> = None;
@@ -325,6 +346,9 @@ fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingI
         })
         .collect();
 
+    let reads = Reads {
+        text: ctx.read_text.get(),
+    };
     let fp = ev
         .fingerprint
         .clone()
@@ -409,7 +433,7 @@ fn group(event: &Value, config: &GroupingConfig, hashes_only: bool) -> GroupingI
             },
         );
     }
-    finish(variants)
+    (finish(variants), reads)
 }
 
 /// Groups an event that carries its project rules inline, as Sentry's grouping fixtures do

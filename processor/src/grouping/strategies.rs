@@ -45,8 +45,14 @@ pub struct Ctx<'a> {
     /// Where stack-trace component trees are remembered across events (the config's memo).
     pub memo: Option<&'a RuleCache>,
     /// Only the hashes will be read: text that cannot reach a hash (the value of an
-    /// exception whose stack trace contributes in every variant) need not be computed.
+    /// exception whose stack trace contributes in every variant) need not be computed, and
+    /// strategies after the first contributing one are not run ([`run_all`]).
     pub hashes_only: bool,
+    /// Set when a strategy read an exception's value or the event's message in a way that
+    /// can reach a hash. The whole-result memo (`super::memo`) keys everything else the
+    /// strategies read, so a result computed without this is the same for any other value
+    /// or message.
+    pub read_text: std::cell::Cell<bool>,
 }
 
 fn has_url_origin(path: Option<&str>, allow_file_origin: bool) -> bool {
@@ -413,6 +419,10 @@ fn single_exception(e: &Exception, ctx: &Ctx<'_>) -> Variants {
         && ctx.event.exceptions.as_ref().is_some_and(|l| l.len() == 1)
         && st_variants.iter().all(|(_, st)| st.contributes);
     let mut value_base = Component::empty("value");
+    if !value_unused {
+        // Absent or present, the value now shapes the trees.
+        ctx.read_text.set(true);
+    }
     if value_unused {
         if let Some(raw) = e.value.as_deref().filter(|v| !v.is_empty()) {
             value_base = Component::leaf("value", raw);
@@ -724,27 +734,45 @@ pub struct StrategyResult {
     pub variants: Variants,
 }
 
-/// Runs every applicable strategy in priority order.
+/// Runs every applicable strategy in priority order. With [`Ctx::hashes_only`] it stops after
+/// the first strategy with a contributing variant: the grouping turns every later strategy's
+/// variants off (the first contributing strategy takes precedence), so they cannot reach a
+/// hash.
 pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
     let ev = ctx.event;
     let mut out = Vec::new();
+    let done = |out: &Vec<StrategyResult>| {
+        ctx.hashes_only
+            && out
+                .last()
+                .is_some_and(|r| r.variants.iter().any(|(_, c)| c.contributes))
+    };
     if let Some(excs) = ev.exceptions.as_deref().filter(|e| !e.is_empty()) {
         out.push(StrategyResult {
             name: "exception",
             variants: postprocess_stack_variants(chained_exception(excs, ctx)),
         });
+        if done(&out) {
+            return out;
+        }
     }
     if ev.threads.is_some() {
         out.push(StrategyResult {
             name: "threads",
             variants: postprocess_stack_variants(threads(ctx)),
         });
+        if done(&out) {
+            return out;
+        }
     }
     if let Some(st) = &ev.stacktrace {
         out.push(StrategyResult {
             name: "stacktrace",
             variants: postprocess_stack_variants(stacktrace_variants(st, ctx)),
         });
+        if done(&out) {
+            return out;
+        }
     }
     if let Some((filename, context_line)) = &ev.template {
         let f = filename.as_deref().map(|f| {
@@ -767,12 +795,18 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
             name: "template",
             variants: vec![("default", Component::parent("template", children))],
         });
+        if done(&out) {
+            return out;
+        }
     }
     if let Some(c) = &ev.csp {
         out.push(StrategyResult {
             name: "csp",
             variants: vec![("default", csp(c))],
         });
+        if done(&out) {
+            return out;
+        }
     }
     if let Some((salt, host)) = &ev.cert_report {
         let children = vec![
@@ -783,7 +817,12 @@ pub fn run_all(ctx: &Ctx<'_>) -> Vec<StrategyResult> {
             name: salt,
             variants: vec![("default", Component::parent(salt, children))],
         });
+        if done(&out) {
+            return out;
+        }
     }
+    // Whether there is a message, and its text, now shape the result.
+    ctx.read_text.set(true);
     if let Some(raw) = ev.log_message.as_deref().or(ev.log_formatted.as_deref()) {
         let normalized = normalize_message(raw);
         let changed = normalized != raw;
