@@ -352,15 +352,21 @@ impl<'a> Parser<'a> {
     }
 
     /// Index of the first byte at or after `from` that is not plain string text (see
-    /// [`crate::encode::first_escape`]). The first 16 bytes are checked in one step without a
-    /// call: most keys and many values end there.
+    /// [`crate::encode::first_escape`]). The first two 16-byte blocks are checked without a
+    /// call: most keys end in the first, most values (paths, messages) in the second.
     #[inline(always)]
     fn plain_end(&self, from: usize) -> usize {
         let rest = self.bytes.get(from..).unwrap_or_default();
         match rest.first_chunk::<16>() {
             Some(block) => match crate::encode::first_escape_16(block) {
                 Some(i) => from + i,
-                None => from + 16 + crate::encode::first_escape(&rest[16..]),
+                None => match rest[16..].first_chunk::<16>() {
+                    Some(block) => match crate::encode::first_escape_16(block) {
+                        Some(i) => from + 16 + i,
+                        None => from + 32 + crate::encode::first_escape(&rest[32..]),
+                    },
+                    None => from + 16 + crate::encode::first_escape(&rest[16..]),
+                },
             },
             None => from + crate::encode::first_escape(rest),
         }
@@ -772,7 +778,9 @@ mod tests {
 
     #[test]
     fn long_strings_with_escapes_at_every_position() {
-        for len in 0..24 {
+        // Lengths past 32: the first two 16-byte blocks are checked inline, the rest by
+        // the general scan.
+        for len in 0..40 {
             for pos in 0..len {
                 for esc in ["\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "é", "\\\\"] {
                     let mut s = "x".repeat(len);
