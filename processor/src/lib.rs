@@ -14,6 +14,7 @@
 //! [`value::Value`], a serde_json-compatible JSON value whose objects are key-sorted vectors.
 
 pub mod alerts;
+pub mod allocator;
 pub mod encode;
 pub mod error;
 pub mod fast_hash;

@@ -252,13 +252,14 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         ev.remove("breakdowns");
         ev.remove("spans");
     }
-    if let Some(Value::Object(extra)) = ev.get_mut("extra") {
+    let has_extra = if let Some(Value::Object(extra)) = ev.get_mut("extra") {
         for v in extra.values_mut() {
             cut_depth(v, MAX_EXTRA_DEPTH - 1);
         }
+        true
     } else {
-        ev.insert_str("extra", Value::Object(Map::new()));
-    }
+        false
+    };
     if !ev.get("fingerprint").is_some_and(Value::is_array) {
         ev.remove("fingerprint");
     } else if let Some(Value::Array(fp)) = ev.get_mut("fingerprint") {
@@ -291,12 +292,14 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             }
         }
     }
-    ev.entry("logger")
-        .or_insert_with(|| Value::String(String::new()));
-    ev.insert_str("project", Value::from(ctx.project_id));
-    ev.insert_str("key_id", Value::String(ctx.key_id.to_string()));
-    ev.insert_str("version", Value::String("7".into()));
-    ev.insert_str(
+    // The top-level keys every event gets, merged in with one pass over the event's keys
+    // (in key order; see `Map::insert_sorted_strs`).
+    let mut tail: Vec<(&str, Value)> = Vec::with_capacity(8);
+    tail.push(("errors", Value::Array(errors)));
+    if !has_extra {
+        tail.push(("extra", Value::Object(Map::new())));
+    }
+    tail.push((
         "grouping_config",
         Value::Object(Map::from_pairs(vec![
             (
@@ -305,9 +308,15 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             ),
             ("id".into(), Value::String("newstyle:2023-01-11".into())),
         ])),
-    );
-    ev.insert_str("received", secs_value(ctx.received_ms as i64));
-    ev.insert_str("errors", Value::Array(errors));
+    ));
+    tail.push(("key_id", Value::String(ctx.key_id.to_string())));
+    if !ev.contains_key("logger") {
+        tail.push(("logger", Value::String(String::new())));
+    }
+    tail.push(("project", Value::from(ctx.project_id)));
+    tail.push(("received", secs_value(ctx.received_ms as i64)));
+    tail.push(("version", Value::String("7".into())));
+    ev.insert_sorted_strs(tail);
     Ok(Normalized {
         event: Value::Object(ev),
         event_id,

@@ -21,8 +21,8 @@ pub struct Key(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// One of [`KNOWN`]: nothing to allocate or free.
-    Known(&'static str),
+    /// One of [`KNOWN`], with its index there: nothing to allocate or free.
+    Known(&'static str, u8),
     /// Anything else.
     Owned(Box<str>),
 }
@@ -31,8 +31,8 @@ impl Key {
     /// The key for `text`, without allocating when it is a known key.
     #[inline]
     pub fn new(text: &str) -> Key {
-        match known(text) {
-            Some(k) => Key(Repr::Known(k)),
+        match known_entry(text) {
+            Some((k, i)) => Key(Repr::Known(k, i)),
             None => Key(Repr::Owned(Box::from(text))),
         }
     }
@@ -41,16 +41,27 @@ impl Key {
     #[inline]
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Known(s) => s,
+            Repr::Known(s, _) => s,
             Repr::Owned(s) => s,
         }
     }
 
     /// The key's text if it is a known key (no byte of which needs escaping in JSON).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn known(&self) -> Option<&'static str> {
         match self.0 {
-            Repr::Known(s) => Some(s),
+            Repr::Known(s, _) => Some(s),
+            Repr::Owned(_) => None,
+        }
+    }
+
+    /// A known key as the encoder writes it, quotes and colon included (`"key":`).
+    #[inline]
+    pub(crate) fn known_quoted(&self) -> Option<&'static [u8]> {
+        match self.0 {
+            Repr::Known(s, i) => KNOWN_QUOTED
+                .get(usize::from(i))
+                .and_then(|row| row.get(..s.len() + 3)),
             Repr::Owned(_) => None,
         }
     }
@@ -58,7 +69,7 @@ impl Key {
     /// The key's text as a `String`.
     pub fn into_string(self) -> String {
         match self.0 {
-            Repr::Known(s) => s.to_owned(),
+            Repr::Known(s, _) => s.to_owned(),
             Repr::Owned(s) => s.into_string(),
         }
     }
@@ -80,8 +91,8 @@ impl From<&String> for Key {
 impl From<String> for Key {
     /// A known key drops the `String`; any other keeps its buffer (shrunk to fit).
     fn from(text: String) -> Key {
-        match known(&text) {
-            Some(k) => Key(Repr::Known(k)),
+        match known_entry(&text) {
+            Some((k, i)) => Key(Repr::Known(k, i)),
             None => Key(Repr::Owned(text.into_boxed_str())),
         }
     }
@@ -501,33 +512,57 @@ static TABLE: [u8; SLOTS] = {
     table
 };
 
+/// Each known key as JSON writes it, `"key":`, at the start of a fixed-size row (the rest is
+/// zeros): the encoder copies a known key in one go instead of quote, text, quote, colon.
+static KNOWN_QUOTED: [[u8; KNOWN_MAX_LEN + 3]; KNOWN.len()] = {
+    let mut rows = [[0u8; KNOWN_MAX_LEN + 3]; KNOWN.len()];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let text = KNOWN[k].as_bytes();
+        rows[k][0] = b'"';
+        let mut i = 0;
+        while i < text.len() {
+            rows[k][1 + i] = text[i];
+            i += 1;
+        }
+        rows[k][1 + text.len()] = b'"';
+        rows[k][2 + text.len()] = b':';
+        k += 1;
+    }
+    rows
+};
+
 /// The static copy of `text` if it is a known key.
-#[inline]
+#[cfg(test)]
 fn known(text: &str) -> Option<&'static str> {
+    known_entry(text).map(|(k, _)| k)
+}
+
+/// The static copy of `text` and its index in [`KNOWN`] if it is a known key.
+#[inline]
+fn known_entry(text: &str) -> Option<(&'static str, u8)> {
     if text.is_empty() || text.len() > KNOWN_MAX_LEN {
         return None;
     }
     known_by_words(text, words_of(text.as_bytes()))
 }
 
-/// [`known`] given the key's [`Words`].
+/// [`known_entry`] given the key's [`Words`].
 #[inline]
-fn known_by_words(text: &str, words: Words) -> Option<&'static str> {
+fn known_by_words(text: &str, words: Words) -> Option<(&'static str, u8)> {
     let len = text.len();
     let mut slot = slot_of(words, len);
     // Bounded: the table has empty slots (see SLOTS), so a probe sequence ends well before.
     for _ in 0..SLOTS {
-        let entry = usize::from(*TABLE.get(slot)?);
-        if entry == 0 {
-            return None;
-        }
-        let candidate = *KNOWN.get(entry - 1)?;
-        if *KNOWN_WORDS.get(entry - 1)? == words
+        // Index + 1 of a known key, 0 for an empty slot.
+        let index = TABLE.get(slot)?.checked_sub(1)?;
+        let candidate = *KNOWN.get(usize::from(index))?;
+        if *KNOWN_WORDS.get(usize::from(index))? == words
             && candidate.len() == len
             // Head and tail cover keys up to 16 bytes; longer ones compare their middle too.
             && (len <= 16 || candidate.as_bytes().get(8..len - 8) == text.as_bytes().get(8..len - 8))
         {
-            return Some(candidate);
+            return Some((candidate, index));
         }
         slot = (slot + 1) & (SLOTS - 1);
     }
@@ -554,7 +589,7 @@ impl Key {
             tail: tail_of(text.as_bytes()),
         };
         match known_by_words(text, words) {
-            Some(k) => Key(Repr::Known(k)),
+            Some((k, i)) => Key(Repr::Known(k, i)),
             None => Key(Repr::Owned(Box::from(text))),
         }
     }
@@ -588,6 +623,13 @@ mod tests {
             }
             longest_probe = longest_probe.max(probes);
         }
+        // The encoder's quoted form of each known key is JSON's.
+        for &k in KNOWN {
+            let key = Key::new(k);
+            let expected = format!("{}:", serde_json::to_string(k).expect("serializes"));
+            assert_eq!(key.known_quoted(), Some(expected.as_bytes()), "{k:?}");
+        }
+        assert_eq!(Key::new("my_custom_key").known_quoted(), None);
         // A degenerate hash would show up here as long probe chains.
         assert!(longest_probe <= 8, "longest probe {longest_probe}");
         for unknown in [
@@ -628,11 +670,11 @@ mod tests {
     fn keys_behave_like_their_text() {
         let known = Key::new("filename");
         let owned = Key::new("my_custom_key");
-        assert!(matches!(known.0, Repr::Known(_)));
+        assert!(matches!(known.0, Repr::Known(..)));
         assert!(matches!(owned.0, Repr::Owned(_)));
         assert!(matches!(
             Key::from(String::from("lineno")).0,
-            Repr::Known(_)
+            Repr::Known(..)
         ));
         assert_eq!(known, "filename");
         assert_eq!(owned, *"my_custom_key");

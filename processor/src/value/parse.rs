@@ -1,17 +1,20 @@
 //! A JSON parser straight into [`Value`], without serde's visitor layer.
 //!
 //! It accepts exactly what `serde_json::from_str::<serde_json::Value>` accepts (RFC 8259, no
-//! extensions) and builds the same values: the same integer/float split (numbers with a
-//! fraction or exponent, `-0` and integers beyond 64 bits go through serde_json's own
-//! `Number::from_str`, so their `f64` is bit-identical), the same string unescaping
+//! extensions) and builds the same values: the same integer/float split and the same bits
+//! (integers and plain decimals of up to 19 digits are computed here the way serde_json
+//! computes them; exponents, longer numbers, `-0` and i64::MIN go through serde_json's own
+//! `Number::from_str`), the same string unescaping
 //! (surrogate pairs; lone surrogates, raw control characters and bad escapes are errors),
 //! the last of duplicate keys, and the same nesting limit (127 levels; the 128th is refused
 //! as "recursion limit exceeded"). Invalid input is a [`ParseError`] with line and column,
 //! never a panic: every byte is read through bounds-checked accessors.
 //!
-//! Why: strings are scanned eight bytes at a time and copied in one go (the encoder's
-//! scanner), objects are collected as pairs and sorted once ([`Map::from_pairs`]), and no
-//! generic visitor calls sit between the bytes and the tree.
+//! Why: strings are scanned sixteen bytes at a time (the encoder's scanner; the first 16
+//! bytes without a call) and copied in one go; scalars are parsed inside the object and array
+//! loops, so only nested arrays and objects recurse; objects are collected as pairs on a
+//! scratch stack kept per thread between parses and sorted once ([`Map::from_pairs`]); and
+//! no generic visitor calls sit between the bytes and the tree.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,20 +56,44 @@ impl std::error::Error for ParseError {}
 
 /// Parses a whole JSON text (surrounding whitespace allowed, nothing else after the value).
 pub fn from_str(text: &str) -> Result<Value, ParseError> {
+    let (items, pairs) = SCRATCH.with(|s| s.take());
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
         depth: 0,
-        items: Vec::new(),
-        pairs: Vec::new(),
+        items,
+        pairs,
     };
-    let value = p.value().map_err(|m| p.error(m))?;
-    p.skip_ws();
-    if p.pos < p.bytes.len() {
-        return Err(p.error("trailing characters"));
+    let result = p.value().map_err(|m| p.error(m)).and_then(|value| {
+        p.skip_ws();
+        if p.pos < p.bytes.len() {
+            Err(p.error("trailing characters"))
+        } else {
+            Ok(value)
+        }
+    });
+    p.items.clear();
+    p.pairs.clear();
+    // Kept for the thread's next parse unless an unusually large payload grew them.
+    if p.items.capacity() <= SCRATCH_KEEP && p.pairs.capacity() <= SCRATCH_KEEP {
+        SCRATCH.with(|s| s.set((p.items, p.pairs)));
     }
-    Ok(value)
+    result
+}
+
+/// Largest scratch vector (in elements) kept between parses.
+const SCRATCH_KEEP: usize = 4096;
+
+/// The parser's two scratch stacks: items of open arrays, pairs of open objects.
+type Scratch = (Vec<Value>, Vec<(Key, Value)>);
+
+thread_local! {
+    /// The parser's scratch stacks (see [`Parser::items`]), emptied, kept per thread from one
+    /// parse to the next: each event's parse otherwise grew them again from nothing by
+    /// doubling, a handful of reallocations and copies per event.
+    static SCRATCH: std::cell::Cell<Scratch> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
 /// [`from_str`] on bytes, which must be UTF-8.
@@ -153,14 +180,23 @@ impl<'a> Parser<'a> {
 
     fn value(&mut self) -> Step<Value> {
         self.skip_ws();
+        self.value_here()
+    }
+
+    /// The value starting at the current byte (whitespace already skipped). Scalars are
+    /// parsed right here, so the object and array loops, where this is inlined, parse their
+    /// strings, numbers and literals without a call; only a nested array or object recurses
+    /// (through [`Parser::nested_value`]). Most values of an event are scalars, and each
+    /// recursive call cost a full prologue and epilogue and a copy of its result.
+    #[inline(always)]
+    fn value_here(&mut self) -> Step<Value> {
         match self.peek() {
             None => Err("EOF while parsing a value"),
             Some(b'"') => {
                 self.pos += 1;
                 self.string().map(Value::String)
             }
-            Some(b'{') => self.nested(Self::object),
-            Some(b'[') => self.nested(Self::array),
+            Some(b'{' | b'[') => self.nested_value(),
             Some(b'n') => {
                 self.pos += 1;
                 self.literal(b"ull", Value::Null)
@@ -178,7 +214,18 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The array or object at the current byte (`[` or `{`), one nesting level deeper.
+    #[inline(never)]
+    fn nested_value(&mut self) -> Step<Value> {
+        if self.peek() == Some(b'{') {
+            self.nested(Self::object)
+        } else {
+            self.nested(Self::array)
+        }
+    }
+
     /// Runs `inner` one nesting level deeper, refusing serde_json's 128th level.
+    #[inline(always)]
     fn nested(&mut self, inner: fn(&mut Self) -> Step<Value>) -> Step<Value> {
         self.depth += 1;
         if self.depth >= MAX_DEPTH {
@@ -198,7 +245,7 @@ impl<'a> Parser<'a> {
         }
         let mark = self.items.len();
         loop {
-            let item = self.value()?;
+            let item = self.value_here()?;
             self.items.push(item);
             self.skip_ws();
             match self.peek() {
@@ -240,7 +287,8 @@ impl<'a> Parser<'a> {
                 Some(_) => return Err("expected `:`"),
                 None => return Err("EOF while parsing an object"),
             }
-            let value = self.value()?;
+            self.skip_ws();
+            let value = self.value_here()?;
             self.pairs.push((key, value));
             self.skip_ws();
             match self.peek() {
@@ -293,14 +341,34 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn plain_text(&mut self) -> Result<(usize, &'a str), usize> {
         let start = self.pos;
-        let clean = crate::encode::first_escape(&self.bytes[start..]);
-        self.pos = start + clean;
+        self.pos = self.plain_end(start);
         if self.peek() == Some(b'"') {
             let text = self.text(start, self.pos);
             self.pos += 1;
             Ok((start, text))
         } else {
             Err(start)
+        }
+    }
+
+    /// Index of the first byte at or after `from` that is not plain string text (see
+    /// [`crate::encode::first_escape`]). The first two 16-byte blocks are checked without a
+    /// call: most keys end in the first, most values (paths, messages) in the second.
+    #[inline(always)]
+    fn plain_end(&self, from: usize) -> usize {
+        let rest = self.bytes.get(from..).unwrap_or_default();
+        match rest.first_chunk::<16>() {
+            Some(block) => match crate::encode::first_escape_16(block) {
+                Some(i) => from + i,
+                None => match rest[16..].first_chunk::<16>() {
+                    Some(block) => match crate::encode::first_escape_16(block) {
+                        Some(i) => from + 16 + i,
+                        None => from + 32 + crate::encode::first_escape(&rest[32..]),
+                    },
+                    None => from + 16 + crate::encode::first_escape(&rest[16..]),
+                },
+            },
+            None => from + crate::encode::first_escape(rest),
         }
     }
 
@@ -316,8 +384,7 @@ impl<'a> Parser<'a> {
         let mut out = String::with_capacity(self.pos - start + 16);
         let mut run = start;
         loop {
-            let clean = crate::encode::first_escape(&self.bytes[self.pos..]);
-            self.pos += clean;
+            self.pos = self.plain_end(self.pos);
             match self.peek() {
                 None => return Err("EOF while parsing a string"),
                 Some(b'"') => {
@@ -401,8 +468,27 @@ impl<'a> Parser<'a> {
         self.pos - from
     }
 
-    /// A number: the grammar is checked here, the value computed here for plain integers
-    /// that fit (nearly all) and by serde_json's `Number::from_str` otherwise.
+    /// Consumes a run of digits, appending them to `n` in base ten. Wrapping arithmetic: the
+    /// result is used only when there are at most 19 digits in all, which cannot overflow a
+    /// u64 (and the wrapping ops need no overflow check per digit).
+    #[inline(always)]
+    fn accumulate_digits(&mut self, mut n: u64) -> u64 {
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            self.pos += 1;
+        }
+        n
+    }
+
+    /// A number: the grammar is checked here, and the value computed here, in the same pass
+    /// over the digits, for integers and plain decimals of at most 19 digits (nearly all);
+    /// serde_json's `Number::from_str` does the rest (exponents, longer numbers, `-0`,
+    /// i64::MIN).
+    ///
+    /// Decimals are computed exactly as serde_json does (its default, non-`float_roundtrip`
+    /// path): all the digits as a u64 (exact: below 10¹⁹), converted to f64, divided by the
+    /// power of ten of the fraction's length. Timestamps (`1700000000.123`) are the common
+    /// case.
     fn number(&mut self) -> Step<Number> {
         let start = self.pos;
         let negative = self.peek() == Some(b'-');
@@ -410,6 +496,7 @@ impl<'a> Parser<'a> {
             self.pos += 1;
         }
         let int_start = self.pos;
+        let mut significand = 0u64;
         match self.peek() {
             Some(b'0') => {
                 self.pos += 1;
@@ -417,24 +504,21 @@ impl<'a> Parser<'a> {
                     return Err("invalid number");
                 }
             }
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
+            Some(b'1'..=b'9') => significand = self.accumulate_digits(0),
             _ => return Err("invalid number"),
         }
-        let int_end = self.pos;
-        let mut integer = true;
+        let int_digits = self.pos - int_start;
+        let mut frac_digits = 0;
         if self.peek() == Some(b'.') {
-            integer = false;
             self.pos += 1;
-            if self.digits() == 0 {
+            let frac_start = self.pos;
+            significand = self.accumulate_digits(significand);
+            frac_digits = self.pos - frac_start;
+            if frac_digits == 0 {
                 return Err("invalid number");
             }
         }
-        let mut exp_start = None;
         if let Some(b'e' | b'E') = self.peek() {
-            integer = false;
-            exp_start = Some(self.pos);
             self.pos += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
@@ -442,45 +526,25 @@ impl<'a> Parser<'a> {
             if self.digits() == 0 {
                 return Err("invalid number");
             }
-        }
-        if !integer && exp_start.is_none() {
-            if let Some(f) = self.short_decimal(int_start, int_end, negative) {
-                return Ok(f);
-            }
-        }
-        if integer && int_end - int_start <= 19 {
-            // At most 19 digits: fits a u64 without overflow.
-            let magnitude = self.bytes[int_start..int_end]
-                .iter()
-                .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            if !negative {
-                return Ok(Number::from(magnitude));
-            }
-            if let Ok(m) = i64::try_from(magnitude) {
-                if m > 0 {
-                    return Ok(Number::from(-m));
+        } else if int_digits + frac_digits <= 19 {
+            if frac_digits == 0 {
+                if !negative {
+                    return Ok(Number::from(significand));
+                }
+                if let Ok(m) = i64::try_from(significand) {
+                    if m > 0 {
+                        return Ok(Number::from(-m));
+                    }
+                }
+                // `-0` (serde_json makes it the float -0.0) and i64::MIN: below.
+            } else {
+                let f = significand as f64 / POW10[frac_digits];
+                if let Some(n) = Number::from_f64(if negative { -f } else { f }) {
+                    return Ok(n);
                 }
             }
-            // `-0` (serde_json makes it the float -0.0) and i64::MIN: fall through.
         }
         Number::from_str(self.text(start, self.pos)).map_err(|_| "number out of range")
-    }
-
-    /// `int.frac` (no exponent) with at most 19 digits in all, computed exactly as serde_json
-    /// does (its default, non-`float_roundtrip` path): the digits as a u64 (exact: below
-    /// 10¹⁹), converted to f64, divided by the power of ten of the fraction's length.
-    /// Timestamps (`1700000000.123`) are the common case. `None`: let serde_json do it.
-    fn short_decimal(&self, int_start: usize, int_end: usize, negative: bool) -> Option<Number> {
-        let frac = self.bytes.get(int_end + 1..self.pos)?;
-        let int = self.bytes.get(int_start..int_end)?;
-        if int.len() + frac.len() > 19 {
-            return None;
-        }
-        // Two plain folds: a chained iterator's fold checks which half it is in per digit.
-        let digit = |n: u64, &d: &u8| n * 10 + u64::from(d - b'0');
-        let significand = frac.iter().fold(int.iter().fold(0u64, digit), digit);
-        let f = significand as f64 / POW10[frac.len()];
-        Number::from_f64(if negative { -f } else { f })
     }
 }
 
@@ -640,6 +704,69 @@ mod tests {
     }
 
     #[test]
+    fn integers_and_mixed_numbers_are_serde_json_s() {
+        // Integers of every length from 1 to 22 digits (both sides of the 19-digit fast path
+        // and of u64/i64 range), signed and not, alone, as decimals' integer parts and with
+        // exponents; values computed in the same pass as the grammar check must match
+        // serde_json's u64 / i64 / f64 choice and bits.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..50_000 {
+            let r = next();
+            let len = 1 + (r % 22) as usize;
+            let mut digits: String = (0..len)
+                .map(|i| char::from(b'0' + (next().rotate_left(i as u32) % 10) as u8))
+                .collect();
+            if digits.len() > 1 && digits.starts_with('0') {
+                digits.replace_range(..1, "9");
+            }
+            let sign = if r & (1 << 40) != 0 { "-" } else { "" };
+            for text in [
+                format!("{sign}{digits}"),
+                format!("[{sign}{digits},{sign}{digits}.5]"),
+                format!("{{\"n\":{sign}{digits}e2}}"),
+                format!("{sign}{digits}.{}", &digits[..len.min(5)]),
+            ] {
+                same_as_serde_json(&text);
+            }
+        }
+        for text in [
+            "9223372036854775807",
+            "-9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "-18446744073709551615",
+            "1000000000000000000",
+            "-1000000000000000000",
+            "10000000000000000000",
+            "0.0",
+            "-0.5",
+            "00.5",
+            "0.",
+            "-.5",
+            "1.e5",
+            "1e5.5",
+            "1-2",
+            "--1",
+            "-a",
+            "0e0",
+            "0E-0",
+            "[0,-0,0.0,-0.0]",
+            "9999999999999999999.5",
+            "0.9999999999999999999",
+            "123456789012345678.9",
+        ] {
+            same_as_serde_json(text);
+        }
+    }
+
+    #[test]
     fn depth_limit_is_serde_json_s() {
         for n in 120..135 {
             same_as_serde_json(&("[".repeat(n) + &"]".repeat(n)));
@@ -651,7 +778,9 @@ mod tests {
 
     #[test]
     fn long_strings_with_escapes_at_every_position() {
-        for len in 0..24 {
+        // Lengths past 32: the first two 16-byte blocks are checked inline, the rest by
+        // the general scan.
+        for len in 0..40 {
             for pos in 0..len {
                 for esc in ["\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "é", "\\\\"] {
                     let mut s = "x".repeat(len);
