@@ -444,6 +444,54 @@ pub fn tag_pairs(event: &Value) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|p| Some((p.get(0)?.as_str()?, p.get(1)?.as_str()?)))
 }
 
+/// The issue tag counter keys of one event (`storage::keys::issue_tag` of each of its
+/// [`tag_pairs`]), built before the event's issue is known: each key holds a placeholder issue
+/// id that [`IssueTagKeys::for_issue`] fills in. The processor builds them in its parallel
+/// stage, so its sequential stage neither walks the event's tags nor needs the event.
+#[derive(Debug, Default)]
+pub struct IssueTagKeys {
+    /// The keys, one after the other.
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`.
+    ends: Vec<u32>,
+}
+
+/// Where the issue id sits in a tag counter key: after the one-byte kind.
+const TAG_KEY_ISSUE_ID: std::ops::Range<usize> = 1..9;
+
+impl IssueTagKeys {
+    /// The keys of `event`'s tags, in the order of its tag list.
+    pub fn of_event(event: &Value) -> IssueTagKeys {
+        let mut keys = IssueTagKeys {
+            bytes: Vec::with_capacity(512),
+            ends: Vec::with_capacity(24),
+        };
+        for (k, v) in tag_pairs(event) {
+            storage::keys::push_issue_tag(&mut keys.bytes, 0, k, v);
+            keys.ends.push(keys.bytes.len() as u32);
+        }
+        keys
+    }
+
+    /// The keys with `issue_id` in place.
+    pub fn for_issue(&mut self, issue_id: u64) -> impl Iterator<Item = &[u8]> {
+        let id = issue_id.to_be_bytes();
+        let mut start = 0;
+        for &end in &self.ends {
+            let range = start + TAG_KEY_ISSUE_ID.start..start + TAG_KEY_ISSUE_ID.end;
+            self.bytes[range].copy_from_slice(&id);
+            start = end as usize;
+        }
+        let bytes = &self.bytes;
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let key = &bytes[start..end as usize];
+            start = end as usize;
+            key
+        })
+    }
+}
+
 /// Stores what Sentry stores in a saved event's data besides the payload: `title`,
 /// `culprit`, `metadata` and `location` (the crash frame's file), so the event API can show
 /// them without recomputing.
@@ -623,6 +671,31 @@ mod tests {
             let expected = v.pointer(&text).filter(|_| text != "/a/b/0");
             assert_eq!(path(&v, keys), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn tag_keys_are_the_issue_tag_keys_of_tag_pairs() {
+        let event = json!({"tags": [
+            ["level", "error"],
+            ["browser", "Chrome 131"],
+            ["user", "id:u-1"],
+            ["odd"],
+            [1, "not a string key"],
+            ["url", ""],
+            ["", "empty key"],
+        ]});
+        let mut keys = IssueTagKeys::of_event(&event);
+        // Filled in twice: the second issue id must replace the first everywhere.
+        for issue_id in [7, 0x0102_0304_0506_0708, 0] {
+            let got: Vec<Vec<u8>> = keys.for_issue(issue_id).map(<[u8]>::to_vec).collect();
+            let expected: Vec<Vec<u8>> = tag_pairs(&event)
+                .map(|(k, v)| storage::keys::issue_tag(issue_id, k, v))
+                .collect();
+            assert_eq!(expected.len(), 5);
+            assert_eq!(got, expected, "issue {issue_id}");
+        }
+        let mut none = IssueTagKeys::of_event(&json!({"message": "no tags"}));
+        assert_eq!(none.for_issue(3).count(), 0);
     }
 
     #[test]

@@ -133,45 +133,81 @@ impl UserFolder {
                 })
             })
             .collect();
-        // (target, users kind, bucket start) → slots.
-        let mut sketches: FastMap<(u32, u8, u64), Vec<u32>> = FastMap::default();
+        // (target, minute) → the slots of every series minute rolled into it.
+        let mut by_minute: FastMap<(u32, u64), Vec<u32>> = FastMap::default();
         for ((series, minute), slots) in self.minutes.drain() {
             for by_suffix in &series_targets[series as usize] {
                 for (target, list) in by_suffix.iter().zip([&slots.all, &slots.miserable]) {
-                    if list.is_empty() {
-                        continue;
-                    }
-                    for res in Resolution::ALL {
-                        sketches
-                            .entry((*target, res.users_kind(), res.bucket_start(minute)))
+                    if !list.is_empty() {
+                        by_minute
+                            .entry((*target, minute))
                             .or_default()
                             .extend_from_slice(list);
                     }
                 }
             }
         }
+        // Each minute's slots are sorted, deduplicated and encoded once. An hour or day bucket
+        // holding one minute of its target (a batch usually spans seconds) is that minute's
+        // sketch, so it reuses the encoded value; only buckets of several minutes are unions.
+        let mut minutes: Vec<((u32, u64), Vec<u32>)> = by_minute.into_iter().collect();
+        minutes.sort_unstable_by_key(|(key, _)| *key);
+        let mut values: Vec<Vec<u8>> = Vec::with_capacity(minutes.len());
+        // (users kind, target, bucket start, index into `values`).
+        let mut sketches: Vec<(u8, u32, u64, usize)> = Vec::with_capacity(minutes.len() * 3);
+        let mut pairs: Vec<(u32, u64)> = Vec::new();
+        let mut encode = |slots: &[u32], values: &mut Vec<Vec<u8>>| {
+            pairs.clear();
+            pairs.extend(slots.iter().map(|&s| (s, 1)));
+            let mut value = Vec::new();
+            hist::encode_sparse(&pairs, &mut value);
+            values.push(value);
+            values.len() - 1
+        };
+        for ((target, minute), slots) in &mut minutes {
+            slots.sort_unstable();
+            slots.dedup();
+            let value = encode(slots, &mut values);
+            sketches.push((Resolution::Minute.users_kind(), *target, *minute, value));
+        }
+        for res in [Resolution::Hour, Resolution::Day] {
+            // Minutes are in (target, minute) order: one bucket's minutes are adjacent.
+            // `sketches` starts with the minutes, in the same order.
+            let mut first = 0;
+            for group in minutes.chunk_by(|((ta, ma), _), ((tb, mb), _)| {
+                ta == tb && res.bucket_start(*ma) == res.bucket_start(*mb)
+            }) {
+                let ((target, minute), _) = group[0];
+                let minute_value = sketches[first].3;
+                first += group.len();
+                let value = if group.len() == 1 {
+                    minute_value
+                } else {
+                    let mut union: Vec<u32> = group
+                        .iter()
+                        .flat_map(|(_, slots)| slots.iter().copied())
+                        .collect();
+                    union.sort_unstable();
+                    union.dedup();
+                    encode(&union, &mut values)
+                };
+                sketches.push((res.users_kind(), target, res.bucket_start(minute), value));
+            }
+        }
         // In key order (kind, project, bucket start, dims): RocksDB's memtable insert hint
         // per key kind then starts each merge next to the previous one.
-        let mut sketches: Vec<_> = sketches.into_iter().collect();
-        let order = |&(target, kind, start): &(u32, u8, u64)| {
+        let order = |&(kind, target, start, _): &(u8, u32, u64, usize)| {
             let (project_id, rest) = &targets[target as usize];
             (kind, *project_id, start, rest.as_slice())
         };
-        sketches.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
+        sketches.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
         let hist_cf = store.cf(cf::HISTOGRAMS);
-        let mut pairs: Vec<(u32, u64)> = Vec::new();
-        let mut value = Vec::new();
-        for ((target, kind, start), mut slots) in sketches {
+        for (kind, target, start, value) in sketches {
             let (project_id, rest) = &targets[target as usize];
-            slots.sort_unstable();
-            slots.dedup();
-            pairs.clear();
-            pairs.extend(slots.iter().map(|&s| (s, 1)));
-            hist::encode_sparse(&pairs, &mut value);
             batch.merge_cf(
                 &hist_cf,
                 keys::bucketed(kind, *project_id, start, rest),
-                &value,
+                &values[value],
             );
         }
         self.series.clear();
@@ -182,6 +218,140 @@ impl UserFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every merge of a write batch: (key, value), in batch order.
+    #[derive(Default)]
+    struct Merges(Vec<(Vec<u8>, Vec<u8>)>);
+
+    impl rocksdb::WriteBatchIteratorCf for Merges {
+        fn put_cf(&mut self, _: u32, key: &[u8], _: &[u8]) {
+            panic!("unexpected put of {key:?}");
+        }
+        fn delete_cf(&mut self, _: u32, key: &[u8]) {
+            panic!("unexpected delete of {key:?}");
+        }
+        fn merge_cf(&mut self, _: u32, key: &[u8], value: &[u8]) {
+            self.0.push((key.to_vec(), value.to_vec()));
+        }
+    }
+
+    fn facts(
+        ts_ms: u64,
+        name: &str,
+        env: &str,
+        user: Option<&str>,
+        duration_us: u64,
+    ) -> TransactionFacts {
+        TransactionFacts {
+            timestamp_ms: ts_ms,
+            start_timestamp_ms: ts_ms - duration_us / 1000,
+            duration_us,
+            status: 0,
+            op: None,
+            name: name.to_owned(),
+            source: None,
+            environment: Some(env.to_owned()),
+            release: Some("1.0".to_owned()),
+            user: user.map(str::to_owned),
+            trace_id: "0".repeat(32),
+            span_id: "0".repeat(16),
+            parent_span_id: None,
+            measurements: Vec::new(),
+        }
+    }
+
+    /// The flush writes, per (resolution, rollup, users kind, bucket), the sketch of exactly
+    /// the users folded into it, once, in key order: compared with a direct computation,
+    /// over transactions that share minutes, span two minutes of one hour and two days.
+    #[test]
+    fn flush_writes_the_union_of_each_bucket_once_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &storage::StoreOptions::default()).unwrap();
+        let project = Project {
+            id: 3,
+            org_id: 1,
+            slug: "p".into(),
+            name: "p".into(),
+            platform: String::new(),
+            created_ms: 0,
+            settings: Default::default(),
+        };
+        let t_ms = project.settings.apdex_threshold_ms;
+        let day = 86_400_000;
+        let base = 1_700_000_000_000 / day * day + 3_600_000 * 5;
+        let mut all = Vec::new();
+        for i in 0..200u64 {
+            let ts = match i % 4 {
+                0 => base + 1_000,
+                1 => base + 61_000,      // the next minute of the same hour
+                2 => base + 3_600_000,   // the next hour of the same day
+                _ => base + day + 5_000, // the next day
+            };
+            let user = format!("id:u{}", i % 37);
+            let miserable = i % 5 == 0;
+            let duration = if miserable { t_ms * 4_000 + 1 } else { 1_000 };
+            all.push(facts(
+                ts,
+                ["/a", "/b", "/c"][(i % 3) as usize],
+                ["prod", "dev"][(i % 2) as usize],
+                (i % 11 != 0).then_some(user.as_str()),
+                duration,
+            ));
+        }
+        let mut folder = UserFolder::new();
+        let mut expected: std::collections::BTreeMap<Vec<u8>, std::collections::BTreeSet<u32>> =
+            Default::default();
+        for f in &all {
+            folder.add(&project, f);
+            let Some(user) = &f.user else { continue };
+            let miserable = f.duration_us > t_ms * 4_000;
+            for mask in pk::ROLLUP_MASKS {
+                for (suffix, included) in [(pk::USERS_ALL, true), (pk::USERS_MISERABLE, miserable)]
+                {
+                    if !included {
+                        continue;
+                    }
+                    let mut rest = Vec::new();
+                    pk::push_dims(
+                        &mut rest,
+                        mask,
+                        f.environment.as_deref().unwrap(),
+                        "1.0",
+                        &f.name,
+                    );
+                    rest.push(suffix);
+                    for res in Resolution::ALL {
+                        let key = keys::bucketed(
+                            res.users_kind(),
+                            project.id,
+                            res.bucket_start(f.timestamp_ms),
+                            &rest,
+                        );
+                        expected.entry(key).or_default().insert(user_slot(user));
+                    }
+                }
+            }
+        }
+        let mut batch = WriteBatch::default();
+        folder.flush_into(&store, &mut batch);
+        let mut merges = Merges::default();
+        batch.iterate_cf(&mut merges);
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = expected
+            .into_iter()
+            .map(|(key, slots)| {
+                let pairs: Vec<(u32, u64)> = slots.into_iter().map(|s| (s, 1)).collect();
+                let mut value = Vec::new();
+                hist::encode_sparse(&pairs, &mut value);
+                (key, value)
+            })
+            .collect();
+        assert!(expected.len() > 100, "{}", expected.len());
+        assert_eq!(merges.0, expected);
+        // The folder is empty afterwards.
+        let mut again = WriteBatch::default();
+        folder.flush_into(&store, &mut again);
+        assert_eq!(again.len(), 0);
+    }
 
     #[test]
     fn slots_are_stable_and_in_range() {

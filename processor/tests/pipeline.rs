@@ -283,6 +283,47 @@ fn retention_drops_old_events_and_their_index_entries() {
     assert_eq!(all_issues(&store).len(), 2);
 }
 
+/// Unique users are counted once per issue whether the user was seen earlier in the batch,
+/// in an earlier batch of this processor (its cache) or only in the store (a new processor).
+#[test]
+fn unique_users_count_each_user_once_across_batches_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let event = |id: u128, user: &str| {
+        record(error_event(
+            id,
+            "ZeroDivisionError",
+            "division by zero",
+            json!({"user": {"id": user}}),
+        ))
+    };
+    let users = |store: &Store| {
+        let issue = &all_issues(store)[0];
+        counter(
+            store,
+            &keys::issue_counter(keys::counters::ISSUE_USERS, issue.id),
+        )
+    };
+    let first = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    first
+        .process_and_commit(&[event(1, "a"), event(2, "b"), event(3, "a")])
+        .unwrap();
+    assert_eq!(users(&store), 2);
+    // The same processor: "a" is in its cache, "c" is new.
+    first
+        .process_and_commit(&[event(4, "a"), event(5, "c"), event(6, "c")])
+        .unwrap();
+    assert_eq!(users(&store), 3);
+    drop(first);
+    // A new processor has an empty cache: "b" and "c" are known only to the store.
+    let second = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    second
+        .process_and_commit(&[event(7, "b"), event(8, "d"), event(9, "c"), event(10, "d")])
+        .unwrap();
+    assert_eq!(users(&store), 4);
+    assert_eq!(times_seen(&store, all_issues(&store)[0].id), 10);
+}
+
 #[test]
 fn issues_join_by_hash_and_regress() {
     let dir = tempfile::tempdir().unwrap();
