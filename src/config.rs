@@ -49,6 +49,10 @@ pub struct Config {
     /// 0 = one fewer than the cores (at least 1, at most 4). Issue assignment and writes
     /// stay on one thread.
     pub processor_threads: usize,
+    /// Worker threads of the HTTP runtime (ingest, API, MCP); 0 = one per core. Fewer
+    /// workers leave more CPU to the processor when both share a small machine (accepted/s
+    /// falls, ingest→queryable lag falls with it: BENCHMARKS.md, "End-to-end pass").
+    pub http_threads: usize,
 }
 
 /// Alert delivery (`[alerts]`).
@@ -125,6 +129,7 @@ impl Default for Config {
             peers: Vec::new(),
             alerts: AlertsConfig::default(),
             processor_threads: 0,
+            http_threads: 0,
         }
     }
 }
@@ -156,6 +161,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("OSPREY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
     ("OSPREY_KAFKA", "kafka.brokers"),
     ("OSPREY_PROCESSOR_THREADS", "processor_threads"),
+    ("OSPREY_HTTP_THREADS", "http_threads"),
 ];
 
 impl Config {
@@ -166,6 +172,14 @@ impl Config {
             config.prepare_threads = self.processor_threads;
         }
         config
+    }
+
+    /// Worker threads of the HTTP runtime: `http_threads`, or one per core (tokio's default).
+    pub fn http_worker_threads(&self) -> usize {
+        if self.http_threads > 0 {
+            return self.http_threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
     /// Loads the file (if any), applies the environment, then the flags, and validates.
@@ -386,6 +400,17 @@ mod tests {
         let config = Config::load(None, env, &Overrides::default()).unwrap();
         assert_eq!(config.processor_threads, 3);
         assert_eq!(config.processor_config().prepare_threads, 3);
+    }
+
+    #[test]
+    fn http_threads_come_from_the_environment_and_default_to_one_per_core() {
+        let config = Config::load(None, no_env, &Overrides::default()).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config.http_threads, 0);
+        assert_eq!(config.http_worker_threads(), cores);
+        let env = |k: &str| (k == "OSPREY_HTTP_THREADS").then(|| "3".to_owned());
+        let config = Config::load(None, env, &Overrides::default()).unwrap();
+        assert_eq!(config.http_worker_threads(), 3);
     }
 
     #[test]

@@ -180,6 +180,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Before any thread starts: RocksDB's freed memtables go back to the system.
     storage::limit_malloc_retention();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http_worker_threads())
         .enable_all()
         .thread_name("osprey-rt")
         .build()?;

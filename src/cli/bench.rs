@@ -22,7 +22,11 @@
 //!   every column family ([`storage::Store::compact_fully`]), and divides the live SST bytes
 //!   of every column family but the log by the events in the events column family. The
 //!   events column family alone and the log are reported beside it, and the JSON has the
-//!   bytes of each column family.
+//!   bytes of each column family;
+//! - CPU seconds: the server's threads summed by name (`osprey-processo`, `osprey-rt`,
+//!   `rocksdb:low`, …) when the backlog is empty, and the bench process itself (load generator
+//!   and lag sampler) over the load, from `/proc` (Linux only; empty elsewhere). Together they
+//!   say where the cores went (BENCHMARKS.md, "End-to-end pass").
 //!
 //! It prints a table and, with `--json FILE`, writes the rows as JSON.
 
@@ -114,6 +118,60 @@ pub struct BenchRow {
     pub log_bytes_per_event: f64,
     /// Live SST bytes per column family after flush and full compaction.
     pub column_family_bytes: BTreeMap<String, u64>,
+    /// CPU seconds of the server's threads by name (trailing numbers removed), read when the
+    /// backlog was empty.
+    pub server_cpu_secs: BTreeMap<String, f64>,
+    /// CPU seconds of the bench process (load generator and lag sampler) during the load.
+    pub loadgen_cpu_secs: f64,
+}
+
+/// Clock ticks per second of the times in `/proc/*/stat` (Linux's `USER_HZ`, 100 on every
+/// architecture osprey runs on).
+const USER_HZ: f64 = 100.0;
+
+/// The name and CPU seconds (user + system) in one `/proc/PID[/task/TID]/stat` line. The name
+/// is in parentheses and may itself hold spaces and parentheses, so the fields are counted
+/// from the last `)`.
+fn parse_stat(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state is field 3 of proc(5), utime 14, stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / USER_HZ))
+}
+
+/// CPU seconds of process `pid`, its exited threads included.
+fn process_cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s))
+        .map_or(0.0, |(_, secs)| secs)
+}
+
+/// CPU seconds of each live thread of process `pid`, summed by thread name with a trailing
+/// number removed, so every runtime worker counts under one name.
+fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Some((name, secs)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| parse_stat(&s))
+        else {
+            continue;
+        };
+        let name = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches(['-', '_', ' '])
+            .to_owned();
+        *by_name.entry(name).or_insert(0.0) += secs;
+    }
+    by_name
 }
 
 /// What the processed data of a run costs once flushed and compacted.
@@ -373,6 +431,7 @@ fn run_one(args: &Args, mix: Mix, compress: Compress, data: &Path) -> anyhow::Re
     let dsn = format!("http://{}@127.0.0.1:{}/1", server.key, server.port);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let bench_cpu_before = process_cpu_secs(std::process::id());
     let (summary, lags) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| sample_lag(&server, &stop));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -399,6 +458,7 @@ fn run_one(args: &Args, mix: Mix, compress: Compress, data: &Path) -> anyhow::Re
     });
     let summary = summary?;
     let load_end = Instant::now();
+    let loadgen_cpu_secs = process_cpu_secs(std::process::id()) - bench_cpu_before;
     // Drained: nothing accepted is waiting for the processor.
     let deadline = load_end + Duration::from_secs(args.drain_timeout);
     loop {
@@ -416,6 +476,7 @@ fn run_one(args: &Args, mix: Mix, compress: Compress, data: &Path) -> anyhow::Re
     }
     let drained = Instant::now();
     let peak_rss_mib = server.peak_rss_mib();
+    let server_cpu_secs = cpu_by_thread(server.child.id());
     let stored_events = server
         .metrics()?
         .get("osprey_log_records_total")
@@ -464,6 +525,8 @@ fn run_one(args: &Args, mix: Mix, compress: Compress, data: &Path) -> anyhow::Re
         event_bytes_per_event: per_event(cf_bytes(storage::cf::EVENTS)),
         log_bytes_per_event: per_event(cf_bytes(storage::cf::LOG)),
         column_family_bytes: footprint.column_family_bytes,
+        server_cpu_secs,
+        loadgen_cpu_secs,
     })
 }
 
@@ -515,12 +578,77 @@ fn render(rows: &[BenchRow]) -> String {
         out.push_str(&cells.join("  "));
         out.push('\n');
     }
+    for r in rows {
+        let mut threads: Vec<(&String, &f64)> = r.server_cpu_secs.iter().collect();
+        threads.sort_by(|a, b| b.1.total_cmp(a.1));
+        let threads: Vec<String> = threads
+            .iter()
+            .filter(|(_, secs)| **secs >= 0.01)
+            .map(|(name, secs)| format!("{name} {secs:.2}"))
+            .collect();
+        out.push_str(&format!(
+            "CPU s, {} {}: server: {}; bench (load generator, lag sampler): {:.2}\n",
+            r.mix,
+            r.compress,
+            threads.join(", "),
+            r.loadgen_cpu_secs
+        ));
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_parse_from_the_last_parenthesis() {
+        let line = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 9 0 100";
+        let (name, secs) = parse_stat(line).unwrap();
+        assert_eq!(name, "a (b) c");
+        assert!((secs - 3.25).abs() < 1e-9, "{secs}");
+        assert!(parse_stat("4242 (short) S 1 2").is_none());
+        assert!(parse_stat("no parentheses").is_none());
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn threads_are_summed_by_name_without_their_number() {
+        // Two threads named like runtime workers stay alive until their senders are dropped.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut holds = Vec::new();
+        let mut workers = Vec::new();
+        for i in 0..2 {
+            let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+            let ready_tx = ready_tx.clone();
+            holds.push(hold_tx);
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("benchprobe-{i}"))
+                    .spawn(move || {
+                        ready_tx.send(()).unwrap();
+                        // Returns when the sender is dropped.
+                        let _ = hold_rx.recv();
+                    })
+                    .unwrap(),
+            );
+        }
+        for _ in 0..2 {
+            ready_rx.recv().unwrap();
+        }
+        let by_name = cpu_by_thread(std::process::id());
+        drop(holds);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(by_name.contains_key("benchprobe"), "{by_name:?}");
+        assert!(!by_name.keys().any(|k| k.starts_with("benchprobe-")));
+        // The real process line parses (the kernel's format, not only the sample above);
+        // a process that does not exist counts nothing.
+        let own = std::fs::read_to_string(format!("/proc/{}/stat", std::process::id())).unwrap();
+        assert!(parse_stat(&own).is_some(), "{own}");
+        assert_eq!(process_cpu_secs(u32::MAX), 0.0);
+    }
 
     #[test]
     fn lag_polls_slow_down_with_the_wait_within_bounds() {
