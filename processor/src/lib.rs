@@ -38,3 +38,15 @@ pub mod webhook;
 
 pub use error::{ProcessorError, Result};
 pub use pipeline::{BatchOutcome, BatchStats, Processor, ProcessorConfig};
+
+/// A xorshift64 generator: reproducible varied inputs for the tests that compare a fast path
+/// with the path it replaces over many generated cases.
+#[cfg(test)]
+pub(crate) fn xorshift64(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

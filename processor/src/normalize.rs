@@ -1563,13 +1563,7 @@ mod tests {
 
     #[test]
     fn float_timestamps_match_the_reference_path() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift64(0x2545_f491_4f6c_dd1d);
         let mut cases = vec![
             0.0,
             -0.0,
@@ -1612,13 +1606,7 @@ mod tests {
 
     #[test]
     fn one_pass_span_shift_matches_the_field_by_field_path() {
-        let mut state = 0x1405_7b7e_f767_814fu64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift64(0x1405_7b7e_f767_814f);
         let base = 1_795_940_937.0;
         let forms = move |r: u64| -> Option<Value> {
             let us = (r >> 8) % 3_000_000;

@@ -828,13 +828,8 @@ mod tests {
     /// hashes, and the memo is used.
     #[test]
     fn generated_events_match_the_full_path() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut random = crate::xorshift64(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: usize| (random() % n as u64) as usize;
         let pick = |next: &mut dyn FnMut(usize) -> usize, options: &[Value]| {
             options[next(options.len())].clone()
         };

@@ -658,13 +658,7 @@ mod tests {
     fn decimals_are_bit_identical_to_serde_json() {
         // A fixed xorshift stream: digit counts 1..=20 on both sides of the point (so the
         // 19-digit fast path and serde_json's fallback both run), signs, leading zeros.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..200_000 {
             let r = next();
             let int_len = 1 + (r % 12) as usize;
@@ -709,13 +703,7 @@ mod tests {
         // and of u64/i64 range), signed and not, alone, as decimals' integer parts and with
         // exponents; values computed in the same pass as the grammar check must match
         // serde_json's u64 / i64 / f64 choice and bits.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift64(0x2545_f491_4f6c_dd1d);
         for _ in 0..50_000 {
             let r = next();
             let len = 1 + (r % 22) as usize;
