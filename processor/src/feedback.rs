@@ -156,21 +156,10 @@ fn feedback_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use serde_json::json;
 
     fn item(ty: &str, payload: Value) -> LogRecord {
-        LogRecord {
-            project_id: 1,
-            key_id: 1,
-            received_ms: 1_700_000_000_000,
-            event_id: None,
-            item_type: ty.into(),
-            envelope_header: Bytes::new(),
-            item_header: Bytes::from(format!("{{\"type\":\"{ty}\"}}")),
-            client_addr: None,
-            payload: Bytes::from(payload.to_string()),
-        }
+        crate::pipeline::item_record(1, 1_700_000_000_000, ty, payload.to_string().as_bytes())
     }
 
     #[test]

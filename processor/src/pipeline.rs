@@ -1985,6 +1985,21 @@ pub fn event_record(
     }
 }
 
+/// A log record for tests: one item of `item_type` with `payload`, as an SDK's envelope of
+/// project `project_id` would carry it.
+pub fn item_record(
+    project_id: u64,
+    received_ms: u64,
+    item_type: &str,
+    payload: &[u8],
+) -> LogRecord {
+    LogRecord {
+        item_type: item_type.into(),
+        item_header: bytes::Bytes::from(format!("{{\"type\":\"{item_type}\"}}")),
+        ..event_record(project_id, received_ms, payload, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{key_prefix, KeyOrderedPuts};

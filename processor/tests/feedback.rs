@@ -2,8 +2,7 @@
 //! project, linked to their event's issue whether they come before or after the event, and
 //! counted in the outcomes (accepted, or invalid with Relay's / Sentry's reason).
 
-use bytes::Bytes;
-use processor::pipeline::{category, event_record, outcome};
+use processor::pipeline::{category, event_record, item_record, outcome};
 use processor::{Processor, ProcessorConfig};
 use serde_json::{json, Value};
 use storage::feedback::{self, FeedbackKind};
@@ -30,13 +29,7 @@ fn error_event(id: &Uuid, value: &str) -> LogRecord {
 }
 
 fn item(ty: &str, payload: Value, received_ms: u64) -> LogRecord {
-    LogRecord {
-        item_type: ty.into(),
-        item_header: Bytes::from(format!("{{\"type\":\"{ty}\"}}")),
-        payload: Bytes::from(payload.to_string()),
-        received_ms,
-        ..event_record(1, received_ms, b"{}", None)
-    }
+    item_record(1, received_ms, ty, payload.to_string().as_bytes())
 }
 
 fn outcome_count(store: &Store, at_ms: u64, outcome_id: u8, reason: &str) -> i64 {

@@ -260,7 +260,6 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
-    use bytes::Bytes;
     use http::{Method, StatusCode};
     use processor::pipeline::event_record;
     use processor::{Processor, ProcessorConfig};
@@ -279,12 +278,7 @@ mod tests {
     }
 
     fn item(ty: &str, payload: Value, received_ms: u64) -> LogRecord {
-        LogRecord {
-            item_type: ty.into(),
-            item_header: Bytes::from(format!("{{\"type\":\"{ty}\"}}")),
-            payload: Bytes::from(payload.to_string()),
-            ..event_record(1, received_ms, b"{}", None)
-        }
+        processor::pipeline::item_record(1, received_ms, ty, payload.to_string().as_bytes())
     }
 
     #[test]
