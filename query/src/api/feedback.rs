@@ -14,12 +14,12 @@
 use http::Method;
 use serde_json::{json, Value};
 use storage::feedback::{self, FeedbackKind, Refusal, UserReport};
-use storage::{cf, encode_i64, keys, WriteBatch};
+use storage::{cf, encode_i64, keys, Project, ProjectKey, WriteBatch};
 use uuid::Uuid;
 
 use super::issues::{find_issue, issue_json};
 use super::util::{iso, Page};
-use super::{not_allowed, ApiError, ApiResponse, ApiResult, Ctx};
+use super::{not_allowed, ApiError, ApiRequest, ApiResponse, ApiResult, Ctx};
 use crate::feedback::{FeedbackFilter, LinkedFeedback};
 
 const READ: &[&str] = &["event:read", "project:read"];
@@ -203,7 +203,63 @@ fn field(
 fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     let (_, project) = ctx.project(org, project)?;
     ctx.require_any(WRITE)?;
-    let body = ctx.req.json_body()?;
+    match store_report(ctx.store, ctx.req, &project)? {
+        Ok(linked) => Ok(ApiResponse::ok(with_issue(ctx, &linked)?)),
+        Err(invalid) => Ok(invalid),
+    }
+}
+
+/// `Authorization: DSN …` requests. Sentry accepts a DSN on one endpoint only, the legacy
+/// feedback submission, so that a page holding nothing but its public DSN can send feedback:
+/// - `POST …/user-feedback/` of the DSN's own project stores the report as a token's POST
+///   would, and answers 200 with no body (the report and its issue are not shown to a DSN
+///   holder); another project's path is 400;
+/// - reading feedback with a DSN is 401, as in Sentry;
+/// - every other path is 401: a DSN is no API credential there.
+pub(super) fn route_dsn(
+    store: &storage::Store,
+    req: &ApiRequest,
+    key: &ProjectKey,
+    segs: &[&str],
+) -> ApiResult {
+    let ["projects", org, project, "user-feedback" | "user-reports"] = segs else {
+        return Err(ApiError::Unauthorized(
+            "A DSN authenticates only the submission of user feedback.",
+        ));
+    };
+    match req.method {
+        Method::POST => {}
+        Method::GET => {
+            return Err(ApiError::Unauthorized(
+                "A DSN may submit user feedback but not read it.",
+            ))
+        }
+        ref other => return Err(not_allowed(other)),
+    }
+    let meta = store.meta();
+    let project = meta
+        .organization_by_slug(org)
+        .and_then(|org| meta.project_by_slug(org.id, project))
+        .ok_or_else(|| ApiError::NotFound("The requested resource does not exist".into()))?;
+    if project.id != key.project_id {
+        return Err(ApiError::BadRequest(
+            "The DSN belongs to another project.".into(),
+        ));
+    }
+    Ok(match store_report(store, req, &project)? {
+        Ok(_) => ApiResponse::empty(http::StatusCode::OK),
+        Err(invalid) => invalid,
+    })
+}
+
+/// Validates and stores a legacy report posted to `project`: the stored report with its issue,
+/// or the 400 answer naming each invalid field (Sentry's serializer errors).
+fn store_report(
+    store: &storage::Store,
+    req: &ApiRequest,
+    project: &Project,
+) -> ApiResult<Result<LinkedFeedback, ApiResponse>> {
+    let body = req.json_body()?;
     let mut errors = serde_json::Map::new();
     let name = field(&body, "name", Some(feedback::MAX_NAME), &mut errors);
     let email = field(&body, "email", Some(feedback::MAX_EMAIL), &mut errors);
@@ -213,12 +269,12 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     let comments = field(&body, "comments", None, &mut errors);
     let event_id = field(&body, "event_id", Some(32), &mut errors);
     if !errors.is_empty() {
-        return Ok(ApiResponse {
+        return Ok(Err(ApiResponse {
             status: http::StatusCode::BAD_REQUEST,
             body: Value::Object(errors),
             link: None,
             file: None,
-        });
+        }));
     }
     let Ok(event_id) = Uuid::try_parse(event_id.trim()) else {
         return Err(ApiError::BadRequest("Invalid Event ID".into()));
@@ -230,9 +286,9 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
         comments,
     };
     feedback::validate_user_report(&mut report).map_err(|r| ApiError::BadRequest(r.into()))?;
-    ctx.store.ensure_writable()?;
+    store.ensure_writable()?;
     let now = storage::now_ms();
-    let mut record = match feedback::user_report_record(ctx.store, project.id, &report, now)? {
+    let mut record = match feedback::user_report_record(store, project.id, &report, now)? {
         Ok(record) => record,
         Err(Refusal::Conflict(_)) => {
             return Err(ApiError::Conflict(
@@ -244,22 +300,22 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     // Scrubbed as the same report sent by an SDK would be.
     processor::scrub::Scrubber::from_settings(&project.settings).scrub_feedback(&mut record);
     let mut batch = WriteBatch::default();
-    feedback::put(ctx.store, &mut batch, &record)?;
+    feedback::put(store, &mut batch, &record)?;
     // Counted like feedback that came through an envelope.
     batch.merge_cf(
-        &ctx.store.cf(cf::OUTCOMES),
+        &store.cf(cf::OUTCOMES),
         keys::outcome(project.id, keys::hour_start(now), 0, FEEDBACK_CATEGORY, ""),
         encode_i64(1),
     );
-    ctx.store.write(batch, true)?;
-    let issue_id = feedback::resolve_issue(ctx.store, &record)?;
-    let linked = LinkedFeedback { record, issue_id };
-    Ok(ApiResponse::ok(with_issue(ctx, &linked)?))
+    store.write(batch, true)?;
+    let issue_id = feedback::resolve_issue(store, &record)?;
+    Ok(Ok(LinkedFeedback { record, issue_id }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
+    use super::super::ApiRequest;
     use http::{Method, StatusCode};
     use processor::pipeline::event_record;
     use processor::{Processor, ProcessorConfig};
@@ -279,6 +335,100 @@ mod tests {
 
     fn item(ty: &str, payload: Value, received_ms: u64) -> LogRecord {
         processor::pipeline::item_record(1, received_ms, ty, payload.to_string().as_bytes())
+    }
+
+    /// Sentry's `DSNAuthentication` on the legacy submission: a page's public DSN can send a
+    /// report to its own project and do nothing else.
+    #[test]
+    fn a_dsn_submits_feedback_to_its_project_only() {
+        let f = Fixture::new();
+        let processor = Processor::new(f.store.clone(), ProcessorConfig::default()).unwrap();
+        let event = Uuid::from_u128(0xd5);
+        processor.process_and_commit(&[error(&event)]).unwrap();
+        let key = f.store.meta().keys_of_project(1)[0].clone();
+        let dsn = format!("http://{}@127.0.0.1:9000/1", key.public_key);
+        let path = "/api/0/projects/default/default/user-feedback/";
+        let report = json!({"event_id": event.simple().to_string(), "name": "Ann",
+                            "email": "ann@example.com", "comments": "card 4111 1111 1111 1111"});
+        let call = |method: Method, path: &str, dsn: &str, body: Option<&Value>| {
+            let mut req = ApiRequest::new(method, path).dsn(dsn);
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            f.api.call(&req)
+        };
+
+        // Stored (and scrubbed) like a token's submission; the answer shows nothing.
+        let posted = call(Method::POST, path, &dsn, Some(&report));
+        assert_eq!(posted.status, StatusCode::OK, "{:?}", posted.body);
+        assert!(posted.body.is_null(), "{:?}", posted.body);
+        let rendered = super::super::render(posted);
+        assert!(rendered.headers().get(http::header::CONTENT_TYPE).is_none());
+        let listed = f.get(path);
+        let items = listed.body.as_array().unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0]["name"], "Ann");
+        assert_eq!(items[0]["comments"], "card [Filtered]");
+        assert_eq!(items[0]["eventID"], event.simple().to_string());
+        // The secret half and a path prefix in the DSN change nothing; bad input is still 400.
+        let long = format!("https://{}:oldsecret@host/prefix/1/", key.public_key);
+        let invalid = call(Method::POST, path, &long, Some(&json!({"name": "Ann"})));
+        assert_eq!(
+            invalid.status,
+            StatusCode::BAD_REQUEST,
+            "{:?}",
+            invalid.body
+        );
+        assert_eq!(invalid.body["comments"], json!(["This field is required."]));
+
+        // Reading with a DSN, and any other endpoint, is 401.
+        let read = call(Method::GET, path, &dsn, None);
+        assert_eq!(read.status, StatusCode::UNAUTHORIZED, "{:?}", read.body);
+        assert!(read.body["detail"].as_str().unwrap().contains("not read"));
+        for other in [
+            "/api/0/organizations/default/issues/",
+            "/api/0/projects/default/default/keys/",
+        ] {
+            let r = call(Method::GET, other, &dsn, None);
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{other}: {:?}", r.body);
+        }
+        let put = call(Method::PUT, path, &dsn, Some(&report));
+        assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
+
+        // Another project's path is 400; an unknown, disabled or mismatched key is 401.
+        let other = f
+            .store
+            .create_project(1, "other", "Other", "python")
+            .unwrap();
+        let other_key = f.store.create_key(other.id, "Default", None).unwrap();
+        let cross = call(
+            Method::POST,
+            path,
+            &format!(
+                "http://{}@127.0.0.1:9000/{}",
+                other_key.public_key, other.id
+            ),
+            Some(&report),
+        );
+        assert_eq!(cross.status, StatusCode::BAD_REQUEST, "{:?}", cross.body);
+        let mut disabled = (*other_key).clone();
+        disabled.enabled = false;
+        f.store.put_key(disabled).unwrap();
+        for bad in [
+            format!(
+                "http://{}@127.0.0.1:9000/{}",
+                other_key.public_key, other.id
+            ),
+            format!("http://{}@127.0.0.1:9000/{}", key.public_key, other.id),
+            format!("http://{}@127.0.0.1:9000/1", "0".repeat(32)),
+            "not a dsn".to_owned(),
+        ] {
+            let r = call(Method::POST, path, &bad, Some(&report));
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}: {:?}", r.body);
+            assert_eq!(r.body["detail"], "Invalid dsn", "{bad}");
+        }
+        // Nothing but the first report was stored.
+        assert_eq!(f.get(path).body.as_array().unwrap().len(), 1);
     }
 
     #[test]

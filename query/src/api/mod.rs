@@ -230,18 +230,70 @@ impl ApiRequest {
         format!("{}{}?{}", self.base_url, self.path, query.join("&"))
     }
 
-    /// The bearer token in `Authorization: Bearer …` or `Authorization: Sentry-Bearer …`.
-    fn token_secret(&self) -> Option<&str> {
-        let value = self
-            .headers
-            .get(http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?;
-        let (scheme, secret) = value.trim().split_once(' ')?;
-        (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("sentry-bearer"))
-            .then_some(secret.trim())
-            .filter(|s| !s.is_empty())
+    /// Adds `Authorization: DSN <dsn>`.
+    pub fn dsn(mut self, dsn: &str) -> ApiRequest {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("DSN {dsn}")) {
+            self.headers.insert(http::header::AUTHORIZATION, v);
+        }
+        self
     }
+
+    /// What `Authorization` carries: a bearer token (`Bearer …` or `Sentry-Bearer …`) or a
+    /// DSN (`DSN …`, which Sentry accepts for submitting user feedback only).
+    fn credentials(&self) -> Credentials<'_> {
+        let Some(value) = self
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Credentials::None;
+        };
+        let Some((scheme, secret)) = value.trim().split_once(' ') else {
+            return Credentials::None;
+        };
+        let secret = secret.trim();
+        if secret.is_empty() {
+            Credentials::None
+        } else if scheme.eq_ignore_ascii_case("bearer")
+            || scheme.eq_ignore_ascii_case("sentry-bearer")
+        {
+            Credentials::Token(secret)
+        } else if scheme.eq_ignore_ascii_case("dsn") {
+            Credentials::Dsn(secret)
+        } else {
+            Credentials::None
+        }
+    }
+}
+
+/// The credentials of a request.
+enum Credentials<'a> {
+    /// None, or a scheme osprey does not know.
+    None,
+    /// An API token's secret.
+    Token(&'a str),
+    /// A DSN, as given.
+    Dsn(&'a str),
+}
+
+/// The DSN key a `DSN …` credential names, as Sentry's `ProjectKey.from_dsn` finds it: the
+/// public key (the URL's user) of a key of the project the DSN's last path segment names,
+/// and the key enabled. Anything else is Sentry's `401 Invalid dsn`.
+fn dsn_key(store: &Store, dsn: &str) -> ApiResult<Arc<storage::ProjectKey>> {
+    let invalid = || ApiError::Unauthorized("Invalid dsn");
+    let (_, rest) = dsn.split_once("://").ok_or_else(invalid)?;
+    let (userinfo, location) = rest.split_once('@').ok_or_else(invalid)?;
+    let public_key = userinfo.split(':').next().unwrap_or_default();
+    let project_id: u64 = location
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .and_then(|(_, id)| id.parse().ok())
+        .ok_or_else(invalid)?;
+    store
+        .meta()
+        .key(public_key)
+        .filter(|key| key.project_id == project_id && key.enabled)
+        .ok_or_else(invalid)
 }
 
 /// A handler's answer: status, JSON body, and an optional `Link` header.
@@ -284,6 +336,16 @@ impl ApiResponse {
         ApiResponse {
             status: StatusCode::OK,
             body,
+            link: None,
+            file: None,
+        }
+    }
+
+    /// `status` with no body.
+    pub fn empty(status: StatusCode) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: Value::Null,
             link: None,
             file: None,
         }
@@ -511,16 +573,21 @@ impl ApiService {
         let store = self.inner.query.store();
         // A follower (secondary) store sees tokens created after it opened only after a
         // catch-up; the primary's cache is always current.
-        let token = match req.token_secret() {
-            None => {
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let token = match req.credentials() {
+            Credentials::None => {
                 return Err(ApiError::Unauthorized(
                     "Authentication credentials were not provided.",
                 ))
             }
-            Some(secret) => store
+            Credentials::Token(secret) => store
                 .meta()
                 .token(secret)
                 .ok_or(ApiError::Unauthorized("Invalid token"))?,
+            Credentials::Dsn(dsn) => {
+                let key = dsn_key(store, dsn)?;
+                return feedback::route_dsn(store, req, &key, &segs);
+            }
         };
         let ctx = Ctx {
             store,
@@ -528,7 +595,6 @@ impl ApiService {
             req,
             token: &token,
         };
-        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         route(&ctx, &req.method, &segs)
     }
 }
@@ -627,7 +693,8 @@ fn render(resp: ApiResponse) -> http::Response<Full<Bytes>> {
             r
         });
     }
-    let body = if resp.status == StatusCode::NO_CONTENT {
+    // No body: 204, and answers that say nothing but their status (a DSN's feedback).
+    let body = if resp.status == StatusCode::NO_CONTENT || resp.body.is_null() {
         Bytes::new()
     } else {
         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
