@@ -60,11 +60,14 @@ impl App {
             return self.mcp.handle(req).await;
         }
         if path == "/api/0" || path.starts_with("/api/0/") {
-            // Metadata is on every node when it is shared through Kafka: answer it here.
-            let local_metadata = self.store.shares_metadata()
-                && query::api::is_shared_metadata_request(req.method(), path);
+            // Metadata is on every node when it is shared through Kafka: answer it here. So
+            // is a feedback submission, which this node appends to Kafka once (fanned out,
+            // every processor node would store it).
+            let local = (self.store.shares_metadata()
+                && query::api::is_shared_metadata_request(req.method(), path))
+                || query::api::is_feedback_submission(req.method(), path);
             let peers = self.kafka.as_ref().and_then(|k| k.peers());
-            if let Some(peers) = peers.filter(|_| !local_metadata) {
+            if let Some(peers) = peers.filter(|_| !local) {
                 return peers
                     .handle(req)
                     .await
@@ -255,7 +258,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     // A processor node serves the query API over its own results: query nodes fan out to it.
     let api = (config.has_role(Role::Query) || config.has_role(Role::Processor)).then(|| {
-        query::api::ApiService::new(
+        query::api::ApiService::with_feedback_log(
             query::QueryService::new(store.clone()),
             query::api::ApiConfig {
                 public_url: config.public_url.clone(),
@@ -263,6 +266,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     .then(|| Duration::from_secs(config.ingest.body_read_timeout_secs)),
                 ..Default::default()
             },
+            // In Kafka mode feedback posted to the API goes through the topics to the node
+            // that owns the project; embedded, the one store is the right place.
+            kafka.as_ref().map(|_| Arc::clone(&ingest_log)),
         )
     });
     let shutdown = CancellationToken::new();

@@ -764,6 +764,59 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
         }
     }
 
+    // Legacy feedback posted to the query node goes through Kafka to the processor node that
+    // holds the project and its event, once: a token's report, then a DSN's replacing it.
+    let probe = "0000000000000000000000000000000a";
+    let feedback_path = "/api/0/projects/default/default/user-feedback/";
+    let (status, answer) = api_call(
+        query_port,
+        reqwest::Method::POST,
+        feedback_path,
+        TOKEN,
+        Some(
+            serde_json::json!({"event_id": probe, "name": "Ann", "email": "ann@example.com",
+                                "comments": "first try"}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["comments"], "first try", "{answer}");
+    let by_dsn = common::http()
+        .post(format!("http://127.0.0.1:{query_port}{feedback_path}"))
+        .header(
+            "Authorization",
+            format!("DSN http://{KEY}@127.0.0.1:{ingest_port}/1"),
+        )
+        .json(&serde_json::json!({"event_id": probe, "name": "Ann",
+                                  "email": "ann@example.com", "comments": "card 4111 1111 1111 1111"}))
+        .send()
+        .unwrap();
+    assert_eq!(by_dsn.status().as_u16(), 200);
+    assert!(by_dsn.text().unwrap().is_empty());
+    let stored = |port: u16| -> Vec<serde_json::Value> {
+        api_json(port, feedback_path)
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    eventually(
+        60,
+        "the DSN's report is listed through the query node",
+        || {
+            let listed = stored(query_port);
+            listed.len() == 1 && listed[0]["comments"] == "card [Filtered]"
+        },
+    );
+    let listed = stored(query_port);
+    assert_eq!(listed[0]["eventID"], probe, "{listed:?}");
+    assert!(listed[0]["issue"]["id"].is_string(), "linked: {listed:?}");
+    // Stored by exactly one processor node, not by each.
+    assert_eq!(
+        stored(p1_port).len() + stored(p2_port).len(),
+        1,
+        "p1 {:?}, p2 {:?}",
+        stored(p1_port),
+        stored(p2_port)
+    );
+
     // osprey's MCP tools, asked of the query node (which fans out to both processor nodes)
     // and of the embedded server, with the official Python MCP client, agree.
     let calls = serde_json::json!([

@@ -11,10 +11,11 @@
 //! - `GET /organizations/{org}/issues/{id}/user-reports/` (also `user-feedback/`, and under
 //!   `/issues/{id}/`): an issue's feedback, newest first, in `UserReportSerializer`'s shape.
 
+use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
 use storage::feedback::{self, FeedbackKind, Refusal, UserReport};
-use storage::{cf, encode_i64, keys, Project, ProjectKey, WriteBatch};
+use storage::{cf, encode_i64, keys, Log, LogRecord, Project, ProjectKey, WriteBatch};
 use uuid::Uuid;
 
 use super::issues::{find_issue, issue_json};
@@ -203,7 +204,7 @@ fn field(
 fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     let (_, project) = ctx.project(org, project)?;
     ctx.require_any(WRITE)?;
-    match store_report(ctx.store, ctx.req, &project)? {
+    match store_report(ctx.store, ctx.feedback_log, ctx.req, &project)? {
         Ok(linked) => Ok(ApiResponse::ok(with_issue(ctx, &linked)?)),
         Err(invalid) => Ok(invalid),
     }
@@ -218,6 +219,7 @@ fn submit(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
 /// - every other path is 401: a DSN is no API credential there.
 pub(super) fn route_dsn(
     store: &storage::Store,
+    log: Option<&dyn Log>,
     req: &ApiRequest,
     key: &ProjectKey,
     segs: &[&str],
@@ -246,16 +248,20 @@ pub(super) fn route_dsn(
             "The DSN belongs to another project.".into(),
         ));
     }
-    Ok(match store_report(store, req, &project)? {
+    Ok(match store_report(store, log, req, &project)? {
         Ok(_) => ApiResponse::empty(http::StatusCode::OK),
         Err(invalid) => invalid,
     })
 }
 
 /// Validates and stores a legacy report posted to `project`: the stored report with its issue,
-/// or the 400 answer naming each invalid field (Sentry's serializer errors).
+/// or the 400 answer naming each invalid field (Sentry's serializer errors). With `log`, the
+/// report is appended to it as a `user_report` item (answered once the log has it durably)
+/// and the processor stores it; the answer is then the report as this node sees it, linked
+/// to an issue only if this node holds the event.
 fn store_report(
     store: &storage::Store,
+    log: Option<&dyn Log>,
     req: &ApiRequest,
     project: &Project,
 ) -> ApiResult<Result<LinkedFeedback, ApiResponse>> {
@@ -299,6 +305,11 @@ fn store_report(
     };
     // Scrubbed as the same report sent by an SDK would be.
     processor::scrub::Scrubber::from_settings(&project.settings).scrub_feedback(&mut record);
+    if let Some(log) = log {
+        append_report(log, project.id, &report, now)?;
+        let issue_id = record.issue_id;
+        return Ok(Ok(LinkedFeedback { record, issue_id }));
+    }
     let mut batch = WriteBatch::default();
     feedback::put(store, &mut batch, &record)?;
     // Counted like feedback that came through an envelope.
@@ -310,6 +321,35 @@ fn store_report(
     store.write(batch, true)?;
     let issue_id = feedback::resolve_issue(store, &record)?;
     Ok(Ok(LinkedFeedback { record, issue_id }))
+}
+
+/// Appends `report` to `log` as the `user_report` item an SDK would send, and waits until the
+/// log has it durably (the caller runs on a blocking thread of the server's runtime).
+fn append_report(log: &dyn Log, project_id: u64, report: &UserReport, now: u64) -> ApiResult<()> {
+    let payload = json!({
+        "event_id": report.event_id.simple().to_string(),
+        "name": report.name,
+        "email": report.email,
+        "comments": report.comments,
+    });
+    let record = LogRecord {
+        project_id,
+        // No DSN key sent it: per-key outcomes and quotas do not apply.
+        key_id: 0,
+        received_ms: now,
+        event_id: Some(report.event_id),
+        item_type: "user_report".into(),
+        envelope_header: Bytes::from_static(b"{}"),
+        item_header: Bytes::from_static(b"{\"type\":\"user_report\"}"),
+        client_addr: None,
+        payload: Bytes::from(payload.to_string()),
+    };
+    let ticket = log.append(vec![record])?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ApiError::Internal("a feedback submission needs the server's runtime".into())
+    })?;
+    runtime.block_on(ticket)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
-use storage::{ApiToken, Organization, Project, StorageError, Store};
+use storage::{ApiToken, Log, Organization, Project, StorageError, Store};
 
 use crate::QueryService;
 
@@ -401,6 +401,8 @@ pub struct Ctx<'a> {
     pub req: &'a ApiRequest,
     /// The caller's token.
     pub token: &'a ApiToken,
+    /// Where feedback submissions go instead of the store ([`ApiService::with_feedback_log`]).
+    pub feedback_log: Option<&'a dyn Log>,
 }
 
 impl Ctx<'_> {
@@ -459,17 +461,44 @@ pub struct ApiService {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     query: QueryService,
     config: ApiConfig,
+    feedback_log: Option<Arc<dyn Log>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("query", &self.query)
+            .field("config", &self.config)
+            .field("feedback_log", &self.feedback_log.is_some())
+            .finish()
+    }
 }
 
 impl ApiService {
     /// The API over `query`'s store.
     pub fn new(query: QueryService, config: ApiConfig) -> ApiService {
+        ApiService::with_feedback_log(query, config, None)
+    }
+
+    /// The API over `query`'s store, with feedback submissions (`POST …/user-feedback/`)
+    /// appended to `feedback_log` as `user_report` items instead of written to the store.
+    /// Kafka mode passes its producer: the report then reaches the processor node that owns
+    /// the project's partition (where the event and its issue are), exactly once, as an SDK's
+    /// report would; the store of the node that took the request may not be that node's.
+    pub fn with_feedback_log(
+        query: QueryService,
+        config: ApiConfig,
+        feedback_log: Option<Arc<dyn Log>>,
+    ) -> ApiService {
         ApiService {
-            inner: Arc::new(Inner { query, config }),
+            inner: Arc::new(Inner {
+                query,
+                config,
+                feedback_log,
+            }),
         }
     }
 
@@ -586,7 +615,8 @@ impl ApiService {
                 .ok_or(ApiError::Unauthorized("Invalid token"))?,
             Credentials::Dsn(dsn) => {
                 let key = dsn_key(store, dsn)?;
-                return feedback::route_dsn(store, req, &key, &segs);
+                let log = self.inner.feedback_log.as_deref();
+                return feedback::route_dsn(store, log, req, &key, &segs);
             }
         };
         let ctx = Ctx {
@@ -594,6 +624,7 @@ impl ApiService {
             query: &self.inner.query,
             req,
             token: &token,
+            feedback_log: self.inner.feedback_log.as_deref(),
         };
         route(&ctx, &req.method, &segs)
     }
@@ -615,6 +646,21 @@ pub fn is_shared_metadata_request(method: &Method, path: &str) -> bool {
         ["teams", _, _, "projects"] | ["projects", _, _] => write,
         _ => false,
     }
+}
+
+/// Whether a request submits legacy user feedback (`POST …/user-feedback/`). In Kafka mode
+/// the node that takes it appends it to the log ([`ApiService::with_feedback_log`]); a query
+/// node must not fan it out, or every processor node would store (and count) it once.
+pub fn is_feedback_submission(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/0/") else {
+        return false;
+    };
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    method == Method::POST
+        && matches!(
+            segs.as_slice(),
+            ["projects", _, _, "user-feedback" | "user-reports"]
+        )
 }
 
 /// Path segments (after `/api/0/`) → handler.
