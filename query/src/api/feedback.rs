@@ -275,12 +275,7 @@ fn store_report(
     let comments = field(&body, "comments", None, &mut errors);
     let event_id = field(&body, "event_id", Some(32), &mut errors);
     if !errors.is_empty() {
-        return Ok(Err(ApiResponse {
-            status: http::StatusCode::BAD_REQUEST,
-            body: Value::Object(errors),
-            link: None,
-            file: None,
-        }));
+        return Ok(Err(ApiResponse::field_errors(errors)));
     }
     let Ok(event_id) = Uuid::try_parse(event_id.trim()) else {
         return Err(ApiError::BadRequest("Invalid Event ID".into()));

@@ -16,6 +16,7 @@ pub mod feedback;
 mod issues;
 mod orgs;
 mod performance;
+mod project_settings;
 mod releases;
 mod sessions;
 mod stats;
@@ -351,6 +352,16 @@ impl ApiResponse {
         }
     }
 
+    /// 400 with a message list per invalid field, as Sentry's serializers answer.
+    pub fn field_errors(errors: serde_json::Map<String, Value>) -> ApiResponse {
+        ApiResponse {
+            status: StatusCode::BAD_REQUEST,
+            body: Value::Object(errors),
+            link: None,
+            file: None,
+        }
+    }
+
     /// 201 with `body`.
     pub fn created(body: Value) -> ApiResponse {
         ApiResponse {
@@ -643,6 +654,7 @@ pub fn is_shared_metadata_request(method: &Method, path: &str) -> bool {
     match segs.as_slice() {
         ["projects", _, _, "keys", ..] | ["api-tokens", ..] => true,
         ["projects", _, _, "rules", ..] | ["organizations", _, "alert-rules", ..] => true,
+        ["projects", _, _, "filters", ..] | ["projects", _, _, "transaction-threshold", ..] => true,
         ["teams", _, _, "projects"] | ["projects", _, _] => write,
         _ => false,
     }
@@ -684,6 +696,9 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
         _ => {}
     }
     if let Some(resp) = orgs::route(ctx, method, segs)? {
+        return Ok(resp);
+    }
+    if let Some(resp) = project_settings::route(ctx, method, segs)? {
         return Ok(resp);
     }
     if let Some(resp) = alerts::route(ctx, method, segs)? {
@@ -794,6 +809,28 @@ mod routing_tests {
         ));
         assert!(local(Method::POST, "/api/0/api-tokens/"));
         assert!(local(Method::GET, "/api/0/projects/default/web/rules/7/"));
+        assert!(local(
+            Method::PUT,
+            "/api/0/projects/default/web/filters/localhost/"
+        ));
+        assert!(local(Method::GET, "/api/0/projects/default/web/filters/"));
+        assert!(local(
+            Method::POST,
+            "/api/0/projects/default/web/transaction-threshold/configure/"
+        ));
+        // A feedback submission is taken where it arrives, then goes through the log.
+        assert!(is_feedback_submission(
+            &Method::POST,
+            "/api/0/projects/default/web/user-feedback/"
+        ));
+        assert!(!is_feedback_submission(
+            &Method::GET,
+            "/api/0/projects/default/web/user-feedback/"
+        ));
+        assert!(!is_feedback_submission(
+            &Method::POST,
+            "/api/0/projects/default/web/"
+        ));
         assert!(local(
             Method::POST,
             "/api/0/organizations/default/alert-rules/"

@@ -11,6 +11,7 @@ use http::Method;
 use serde_json::{json, Value};
 use storage::{KeyRateLimit, Organization, Project, ProjectKey, ALL_SCOPES};
 
+use super::project_settings;
 use super::util::{iso, Page};
 use super::{body_str, not_allowed, ApiError, ApiResponse, ApiResult, Ctx};
 
@@ -248,7 +249,16 @@ fn list_projects(ctx: &Ctx<'_>, org: &str) -> ApiResult {
 fn project_detail(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     let (org, project) = ctx.project(org, project)?;
     ctx.require("project:read")?;
-    Ok(ApiResponse::ok(project_json(ctx, &org, &project)))
+    Ok(ApiResponse::ok(detailed_project_json(ctx, &org, &project)))
+}
+
+/// A project with its settings, as Sentry's `DetailedProjectSerializer` (detail and PUT).
+fn detailed_project_json(ctx: &Ctx<'_>, org: &Organization, p: &Project) -> Value {
+    let mut v = project_json(ctx, org, p);
+    if let Value::Object(obj) = &mut v {
+        obj.extend(project_settings::settings_json(&p.settings));
+    }
+    v
 }
 
 /// Sentry-style slug: lowercase letters, digits, `-` and `_`; other runs become one `-`.
@@ -319,12 +329,16 @@ fn create_project(ctx: &Ctx<'_>, org: &str, team: &str) -> ApiResult {
     Ok(ApiResponse::created(project_json(ctx, &org, &project)))
 }
 
-/// `PUT /projects/{org}/{project}/` — name, slug, platform.
+/// `PUT /projects/{org}/{project}/` — name, slug, platform and the processing settings
+/// ([`project_settings::apply`]).
 fn update_project(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     let (org, project) = ctx.project(org, project)?;
     ctx.require("project:write")?;
     let body = ctx.req.json_body()?;
     let mut changed = (*project).clone();
+    if let Err(errors) = project_settings::apply(&mut changed.settings, &body) {
+        return Ok(ApiResponse::field_errors(errors));
+    }
     if let Some(name) = body_str(&body, "name")? {
         check_name(name, "name")?;
         changed.name = name.to_owned();
@@ -342,7 +356,7 @@ fn update_project(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
         changed.platform = platform.chars().take(MAX_NAME_LEN).collect();
     }
     let saved = ctx.store.put_project(changed)?;
-    Ok(ApiResponse::ok(project_json(ctx, &org, &saved)))
+    Ok(ApiResponse::ok(detailed_project_json(ctx, &org, &saved)))
 }
 
 /// Sentry's client-key shape with every DSN form.
