@@ -655,6 +655,7 @@ pub fn is_shared_metadata_request(method: &Method, path: &str) -> bool {
         ["projects", _, _, "keys", ..] | ["api-tokens", ..] => true,
         ["projects", _, _, "rules", ..] | ["organizations", _, "alert-rules", ..] => true,
         ["projects", _, _, "filters", ..] | ["projects", _, _, "transaction-threshold", ..] => true,
+        ["organizations", _, "project-transaction-threshold-override"] => true,
         ["teams", _, _, "projects"] | ["projects", _, _] => write,
         _ => false,
     }

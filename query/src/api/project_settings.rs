@@ -10,7 +10,8 @@
 //! - `GET /projects/{org}/{project}/filters/` lists the inbound filters and
 //!   `PUT …/filters/{id}/` `{"active": bool}` turns one on or off (201, no body, as Sentry).
 //! - `GET|POST|DELETE /projects/{org}/{project}/transaction-threshold/configure/`: the
-//!   project's apdex threshold (`{"threshold": ms, "metric": "duration"}`).
+//!   project's apdex threshold (`{"threshold": ms, "metric": "duration"}`), and
+//!   `/organizations/{org}/project-transaction-threshold-override/` one transaction's.
 //!
 //! The processor reads the settings of every batch from the metadata, so a change applies to
 //! the next events processed; in Kafka mode the metadata topic carries it to every node.
@@ -80,6 +81,10 @@ pub(super) fn route(
             Method::GET => threshold(ctx, org, project, Method::GET)?,
             Method::POST => threshold(ctx, org, project, Method::POST)?,
             Method::DELETE => threshold(ctx, org, project, Method::DELETE)?,
+            _ => return Err(not_allowed(method)),
+        },
+        ["organizations", org, "project-transaction-threshold-override"] => match *method {
+            Method::GET | Method::POST | Method::DELETE => override_threshold(ctx, org, method)?,
             _ => return Err(not_allowed(method)),
         },
         _ => return Ok(None),
@@ -424,6 +429,101 @@ fn update_filter(ctx: &Ctx<'_>, org: &str, project: &str, id: &str) -> ApiResult
     Ok(ApiResponse::empty(http::StatusCode::CREATED))
 }
 
+/// `…/project-transaction-threshold-override/?project=ID&transaction=NAME`: one transaction's
+/// apdex threshold, over the project's (`POST` `{"transaction", "threshold", "metric"}`).
+fn override_threshold(ctx: &Ctx<'_>, org: &str, method: &Method) -> ApiResult {
+    let org = ctx.org(org)?;
+    let project_param = ctx
+        .req
+        .param("project")
+        .ok_or_else(|| field_error("project", "This field is required."))?;
+    let project = ctx
+        .store
+        .meta()
+        .project_by_slug(org.id, project_param)
+        .ok_or_else(|| ApiError::NotFound("The requested resource does not exist".into()))?;
+    let body = if *method == Method::POST {
+        ctx.req.json_body()?
+    } else {
+        Value::Null
+    };
+    let transaction = body
+        .get("transaction")
+        .and_then(Value::as_str)
+        .or_else(|| ctx.req.param("transaction"))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| field_error("transaction", "This field is required."))?
+        .to_owned();
+    let answer = |ms: u64| {
+        json!({
+            "id": format!("{}:{transaction}", project.id),
+            "threshold": ms.to_string(),
+            "metric": "duration",
+            "projectId": project.id.to_string(),
+            "transaction": transaction,
+            "editedBy": Value::Null,
+            "dateAdded": iso(project.created_ms),
+            "dateUpdated": iso(project.created_ms),
+        })
+    };
+    let missing = || ApiError::NotFound("Transaction threshold override does not exist".into());
+    match *method {
+        Method::GET => {
+            ctx.require("project:read")?;
+            let ms = project.settings.transaction_thresholds.get(&transaction);
+            Ok(ApiResponse::ok(answer(*ms.ok_or_else(missing)?)))
+        }
+        Method::DELETE => {
+            ctx.require("project:write")?;
+            let mut changed = (*project).clone();
+            changed
+                .settings
+                .transaction_thresholds
+                .remove(&transaction)
+                .ok_or_else(missing)?;
+            ctx.store.put_project(changed)?;
+            Ok(ApiResponse::no_content())
+        }
+        _ => {
+            ctx.require("project:write")?;
+            if transaction.len() > 200 {
+                return Err(field_error(
+                    "transaction",
+                    "Ensure this field has no more than 200 characters.",
+                ));
+            }
+            let ms = match body.get("threshold").map(whole_number) {
+                Some(Ok(ms)) if (1..=600_000).contains(&ms) => ms,
+                _ => {
+                    return Err(field_error(
+                        "threshold",
+                        "Ensure this value is a whole number from 1 to 600000.",
+                    ))
+                }
+            };
+            if !matches!(
+                body.get("metric").and_then(Value::as_str),
+                None | Some("duration")
+            ) {
+                return Err(field_error(
+                    "metric",
+                    "osprey measures apdex on transaction durations only.",
+                ));
+            }
+            let mut changed = (*project).clone();
+            let overrides = &mut changed.settings.transaction_thresholds;
+            if !overrides.contains_key(&transaction) && overrides.len() >= MAX_LIST_ENTRIES {
+                return Err(ApiError::BadRequest(format!(
+                    "a project holds at most {MAX_LIST_ENTRIES} transaction thresholds"
+                )));
+            }
+            overrides.insert(transaction.clone(), ms);
+            ctx.store.put_project(changed)?;
+            Ok(ApiResponse::ok(answer(ms)))
+        }
+    }
+}
+
 fn field_error(field: &str, message: &str) -> ApiError {
     ApiError::BadRequest(format!("{field}: {message}"))
 }
@@ -679,5 +779,26 @@ mod tests {
         let reset = f.call(http::Method::DELETE, &path, Some(&f.admin), None);
         assert_eq!(reset.status, StatusCode::NO_CONTENT);
         assert_eq!(f.get(&path).body["threshold"], "300");
+
+        // One transaction's threshold over the project's.
+        let path = "/api/0/organizations/default/project-transaction-threshold-override/";
+        let one = format!("{path}?project=1&transaction=GET%20%2Fcart");
+        assert_eq!(f.get(&one).status, StatusCode::NOT_FOUND);
+        let set = f.post(
+            &format!("{path}?project=1"),
+            json!({"transaction": "GET /cart", "threshold": 1200, "metric": "duration"}),
+        );
+        assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+        assert_eq!(f.get(&one).body["threshold"], "1200");
+        let project = f.store.meta().project(1).unwrap();
+        assert_eq!(
+            project.settings.transaction_thresholds.get("GET /cart"),
+            Some(&1200)
+        );
+        let bad = f.post(&format!("{path}?project=1"), json!({"transaction": "x"}));
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let gone = f.call(http::Method::DELETE, &one, Some(&f.admin), None);
+        assert_eq!(gone.status, StatusCode::NO_CONTENT);
+        assert_eq!(f.get(&one).status, StatusCode::NOT_FOUND);
     }
 }
