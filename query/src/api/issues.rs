@@ -693,12 +693,41 @@ impl Actor {
 /// (labels `{key: value}` kept in the workflow record; a null value removes one). Every change
 /// goes to the activity log under `actor`. Returns the new record. The HTTP API's issue
 /// `PUT`s and MCP's `manage_issues` both go through here.
+/// Fields of Sentry's issue update that osprey does not implement, with what they do there.
+/// osprey has no users (bookmarks, subscriptions and seen markers are per user in Sentry),
+/// no public share links, no priorities, and merging or discarding would re-map grouping
+/// hashes, which it does not do.
+const UNSUPPORTED_UPDATES: &[(&str, &str)] = &[
+    ("merge", "merging issues"),
+    ("discard", "discarding issues"),
+    ("isPublic", "public issue links"),
+    ("priority", "issue priorities"),
+    ("isBookmarked", "bookmarks"),
+    ("isSubscribed", "subscriptions"),
+    ("hasSeen", "seen markers"),
+];
+
 pub fn apply_issue_update(
     store: &Store,
     rec: &IssueRecord,
     body: &Value,
     actor: &Actor,
 ) -> ApiResult<IssueRecord> {
+    // Sentry fields osprey has no counterpart for are refused, not answered 200 and dropped.
+    for (field, what) in UNSUPPORTED_UPDATES {
+        if body.get(*field).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "osprey does not support {what} (`{field}`)"
+            )));
+        }
+    }
+    if body.pointer("/statusDetails/inCommit").is_some() {
+        return Err(ApiError::BadRequest(
+            "osprey has no repository integration to resolve an issue in a commit \
+             (`statusDetails.inCommit`); resolve it in a release instead"
+                .into(),
+        ));
+    }
     let user = Some(actor.name.as_str());
     let mut state = workflow::workflow(store, rec.id)?;
     let mut record = rec.clone();

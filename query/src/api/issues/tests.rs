@@ -555,6 +555,36 @@ fn bulk_update_by_ids() {
     assert_eq!(titles(&q(&f, "is:ignored")), ["TimeoutError"]);
 }
 
+/// Sentry update fields osprey does not implement are a 400 that says so, and nothing of the
+/// request applies (a 200 that drops them would read as done).
+#[test]
+fn unsupported_update_fields_are_refused() {
+    let (f, _) = fixture();
+    let path = "/api/0/organizations/default/issues/1/";
+    for body in [
+        json!({"merge": 1}),
+        json!({"status": "resolved", "discard": true}),
+        json!({"status": "resolved", "isBookmarked": true}),
+        json!({"hasSeen": true}),
+        json!({"priority": "high"}),
+        json!({"status": "resolved", "statusDetails": {"inCommit": {"commit": "abc", "repository": "r"}}}),
+    ] {
+        let r = f.put(path, body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("osprey"),
+            "{}",
+            r.body
+        );
+    }
+    let bulk = f.put(
+        "/api/0/projects/default/default/issues/?id=1&id=2",
+        json!({"merge": 1}),
+    );
+    assert_eq!(bulk.status, 400, "{}", bulk.body);
+    assert_eq!(f.get(path).body["status"], "unresolved");
+}
+
 #[test]
 fn scopes_and_organization_isolation() {
     let (f, _) = fixture();
