@@ -12,6 +12,10 @@ use crate::issues::{iso, parse_cursor};
 use crate::QueryService;
 
 /// A `{key, value}` tag.
+/// Index entries one project-events page reads at most (see
+/// [`QueryService::project_error_events`]).
+pub const MAX_INDEX_SCAN: usize = 20_000;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TagPair {
     /// Key.
@@ -445,6 +449,65 @@ impl QueryService {
             Some(id) => self.event(issue.project_id, &id),
             None => Ok(None),
         }
+    }
+
+    /// A project's error events, newest first, `offset` of them skipped
+    /// (`/projects/{org}/{project}/events/`; Sentry's list holds errors, not transactions).
+    /// `full = false` leaves `entries` empty. At most [`MAX_INDEX_SCAN`] index entries are
+    /// read per call, so a page deep in a transaction-heavy project ends early rather than
+    /// scanning without bound.
+    pub fn project_error_events(
+        &self,
+        project_id: u64,
+        offset: usize,
+        limit: usize,
+        full: bool,
+    ) -> Result<EventPage> {
+        let limit = limit.clamp(1, 100);
+        let store = self.store();
+        let upper = keys::index_by_time(
+            keys::index::PROJECT_TIME,
+            project_id,
+            u64::MAX,
+            &Uuid::max(),
+        );
+        let owner_prefix = keys::prefixed_id(keys::index::PROJECT_TIME, project_id);
+        let iter = store.db().iterator_cf(
+            &store.cf(cf::INDEX),
+            rocksdb::IteratorMode::From(&upper, rocksdb::Direction::Reverse),
+        );
+        let (mut skipped, mut events, mut more) = (0, Vec::new(), false);
+        for item in iter.take(MAX_INDEX_SCAN) {
+            let (key, _) = item?;
+            if !key.starts_with(&owner_prefix) {
+                break;
+            }
+            let Some(id) = key.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
+                continue;
+            };
+            let Some(mut event) = self.event(project_id, &id)? else {
+                continue;
+            };
+            if event.event_type == "transaction" {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            if events.len() == limit {
+                more = true;
+                break;
+            }
+            if !full {
+                event.entries.clear();
+            }
+            events.push(event);
+        }
+        Ok(EventPage {
+            events,
+            next_cursor: more.then(|| format!("0:{}:0", offset + limit)),
+        })
     }
 
     /// Events of a project, newest first.

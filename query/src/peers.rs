@@ -295,7 +295,7 @@ pub fn merge(
             ["organizations", _, "stats_v2"] => merge_outcome_stats(ok),
             ["organizations", _, "sessions"] => crate::sessions::merge_node_answers(ok),
             ["projects", _, _, "stats"] => merge_points(ok),
-            ["projects", _, _, "user-feedback" | "user-reports"]
+            ["projects", _, _, "user-feedback" | "user-reports" | "events"]
             | [.., "issues", _, "user-feedback" | "user-reports"] => {
                 newest_first(merge_generic(ok), limit)
             }
@@ -801,6 +801,27 @@ mod tests {
             json!([{"id": "b3", "dateCreated": "2026-01-01T00:00:03Z"},
                    {"id": "a2", "dateCreated": "2026-01-01T00:00:02Z"}])
         );
+    }
+
+    #[test]
+    fn project_events_of_two_nodes_are_one_newest_first_page() {
+        let a = json!([{"id": "a1", "dateCreated": "2026-01-01T00:00:01Z"}]);
+        let b = json!([{"id": "b3", "dateCreated": "2026-01-01T00:00:03Z"},
+                       {"id": "b2", "dateCreated": "2026-01-01T00:00:02Z"}]);
+        let (status, merged, _) = merge(
+            &Method::GET,
+            "/api/0/projects/default/default/events/",
+            "per_page=2",
+            vec![ok("a", a), ok("b", b)],
+        );
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = merged
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["b3", "b2"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The real `sentry-cli` (OSPREY_SENTRY_CLI, installed by scripts/test) against the API served
 //! in-process on loopback: `info`, `releases new|finalize|list|info`, `releases set-commits
-//! --commit`, `deploys new`, and the results visible through the API.
+//! --commit`, `deploys new`, `events list`, and the results visible through the API.
 
 mod common;
 
@@ -120,4 +120,102 @@ fn sentry_cli_releases_and_deploys() {
         deploys_cli.contains("production") && deploys_cli.contains("blue"),
         "{deploys_cli}"
     );
+}
+
+/// `sentry-cli events list` reads `GET /projects/{org}/{project}/events/`: the project's error
+/// events (not its transactions), newest first, with users and tags.
+#[test]
+fn sentry_cli_lists_a_projects_error_events() {
+    use processor::pipeline::event_record;
+    use processor::{Processor, ProcessorConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    store.bootstrap(None, Some(TOKEN)).unwrap();
+    let now = storage::now_ms();
+    let mut records = Vec::new();
+    for (i, ty) in ["CartError", "PaymentError", "StockError"]
+        .iter()
+        .enumerate()
+    {
+        let ev = json!({
+            "event_id": format!("{:032x}", 0xe0 + i),
+            "timestamp": (now - 60_000 + i as u64 * 1000) as f64 / 1000.0,
+            "user": {"email": format!("buyer{i}@example.com")},
+            "tags": {"shop": "north"},
+            "exception": {"values": [{"type": ty, "value": "went wrong"}]},
+        });
+        records.push(event_record(1, now, ev.to_string().as_bytes(), None));
+    }
+    let tx = json!({
+        "type": "transaction", "event_id": format!("{:032x}", 0xf0),
+        "transaction": "GET /checkout-page",
+        "start_timestamp": (now - 2_000) as f64 / 1000.0, "timestamp": (now - 1_000) as f64 / 1000.0,
+        "contexts": {"trace": {"trace_id": "a".repeat(32), "span_id": "b".repeat(16), "op": "http.server"}},
+    });
+    records.push(event_record(1, now, tx.to_string().as_bytes(), None));
+    Processor::new(store.clone(), ProcessorConfig::default())
+        .unwrap()
+        .process_and_commit(&records)
+        .unwrap();
+    let api = ApiService::new(QueryService::new(store.clone()), ApiConfig::default());
+    let addr = serve(api.clone());
+    std::thread::sleep(Duration::from_millis(50));
+
+    let stored_tx = api.call(
+        &ApiRequest::new(
+            Method::GET,
+            &format!("/api/0/projects/default/default/events/{:032x}/", 0xf0),
+        )
+        .bearer(TOKEN),
+    );
+    assert_eq!(
+        stored_tx.status, 200,
+        "the transaction is stored: {}",
+        stored_tx.body
+    );
+    let listed = run_cli(addr, &["events", "list", "--show-user", "--show-tags"]);
+    for expected in [
+        "CartError",
+        "PaymentError",
+        "StockError",
+        "buyer2@example.com",
+        "shop: north",
+    ] {
+        assert!(listed.contains(expected), "{expected} missing:\n{listed}");
+    }
+    assert!(
+        !listed.contains("checkout-page"),
+        "a transaction was listed:\n{listed}"
+    );
+
+    // Newest first, paged with Sentry's cursors.
+    let page = |path: &str| api.call(&ApiRequest::new(Method::GET, path).bearer(TOKEN));
+    let first = page("/api/0/projects/default/default/events/?per_page=2");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let titles: Vec<&str> = first
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["StockError: went wrong", "PaymentError: went wrong"]
+    );
+    assert!(first
+        .link
+        .as_deref()
+        .unwrap()
+        .contains("rel=\"next\"; results=\"true\""));
+    let second = page("/api/0/projects/default/default/events/?per_page=2&cursor=0:2:0");
+    let rest = second.body.as_array().unwrap();
+    assert_eq!(rest.len(), 1, "{}", second.body);
+    assert_eq!(rest[0]["title"], "CartError: went wrong");
+    assert!(second
+        .link
+        .as_deref()
+        .unwrap()
+        .contains("rel=\"next\"; results=\"false\""));
 }

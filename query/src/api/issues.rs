@@ -56,6 +56,10 @@ pub(super) fn route(
         ["issues", id, rest @ ..] | ["groups", id, rest @ ..] => {
             sub_resource(ctx, None, id, m, rest)?
         }
+        ["projects", org, project, "events"] => {
+            only_get(m)?;
+            project_events(ctx, org, project)?
+        }
         ["projects", org, project, "events", event_id] => {
             let (org, project) = ctx.project(org, project)?;
             ctx.require_any(READ)?;
@@ -393,6 +397,25 @@ fn issue_events(ctx: &Ctx<'_>, org: &Organization, rec: &IssueRecord) -> ApiResu
         .events
         .into_iter()
         .map(|e| event_json(ctx, org, e))
+        .collect();
+    Ok(ApiResponse::page(items, page.link(ctx.req, has_next)))
+}
+
+/// `GET /projects/{org}/{project}/events/`: the project's error events, newest first
+/// (`sentry-cli events list`); `full=true` includes the entries.
+fn project_events(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
+    let (org, project) = ctx.project(org, project)?;
+    ctx.require_any(READ)?;
+    let page = Page::from_request(ctx.req, 100)?;
+    let full = matches!(ctx.req.param("full"), Some("true" | "1"));
+    let events = ctx
+        .query
+        .project_error_events(project.id, page.offset, page.per_page, full)?;
+    let has_next = events.next_cursor.is_some();
+    let items: Vec<Value> = events
+        .events
+        .into_iter()
+        .map(|e| event_json(ctx, &org, e))
         .collect();
     Ok(ApiResponse::page(items, page.link(ctx.req, has_next)))
 }
