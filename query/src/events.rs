@@ -12,6 +12,21 @@ use crate::issues::{iso, parse_cursor};
 use crate::QueryService;
 
 /// A `{key, value}` tag.
+/// What an issue's event list is narrowed to ([`QueryService::issue_events_matching`]).
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    /// Events at or after this time (unix ms).
+    pub start_ms: u64,
+    /// Events at or before this time (unix ms).
+    pub end_ms: u64,
+    /// Only these environments (empty: any).
+    pub environments: Vec<String>,
+    /// Sentry search terms over the event's Discover fields (`None`: every event).
+    pub query: Option<crate::search::IssueQuery>,
+    /// Oldest first (`sort=timestamp`) instead of newest first.
+    pub oldest_first: bool,
+}
+
 /// Index entries one project-events page reads at most (see
 /// [`QueryService::project_error_events`]).
 pub const MAX_INDEX_SCAN: usize = 20_000;
@@ -415,6 +430,88 @@ impl QueryService {
                 }
                 events.push(e);
             }
+        }
+        Ok(EventPage {
+            events,
+            next_cursor: more.then(|| format!("0:{}:0", offset + limit)),
+        })
+    }
+
+    /// Events of an issue that pass `filter`, `offset` of them skipped
+    /// (`/issues/{id}/events/?query=…&environment=…&statsPeriod=…&sort=…`, the official MCP
+    /// server's `search_issue_events`). Reads the issue's time index within the range, newest
+    /// or oldest first, and at most [`MAX_INDEX_SCAN`] entries per call.
+    pub fn issue_events_matching(
+        &self,
+        issue_id: u64,
+        filter: &EventFilter,
+        offset: usize,
+        limit: usize,
+        full: bool,
+    ) -> Result<EventPage> {
+        let empty = EventPage {
+            events: Vec::new(),
+            next_cursor: None,
+        };
+        let Some(issue) = records::load_issue(self.store(), issue_id)? else {
+            return Ok(empty);
+        };
+        let limit = limit.clamp(1, 100);
+        let store = self.store();
+        let prefix = keys::index::ISSUE_TIME;
+        let lower = keys::index_by_time(prefix, issue_id, filter.start_ms, &Uuid::nil());
+        let upper = keys::index_by_time(prefix, issue_id, filter.end_ms, &Uuid::max());
+        let (from, direction) = if filter.oldest_first {
+            (&lower, rocksdb::Direction::Forward)
+        } else {
+            (&upper, rocksdb::Direction::Reverse)
+        };
+        let iter = store.db().iterator_cf(
+            &store.cf(cf::INDEX),
+            rocksdb::IteratorMode::From(from, direction),
+        );
+        let (mut skipped, mut events, mut more) = (0, Vec::new(), false);
+        for item in iter.take(MAX_INDEX_SCAN) {
+            let (key, _) = item?;
+            if key.as_ref() < lower.as_slice() || key.as_ref() > upper.as_slice() {
+                break;
+            }
+            let Some(id) = key.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
+                continue;
+            };
+            let Some(raw) = store
+                .db()
+                .get_pinned_cf(&store.cf(cf::EVENTS), keys::event(issue.project_id, &id))?
+            else {
+                continue;
+            };
+            let stored = records::decode_event(&raw)?;
+            if !filter.environments.is_empty() {
+                let env = stored.event.get("environment").and_then(Value::as_str);
+                if !env.is_some_and(|e| filter.environments.iter().any(|w| w == e)) {
+                    continue;
+                }
+            }
+            if let Some(query) = &filter.query {
+                let passes = crate::api::event_fields(store, &stored, false)
+                    .is_some_and(|f| crate::api::event_matches(&f, stored.timestamp_ms, query));
+                if !passes {
+                    continue;
+                }
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            if events.len() == limit {
+                more = true;
+                break;
+            }
+            let mut event = to_api_event(&stored, raw.len());
+            if !full {
+                event.entries.clear();
+            }
+            events.push(event);
         }
         Ok(EventPage {
             events,

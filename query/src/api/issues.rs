@@ -388,10 +388,17 @@ fn event_json(ctx: &Ctx<'_>, _org: &Organization, event: crate::events::Event) -
 fn issue_events(ctx: &Ctx<'_>, org: &Organization, rec: &IssueRecord) -> ApiResult {
     let page = Page::from_request(ctx.req, 100)?;
     let full = matches!(ctx.req.param("full"), Some("true" | "1"));
-    let cursor = format!("0:{}:0", page.offset);
-    let events = ctx
-        .query
-        .issue_events(rec.id, page.per_page, Some(&cursor), full)?;
+    let events = match issue_event_filter(ctx)? {
+        None => {
+            let cursor = format!("0:{}:0", page.offset);
+            ctx.query
+                .issue_events(rec.id, page.per_page, Some(&cursor), full)?
+        }
+        Some(filter) => {
+            ctx.query
+                .issue_events_matching(rec.id, &filter, page.offset, page.per_page, full)?
+        }
+    };
     let has_next = events.next_cursor.is_some();
     let items: Vec<Value> = events
         .events
@@ -399,6 +406,75 @@ fn issue_events(ctx: &Ctx<'_>, org: &Organization, rec: &IssueRecord) -> ApiResu
         .map(|e| event_json(ctx, org, e))
         .collect();
     Ok(ApiResponse::page(items, page.link(ctx.req, has_next)))
+}
+
+/// The narrowing of an issue's event list the request asks for (`query`, `environment`,
+/// `statsPeriod` or `start`/`end`, `sort=timestamp|-timestamp`), `None` when it asks none.
+fn issue_event_filter(ctx: &Ctx<'_>) -> ApiResult<Option<crate::events::EventFilter>> {
+    let req = ctx.req;
+    let given = |name: &str| req.param(name).is_some_and(|v| !v.trim().is_empty());
+    if ![
+        "query",
+        "environment",
+        "statsPeriod",
+        "start",
+        "end",
+        "sort",
+    ]
+    .iter()
+    .any(|p| given(p))
+    {
+        return Ok(None);
+    }
+    let now = now_ms();
+    let (start_ms, end_ms) = match req.param("statsPeriod").filter(|p| !p.is_empty()) {
+        Some(p) => {
+            let ms = search::parse_duration(p)
+                .ok_or_else(|| ApiError::BadRequest(format!("invalid statsPeriod {p:?}")))?;
+            (now.saturating_sub(ms), now)
+        }
+        None => {
+            let instant = |name: &str| -> ApiResult<Option<u64>> {
+                match req.param(name).filter(|v| !v.is_empty()) {
+                    None => Ok(None),
+                    Some(v) => parse_iso(v)
+                        .map(Some)
+                        .ok_or_else(|| ApiError::BadRequest(format!("invalid {name} {v:?}"))),
+                }
+            };
+            (
+                instant("start")?.unwrap_or(0),
+                instant("end")?.unwrap_or(u64::MAX),
+            )
+        }
+    };
+    let oldest_first = match req.param("sort").unwrap_or("") {
+        "" | "-timestamp" | "date" | "-date" => false,
+        "timestamp" => true,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid sort {other:?}: use timestamp or -timestamp"
+            )))
+        }
+    };
+    let query = match req.param("query").map(str::trim).filter(|q| !q.is_empty()) {
+        None => None,
+        Some(q) => Some(
+            search::parse_issue_query(q, now).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ),
+    };
+    Ok(Some(crate::events::EventFilter {
+        start_ms,
+        end_ms,
+        environments: req
+            .params("environment")
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        query,
+        oldest_first,
+    }))
 }
 
 /// `GET /projects/{org}/{project}/events/`: the project's error events, newest first

@@ -555,6 +555,50 @@ fn bulk_update_by_ids() {
     assert_eq!(titles(&q(&f, "is:ignored")), ["TimeoutError"]);
 }
 
+/// The official MCP server's `search_issue_events`: an issue's events narrowed by time,
+/// environment and search query, in either order, paged.
+#[test]
+fn issue_events_filtered_sorted_and_paged() {
+    let (f, ids) = fixture();
+    let list = |query: &str| -> Vec<String> {
+        let r = f.get(&format!(
+            "/api/0/organizations/default/issues/1/events/?{query}"
+        ));
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventID"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let id = |i: usize| ids[i].simple().to_string();
+    // ids[i] is i minutes older than ids[0] (one minute old).
+    let start = super::super::util::iso(now_ms() - 210 * 1000);
+    assert_eq!(list(&format!("start={start}")), [id(0), id(1), id(2)]);
+    assert_eq!(
+        list("sort=timestamp&per_page=2"),
+        [id(4), id(3)],
+        "oldest first"
+    );
+    assert_eq!(
+        list("sort=timestamp&per_page=2&cursor=0:2:0"),
+        [id(2), id(1)]
+    );
+    assert_eq!(list("environment=production").len(), 5);
+    assert!(list("environment=staging").is_empty());
+    assert_eq!(list("query=environment:production level:error").len(), 5);
+    assert!(list("query=level:warning").is_empty());
+    assert_eq!(list(&format!("query=id:{}", id(3))), [id(3)]);
+    assert_eq!(list("statsPeriod=24h&full=true").len(), 5);
+    for bad in ["statsPeriod=soon", "sort=sideways", "start=yesterday"] {
+        let r = f.get(&format!(
+            "/api/0/organizations/default/issues/1/events/?{bad}"
+        ));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+}
+
 /// Sentry update fields osprey does not implement are a 400 that says so, and nothing of the
 /// request applies (a 200 that drops them would read as done).
 #[test]
