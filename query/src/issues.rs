@@ -5,6 +5,7 @@
 //! table, filtered and sorted in memory; counts come from the merge-operator counters.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -262,6 +263,14 @@ pub struct IssueFilter<'a> {
     pub now_ms: u64,
 }
 
+/// Search keys naming a release, where `latest` stands for the project's newest release.
+const RELEASE_KEYS: &[&str] = &[
+    "release",
+    "release.version",
+    "firstRelease",
+    "first_release",
+];
+
 impl QueryService {
     fn issue_ref_project(&self, project_id: u64) -> ProjectRef {
         match self.store().meta().project(project_id) {
@@ -448,6 +457,7 @@ impl QueryService {
                 }
             }
         }
+        let latest = self.latest_releases(f)?;
         let mut rows = Vec::new();
         for rec in self.issue_records()? {
             if !f.project_ids.contains(&rec.project_id) {
@@ -481,7 +491,7 @@ impl QueryService {
                 if !ok {
                     break;
                 }
-                ok = self.term_matches(&row, term, &event_issues, f)?;
+                ok = self.term_matches(&row, term, &event_issues, &latest, f)?;
             }
             if ok {
                 rows.push(row);
@@ -502,11 +512,42 @@ impl QueryService {
             .any(|t| t.count > 0 && wildcard_match(pattern, &t.value)))
     }
 
+    /// Sentry's `release:latest`: per project of the filter, the version of its newest release
+    /// (by creation), when the query names `latest` for a release field at all.
+    fn latest_releases(&self, f: &IssueFilter<'_>) -> Result<HashMap<u64, String>> {
+        let asks = f.query.terms.iter().any(|t| {
+            matches!(t, Term::Field { key, values, .. }
+                if RELEASE_KEYS.contains(&key.as_str()) && values.iter().any(|v| v == "latest"))
+        });
+        let mut latest = HashMap::new();
+        if !asks {
+            return Ok(latest);
+        }
+        let meta = self.store().meta();
+        let mut orgs: Vec<u64> = f
+            .project_ids
+            .iter()
+            .filter_map(|p| meta.project(*p).map(|p| p.org_id))
+            .collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        for org in orgs {
+            // Newest first: the first release naming a project is that project's latest.
+            for release in storage::releases::releases(self.store(), org, 10_000)? {
+                for p in &release.projects {
+                    latest.entry(*p).or_insert_with(|| release.version.clone());
+                }
+            }
+        }
+        Ok(latest)
+    }
+
     fn term_matches(
         &self,
         row: &IssueRow,
         term: &Term,
         event_issues: &[u64],
+        latest: &HashMap<u64, String>,
         f: &IssueFilter<'_>,
     ) -> Result<bool> {
         let rec = &row.rec;
@@ -537,6 +578,16 @@ impl QueryService {
             } => {
                 let mut hit = false;
                 for pattern in values {
+                    let pattern = match pattern.as_str() {
+                        "latest" if RELEASE_KEYS.contains(&key.as_str()) => {
+                            match latest.get(&rec.project_id) {
+                                Some(version) => version,
+                                // A project without releases has no latest one to match.
+                                None => continue,
+                            }
+                        }
+                        _ => pattern,
+                    };
                     let one = match key.as_str() {
                         "level" => wildcard_match(pattern, &rec.level),
                         "release" | "release.version" => {

@@ -555,6 +555,28 @@ fn bulk_update_by_ids() {
     assert_eq!(titles(&q(&f, "is:ignored")), ["TimeoutError"]);
 }
 
+/// `release:latest` is the project's newest release, not a release named "latest".
+#[test]
+fn release_latest_is_the_newest_release() {
+    let (f, _) = fixture();
+    // No release recorded yet: nothing is the latest.
+    assert!(titles(&q(&f, "release:latest")).is_empty());
+    for version in ["1.0", "1.1"] {
+        let r = f.post(
+            "/api/0/organizations/default/releases/",
+            json!({"version": version, "projects": ["default"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        // Creation times order the releases; keep them apart.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut latest = titles(&q(&f, "release:latest"));
+    latest.sort();
+    assert_eq!(latest, ["KeyError", "TimeoutError"]);
+    assert_eq!(titles(&q(&f, "!release:latest")), ["ZeroDivisionError"]);
+    assert_eq!(titles(&q(&f, "release:1.0")), ["ZeroDivisionError"]);
+}
+
 /// The official MCP server's `search_issue_events`: an issue's events narrowed by time,
 /// environment and search query, in either order, paged.
 #[test]
