@@ -60,6 +60,14 @@ pub(super) fn route(
             only_get(m)?;
             project_events(ctx, org, project)?
         }
+        ["organizations", org, "shortids", short_id] => {
+            only_get(m)?;
+            resolve_short_id(ctx, org, short_id)?
+        }
+        ["organizations", org, "eventids", event_id] => {
+            only_get(m)?;
+            resolve_event_id(ctx, org, event_id)?
+        }
         ["projects", org, project, "events", event_id] => {
             let (org, project) = ctx.project(org, project)?;
             ctx.require_any(READ)?;
@@ -406,6 +414,52 @@ fn issue_events(ctx: &Ctx<'_>, org: &Organization, rec: &IssueRecord) -> ApiResu
         .map(|e| event_json(ctx, org, e))
         .collect();
     Ok(ApiResponse::page(items, page.link(ctx.req, has_next)))
+}
+
+/// `GET /organizations/{org}/shortids/{short_id}/`: which issue a short id (`SHOP-12`) is.
+fn resolve_short_id(ctx: &Ctx<'_>, org: &str, short_id: &str) -> ApiResult {
+    ctx.require_any(READ)?;
+    let (org, rec) = find_issue(ctx, Some(org), short_id)?;
+    let state = workflow::workflow(ctx.store, rec.id)?;
+    let group = issue_json(ctx, &rec, &state)?;
+    Ok(ApiResponse::ok(json!({
+        "organizationSlug": org.slug,
+        "projectSlug": group["project"]["slug"],
+        "groupId": rec.id.to_string(),
+        "shortId": group["shortId"],
+        "group": group,
+    })))
+}
+
+/// `GET /organizations/{org}/eventids/{event_id}/`: which project and issue an event id is in.
+fn resolve_event_id(ctx: &Ctx<'_>, org: &str, event_id: &str) -> ApiResult {
+    let org = ctx.org(org)?;
+    ctx.require_any(READ)?;
+    let id = parse_event_id(event_id)?;
+    let projects: Vec<u64> = ctx
+        .store
+        .meta()
+        .projects_of_org(org.id)
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let event = ctx
+        .query
+        .find_event(&projects, &id)?
+        .ok_or_else(|| ApiError::NotFound("Event not found".into()))?;
+    let project = event
+        .project_id
+        .parse::<u64>()
+        .ok()
+        .and_then(|p| ctx.store.meta().project(p))
+        .ok_or_else(|| ApiError::NotFound("Event not found".into()))?;
+    Ok(ApiResponse::ok(json!({
+        "organizationSlug": org.slug,
+        "projectSlug": project.slug,
+        "groupId": event.group_id,
+        "eventId": event.event_id,
+        "event": event_json(ctx, &org, event),
+    })))
 }
 
 /// The narrowing of an issue's event list the request asks for (`query`, `environment`,

@@ -555,6 +555,33 @@ fn bulk_update_by_ids() {
     assert_eq!(titles(&q(&f, "is:ignored")), ["TimeoutError"]);
 }
 
+/// The UI's jump-to lookups: a short id or an event id to its project and issue.
+#[test]
+fn short_and_event_ids_resolve_to_their_issue() {
+    let (f, ids) = fixture();
+    let short = f.get("/api/0/organizations/default/shortids/DEFAULT-2/");
+    assert_eq!(short.status, 200, "{}", short.body);
+    assert_eq!(short.body["groupId"], "2");
+    assert_eq!(short.body["projectSlug"], "default");
+    assert_eq!(short.body["shortId"], "DEFAULT-2");
+    assert_eq!(short.body["group"]["title"], "KeyError: 'user'");
+    let event = f.get(&format!(
+        "/api/0/organizations/default/eventids/{}/",
+        ids[2].simple()
+    ));
+    assert_eq!(event.status, 200, "{}", event.body);
+    assert_eq!(event.body["groupId"], "1");
+    assert_eq!(event.body["eventId"], ids[2].simple().to_string());
+    assert_eq!(event.body["event"]["eventID"], ids[2].simple().to_string());
+    for missing in [
+        "/api/0/organizations/default/shortids/DEFAULT-99/",
+        "/api/0/organizations/default/eventids/0123456789abcdef0123456789abcdef/",
+        "/api/0/organizations/default/eventids/not-an-id/",
+    ] {
+        assert_eq!(f.get(missing).status, 404, "{missing}");
+    }
+}
+
 /// `release:latest` is the project's newest release, not a release named "latest".
 #[test]
 fn release_latest_is_the_newest_release() {
