@@ -590,6 +590,9 @@ impl QueryService {
                     };
                     let one = match key.as_str() {
                         "level" => wildcard_match(pattern, &rec.level),
+                        // Every osprey issue is of Sentry's error category and type (no
+                        // performance, cron, replay or feedback issues).
+                        "issue.category" | "issue.type" => wildcard_match(pattern, "error"),
                         "release" | "release.version" => {
                             rec.first_release
                                 .as_deref()

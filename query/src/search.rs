@@ -757,6 +757,16 @@ pub fn parse_issue_query(query: &str, now_ms: u64) -> Result<IssueQuery, SearchE
                     key: value,
                 });
             }
+            // Said rather than matched as tags (no issue has them, so every search would be
+            // silently empty).
+            "issue.priority" | "bookmarks" | "subscribed" => {
+                let why = if key == "issue.priority" {
+                    "osprey does not rank issues by priority"
+                } else {
+                    "osprey has no users to keep bookmarks or subscriptions"
+                };
+                return Err(err(position, format!("{key}: {why}")));
+            }
             "id" | "event.id" | "event_id" if !tok.negated => {
                 let value = single()?;
                 let id = is_event_id(&value).ok_or_else(|| {
@@ -1217,5 +1227,13 @@ mod tests {
         assert!(wildcard_match("Error", "error"));
         assert!(!wildcard_match("Error", "errors"));
         assert!(wildcard_match("*", ""));
+    }
+
+    #[test]
+    fn fields_osprey_has_no_counterpart_for_are_errors() {
+        for q in ["issue.priority:high", "bookmarks:me", "!subscribed:me"] {
+            let e = parse_issue_query(q, NOW).unwrap_err();
+            assert!(e.to_string().contains("osprey"), "{q}: {e}");
+        }
     }
 }

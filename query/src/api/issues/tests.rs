@@ -597,6 +597,9 @@ fn release_latest_is_the_newest_release() {
         // Creation times order the releases; keep them apart.
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    assert_eq!(titles(&q(&f, "issue.category:error")).len(), 3);
+    assert!(titles(&q(&f, "issue.category:performance")).is_empty());
+    assert!(titles(&q(&f, "!issue.type:error")).is_empty());
     let mut latest = titles(&q(&f, "release:latest"));
     latest.sort();
     assert_eq!(latest, ["KeyError", "TimeoutError"]);
