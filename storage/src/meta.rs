@@ -597,6 +597,25 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a project and its DSN keys from the metadata (shared through Kafka when
+    /// metadata is): its keys stop authenticating at once, and the API no longer shows the
+    /// project or its issues. Its stored events, issues and rollups are keyed by the project's
+    /// id, which is never given out again, and leave with retention.
+    pub fn delete_project(&self, project_id: u64) -> Result<()> {
+        self.ensure_writable()?;
+        if self.meta().project(project_id).is_none() {
+            return Err(StorageError::NotFound(format!("project {project_id}")));
+        }
+        // Keys first: a crash between the two leaves a project without keys, never keys
+        // pointing at no project.
+        for key in self.meta().keys_of_project(project_id) {
+            self.delete_key(&key.public_key)?;
+        }
+        self.delete_meta(&keys::prefixed_id(keys::meta::PROJECT, project_id))?;
+        self.meta().maps.write().projects.remove(&project_id);
+        Ok(())
+    }
+
     /// Stores a token with a caller-chosen secret (`OSPREY_ADMIN_TOKEN`) or a random one;
     /// returns the secret, which is not stored.
     pub fn create_token(

@@ -42,6 +42,7 @@ pub(super) fn route(
         ["projects", org, project] => match *m {
             Method::GET => project_detail(ctx, org, project)?,
             Method::PUT => update_project(ctx, org, project)?,
+            Method::DELETE => delete_project(ctx, org, project)?,
             _ => return Err(not_allowed(m)),
         },
         ["projects", org, project, "keys"] => match *m {
@@ -359,6 +360,24 @@ fn update_project(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
     Ok(ApiResponse::ok(detailed_project_json(ctx, &org, &saved)))
 }
 
+/// `DELETE /projects/{org}/{project}/` (`project:admin`): the project and its DSN keys go at
+/// once ([`storage::Store::delete_project`]); 204. The bootstrap project (`default` of the
+/// `default` organization) is a 400, as Sentry refuses its internal projects: every start
+/// would create it again.
+fn delete_project(ctx: &Ctx<'_>, org: &str, project: &str) -> ApiResult {
+    let (org, project) = ctx.project(org, project)?;
+    ctx.require("project:admin")?;
+    if org.slug == "default" && project.slug == "default" {
+        return Err(ApiError::BadRequest(
+            "the bootstrap project (default/default) cannot be removed: osprey creates it \
+             again at every start"
+                .into(),
+        ));
+    }
+    ctx.store.delete_project(project.id)?;
+    Ok(ApiResponse::no_content())
+}
+
 /// Sentry's client-key shape with every DSN form.
 fn key_json(ctx: &Ctx<'_>, key: &ProjectKey) -> Value {
     let (scheme, host) = ctx
@@ -641,6 +660,65 @@ mod tests {
             f.get("/api/0/organizations/1/").body["projects"][0]["id"],
             "1"
         );
+    }
+
+    /// A deleted project's keys stop at once, it leaves the listings, and its slug can be
+    /// taken again by a new project with a new id.
+    #[test]
+    fn project_deletion() {
+        let f = Fixture::new();
+        let made = f.post(
+            "/api/0/teams/default/default/projects/",
+            json!({"name": "Web"}),
+        );
+        assert_eq!(made.status, 201, "{}", made.body);
+        let old_id = made.body["id"].as_str().unwrap().to_owned();
+        let key = f.store.meta().keys_of_project(old_id.parse().unwrap())[0].clone();
+        let writer = f.token(1, &["project:write"]);
+        let refused = f.call(
+            Method::DELETE,
+            "/api/0/projects/default/web/",
+            Some(&writer),
+            None,
+        );
+        assert_eq!(refused.status, 403);
+
+        let r = f.call(
+            Method::DELETE,
+            "/api/0/projects/default/web/",
+            Some(&f.admin),
+            None,
+        );
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert!(
+            f.store.meta().key(&key.public_key).is_none(),
+            "its DSN key is gone"
+        );
+        assert_eq!(f.get("/api/0/projects/default/web/").status, 404);
+        let listed = f.get("/api/0/organizations/default/projects/");
+        assert_eq!(listed.body.as_array().unwrap().len(), 1, "{}", listed.body);
+        let again = f.call(
+            Method::DELETE,
+            "/api/0/projects/default/web/",
+            Some(&f.admin),
+            None,
+        );
+        assert_eq!(again.status, 404);
+        let remade = f.post(
+            "/api/0/teams/default/default/projects/",
+            json!({"name": "Web"}),
+        );
+        assert_eq!(remade.status, 201, "{}", remade.body);
+        assert_ne!(remade.body["id"].as_str().unwrap(), old_id);
+
+        let bootstrap = f.call(
+            Method::DELETE,
+            "/api/0/projects/default/default/",
+            Some(&f.admin),
+            None,
+        );
+        assert_eq!(bootstrap.status, 400, "{}", bootstrap.body);
+        assert_eq!(f.get("/api/0/projects/default/default/").status, 200);
     }
 
     #[test]
