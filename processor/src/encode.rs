@@ -140,29 +140,13 @@ fn write_array(out: &mut Vec<u8>, items: &[Value]) {
 }
 
 #[inline(never)]
-#[allow(unsafe_code)]
 fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(b'{');
     for (i, (key, child)) in map.iter().enumerate() {
         match key.known_quoted_row() {
             // A known key has nothing to escape (the key table's test checks): no scan, and
-            // quotes and colon come with it. The whole fixed-size row is copied (a constant
-            // size: a few vector moves, no `memcpy` call) and only the key's part of it kept.
-            Some((row, len)) => {
-                let len = len.min(row.len());
-                out.reserve(row.len() + 1);
-                let at = out.len();
-                // SAFETY: `reserve` made room for `row.len() + 1` bytes after `at`: the comma
-                // and the whole row are written inside the allocation, and the new length
-                // `at + comma + len` (with `len <= row.len()`) covers only bytes written here.
-                unsafe {
-                    let dst = out.as_mut_ptr().add(at);
-                    let comma = usize::from(i > 0);
-                    dst.write(b',');
-                    std::ptr::copy_nonoverlapping(row.as_ptr(), dst.add(comma), row.len());
-                    out.set_len(at + comma + len);
-                }
-            }
+            // quotes and colon come with it, the comma before it too.
+            Some((row, len)) => put_row(out, i > 0, row, len),
             None => {
                 if i > 0 {
                     out.push(b',');
@@ -206,6 +190,27 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
         copy_short(bytes.as_ptr(), out.as_mut_ptr().add(at), bytes.len());
         out.set_len(at + bytes.len());
     }
+}
+
+/// Appends an optional comma and then the first `len` bytes of `row`, by copying the whole
+/// row: a known key's `"key":` row has a constant size, so the copy is a few vector moves
+/// instead of a `memcpy` call of the key's length, and the bytes after `len` are left in
+/// the spare capacity (overwritten by whatever comes next).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn put_row<const N: usize>(out: &mut Vec<u8>, comma: bool, row: &[u8; N], len: usize) {
+    let comma = usize::from(comma);
+    out.reserve(N + 1);
+    let at = out.len();
+    let window = &mut out.spare_capacity_mut()[..N + 1];
+    window[0].write(b',');
+    for (slot, &b) in window[comma..].iter_mut().zip(row) {
+        slot.write(b);
+    }
+    // SAFETY: the writes above initialized the `comma + N` slots after `at` (indexing the
+    // spare capacity panics, before this, if `reserve` had left fewer), and
+    // `comma + len.min(N)` of them become part of the vector.
+    unsafe { out.set_len(at + comma + len.min(N)) };
 }
 
 /// Copies `n` bytes from `src` to `dst`: up to 32 bytes with two (possibly overlapping)
@@ -605,6 +610,30 @@ mod tests {
             Some(7),
             vec!["aa".into(), "b\"b".into()],
         );
+    }
+
+    #[test]
+    fn put_row_matches_extend_from_slice() {
+        // Rows of every kept length, with and without the comma, into buffers that are
+        // empty, partly filled and exactly full, twice in a row: the kept bytes and nothing
+        // of the rest of the row.
+        let row: [u8; 35] = std::array::from_fn(|i| b'a' + i as u8);
+        for len in 0..=35usize {
+            for prefix in [0usize, 1, 7, 40] {
+                let start: Vec<u8> = (0..prefix).map(|i| i as u8).collect();
+                let mut fast = start.clone();
+                fast.shrink_to_fit();
+                let mut slow = start;
+                for comma in [false, true] {
+                    put_row(&mut fast, comma, &row, len);
+                    if comma {
+                        slow.push(b',');
+                    }
+                    slow.extend_from_slice(&row[..len]);
+                }
+                assert_eq!(fast, slow, "len {len} prefix {prefix}");
+            }
+        }
     }
 
     #[test]
