@@ -818,7 +818,7 @@ mod tests {
         let kind = if depth >= 4 { next() % 4 } else { next() % 6 };
         match kind {
             0 => Value::Null,
-            1 => Value::Bool(next() % 2 == 0),
+            1 => Value::Bool(next().is_multiple_of(2)),
             2 => match next() % 3 {
                 0 => Value::from(next() >> (next() % 64)),
                 1 => Value::from(-((next() >> 2) as i64) >> (next() % 62)),
