@@ -162,18 +162,38 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
 
 #[inline]
 fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    // Two digits per division, from a table of "00" … "99" (line and column numbers, the
+    // most common integers of an event, have two to four digits).
     let mut buf = [0u8; 20];
     let mut at = buf.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[at] = b'0' + n as u8;
     }
     put(out, buf.get(at..).unwrap_or_default());
 }
+
+/// "00", "01", … "99", for [`write_u64`].
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
 
 /// `out.extend_from_slice(bytes)` for the short pieces the encoder writes: the standard
 /// version was an out-of-line call plus a `memcpy` call per key, string and number (over a
@@ -760,6 +780,25 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn write_u64_matches_display() {
+        // Every number of up to four digits, each power of ten and its neighbours, and
+        // random ones of every length.
+        let mut next = crate::xorshift64(0x1f83_d9ab_fb41_bd6b);
+        let mut numbers: Vec<u64> = (0..10_000).collect();
+        for p in 0..20 {
+            let t = 10u64.pow(p);
+            numbers.extend([t - 1, t, t + 1]);
+        }
+        numbers.push(u64::MAX);
+        numbers.extend((0..10_000).map(|_| next() >> (next() % 64)));
+        for n in numbers {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
         }
     }
 
