@@ -107,9 +107,9 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
 #[inline(always)]
 fn write_scalar(out: &mut Vec<u8>, value: &Value) {
     match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Null => put(out, b"null"),
+        Value::Bool(true) => put(out, b"true"),
+        Value::Bool(false) => put(out, b"false"),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
                 write_u64(out, u);
@@ -120,7 +120,7 @@ fn write_scalar(out: &mut Vec<u8>, value: &Value) {
                 let _ = serde_json::to_writer(&mut *out, n);
             }
         }
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => write_str_inline(out, s),
         // Not scalars ([`write_value`] sends these straight to their writers).
         Value::Array(items) => write_array(out, items),
         Value::Object(map) => write_object(out, map),
@@ -143,14 +143,14 @@ fn write_array(out: &mut Vec<u8>, items: &[Value]) {
 fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(b'{');
     for (i, (key, child)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        match key.known_quoted() {
+        match key.known_quoted_row() {
             // A known key has nothing to escape (the key table's test checks): no scan, and
-            // quotes and colon come with it in one copy.
-            Some(quoted) => out.extend_from_slice(quoted),
+            // quotes and colon come with it, the comma before it too.
+            Some((row, len)) => put_row(out, i > 0, row, len),
             None => {
+                if i > 0 {
+                    out.push(b',');
+                }
                 write_str(out, key);
                 out.push(b':');
             }
@@ -160,18 +160,118 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(b'}');
 }
 
+#[inline]
 fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    // Two digits per division, from a table of "00" … "99" (line and column numbers, the
+    // most common integers of an event, have two to four digits).
     let mut buf = [0u8; 20];
     let mut at = buf.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+        buf[at] = b'0' + n as u8;
+    }
+    put(out, buf.get(at..).unwrap_or_default());
+}
+
+/// "00", "01", … "99", for [`write_u64`].
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// `out.extend_from_slice(bytes)` for the short pieces the encoder writes: the standard
+/// version was an out-of-line call plus a `memcpy` call per key, string and number (over a
+/// million calls per 1,024 error events); here the capacity check is inline and pieces of up
+/// to 32 bytes are copied with a few overlapping loads and stores ([`copy_short`]).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len());
+    let at = out.len();
+    // SAFETY: `reserve` made room for `bytes.len()` bytes after `at`, all of which
+    // `copy_short` writes before the length grows over them.
+    unsafe {
+        copy_short(bytes.as_ptr(), out.as_mut_ptr().add(at), bytes.len());
+        out.set_len(at + bytes.len());
+    }
+}
+
+/// Appends an optional comma and then the first `len` bytes of `row`, by copying the whole
+/// row: a known key's `"key":` row has a constant size, so the copy is a few vector moves
+/// instead of a `memcpy` call of the key's length, and the bytes after `len` are left in
+/// the spare capacity (overwritten by whatever comes next).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn put_row<const N: usize>(out: &mut Vec<u8>, comma: bool, row: &[u8; N], len: usize) {
+    let comma = usize::from(comma);
+    out.reserve(N + 1);
+    let at = out.len();
+    let window = &mut out.spare_capacity_mut()[..N + 1];
+    window[0].write(b',');
+    for (slot, &b) in window[comma..].iter_mut().zip(row) {
+        slot.write(b);
+    }
+    // SAFETY: the writes above initialized the `comma + N` slots after `at` (indexing the
+    // spare capacity panics, before this, if `reserve` had left fewer), and
+    // `comma + len.min(N)` of them become part of the vector.
+    unsafe { out.set_len(at + comma + len.min(N)) };
+}
+
+/// Copies `n` bytes from `src` to `dst`: up to 32 bytes with two (possibly overlapping)
+/// unaligned loads and stores of the largest width that fits, more with `memcpy`.
+///
+/// # Safety
+///
+/// `src .. src + n` must be readable, `dst .. dst + n` writable, and the two must not
+/// overlap.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) unsafe fn copy_short(src: *const u8, dst: *mut u8, n: usize) {
+    use std::ptr::{read_unaligned, write_unaligned};
+    // SAFETY (every arm): each load reads `src + k .. src + k + width` and each store writes
+    // `dst + k .. dst + k + width` with `k + width <= n` (the arm's bounds on `n` ensure
+    // it), inside the ranges the caller guarantees; unaligned accesses need no alignment.
+    unsafe {
+        if n > 32 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n >= 16 {
+            let a = read_unaligned(src.cast::<u128>());
+            let b = read_unaligned(src.add(n - 16).cast::<u128>());
+            write_unaligned(dst.cast::<u128>(), a);
+            write_unaligned(dst.add(n - 16).cast::<u128>(), b);
+        } else if n >= 8 {
+            let a = read_unaligned(src.cast::<u64>());
+            let b = read_unaligned(src.add(n - 8).cast::<u64>());
+            write_unaligned(dst.cast::<u64>(), a);
+            write_unaligned(dst.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let a = read_unaligned(src.cast::<u32>());
+            let b = read_unaligned(src.add(n - 4).cast::<u32>());
+            write_unaligned(dst.cast::<u32>(), a);
+            write_unaligned(dst.add(n - 4).cast::<u32>(), b);
+        } else if n > 0 {
+            // 1 to 3 bytes: first, middle and last cover them all.
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
         }
     }
-    out.extend_from_slice(&buf[at..]);
 }
 
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
@@ -195,16 +295,35 @@ fn escape_mask(w: u64) -> u64 {
 /// Appends `s` as a JSON string with serde_json's escapes: `\"`, `\\`, `\b`, `\f`, `\n`,
 /// `\r`, `\t`, and `\u00xx` (lowercase hex) for the other control characters.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_str_inline(out, s);
+}
+
+/// [`write_str`], inlined into the encoder's array and object loops (string values are a
+/// third of an event's values; the call's prologue and epilogue were an eighth of its cost).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn write_str_inline(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
     // Nearly every string needs no escape: find the first byte that does (if any) and copy
     // everything before it in one go; only a string with escapes goes on byte by byte.
-    let clean = first_escape(bytes);
-    out.extend_from_slice(&bytes[..clean]);
-    if clean < bytes.len() {
-        write_escaped(out, bytes, clean);
+    let clean = first_escape(bytes).min(bytes.len());
+    out.reserve(bytes.len() + 2);
+    let at = out.len();
+    // SAFETY: `reserve` made room for `bytes.len() + 2` bytes after `at`; this writes the
+    // opening quote and `clean <= bytes.len()` bytes (plus the closing quote when the string
+    // is clean, `clean + 2` in all), and the length covers exactly the bytes written.
+    unsafe {
+        let dst = out.as_mut_ptr().add(at);
+        dst.write(b'"');
+        copy_short(bytes.as_ptr(), dst.add(1), clean);
+        if clean == bytes.len() {
+            dst.add(1 + clean).write(b'"');
+            out.set_len(at + clean + 2);
+            return;
+        }
+        out.set_len(at + clean + 1);
     }
+    write_escaped(out, bytes, clean);
     out.push(b'"');
 }
 
@@ -514,6 +633,30 @@ mod tests {
     }
 
     #[test]
+    fn put_row_matches_extend_from_slice() {
+        // Rows of every kept length, with and without the comma, into buffers that are
+        // empty, partly filled and exactly full, twice in a row: the kept bytes and nothing
+        // of the rest of the row.
+        let row: [u8; 35] = std::array::from_fn(|i| b'a' + i as u8);
+        for len in 0..=35usize {
+            for prefix in [0usize, 1, 7, 40] {
+                let start: Vec<u8> = (0..prefix).map(|i| i as u8).collect();
+                let mut fast = start.clone();
+                fast.shrink_to_fit();
+                let mut slow = start;
+                for comma in [false, true] {
+                    put_row(&mut fast, comma, &row, len);
+                    if comma {
+                        slow.push(b',');
+                    }
+                    slow.extend_from_slice(&row[..len]);
+                }
+                assert_eq!(fast, slow, "len {len} prefix {prefix}");
+            }
+        }
+    }
+
+    #[test]
     fn first_escape_matches_a_byte_loop() {
         // Each byte value (high bytes and 0x20 must not flag) at every position of strings
         // on both sides of the 16-byte step and its overlapping tail, with a clean prefix of
@@ -637,6 +780,132 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn write_u64_matches_display() {
+        // Every number of up to four digits, each power of ten and its neighbours, and
+        // random ones of every length.
+        let mut next = crate::xorshift64(0x1f83_d9ab_fb41_bd6b);
+        let mut numbers: Vec<u64> = (0..10_000).collect();
+        for p in 0..20 {
+            let t = 10u64.pow(p);
+            numbers.extend([t - 1, t, t + 1]);
+        }
+        numbers.push(u64::MAX);
+        numbers.extend((0..10_000).map(|_| next() >> (next() % 64)));
+        for n in numbers {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn put_matches_extend_from_slice() {
+        // Every length 0..=80 (each arm of `copy_short` and its edges) of varied bytes,
+        // appended to buffers that are empty, partly filled and exactly full (so `reserve`
+        // must grow them), twice in a row.
+        let mut next = crate::xorshift64(0x51_7cc1_b727_220a);
+        for n in 0..=80usize {
+            let piece: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+            for prefix in [0usize, 1, 7, 15, 33] {
+                let start: Vec<u8> = (0..prefix).map(|i| i as u8 ^ 0xa5).collect();
+                let mut fast = start.clone();
+                fast.shrink_to_fit();
+                let mut slow = start.clone();
+                for _ in 0..2 {
+                    put(&mut fast, &piece);
+                    slow.extend_from_slice(&piece);
+                }
+                assert_eq!(fast, slow, "n {n} prefix {prefix}");
+                let mut copied = vec![0u8; n];
+                // SAFETY: `piece` and `copied` are distinct buffers of `n` bytes.
+                #[allow(unsafe_code)]
+                unsafe {
+                    copy_short(piece.as_ptr(), copied.as_mut_ptr(), n)
+                };
+                assert_eq!(copied, piece, "n {n}");
+            }
+        }
+    }
+
+    /// A random JSON tree (bounded: depth ≤ 4, ≤ 6 children per container) with known and
+    /// unknown keys and strings of every length class, with and without escapes.
+    fn random_value(next: &mut impl FnMut() -> u64, depth: u32) -> Value {
+        const PIECES: [&str; 12] = [
+            "a",
+            "filename",
+            "abcdefghijklmnopq",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "é",
+            "😀",
+            "0123456789abcdef0123456789abcdef!",
+            "type",
+            " ",
+        ];
+        let text = |next: &mut dyn FnMut() -> u64| -> String {
+            let parts = next() % 5;
+            (0..parts)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect()
+        };
+        let kind = if depth >= 4 { next() % 4 } else { next() % 6 };
+        match kind {
+            0 => Value::Null,
+            1 => Value::Bool(next().is_multiple_of(2)),
+            2 => match next() % 3 {
+                0 => Value::from(next() >> (next() % 64)),
+                1 => Value::from(-((next() >> 2) as i64) >> (next() % 62)),
+                _ => Value::from((next() % 1_000_000) as f64 / 1000.0),
+            },
+            3 => Value::String(text(next)),
+            4 => Value::Array(
+                (0..next() % 6)
+                    .map(|_| random_value(next, depth + 1))
+                    .collect(),
+            ),
+            _ => {
+                let mut map = Map::new();
+                for _ in 0..next() % 7 {
+                    let key = match next() % 3 {
+                        0 => ["type", "value", "filename", "lineno", "in_app", "data"]
+                            [(next() % 6) as usize]
+                            .to_owned(),
+                        _ => text(next),
+                    };
+                    map.insert(key, random_value(next, depth + 1));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    #[test]
+    fn random_trees_encode_like_serde_json_and_parse_back() {
+        // The encoder (known-key rows, short copies, numbers) against serde_json's compact
+        // form, and the parser (its short string copy) against serde_json's parse of those
+        // bytes, on 3,000 generated trees.
+        let mut next = crate::xorshift64(0x2d35_8dcc_aa6c_78a5);
+        for _ in 0..3_000 {
+            let value = random_value(&mut next, 0);
+            let ours = encode_event_body(&value);
+            let theirs = serde_json::to_vec(&serde_json::Value::from(value.clone())).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs)
+            );
+            let text = std::str::from_utf8(&ours).unwrap();
+            let parsed = crate::value::from_str(text).unwrap();
+            assert_eq!(parsed, value);
+            assert_eq!(
+                serde_json::Value::from(parsed),
+                serde_json::from_str::<serde_json::Value>(text).unwrap()
+            );
         }
     }
 

@@ -317,6 +317,22 @@ struct Work<'a> {
     segment_values: HashMap<[u8; 24], Vec<u8>>,
 }
 
+/// Bytes to reserve for a batch's write batch: its stored events are about the size of the
+/// received payloads, plus their keys, index entries and counters (~1.7 KB per small event
+/// in the test below). A write batch grown from
+/// nothing reallocated and copied itself about fifty times per 1,024 error events (3.3 M
+/// instructions of `memcpy`, BENCHMARKS.md, session 11). Capped, so a batch of huge payloads
+/// reserves no more than this up front (it still grows past it if it must).
+fn write_batch_capacity(records: &[LogRecord]) -> usize {
+    const PER_RECORD: usize = 2048;
+    const MAX: usize = 64 << 20;
+    records
+        .iter()
+        .map(|r| r.payload.len() + PER_RECORD)
+        .fold(0usize, usize::saturating_add)
+        .min(MAX)
+}
+
 /// A streamed child waiting for its segment in this batch: its pending-index key and v1 span.
 type PendingChild = ([u8; 49], Value);
 
@@ -916,7 +932,7 @@ impl Processor {
         };
         let mut work = Work {
             store: &self.store,
-            batch: WriteBatch::default(),
+            batch: WriteBatch::with_capacity_bytes(write_batch_capacity(records)),
             stats: BatchStats::default(),
             delta: StateDelta::default(),
             seen_events: FastSet::default(),
@@ -2002,7 +2018,7 @@ pub fn item_record(
 
 #[cfg(test)]
 mod tests {
-    use super::{key_prefix, KeyOrderedPuts};
+    use super::{item_record, key_prefix, write_batch_capacity, KeyOrderedPuts};
     use storage::{keys, Store, StoreOptions, WriteBatch};
     use uuid::Uuid;
 
@@ -2071,6 +2087,64 @@ mod tests {
         let mut again = WriteBatch::default();
         puts.write_into(&store, &mut again);
         assert_eq!(again.len(), 0);
+    }
+
+    #[test]
+    fn write_batch_reservation_covers_the_batch_and_is_capped() {
+        // The reservation is only worth it if the batch fits: a batch of error events and
+        // transactions (stack frames, tags, spans: stored events larger than their payloads,
+        // plus index keys and counters) written into no more than was reserved.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        store.bootstrap(None, None).unwrap();
+        let processor = crate::Processor::new(store, crate::ProcessorConfig::default()).unwrap();
+        let now = storage::now_ms();
+        let records: Vec<_> = (0..64)
+            .map(|i| {
+                let (kind, payload) = if i % 2 == 0 {
+                    (
+                        "event",
+                        format!(
+                            r#"{{"event_id":"{:032x}","platform":"python","level":"error","message":"m{i}","tags":{{"a":"b"}},"exception":{{"values":[{{"type":"E{}","value":"v","stacktrace":{{"frames":[{{"filename":"a.py","function":"f","lineno":{i},"in_app":true}}]}}}}]}}}}"#,
+                            i + 1,
+                            i % 5
+                        ),
+                    )
+                } else {
+                    (
+                        "transaction",
+                        format!(
+                            r#"{{"event_id":"{:032x}","type":"transaction","transaction":"/t{i}","start_timestamp":{},"timestamp":{},"contexts":{{"trace":{{"trace_id":"{:032x}","span_id":"{:016x}","op":"http"}}}},"spans":[]}}"#,
+                            i + 1,
+                            now / 1000 - 2,
+                            now / 1000 - 1,
+                            i + 7,
+                            i + 9
+                        ),
+                    )
+                };
+                item_record(1, now, kind, payload.as_bytes())
+            })
+            .collect();
+        let outcome = processor.process_batch(&records).unwrap();
+        assert_eq!(outcome.stats.accepted, 64, "{:?}", outcome.stats);
+        let reserved = write_batch_capacity(&records);
+        assert!(
+            outcome.batch.size_in_bytes() <= reserved,
+            "batch {} bytes, reserved {reserved}",
+            outcome.batch.size_in_bytes()
+        );
+        drop(outcome);
+        // Huge payloads reserve at most the cap (clones share one buffer).
+        let big = bytes::Bytes::from(vec![b' '; 1 << 20]);
+        let huge: Vec<_> = (0..100)
+            .map(|_| storage::LogRecord {
+                payload: big.clone(),
+                ..records[0].clone()
+            })
+            .collect();
+        assert_eq!(write_batch_capacity(&huge), 64 << 20);
+        assert_eq!(write_batch_capacity(&[]), 0);
     }
 
     #[test]

@@ -56,12 +56,21 @@ impl Key {
     }
 
     /// A known key as the encoder writes it, quotes and colon included (`"key":`).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn known_quoted(&self) -> Option<&'static [u8]> {
+        self.known_quoted_row()
+            .and_then(|(row, len)| row.get(..len))
+    }
+
+    /// A known key's whole fixed-size row of `"key":` (zeros after it) and the length of
+    /// `"key":` in it: the encoder copies the whole row, a constant size that compiles to a
+    /// few vector moves instead of a `memcpy` call, and keeps only `len` bytes of it.
+    #[inline]
+    pub(crate) fn known_quoted_row(&self) -> Option<(&'static [u8; QUOTED_ROW], usize)> {
         match self.0 {
             Repr::Known(s, i) => KNOWN_QUOTED
                 .get(usize::from(i))
-                .and_then(|row| row.get(..s.len() + 3)),
+                .map(|row| (row, s.len() + 3)),
             Repr::Owned(_) => None,
         }
     }
@@ -512,10 +521,13 @@ static TABLE: [u8; SLOTS] = {
     table
 };
 
+/// Length of a row of [`KNOWN_QUOTED`]: the longest known key, two quotes and a colon.
+pub(crate) const QUOTED_ROW: usize = KNOWN_MAX_LEN + 3;
+
 /// Each known key as JSON writes it, `"key":`, at the start of a fixed-size row (the rest is
 /// zeros): the encoder copies a known key in one go instead of quote, text, quote, colon.
-static KNOWN_QUOTED: [[u8; KNOWN_MAX_LEN + 3]; KNOWN.len()] = {
-    let mut rows = [[0u8; KNOWN_MAX_LEN + 3]; KNOWN.len()];
+static KNOWN_QUOTED: [[u8; QUOTED_ROW]; KNOWN.len()] = {
+    let mut rows = [[0u8; QUOTED_ROW]; KNOWN.len()];
     let mut k = 0;
     while k < KNOWN.len() {
         let text = KNOWN[k].as_bytes();

@@ -372,11 +372,25 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `text[from..to]`: both ends are at ASCII delimiters, so on char boundaries (slicing
-    /// checks only that, in O(1)); `get` keeps even a parser bug from panicking.
+    /// `text[from..to]`. Every caller cuts just after an ASCII byte (an opening quote, an
+    /// escape sequence) or at the start of a number, and at an ASCII byte (a quote, a
+    /// backslash, a control character) or just after a number's ASCII digits, so both ends are
+    /// char boundaries: only the range is checked (a parser bug would give "" instead of a
+    /// panic), not the boundaries, which `str::get` tested at both ends of every string.
     #[inline]
+    #[allow(unsafe_code)]
     fn text(&self, from: usize, to: usize) -> &'a str {
-        self.text.get(from..to).unwrap_or("")
+        match self.text.as_bytes().get(from..to) {
+            Some(bytes) => {
+                // Every parse in the tests checks the callers' side of the contract.
+                #[cfg(test)]
+                assert!(std::str::from_utf8(bytes).is_ok(), "{from}..{to}");
+                // SAFETY: a slice of a `str` between two char boundaries (see above) is
+                // valid UTF-8.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            }
+            None => "",
+        }
     }
 
     /// The slow path of [`Parser::string`] from the first byte that is not plain text.
@@ -751,6 +765,23 @@ mod tests {
             "123456789012345678.9",
         ] {
             same_as_serde_json(text);
+        }
+    }
+
+    #[test]
+    fn multibyte_text_around_every_delimiter() {
+        // Two- to four-byte characters right after and right before every quote, escape and
+        // number of keys and values (where `Parser::text` cuts), checked against serde_json;
+        // the test build's check in `text` asserts each cut is valid UTF-8.
+        let chars = ["é", "✓", "😀", "\\u00e9", "\\\\", "a"];
+        for a in chars {
+            for b in chars {
+                for c in chars {
+                    same_as_serde_json(&format!(
+                        r#"{{"{a}{b}":"{b}{c}","{c}":["{a}",-1.5,"{c}\n{a}",7,"{b}"],"k{a}":"{c}x{c}"}}"#
+                    ));
+                }
+            }
         }
     }
 
