@@ -251,6 +251,8 @@ enum Route {
     /// `/api/{id}/cron/{slug}[/{sentry_key}]/`: HTTP check-ins of cron monitors (the slug
     /// and key are read from the path again by [`cron_path`]).
     Cron(u64),
+    /// `/api/{id}/nel/`: browsers' Network Error Logging reports.
+    Nel(u64),
 }
 
 fn parse_route(path: &str) -> Result<Route, IngestError> {
@@ -265,6 +267,7 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         "store" => |id| Route::Store(Some(id)),
         "security" | "csp-report" => Route::Security,
         "minidump" => Route::Minidump,
+        "nel" => Route::Nel,
         events if attachments_event_id(events).is_some() => Route::Attachments,
         cron if cron_path(cron).is_some() => Route::Cron,
         _ => return Err(IngestError::NotFound),
@@ -273,6 +276,20 @@ fn parse_route(path: &str) -> Result<Route, IngestError> {
         .parse::<u64>()
         .map_err(|_| IngestError::BadProject)?;
     Ok(make(project_id))
+}
+
+/// Whether a NEL upload's content type is one Relay takes: `application/json` or
+/// `application/reports+json` (the Reporting API's), parameters aside.
+fn is_nel_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/reports+json")
 }
 
 /// The event id segment of an attachments path's tail (`events/{event_id}/attachments`,
@@ -616,6 +633,7 @@ impl IngestService {
         let is_minidump = matches!(route, Ok(Route::Minidump(_)));
         let is_attachments = matches!(route, Ok(Route::Attachments(_)));
         let is_cron = matches!(route, Ok(Route::Cron(_)));
+        let is_nel = matches!(route, Ok(Route::Nel(_)));
         let mut category = None;
         let result = match route {
             Ok(route) => self.process(route, request, &mut category).await,
@@ -636,6 +654,13 @@ impl IngestService {
                     // Relay's answer to a check-in: 202, nothing to read.
                     IngestResponse {
                         status: StatusCode::ACCEPTED,
+                        headers: HeaderMap::new(),
+                        body: Bytes::new(),
+                    }
+                } else if is_nel {
+                    // Relay's answer to NEL reports: 200, nothing to read.
+                    IngestResponse {
+                        status: StatusCode::OK,
                         headers: HeaderMap::new(),
                         body: Bytes::new(),
                     }
@@ -723,11 +748,16 @@ impl IngestService {
                 Route::Envelope(_)
                 | Route::Security(_)
                 | Route::Minidump(_)
-                | Route::Attachments(_),
+                | Route::Attachments(_)
+                | Route::Nel(_),
                 &Method::POST,
             )
             | (Route::Store(_) | Route::Cron(_), &Method::POST | &Method::GET) => {}
             _ => return Err(IngestError::MethodNotAllowed),
+        }
+        if matches!(route, Route::Nel(_)) && !is_nel_content_type(&headers) {
+            // Relay's check, before anything else is read.
+            return Err(IngestError::UnsupportedMediaType);
         }
         if let Route::Cron(project_id) = route {
             *category = Some(DataCategory::Monitor);
@@ -747,7 +777,8 @@ impl IngestService {
             | Route::Security(id)
             | Route::Minidump(id)
             | Route::Attachments(id)
-            | Route::Cron(id) => Some(id),
+            | Route::Cron(id)
+            | Route::Nel(id) => Some(id),
             Route::Store(id) => id,
         };
         let is_envelope = matches!(route, Route::Envelope(_))
@@ -867,6 +898,13 @@ impl IngestService {
                     .await
             };
         }
+        if matches!(route, Route::Nel(_)) {
+            *category = Some(DataCategory::Security);
+            if !origin_allowed(&project.settings.allowed_domains, &headers) {
+                return Err(IngestError::EventRejected(DiscardReason::Cors));
+            }
+            return self.handle_nel(decoded, &key, client_addr).await;
+        }
         if matches!(route, Route::Security(_)) {
             *category = Some(DataCategory::Security);
             if !origin_allowed(&project.settings.allowed_domains, &headers) {
@@ -918,6 +956,59 @@ impl IngestService {
         };
         self.handle_envelope(envelope, &key, client_addr, is_envelope)
             .await
+    }
+
+    /// A browser's NEL reports (a JSON list, or one report): one `nel` item counting them,
+    /// appended like any envelope and answered 200 with no body, as Relay answers. Relay
+    /// turns NEL reports into logs, a product osprey does not keep, so the processor counts
+    /// them as dropped (`feature_disabled`) instead of storing them. Rate limits are not
+    /// answered to the browser, as in Relay.
+    async fn handle_nel(
+        &self,
+        decoded: Bytes,
+        key: &ProjectKey,
+        client_addr: Option<IpAddr>,
+    ) -> Result<Accepted, IngestError> {
+        let reports = match serde_json::from_slice::<serde_json::Value>(&decoded)
+            .map_err(|e| IngestError::InvalidJson(e.to_string()))?
+        {
+            serde_json::Value::Array(list) => list.len(),
+            serde_json::Value::Object(_) => 1,
+            _ => {
+                return Err(IngestError::InvalidJson(
+                    "a NEL body is a report or a list of reports".into(),
+                ))
+            }
+        };
+        let event_id = Uuid::new_v4();
+        let item_header = serde_json::json!({
+            "type": "nel",
+            "length": decoded.len(),
+            "item_count": reports,
+        });
+        let envelope = Envelope {
+            header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
+            event_id: Some(event_id),
+            event_id_generated: true,
+            dsn: None,
+            items: vec![Item {
+                ty: ItemType::Nel,
+                header: Bytes::from(item_header.to_string()),
+                payload: decoded,
+                item_count: u32::try_from(reports).ok(),
+                attachment_type: None,
+            }],
+        };
+        match self
+            .handle_envelope(envelope, key, client_addr, false)
+            .await
+        {
+            Ok(_) | Err(IngestError::RateLimited(_)) => Ok(Accepted {
+                event_id: None,
+                rate_limits: RateLimits::default(),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Browser security reports: each report becomes its own one-item envelope (own event id,
@@ -1382,6 +1473,7 @@ mod tests {
         assert_eq!(parse_route("/api/store/").unwrap(), Route::Store(None));
         assert_eq!(parse_route("/api/7/security/").unwrap(), Route::Security(7));
         assert_eq!(parse_route("/api/3/cron/job/").unwrap(), Route::Cron(3));
+        assert_eq!(parse_route("/api/5/nel/").unwrap(), Route::Nel(5));
         assert_eq!(parse_route("/api/3/cron/job/abc").unwrap(), Route::Cron(3));
         assert_eq!(cron_path("cron/job/abc"), Some(("job", Some("abc"))));
         assert_eq!(cron_path("cron/job"), Some(("job", None)));

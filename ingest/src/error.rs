@@ -108,6 +108,9 @@ pub enum IngestError {
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The body's content type is not one this route takes (NEL reports are JSON).
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
 }
 
 /// A leaf error carrying a message, used as the `source` of variants whose cause comes from
@@ -153,6 +156,7 @@ impl IngestError {
             IngestError::QueueFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::NotFound => StatusCode::NOT_FOUND,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::BadPublicKey
             | IngestError::BadProject
@@ -200,6 +204,7 @@ impl IngestError {
             IngestError::NotFound => "not_found",
             IngestError::BodyTimeout(_) => "body_timeout",
             IngestError::MethodNotAllowed => "method_not_allowed",
+            IngestError::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 

@@ -1045,6 +1045,76 @@ async fn cron_check_ins_over_http_are_202_and_logged() {
     assert_eq!(log.records.lock().len(), 3);
 }
 
+/// Relay's `/api/{id}/nel/` (browsers' Network Error Logging, the URL the keys API hands
+/// out): JSON or `application/reports+json` bodies, 200 with no body and one `nel` record
+/// counting the reports; another content type is 415; osprey used to answer 404.
+#[tokio::test]
+async fn nel_reports_are_200_and_logged() {
+    let (svc, log) = service(IngestConfig::default());
+    let reports = r#"[{"age":12,"type":"network-error","url":"https://shop.example.com/",
+        "user_agent":"Mozilla/5.0","body":{"phase":"connection","type":"tcp.refused",
+        "status_code":0,"server_ip":"198.51.100.7","protocol":"http/1.1","method":"GET",
+        "elapsed_time":48,"referrer":"","sampling_fraction":1.0}},
+        {"age":3,"type":"network-error","url":"https://shop.example.com/cart",
+        "body":{"phase":"application","type":"http.error","status_code":503}}]"#;
+    for content_type in [
+        "application/reports+json",
+        "application/json; charset=utf-8",
+    ] {
+        let resp = svc
+            .ingest(
+                post("/api/1/nel/")
+                    .query(&format!("sentry_key={KEY}"))
+                    .header("content-type", content_type)
+                    .body(reports)
+                    .build(),
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::OK, "{content_type}: {resp:?}");
+        assert!(resp.body.is_empty());
+    }
+    {
+        let records = log.records.lock();
+        assert_eq!(records.len(), 2);
+        let header: serde_json::Value = serde_json::from_slice(&records[0].item_header).unwrap();
+        assert_eq!(
+            (records[0].item_type.as_str(), header["item_count"].as_u64()),
+            ("nel", Some(2))
+        );
+        assert_eq!(records[0].payload.as_ref(), reports.as_bytes());
+    }
+    let plain = svc
+        .ingest(
+            post("/api/1/nel/")
+                .query(&format!("sentry_key={KEY}"))
+                .header("content-type", "text/plain")
+                .body(reports)
+                .build(),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let not_json = svc
+        .ingest(
+            post("/api/1/nel")
+                .query(&format!("sentry_key={KEY}"))
+                .header("content-type", "application/json")
+                .body("[1,")
+                .build(),
+        )
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    let no_key = svc
+        .ingest(
+            post("/api/1/nel/")
+                .header("content-type", "application/json")
+                .body(reports)
+                .build(),
+        )
+        .await;
+    assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(log.records.lock().len(), 2);
+}
+
 /// One form part: field name, file name, content type, bytes.
 type FormPart<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
 
