@@ -336,6 +336,8 @@ pub struct Processor {
     pool: Option<PreparePool>,
     /// [`dedup_read_options`] of this thread's own dedup reads (the workers have theirs).
     dedup_read: rocksdb::ReadOptions,
+    /// [`column_family_ids`] of the store, to append the workers' parts of a batch.
+    cf_ids: Vec<(u32, &'static str)>,
 }
 
 /// A project's grouping config and the rule texts it was built from.
@@ -646,6 +648,44 @@ fn dedup_read_options() -> rocksdb::ReadOptions {
     read
 }
 
+/// Work for the pool's threads.
+enum PoolJob {
+    /// Records of a chunk to prepare.
+    Prepare(PrepareJob),
+    /// A part of the end of a batch, written into a write batch of its own.
+    Finish(FinishJob),
+}
+
+/// A [`FinishPart`] for a worker.
+struct FinishJob {
+    store: Store,
+    part: FinishPart,
+    index: usize,
+    reply: std::sync::mpsc::Sender<(usize, WriteBatch)>,
+}
+
+/// Parts of the end of a batch handed to the pool: they arrive on `results`.
+struct PendingParts {
+    results: std::sync::mpsc::Receiver<(usize, WriteBatch)>,
+    parts: usize,
+}
+
+impl PendingParts {
+    /// The parts' write batches, in the order the parts were given.
+    fn wait(self) -> Vec<WriteBatch> {
+        let mut parts: Vec<(usize, WriteBatch)> = Vec::with_capacity(self.parts);
+        for _ in 0..self.parts {
+            match self.results.recv() {
+                Ok(part) => parts.push(part),
+                // As for a chunk (`PendingChunk::wait`): only a panic drops a reply unsent.
+                Err(_) => panic!("a processor worker thread panicked"),
+            }
+        }
+        parts.sort_by_key(|(index, _)| *index);
+        parts.into_iter().map(|(_, batch)| batch).collect()
+    }
+}
+
 /// One part of a chunk for a worker.
 struct PrepareJob {
     store: Store,
@@ -661,7 +701,7 @@ struct PrepareJob {
 /// peak RSS by ~20 MiB; these live as long as the processor (they end when it is dropped,
 /// with the job channel).
 struct PreparePool {
-    jobs: Mutex<std::sync::mpsc::Sender<PrepareJob>>,
+    jobs: Mutex<std::sync::mpsc::Sender<PoolJob>>,
     threads: usize,
     /// Handed to each job, never kept by a worker between jobs.
     store: Store,
@@ -696,7 +736,7 @@ impl PendingChunk {
 impl PreparePool {
     fn start(store: &Store, threads: usize) -> std::io::Result<PreparePool> {
         let store = store.clone();
-        let (jobs, queue) = std::sync::mpsc::channel::<PrepareJob>();
+        let (jobs, queue) = std::sync::mpsc::channel::<PoolJob>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads {
             let queue = Arc::clone(&queue);
@@ -707,17 +747,30 @@ impl PreparePool {
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = queue.lock().recv();
-                        let Ok(PrepareJob {
+                        let job = match job {
+                            Ok(PoolJob::Prepare(job)) => job,
+                            Ok(PoolJob::Finish(FinishJob {
+                                store,
+                                part,
+                                index,
+                                reply,
+                            })) => {
+                                let mut batch = WriteBatch::default();
+                                part(&store, &mut batch);
+                                drop(store);
+                                let _ = reply.send((index, batch));
+                                continue;
+                            }
+                            Err(_) => return, // the processor is gone
+                        };
+                        let PrepareJob {
                             store,
                             records,
                             range,
                             caches,
                             part,
                             reply,
-                        }) = job
-                        else {
-                            return; // the processor is gone
-                        };
+                        } = job;
                         let prepared = records[range]
                             .iter()
                             .map(|r| prepare_record(&store, r, &caches.borrowed(&dedup_read)))
@@ -762,11 +815,33 @@ impl PreparePool {
                 reply: reply.clone(),
             };
             // Workers only stop when this pool is dropped, so a send cannot fail here.
-            if jobs.send(job).is_ok() {
+            if jobs.send(PoolJob::Prepare(job)).is_ok() {
                 sent += 1;
             }
         }
         PendingChunk {
+            results,
+            parts: sent,
+        }
+    }
+
+    /// Hands the parts of the end of a batch to the workers.
+    fn finish(&self, parts: Vec<FinishPart>) -> PendingParts {
+        let (reply, results) = std::sync::mpsc::channel();
+        let jobs = self.jobs.lock();
+        let mut sent = 0;
+        for (index, part) in parts.into_iter().enumerate() {
+            let job = FinishJob {
+                store: self.store.clone(),
+                part,
+                index,
+                reply: reply.clone(),
+            };
+            if jobs.send(PoolJob::Finish(job)).is_ok() {
+                sent += 1;
+            }
+        }
+        PendingParts {
             results,
             parts: sent,
         }
@@ -971,6 +1046,7 @@ impl Processor {
         } else {
             None
         };
+        let cf_ids = column_family_ids(&store);
         Ok(Processor {
             store,
             config,
@@ -988,6 +1064,7 @@ impl Processor {
             id_floor,
             pool,
             dedup_read: dedup_read_options(),
+            cf_ids,
         })
     }
 
@@ -1888,10 +1965,40 @@ impl Processor {
         // Before `attach_late_spans`, which may put a stored segment again (the later put wins).
         work.ordered_puts.write_into(work.store, &mut work.batch);
         self.attach_late_spans(&mut work)?;
+        // Before the counters are handed over: it adds the issues' user counts.
         self.count_new_users(&mut work)?;
         let store = work.store;
-        work.folder.flush_into(store, &mut work.batch);
-        work.user_folder.flush_into(store, &mut work.batch);
+        // The parts of the end of the batch that need nothing else of it (their keys are
+        // written by no other part, or only merged into by commutative sums): with the worker
+        // pool they run on the workers, idle at this point, while this thread writes the rest.
+        let (issues_back, issues_returned) = std::sync::mpsc::channel();
+        let issues = std::mem::take(&mut work.issues);
+        let counters = std::mem::take(&mut work.counters);
+        let mut folder = std::mem::replace(&mut work.folder, TransactionFolder::new());
+        let mut user_folder =
+            std::mem::replace(&mut work.user_folder, crate::perf_users::UserFolder::new());
+        let parts: Vec<FinishPart> = vec![
+            Box::new(move |store: &Store, batch: &mut WriteBatch| {
+                write_issues_and_counters(store, batch, &issues, counters);
+                // The receiver lives until `finish` returns, which waits for this part.
+                let _ = issues_back.send(issues);
+            }),
+            Box::new(move |store: &Store, batch: &mut WriteBatch| {
+                folder.flush_into(store, batch);
+            }),
+            Box::new(move |store: &Store, batch: &mut WriteBatch| {
+                user_folder.flush_into(store, batch);
+            }),
+        ];
+        let pending = match &self.pool {
+            Some(pool) => Some(pool.finish(parts)),
+            None => {
+                for part in parts {
+                    part(store, &mut work.batch);
+                }
+                None
+            }
+        };
         work.sessions.flush_into(store, &mut work.batch);
         // Fired issue alerts: history + throttle marks go into this batch.
         work.delta.alerts =
@@ -1899,32 +2006,6 @@ impl Processor {
                 .finish(std::mem::take(&mut work.alerts), store, &mut work.batch);
         for ((project_id, version), (first, last)) in &work.releases {
             storage::ensure_release(store, &mut work.batch, *project_id, version, *first, *last)?;
-        }
-        // In key order, like the counters below.
-        let issues_cf = store.cf(cf::ISSUES);
-        let mut issues: Vec<(&u64, &IssueRecord)> = work.issues.iter().collect();
-        issues.sort_unstable_by_key(|(id, _)| **id);
-        for (id, issue) in issues {
-            work.batch
-                .put_cf(&issues_cf, keys::issue(*id), issue.to_bytes());
-        }
-        work.delta.written_issues = std::mem::take(&mut work.issues);
-        work.delta.untouched_issues = std::mem::take(&mut work.cached_issues);
-        // Counters go into the batch in key order: RocksDB's memtable skiplist keeps the
-        // position of its last insert, so an insert just after the previous one skips most
-        // of the search from the top. In hash-map order each of the ~12 counter merges per
-        // error event (mostly tag facets) searched the whole memtable.
-        let counters_cf = store.cf(cf::COUNTERS);
-        // Sorted on the keys' first 16 bytes as one integer first: most pairs differ there
-        // (kind, issue id, start of the tag key), so most comparisons need no `memcmp` call.
-        let mut counters: Vec<(u128, &[u8], i64)> = work
-            .counters
-            .iter()
-            .map(|(key, n)| (key_prefix(key), key.as_slice(), *n))
-            .collect();
-        counters.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        for (_, key, n) in counters {
-            work.batch.merge_cf(&counters_cf, key, encode_i64(n));
         }
         let outcomes_cf = store.cf(cf::OUTCOMES);
         for (key, n) in &work.outcomes {
@@ -1949,6 +2030,14 @@ impl Processor {
             );
         }
         work.delta.short_ids = std::mem::take(&mut work.short_ids);
+        if let Some(pending) = pending {
+            let parts = pending.wait();
+            append_parts(store, &self.cf_ids, &mut work.batch, &parts)?;
+        }
+        // Sent by the first part, which has run (inline or on a worker) by now; a worker
+        // that panicked has made `wait` panic above.
+        work.delta.written_issues = issues_returned.recv().unwrap_or_default();
+        work.delta.untouched_issues = std::mem::take(&mut work.cached_issues);
         Ok(BatchOutcome {
             batch: work.batch,
             stats: work.stats,
@@ -1966,6 +2055,121 @@ fn key_prefix(key: &[u8]) -> u128 {
     let n = key.len().min(16);
     head[..n].copy_from_slice(&key[..n]);
     u128::from_be_bytes(head)
+}
+
+/// Puts the batch's issue records and merges its counters into `batch`, each in key order:
+/// RocksDB's memtable skiplist keeps the position of its last insert, so an insert just
+/// after the previous one skips most of the search from the top. In hash-map order each of
+/// the ~12 counter merges per error event (mostly tag facets) searched the whole memtable.
+fn write_issues_and_counters(
+    store: &Store,
+    batch: &mut WriteBatch,
+    issues: &FastMap<u64, IssueRecord>,
+    counters: FastMap<Vec<u8>, i64>,
+) {
+    let issues_cf = store.cf(cf::ISSUES);
+    let mut sorted: Vec<(&u64, &IssueRecord)> = issues.iter().collect();
+    sorted.sort_unstable_by_key(|(id, _)| **id);
+    for (id, issue) in sorted {
+        batch.put_cf(&issues_cf, keys::issue(*id), issue.to_bytes());
+    }
+    let counters_cf = store.cf(cf::COUNTERS);
+    // Sorted on the keys' first 16 bytes as one integer first: most pairs differ there
+    // (kind, issue id, start of the tag key), so most comparisons need no `memcmp` call.
+    let mut sorted: Vec<(u128, Vec<u8>, i64)> = counters
+        .into_iter()
+        .map(|(key, n)| (key_prefix(&key), key, n))
+        .collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    for (_, key, n) in &sorted {
+        batch.merge_cf(&counters_cf, key, encode_i64(*n));
+    }
+}
+
+/// A part of the end of a batch that writes only its own keys ([`Processor::finish`]).
+type FinishPart = Box<dyn FnOnce(&Store, &mut WriteBatch) + Send>;
+
+/// The column family id RocksDB gives each of the store's column families in a write
+/// batch (what [`rocksdb::WriteBatchIteratorCf`] reports), learned by writing one entry.
+fn column_family_ids(store: &Store) -> Vec<(u32, &'static str)> {
+    /// Records the column family id of the one entry of a batch.
+    struct FirstId(Option<u32>);
+    impl rocksdb::WriteBatchIteratorCf for FirstId {
+        fn put_cf(&mut self, cf_id: u32, _: &[u8], _: &[u8]) {
+            self.0 = Some(cf_id);
+        }
+        fn delete_cf(&mut self, cf_id: u32, _: &[u8]) {
+            self.0 = Some(cf_id);
+        }
+        fn merge_cf(&mut self, cf_id: u32, _: &[u8], _: &[u8]) {
+            self.0 = Some(cf_id);
+        }
+    }
+    let mut ids = Vec::with_capacity(cf::ALL.len());
+    for &name in cf::ALL {
+        let Some(handle) = store.cf_if_present(name) else {
+            continue;
+        };
+        let mut probe = WriteBatch::default();
+        probe.put_cf(&handle, [], []);
+        let mut first = FirstId(None);
+        probe.iterate_cf(&mut first);
+        if let Some(id) = first.0 {
+            ids.push((id, name));
+        }
+    }
+    ids
+}
+
+/// Appends the entries of `parts` (write batches the workers filled) to `batch`, in order.
+/// A batch of RocksDB's C API cannot take another's entries whole; each is put or merged
+/// again, which costs a fraction of what building them cost.
+fn append_parts(
+    store: &Store,
+    cf_ids: &[(u32, &'static str)],
+    batch: &mut WriteBatch,
+    parts: &[WriteBatch],
+) -> Result<()> {
+    struct Append<'a, 'b> {
+        batch: &'a mut WriteBatch,
+        handles: Vec<(u32, Arc<rocksdb::BoundColumnFamily<'b>>)>,
+        unknown: Option<u32>,
+    }
+    impl rocksdb::WriteBatchIteratorCf for Append<'_, '_> {
+        fn put_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            match self.handles.iter().find(|(id, _)| *id == cf_id) {
+                Some((_, handle)) => self.batch.put_cf(handle, key, value),
+                None => self.unknown = Some(cf_id),
+            }
+        }
+        fn delete_cf(&mut self, cf_id: u32, key: &[u8]) {
+            match self.handles.iter().find(|(id, _)| *id == cf_id) {
+                Some((_, handle)) => self.batch.delete_cf(handle, key),
+                None => self.unknown = Some(cf_id),
+            }
+        }
+        fn merge_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            match self.handles.iter().find(|(id, _)| *id == cf_id) {
+                Some((_, handle)) => self.batch.merge_cf(handle, key, value),
+                None => self.unknown = Some(cf_id),
+            }
+        }
+    }
+    let mut append = Append {
+        batch,
+        handles: cf_ids
+            .iter()
+            .map(|&(id, name)| (id, store.cf(name)))
+            .collect(),
+        unknown: None,
+    };
+    for part in parts {
+        part.iterate_cf(&mut append);
+    }
+    match append.unknown {
+        None => Ok(()),
+        Some(id) => Err(crate::error::ProcessorError::UnknownColumnFamily(id)),
+    }
 }
 
 /// Keeps an attachment item under its event (the envelope's event id). Replays write the same
@@ -2165,7 +2369,7 @@ pub fn item_record(
 
 #[cfg(test)]
 mod tests {
-    use super::{key_prefix, KeyOrderedPuts, SizeHints};
+    use super::{append_parts, column_family_ids, key_prefix, KeyOrderedPuts, SizeHints};
     use storage::{keys, Store, StoreOptions, WriteBatch};
     use uuid::Uuid;
 
@@ -2234,6 +2438,70 @@ mod tests {
         let mut again = WriteBatch::default();
         puts.write_into(&store, &mut again);
         assert_eq!(again.len(), 0);
+    }
+
+    /// Every entry of a write batch: (operation, column family id, key, value), in order.
+    #[derive(Default, Debug, PartialEq)]
+    struct Entries(Vec<(char, u32, Vec<u8>, Vec<u8>)>);
+
+    impl rocksdb::WriteBatchIteratorCf for Entries {
+        fn put_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            self.0.push(('p', cf_id, key.to_vec(), value.to_vec()));
+        }
+        fn delete_cf(&mut self, cf_id: u32, key: &[u8]) {
+            self.0.push(('d', cf_id, key.to_vec(), Vec::new()));
+        }
+        fn merge_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            self.0.push(('m', cf_id, key.to_vec(), value.to_vec()));
+        }
+    }
+
+    #[test]
+    fn appended_parts_are_the_entries_written_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let cf_ids = column_family_ids(&store);
+        assert_eq!(cf_ids.len(), storage::cf::ALL.len());
+        // Distinct ids, one per column family.
+        let mut ids: Vec<u32> = cf_ids.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), cf_ids.len());
+        // The same writes, once straight into one batch and once as a main batch and two
+        // parts appended to it.
+        let write = |batch: &mut WriteBatch, part: usize| {
+            for (n, &name) in storage::cf::ALL.iter().enumerate() {
+                let cf = store.cf(name);
+                let key = format!("{part}-{n}-{name}").into_bytes();
+                batch.put_cf(&cf, &key, [n as u8; 3]);
+                batch.merge_cf(&cf, &key, [part as u8]);
+                batch.delete_cf(&cf, b"gone");
+            }
+        };
+        let mut direct = WriteBatch::default();
+        for part in 0..3 {
+            write(&mut direct, part);
+        }
+        let mut main = WriteBatch::default();
+        write(&mut main, 0);
+        let parts: Vec<WriteBatch> = (1..3)
+            .map(|part| {
+                let mut batch = WriteBatch::default();
+                write(&mut batch, part);
+                batch
+            })
+            .collect();
+        append_parts(&store, &cf_ids, &mut main, &parts).unwrap();
+        let (mut want, mut got) = (Entries::default(), Entries::default());
+        direct.iterate_cf(&mut want);
+        main.iterate_cf(&mut got);
+        assert_eq!(got.0.len(), 3 * 3 * storage::cf::ALL.len());
+        assert_eq!(got, want);
+        assert_eq!(main.data(), direct.data());
+        // A part naming a column family the store does not know is an error, not a loss.
+        let unknown = &cf_ids[..cf_ids.len() - 1];
+        let err = append_parts(&store, unknown, &mut WriteBatch::default(), &parts);
+        assert!(err.is_err());
     }
 
     #[test]
