@@ -22,6 +22,9 @@ pub enum ProcessorError {
     /// The webhook receiver's answer was not HTTP/1.x.
     #[error("malformed HTTP answer from webhook")]
     WebhookMalformed,
+    /// A worker's part of a write batch named a column family the store does not have.
+    #[error("a worker wrote to unknown column family id {0}")]
+    UnknownColumnFamily(u32),
     /// A worker thread of the processor could not be started.
     #[error("starting a processor worker thread: {0}")]
     Thread(std::io::Error),

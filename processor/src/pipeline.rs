@@ -9,8 +9,9 @@
 //! (project, event id), against the store and within the batch, makes resent events harmless.
 //!
 //! Counters are merge operands (no read-modify-write). The only reads on the hot path are
-//! point lookups with bloom filters: event id dedup, hash → issue (cached), the issue record
-//! (once per issue per batch) and unique-user membership (cached).
+//! point lookups with bloom filters: event id dedup (in the parallel stage), hash → issue
+//! (cached), the issue record (once per issue, kept across batches until the API writes an
+//! issue record) and unique-user membership (cached).
 //!
 //! Unique users are counted exactly: a user (Sentry's `id:`/`username:`/`email:`/`ip:` tag
 //! value, hashed with xxh3) is a key under its issue, and the issue's user counter grows
@@ -224,6 +225,10 @@ struct StateDelta {
     hashes: Vec<((u64, String), u64)>,
     users: Vec<(u64, u64)>,
     alerts: crate::alerts::PendingAlerts,
+    /// The issue records the batch writes, as written.
+    written_issues: FastMap<u64, IssueRecord>,
+    /// The rest of the issue cache the batch started with (not touched by it).
+    untouched_issues: FastMap<u64, IssueRecord>,
 }
 
 struct State {
@@ -233,6 +238,87 @@ struct State {
     short_ids: HashMap<u64, u64>,
     hash_cache: FastMap<(u64, String), u64>,
     user_cache: FastSet<(u64, u64)>,
+    /// What the last batch grew to, for sizing the next one up front.
+    sizes: SizeHints,
+    /// Issue records as this processor last wrote them, for later batches: loading and
+    /// decoding the ~280 records an errors batch of 1,024 events touches cost 6 M
+    /// instructions of the sequential stage. At most [`ISSUE_CACHE_ENTRIES`].
+    issue_cache: FastMap<u64, IssueRecord>,
+    /// [`records::issue_record_writes`] right after this processor last wrote issue
+    /// records (or when the cache was empty). Another value means someone else (an API
+    /// status change) wrote issue records since: the cache is dropped before the next batch.
+    issue_cache_writes: u64,
+}
+
+/// Most issue records [`State::issue_cache`] keeps (a few hundred bytes each).
+const ISSUE_CACHE_ENTRIES: usize = 20_000;
+
+/// How large a batch's write batch and counter map grew, per record and per payload byte,
+/// to size the next batch's up front. Grown by doubling, RocksDB's write batch buffer copied
+/// everything written so far at each step (3.4 M instructions per 1,024 error events, 4.5 M
+/// per 1,024 transactions) and the counter map rehashed every key, all on the sequential
+/// stage. A hint only: a batch that outgrows it grows as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SizeHints {
+    /// Write batch bytes per payload byte of the batch's records, in 1/1024ths.
+    batch_bytes_per_payload_byte: u64,
+    /// Distinct counter keys per record, in 1/1024ths.
+    counters_per_record: u64,
+}
+
+impl Default for SizeHints {
+    fn default() -> Self {
+        SizeHints {
+            batch_bytes_per_payload_byte: 2 << 10,
+            counters_per_record: 8 << 10,
+        }
+    }
+}
+
+impl SizeHints {
+    /// Most bytes reserved for one write batch up front (a hint never holds more).
+    const MAX_BATCH_BYTES: u64 = 64 << 20;
+    /// Most counter keys reserved up front.
+    const MAX_COUNTERS: u64 = 1 << 20;
+
+    /// Bytes to reserve for the write batch of records carrying `payload_bytes`: the last
+    /// ratio with an eighth to spare, so a batch like the last one never grows.
+    fn batch_capacity(&self, payload_bytes: usize) -> usize {
+        let bytes = (payload_bytes as u64).saturating_mul(self.batch_bytes_per_payload_byte) >> 10;
+        (bytes + bytes / 8 + (16 << 10)).min(Self::MAX_BATCH_BYTES) as usize
+    }
+
+    /// Counter keys to reserve for a batch of `records` records.
+    fn counter_capacity(&self, records: usize) -> usize {
+        let keys = (records as u64).saturating_mul(self.counters_per_record) >> 10;
+        (keys + keys / 8).min(Self::MAX_COUNTERS) as usize
+    }
+
+    /// The hints after a batch of `records` records carrying `payload_bytes` wrote
+    /// `batch_bytes` and had `counters` distinct counter keys. Empty batches teach nothing.
+    fn learned(
+        self,
+        records: usize,
+        payload_bytes: usize,
+        batch_bytes: usize,
+        counters: usize,
+    ) -> SizeHints {
+        if records == 0 || payload_bytes == 0 {
+            return self;
+        }
+        SizeHints {
+            // At most 64 write batch bytes per payload byte (a batch of tiny session
+            // updates); at most 256 counters per record.
+            batch_bytes_per_payload_byte: (batch_bytes as u64)
+                .saturating_mul(1 << 10)
+                .div_ceil(payload_bytes as u64)
+                .min(64 << 10),
+            counters_per_record: (counters as u64)
+                .saturating_mul(1 << 10)
+                .div_ceil(records as u64)
+                .min(256 << 10),
+        }
+    }
 }
 
 /// The processor. Share it with `Arc`; [`Processor::spawn_embedded`] runs it on its own
@@ -249,9 +335,10 @@ pub struct Processor {
     id_floor: u64,
     /// Workers of the parallel stage (`None` with one preparing thread: it all runs here).
     pool: Option<PreparePool>,
-    /// Reads of the event-id dedup check: nearly all miss, and a bloom false positive would
-    /// otherwise pull a 32 KB block of stored events into the block cache for nothing.
+    /// [`dedup_read_options`] of this thread's own dedup reads (the workers have theirs).
     dedup_read: rocksdb::ReadOptions,
+    /// [`column_family_ids`] of the store, to append the workers' parts of a batch.
+    cf_ids: Vec<(u32, &'static str)>,
 }
 
 /// A project's grouping config and the rule texts it was built from.
@@ -287,7 +374,11 @@ struct Work<'a> {
     delta: StateDelta,
     seen_events: FastSet<(u64, Uuid)>,
     hashes: FastMap<(u64, String), u64>,
+    /// The issue records this batch changes (all written at its end).
     issues: FastMap<u64, IssueRecord>,
+    /// Issue records of earlier batches ([`State::issue_cache`]): an issue the batch touches
+    /// moves from here to `issues` instead of being read from the store.
+    cached_issues: FastMap<u64, IssueRecord>,
     /// (issue id, user hash) pairs seen in this batch.
     users: FastSet<(u64, u64)>,
     /// The pairs of `users` in the order first seen, for [`Processor::count_new_users`].
@@ -315,22 +406,6 @@ struct Work<'a> {
     /// Stored values of the segments' transactions written in this batch, by event key: late
     /// children of this batch are appended to them ([`Processor::attach_late_spans`]).
     segment_values: HashMap<[u8; 24], Vec<u8>>,
-}
-
-/// Bytes to reserve for a batch's write batch: its stored events are about the size of the
-/// received payloads, plus their keys, index entries and counters (~1.7 KB per small event
-/// in the test below). A write batch grown from
-/// nothing reallocated and copied itself about fifty times per 1,024 error events (3.3 M
-/// instructions of `memcpy`, BENCHMARKS.md, session 11). Capped, so a batch of huge payloads
-/// reserves no more than this up front (it still grows past it if it must).
-fn write_batch_capacity(records: &[LogRecord]) -> usize {
-    const PER_RECORD: usize = 2048;
-    const MAX: usize = 64 << 20;
-    records
-        .iter()
-        .map(|r| r.payload.len() + PER_RECORD)
-        .fold(0usize, usize::saturating_add)
-        .min(MAX)
 }
 
 /// A streamed child waiting for its segment in this batch: its pending-index key and v1 span.
@@ -497,6 +572,11 @@ enum Prepared {
         category: u8,
         reason: &'static str,
     },
+    /// A normalized event already in the store (same project and event id): a duplicate,
+    /// not prepared any further.
+    Stored,
+    /// The store failed the dedup read of a normalized event; the batch fails with it.
+    ReadFailed(rocksdb::Error),
     /// A normalized event.
     Event(Box<PreparedEvent>),
 }
@@ -539,6 +619,9 @@ enum PreparedKind {
 struct PrepareCaches<'a> {
     scrubbers: &'a HashMap<u64, Scrubber>,
     grouping: &'a HashMap<u64, GroupingConfig>,
+    /// Read options of the event-id dedup read ([`dedup_read_options`]; not shareable
+    /// between threads, so each thread brings its own).
+    dedup_read: &'a rocksdb::ReadOptions,
 }
 
 /// [`PrepareCaches`] owned, to be shared with the worker pool for one batch.
@@ -548,11 +631,59 @@ struct OwnedCaches {
 }
 
 impl OwnedCaches {
-    fn borrowed(&self) -> PrepareCaches<'_> {
+    fn borrowed<'a>(&'a self, dedup_read: &'a rocksdb::ReadOptions) -> PrepareCaches<'a> {
         PrepareCaches {
             scrubbers: &self.scrubbers,
             grouping: &self.grouping,
+            dedup_read,
         }
+    }
+}
+
+/// Read options of the event-id dedup read: nearly all of them miss, and a bloom false
+/// positive would otherwise pull a 32 KB block of stored events into the block cache for
+/// nothing.
+fn dedup_read_options() -> rocksdb::ReadOptions {
+    let mut read = rocksdb::ReadOptions::default();
+    read.fill_cache(false);
+    read
+}
+
+/// Work for the pool's threads.
+enum PoolJob {
+    /// Records of a chunk to prepare.
+    Prepare(PrepareJob),
+    /// A part of the end of a batch, written into a write batch of its own.
+    Finish(FinishJob),
+}
+
+/// A [`FinishPart`] for a worker.
+struct FinishJob {
+    store: Store,
+    part: FinishPart,
+    index: usize,
+    reply: std::sync::mpsc::Sender<(usize, WriteBatch)>,
+}
+
+/// Parts of the end of a batch handed to the pool: they arrive on `results`.
+struct PendingParts {
+    results: std::sync::mpsc::Receiver<(usize, WriteBatch)>,
+    parts: usize,
+}
+
+impl PendingParts {
+    /// The parts' write batches, in the order the parts were given.
+    fn wait(self) -> Vec<WriteBatch> {
+        let mut parts: Vec<(usize, WriteBatch)> = Vec::with_capacity(self.parts);
+        for _ in 0..self.parts {
+            match self.results.recv() {
+                Ok(part) => parts.push(part),
+                // As for a chunk (`PendingChunk::wait`): only a panic drops a reply unsent.
+                Err(_) => panic!("a processor worker thread panicked"),
+            }
+        }
+        parts.sort_by_key(|(index, _)| *index);
+        parts.into_iter().map(|(_, batch)| batch).collect()
     }
 }
 
@@ -571,7 +702,7 @@ struct PrepareJob {
 /// peak RSS by ~20 MiB; these live as long as the processor (they end when it is dropped,
 /// with the job channel).
 struct PreparePool {
-    jobs: Mutex<std::sync::mpsc::Sender<PrepareJob>>,
+    jobs: Mutex<std::sync::mpsc::Sender<PoolJob>>,
     threads: usize,
     /// Handed to each job, never kept by a worker between jobs.
     store: Store,
@@ -606,35 +737,51 @@ impl PendingChunk {
 impl PreparePool {
     fn start(store: &Store, threads: usize) -> std::io::Result<PreparePool> {
         let store = store.clone();
-        let (jobs, queue) = std::sync::mpsc::channel::<PrepareJob>();
+        let (jobs, queue) = std::sync::mpsc::channel::<PoolJob>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("osprey-prepare-{n}"))
-                .spawn(move || loop {
-                    // The lock is held only while waiting for the next job.
-                    let job = queue.lock().recv();
-                    let Ok(PrepareJob {
-                        store,
-                        records,
-                        range,
-                        caches,
-                        part,
-                        reply,
-                    }) = job
-                    else {
-                        return; // the processor is gone
-                    };
-                    let prepared = records[range]
-                        .iter()
-                        .map(|r| prepare_record(&store, r, &caches.borrowed()))
-                        .collect();
-                    // Let go of the store before answering: once the batch has its parts,
-                    // the processor may be dropped and the data directory reopened.
-                    drop((store, records, caches));
-                    // The batch may have failed and gone; nothing waits for this part then.
-                    let _ = reply.send((part, prepared));
+                .spawn(move || {
+                    let dedup_read = dedup_read_options();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = queue.lock().recv();
+                        let job = match job {
+                            Ok(PoolJob::Prepare(job)) => job,
+                            Ok(PoolJob::Finish(FinishJob {
+                                store,
+                                part,
+                                index,
+                                reply,
+                            })) => {
+                                let mut batch = WriteBatch::default();
+                                part(&store, &mut batch);
+                                drop(store);
+                                let _ = reply.send((index, batch));
+                                continue;
+                            }
+                            Err(_) => return, // the processor is gone
+                        };
+                        let PrepareJob {
+                            store,
+                            records,
+                            range,
+                            caches,
+                            part,
+                            reply,
+                        } = job;
+                        let prepared = records[range]
+                            .iter()
+                            .map(|r| prepare_record(&store, r, &caches.borrowed(&dedup_read)))
+                            .collect();
+                        // Let go of the store before answering: once the batch has its parts,
+                        // the processor may be dropped and the data directory reopened.
+                        drop((store, records, caches));
+                        // The batch may have failed and gone; nothing waits for this part then.
+                        let _ = reply.send((part, prepared));
+                    }
                 })?;
         }
         Ok(PreparePool {
@@ -669,11 +816,33 @@ impl PreparePool {
                 reply: reply.clone(),
             };
             // Workers only stop when this pool is dropped, so a send cannot fail here.
-            if jobs.send(job).is_ok() {
+            if jobs.send(PoolJob::Prepare(job)).is_ok() {
                 sent += 1;
             }
         }
         PendingChunk {
+            results,
+            parts: sent,
+        }
+    }
+
+    /// Hands the parts of the end of a batch to the workers.
+    fn finish(&self, parts: Vec<FinishPart>) -> PendingParts {
+        let (reply, results) = std::sync::mpsc::channel();
+        let jobs = self.jobs.lock();
+        let mut sent = 0;
+        for (index, part) in parts.into_iter().enumerate() {
+            let job = FinishJob {
+                store: self.store.clone(),
+                part,
+                index,
+                reply: reply.clone(),
+            };
+            if jobs.send(PoolJob::Finish(job)).is_ok() {
+                sent += 1;
+            }
+        }
+        PendingParts {
             results,
             parts: sent,
         }
@@ -749,6 +918,19 @@ fn prepare_event(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) 
             };
         }
     };
+    // Dedup against the store here, where the reads run in parallel: a batch's results are
+    // written only when it is committed, after all of its records were prepared, so the
+    // store answers as it would in the sequential stage. Dedup within the batch stays there
+    // (`Work::seen_events`). A duplicate is neither filtered, scrubbed, grouped nor encoded.
+    match store.db().get_pinned_cf_opt(
+        &store.cf(cf::EVENTS),
+        keys::event(project.id, &normalized.event_id),
+        caches.dedup_read,
+    ) {
+        Ok(Some(_)) => return Prepared::Stored,
+        Ok(None) => {}
+        Err(e) => return Prepared::ReadFailed(e),
+    }
     let (kind, body) =
         if let Some(filter) = filters::should_filter(&normalized.event, &project.settings) {
             (PreparedKind::Filtered(filter), Vec::new())
@@ -775,7 +957,8 @@ fn prepare_event(store: &Store, record: &LogRecord, caches: &PrepareCaches<'_>) 
                 }
                 let facts = issues::derive_facts(&normalized.event);
                 issues::annotate_event(&mut normalized.event, &facts);
-                let counted = CountedFacts::of_event(&normalized.event);
+                let counted =
+                    CountedFacts::of_event(&normalized.event, project.id, normalized.timestamp_ms);
                 PreparedKind::Error {
                     hashes,
                     facts,
@@ -828,20 +1011,22 @@ struct CountedFacts {
     tag_keys: issues::IssueTagKeys,
     /// Sentry's `user` tag value ([`issues::user_tag`]), for the issue's unique users.
     user: Option<String>,
-    /// `environment` ("" when it has none), for the performance views' error counters.
-    environment: String,
+    /// The performance views' "error events per minute" counter keys
+    /// ([`keys::perf::error_event_keys`]): they depend only on the project, the event's time
+    /// and environment, so they are built here rather than in the sequential stage.
+    error_event_keys: [Vec<u8>; 3],
 }
 
 impl CountedFacts {
-    fn of_event(event: &Value) -> CountedFacts {
+    fn of_event(event: &Value, project_id: u64, timestamp_ms: u64) -> CountedFacts {
+        let environment = event
+            .get("environment")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         CountedFacts {
             tag_keys: issues::IssueTagKeys::of_event(event),
             user: issues::user_tag(event),
-            environment: event
-                .get("environment")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            error_event_keys: keys::perf::error_event_keys(project_id, timestamp_ms, environment),
         }
     }
 }
@@ -862,6 +1047,7 @@ impl Processor {
         } else {
             None
         };
+        let cf_ids = column_family_ids(&store);
         Ok(Processor {
             store,
             config,
@@ -870,16 +1056,16 @@ impl Processor {
                 short_ids: HashMap::new(),
                 hash_cache: FastMap::default(),
                 user_cache: FastSet::default(),
+                sizes: SizeHints::default(),
+                issue_cache: FastMap::default(),
+                issue_cache_writes: records::issue_record_writes(),
             }),
             alerts: crate::alerts::AlertEngine::new(crate::alerts::AlertConfig::default()),
             grouping: Mutex::new(HashMap::new()),
             id_floor,
             pool,
-            dedup_read: {
-                let mut read = rocksdb::ReadOptions::default();
-                read.fill_cache(false);
-                read
-            },
+            dedup_read: dedup_read_options(),
+            cf_ids,
         })
     }
 
@@ -926,21 +1112,34 @@ impl Processor {
     /// Processes records into a write batch without writing it.
     pub fn process_batch(&self, records: &[LogRecord]) -> Result<BatchOutcome> {
         let guard = records::issue_write_lock();
-        let (next_issue_id, short_ids) = {
-            let st = self.state.lock();
-            (st.next_issue_id, st.short_ids.clone())
+        let (next_issue_id, short_ids, sizes, cached_issues) = {
+            let mut st = self.state.lock();
+            // Under the issue write lock (held since above): nobody writes issue records
+            // between this check and the batch's commit.
+            if st.issue_cache_writes != records::issue_record_writes() {
+                st.issue_cache.clear();
+            }
+            // Taken, not shared: if the batch is never committed, the records it changed
+            // must not be reused, and an empty cache is always current.
+            let cached = std::mem::take(&mut st.issue_cache);
+            (st.next_issue_id, st.short_ids.clone(), st.sizes, cached)
         };
+        let payload_bytes: usize = records.iter().map(|r| r.payload.len()).sum();
         let mut work = Work {
             store: &self.store,
-            batch: WriteBatch::with_capacity_bytes(write_batch_capacity(records)),
+            batch: WriteBatch::with_capacity_bytes(sizes.batch_capacity(payload_bytes)),
             stats: BatchStats::default(),
             delta: StateDelta::default(),
-            seen_events: FastSet::default(),
+            seen_events: FastSet::with_capacity_and_hasher(records.len(), Default::default()),
             hashes: FastMap::default(),
             issues: FastMap::default(),
+            cached_issues,
             users: FastSet::default(),
             user_candidates: Vec::new(),
-            counters: FastMap::default(),
+            counters: FastMap::with_capacity_and_hasher(
+                sizes.counter_capacity(records.len()),
+                Default::default(),
+            ),
             outcomes: FastMap::default(),
             scrubbers: HashMap::new(),
             grouping: HashMap::new(),
@@ -984,7 +1183,7 @@ impl Processor {
                 }
             }
             _ => {
-                let borrowed = caches.borrowed();
+                let borrowed = caches.borrowed(&self.dedup_read);
                 for chunk in records.chunks(PREPARE_CHUNK) {
                     let prepared: Vec<Prepared> = chunk
                         .iter()
@@ -994,7 +1193,16 @@ impl Processor {
                 }
             }
         }
-        self.finish(work, guard)
+        let counters = work.counters.len();
+        let outcome = self.finish(work, guard)?;
+        let learned = sizes.learned(
+            records.len(),
+            payload_bytes,
+            outcome.batch.size_in_bytes(),
+            counters,
+        );
+        self.state.lock().sizes = learned;
+        Ok(outcome)
     }
 
     /// The sequential stage of one chunk: `prepared` holds one entry per record, in order.
@@ -1025,6 +1233,18 @@ impl Processor {
         if let Some(next) = delta.next_issue_id {
             st.next_issue_id = next;
         }
+        // Still under the batch's issue write lock (`_guard`). The cache now holds what the
+        // store holds: the records just written and the untouched rest.
+        if !delta.written_issues.is_empty() {
+            st.issue_cache_writes = records::count_issue_record_write();
+        }
+        let mut issue_cache = delta.untouched_issues;
+        if issue_cache.len() + delta.written_issues.len() > ISSUE_CACHE_ENTRIES {
+            // Full: keep this batch's issues, the likeliest to come again.
+            issue_cache.clear();
+        }
+        issue_cache.extend(delta.written_issues);
+        st.issue_cache = issue_cache;
         st.short_ids.extend(delta.short_ids);
         if st.hash_cache.len() + delta.hashes.len() > self.config.cache_entries {
             st.hash_cache.clear();
@@ -1337,6 +1557,7 @@ impl Processor {
             &PrepareCaches {
                 scrubbers: &work.scrubbers,
                 grouping: &work.grouping,
+                dedup_read: &self.dedup_read,
             },
         );
         self.apply_prepared(work, record, prepared)
@@ -1383,6 +1604,11 @@ impl Processor {
                 work.outcome(project_id, at_ms, outcome::INVALID, category, reason, 1);
                 return Ok(());
             }
+            Prepared::Stored => {
+                work.stats.duplicates += 1;
+                return Ok(());
+            }
+            Prepared::ReadFailed(e) => return Err(e.into()),
             Prepared::Event(prepared) => *prepared,
         };
         let PreparedEvent {
@@ -1400,20 +1626,13 @@ impl Processor {
             EventType::Transaction => category::TRANSACTION,
             _ => category::ERROR,
         };
-        // Dedup: within the batch, then against the store.
+        // Dedup within the batch (against the store: `prepare_event`).
         let dedup_key = (project.id, event_id);
         let event_key = keys::event(project.id, &event_id);
-        if work.seen_events.contains(&dedup_key)
-            || self
-                .store
-                .db()
-                .get_pinned_cf_opt(&self.store.cf(cf::EVENTS), event_key, &self.dedup_read)?
-                .is_some()
-        {
+        if !work.seen_events.insert(dedup_key) {
             work.stats.duplicates += 1;
             return Ok(());
         }
-        work.seen_events.insert(dedup_key);
 
         let (issue_id, hashes) = match kind {
             PreparedKind::Filtered(filter) => {
@@ -1475,7 +1694,7 @@ impl Processor {
                     )?;
                 }
                 // "Error events per minute" for the performance views, summed per batch.
-                for key in keys::perf::error_event_keys(project.id, ts, &counted.environment) {
+                for key in counted.error_event_keys {
                     work.count(key, 1);
                 }
                 (Some(issue_id), hashes)
@@ -1582,7 +1801,11 @@ impl Processor {
         let issue_id = match found {
             Some(id) => {
                 if let std::collections::hash_map::Entry::Vacant(slot) = work.issues.entry(id) {
-                    match records::load_issue(&self.store, id)? {
+                    let record = match work.cached_issues.remove(&id) {
+                        Some(cached) => Some(cached),
+                        None => records::load_issue(&self.store, id)?,
+                    };
+                    match record {
                         Some(rec) => {
                             slot.insert(rec);
                         }
@@ -1743,10 +1966,42 @@ impl Processor {
         // Before `attach_late_spans`, which may put a stored segment again (the later put wins).
         work.ordered_puts.write_into(work.store, &mut work.batch);
         self.attach_late_spans(&mut work)?;
+        // Before the counters are handed over: it adds the issues' user counts.
         self.count_new_users(&mut work)?;
         let store = work.store;
-        work.folder.flush_into(store, &mut work.batch);
-        work.user_folder.flush_into(store, &mut work.batch);
+        // The parts of the end of the batch that need nothing else of it (their keys are
+        // written by no other part, or only merged into by commutative sums): with the worker
+        // pool they run on the workers, idle at this point, while this thread writes the rest.
+        let (totals_back, totals_returned) = std::sync::mpsc::channel();
+        let issues = std::mem::take(&mut work.issues);
+        let counters = std::mem::take(&mut work.counters);
+        let mut folder = std::mem::replace(&mut work.folder, TransactionFolder::new());
+        let mut user_folder =
+            std::mem::replace(&mut work.user_folder, crate::perf_users::UserFolder::new());
+        let parts: Vec<FinishPart> = vec![
+            // Encoded and sorted there but written here: appending ~8,000 counter merges
+            // from a part costs three times what merging them directly does.
+            Box::new(move |_: &Store, _: &mut WriteBatch| {
+                let totals = EncodedTotals::of(&issues, counters);
+                // The receiver lives until `finish` returns, which waits for this part.
+                let _ = totals_back.send((issues, totals));
+            }),
+            Box::new(move |store: &Store, batch: &mut WriteBatch| {
+                folder.flush_into(store, batch);
+            }),
+            Box::new(move |store: &Store, batch: &mut WriteBatch| {
+                user_folder.flush_into(store, batch);
+            }),
+        ];
+        let pending = match &self.pool {
+            Some(pool) => Some(pool.finish(parts)),
+            None => {
+                for part in parts {
+                    part(store, &mut work.batch);
+                }
+                None
+            }
+        };
         work.sessions.flush_into(store, &mut work.batch);
         // Fired issue alerts: history + throttle marks go into this batch.
         work.delta.alerts =
@@ -1754,30 +2009,6 @@ impl Processor {
                 .finish(std::mem::take(&mut work.alerts), store, &mut work.batch);
         for ((project_id, version), (first, last)) in &work.releases {
             storage::ensure_release(store, &mut work.batch, *project_id, version, *first, *last)?;
-        }
-        // In key order, like the counters below.
-        let issues_cf = store.cf(cf::ISSUES);
-        let mut issues: Vec<(&u64, &IssueRecord)> = work.issues.iter().collect();
-        issues.sort_unstable_by_key(|(id, _)| **id);
-        for (id, issue) in issues {
-            work.batch
-                .put_cf(&issues_cf, keys::issue(*id), issue.to_bytes());
-        }
-        // Counters go into the batch in key order: RocksDB's memtable skiplist keeps the
-        // position of its last insert, so an insert just after the previous one skips most
-        // of the search from the top. In hash-map order each of the ~12 counter merges per
-        // error event (mostly tag facets) searched the whole memtable.
-        let counters_cf = store.cf(cf::COUNTERS);
-        // Sorted on the keys' first 16 bytes as one integer first: most pairs differ there
-        // (kind, issue id, start of the tag key), so most comparisons need no `memcmp` call.
-        let mut counters: Vec<(u128, &[u8], i64)> = work
-            .counters
-            .iter()
-            .map(|(key, n)| (key_prefix(key), key.as_slice(), *n))
-            .collect();
-        counters.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        for (_, key, n) in counters {
-            work.batch.merge_cf(&counters_cf, key, encode_i64(n));
         }
         let outcomes_cf = store.cf(cf::OUTCOMES);
         for (key, n) in &work.outcomes {
@@ -1802,6 +2033,20 @@ impl Processor {
             );
         }
         work.delta.short_ids = std::mem::take(&mut work.short_ids);
+        if let Some(pending) = pending {
+            let parts = pending.wait();
+            append_parts(store, &self.cf_ids, &mut work.batch, &parts)?;
+        }
+        // Sent by the first part, which has run (inline or on a worker) by now; a worker
+        // that panicked has made `wait` panic above.
+        let Ok((issues, totals)) = totals_returned.recv() else {
+            // Unreachable: the part has sent before it returned. Losing the batch's counters
+            // silently would be worse than stopping here.
+            panic!("the end of the batch lost its issue records and counters");
+        };
+        totals.write_into(store, &mut work.batch);
+        work.delta.written_issues = issues;
+        work.delta.untouched_issues = std::mem::take(&mut work.cached_issues);
         Ok(BatchOutcome {
             batch: work.batch,
             stats: work.stats,
@@ -1819,6 +2064,153 @@ fn key_prefix(key: &[u8]) -> u128 {
     let n = key.len().min(16);
     head[..n].copy_from_slice(&key[..n]);
     u128::from_be_bytes(head)
+}
+
+/// The batch's issue records encoded and its counters, each in key order, ready to be
+/// written ([`EncodedTotals::write_into`]).
+struct EncodedTotals {
+    /// (issue id, encoded record), by id.
+    issues: Vec<(u64, Vec<u8>)>,
+    /// The counter keys one after the other, in key order.
+    counter_keys: Vec<u8>,
+    /// Where each key ends in `counter_keys`, and its sum.
+    counters: Vec<(u32, i64)>,
+}
+
+impl EncodedTotals {
+    /// Encodes the issue records and sorts the counters. Sorted on the keys' first 16 bytes
+    /// as one integer first: most pairs differ there (kind, issue id, start of the tag key),
+    /// so most comparisons need no `memcmp` call. The keys are copied into one buffer, so
+    /// the map's keys are freed here (on a worker, with the pool) rather than where the
+    /// totals are written.
+    fn of(issues: &FastMap<u64, IssueRecord>, counters: FastMap<Vec<u8>, i64>) -> EncodedTotals {
+        let mut encoded: Vec<(u64, Vec<u8>)> = issues
+            .iter()
+            .map(|(id, issue)| (*id, issue.to_bytes()))
+            .collect();
+        encoded.sort_unstable_by_key(|(id, _)| *id);
+        let mut sorted: Vec<(u128, Vec<u8>, i64)> = counters
+            .into_iter()
+            .map(|(key, n)| (key_prefix(&key), key, n))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let mut counter_keys = Vec::with_capacity(sorted.iter().map(|(_, k, _)| k.len()).sum());
+        let mut ends = Vec::with_capacity(sorted.len());
+        for (_, key, n) in sorted {
+            counter_keys.extend_from_slice(&key);
+            ends.push((counter_keys.len() as u32, n));
+        }
+        EncodedTotals {
+            issues: encoded,
+            counter_keys,
+            counters: ends,
+        }
+    }
+
+    /// Puts the issue records and merges the counters into `batch`, each in key order:
+    /// RocksDB's memtable skiplist keeps the position of its last insert, so an insert just
+    /// after the previous one skips most of the search from the top. In hash-map order each
+    /// of the ~12 counter merges per error event (mostly tag facets) searched the whole
+    /// memtable.
+    fn write_into(&self, store: &Store, batch: &mut WriteBatch) {
+        let issues_cf = store.cf(cf::ISSUES);
+        for (id, bytes) in &self.issues {
+            batch.put_cf(&issues_cf, keys::issue(*id), bytes);
+        }
+        let counters_cf = store.cf(cf::COUNTERS);
+        let mut start = 0;
+        for &(end, n) in &self.counters {
+            let key = &self.counter_keys[start..end as usize];
+            batch.merge_cf(&counters_cf, key, encode_i64(n));
+            start = end as usize;
+        }
+    }
+}
+
+/// A part of the end of a batch that writes only its own keys ([`Processor::finish`]).
+type FinishPart = Box<dyn FnOnce(&Store, &mut WriteBatch) + Send>;
+
+/// The column family id RocksDB gives each of the store's column families in a write
+/// batch (what [`rocksdb::WriteBatchIteratorCf`] reports), learned by writing one entry.
+fn column_family_ids(store: &Store) -> Vec<(u32, &'static str)> {
+    /// Records the column family id of the one entry of a batch.
+    struct FirstId(Option<u32>);
+    impl rocksdb::WriteBatchIteratorCf for FirstId {
+        fn put_cf(&mut self, cf_id: u32, _: &[u8], _: &[u8]) {
+            self.0 = Some(cf_id);
+        }
+        fn delete_cf(&mut self, cf_id: u32, _: &[u8]) {
+            self.0 = Some(cf_id);
+        }
+        fn merge_cf(&mut self, cf_id: u32, _: &[u8], _: &[u8]) {
+            self.0 = Some(cf_id);
+        }
+    }
+    let mut ids = Vec::with_capacity(cf::ALL.len());
+    for &name in cf::ALL {
+        let Some(handle) = store.cf_if_present(name) else {
+            continue;
+        };
+        let mut probe = WriteBatch::default();
+        probe.put_cf(&handle, [], []);
+        let mut first = FirstId(None);
+        probe.iterate_cf(&mut first);
+        if let Some(id) = first.0 {
+            ids.push((id, name));
+        }
+    }
+    ids
+}
+
+/// Appends the entries of `parts` (write batches the workers filled) to `batch`, in order.
+/// A batch of RocksDB's C API cannot take another's entries whole; each is put or merged
+/// again, which costs a fraction of what building them cost.
+fn append_parts(
+    store: &Store,
+    cf_ids: &[(u32, &'static str)],
+    batch: &mut WriteBatch,
+    parts: &[WriteBatch],
+) -> Result<()> {
+    struct Append<'a, 'b> {
+        batch: &'a mut WriteBatch,
+        handles: Vec<(u32, Arc<rocksdb::BoundColumnFamily<'b>>)>,
+        unknown: Option<u32>,
+    }
+    impl rocksdb::WriteBatchIteratorCf for Append<'_, '_> {
+        fn put_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            match self.handles.iter().find(|(id, _)| *id == cf_id) {
+                Some((_, handle)) => self.batch.put_cf(handle, key, value),
+                None => self.unknown = Some(cf_id),
+            }
+        }
+        fn delete_cf(&mut self, cf_id: u32, key: &[u8]) {
+            match self.handles.iter().find(|(id, _)| *id == cf_id) {
+                Some((_, handle)) => self.batch.delete_cf(handle, key),
+                None => self.unknown = Some(cf_id),
+            }
+        }
+        fn merge_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            match self.handles.iter().find(|(id, _)| *id == cf_id) {
+                Some((_, handle)) => self.batch.merge_cf(handle, key, value),
+                None => self.unknown = Some(cf_id),
+            }
+        }
+    }
+    let mut append = Append {
+        batch,
+        handles: cf_ids
+            .iter()
+            .map(|&(id, name)| (id, store.cf(name)))
+            .collect(),
+        unknown: None,
+    };
+    for part in parts {
+        part.iterate_cf(&mut append);
+    }
+    match append.unknown {
+        None => Ok(()),
+        Some(id) => Err(crate::error::ProcessorError::UnknownColumnFamily(id)),
+    }
 }
 
 /// Keeps an attachment item under its event (the envelope's event id). Replays write the same
@@ -2018,7 +2410,11 @@ pub fn item_record(
 
 #[cfg(test)]
 mod tests {
-    use super::{item_record, key_prefix, write_batch_capacity, KeyOrderedPuts};
+    use super::{
+        append_parts, column_family_ids, key_prefix, EncodedTotals, KeyOrderedPuts, SizeHints,
+    };
+    use crate::fast_hash::FastMap;
+    use storage::records::IssueRecord;
     use storage::{keys, Store, StoreOptions, WriteBatch};
     use uuid::Uuid;
 
@@ -2089,62 +2485,136 @@ mod tests {
         assert_eq!(again.len(), 0);
     }
 
+    /// Every entry of a write batch: (operation, column family id, key, value), in order.
+    #[derive(Default, Debug, PartialEq)]
+    struct Entries(Vec<(char, u32, Vec<u8>, Vec<u8>)>);
+
+    impl rocksdb::WriteBatchIteratorCf for Entries {
+        fn put_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            self.0.push(('p', cf_id, key.to_vec(), value.to_vec()));
+        }
+        fn delete_cf(&mut self, cf_id: u32, key: &[u8]) {
+            self.0.push(('d', cf_id, key.to_vec(), Vec::new()));
+        }
+        fn merge_cf(&mut self, cf_id: u32, key: &[u8], value: &[u8]) {
+            self.0.push(('m', cf_id, key.to_vec(), value.to_vec()));
+        }
+    }
+
     #[test]
-    fn write_batch_reservation_covers_the_batch_and_is_capped() {
-        // The reservation is only worth it if the batch fits: a batch of error events and
-        // transactions (stack frames, tags, spans: stored events larger than their payloads,
-        // plus index keys and counters) written into no more than was reserved.
+    fn appended_parts_are_the_entries_written_directly() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        store.bootstrap(None, None).unwrap();
-        let processor = crate::Processor::new(store, crate::ProcessorConfig::default()).unwrap();
-        let now = storage::now_ms();
-        let records: Vec<_> = (0..64)
-            .map(|i| {
-                let (kind, payload) = if i % 2 == 0 {
-                    (
-                        "event",
-                        format!(
-                            r#"{{"event_id":"{:032x}","platform":"python","level":"error","message":"m{i}","tags":{{"a":"b"}},"exception":{{"values":[{{"type":"E{}","value":"v","stacktrace":{{"frames":[{{"filename":"a.py","function":"f","lineno":{i},"in_app":true}}]}}}}]}}}}"#,
-                            i + 1,
-                            i % 5
-                        ),
-                    )
-                } else {
-                    (
-                        "transaction",
-                        format!(
-                            r#"{{"event_id":"{:032x}","type":"transaction","transaction":"/t{i}","start_timestamp":{},"timestamp":{},"contexts":{{"trace":{{"trace_id":"{:032x}","span_id":"{:016x}","op":"http"}}}},"spans":[]}}"#,
-                            i + 1,
-                            now / 1000 - 2,
-                            now / 1000 - 1,
-                            i + 7,
-                            i + 9
-                        ),
-                    )
-                };
-                item_record(1, now, kind, payload.as_bytes())
+        let cf_ids = column_family_ids(&store);
+        assert_eq!(cf_ids.len(), storage::cf::ALL.len());
+        // Distinct ids, one per column family.
+        let mut ids: Vec<u32> = cf_ids.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), cf_ids.len());
+        // The same writes, once straight into one batch and once as a main batch and two
+        // parts appended to it.
+        let write = |batch: &mut WriteBatch, part: usize| {
+            for (n, &name) in storage::cf::ALL.iter().enumerate() {
+                let cf = store.cf(name);
+                let key = format!("{part}-{n}-{name}").into_bytes();
+                batch.put_cf(&cf, &key, [n as u8; 3]);
+                batch.merge_cf(&cf, &key, [part as u8]);
+                batch.delete_cf(&cf, b"gone");
+            }
+        };
+        let mut direct = WriteBatch::default();
+        for part in 0..3 {
+            write(&mut direct, part);
+        }
+        let mut main = WriteBatch::default();
+        write(&mut main, 0);
+        let parts: Vec<WriteBatch> = (1..3)
+            .map(|part| {
+                let mut batch = WriteBatch::default();
+                write(&mut batch, part);
+                batch
             })
             .collect();
-        let outcome = processor.process_batch(&records).unwrap();
-        assert_eq!(outcome.stats.accepted, 64, "{:?}", outcome.stats);
-        let reserved = write_batch_capacity(&records);
-        assert!(
-            outcome.batch.size_in_bytes() <= reserved,
-            "batch {} bytes, reserved {reserved}",
-            outcome.batch.size_in_bytes()
-        );
-        drop(outcome);
-        // Huge payloads reserve at most the cap (clones share one buffer).
-        let big = bytes::Bytes::from(vec![b' '; 1 << 20]);
-        let huge: Vec<_> = (0..100)
-            .map(|_| storage::LogRecord {
-                payload: big.clone(),
-                ..records[0].clone()
-            })
+        append_parts(&store, &cf_ids, &mut main, &parts).unwrap();
+        let (mut want, mut got) = (Entries::default(), Entries::default());
+        direct.iterate_cf(&mut want);
+        main.iterate_cf(&mut got);
+        assert_eq!(got.0.len(), 3 * 3 * storage::cf::ALL.len());
+        assert_eq!(got, want);
+        assert_eq!(main.data(), direct.data());
+        // A part naming a column family the store does not know is an error, not a loss.
+        let unknown = &cf_ids[..cf_ids.len() - 1];
+        let err = append_parts(&store, unknown, &mut WriteBatch::default(), &parts);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn encoded_totals_write_issues_by_id_and_counters_in_byte_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        // Keys around the 16-byte prefix boundary, prefixes of each other, equal prefixes.
+        let keys: Vec<Vec<u8>> = vec![
+            b"t\0\0\0\0\0\0\0\x01browser\0Chrome".to_vec(),
+            b"t\0\0\0\0\0\0\0\x01browser\0".to_vec(),
+            b"t\0\0\0\0\0\0\0\x01browser.name\0Chrome".to_vec(),
+            b"t\0\0\0\0\0\0\0\x02a".to_vec(),
+            b"a".to_vec(),
+            vec![0xff; 33],
+            vec![0xff; 16],
+        ];
+        let counters: FastMap<Vec<u8>, i64> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| (k.clone(), n as i64 - 3))
             .collect();
-        assert_eq!(write_batch_capacity(&huge), 64 << 20);
-        assert_eq!(write_batch_capacity(&[]), 0);
+        let mut issues: FastMap<u64, IssueRecord> = FastMap::default();
+        for id in [9u64, 2, 5] {
+            let facts = crate::issues::derive_facts(&crate::value::Value::from(
+                serde_json::json!({"message": format!("issue {id}")}),
+            ));
+            issues.insert(id, crate::issues::new_issue(id, 1, id, &facts, 1_000, "h"));
+        }
+        let totals = EncodedTotals::of(&issues, counters.clone());
+        let mut batch = WriteBatch::default();
+        totals.write_into(&store, &mut batch);
+        let mut written = Entries::default();
+        batch.iterate_cf(&mut written);
+        let (puts, merges): (Vec<_>, Vec<_>) = written.0.iter().partition(|e| e.0 == 'p');
+        let want_issues: Vec<(Vec<u8>, Vec<u8>)> = [2u64, 5, 9]
+            .iter()
+            .map(|id| (keys::issue(*id).to_vec(), issues[id].to_bytes()))
+            .collect();
+        let got_issues: Vec<(Vec<u8>, Vec<u8>)> =
+            puts.iter().map(|e| (e.2.clone(), e.3.clone())).collect();
+        assert_eq!(got_issues, want_issues);
+        let mut want_counters: Vec<(Vec<u8>, Vec<u8>)> = counters
+            .iter()
+            .map(|(k, n)| (k.clone(), storage::encode_i64(*n).to_vec()))
+            .collect();
+        want_counters.sort();
+        let got_counters: Vec<(Vec<u8>, Vec<u8>)> =
+            merges.iter().map(|e| (e.2.clone(), e.3.clone())).collect();
+        assert_eq!(got_counters, want_counters);
+    }
+
+    #[test]
+    fn size_hints_reserve_what_the_last_batch_used_and_stay_bounded() {
+        let start = SizeHints::default();
+        // A batch like the last one fits in what is reserved for it.
+        let learned = start.learned(1024, 3_000_000, 3_700_000, 7_900);
+        assert!(learned.batch_capacity(3_000_000) >= 3_700_000);
+        assert!(learned.batch_capacity(3_000_000) <= 3_700_000 * 5 / 4 + (16 << 10));
+        assert!(learned.counter_capacity(1024) >= 7_900);
+        assert!(learned.counter_capacity(1024) <= 7_900 * 5 / 4);
+        // Scaled by the size of the batch, not copied from the last one.
+        assert!(learned.batch_capacity(30_000) <= 37_000 * 5 / 4 + (16 << 10));
+        assert!(learned.counter_capacity(10) < 100);
+        // Empty batches teach nothing; extreme ones are capped.
+        assert_eq!(learned.learned(0, 0, 12, 0), learned);
+        let extreme = start.learned(1, 1, usize::MAX / 2, usize::MAX / 2);
+        assert!(extreme.batch_capacity(usize::MAX) as u64 <= SizeHints::MAX_BATCH_BYTES);
+        assert!(extreme.counter_capacity(usize::MAX) as u64 <= SizeHints::MAX_COUNTERS);
     }
 
     #[test]

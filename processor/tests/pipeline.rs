@@ -1034,3 +1034,130 @@ fn streamed_children_sent_apart_from_their_segment_join_its_transaction() {
         .count();
     assert_eq!(pending, 0);
 }
+
+/// The store half of dedup runs in the parallel stage: events stored by an earlier batch are
+/// duplicates whatever the thread count, and they are duplicates before any inbound filter
+/// (a filter added after they were stored does not make their resends "filtered").
+#[test]
+fn resends_of_stored_events_are_duplicates_before_filters_with_any_thread_count() {
+    for threads in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let processor = Processor::new(
+            store.clone(),
+            ProcessorConfig {
+                prepare_threads: threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // More records than one chunk of the parallel stage.
+        let recs: Vec<LogRecord> = (0..70u128)
+            .map(|i| {
+                record(error_event(
+                    i + 1,
+                    "KeyError",
+                    &format!("k{}", i % 4),
+                    json!({}),
+                ))
+            })
+            .collect();
+        let first = processor.process_and_commit(&recs).unwrap();
+        assert_eq!(
+            (first.accepted, first.duplicates),
+            (70, 0),
+            "{threads} threads"
+        );
+        let events_before = count_cf(&store, cf::EVENTS);
+
+        let mut project = (*store.meta().project(1).unwrap()).clone();
+        project.settings.filter_error_messages = vec!["*k*".into()];
+        store.put_project(project).unwrap();
+        let mut again = recs.clone();
+        again.push(record(error_event(500, "KeyError", "k new", json!({}))));
+        let second = processor.process_and_commit(&again).unwrap();
+        assert_eq!(
+            (second.accepted, second.duplicates, second.filtered),
+            (0, 70, 1),
+            "{threads} threads"
+        );
+        assert_eq!(count_cf(&store, cf::EVENTS), events_before);
+        let issues = all_issues(&store);
+        let seen: i64 = issues.iter().map(|i| times_seen(&store, i.id)).sum();
+        assert_eq!(seen, 70, "{threads} threads");
+    }
+}
+
+/// The processor keeps the issue records it wrote for later batches: the copy must follow an
+/// API status change made in between, and must not keep what a batch that was never
+/// committed did to it.
+#[test]
+fn issue_records_kept_across_batches_follow_api_changes_and_skip_uncommitted_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let processor = Processor::new(store.clone(), ProcessorConfig::default()).unwrap();
+    let event = |id: u128, extra: Value| record(error_event(id, "KeyError", "gone", extra));
+    processor
+        .process_and_commit(&[event(1, json!({}))])
+        .unwrap();
+    let stats = processor
+        .process_and_commit(&[event(2, json!({}))])
+        .unwrap();
+    assert_eq!(stats.issues_created, 0);
+    let issue = all_issues(&store)[0].clone();
+    assert_eq!(times_seen(&store, issue.id), 2);
+
+    // Archived through the API between two batches: the next event keeps it archived (an
+    // out-of-date copy would write back the unresolved record).
+    records::update_issue(&store, issue.id, |i| {
+        i.status = IssueStatus::Ignored;
+        i.substatus = None;
+    })
+    .unwrap();
+    processor
+        .process_and_commit(&[event(3, json!({}))])
+        .unwrap();
+    let stored = all_issues(&store)[0].clone();
+    assert_eq!(stored.status, IssueStatus::Ignored);
+    assert_eq!(stored.substatus, None);
+
+    // A batch processed but never committed (a failed write, a Kafka group commit that did
+    // not go through) changed the record in memory only.
+    let dropped = processor
+        .process_batch(&[event(4, json!({"release": "9.9"}))])
+        .unwrap();
+    drop(dropped);
+    processor
+        .process_and_commit(&[event(5, json!({}))])
+        .unwrap();
+    let stored = all_issues(&store)[0].clone();
+    assert_eq!(stored.last_release, None);
+    assert_eq!(stored.status, IssueStatus::Ignored);
+    assert_eq!(times_seen(&store, issue.id), 4);
+    assert!(records::load_event(&store, 1, &Uuid::from_u128(4))
+        .unwrap()
+        .is_none());
+
+    // Equal to what a processor without kept records writes from the same events.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh_store = open(fresh_dir.path());
+    for (n, id) in [1u128, 2, 3, 5].into_iter().enumerate() {
+        let fresh = Processor::new(fresh_store.clone(), ProcessorConfig::default()).unwrap();
+        fresh.process_and_commit(&[event(id, json!({}))]).unwrap();
+        if n == 1 {
+            let id = all_issues(&fresh_store)[0].id;
+            records::update_issue(&fresh_store, id, |i| {
+                i.status = IssueStatus::Ignored;
+                i.substatus = None;
+            })
+            .unwrap();
+        }
+    }
+    let mut kept = all_issues(&store)[0].clone();
+    let mut fresh = all_issues(&fresh_store)[0].clone();
+    for r in [&mut kept, &mut fresh] {
+        // Event times come from the clock of each event's payload.
+        (r.first_seen_ms, r.last_seen_ms, r.active_at_ms) = (0, 0, 0);
+    }
+    assert_eq!(kept.to_bytes(), fresh.to_bytes());
+}

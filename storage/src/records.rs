@@ -9,6 +9,8 @@
 //! parsing. Values of the earlier format (timestamp + zstd-compressed JSON, [`encode_event`])
 //! still decode.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
@@ -241,6 +243,23 @@ pub fn load_issue(store: &Store, issue_id: u64) -> Result<Option<IssueRecord>> {
 
 static ISSUE_WRITE_LOCK: Mutex<()> = Mutex::new(());
 
+/// Writes of issue records made in this process so far (see [`issue_record_writes`]).
+static ISSUE_RECORD_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// How many writes of issue records this process has made (API status changes, processor
+/// batches; in any store). A copy of issue records kept across batches (the processor's) is
+/// current only while this number is what it was right after its own last write: read it
+/// under [`issue_write_lock`], which every writer of issue records holds.
+pub fn issue_record_writes() -> u64 {
+    ISSUE_RECORD_WRITES.load(Ordering::Acquire)
+}
+
+/// Counts a write of issue records (made or about to be made under [`issue_write_lock`])
+/// and returns the new [`issue_record_writes`].
+pub fn count_issue_record_write() -> u64 {
+    ISSUE_RECORD_WRITES.fetch_add(1, Ordering::AcqRel) + 1
+}
+
 /// Serializes read-modify-write of issue records inside one process: the processor holds it
 /// from reading the issues a batch touches until the batch is written, and the API holds it
 /// while it changes a status, so neither overwrites the other's change.
@@ -261,6 +280,9 @@ pub fn update_issue(
         return Ok(None);
     };
     change(&mut record);
+    // Counted before the write: a copy kept elsewhere is stale even if the write fails
+    // after reaching the memtable.
+    count_issue_record_write();
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
     store.db().put_cf_opt(
@@ -400,6 +422,44 @@ mod tests {
         for n in [0u64, 1, 31, 32, 1000, u32::MAX as u64] {
             assert_eq!(base32_decode(&base32_encode(n)), Some(n));
         }
+    }
+
+    #[test]
+    fn an_api_status_change_counts_as_an_issue_record_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::StoreOptions::default()).unwrap();
+        let record = IssueRecord {
+            id: 5,
+            project_id: 1,
+            short_id: 1,
+            event_type: "error".into(),
+            title: "E".into(),
+            culprit: String::new(),
+            metadata: IssueMetadata::default(),
+            level: "error".into(),
+            platform: "python".into(),
+            logger: String::new(),
+            status: IssueStatus::Unresolved,
+            substatus: None,
+            first_seen_ms: 1,
+            last_seen_ms: 1,
+            active_at_ms: 1,
+            first_release: None,
+            last_release: None,
+            resolution: None,
+            primary_hash: "h".into(),
+        };
+        store
+            .db()
+            .put_cf(&store.cf(cf::ISSUES), keys::issue(5), record.to_bytes())
+            .unwrap();
+        let before = issue_record_writes();
+        let updated = update_issue(&store, 5, |r| r.status = IssueStatus::Resolved).unwrap();
+        assert_eq!(updated.unwrap().status, IssueStatus::Resolved);
+        // Other tests of this process may count writes too: only growth is certain.
+        assert!(issue_record_writes() > before);
+        let counted = count_issue_record_write();
+        assert!(counted > before + 1 && counted <= issue_record_writes());
     }
 
     #[test]
