@@ -706,6 +706,44 @@ fn lenient_string(v: &Value) -> Option<String> {
     }
 }
 
+/// Trims the top-level string field `key` of whitespace, then, if it is valid for its field,
+/// caps it and returns true; an invalid value is left trimmed (for the error) and false
+/// returned.
+fn normalize_string_field(key: &str, s: &mut String) -> bool {
+    let trimmed = s.trim();
+    if trimmed.len() != s.len() {
+        *s = trimmed.to_owned();
+    }
+    let valid = match key {
+        "release" => {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && !s.eq_ignore_ascii_case("latest")
+                && !s.contains(['\n', '\r', '\t', '/', '\\'])
+        }
+        "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
+        "dist" => {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        }
+        "logger" => !s.contains(['\n', '\r']),
+        _ => !s.is_empty(),
+    };
+    if !valid {
+        return false;
+    }
+    let (max, allowance) = match key {
+        "release" | "transaction" | "culprit" => (200, 0),
+        "dist" | "environment" | "logger" => (64, 0),
+        "server_name" | "site" => (256, 20),
+        _ => (256, 0),
+    };
+    trim_chars(s, max, allowance);
+    true
+}
+
 fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     for key in [
         "release",
@@ -717,47 +755,37 @@ fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         "culprit",
         "logger",
     ] {
+        // A string (nearly always) is checked and capped where it is: no copy, no insert.
+        match ev.get_mut(key) {
+            None => continue,
+            Some(Value::String(s)) => {
+                if normalize_string_field(key, s) {
+                    continue;
+                }
+                let s = std::mem::take(s);
+                if !s.is_empty() {
+                    errors.push(
+                        crate::value::json!({"type": "invalid_data", "name": key, "value": s}),
+                    );
+                }
+                ev.remove(key);
+                continue;
+            }
+            Some(_) => {}
+        }
         let Some(v) = ev.get(key) else { continue };
         let Some(mut s) = lenient_string(v) else {
             errors.push(crate::value::json!({"type": "invalid_data", "name": key, "value": v}));
             ev.remove(key);
             continue;
         };
-        let trimmed = s.trim();
-        if trimmed.len() != s.len() {
-            s = trimmed.to_owned();
-        }
-        let valid = match key {
-            "release" => {
-                !s.is_empty()
-                    && s != "."
-                    && s != ".."
-                    && !s.eq_ignore_ascii_case("latest")
-                    && !s.contains(['\n', '\r', '\t', '/', '\\'])
-            }
-            "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
-            "dist" => {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            }
-            "logger" => !s.contains(['\n', '\r']),
-            _ => !s.is_empty(),
-        };
-        if !valid {
+        if !normalize_string_field(key, &mut s) {
             if !s.is_empty() {
                 errors.push(crate::value::json!({"type": "invalid_data", "name": key, "value": s}));
             }
             ev.remove(key);
             continue;
         }
-        let (max, allowance) = match key {
-            "release" | "transaction" | "culprit" => (200, 0),
-            "dist" | "environment" | "logger" => (64, 0),
-            "server_name" | "site" => (256, 20),
-            _ => (256, 0),
-        };
-        trim_chars(&mut s, max, allowance);
         ev.insert(key.into(), Value::String(s));
     }
     if let Some(Value::Object(le)) = ev.get_mut("logentry") {
@@ -975,55 +1003,96 @@ fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
     }
 }
 
+/// Known-key indices ([`Key::known_index`](crate::value::Key::known_index)) of the frame
+/// fields [`normalize_frame`] checks: a key with one of these texts is always stored as that
+/// known key, so matching the index is matching the text.
+mod frame_key {
+    use crate::value::known_index_of;
+    pub const FILENAME: u8 = known_index_of("filename");
+    pub const ABS_PATH: u8 = known_index_of("abs_path");
+    pub const FUNCTION: u8 = known_index_of("function");
+    pub const MODULE: u8 = known_index_of("module");
+    pub const PACKAGE: u8 = known_index_of("package");
+    pub const CONTEXT_LINE: u8 = known_index_of("context_line");
+    pub const LINENO: u8 = known_index_of("lineno");
+    pub const COLNO: u8 = known_index_of("colno");
+    pub const IN_APP: u8 = known_index_of("in_app");
+}
+
+/// Drops frame fields of the wrong type, fills `abs_path` from `filename` or the other way
+/// round, and caps the path and name fields. One pass over the frame's own keys (a frame has
+/// a handful), each dispatched on its known-key index, instead of a text `match` per key, two
+/// searches and a second pass to trim: this runs for every frame of every event.
 fn normalize_frame(frame: &mut Map<String, Value>) {
-    // One pass over the frame's own keys (a frame has a handful) instead of a map lookup per
-    // rule: this runs for every frame of every event.
-    frame.retain(|key, v| match key.as_str() {
-        "filename" | "abs_path" | "function" | "module" | "package" | "context_line" => {
-            v.is_string()
-        }
-        "lineno" | "colno" => match v {
-            Value::Number(n) => n.as_u64().is_some(),
-            Value::String(s) => match s.parse::<u64>() {
-                Ok(n) => {
-                    *v = Value::from(n);
-                    true
+    use frame_key::*;
+    let (mut has_filename, mut has_abs_path) = (false, false);
+    // `abs_path` as sent, kept only when capping it changed it: a `filename` derived from it
+    // comes from the whole path, as it did when capping came last.
+    let mut uncapped_abs_path: Option<String> = None;
+    frame.retain(|key, v| {
+        let Some(index) = key.known_index() else {
+            return true;
+        };
+        match index {
+            FILENAME | ABS_PATH | FUNCTION | MODULE | PACKAGE | CONTEXT_LINE => {
+                let Value::String(s) = v else {
+                    return false;
+                };
+                match index {
+                    FILENAME => {
+                        has_filename = !s.is_empty();
+                        trim_chars(s, 256, 40);
+                    }
+                    ABS_PATH => {
+                        has_abs_path = !s.is_empty();
+                        if s.len() > 256 + 40 {
+                            let before = s.clone();
+                            if trim_chars(s, 256, 40) {
+                                uncapped_abs_path = Some(before);
+                            }
+                        }
+                    }
+                    FUNCTION | MODULE | PACKAGE => {
+                        trim_chars(s, 256, 20);
+                    }
+                    _ => {}
                 }
-                Err(_) => false,
+                true
+            }
+            LINENO | COLNO => match v {
+                Value::Number(n) => n.as_u64().is_some(),
+                Value::String(s) => match s.parse::<u64>() {
+                    Ok(n) => {
+                        *v = Value::from(n);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
             },
-            _ => false,
-        },
-        "in_app" => v.is_boolean(),
-        _ => true,
-    });
-    let filename = frame
-        .get("filename")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    let abs_path = frame
-        .get("abs_path")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    match (filename, abs_path) {
-        (Some(f), None) => {
-            let f = f.to_owned();
-            frame.insert_str("abs_path", Value::String(f));
+            IN_APP => v.is_boolean(),
+            _ => true,
         }
-        (None, Some(a)) => {
-            let f = filename_from_abs_path(a);
-            frame.insert_str("filename", Value::String(f));
+    });
+    match (has_filename, has_abs_path) {
+        (true, false) => {
+            // Capped already, as the copy would have been.
+            if let Some(Value::String(f)) = frame.get("filename") {
+                let f = f.clone();
+                frame.insert_str("abs_path", Value::String(f));
+            }
+        }
+        (false, true) => {
+            let derived = match (&uncapped_abs_path, frame.get("abs_path")) {
+                (Some(a), _) | (None, Some(Value::String(a))) => Some(filename_from_abs_path(a)),
+                _ => None,
+            };
+            if let Some(mut f) = derived {
+                trim_chars(&mut f, 256, 40);
+                frame.insert_str("filename", Value::String(f));
+            }
         }
         _ => {}
-    }
-    for (key, v) in frame.iter_mut() {
-        let (max, allowance) = match key.as_str() {
-            "filename" | "abs_path" => (256, 40),
-            "function" | "module" | "package" => (256, 20),
-            _ => continue,
-        };
-        if let Value::String(s) = v {
-            trim_chars(s, max, allowance);
-        }
     }
 }
 
@@ -1559,6 +1628,251 @@ mod tests {
         let whole = secs.trunc();
         let us = whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64;
         ((us - ms * 1000).abs() <= 1000).then_some(us)
+    }
+
+    /// Frame normalization as it was before the one-pass rewrite: a text `match` per key,
+    /// two searches, the fill, then a second pass capping the fields.
+    fn normalize_frame_reference(frame: &mut Map<String, Value>) {
+        frame.retain(|key, v| match key.as_str() {
+            "filename" | "abs_path" | "function" | "module" | "package" | "context_line" => {
+                v.is_string()
+            }
+            "lineno" | "colno" => match v {
+                Value::Number(n) => n.as_u64().is_some(),
+                Value::String(s) => match s.parse::<u64>() {
+                    Ok(n) => {
+                        *v = Value::from(n);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            },
+            "in_app" => v.is_boolean(),
+            _ => true,
+        });
+        let filename = frame
+            .get("filename")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let abs_path = frame
+            .get("abs_path")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        match (filename, abs_path) {
+            (Some(f), None) => {
+                let f = f.to_owned();
+                frame.insert_str("abs_path", Value::String(f));
+            }
+            (None, Some(a)) => {
+                let f = filename_from_abs_path(a);
+                frame.insert_str("filename", Value::String(f));
+            }
+            _ => {}
+        }
+        for (key, v) in frame.iter_mut() {
+            let (max, allowance) = match key.as_str() {
+                "filename" | "abs_path" => (256, 40),
+                "function" | "module" | "package" => (256, 20),
+                _ => continue,
+            };
+            if let Value::String(s) = v {
+                trim_chars(s, max, allowance);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_normalization_matches_the_reference_path() {
+        const KEYS: &[&str] = &[
+            "filename",
+            "abs_path",
+            "function",
+            "module",
+            "package",
+            "context_line",
+            "lineno",
+            "colno",
+            "in_app",
+            "vars",
+            "symbol",
+            "Filename",
+            "my_field",
+            "pre_context",
+        ];
+        let mut next = crate::xorshift64(0x5851_f42d_4c95_7f2d);
+        fn text(next: &mut impl FnMut() -> u64) -> String {
+            let len = match next() % 4 {
+                0 => 0,
+                1 => (next() % 40) as usize,
+                // Around the caps (276, 296) and well past them.
+                2 => 250 + (next() % 80) as usize,
+                _ => (next() % 700) as usize,
+            };
+            let mut s = String::with_capacity(len + 16);
+            if next() % 3 == 0 {
+                s.push_str(
+                    ["https://cdn.example.com", "file://", "app://", "/srv/"]
+                        [(next() % 4) as usize],
+                );
+            }
+            while s.len() < len {
+                s.push(match next() % 12 {
+                    0 => '/',
+                    1 => 'é',
+                    2 => '?',
+                    3 => char::from(b'0' + (next() % 10) as u8),
+                    _ => char::from(b'a' + (next() % 26) as u8),
+                });
+            }
+            s
+        }
+        for _ in 0..20_000 {
+            let n = (next() % 9) as usize;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = KEYS[(next() % KEYS.len() as u64) as usize];
+                let value = match next() % 9 {
+                    0 => Value::Null,
+                    1 => Value::Bool(next() % 2 == 0),
+                    2 => Value::from(next() % 1000),
+                    3 => Value::from(-((next() % 1000) as i64)),
+                    4 => Value::Number(serde_json::Number::from_f64(1.5).expect("finite")),
+                    5 => Value::String((next() % 1000).to_string()),
+                    6 => Value::Object(Map::new()),
+                    _ => Value::String(text(&mut next)),
+                };
+                pairs.push((crate::value::Key::new(key), value));
+            }
+            let frame = Map::from_pairs(pairs);
+            let mut fast = frame.clone();
+            let mut reference = frame.clone();
+            normalize_frame(&mut fast);
+            normalize_frame_reference(&mut reference);
+            assert!(fast == reference, "{frame:?}");
+        }
+        // Parsed frames (keys stored by the parser) take the same path.
+        let parsed = crate::value::from_str(
+            r#"{"filename":"","abs_path":"https://x.example/a/b.js?v=1","lineno":"12","colno":-1,"in_app":1,"function":7}"#,
+        )
+        .expect("parses");
+        let (mut fast, mut reference) = (parsed.clone(), parsed);
+        normalize_frame(fast.as_object_mut().expect("object"));
+        normalize_frame_reference(reference.as_object_mut().expect("object"));
+        assert_eq!(fast, reference);
+        assert_eq!(fast["filename"], "/a/b.js?v=1");
+        assert_eq!(fast["lineno"], 12);
+    }
+
+    /// Top-level string normalization as it was before strings were checked in place: every
+    /// value copied, checked, and inserted back.
+    fn normalize_strings_reference(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+        for key in [
+            "release",
+            "dist",
+            "environment",
+            "server_name",
+            "site",
+            "transaction",
+            "culprit",
+            "logger",
+        ] {
+            let Some(v) = ev.get(key) else { continue };
+            let Some(mut s) = lenient_string(v) else {
+                errors.push(json!({"type": "invalid_data", "name": key, "value": v}));
+                ev.remove(key);
+                continue;
+            };
+            let trimmed = s.trim();
+            if trimmed.len() != s.len() {
+                s = trimmed.to_owned();
+            }
+            let valid = match key {
+                "release" => {
+                    !s.is_empty()
+                        && s != "."
+                        && s != ".."
+                        && !s.eq_ignore_ascii_case("latest")
+                        && !s.contains(['\n', '\r', '\t', '/', '\\'])
+                }
+                "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
+                "dist" => {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                }
+                "logger" => !s.contains(['\n', '\r']),
+                _ => !s.is_empty(),
+            };
+            if !valid {
+                if !s.is_empty() {
+                    errors.push(json!({"type": "invalid_data", "name": key, "value": s}));
+                }
+                ev.remove(key);
+                continue;
+            }
+            let (max, allowance) = match key {
+                "release" | "transaction" | "culprit" => (200, 0),
+                "dist" | "environment" | "logger" => (64, 0),
+                "server_name" | "site" => (256, 20),
+                _ => (256, 0),
+            };
+            trim_chars(&mut s, max, allowance);
+            ev.insert(key.into(), Value::String(s));
+        }
+        if let Some(Value::Object(le)) = ev.get_mut("logentry") {
+            trim_field(le, "message", 8192, 200);
+            trim_field(le, "formatted", 8192, 200);
+        }
+    }
+
+    #[test]
+    fn string_fields_match_the_reference_path() {
+        const KEYS: &[&str] = &[
+            "release",
+            "dist",
+            "environment",
+            "server_name",
+            "site",
+            "transaction",
+            "culprit",
+            "logger",
+            "platform",
+        ];
+        const PIECES: &[&str] = &[
+            " ", "\t", "\n", "/", "\\", ".", "..", "latest", "LaTeSt", "1.2.3", "a", "é", "-", "_",
+            "prod", "web-1",
+        ];
+        let mut next = crate::xorshift64(0x1405_7b7e_f767_814f);
+        for _ in 0..20_000 {
+            let mut pairs = Vec::new();
+            for &key in KEYS {
+                let value = match next() % 8 {
+                    0 => continue,
+                    1 => Value::Null,
+                    2 => Value::Bool(next() % 2 == 0),
+                    3 => Value::from(next() % 1000),
+                    4 => Value::Object(Map::new()),
+                    5 => Value::String("x".repeat((next() % 300) as usize)),
+                    _ => {
+                        let n = (next() % 5) as usize;
+                        Value::String(
+                            (0..n)
+                                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                                .collect(),
+                        )
+                    }
+                };
+                pairs.push((crate::value::Key::new(key), value));
+            }
+            let ev = Map::from_pairs(pairs);
+            let (mut fast, mut reference) = (ev.clone(), ev.clone());
+            let (mut fast_errors, mut reference_errors) = (Vec::new(), Vec::new());
+            normalize_strings(&mut fast, &mut fast_errors);
+            normalize_strings_reference(&mut reference, &mut reference_errors);
+            assert!(fast == reference, "{ev:?}");
+            assert!(fast_errors == reference_errors, "{ev:?}");
+        }
     }
 
     #[test]
