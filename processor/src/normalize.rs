@@ -668,11 +668,18 @@ fn normalize_platform(ev: &mut Map<String, Value>) {
 }
 
 /// Cuts `s` to `max` characters (ending in `...`) if it is longer than `max + allowance`.
+#[inline]
 pub fn trim_chars(s: &mut String, max: usize, allowance: usize) -> bool {
     if s.len() <= max + allowance {
-        // Byte length bounds char count from above: nothing to do.
+        // Byte length bounds char count from above: nothing to do (almost every string of
+        // an event, so this test is inlined and only long strings make a call).
         return false;
     }
+    trim_long_chars(s, max, allowance)
+}
+
+/// [`trim_chars`] of a string of more than `max + allowance` bytes.
+fn trim_long_chars(s: &mut String, max: usize, allowance: usize) -> bool {
     let count = s.chars().count();
     if count <= max + allowance {
         return false;
