@@ -103,33 +103,24 @@ impl Map {
         }
     }
 
-    /// Where `key` is (`Ok`) or would be inserted (`Err`). A known key's stored prefix word
-    /// (see [`key::prefix_of`]) settles most comparisons without a byte loop.
+    /// Where `key` is (`Ok`) or would be inserted (`Err`).
     #[inline]
     fn find(&self, key: &str) -> Result<usize, usize> {
         let key = key.as_bytes();
-        let prefix = key::prefix_of(key);
         self.entries
-            .binary_search_by(|(k, _)| match k.known_prefix() {
-                Some(p) if p != prefix => p.cmp(&prefix),
-                _ => cmp_key(k.as_bytes(), key),
-            })
+            .binary_search_by(|(k, _)| cmp_key(k.as_bytes(), key))
     }
 
-    /// Index of `key`. Small objects (most of an event's) are scanned: known keys whose
-    /// prefix word differs, and other keys of another length, are skipped without comparing
-    /// bytes, which beats a binary search's ordered comparisons there.
+    /// Index of `key`. Small objects (most of an event's) are scanned: keys of another
+    /// length are skipped without comparing bytes, which beats a binary search's ordered
+    /// comparisons there.
     #[inline]
     fn position(&self, key: &str) -> Option<usize> {
         if self.entries.len() <= SCAN_MAX {
             let key = key.as_bytes();
-            let prefix = key::prefix_of(key);
             self.entries
                 .iter()
-                .position(|(k, _)| match k.known_prefix() {
-                    Some(p) => p == prefix && eq_key(k.as_bytes(), key),
-                    None => eq_key(k.as_bytes(), key),
-                })
+                .position(|(k, _)| eq_key(k.as_bytes(), key))
         } else {
             self.find(key).ok()
         }
@@ -1191,81 +1182,6 @@ mod tests {
 
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
-    }
-
-    /// Lookups with prefix words agree with a plain binary search and a plain scan, for
-    /// maps of known and other keys (shared prefixes, zero bytes, lengths around 4 and 8)
-    /// below and above the scan limit.
-    #[test]
-    fn prefix_word_lookups_match_plain_search() {
-        const OTHERS: &[&str] = &[
-            "",
-            "a",
-            "a\0",
-            "a\0\0",
-            "ab",
-            "abc",
-            "abcd",
-            "abcde",
-            "abcdefg",
-            "abcdefgh",
-            "abcdefghi",
-            "abcdefgh\0",
-            "type\0",
-            "typ",
-            "types",
-            "transactio",
-            "transaction_x",
-            "filename\0x",
-            "é",
-            "éé",
-            "\u{7f}\u{80}",
-            "zzzzzzzzzzzz",
-            "A",
-            "TYPE",
-            "Type",
-        ];
-        let known = known_keys();
-        let mut next = crate::xorshift64(0xd1b5_4a32_d192_ed03);
-        let pick = |next: &mut dyn FnMut() -> u64| -> &'static str {
-            if next() % 2 == 0 {
-                known[(next() % known.len() as u64) as usize]
-            } else {
-                OTHERS[(next() % OTHERS.len() as u64) as usize]
-            }
-        };
-        for _ in 0..5_000 {
-            let n = (next() % 30) as usize;
-            let pairs: Vec<(Key, Value)> = (0..n)
-                .map(|i| (Key::new(pick(&mut next)), Value::from(i as u64)))
-                .collect();
-            let map = Map::from_pairs(pairs);
-            for _ in 0..20 {
-                let needle = pick(&mut next);
-                let plain_find = map
-                    .entries
-                    .binary_search_by(|(k, _)| cmp_key(k.as_bytes(), needle.as_bytes()));
-                assert_eq!(map.find(needle), plain_find, "{needle:?} in {map:?}");
-                let plain_position = map.entries.iter().position(|(k, _)| k.as_str() == needle);
-                assert_eq!(
-                    map.position(needle),
-                    plain_position,
-                    "{needle:?} in {map:?}"
-                );
-            }
-        }
-        // The prefix word itself, against a byte-by-byte build.
-        for text in known.iter().chain(OTHERS) {
-            let b = text.as_bytes();
-            let mut word = 0u64;
-            for (i, &byte) in b.iter().take(8).enumerate() {
-                word |= u64::from(byte) << (56 - 8 * i);
-            }
-            assert_eq!(key::prefix_of(b), word, "{text:?}");
-            if known.contains(text) {
-                assert_eq!(Key::new(text).known_prefix(), Some(word), "{text:?}");
-            }
-        }
     }
 
     #[test]

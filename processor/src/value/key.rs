@@ -77,16 +77,6 @@ impl Key {
         }
     }
 
-    /// For a known key, [`prefix_of`] its text, from a table: a map search compares these
-    /// words first and looks at the bytes only when they are equal.
-    #[inline]
-    pub(crate) fn known_prefix(&self) -> Option<u64> {
-        match self.0 {
-            Repr::Known(_, i) => KNOWN_PREFIX.get(usize::from(i)).copied(),
-            Repr::Owned(_) => None,
-        }
-    }
-
     /// The key's text as a `String`.
     pub fn into_string(self) -> String {
         match self.0 {
@@ -543,48 +533,6 @@ static KNOWN_WORDS: [Words; KNOWN.len()] = {
     }
     words
 };
-
-/// [`prefix_of`] each known key, by index.
-static KNOWN_PREFIX: [u64; KNOWN.len()] = {
-    let mut prefixes = [0u64; KNOWN.len()];
-    let mut k = 0;
-    while k < KNOWN.len() {
-        // `head` is the first eight bytes little endian, zero past the end.
-        prefixes[k] = KNOWN_WORDS[k].head.swap_bytes();
-        k += 1;
-    }
-    prefixes
-};
-
-/// The first eight bytes of `b` as a big-endian word, zero past its end. Two texts whose
-/// prefixes differ are ordered as their prefixes are (a zero past the end of the shorter
-/// text sorts it first, as byte order does, or meets a zero byte of the other and does not
-/// differ there); two texts of one length up to eight bytes are equal exactly when their
-/// prefixes are.
-#[inline]
-pub(crate) fn prefix_of(b: &[u8]) -> u64 {
-    let len = b.len();
-    if len >= 8 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[..8]);
-        u64::from_be_bytes(w)
-    } else if len >= 4 {
-        // Bytes 0..4 at the top and bytes len-4..len right after byte 3's place; the
-        // bytes both hold are the same, so or-ing them is exact.
-        let mut head = [0u8; 4];
-        head.copy_from_slice(&b[..4]);
-        let mut tail = [0u8; 4];
-        tail.copy_from_slice(&b[len - 4..]);
-        (u64::from(u32::from_be_bytes(head)) << 32)
-            | (u64::from(u32::from_be_bytes(tail)) << (8 * (8 - len)))
-    } else {
-        let mut word = 0u64;
-        for (i, &byte) in b.iter().enumerate() {
-            word |= u64::from(byte) << (56 - 8 * i);
-        }
-        word
-    }
-}
 
 /// Index + 1 into [`KNOWN`] of the key in each slot, 0 = empty; built at compile time.
 static TABLE: [u8; SLOTS] = {
