@@ -721,21 +721,24 @@ fn normalize_string_field(key: &str, s: &mut String) -> bool {
     if trimmed.len() != s.len() {
         *s = trimmed.to_owned();
     }
+    // Byte tests: every character tested for is ASCII, and in UTF-8 an ASCII byte is only
+    // ever that character (a `char` pattern per character was most of this function's cost).
+    let has_any = |bytes: &[u8]| s.bytes().any(|b| bytes.contains(&b));
     let valid = match key {
         "release" => {
             !s.is_empty()
                 && s != "."
                 && s != ".."
                 && !s.eq_ignore_ascii_case("latest")
-                && !s.contains(['\n', '\r', '\t', '/', '\\'])
+                && !has_any(b"\n\r\t/\\")
         }
-        "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
+        "environment" => !s.is_empty() && !has_any(b"\n\r/"),
         "dist" => {
             !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         }
-        "logger" => !s.contains(['\n', '\r']),
+        "logger" => !has_any(b"\n\r"),
         _ => !s.is_empty(),
     };
     if !valid {
@@ -1036,14 +1039,18 @@ fn normalize_frame(frame: &mut Map<String, Value>) {
     // `abs_path` as sent, kept only when capping it changed it: a `filename` derived from it
     // comes from the whole path, as it did when capping came last.
     let mut uncapped_abs_path: Option<String> = None;
-    frame.retain(|key, v| {
+    // Fields of the wrong type are only marked here and dropped by a second pass, which
+    // almost no frame needs (a `retain` would call its closure for every field).
+    let mut drop_some = false;
+    for (key, v) in frame.iter_mut() {
         let Some(index) = key.known_index() else {
-            return true;
+            continue;
         };
         match index {
             FILENAME | ABS_PATH | FUNCTION | MODULE | PACKAGE | CONTEXT_LINE => {
                 let Value::String(s) = v else {
-                    return false;
+                    drop_some = true;
+                    continue;
                 };
                 match index {
                     FILENAME => {
@@ -1064,23 +1071,28 @@ fn normalize_frame(frame: &mut Map<String, Value>) {
                     }
                     _ => {}
                 }
-                true
             }
             LINENO | COLNO => match v {
-                Value::Number(n) => n.as_u64().is_some(),
+                Value::Number(n) if n.as_u64().is_some() => {}
                 Value::String(s) => match s.parse::<u64>() {
-                    Ok(n) => {
-                        *v = Value::from(n);
-                        true
-                    }
-                    Err(_) => false,
+                    Ok(n) => *v = Value::from(n),
+                    Err(_) => drop_some = true,
                 },
-                _ => false,
+                _ => drop_some = true,
             },
-            IN_APP => v.is_boolean(),
-            _ => true,
+            IN_APP => drop_some |= !v.is_boolean(),
+            _ => {}
         }
-    });
+    }
+    if drop_some {
+        // Line and column strings that parse are numbers by now.
+        frame.retain(|key, v| match key.known_index() {
+            Some(FILENAME | ABS_PATH | FUNCTION | MODULE | PACKAGE | CONTEXT_LINE) => v.is_string(),
+            Some(LINENO | COLNO) => v.as_u64().is_some(),
+            Some(IN_APP) => v.is_boolean(),
+            _ => true,
+        });
+    }
     match (has_filename, has_abs_path) {
         (true, false) => {
             // Capped already, as the copy would have been.
@@ -1121,13 +1133,22 @@ const MAX_TAG_VALUE_CHARS: usize = 200;
 
 /// Normalizes one tag key the way Relay validates it; `None` = drop the tag.
 pub fn normalize_tag_key(key: &str) -> Option<String> {
-    let key = key.trim().replace(' ', "-");
+    let key = key.trim();
+    // Spaces become dashes, so they pass here. Only ASCII passes at all, so once every byte
+    // has, the byte length is the character count.
     let ok = !key.is_empty()
-        && key.chars().count() <= MAX_TAG_KEY_CHARS
+        && key.len() <= MAX_TAG_KEY_CHARS
         && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
-    ok.then_some(key)
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b' '));
+    if !ok {
+        return None;
+    }
+    Some(if key.contains(' ') {
+        key.replace(' ', "-")
+    } else {
+        key.to_owned()
+    })
 }
 
 /// Normalizes one tag value; `None` = drop the tag.
@@ -1147,6 +1168,11 @@ pub fn normalize_tag_string(mut v: String) -> Option<String> {
     }
     trim_chars(&mut v, 200, 0);
     Some(v)
+}
+
+/// Whether `s` has more than `max` characters (its byte length bounds the count from above).
+fn more_chars_than(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
 }
 
 fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
@@ -1179,8 +1205,12 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         // `value_too_long` error, not truncated (Relay's `normalize_event_tags`): a cut value
         // would be searched and counted as a value the SDK never sent. Only tags osprey derives
         // itself (`normalize_tag_string`) are shortened.
-        let too_long = k.trim().chars().count() > MAX_TAG_KEY_CHARS
-            || lenient_string(&v).is_some_and(|v| v.trim().chars().count() > MAX_TAG_VALUE_CHARS);
+        // One text of the value serves the length check and the normalization.
+        let value = lenient_string(&v);
+        let too_long = more_chars_than(k.trim(), MAX_TAG_KEY_CHARS)
+            || value
+                .as_deref()
+                .is_some_and(|v| more_chars_than(v.trim(), MAX_TAG_VALUE_CHARS));
         if too_long {
             let mut name = k;
             trim_chars(&mut name, MAX_TAG_KEY_CHARS, 0);
@@ -1189,7 +1219,7 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
             );
             continue;
         }
-        match (normalize_tag_key(&k), normalize_tag_value(&v)) {
+        match (normalize_tag_key(&k), value.and_then(normalize_tag_string)) {
             (Some(k), Some(v)) => {
                 if seen.insert(k.clone()) {
                     tags.push(Value::Array(vec![Value::String(k), Value::String(v)]));
@@ -1877,6 +1907,120 @@ mod tests {
             let (mut fast_errors, mut reference_errors) = (Vec::new(), Vec::new());
             normalize_strings(&mut fast, &mut fast_errors);
             normalize_strings_reference(&mut reference, &mut reference_errors);
+            assert!(fast == reference, "{ev:?}");
+            assert!(fast_errors == reference_errors, "{ev:?}");
+        }
+    }
+
+    /// Tag normalization as it was before the byte-wise key check and the single value text.
+    fn normalize_tags_reference(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+        fn tag_key(key: &str) -> Option<String> {
+            let key = key.trim().replace(' ', "-");
+            let ok = !key.is_empty()
+                && key.chars().count() <= MAX_TAG_KEY_CHARS
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+            ok.then_some(key)
+        }
+        let raw: Vec<(String, Value)> = match ev.remove("tags") {
+            Some(Value::Object(o)) => o.into_iter().map(|(k, v)| (k.into_string(), v)).collect(),
+            Some(Value::Array(a)) => a
+                .into_iter()
+                .filter_map(|pair| match pair {
+                    Value::Array(mut kv) if kv.len() == 2 => {
+                        let v = kv.pop()?;
+                        let k = kv.pop()?;
+                        Some((lenient_string(&k)?, v))
+                    }
+                    Value::String(s) => {
+                        let (k, v) = s.split_once(':')?;
+                        Some((k.to_owned(), Value::String(v.to_owned())))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut tags: Vec<Value> = Vec::with_capacity(raw.len());
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in raw.into_iter().take(1000) {
+            if v.is_null() {
+                continue;
+            }
+            let too_long = k.trim().chars().count() > MAX_TAG_KEY_CHARS
+                || lenient_string(&v)
+                    .is_some_and(|v| v.trim().chars().count() > MAX_TAG_VALUE_CHARS);
+            if too_long {
+                let mut name = k;
+                trim_chars(&mut name, MAX_TAG_KEY_CHARS, 0);
+                errors.push(json!({"type": "value_too_long", "name": format!("tags.{name}")}));
+                continue;
+            }
+            match (tag_key(&k), normalize_tag_value(&v)) {
+                (Some(k), Some(v)) => {
+                    if seen.insert(k.clone()) {
+                        tags.push(Value::Array(vec![Value::String(k), Value::String(v)]));
+                    }
+                }
+                _ => errors.push(json!({"type": "invalid_data", "name": format!("tags.{k}")})),
+            }
+        }
+        ev.insert_str("tags", Value::Array(tags));
+    }
+
+    #[test]
+    fn tags_match_the_reference_path() {
+        const PIECES: &[&str] = &[
+            " ", "  ", "\n", "\t", "-", "_", ".", ":", "a", "Z", "9", "é", "日本", "/", "=",
+            "browser",
+        ];
+        fn text(next: &mut impl FnMut() -> u64) -> String {
+            match next() % 6 {
+                // Around the 200-character limit, in one- and two-byte characters.
+                0 => "k".repeat(195 + (next() % 10) as usize),
+                1 => "é".repeat(95 + (next() % 110) as usize),
+                _ => {
+                    let n = (next() % 6) as usize;
+                    (0..n)
+                        .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                        .collect()
+                }
+            }
+        }
+        fn value(next: &mut impl FnMut() -> u64) -> Value {
+            match next() % 7 {
+                0 => Value::Null,
+                1 => Value::Bool(next() % 2 == 0),
+                2 => Value::from(next() % 1000),
+                3 => Value::Array(Vec::new()),
+                _ => Value::String(text(next)),
+            }
+        }
+        let mut next = crate::xorshift64(0x2f8b_1c3d_5e7a_9b0c);
+        for round in 0..10_000 {
+            let n = (next() % 8) as usize;
+            let tags = if round % 2 == 0 {
+                Value::Object(Map::from_pairs(
+                    (0..n)
+                        .map(|_| (crate::value::Key::from(text(&mut next)), value(&mut next)))
+                        .collect(),
+                ))
+            } else {
+                Value::Array(
+                    (0..n)
+                        .map(|_| match next() % 3 {
+                            0 => Value::String(format!("{}:{}", text(&mut next), text(&mut next))),
+                            _ => Value::Array(vec![value(&mut next), value(&mut next)]),
+                        })
+                        .collect(),
+                )
+            };
+            let ev = Map::from_pairs(vec![(crate::value::Key::new("tags"), tags)]);
+            let (mut fast, mut reference) = (ev.clone(), ev.clone());
+            let (mut fast_errors, mut reference_errors) = (Vec::new(), Vec::new());
+            normalize_tags(&mut fast, &mut fast_errors);
+            normalize_tags_reference(&mut reference, &mut reference_errors);
             assert!(fast == reference, "{ev:?}");
             assert!(fast_errors == reference_errors, "{ev:?}");
         }
