@@ -100,60 +100,109 @@ pub struct Normalized {
     pub event_type: EventType,
 }
 
-/// Top-level keys Relay knows; anything else is removed (Relay's `remove_other`). A `match`
+/// Bits of [`Present`]: top-level keys that normalization reads, rewrites in place or
+/// removes, but never adds unless the event had them. Once the first pass over the event
+/// has found one absent, it stays absent, and every later lookup for it is skipped (about
+/// twenty searches of the event's keys per event otherwise, each a scan or a binary search).
+mod top {
+    pub const LOGENTRY: u32 = 1 << 0;
+    pub const EXCEPTION: u32 = 1 << 1;
+    pub const STACKTRACE: u32 = 1 << 2;
+    pub const THREADS: u32 = 1 << 3;
+    pub const BREADCRUMBS: u32 = 1 << 4;
+    pub const START_TIMESTAMP: u32 = 1 << 5;
+    pub const SPANS: u32 = 1 << 6;
+    pub const RELEASE: u32 = 1 << 7;
+    pub const DIST: u32 = 1 << 8;
+    pub const ENVIRONMENT: u32 = 1 << 9;
+    pub const SERVER_NAME: u32 = 1 << 10;
+    pub const SITE: u32 = 1 << 11;
+    pub const TRANSACTION: u32 = 1 << 12;
+    pub const CULPRIT: u32 = 1 << 13;
+    pub const LOGGER: u32 = 1 << 14;
+    pub const USER: u32 = 1 << 15;
+    pub const REQUEST: u32 = 1 << 16;
+    pub const CONTEXTS: u32 = 1 << 17;
+    pub const MEASUREMENTS: u32 = 1 << 18;
+    pub const BREAKDOWNS: u32 = 1 << 19;
+    pub const EXTRA: u32 = 1 << 20;
+    pub const FINGERPRINT: u32 = 1 << 21;
+    pub const TIME_SPENT: u32 = 1 << 22;
+    pub const SDK: u32 = 1 << 23;
+}
+
+/// Which [`top`] keys the event had after its first pass (see there).
+#[derive(Debug, Clone, Copy)]
+struct Present(u32);
+
+impl Present {
+    /// Every key possibly there: each lookup is made (the path the mask shortcuts).
+    #[cfg(test)]
+    const ALL: Present = Present(u32::MAX);
+
+    /// Whether the key of `bit` may be in the event (false: it is not).
+    #[inline]
+    fn may_have(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// For a top-level key Relay knows, its [`top`] bit (0 for the keys normalization adds
+/// itself); `None` for anything else, which is removed (Relay's `remove_other`). A `match`
 /// (length, then the bytes) rather than a search of a list: every top-level key of every
 /// event goes through it.
-fn is_known_key(key: &str) -> bool {
-    matches!(
-        key,
+fn known_top_level_key(key: &str) -> Option<u32> {
+    use top::*;
+    Some(match key {
+        "logentry" => LOGENTRY,
+        "exception" => EXCEPTION,
+        "stacktrace" => STACKTRACE,
+        "threads" => THREADS,
+        "breadcrumbs" => BREADCRUMBS,
+        "start_timestamp" => START_TIMESTAMP,
+        "spans" => SPANS,
+        "release" => RELEASE,
+        "dist" => DIST,
+        "environment" => ENVIRONMENT,
+        "server_name" => SERVER_NAME,
+        "site" => SITE,
+        "transaction" => TRANSACTION,
+        "culprit" => CULPRIT,
+        "logger" => LOGGER,
+        "user" => USER,
+        "request" => REQUEST,
+        "contexts" => CONTEXTS,
+        "measurements" => MEASUREMENTS,
+        "breakdowns" => BREAKDOWNS,
+        "extra" => EXTRA,
+        "fingerprint" => FINGERPRINT,
+        "time_spent" => TIME_SPENT,
+        "sdk" => SDK,
         "event_id"
         | "level"
         | "version"
         | "type"
-        | "fingerprint"
-        | "culprit"
-        | "transaction"
         | "transaction_info"
-        | "time_spent"
-        | "logentry"
-        | "logger"
         | "modules"
         | "platform"
         | "timestamp"
-        | "start_timestamp"
         | "received"
-        | "server_name"
-        | "release"
-        | "dist"
-        | "environment"
-        | "site"
-        | "user"
-        | "request"
-        | "contexts"
-        | "breadcrumbs"
-        | "exception"
-        | "stacktrace"
         | "template"
-        | "threads"
         | "tags"
-        | "extra"
         | "debug_meta"
-        | "sdk"
         | "errors"
         | "key_id"
         | "project"
         | "grouping_config"
         | "checksum"
-        | "spans"
-        | "measurements"
-        | "breakdowns"
         | "main_exception_id"
         // Security-report interfaces (see `security`).
         | "csp"
         | "hpkp"
         | "expectct"
-        | "expectstaple"
-    )
+        | "expectstaple" => 0,
+        _ => return None,
+    })
 }
 
 /// Legacy interface names and where Relay puts them.
@@ -213,6 +262,16 @@ pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalize
 
 /// Normalizes an already parsed event.
 pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Normalized, Invalid> {
+    normalize_event(value, ctx, true)
+}
+
+/// [`normalize_value`]; `skip_absent` false makes every lookup that [`Present`] would skip
+/// (the tests compare both).
+fn normalize_event(
+    value: Value,
+    ctx: &NormalizeContext<'_>,
+    skip_absent: bool,
+) -> Result<Normalized, Invalid> {
     let Value::Object(mut ev) = value else {
         return Err(Invalid::new("payload", "event is not a JSON object"));
     };
@@ -229,30 +288,55 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             }
         }
     }
-    ev.retain(|k, _| is_known_key(k));
+    let mut present = 0;
+    ev.retain(|k, _| match known_top_level_key(k) {
+        Some(bit) => {
+            present |= bit;
+            true
+        }
+        None => false,
+    });
+    let present = Present(if skip_absent { present } else { u32::MAX });
 
     let event_id = event_id(&mut ev, ctx, &mut errors);
     ev.insert_str("event_id", Value::String(event_id.simple().to_string()));
 
-    normalize_logentry(&mut ev);
-    normalize_exceptions(&mut ev, &mut errors);
+    if present.may_have(top::LOGENTRY) {
+        normalize_logentry(&mut ev);
+    }
+    normalize_exceptions(&mut ev, present, &mut errors);
     let event_type = infer_type(&ev, ctx);
     ev.insert_str("type", Value::String(event_type.as_str().into()));
 
-    normalize_breadcrumbs(&mut ev);
-    let timestamp_ms = normalize_timestamps(&mut ev, ctx, &mut errors);
+    if present.may_have(top::BREADCRUMBS) {
+        normalize_breadcrumbs(&mut ev);
+    }
+    let timestamp_ms = normalize_timestamps(&mut ev, ctx, present, &mut errors);
     normalize_level(&mut ev, event_type, &mut errors);
     normalize_platform(&mut ev);
-    normalize_strings(&mut ev, &mut errors);
+    normalize_strings(&mut ev, present, &mut errors);
     normalize_tags(&mut ev, &mut errors);
-    normalize_user_and_request(&mut ev, ctx);
-    normalize_contexts(&mut ev);
-    if event_type != EventType::Transaction {
-        ev.remove("measurements");
-        ev.remove("breakdowns");
-        ev.remove("spans");
+    normalize_user_and_request(&mut ev, ctx, present);
+    if present.may_have(top::CONTEXTS) {
+        normalize_contexts(&mut ev);
     }
-    let has_extra = if let Some(Value::Object(extra)) = ev.get_mut("extra") {
+    if event_type != EventType::Transaction {
+        for (key, bit) in [
+            ("measurements", top::MEASUREMENTS),
+            ("breakdowns", top::BREAKDOWNS),
+            ("spans", top::SPANS),
+        ] {
+            if present.may_have(bit) {
+                ev.remove(key);
+            }
+        }
+    }
+    let extra = if present.may_have(top::EXTRA) {
+        ev.get_mut("extra")
+    } else {
+        None
+    };
+    let has_extra = if let Some(Value::Object(extra)) = extra {
         for v in extra.values_mut() {
             cut_depth(v, MAX_EXTRA_DEPTH - 1);
         }
@@ -260,7 +344,9 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     } else {
         false
     };
-    if !ev.get("fingerprint").is_some_and(Value::is_array) {
+    if !present.may_have(top::FINGERPRINT) {
+        // Nothing to drop or clean.
+    } else if !ev.get("fingerprint").is_some_and(Value::is_array) {
         ev.remove("fingerprint");
     } else if let Some(Value::Array(fp)) = ev.get_mut("fingerprint") {
         // Relay keeps strings and stringifies numbers/bools; anything else is dropped.
@@ -275,14 +361,15 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             .collect();
         *fp = parts;
     }
-    if ev
-        .get("time_spent")
-        .and_then(Value::as_u64)
-        .is_some_and(|t| t >= (1 << 31) - 1)
+    if present.may_have(top::TIME_SPENT)
+        && ev
+            .get("time_spent")
+            .and_then(Value::as_u64)
+            .is_some_and(|t| t >= (1 << 31) - 1)
     {
         ev.remove("time_spent");
     }
-    if ev.get("sdk").is_none_or(|s| !s.is_object()) {
+    if !present.may_have(top::SDK) || ev.get("sdk").is_none_or(|s| !s.is_object()) {
         match ctx.envelope_sdk {
             Some(sdk) if sdk.is_object() => {
                 ev.insert_str("sdk", sdk.clone());
@@ -310,7 +397,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         ])),
     ));
     tail.push(("key_id", Value::String(ctx.key_id.to_string())));
-    if !ev.contains_key("logger") {
+    if !present.may_have(top::LOGGER) || !ev.contains_key("logger") {
         tail.push(("logger", Value::String(String::new())));
     }
     tail.push(("project", Value::from(ctx.project_id)));
@@ -546,6 +633,7 @@ fn shift_value(v: &mut Value, shift_ms: i64) -> Option<i64> {
 fn normalize_timestamps(
     ev: &mut Map<String, Value>,
     ctx: &NormalizeContext<'_>,
+    present: Present,
     errors: &mut Vec<Value>,
 ) -> u64 {
     let received = ctx.received_ms as i64;
@@ -603,16 +691,22 @@ fn normalize_timestamps(
         shift_field(ev, "timestamp", shift);
     }
     ts += shift;
-    if let Some(start) = shift_field(ev, "start_timestamp", shift) {
-        let end = ev.get("timestamp").and_then(parse_timestamp_us);
-        close_float_gap(ev, Some(start), end);
+    if present.may_have(top::START_TIMESTAMP) {
+        if let Some(start) = shift_field(ev, "start_timestamp", shift) {
+            let end = ev.get("timestamp").and_then(parse_timestamp_us);
+            close_float_gap(ev, Some(start), end);
+        }
     }
-    if let Some(Value::Array(spans)) = ev.get_mut("spans") {
+    if !present.may_have(top::SPANS) {
+        // No spans to shift.
+    } else if let Some(Value::Array(spans)) = ev.get_mut("spans") {
         for span in spans.iter_mut().filter_map(Value::as_object_mut) {
             shift_span(span, shift);
         }
     }
-    if let Some(values) = ev
+    if !present.may_have(top::BREADCRUMBS) {
+        // No breadcrumbs to shift.
+    } else if let Some(values) = ev
         .get_mut("breadcrumbs")
         .and_then(|b| b.get_mut("values"))
         .and_then(Value::as_array_mut)
@@ -754,17 +848,20 @@ fn normalize_string_field(key: &str, s: &mut String) -> bool {
     true
 }
 
-fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
-    for key in [
-        "release",
-        "dist",
-        "environment",
-        "server_name",
-        "site",
-        "transaction",
-        "culprit",
-        "logger",
+fn normalize_strings(ev: &mut Map<String, Value>, present: Present, errors: &mut Vec<Value>) {
+    for (key, bit) in [
+        ("release", top::RELEASE),
+        ("dist", top::DIST),
+        ("environment", top::ENVIRONMENT),
+        ("server_name", top::SERVER_NAME),
+        ("site", top::SITE),
+        ("transaction", top::TRANSACTION),
+        ("culprit", top::CULPRIT),
+        ("logger", top::LOGGER),
     ] {
+        if !present.may_have(bit) {
+            continue;
+        }
         // A string (nearly always) is checked and capped where it is: no copy, no insert.
         match ev.get_mut(key) {
             None => continue,
@@ -798,7 +895,9 @@ fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         }
         ev.insert(key.into(), Value::String(s));
     }
-    if let Some(Value::Object(le)) = ev.get_mut("logentry") {
+    if !present.may_have(top::LOGENTRY) {
+        // No log entry to cap.
+    } else if let Some(Value::Object(le)) = ev.get_mut("logentry") {
         trim_field(le, "message", 8192, 200);
         trim_field(le, "formatted", 8192, 200);
     }
@@ -870,8 +969,13 @@ fn format_params(msg: &str, params: &[Value]) -> String {
     out
 }
 
-fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
-    let values = match ev.remove("exception") {
+fn normalize_exceptions(ev: &mut Map<String, Value>, present: Present, errors: &mut Vec<Value>) {
+    let exception = if present.may_have(top::EXCEPTION) {
+        ev.remove("exception")
+    } else {
+        None
+    };
+    let values = match exception {
         Some(Value::Array(a)) => a,
         Some(Value::Object(mut o)) => match o.remove("values") {
             Some(Value::Array(a)) => a,
@@ -935,19 +1039,28 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         out.push(Value::Object(exc));
     }
     // A lone exception without a stack takes the deprecated top-level stacktrace.
-    let top = ev.remove("stacktrace");
+    let top_stacktrace = if present.may_have(top::STACKTRACE) {
+        ev.remove("stacktrace")
+    } else {
+        None
+    };
     if out.len() == 1 {
-        if let (Some(st), Some(exc)) = (top, out[0].as_object_mut()) {
+        if let (Some(st), Some(exc)) = (top_stacktrace, out[0].as_object_mut()) {
             if !exc.contains_key("stacktrace") {
                 exc.insert_str("stacktrace", st);
                 normalize_stacktrace_in(exc, "stacktrace");
             }
         }
-    } else if let Some(st) = top {
+    } else if let Some(st) = top_stacktrace {
         ev.insert_str("stacktrace", st);
         normalize_stacktrace_in(ev, "stacktrace");
     }
-    if let Some(threads) = ev.remove("threads") {
+    let threads = if present.may_have(top::THREADS) {
+        ev.remove("threads")
+    } else {
+        None
+    };
+    if let Some(threads) = threads {
         let mut list = match threads {
             Value::Array(a) => a,
             Value::Object(mut o) => match o.remove("values") {
@@ -1232,9 +1345,18 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     ev.insert_str("tags", Value::Array(tags));
 }
 
-fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContext<'_>) {
+fn normalize_user_and_request(
+    ev: &mut Map<String, Value>,
+    ctx: &NormalizeContext<'_>,
+    present: Present,
+) {
     let client_ip = ctx.client_addr.map(|ip| Value::String(ip.to_string()));
-    if let Some(user) = ev.get_mut("user") {
+    let user = if present.may_have(top::USER) {
+        ev.get_mut("user")
+    } else {
+        None
+    };
+    if let Some(user) = user {
         match user.as_object_mut() {
             Some(u) => {
                 if u.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
@@ -1256,6 +1378,9 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                 ev.remove("user");
             }
         }
+    }
+    if !present.may_have(top::REQUEST) {
+        return;
     }
     if let Some(req) = ev.get_mut("request") {
         let Some(r) = req.as_object_mut() else {
@@ -1905,7 +2030,7 @@ mod tests {
             let ev = Map::from_pairs(pairs);
             let (mut fast, mut reference) = (ev.clone(), ev.clone());
             let (mut fast_errors, mut reference_errors) = (Vec::new(), Vec::new());
-            normalize_strings(&mut fast, &mut fast_errors);
+            normalize_strings(&mut fast, Present::ALL, &mut fast_errors);
             normalize_strings_reference(&mut reference, &mut reference_errors);
             assert!(fast == reference, "{ev:?}");
             assert!(fast_errors == reference_errors, "{ev:?}");
@@ -2023,6 +2148,168 @@ mod tests {
             normalize_tags_reference(&mut reference, &mut reference_errors);
             assert!(fast == reference, "{ev:?}");
             assert!(fast_errors == reference_errors, "{ev:?}");
+        }
+    }
+
+    /// Skipping the lookups of keys the first pass found absent changes nothing: random
+    /// events (each top-level key present or not, in varied forms) normalize the same with
+    /// every lookup made.
+    #[test]
+    fn skipped_lookups_of_absent_keys_change_nothing() {
+        let candidates: Vec<(&str, Vec<Value>)> = vec![
+            (
+                "event_id",
+                vec![json!("4c79f60c11214eb38604f4ae0781bfb2"), json!(5)],
+            ),
+            (
+                "timestamp",
+                vec![
+                    json!(1_700_000_000.5),
+                    json!("2023-11-14T22:13:20Z"),
+                    json!("x"),
+                ],
+            ),
+            (
+                "start_timestamp",
+                vec![json!(1_700_000_000.25), json!("nope")],
+            ),
+            ("type", vec![json!("transaction"), json!("error")]),
+            ("level", vec![json!("warn"), json!(40), json!("bogus")]),
+            ("platform", vec![json!("python"), json!("cobol")]),
+            (
+                "logentry",
+                vec![
+                    json!({"message": "m %s", "params": [1]}),
+                    json!("text"),
+                    json!(3),
+                ],
+            ),
+            ("message", vec![json!("plain message")]),
+            (
+                "exception",
+                vec![
+                    json!({"values": [{"type": "E", "value": "v", "stacktrace": {"frames": [{"filename": "a.py", "lineno": "3"}]}}]}),
+                    json!([{"value": "ValueError: x"}]),
+                    json!({"type": "T"}),
+                    json!(null),
+                ],
+            ),
+            (
+                "stacktrace",
+                vec![
+                    json!({"frames": [{"abs_path": "https://x.example/a.js", "colno": 4}]}),
+                    json!(1),
+                ],
+            ),
+            (
+                "threads",
+                vec![
+                    json!({"values": [{"id": 1, "stacktrace": {"frames": [{"function": "f"}]}}]}),
+                    json!([]),
+                ],
+            ),
+            (
+                "breadcrumbs",
+                vec![
+                    json!([{"timestamp": 1_700_000_000.0, "level": "warn", "message": "b"}]),
+                    json!({"values": []}),
+                    json!("x"),
+                ],
+            ),
+            (
+                "spans",
+                vec![
+                    json!([{"start_timestamp": 1_700_000_000.0, "timestamp": 1_700_000_001.0, "span_id": "a"}]),
+                    json!({}),
+                ],
+            ),
+            (
+                "release",
+                vec![json!(" 1.0 "), json!("latest"), json!(7), json!({})],
+            ),
+            ("dist", vec![json!("b-1"), json!("a b")]),
+            ("environment", vec![json!("prod"), json!("a/b")]),
+            ("server_name", vec![json!("web-1"), json!(true)]),
+            ("site", vec![json!("s"), json!("")]),
+            ("transaction", vec![json!("GET /"), json!(null)]),
+            ("culprit", vec![json!("c")]),
+            ("logger", vec![json!("django"), json!("a\nb")]),
+            (
+                "user",
+                vec![
+                    json!({"id": 5, "ip_address": "{{auto}}", "email": "a@b.c"}),
+                    json!({}),
+                    json!("u"),
+                ],
+            ),
+            (
+                "request",
+                vec![
+                    json!({"url": "https://x.example/p?q=1#f", "method": "get", "headers": {"Cookie": "a=b"}, "env": {"REMOTE_ADDR": "{{auto}}"}}),
+                    json!("r"),
+                ],
+            ),
+            (
+                "contexts",
+                vec![
+                    json!({"trace": {"trace_id": "t"}, "os": {"name": "Linux"}, "x": 1}),
+                    json!([]),
+                ],
+            ),
+            ("measurements", vec![json!({"lcp": {"value": 1}})]),
+            ("breakdowns", vec![json!({"b": {}})]),
+            (
+                "extra",
+                vec![
+                    json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}),
+                    json!(1),
+                ],
+            ),
+            (
+                "fingerprint",
+                vec![json!(["{{ default }}", 1, true, null]), json!("fp")],
+            ),
+            ("time_spent", vec![json!(5), json!(4_000_000_000u64)]),
+            (
+                "sdk",
+                vec![json!({"name": "s", "version": "1"}), json!("s")],
+            ),
+            ("tags", vec![json!({"a": "b"}), json!([["k", "v"]])]),
+            ("errors", vec![json!([{"type": "x"}])]),
+            ("modules", vec![json!({"m": "1"})]),
+            ("unknown_key", vec![json!(1)]),
+            ("sentry.interfaces.User", vec![json!({"id": "legacy"})]),
+        ];
+        let envelope_sdk = json!({"name": "envelope", "version": "2"});
+        let mut next = crate::xorshift64(0x6a09_e667_f3bc_c908);
+        for round in 0..4_000 {
+            let mut event = serde_json::Map::new();
+            for (key, values) in &candidates {
+                if next() % 2 == 0 {
+                    let value = &values[(next() % values.len() as u64) as usize];
+                    event.insert((*key).to_owned(), serde_json::Value::from(value.clone()));
+                }
+            }
+            let event = Value::from(serde_json::Value::Object(event));
+            let c = NormalizeContext {
+                header_event_id: Some(Uuid::from_u128(0x1234)),
+                envelope_sdk: (round % 3 == 0).then_some(&envelope_sdk),
+                is_transaction_item: round % 4 == 0,
+                sent_at_ms: (round % 5 == 0).then_some(NOW as i64 - 2 * MINIMUM_CLOCK_DRIFT_MS),
+                ..ctx()
+            };
+            let fast = normalize_event(event.clone(), &c, true);
+            let every_lookup = normalize_event(event.clone(), &c, false);
+            match (fast, every_lookup) {
+                (Ok(a), Ok(b)) => {
+                    assert!(a.event == b.event, "{event:?}");
+                    assert_eq!(
+                        (a.event_id, a.timestamp_ms, a.event_type),
+                        (b.event_id, b.timestamp_ms, b.event_type)
+                    );
+                }
+                (a, b) => assert_eq!(a.err(), b.err()),
+            }
         }
     }
 
