@@ -1872,7 +1872,7 @@ mod tests {
                 _ => (next() % 700) as usize,
             };
             let mut s = String::with_capacity(len + 16);
-            if next() % 3 == 0 {
+            if next().is_multiple_of(3) {
                 s.push_str(
                     ["https://cdn.example.com", "file://", "app://", "/srv/"]
                         [(next() % 4) as usize],
@@ -1896,7 +1896,7 @@ mod tests {
                 let key = KEYS[(next() % KEYS.len() as u64) as usize];
                 let value = match next() % 9 {
                     0 => Value::Null,
-                    1 => Value::Bool(next() % 2 == 0),
+                    1 => Value::Bool(next().is_multiple_of(2)),
                     2 => Value::from(next() % 1000),
                     3 => Value::from(-((next() % 1000) as i64)),
                     4 => Value::Number(serde_json::Number::from_f64(1.5).expect("finite")),
@@ -2012,7 +2012,7 @@ mod tests {
                 let value = match next() % 8 {
                     0 => continue,
                     1 => Value::Null,
-                    2 => Value::Bool(next() % 2 == 0),
+                    2 => Value::Bool(next().is_multiple_of(2)),
                     3 => Value::from(next() % 1000),
                     4 => Value::Object(Map::new()),
                     5 => Value::String("x".repeat((next() % 300) as usize)),
@@ -2116,7 +2116,7 @@ mod tests {
         fn value(next: &mut impl FnMut() -> u64) -> Value {
             match next() % 7 {
                 0 => Value::Null,
-                1 => Value::Bool(next() % 2 == 0),
+                1 => Value::Bool(next().is_multiple_of(2)),
                 2 => Value::from(next() % 1000),
                 3 => Value::Array(Vec::new()),
                 _ => Value::String(text(next)),
@@ -2285,7 +2285,7 @@ mod tests {
         for round in 0..4_000 {
             let mut event = serde_json::Map::new();
             for (key, values) in &candidates {
-                if next() % 2 == 0 {
+                if next().is_multiple_of(2) {
                     let value = &values[(next() % values.len() as u64) as usize];
                     event.insert((*key).to_owned(), serde_json::Value::from(value.clone()));
                 }

@@ -877,7 +877,7 @@ mod tests {
         if depth == 0 || pick < 6 {
             return match next() % 6 {
                 0 => Value::Null,
-                1 => Value::Bool(next() % 2 == 0),
+                1 => Value::Bool(next().is_multiple_of(2)),
                 2 => Value::from(next() % 100_000),
                 3 => {
                     // Random digits, spaces and dashes: card-number candidates of every length.
@@ -911,7 +911,7 @@ mod tests {
         let n = (next() % 6) as usize;
         let pairs = (0..n)
             .map(|_| {
-                let key = if next() % 3 == 0 {
+                let key = if next().is_multiple_of(3) {
                     KEYS[(next() % KEYS.len() as u64) as usize]
                 } else {
                     known[(next() % known.len() as u64) as usize]
