@@ -100,60 +100,109 @@ pub struct Normalized {
     pub event_type: EventType,
 }
 
-/// Top-level keys Relay knows; anything else is removed (Relay's `remove_other`). A `match`
+/// Bits of [`Present`]: top-level keys that normalization reads, rewrites in place or
+/// removes, but never adds unless the event had them. Once the first pass over the event
+/// has found one absent, it stays absent, and every later lookup for it is skipped (about
+/// twenty searches of the event's keys per event otherwise, each a scan or a binary search).
+mod top {
+    pub const LOGENTRY: u32 = 1 << 0;
+    pub const EXCEPTION: u32 = 1 << 1;
+    pub const STACKTRACE: u32 = 1 << 2;
+    pub const THREADS: u32 = 1 << 3;
+    pub const BREADCRUMBS: u32 = 1 << 4;
+    pub const START_TIMESTAMP: u32 = 1 << 5;
+    pub const SPANS: u32 = 1 << 6;
+    pub const RELEASE: u32 = 1 << 7;
+    pub const DIST: u32 = 1 << 8;
+    pub const ENVIRONMENT: u32 = 1 << 9;
+    pub const SERVER_NAME: u32 = 1 << 10;
+    pub const SITE: u32 = 1 << 11;
+    pub const TRANSACTION: u32 = 1 << 12;
+    pub const CULPRIT: u32 = 1 << 13;
+    pub const LOGGER: u32 = 1 << 14;
+    pub const USER: u32 = 1 << 15;
+    pub const REQUEST: u32 = 1 << 16;
+    pub const CONTEXTS: u32 = 1 << 17;
+    pub const MEASUREMENTS: u32 = 1 << 18;
+    pub const BREAKDOWNS: u32 = 1 << 19;
+    pub const EXTRA: u32 = 1 << 20;
+    pub const FINGERPRINT: u32 = 1 << 21;
+    pub const TIME_SPENT: u32 = 1 << 22;
+    pub const SDK: u32 = 1 << 23;
+}
+
+/// Which [`top`] keys the event had after its first pass (see there).
+#[derive(Debug, Clone, Copy)]
+struct Present(u32);
+
+impl Present {
+    /// Every key possibly there: each lookup is made (the path the mask shortcuts).
+    #[cfg(test)]
+    const ALL: Present = Present(u32::MAX);
+
+    /// Whether the key of `bit` may be in the event (false: it is not).
+    #[inline]
+    fn may_have(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// For a top-level key Relay knows, its [`top`] bit (0 for the keys normalization adds
+/// itself); `None` for anything else, which is removed (Relay's `remove_other`). A `match`
 /// (length, then the bytes) rather than a search of a list: every top-level key of every
 /// event goes through it.
-fn is_known_key(key: &str) -> bool {
-    matches!(
-        key,
+fn known_top_level_key(key: &str) -> Option<u32> {
+    use top::*;
+    Some(match key {
+        "logentry" => LOGENTRY,
+        "exception" => EXCEPTION,
+        "stacktrace" => STACKTRACE,
+        "threads" => THREADS,
+        "breadcrumbs" => BREADCRUMBS,
+        "start_timestamp" => START_TIMESTAMP,
+        "spans" => SPANS,
+        "release" => RELEASE,
+        "dist" => DIST,
+        "environment" => ENVIRONMENT,
+        "server_name" => SERVER_NAME,
+        "site" => SITE,
+        "transaction" => TRANSACTION,
+        "culprit" => CULPRIT,
+        "logger" => LOGGER,
+        "user" => USER,
+        "request" => REQUEST,
+        "contexts" => CONTEXTS,
+        "measurements" => MEASUREMENTS,
+        "breakdowns" => BREAKDOWNS,
+        "extra" => EXTRA,
+        "fingerprint" => FINGERPRINT,
+        "time_spent" => TIME_SPENT,
+        "sdk" => SDK,
         "event_id"
         | "level"
         | "version"
         | "type"
-        | "fingerprint"
-        | "culprit"
-        | "transaction"
         | "transaction_info"
-        | "time_spent"
-        | "logentry"
-        | "logger"
         | "modules"
         | "platform"
         | "timestamp"
-        | "start_timestamp"
         | "received"
-        | "server_name"
-        | "release"
-        | "dist"
-        | "environment"
-        | "site"
-        | "user"
-        | "request"
-        | "contexts"
-        | "breadcrumbs"
-        | "exception"
-        | "stacktrace"
         | "template"
-        | "threads"
         | "tags"
-        | "extra"
         | "debug_meta"
-        | "sdk"
         | "errors"
         | "key_id"
         | "project"
         | "grouping_config"
         | "checksum"
-        | "spans"
-        | "measurements"
-        | "breakdowns"
         | "main_exception_id"
         // Security-report interfaces (see `security`).
         | "csp"
         | "hpkp"
         | "expectct"
-        | "expectstaple"
-    )
+        | "expectstaple" => 0,
+        _ => return None,
+    })
 }
 
 /// Legacy interface names and where Relay puts them.
@@ -213,6 +262,16 @@ pub fn normalize(payload: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalize
 
 /// Normalizes an already parsed event.
 pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Normalized, Invalid> {
+    normalize_event(value, ctx, true)
+}
+
+/// [`normalize_value`]; `skip_absent` false makes every lookup that [`Present`] would skip
+/// (the tests compare both).
+fn normalize_event(
+    value: Value,
+    ctx: &NormalizeContext<'_>,
+    skip_absent: bool,
+) -> Result<Normalized, Invalid> {
     let Value::Object(mut ev) = value else {
         return Err(Invalid::new("payload", "event is not a JSON object"));
     };
@@ -229,30 +288,55 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             }
         }
     }
-    ev.retain(|k, _| is_known_key(k));
+    let mut present = 0;
+    ev.retain(|k, _| match known_top_level_key(k) {
+        Some(bit) => {
+            present |= bit;
+            true
+        }
+        None => false,
+    });
+    let present = Present(if skip_absent { present } else { u32::MAX });
 
     let event_id = event_id(&mut ev, ctx, &mut errors);
     ev.insert_str("event_id", Value::String(event_id.simple().to_string()));
 
-    normalize_logentry(&mut ev);
-    normalize_exceptions(&mut ev, &mut errors);
+    if present.may_have(top::LOGENTRY) {
+        normalize_logentry(&mut ev);
+    }
+    normalize_exceptions(&mut ev, present, &mut errors);
     let event_type = infer_type(&ev, ctx);
     ev.insert_str("type", Value::String(event_type.as_str().into()));
 
-    normalize_breadcrumbs(&mut ev);
-    let timestamp_ms = normalize_timestamps(&mut ev, ctx, &mut errors);
+    if present.may_have(top::BREADCRUMBS) {
+        normalize_breadcrumbs(&mut ev);
+    }
+    let timestamp_ms = normalize_timestamps(&mut ev, ctx, present, &mut errors);
     normalize_level(&mut ev, event_type, &mut errors);
     normalize_platform(&mut ev);
-    normalize_strings(&mut ev, &mut errors);
+    normalize_strings(&mut ev, present, &mut errors);
     normalize_tags(&mut ev, &mut errors);
-    normalize_user_and_request(&mut ev, ctx);
-    normalize_contexts(&mut ev);
-    if event_type != EventType::Transaction {
-        ev.remove("measurements");
-        ev.remove("breakdowns");
-        ev.remove("spans");
+    normalize_user_and_request(&mut ev, ctx, present);
+    if present.may_have(top::CONTEXTS) {
+        normalize_contexts(&mut ev);
     }
-    let has_extra = if let Some(Value::Object(extra)) = ev.get_mut("extra") {
+    if event_type != EventType::Transaction {
+        for (key, bit) in [
+            ("measurements", top::MEASUREMENTS),
+            ("breakdowns", top::BREAKDOWNS),
+            ("spans", top::SPANS),
+        ] {
+            if present.may_have(bit) {
+                ev.remove(key);
+            }
+        }
+    }
+    let extra = if present.may_have(top::EXTRA) {
+        ev.get_mut("extra")
+    } else {
+        None
+    };
+    let has_extra = if let Some(Value::Object(extra)) = extra {
         for v in extra.values_mut() {
             cut_depth(v, MAX_EXTRA_DEPTH - 1);
         }
@@ -260,7 +344,9 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
     } else {
         false
     };
-    if !ev.get("fingerprint").is_some_and(Value::is_array) {
+    if !present.may_have(top::FINGERPRINT) {
+        // Nothing to drop or clean.
+    } else if !ev.get("fingerprint").is_some_and(Value::is_array) {
         ev.remove("fingerprint");
     } else if let Some(Value::Array(fp)) = ev.get_mut("fingerprint") {
         // Relay keeps strings and stringifies numbers/bools; anything else is dropped.
@@ -275,14 +361,15 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
             .collect();
         *fp = parts;
     }
-    if ev
-        .get("time_spent")
-        .and_then(Value::as_u64)
-        .is_some_and(|t| t >= (1 << 31) - 1)
+    if present.may_have(top::TIME_SPENT)
+        && ev
+            .get("time_spent")
+            .and_then(Value::as_u64)
+            .is_some_and(|t| t >= (1 << 31) - 1)
     {
         ev.remove("time_spent");
     }
-    if ev.get("sdk").is_none_or(|s| !s.is_object()) {
+    if !present.may_have(top::SDK) || ev.get("sdk").is_none_or(|s| !s.is_object()) {
         match ctx.envelope_sdk {
             Some(sdk) if sdk.is_object() => {
                 ev.insert_str("sdk", sdk.clone());
@@ -310,7 +397,7 @@ pub fn normalize_value(value: Value, ctx: &NormalizeContext<'_>) -> Result<Norma
         ])),
     ));
     tail.push(("key_id", Value::String(ctx.key_id.to_string())));
-    if !ev.contains_key("logger") {
+    if !present.may_have(top::LOGGER) || !ev.contains_key("logger") {
         tail.push(("logger", Value::String(String::new())));
     }
     tail.push(("project", Value::from(ctx.project_id)));
@@ -546,6 +633,7 @@ fn shift_value(v: &mut Value, shift_ms: i64) -> Option<i64> {
 fn normalize_timestamps(
     ev: &mut Map<String, Value>,
     ctx: &NormalizeContext<'_>,
+    present: Present,
     errors: &mut Vec<Value>,
 ) -> u64 {
     let received = ctx.received_ms as i64;
@@ -603,16 +691,22 @@ fn normalize_timestamps(
         shift_field(ev, "timestamp", shift);
     }
     ts += shift;
-    if let Some(start) = shift_field(ev, "start_timestamp", shift) {
-        let end = ev.get("timestamp").and_then(parse_timestamp_us);
-        close_float_gap(ev, Some(start), end);
+    if present.may_have(top::START_TIMESTAMP) {
+        if let Some(start) = shift_field(ev, "start_timestamp", shift) {
+            let end = ev.get("timestamp").and_then(parse_timestamp_us);
+            close_float_gap(ev, Some(start), end);
+        }
     }
-    if let Some(Value::Array(spans)) = ev.get_mut("spans") {
+    if !present.may_have(top::SPANS) {
+        // No spans to shift.
+    } else if let Some(Value::Array(spans)) = ev.get_mut("spans") {
         for span in spans.iter_mut().filter_map(Value::as_object_mut) {
             shift_span(span, shift);
         }
     }
-    if let Some(values) = ev
+    if !present.may_have(top::BREADCRUMBS) {
+        // No breadcrumbs to shift.
+    } else if let Some(values) = ev
         .get_mut("breadcrumbs")
         .and_then(|b| b.get_mut("values"))
         .and_then(Value::as_array_mut)
@@ -668,11 +762,18 @@ fn normalize_platform(ev: &mut Map<String, Value>) {
 }
 
 /// Cuts `s` to `max` characters (ending in `...`) if it is longer than `max + allowance`.
+#[inline]
 pub fn trim_chars(s: &mut String, max: usize, allowance: usize) -> bool {
     if s.len() <= max + allowance {
-        // Byte length bounds char count from above: nothing to do.
+        // Byte length bounds char count from above: nothing to do (almost every string of
+        // an event, so this test is inlined and only long strings make a call).
         return false;
     }
+    trim_long_chars(s, max, allowance)
+}
+
+/// [`trim_chars`] of a string of more than `max + allowance` bytes.
+fn trim_long_chars(s: &mut String, max: usize, allowance: usize) -> bool {
     let count = s.chars().count();
     if count <= max + allowance {
         return false;
@@ -706,61 +807,97 @@ fn lenient_string(v: &Value) -> Option<String> {
     }
 }
 
-fn normalize_strings(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
-    for key in [
-        "release",
-        "dist",
-        "environment",
-        "server_name",
-        "site",
-        "transaction",
-        "culprit",
-        "logger",
+/// Trims the top-level string field `key` of whitespace, then, if it is valid for its field,
+/// caps it and returns true; an invalid value is left trimmed (for the error) and false
+/// returned.
+fn normalize_string_field(key: &str, s: &mut String) -> bool {
+    let trimmed = s.trim();
+    if trimmed.len() != s.len() {
+        *s = trimmed.to_owned();
+    }
+    // Byte tests: every character tested for is ASCII, and in UTF-8 an ASCII byte is only
+    // ever that character (a `char` pattern per character was most of this function's cost).
+    let has_any = |bytes: &[u8]| s.bytes().any(|b| bytes.contains(&b));
+    let valid = match key {
+        "release" => {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && !s.eq_ignore_ascii_case("latest")
+                && !has_any(b"\n\r\t/\\")
+        }
+        "environment" => !s.is_empty() && !has_any(b"\n\r/"),
+        "dist" => {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        }
+        "logger" => !has_any(b"\n\r"),
+        _ => !s.is_empty(),
+    };
+    if !valid {
+        return false;
+    }
+    let (max, allowance) = match key {
+        "release" | "transaction" | "culprit" => (200, 0),
+        "dist" | "environment" | "logger" => (64, 0),
+        "server_name" | "site" => (256, 20),
+        _ => (256, 0),
+    };
+    trim_chars(s, max, allowance);
+    true
+}
+
+fn normalize_strings(ev: &mut Map<String, Value>, present: Present, errors: &mut Vec<Value>) {
+    for (key, bit) in [
+        ("release", top::RELEASE),
+        ("dist", top::DIST),
+        ("environment", top::ENVIRONMENT),
+        ("server_name", top::SERVER_NAME),
+        ("site", top::SITE),
+        ("transaction", top::TRANSACTION),
+        ("culprit", top::CULPRIT),
+        ("logger", top::LOGGER),
     ] {
+        if !present.may_have(bit) {
+            continue;
+        }
+        // A string (nearly always) is checked and capped where it is: no copy, no insert.
+        match ev.get_mut(key) {
+            None => continue,
+            Some(Value::String(s)) => {
+                if normalize_string_field(key, s) {
+                    continue;
+                }
+                let s = std::mem::take(s);
+                if !s.is_empty() {
+                    errors.push(
+                        crate::value::json!({"type": "invalid_data", "name": key, "value": s}),
+                    );
+                }
+                ev.remove(key);
+                continue;
+            }
+            Some(_) => {}
+        }
         let Some(v) = ev.get(key) else { continue };
         let Some(mut s) = lenient_string(v) else {
             errors.push(crate::value::json!({"type": "invalid_data", "name": key, "value": v}));
             ev.remove(key);
             continue;
         };
-        let trimmed = s.trim();
-        if trimmed.len() != s.len() {
-            s = trimmed.to_owned();
-        }
-        let valid = match key {
-            "release" => {
-                !s.is_empty()
-                    && s != "."
-                    && s != ".."
-                    && !s.eq_ignore_ascii_case("latest")
-                    && !s.contains(['\n', '\r', '\t', '/', '\\'])
-            }
-            "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
-            "dist" => {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            }
-            "logger" => !s.contains(['\n', '\r']),
-            _ => !s.is_empty(),
-        };
-        if !valid {
+        if !normalize_string_field(key, &mut s) {
             if !s.is_empty() {
                 errors.push(crate::value::json!({"type": "invalid_data", "name": key, "value": s}));
             }
             ev.remove(key);
             continue;
         }
-        let (max, allowance) = match key {
-            "release" | "transaction" | "culprit" => (200, 0),
-            "dist" | "environment" | "logger" => (64, 0),
-            "server_name" | "site" => (256, 20),
-            _ => (256, 0),
-        };
-        trim_chars(&mut s, max, allowance);
         ev.insert(key.into(), Value::String(s));
     }
-    if let Some(Value::Object(le)) = ev.get_mut("logentry") {
+    if !present.may_have(top::LOGENTRY) {
+        // No log entry to cap.
+    } else if let Some(Value::Object(le)) = ev.get_mut("logentry") {
         trim_field(le, "message", 8192, 200);
         trim_field(le, "formatted", 8192, 200);
     }
@@ -832,8 +969,13 @@ fn format_params(msg: &str, params: &[Value]) -> String {
     out
 }
 
-fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
-    let values = match ev.remove("exception") {
+fn normalize_exceptions(ev: &mut Map<String, Value>, present: Present, errors: &mut Vec<Value>) {
+    let exception = if present.may_have(top::EXCEPTION) {
+        ev.remove("exception")
+    } else {
+        None
+    };
+    let values = match exception {
         Some(Value::Array(a)) => a,
         Some(Value::Object(mut o)) => match o.remove("values") {
             Some(Value::Array(a)) => a,
@@ -897,19 +1039,28 @@ fn normalize_exceptions(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         out.push(Value::Object(exc));
     }
     // A lone exception without a stack takes the deprecated top-level stacktrace.
-    let top = ev.remove("stacktrace");
+    let top_stacktrace = if present.may_have(top::STACKTRACE) {
+        ev.remove("stacktrace")
+    } else {
+        None
+    };
     if out.len() == 1 {
-        if let (Some(st), Some(exc)) = (top, out[0].as_object_mut()) {
+        if let (Some(st), Some(exc)) = (top_stacktrace, out[0].as_object_mut()) {
             if !exc.contains_key("stacktrace") {
                 exc.insert_str("stacktrace", st);
                 normalize_stacktrace_in(exc, "stacktrace");
             }
         }
-    } else if let Some(st) = top {
+    } else if let Some(st) = top_stacktrace {
         ev.insert_str("stacktrace", st);
         normalize_stacktrace_in(ev, "stacktrace");
     }
-    if let Some(threads) = ev.remove("threads") {
+    let threads = if present.may_have(top::THREADS) {
+        ev.remove("threads")
+    } else {
+        None
+    };
+    if let Some(threads) = threads {
         let mut list = match threads {
             Value::Array(a) => a,
             Value::Object(mut o) => match o.remove("values") {
@@ -975,55 +1126,105 @@ fn normalize_stacktrace_in(parent: &mut Map<String, Value>, key: &str) {
     }
 }
 
+/// Known-key indices ([`Key::known_index`](crate::value::Key::known_index)) of the frame
+/// fields [`normalize_frame`] checks: a key with one of these texts is always stored as that
+/// known key, so matching the index is matching the text.
+mod frame_key {
+    use crate::value::known_index_of;
+    pub const FILENAME: u8 = known_index_of("filename");
+    pub const ABS_PATH: u8 = known_index_of("abs_path");
+    pub const FUNCTION: u8 = known_index_of("function");
+    pub const MODULE: u8 = known_index_of("module");
+    pub const PACKAGE: u8 = known_index_of("package");
+    pub const CONTEXT_LINE: u8 = known_index_of("context_line");
+    pub const LINENO: u8 = known_index_of("lineno");
+    pub const COLNO: u8 = known_index_of("colno");
+    pub const IN_APP: u8 = known_index_of("in_app");
+}
+
+/// Drops frame fields of the wrong type, fills `abs_path` from `filename` or the other way
+/// round, and caps the path and name fields. One pass over the frame's own keys (a frame has
+/// a handful), each dispatched on its known-key index, instead of a text `match` per key, two
+/// searches and a second pass to trim: this runs for every frame of every event.
 fn normalize_frame(frame: &mut Map<String, Value>) {
-    // One pass over the frame's own keys (a frame has a handful) instead of a map lookup per
-    // rule: this runs for every frame of every event.
-    frame.retain(|key, v| match key.as_str() {
-        "filename" | "abs_path" | "function" | "module" | "package" | "context_line" => {
-            v.is_string()
-        }
-        "lineno" | "colno" => match v {
-            Value::Number(n) => n.as_u64().is_some(),
-            Value::String(s) => match s.parse::<u64>() {
-                Ok(n) => {
-                    *v = Value::from(n);
-                    true
+    use frame_key::*;
+    let (mut has_filename, mut has_abs_path) = (false, false);
+    // `abs_path` as sent, kept only when capping it changed it: a `filename` derived from it
+    // comes from the whole path, as it did when capping came last.
+    let mut uncapped_abs_path: Option<String> = None;
+    // Fields of the wrong type are only marked here and dropped by a second pass, which
+    // almost no frame needs (a `retain` would call its closure for every field).
+    let mut drop_some = false;
+    for (key, v) in frame.iter_mut() {
+        let Some(index) = key.known_index() else {
+            continue;
+        };
+        match index {
+            FILENAME | ABS_PATH | FUNCTION | MODULE | PACKAGE | CONTEXT_LINE => {
+                let Value::String(s) = v else {
+                    drop_some = true;
+                    continue;
+                };
+                match index {
+                    FILENAME => {
+                        has_filename = !s.is_empty();
+                        trim_chars(s, 256, 40);
+                    }
+                    ABS_PATH => {
+                        has_abs_path = !s.is_empty();
+                        if s.len() > 256 + 40 {
+                            let before = s.clone();
+                            if trim_chars(s, 256, 40) {
+                                uncapped_abs_path = Some(before);
+                            }
+                        }
+                    }
+                    FUNCTION | MODULE | PACKAGE => {
+                        trim_chars(s, 256, 20);
+                    }
+                    _ => {}
                 }
-                Err(_) => false,
+            }
+            LINENO | COLNO => match v {
+                Value::Number(n) if n.as_u64().is_some() => {}
+                Value::String(s) => match s.parse::<u64>() {
+                    Ok(n) => *v = Value::from(n),
+                    Err(_) => drop_some = true,
+                },
+                _ => drop_some = true,
             },
-            _ => false,
-        },
-        "in_app" => v.is_boolean(),
-        _ => true,
-    });
-    let filename = frame
-        .get("filename")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    let abs_path = frame
-        .get("abs_path")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    match (filename, abs_path) {
-        (Some(f), None) => {
-            let f = f.to_owned();
-            frame.insert_str("abs_path", Value::String(f));
+            IN_APP => drop_some |= !v.is_boolean(),
+            _ => {}
         }
-        (None, Some(a)) => {
-            let f = filename_from_abs_path(a);
-            frame.insert_str("filename", Value::String(f));
+    }
+    if drop_some {
+        // Line and column strings that parse are numbers by now.
+        frame.retain(|key, v| match key.known_index() {
+            Some(FILENAME | ABS_PATH | FUNCTION | MODULE | PACKAGE | CONTEXT_LINE) => v.is_string(),
+            Some(LINENO | COLNO) => v.as_u64().is_some(),
+            Some(IN_APP) => v.is_boolean(),
+            _ => true,
+        });
+    }
+    match (has_filename, has_abs_path) {
+        (true, false) => {
+            // Capped already, as the copy would have been.
+            if let Some(Value::String(f)) = frame.get("filename") {
+                let f = f.clone();
+                frame.insert_str("abs_path", Value::String(f));
+            }
+        }
+        (false, true) => {
+            let derived = match (&uncapped_abs_path, frame.get("abs_path")) {
+                (Some(a), _) | (None, Some(Value::String(a))) => Some(filename_from_abs_path(a)),
+                _ => None,
+            };
+            if let Some(mut f) = derived {
+                trim_chars(&mut f, 256, 40);
+                frame.insert_str("filename", Value::String(f));
+            }
         }
         _ => {}
-    }
-    for (key, v) in frame.iter_mut() {
-        let (max, allowance) = match key.as_str() {
-            "filename" | "abs_path" => (256, 40),
-            "function" | "module" | "package" => (256, 20),
-            _ => continue,
-        };
-        if let Value::String(s) = v {
-            trim_chars(s, max, allowance);
-        }
     }
 }
 
@@ -1045,13 +1246,22 @@ const MAX_TAG_VALUE_CHARS: usize = 200;
 
 /// Normalizes one tag key the way Relay validates it; `None` = drop the tag.
 pub fn normalize_tag_key(key: &str) -> Option<String> {
-    let key = key.trim().replace(' ', "-");
+    let key = key.trim();
+    // Spaces become dashes, so they pass here. Only ASCII passes at all, so once every byte
+    // has, the byte length is the character count.
     let ok = !key.is_empty()
-        && key.chars().count() <= MAX_TAG_KEY_CHARS
+        && key.len() <= MAX_TAG_KEY_CHARS
         && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
-    ok.then_some(key)
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b' '));
+    if !ok {
+        return None;
+    }
+    Some(if key.contains(' ') {
+        key.replace(' ', "-")
+    } else {
+        key.to_owned()
+    })
 }
 
 /// Normalizes one tag value; `None` = drop the tag.
@@ -1071,6 +1281,11 @@ pub fn normalize_tag_string(mut v: String) -> Option<String> {
     }
     trim_chars(&mut v, 200, 0);
     Some(v)
+}
+
+/// Whether `s` has more than `max` characters (its byte length bounds the count from above).
+fn more_chars_than(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
 }
 
 fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
@@ -1103,8 +1318,12 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
         // `value_too_long` error, not truncated (Relay's `normalize_event_tags`): a cut value
         // would be searched and counted as a value the SDK never sent. Only tags osprey derives
         // itself (`normalize_tag_string`) are shortened.
-        let too_long = k.trim().chars().count() > MAX_TAG_KEY_CHARS
-            || lenient_string(&v).is_some_and(|v| v.trim().chars().count() > MAX_TAG_VALUE_CHARS);
+        // One text of the value serves the length check and the normalization.
+        let value = lenient_string(&v);
+        let too_long = more_chars_than(k.trim(), MAX_TAG_KEY_CHARS)
+            || value
+                .as_deref()
+                .is_some_and(|v| more_chars_than(v.trim(), MAX_TAG_VALUE_CHARS));
         if too_long {
             let mut name = k;
             trim_chars(&mut name, MAX_TAG_KEY_CHARS, 0);
@@ -1113,7 +1332,7 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
             );
             continue;
         }
-        match (normalize_tag_key(&k), normalize_tag_value(&v)) {
+        match (normalize_tag_key(&k), value.and_then(normalize_tag_string)) {
             (Some(k), Some(v)) => {
                 if seen.insert(k.clone()) {
                     tags.push(Value::Array(vec![Value::String(k), Value::String(v)]));
@@ -1126,9 +1345,18 @@ fn normalize_tags(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
     ev.insert_str("tags", Value::Array(tags));
 }
 
-fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContext<'_>) {
+fn normalize_user_and_request(
+    ev: &mut Map<String, Value>,
+    ctx: &NormalizeContext<'_>,
+    present: Present,
+) {
     let client_ip = ctx.client_addr.map(|ip| Value::String(ip.to_string()));
-    if let Some(user) = ev.get_mut("user") {
+    let user = if present.may_have(top::USER) {
+        ev.get_mut("user")
+    } else {
+        None
+    };
+    if let Some(user) = user {
         match user.as_object_mut() {
             Some(u) => {
                 if u.get("ip_address").and_then(Value::as_str) == Some("{{auto}}") {
@@ -1150,6 +1378,9 @@ fn normalize_user_and_request(ev: &mut Map<String, Value>, ctx: &NormalizeContex
                 ev.remove("user");
             }
         }
+    }
+    if !present.may_have(top::REQUEST) {
+        return;
     }
     if let Some(req) = ev.get_mut("request") {
         let Some(r) = req.as_object_mut() else {
@@ -1559,6 +1790,527 @@ mod tests {
         let whole = secs.trunc();
         let us = whole as i64 * 1_000_000 + ((secs - whole) * 1e6).round() as i64;
         ((us - ms * 1000).abs() <= 1000).then_some(us)
+    }
+
+    /// Frame normalization as it was before the one-pass rewrite: a text `match` per key,
+    /// two searches, the fill, then a second pass capping the fields.
+    fn normalize_frame_reference(frame: &mut Map<String, Value>) {
+        frame.retain(|key, v| match key.as_str() {
+            "filename" | "abs_path" | "function" | "module" | "package" | "context_line" => {
+                v.is_string()
+            }
+            "lineno" | "colno" => match v {
+                Value::Number(n) => n.as_u64().is_some(),
+                Value::String(s) => match s.parse::<u64>() {
+                    Ok(n) => {
+                        *v = Value::from(n);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            },
+            "in_app" => v.is_boolean(),
+            _ => true,
+        });
+        let filename = frame
+            .get("filename")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let abs_path = frame
+            .get("abs_path")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        match (filename, abs_path) {
+            (Some(f), None) => {
+                let f = f.to_owned();
+                frame.insert_str("abs_path", Value::String(f));
+            }
+            (None, Some(a)) => {
+                let f = filename_from_abs_path(a);
+                frame.insert_str("filename", Value::String(f));
+            }
+            _ => {}
+        }
+        for (key, v) in frame.iter_mut() {
+            let (max, allowance) = match key.as_str() {
+                "filename" | "abs_path" => (256, 40),
+                "function" | "module" | "package" => (256, 20),
+                _ => continue,
+            };
+            if let Value::String(s) = v {
+                trim_chars(s, max, allowance);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_normalization_matches_the_reference_path() {
+        const KEYS: &[&str] = &[
+            "filename",
+            "abs_path",
+            "function",
+            "module",
+            "package",
+            "context_line",
+            "lineno",
+            "colno",
+            "in_app",
+            "vars",
+            "symbol",
+            "Filename",
+            "my_field",
+            "pre_context",
+        ];
+        let mut next = crate::xorshift64(0x5851_f42d_4c95_7f2d);
+        fn text(next: &mut impl FnMut() -> u64) -> String {
+            let len = match next() % 4 {
+                0 => 0,
+                1 => (next() % 40) as usize,
+                // Around the caps (276, 296) and well past them.
+                2 => 250 + (next() % 80) as usize,
+                _ => (next() % 700) as usize,
+            };
+            let mut s = String::with_capacity(len + 16);
+            if next().is_multiple_of(3) {
+                s.push_str(
+                    ["https://cdn.example.com", "file://", "app://", "/srv/"]
+                        [(next() % 4) as usize],
+                );
+            }
+            while s.len() < len {
+                s.push(match next() % 12 {
+                    0 => '/',
+                    1 => 'é',
+                    2 => '?',
+                    3 => char::from(b'0' + (next() % 10) as u8),
+                    _ => char::from(b'a' + (next() % 26) as u8),
+                });
+            }
+            s
+        }
+        for _ in 0..20_000 {
+            let n = (next() % 9) as usize;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = KEYS[(next() % KEYS.len() as u64) as usize];
+                let value = match next() % 9 {
+                    0 => Value::Null,
+                    1 => Value::Bool(next().is_multiple_of(2)),
+                    2 => Value::from(next() % 1000),
+                    3 => Value::from(-((next() % 1000) as i64)),
+                    4 => Value::Number(serde_json::Number::from_f64(1.5).expect("finite")),
+                    5 => Value::String((next() % 1000).to_string()),
+                    6 => Value::Object(Map::new()),
+                    _ => Value::String(text(&mut next)),
+                };
+                pairs.push((crate::value::Key::new(key), value));
+            }
+            let frame = Map::from_pairs(pairs);
+            let mut fast = frame.clone();
+            let mut reference = frame.clone();
+            normalize_frame(&mut fast);
+            normalize_frame_reference(&mut reference);
+            assert!(fast == reference, "{frame:?}");
+        }
+        // Parsed frames (keys stored by the parser) take the same path.
+        let parsed = crate::value::from_str(
+            r#"{"filename":"","abs_path":"https://x.example/a/b.js?v=1","lineno":"12","colno":-1,"in_app":1,"function":7}"#,
+        )
+        .expect("parses");
+        let (mut fast, mut reference) = (parsed.clone(), parsed);
+        normalize_frame(fast.as_object_mut().expect("object"));
+        normalize_frame_reference(reference.as_object_mut().expect("object"));
+        assert_eq!(fast, reference);
+        assert_eq!(fast["filename"], "/a/b.js?v=1");
+        assert_eq!(fast["lineno"], 12);
+    }
+
+    /// Top-level string normalization as it was before strings were checked in place: every
+    /// value copied, checked, and inserted back.
+    fn normalize_strings_reference(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+        for key in [
+            "release",
+            "dist",
+            "environment",
+            "server_name",
+            "site",
+            "transaction",
+            "culprit",
+            "logger",
+        ] {
+            let Some(v) = ev.get(key) else { continue };
+            let Some(mut s) = lenient_string(v) else {
+                errors.push(json!({"type": "invalid_data", "name": key, "value": v}));
+                ev.remove(key);
+                continue;
+            };
+            let trimmed = s.trim();
+            if trimmed.len() != s.len() {
+                s = trimmed.to_owned();
+            }
+            let valid = match key {
+                "release" => {
+                    !s.is_empty()
+                        && s != "."
+                        && s != ".."
+                        && !s.eq_ignore_ascii_case("latest")
+                        && !s.contains(['\n', '\r', '\t', '/', '\\'])
+                }
+                "environment" => !s.is_empty() && !s.contains(['\n', '\r', '/']),
+                "dist" => {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                }
+                "logger" => !s.contains(['\n', '\r']),
+                _ => !s.is_empty(),
+            };
+            if !valid {
+                if !s.is_empty() {
+                    errors.push(json!({"type": "invalid_data", "name": key, "value": s}));
+                }
+                ev.remove(key);
+                continue;
+            }
+            let (max, allowance) = match key {
+                "release" | "transaction" | "culprit" => (200, 0),
+                "dist" | "environment" | "logger" => (64, 0),
+                "server_name" | "site" => (256, 20),
+                _ => (256, 0),
+            };
+            trim_chars(&mut s, max, allowance);
+            ev.insert(key.into(), Value::String(s));
+        }
+        if let Some(Value::Object(le)) = ev.get_mut("logentry") {
+            trim_field(le, "message", 8192, 200);
+            trim_field(le, "formatted", 8192, 200);
+        }
+    }
+
+    #[test]
+    fn string_fields_match_the_reference_path() {
+        const KEYS: &[&str] = &[
+            "release",
+            "dist",
+            "environment",
+            "server_name",
+            "site",
+            "transaction",
+            "culprit",
+            "logger",
+            "platform",
+        ];
+        const PIECES: &[&str] = &[
+            " ", "\t", "\n", "/", "\\", ".", "..", "latest", "LaTeSt", "1.2.3", "a", "é", "-", "_",
+            "prod", "web-1",
+        ];
+        let mut next = crate::xorshift64(0x1405_7b7e_f767_814f);
+        for _ in 0..20_000 {
+            let mut pairs = Vec::new();
+            for &key in KEYS {
+                let value = match next() % 8 {
+                    0 => continue,
+                    1 => Value::Null,
+                    2 => Value::Bool(next().is_multiple_of(2)),
+                    3 => Value::from(next() % 1000),
+                    4 => Value::Object(Map::new()),
+                    5 => Value::String("x".repeat((next() % 300) as usize)),
+                    _ => {
+                        let n = (next() % 5) as usize;
+                        Value::String(
+                            (0..n)
+                                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                                .collect(),
+                        )
+                    }
+                };
+                pairs.push((crate::value::Key::new(key), value));
+            }
+            let ev = Map::from_pairs(pairs);
+            let (mut fast, mut reference) = (ev.clone(), ev.clone());
+            let (mut fast_errors, mut reference_errors) = (Vec::new(), Vec::new());
+            normalize_strings(&mut fast, Present::ALL, &mut fast_errors);
+            normalize_strings_reference(&mut reference, &mut reference_errors);
+            assert!(fast == reference, "{ev:?}");
+            assert!(fast_errors == reference_errors, "{ev:?}");
+        }
+    }
+
+    /// Tag normalization as it was before the byte-wise key check and the single value text.
+    fn normalize_tags_reference(ev: &mut Map<String, Value>, errors: &mut Vec<Value>) {
+        fn tag_key(key: &str) -> Option<String> {
+            let key = key.trim().replace(' ', "-");
+            let ok = !key.is_empty()
+                && key.chars().count() <= MAX_TAG_KEY_CHARS
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+            ok.then_some(key)
+        }
+        let raw: Vec<(String, Value)> = match ev.remove("tags") {
+            Some(Value::Object(o)) => o.into_iter().map(|(k, v)| (k.into_string(), v)).collect(),
+            Some(Value::Array(a)) => a
+                .into_iter()
+                .filter_map(|pair| match pair {
+                    Value::Array(mut kv) if kv.len() == 2 => {
+                        let v = kv.pop()?;
+                        let k = kv.pop()?;
+                        Some((lenient_string(&k)?, v))
+                    }
+                    Value::String(s) => {
+                        let (k, v) = s.split_once(':')?;
+                        Some((k.to_owned(), Value::String(v.to_owned())))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut tags: Vec<Value> = Vec::with_capacity(raw.len());
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in raw.into_iter().take(1000) {
+            if v.is_null() {
+                continue;
+            }
+            let too_long = k.trim().chars().count() > MAX_TAG_KEY_CHARS
+                || lenient_string(&v)
+                    .is_some_and(|v| v.trim().chars().count() > MAX_TAG_VALUE_CHARS);
+            if too_long {
+                let mut name = k;
+                trim_chars(&mut name, MAX_TAG_KEY_CHARS, 0);
+                errors.push(json!({"type": "value_too_long", "name": format!("tags.{name}")}));
+                continue;
+            }
+            match (tag_key(&k), normalize_tag_value(&v)) {
+                (Some(k), Some(v)) => {
+                    if seen.insert(k.clone()) {
+                        tags.push(Value::Array(vec![Value::String(k), Value::String(v)]));
+                    }
+                }
+                _ => errors.push(json!({"type": "invalid_data", "name": format!("tags.{k}")})),
+            }
+        }
+        ev.insert_str("tags", Value::Array(tags));
+    }
+
+    #[test]
+    fn tags_match_the_reference_path() {
+        const PIECES: &[&str] = &[
+            " ", "  ", "\n", "\t", "-", "_", ".", ":", "a", "Z", "9", "é", "日本", "/", "=",
+            "browser",
+        ];
+        fn text(next: &mut impl FnMut() -> u64) -> String {
+            match next() % 6 {
+                // Around the 200-character limit, in one- and two-byte characters.
+                0 => "k".repeat(195 + (next() % 10) as usize),
+                1 => "é".repeat(95 + (next() % 110) as usize),
+                _ => {
+                    let n = (next() % 6) as usize;
+                    (0..n)
+                        .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                        .collect()
+                }
+            }
+        }
+        fn value(next: &mut impl FnMut() -> u64) -> Value {
+            match next() % 7 {
+                0 => Value::Null,
+                1 => Value::Bool(next().is_multiple_of(2)),
+                2 => Value::from(next() % 1000),
+                3 => Value::Array(Vec::new()),
+                _ => Value::String(text(next)),
+            }
+        }
+        let mut next = crate::xorshift64(0x2f8b_1c3d_5e7a_9b0c);
+        for round in 0..10_000 {
+            let n = (next() % 8) as usize;
+            let tags = if round % 2 == 0 {
+                Value::Object(Map::from_pairs(
+                    (0..n)
+                        .map(|_| (crate::value::Key::from(text(&mut next)), value(&mut next)))
+                        .collect(),
+                ))
+            } else {
+                Value::Array(
+                    (0..n)
+                        .map(|_| match next() % 3 {
+                            0 => Value::String(format!("{}:{}", text(&mut next), text(&mut next))),
+                            _ => Value::Array(vec![value(&mut next), value(&mut next)]),
+                        })
+                        .collect(),
+                )
+            };
+            let ev = Map::from_pairs(vec![(crate::value::Key::new("tags"), tags)]);
+            let (mut fast, mut reference) = (ev.clone(), ev.clone());
+            let (mut fast_errors, mut reference_errors) = (Vec::new(), Vec::new());
+            normalize_tags(&mut fast, &mut fast_errors);
+            normalize_tags_reference(&mut reference, &mut reference_errors);
+            assert!(fast == reference, "{ev:?}");
+            assert!(fast_errors == reference_errors, "{ev:?}");
+        }
+    }
+
+    /// Skipping the lookups of keys the first pass found absent changes nothing: random
+    /// events (each top-level key present or not, in varied forms) normalize the same with
+    /// every lookup made.
+    #[test]
+    fn skipped_lookups_of_absent_keys_change_nothing() {
+        let candidates: Vec<(&str, Vec<Value>)> = vec![
+            (
+                "event_id",
+                vec![json!("4c79f60c11214eb38604f4ae0781bfb2"), json!(5)],
+            ),
+            (
+                "timestamp",
+                vec![
+                    json!(1_700_000_000.5),
+                    json!("2023-11-14T22:13:20Z"),
+                    json!("x"),
+                ],
+            ),
+            (
+                "start_timestamp",
+                vec![json!(1_700_000_000.25), json!("nope")],
+            ),
+            ("type", vec![json!("transaction"), json!("error")]),
+            ("level", vec![json!("warn"), json!(40), json!("bogus")]),
+            ("platform", vec![json!("python"), json!("cobol")]),
+            (
+                "logentry",
+                vec![
+                    json!({"message": "m %s", "params": [1]}),
+                    json!("text"),
+                    json!(3),
+                ],
+            ),
+            ("message", vec![json!("plain message")]),
+            (
+                "exception",
+                vec![
+                    json!({"values": [{"type": "E", "value": "v", "stacktrace": {"frames": [{"filename": "a.py", "lineno": "3"}]}}]}),
+                    json!([{"value": "ValueError: x"}]),
+                    json!({"type": "T"}),
+                    json!(null),
+                ],
+            ),
+            (
+                "stacktrace",
+                vec![
+                    json!({"frames": [{"abs_path": "https://x.example/a.js", "colno": 4}]}),
+                    json!(1),
+                ],
+            ),
+            (
+                "threads",
+                vec![
+                    json!({"values": [{"id": 1, "stacktrace": {"frames": [{"function": "f"}]}}]}),
+                    json!([]),
+                ],
+            ),
+            (
+                "breadcrumbs",
+                vec![
+                    json!([{"timestamp": 1_700_000_000.0, "level": "warn", "message": "b"}]),
+                    json!({"values": []}),
+                    json!("x"),
+                ],
+            ),
+            (
+                "spans",
+                vec![
+                    json!([{"start_timestamp": 1_700_000_000.0, "timestamp": 1_700_000_001.0, "span_id": "a"}]),
+                    json!({}),
+                ],
+            ),
+            (
+                "release",
+                vec![json!(" 1.0 "), json!("latest"), json!(7), json!({})],
+            ),
+            ("dist", vec![json!("b-1"), json!("a b")]),
+            ("environment", vec![json!("prod"), json!("a/b")]),
+            ("server_name", vec![json!("web-1"), json!(true)]),
+            ("site", vec![json!("s"), json!("")]),
+            ("transaction", vec![json!("GET /"), json!(null)]),
+            ("culprit", vec![json!("c")]),
+            ("logger", vec![json!("django"), json!("a\nb")]),
+            (
+                "user",
+                vec![
+                    json!({"id": 5, "ip_address": "{{auto}}", "email": "a@b.c"}),
+                    json!({}),
+                    json!("u"),
+                ],
+            ),
+            (
+                "request",
+                vec![
+                    json!({"url": "https://x.example/p?q=1#f", "method": "get", "headers": {"Cookie": "a=b"}, "env": {"REMOTE_ADDR": "{{auto}}"}}),
+                    json!("r"),
+                ],
+            ),
+            (
+                "contexts",
+                vec![
+                    json!({"trace": {"trace_id": "t"}, "os": {"name": "Linux"}, "x": 1}),
+                    json!([]),
+                ],
+            ),
+            ("measurements", vec![json!({"lcp": {"value": 1}})]),
+            ("breakdowns", vec![json!({"b": {}})]),
+            (
+                "extra",
+                vec![
+                    json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}),
+                    json!(1),
+                ],
+            ),
+            (
+                "fingerprint",
+                vec![json!(["{{ default }}", 1, true, null]), json!("fp")],
+            ),
+            ("time_spent", vec![json!(5), json!(4_000_000_000u64)]),
+            (
+                "sdk",
+                vec![json!({"name": "s", "version": "1"}), json!("s")],
+            ),
+            ("tags", vec![json!({"a": "b"}), json!([["k", "v"]])]),
+            ("errors", vec![json!([{"type": "x"}])]),
+            ("modules", vec![json!({"m": "1"})]),
+            ("unknown_key", vec![json!(1)]),
+            ("sentry.interfaces.User", vec![json!({"id": "legacy"})]),
+        ];
+        let envelope_sdk = json!({"name": "envelope", "version": "2"});
+        let mut next = crate::xorshift64(0x6a09_e667_f3bc_c908);
+        for round in 0..4_000 {
+            let mut event = serde_json::Map::new();
+            for (key, values) in &candidates {
+                if next().is_multiple_of(2) {
+                    let value = &values[(next() % values.len() as u64) as usize];
+                    event.insert((*key).to_owned(), serde_json::Value::from(value.clone()));
+                }
+            }
+            let event = Value::from(serde_json::Value::Object(event));
+            let c = NormalizeContext {
+                header_event_id: Some(Uuid::from_u128(0x1234)),
+                envelope_sdk: (round % 3 == 0).then_some(&envelope_sdk),
+                is_transaction_item: round % 4 == 0,
+                sent_at_ms: (round % 5 == 0).then_some(NOW as i64 - 2 * MINIMUM_CLOCK_DRIFT_MS),
+                ..ctx()
+            };
+            let fast = normalize_event(event.clone(), &c, true);
+            let every_lookup = normalize_event(event.clone(), &c, false);
+            match (fast, every_lookup) {
+                (Ok(a), Ok(b)) => {
+                    assert!(a.event == b.event, "{event:?}");
+                    assert_eq!(
+                        (a.event_id, a.timestamp_ms, a.event_type),
+                        (b.event_id, b.timestamp_ms, b.event_type)
+                    );
+                }
+                (a, b) => assert_eq!(a.err(), b.err()),
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub use serde_json::Number;
 mod key;
 mod parse;
 pub use key::Key;
+pub(crate) use key::{known_index_of, known_keys};
 pub use parse::{from_slice, from_str, ParseError};
 
 /// A JSON value (see the module docs).

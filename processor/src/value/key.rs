@@ -75,6 +75,17 @@ impl Key {
         }
     }
 
+    /// The key's index in the known-key list if it is a known key: passes that decide
+    /// something per key (scrubbing, frame normalization) look it up in a table or `match`
+    /// it against [`known_index_of`] constants instead of comparing the text.
+    #[inline]
+    pub(crate) fn known_index(&self) -> Option<u8> {
+        match self.0 {
+            Repr::Known(_, i) => Some(i),
+            Repr::Owned(_) => None,
+        }
+    }
+
     /// The key's text as a `String`.
     pub fn into_string(self) -> String {
         match self.0 {
@@ -439,6 +450,32 @@ const KNOWN: &[&str] = &[
     "date_time",
 ];
 
+/// Every known key, by index ([`Key::known_index`]).
+pub(crate) fn known_keys() -> &'static [&'static str] {
+    KNOWN
+}
+
+/// Index of the known key `text`, for `const` items (`const FILENAME: u8 =
+/// known_index_of("filename")`): a text that is not a known key fails the build.
+pub(crate) const fn known_index_of(text: &str) -> u8 {
+    let text = text.as_bytes();
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let candidate = KNOWN[k].as_bytes();
+        if candidate.len() == text.len() {
+            let mut i = 0;
+            while i < text.len() && candidate[i] == text[i] {
+                i += 1;
+            }
+            if i == text.len() {
+                return k as u8;
+            }
+        }
+        k += 1;
+    }
+    panic!("not a known key")
+}
+
 /// Longest known key; longer keys are not looked up.
 const KNOWN_MAX_LEN: usize = 32;
 
@@ -655,6 +692,17 @@ mod tests {
         ] {
             assert_eq!(known(unknown), None, "{unknown:?}");
         }
+    }
+
+    #[test]
+    fn known_indices_name_their_keys() {
+        for (i, &k) in KNOWN.iter().enumerate() {
+            assert_eq!(usize::from(known_index_of(k)), i, "{k:?}");
+            assert_eq!(Key::new(k).known_index(), Some(i as u8), "{k:?}");
+            assert_eq!(known_keys()[i], k);
+        }
+        assert_eq!(Key::new("my_custom_key").known_index(), None);
+        assert_eq!(Key::from(String::from("Filename")).known_index(), None);
     }
 
     #[test]
