@@ -2304,7 +2304,8 @@ fn unsupported_item(work: &mut Work<'_>, record: &LogRecord, item_type: &str) {
         "replay_video" => category::from_name("replay_video"),
         "statsd" | "metric_buckets" => category::from_name("metric_bucket"),
         "form_data" | "unreal_report" => category::ERROR,
-        "nel" => category::SECURITY,
+        // Relay makes log items of NEL reports (one per report).
+        "nel" => category::from_name("log_item"),
         _ => return,
     };
     // Container items (logs, trace metrics) count their items, as Relay's outcomes do.

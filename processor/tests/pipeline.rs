@@ -521,12 +521,14 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
             r#"{"type":"profile"}"#,
             br#"{"version":"1","profile":{"samples":[]}}"#,
         ),
+        // Browsers' NEL reports (ingest's `/api/{id}/nel/`), which Relay turns into logs.
+        item("nel", r#"{"type":"nel","item_count":2}"#, b"[{},{}]"),
         item("some_future_item", r#"{"type":"some_future_item"}"#, b"{}"),
     ];
     let stats = processor.process_and_commit(&records).unwrap();
     assert_eq!(
         (stats.accepted, stats.invalid, stats.skipped),
-        (0, 0, 4),
+        (0, 0, 5),
         "{stats:?}"
     );
     let hour = keys::hour_start(received_ms);
@@ -541,7 +543,7 @@ fn items_of_unsupported_products_become_feature_disabled_outcomes() {
             .map(|v| decode_i64(&v))
     };
     assert_eq!(get(category::from_name("monitor")), Some(1));
-    assert_eq!(get(category::from_name("log_item")), Some(3));
+    assert_eq!(get(category::from_name("log_item")), Some(3 + 2));
     assert_eq!(get(category::from_name("profile")), Some(1));
     // Three categories, nothing for the unknown type.
     assert_eq!(count_cf(&store, cf::OUTCOMES), 3);
