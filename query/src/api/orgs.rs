@@ -768,7 +768,7 @@ mod tests {
         );
         assert_eq!(
             f.call(
-                Method::DELETE,
+                Method::POST,
                 "/api/0/projects/default/shop/",
                 Some(&f.admin),
                 None
