@@ -23,6 +23,15 @@ fn open(dir: &std::path::Path) -> Store {
     store
 }
 
+/// A processor over `store` preparing events on `threads` threads.
+fn with_threads(store: &Store, threads: usize) -> Processor {
+    let config = ProcessorConfig {
+        prepare_threads: threads,
+        ..Default::default()
+    };
+    Processor::new(store.clone(), config).unwrap()
+}
+
 fn error_event(id: u128, ty: &str, value: &str, extra: Value) -> Vec<u8> {
     let mut ev = json!({
         "event_id": Uuid::from_u128(id).simple().to_string(),
@@ -879,14 +888,7 @@ fn parallel_preparation_writes_what_one_thread_writes() {
     for threads in [1, 3] {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let processor = Processor::new(
-            store.clone(),
-            ProcessorConfig {
-                prepare_threads: threads,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let processor = with_threads(&store, threads);
         // Two batches; the resends (every 8th record) repeat ids of the same or an earlier
         // batch. The first batch is two chunks of the parallel stage.
         let first = processor.process_and_commit(&recs[..300]).unwrap();
@@ -1045,14 +1047,7 @@ fn resends_of_stored_events_are_duplicates_before_filters_with_any_thread_count(
     for threads in [1, 3] {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let processor = Processor::new(
-            store.clone(),
-            ProcessorConfig {
-                prepare_threads: threads,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let processor = with_threads(&store, threads);
         // More records than one chunk of the parallel stage.
         let recs: Vec<LogRecord> = (0..70u128)
             .map(|i| {

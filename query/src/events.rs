@@ -27,6 +27,14 @@ pub struct EventFilter {
     pub oldest_first: bool,
 }
 
+/// Where a page of [`QueryService::index_page`] comes from and how much of it to return.
+struct IndexPage {
+    project_id: u64,
+    offset: usize,
+    limit: usize,
+    full: bool,
+}
+
 /// Index entries one project-events page reads at most (see
 /// [`QueryService::project_error_events`]).
 pub const MAX_INDEX_SCAN: usize = 20_000;
@@ -449,74 +457,39 @@ impl QueryService {
         limit: usize,
         full: bool,
     ) -> Result<EventPage> {
-        let empty = EventPage {
-            events: Vec::new(),
-            next_cursor: None,
-        };
         let Some(issue) = records::load_issue(self.store(), issue_id)? else {
-            return Ok(empty);
+            return Ok(EventPage {
+                events: Vec::new(),
+                next_cursor: None,
+            });
         };
-        let limit = limit.clamp(1, 100);
         let store = self.store();
         let prefix = keys::index::ISSUE_TIME;
         let lower = keys::index_by_time(prefix, issue_id, filter.start_ms, &Uuid::nil());
         let upper = keys::index_by_time(prefix, issue_id, filter.end_ms, &Uuid::max());
-        let (from, direction) = if filter.oldest_first {
-            (&lower, rocksdb::Direction::Forward)
-        } else {
-            (&upper, rocksdb::Direction::Reverse)
-        };
-        let iter = store.db().iterator_cf(
-            &store.cf(cf::INDEX),
-            rocksdb::IteratorMode::From(from, direction),
-        );
-        let (mut skipped, mut events, mut more) = (0, Vec::new(), false);
-        for item in iter.take(MAX_INDEX_SCAN) {
-            let (key, _) = item?;
-            if key.as_ref() < lower.as_slice() || key.as_ref() > upper.as_slice() {
-                break;
-            }
-            let Some(id) = key.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
-                continue;
-            };
-            let Some(raw) = store
-                .db()
-                .get_pinned_cf(&store.cf(cf::EVENTS), keys::event(issue.project_id, &id))?
-            else {
-                continue;
-            };
-            let stored = records::decode_event(&raw)?;
+        let keep = |stored: &StoredEvent| {
             if !filter.environments.is_empty() {
                 let env = stored.event.get("environment").and_then(Value::as_str);
                 if !env.is_some_and(|e| filter.environments.iter().any(|w| w == e)) {
-                    continue;
+                    return false;
                 }
             }
-            if let Some(query) = &filter.query {
-                let passes = crate::api::event_fields(store, &stored, false)
-                    .is_some_and(|f| crate::api::event_matches(&f, stored.timestamp_ms, query));
-                if !passes {
-                    continue;
-                }
-            }
-            if skipped < offset {
-                skipped += 1;
-                continue;
-            }
-            if events.len() == limit {
-                more = true;
-                break;
-            }
-            let mut event = to_api_event(&stored, raw.len());
-            if !full {
-                event.entries.clear();
-            }
-            events.push(event);
+            filter.query.as_ref().is_none_or(|query| {
+                crate::api::event_fields(store, stored, false)
+                    .is_some_and(|f| crate::api::event_matches(&f, stored.timestamp_ms, query))
+            })
+        };
+        let page = IndexPage {
+            project_id: issue.project_id,
+            offset,
+            limit,
+            full,
+        };
+        if filter.oldest_first {
+            self.index_page(&lower, &upper, rocksdb::Direction::Forward, keep, page)
+        } else {
+            self.index_page(&lower, &upper, rocksdb::Direction::Reverse, keep, page)
         }
-        Ok(EventPage {
-            events,
-            next_cursor: more.then(|| format!("0:{}:0", offset + limit)),
-        })
     }
 
     /// The newest event of an issue (`/issues/{id}/events/latest/`).
@@ -560,35 +533,62 @@ impl QueryService {
         limit: usize,
         full: bool,
     ) -> Result<EventPage> {
-        let limit = limit.clamp(1, 100);
-        let store = self.store();
-        let upper = keys::index_by_time(
-            keys::index::PROJECT_TIME,
+        let prefix = keys::index::PROJECT_TIME;
+        let lower = keys::index_by_time(prefix, project_id, 0, &Uuid::nil());
+        let upper = keys::index_by_time(prefix, project_id, u64::MAX, &Uuid::max());
+        let is_error = |stored: &StoredEvent| {
+            stored.event.get("type").and_then(Value::as_str) != Some("transaction")
+        };
+        let page = IndexPage {
             project_id,
-            u64::MAX,
-            &Uuid::max(),
-        );
-        let owner_prefix = keys::prefixed_id(keys::index::PROJECT_TIME, project_id);
+            offset,
+            limit,
+            full,
+        };
+        self.index_page(&lower, &upper, rocksdb::Direction::Reverse, is_error, page)
+    }
+
+    /// One page of the events the time-index keys in `lower..=upper` name, read in
+    /// `direction` from the end it starts at: events `keep` refuses are passed over,
+    /// `page.offset` kept ones skipped, and at most [`MAX_INDEX_SCAN`] entries read.
+    fn index_page(
+        &self,
+        lower: &[u8],
+        upper: &[u8],
+        direction: rocksdb::Direction,
+        keep: impl Fn(&StoredEvent) -> bool,
+        page: IndexPage,
+    ) -> Result<EventPage> {
+        let limit = page.limit.clamp(1, 100);
+        let store = self.store();
+        let from = match direction {
+            rocksdb::Direction::Forward => lower,
+            rocksdb::Direction::Reverse => upper,
+        };
         let iter = store.db().iterator_cf(
             &store.cf(cf::INDEX),
-            rocksdb::IteratorMode::From(&upper, rocksdb::Direction::Reverse),
+            rocksdb::IteratorMode::From(from, direction),
         );
         let (mut skipped, mut events, mut more) = (0, Vec::new(), false);
         for item in iter.take(MAX_INDEX_SCAN) {
             let (key, _) = item?;
-            if !key.starts_with(&owner_prefix) {
+            if key.as_ref() < lower || key.as_ref() > upper {
                 break;
             }
             let Some(id) = key.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
                 continue;
             };
-            let Some(mut event) = self.event(project_id, &id)? else {
+            let Some(raw) = store
+                .db()
+                .get_pinned_cf(&store.cf(cf::EVENTS), keys::event(page.project_id, &id))?
+            else {
                 continue;
             };
-            if event.event_type == "transaction" {
+            let stored = records::decode_event(&raw)?;
+            if !keep(&stored) {
                 continue;
             }
-            if skipped < offset {
+            if skipped < page.offset {
                 skipped += 1;
                 continue;
             }
@@ -596,14 +596,15 @@ impl QueryService {
                 more = true;
                 break;
             }
-            if !full {
+            let mut event = to_api_event(&stored, raw.len());
+            if !page.full {
                 event.entries.clear();
             }
             events.push(event);
         }
         Ok(EventPage {
             events,
-            next_cursor: more.then(|| format!("0:{}:0", offset + limit)),
+            next_cursor: more.then(|| format!("0:{}:0", page.offset + limit)),
         })
     }
 

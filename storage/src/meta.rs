@@ -303,6 +303,11 @@ impl Meta {
             .cloned()
     }
 
+    /// The ids of an organization's projects, ascending.
+    pub fn project_ids_of_org(&self, org_id: u64) -> Vec<u64> {
+        self.projects_of_org(org_id).iter().map(|p| p.id).collect()
+    }
+
     /// Every project of an organization, by id.
     pub fn projects_of_org(&self, org_id: u64) -> Vec<Arc<Project>> {
         let mut projects: Vec<_> = self

@@ -703,9 +703,8 @@ fn parse_request(ctx: &Ctx<'_>, org: &Organization) -> (Result<Request, String>,
     let all: Vec<u64> = ctx
         .store
         .meta()
-        .projects_of_org(org.id)
-        .iter()
-        .map(|p| p.id)
+        .project_ids_of_org(org.id)
+        .into_iter()
         .collect();
     let mut projects = Vec::new();
     let mut project_reports = Vec::new();

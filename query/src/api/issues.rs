@@ -439,9 +439,8 @@ fn resolve_event_id(ctx: &Ctx<'_>, org: &str, event_id: &str) -> ApiResult {
     let projects: Vec<u64> = ctx
         .store
         .meta()
-        .projects_of_org(org.id)
-        .iter()
-        .map(|p| p.id)
+        .project_ids_of_org(org.id)
+        .into_iter()
         .collect();
     let event = ctx
         .query
@@ -555,9 +554,8 @@ fn project_scope(ctx: &Ctx<'_>, org: &Organization, fixed: Option<u64>) -> ApiRe
     let all: Vec<u64> = ctx
         .store
         .meta()
-        .projects_of_org(org.id)
-        .iter()
-        .map(|p| p.id)
+        .project_ids_of_org(org.id)
+        .into_iter()
         .collect();
     if let Some(p) = fixed {
         return Ok(vec![p]);

@@ -182,9 +182,8 @@ fn new_groups(ctx: &Ctx<'_>, org: &Organization) -> ApiResult<NewGroups> {
     let projects: BTreeSet<u64> = ctx
         .store
         .meta()
-        .projects_of_org(org.id)
-        .iter()
-        .map(|p| p.id)
+        .project_ids_of_org(org.id)
+        .into_iter()
         .collect();
     let store = ctx.store;
     let mut out = NewGroups::new();

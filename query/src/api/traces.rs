@@ -36,9 +36,8 @@ fn load(ctx: &Ctx<'_>, org: &str, trace_id: &str) -> ApiResult<Vec<StoredEvent>>
     let projects: HashSet<u64> = ctx
         .store
         .meta()
-        .projects_of_org(org.id)
-        .iter()
-        .map(|p| p.id)
+        .project_ids_of_org(org.id)
+        .into_iter()
         .collect();
     Ok(ctx
         .query
