@@ -18,6 +18,9 @@
 //!   node holding the project's transactions; split over nodes, counters add (count, apdex,
 //!   failure rate and error events stay exact) and percentiles are count-weighted means named
 //!   in `ospreyApproximate`;
+//! - `events-stats` series add per interval for additive aggregates (`count()`, …); a
+//!   percentile or rate of an interval two nodes share is their mean, named in
+//!   `ospreyApproximate`;
 //! - org stats (`/organizations/{org}/stats_v2/`) add per group (`by`) and per interval,
 //!   project stats (`/projects/{org}/{project}/stats/`) per timestamp;
 //! - release health (`/organizations/{org}/sessions/`): sums add per group, rates come from
@@ -289,6 +292,14 @@ pub fn merge(
                 merge_issues(ok, param("sort").unwrap_or("date"), limit.unwrap_or(100))
             }
             ["organizations", _, "events"] => merge_discover(ok, param("sort"), limit),
+            ["organizations", _, "events-stats"] => {
+                let axes: Vec<&str> = params
+                    .iter()
+                    .filter(|(k, v)| k == "yAxis" && !v.trim().is_empty())
+                    .map(|(_, v)| v.trim())
+                    .collect();
+                merge_events_stats(ok, &axes)
+            }
             ["projects", _, _, "performance"] => {
                 merge_performance(ok, param("sort"), param("asc"), limit)
             }
@@ -700,6 +711,96 @@ fn fold_of(field: &str) -> Option<Fold> {
     })
 }
 
+/// `events-stats` answers of several nodes: per series (one, or one per `yAxis`), the points
+/// of each interval fold like Discover's aggregates ([`fold_of`]); an interval where more
+/// than one node has a non-zero value of a non-additive aggregate (a percentile, a rate)
+/// gets the mean of those values and the series is named in `ospreyApproximate`.
+fn merge_events_stats(answers: Vec<Value>, axes: &[&str]) -> Value {
+    fn points(series: &Value) -> Vec<(u64, f64)> {
+        series["data"]
+            .as_array()
+            .map(|data| {
+                data.iter()
+                    .filter_map(|p| Some((p[0].as_u64()?, p[1][0]["count"].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    let single = answers.iter().any(|a| a.get("data").is_some());
+    let names: Vec<String> = if single {
+        vec![axes.first().copied().unwrap_or("count()").to_owned()]
+    } else {
+        let mut names: Vec<String> = answers
+            .iter()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let mut approximate = Vec::new();
+    let mut merged_series = Map::new();
+    for name in &names {
+        let parts: Vec<&Value> = answers
+            .iter()
+            .map(|a| if single { a } else { &a[name.as_str()] })
+            .filter(|s| s.get("data").is_some())
+            .collect();
+        let Some(template) = parts.first() else {
+            continue;
+        };
+        let mut by_time: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for part in &parts {
+            for (t, v) in points(part) {
+                by_time.entry(t).or_default().push(v);
+            }
+        }
+        let fold = fold_of(name).unwrap_or(Fold::Weighted);
+        let data: Vec<Value> = by_time
+            .into_iter()
+            .map(|(t, values)| {
+                let nonzero: Vec<f64> = values.iter().copied().filter(|v| *v != 0.0).collect();
+                let value = match fold {
+                    Fold::Add => values.iter().sum(),
+                    _ if nonzero.len() <= 1 => nonzero.first().copied().unwrap_or(0.0),
+                    Fold::Min => nonzero.iter().copied().fold(f64::INFINITY, f64::min),
+                    Fold::Max => nonzero.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    Fold::Weighted => {
+                        if !approximate.contains(name) {
+                            approximate.push(name.clone());
+                        }
+                        nonzero.iter().sum::<f64>() / nonzero.len() as f64
+                    }
+                };
+                json!([t, [{"count": value}]])
+            })
+            .collect();
+        let mut series = (*template).clone();
+        series["data"] = Value::Array(data);
+        series["start"] = parts
+            .iter()
+            .filter_map(|p| p["start"].as_u64())
+            .min()
+            .into();
+        series["end"] = parts.iter().filter_map(|p| p["end"].as_u64()).max().into();
+        merged_series.insert(name.clone(), series);
+    }
+    let mut out = if single {
+        merged_series
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or(Value::Null)
+    } else {
+        Value::Object(merged_series)
+    };
+    if !approximate.is_empty() && out.is_object() {
+        out["ospreyApproximate"] = json!(approximate);
+    }
+    out
+}
+
 /// Discover answers merged by their non-aggregate fields.
 fn merge_discover(mut answers: Vec<Value>, sort: Option<&str>, limit: Option<usize>) -> Value {
     let mut first = answers.swap_remove(0);
@@ -801,6 +902,44 @@ mod tests {
             json!([{"id": "b3", "dateCreated": "2026-01-01T00:00:03Z"},
                    {"id": "a2", "dateCreated": "2026-01-01T00:00:02Z"}])
         );
+    }
+
+    #[test]
+    fn events_stats_of_two_nodes_add_counts_per_interval() {
+        let point = |t: u64, v: f64| json!([t, [{"count": v}]]);
+        let a = json!({"count()": {"data": [point(3600, 2.0), point(7200, 0.0)], "start": 3600, "end": 7300, "order": 0},
+                       "p95(transaction.duration)": {"data": [point(3600, 120.0), point(7200, 0.0)], "start": 3600, "end": 7300, "order": 1}});
+        let b = json!({"count()": {"data": [point(7200, 5.0), point(10800, 1.0)], "start": 7200, "end": 10900, "order": 0},
+                       "p95(transaction.duration)": {"data": [point(7200, 80.0), point(10800, 40.0)], "start": 7200, "end": 10900, "order": 1}});
+        let (status, merged, _) = merge(
+            &Method::GET,
+            "/api/0/organizations/default/events-stats/",
+            "yAxis=count()&yAxis=p95(transaction.duration)",
+            vec![ok("a", a), ok("b", b)],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            merged["count()"]["data"],
+            json!([point(3600, 2.0), point(7200, 5.0), point(10800, 1.0)])
+        );
+        assert_eq!(merged["count()"]["start"], 3600);
+        assert_eq!(merged["count()"]["end"], 10900);
+        assert_eq!(merged["count()"]["order"], 0);
+        // Each interval's p95 from the one node that had transactions then: exact.
+        assert_eq!(
+            merged["p95(transaction.duration)"]["data"],
+            json!([point(3600, 120.0), point(7200, 80.0), point(10800, 40.0)])
+        );
+        assert!(merged.get("ospreyApproximate").is_none(), "{merged}");
+        // One series, the same fold.
+        let one = |v: f64| json!({"data": [point(3600, v)], "start": 3600, "end": 3700});
+        let (_, merged, _) = merge(
+            &Method::GET,
+            "/api/0/organizations/default/events-stats/",
+            "",
+            vec![ok("a", one(2.0)), ok("b", one(3.0))],
+        );
+        assert_eq!(merged["data"], json!([point(3600, 5.0)]));
     }
 
     #[test]

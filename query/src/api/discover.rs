@@ -880,12 +880,9 @@ fn sort_rows(rows: &mut [Map<String, Value>], sort: &Option<(String, bool)>, def
     });
 }
 
-/// `GET /organizations/{org}/events/`.
-pub(super) fn events(ctx: &Ctx<'_>, org: &str) -> ApiResult {
-    let org = ctx.org(org)?;
-    ctx.require_any(&["event:read", "org:read"])?;
-    let (request, _) = parse_request(ctx, &org);
-    let req = request.map_err(ApiError::BadRequest)?;
+/// The rows of the request's dataset in its projects and time range that pass its
+/// environments and query.
+fn matching_rows(ctx: &Ctx<'_>, req: &Request) -> ApiResult<Vec<Row>> {
     let mut short_ids = HashMap::new();
     let mut rows = Vec::new();
     for stored in scan(ctx, &req.projects, req.start_ms, req.end_ms)? {
@@ -901,6 +898,113 @@ pub(super) fn events(ctx: &Ctx<'_>, org: &str) -> ApiResult {
             }
         }
     }
+    Ok(rows)
+}
+
+/// Most series one `events-stats` request asks for.
+const MAX_Y_AXES: usize = 10;
+/// Most intervals one `events-stats` series has.
+const MAX_INTERVALS: u64 = 10_000;
+
+/// `GET /organizations/{org}/events-stats/`: time series of Discover aggregates (`yAxis`,
+/// repeated; default `count()`) per `interval` (default 1h) over the same projects, range,
+/// environments, dataset and query as `events/`. One series answers Sentry's
+/// `{"data": [[seconds, [{"count": value}]], …], "start", "end"}`; several are keyed by their
+/// `yAxis`, each with its `order`. Intervals are aligned to multiples of the interval; an
+/// empty interval is 0.
+pub(super) fn events_stats(ctx: &Ctx<'_>, org: &str) -> ApiResult {
+    let org = ctx.org(org)?;
+    ctx.require_any(&["event:read", "org:read"])?;
+    let (request, _) = parse_request(ctx, &org);
+    let req = request.map_err(ApiError::BadRequest)?;
+    let mut axes: Vec<&str> = ctx
+        .req
+        .params("yAxis")
+        .into_iter()
+        .filter(|a| !a.trim().is_empty())
+        .collect();
+    if axes.is_empty() {
+        axes.push("count()");
+    }
+    if axes.len() > MAX_Y_AXES {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_Y_AXES} yAxis per request"
+        )));
+    }
+    let mut aggs = Vec::new();
+    for axis in &axes {
+        match parse_column(axis, req.dataset) {
+            Ok(Column::Agg(agg)) => aggs.push((axis.trim().to_owned(), agg)),
+            Ok(Column::Plain(_)) => {
+                return Err(ApiError::BadRequest(format!(
+                "yAxis {axis:?} is not an aggregate such as count() or p95(transaction.duration)"
+            )))
+            }
+            Err(e) => return Err(ApiError::BadRequest(e)),
+        }
+    }
+    let interval_ms = match ctx.req.param("interval").filter(|i| !i.is_empty()) {
+        None => 3_600_000,
+        Some(i) => search::parse_duration(i)
+            .filter(|ms| *ms >= 1000)
+            .ok_or_else(|| ApiError::BadRequest(format!("invalid interval {i:?}")))?,
+    };
+    let first = req.start_ms - req.start_ms % interval_ms;
+    let buckets = (req.end_ms.saturating_sub(first) / interval_ms) + 1;
+    if buckets > MAX_INTERVALS {
+        return Err(ApiError::BadRequest(format!(
+            "{buckets} intervals of {interval_ms} ms: at most {MAX_INTERVALS}; use a longer interval"
+        )));
+    }
+    let rows = matching_rows(ctx, &req)?;
+    let mut per_bucket: Vec<Vec<&Row>> = vec![Vec::new(); buckets as usize];
+    for row in &rows {
+        if let Some(members) =
+            per_bucket.get_mut(((row.ts_ms.saturating_sub(first)) / interval_ms) as usize)
+        {
+            members.push(row);
+        }
+    }
+    let series = |agg: &Agg| -> Value {
+        let data: Vec<Value> = per_bucket
+            .iter()
+            .enumerate()
+            .map(|(i, members)| {
+                let value = match aggregate(agg, members, interval_ms) {
+                    Value::Null => json!(0),
+                    v => v,
+                };
+                json!([(first + i as u64 * interval_ms) / 1000, [{"count": value}]])
+            })
+            .collect();
+        json!({
+            "data": data,
+            "start": first / 1000,
+            "end": req.end_ms / 1000,
+            "isMetricsData": false,
+        })
+    };
+    let body = if let [(_, agg)] = aggs.as_slice() {
+        series(agg)
+    } else {
+        let mut out = Map::new();
+        for (order, (name, agg)) in aggs.iter().enumerate() {
+            let mut one = series(agg);
+            one["order"] = json!(order);
+            out.insert(name.clone(), one);
+        }
+        Value::Object(out)
+    };
+    Ok(ApiResponse::ok(body))
+}
+
+/// `GET /organizations/{org}/events/`.
+pub(super) fn events(ctx: &Ctx<'_>, org: &str) -> ApiResult {
+    let org = ctx.org(org)?;
+    ctx.require_any(&["event:read", "org:read"])?;
+    let (request, _) = parse_request(ctx, &org);
+    let req = request.map_err(ApiError::BadRequest)?;
+    let rows = matching_rows(ctx, &req)?;
     let has_agg = req.fields.iter().any(|(_, c)| matches!(c, Column::Agg(_)));
     let window_ms = req.end_ms.saturating_sub(req.start_ms);
     let mut out: Vec<Map<String, Value>> = if has_agg {

@@ -331,3 +331,61 @@ fn trace_meta_and_tree() {
     );
     assert_eq!(r.status, 404);
 }
+
+/// `events-stats/`: Discover aggregates per interval, for one series or several.
+#[test]
+fn events_stats_series() {
+    let f = setup();
+    let stats = |query: &str| -> Value {
+        let r = f.get(&format!(
+            "/api/0/organizations/default/events-stats/?{query}"
+        ));
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        r.body
+    };
+    let total = |series: &Value| -> f64 {
+        series["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|point| point[1][0]["count"].as_f64().unwrap())
+            .sum()
+    };
+    let errors = stats("dataset=errors&statsPeriod=1h&interval=1h");
+    assert_eq!(total(&errors), 2.0, "{errors}");
+    let points = errors["data"].as_array().unwrap();
+    assert!((1..=2).contains(&points.len()), "{errors}");
+    // Points are aligned to the interval and one interval apart.
+    let first = points[0][0].as_u64().unwrap();
+    assert_eq!(first % 3600, 0);
+    assert_eq!(errors["start"].as_u64(), Some(first));
+    assert_eq!(
+        total(&stats(
+            "dataset=errors&statsPeriod=1h&interval=1h&environment=staging"
+        )),
+        1.0
+    );
+    let checkout = stats(&format!(
+        "dataset=transactions&statsPeriod=1h&interval=1m&query={}",
+        percent_encode("transaction:/checkout")
+    ));
+    assert_eq!(total(&checkout), 20.0);
+    // Several series: keyed by their yAxis, in order.
+    let both = stats(&format!(
+        "dataset=transactions&statsPeriod=1h&interval=1h&yAxis=count()&yAxis={}",
+        percent_encode("p95(transaction.duration)")
+    ));
+    assert_eq!(total(&both["count()"]), 30.0, "{both}");
+    assert_eq!(both["count()"]["order"], 0);
+    assert_eq!(both["p95(transaction.duration)"]["order"], 1);
+    assert!(total(&both["p95(transaction.duration)"]) > 0.0, "{both}");
+    for bad in [
+        "yAxis=title",
+        "interval=1s&statsPeriod=14d",
+        "interval=soon",
+        "yAxis=nope(x)",
+    ] {
+        let r = f.get(&format!("/api/0/organizations/default/events-stats/?{bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+}

@@ -687,6 +687,9 @@ fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> ApiResult {
     };
     match segs {
         ["organizations", org, "events"] => return get_only(&|| discover::events(ctx, org)),
+        ["organizations", org, "events-stats"] => {
+            return get_only(&|| discover::events_stats(ctx, org))
+        }
         ["organizations", org, "events", "validate"] => {
             return get_only(&|| discover::validate(ctx, org))
         }
