@@ -766,7 +766,20 @@ fn python_sdk_events_through_kafka_nodes_answer_the_same_as_embedded() {
 
     // Legacy feedback posted to the query node goes through Kafka to the processor node that
     // holds the project and its event, once: a token's report, then a DSN's replacing it.
-    let probe = "0000000000000000000000000000000a";
+    // The report is about the project's newest error event (through the query node): the
+    // node that processed it owns the project's partition now, so the report lands beside
+    // it. (The readiness probe, sent first, may sit on the other node if the partition moved
+    // when the second processor joined; a report there could not be linked.)
+    let newest = api_json(
+        query_port,
+        "/api/0/projects/default/default/events/?per_page=1",
+    )
+    .expect("the project's events through the query node");
+    let probe = newest[0]["eventID"]
+        .as_str()
+        .expect("an error event id")
+        .to_owned();
+    let probe = probe.as_str();
     let feedback_path = "/api/0/projects/default/default/user-feedback/";
     let (status, answer) = api_call(
         query_port,
