@@ -986,19 +986,16 @@ impl IngestService {
             "length": decoded.len(),
             "item_count": reports,
         });
-        let envelope = Envelope {
-            header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
-            event_id: Some(event_id),
-            event_id_generated: true,
-            dsn: None,
-            items: vec![Item {
+        let envelope = Envelope::generated(
+            event_id,
+            vec![Item {
                 ty: ItemType::Nel,
                 header: Bytes::from(item_header.to_string()),
                 payload: decoded,
                 item_count: u32::try_from(reports).ok(),
                 attachment_type: None,
             }],
-        };
+        );
         match self
             .handle_envelope(envelope, key, client_addr, false)
             .await
@@ -1041,12 +1038,9 @@ impl IngestService {
             let mut item_header = extra.clone();
             item_header.insert("type".into(), "security".into());
             item_header.insert("length".into(), payload.len().into());
-            let envelope = Envelope {
-                header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
-                event_id: Some(event_id),
-                event_id_generated: true,
-                dsn: None,
-                items: vec![Item {
+            let envelope = Envelope::generated(
+                event_id,
+                vec![Item {
                     ty: ItemType::Security,
                     header: Bytes::from(
                         serde_json::to_vec(&item_header)
@@ -1056,7 +1050,7 @@ impl IngestService {
                     item_count: None,
                     attachment_type: None,
                 }],
-            };
+            );
             last = Some(
                 self.handle_envelope(envelope, key, client_addr, false)
                     .await?,
@@ -1130,13 +1124,7 @@ impl IngestService {
         for file in &upload.files {
             items.push(attachment_item(file.clone())?);
         }
-        let envelope = Envelope {
-            header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
-            event_id: Some(event_id),
-            event_id_generated: true,
-            dsn: None,
-            items,
-        };
+        let envelope = Envelope::generated(event_id, items);
         match self.handle_envelope(envelope, key, client_addr, true).await {
             Err(IngestError::RateLimited(rate_limits)) => Ok(Accepted {
                 event_id: Some(event_id),

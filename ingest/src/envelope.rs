@@ -272,6 +272,18 @@ fn require_termination(body: &[u8], pos: usize) -> Result<(), EnvelopeError> {
 }
 
 impl Envelope {
+    /// An envelope osprey makes itself from a request that is not one (a security or NEL
+    /// report, a crash upload): the header carries only `event_id`, generated here.
+    pub fn generated(event_id: Uuid, items: Vec<Item>) -> Envelope {
+        Envelope {
+            header: Bytes::from(format!(r#"{{"event_id":"{}"}}"#, event_id.simple())),
+            event_id: Some(event_id),
+            event_id_generated: true,
+            dsn: None,
+            items,
+        }
+    }
+
     /// Parses an envelope body. Fails on broken framing or header JSON; unknown item types and
     /// unknown header fields are kept.
     pub fn parse(body: Bytes) -> Result<Envelope, EnvelopeError> {
