@@ -417,32 +417,15 @@ impl QueryService {
         cursor: Option<&str>,
         full: bool,
     ) -> Result<EventPage> {
-        let Some(issue) = records::load_issue(self.store(), issue_id)? else {
-            return Ok(EventPage {
-                events: Vec::new(),
-                next_cursor: None,
-            });
+        let every = EventFilter {
+            start_ms: 0,
+            end_ms: u64::MAX,
+            environments: Vec::new(),
+            query: None,
+            oldest_first: false,
         };
-        let limit = match limit {
-            0 => 100,
-            n => n.min(100),
-        };
-        let offset = parse_cursor(cursor);
-        let ids = self.index_newest_first(keys::index::ISSUE_TIME, issue_id, offset + limit + 1)?;
-        let more = ids.len() > offset + limit;
-        let mut events = Vec::new();
-        for id in ids.into_iter().skip(offset).take(limit) {
-            if let Some(mut e) = self.event(issue.project_id, &id)? {
-                if !full {
-                    e.entries.clear();
-                }
-                events.push(e);
-            }
-        }
-        Ok(EventPage {
-            events,
-            next_cursor: more.then(|| format!("0:{}:0", offset + limit)),
-        })
+        let limit = if limit == 0 { 100 } else { limit };
+        self.issue_events_matching(issue_id, &every, parse_cursor(cursor), limit, full)
     }
 
     /// Events of an issue that pass `filter`, `offset` of them skipped
@@ -550,7 +533,8 @@ impl QueryService {
 
     /// One page of the events the time-index keys in `lower..=upper` name, read in
     /// `direction` from the end it starts at: events `keep` refuses are passed over,
-    /// `page.offset` kept ones skipped, and at most [`MAX_INDEX_SCAN`] entries read.
+    /// `page.offset` kept ones skipped, and at most [`MAX_INDEX_SCAN`] entries read past the
+    /// page.
     fn index_page(
         &self,
         lower: &[u8],
@@ -570,7 +554,12 @@ impl QueryService {
             rocksdb::IteratorMode::From(from, direction),
         );
         let (mut skipped, mut events, mut more) = (0, Vec::new(), false);
-        for item in iter.take(MAX_INDEX_SCAN) {
+        // The entries skipped for the offset are read too: bounded by what the client asks.
+        let scan = page
+            .offset
+            .saturating_add(limit)
+            .saturating_add(MAX_INDEX_SCAN);
+        for item in iter.take(scan) {
             let (key, _) = item?;
             if key.as_ref() < lower || key.as_ref() > upper {
                 break;
